@@ -44,6 +44,7 @@ enum verr {
     VERR_DENIED = -21,        /* not allowed for this identity or role */
     VERR_LIMIT = -22,         /* a configured bound was reached */
     VERR_PROTOCOL = -23,      /* message not valid in this protocol state */
+    VERR_BAD_PROOF = -24,     /* Merkle inclusion or consistency proof does not verify */
 
     /* system failures */
     VERR_IO = -100,       /* read, write, fsync or rename failed */
