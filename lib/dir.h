@@ -1,0 +1,73 @@
+/*
+ * dir.h - the signed directory (DESIGN.md "Trust and keys").
+ *
+ * One object signed by the organisation root: a version that only grows, the
+ * valid device certificates and the revoked serials. The relay serves the
+ * newest one it was given; clients refuse one older than they have seen.
+ *
+ * Contract:
+ *  - dir_parse_verify accepts exactly the canonical encoding (PROTOCOL.md
+ *    "Directory"): certificates sorted by strictly increasing serial, the same
+ *    for revocations, every certificate of this organisation with a valid root
+ *    signature, no trailing bytes, and the root's signature over the whole.
+ *  - A parsed directory is immutable and keeps a copy of its bytes, so it can
+ *    be served as it was signed.
+ *  - dir_check_cert is the one revocation check every component uses.
+ */
+#ifndef VALISE_DIR_H
+#define VALISE_DIR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cert.h"
+
+enum {
+    DIR_MAX_CERTS = 20000,
+    DIR_MAX_REVOKED = 100000,
+    DIR_REVOCATION_LEN = 8 + DEVICE_ID_LEN + 8,
+    DIR_MAX_LEN = 4 + 1 + ORG_ID_LEN + 8 + 8 + 4 + DIR_MAX_CERTS * CERT_MAX_LEN + 4 +
+                  DIR_MAX_REVOKED * DIR_REVOCATION_LEN + SIG_LEN,
+};
+
+struct dir_revocation {
+    uint64_t serial;
+    uint8_t device_id[DEVICE_ID_LEN];
+    uint64_t revoked_at;
+};
+
+struct directory;
+
+int dir_parse_verify(const uint8_t *p, size_t len, const struct orgpub *org,
+                     struct directory **out) VL_MUST_CHECK;
+/* Reads a directory file and verifies it against org. */
+int dir_load(const char *path, const struct orgpub *org, struct directory **out) VL_MUST_CHECK;
+/* certs and revocations must already be sorted by increasing serial. */
+int dir_encode_sign(uint64_t version, uint64_t issued_at, const struct orgpub *org,
+                    const struct cert *certs, size_t ncerts, const struct dir_revocation *revs,
+                    size_t nrevs, const uint8_t org_sk[static SIG_SK_LEN],
+                    struct buf *out) VL_MUST_CHECK;
+void dir_free(struct directory *d);
+
+uint64_t dir_version(const struct directory *d);
+uint64_t dir_issued_at(const struct directory *d);
+const uint8_t *dir_bytes(const struct directory *d, size_t *len);
+size_t dir_cert_count(const struct directory *d);
+const struct cert *dir_cert_at(const struct directory *d, size_t i);
+size_t dir_revoked_count(const struct directory *d);
+const struct dir_revocation *dir_revoked_at(const struct directory *d, size_t i);
+
+/* The listed, unrevoked certificate of a device, or NULL. */
+const struct cert *dir_find_device(const struct directory *d,
+                                   const uint8_t id[static DEVICE_ID_LEN]);
+/* 1 if the serial or the device id is revoked. */
+int dir_is_revoked(const struct directory *d, uint64_t serial,
+                   const uint8_t id[static DEVICE_ID_LEN]);
+/*
+ * The whole check of a presented certificate: this organisation, root
+ * signature, validity at now (cert_verify), and not revoked in d.
+ */
+int dir_check_cert(const struct directory *d, const struct cert *c, const struct orgpub *org,
+                   uint64_t now) VL_MUST_CHECK;
+
+#endif
