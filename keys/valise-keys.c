@@ -1,8 +1,541 @@
-/* valise-keys - IT staff's provisioning tool (in progress). */
+/*
+ * valise-keys - IT staff's tool: the organisation root of trust, device
+ * enrolment and revocation, and the signed directory.
+ * Command-line contract: DESIGN.md; formats: PROTOCOL.md.
+ *
+ * The org directory holds org.key (the root's keystore, 0600), org.pub (for
+ * distribution) and registry (what was issued). Every verb either completes
+ * or changes nothing.
+ */
+#include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
-int main(void)
+#include <sodium.h>
+
+#include "cert.h"
+#include "dir.h"
+#include "fileio.h"
+#include "keystore.h"
+#include "pass.h"
+#include "registry.h"
+#include "text.h"
+
+enum { MAX_VALID_DAYS = 3650, DEFAULT_VALID_DAYS = 365, PATH_LEN = 4096 };
+
+struct opts {
+    const char *dir, *org, *request, *post, *role, *out, *device, *reason, *passfile;
+    uint64_t valid_days;
+};
+
+static const char usage_main[] =
+    "usage: valise-keys VERB [options]\n"
+    "\n"
+    "IT staff's tool for the organisation's root of trust.\n"
+    "\n"
+    "verbs:\n"
+    "  init       create the organisation root key (org.key) and org.pub\n"
+    "  enroll     issue a device certificate from an enrolment request\n"
+    "  revoke     revoke a device\n"
+    "  list       list issued certificates and their status\n"
+    "  directory  write the signed directory (certificates and revocations)\n"
+    "\n"
+    "Run 'valise-keys VERB --help' for a verb's options. Passphrases are read\n"
+    "from the terminal without echo, or from --passphrase-file FILE.\n";
+
+static const char usage_init[] =
+    "usage: valise-keys init --dir DIR --org NAME [--passphrase-file FILE]\n"
+    "\n"
+    "Creates DIR (mode 0700) with the organisation's root Ed25519 key in org.key,\n"
+    "encrypted under a passphrase (Argon2id 64 MiB, t=3; XChaCha20-Poly1305),\n"
+    "org.pub to give to every device and relay, and an empty registry.\n"
+    "Refuses to touch a DIR that already holds an organisation.\n";
+
+static const char usage_enroll[] =
+    "usage: valise-keys enroll --dir DIR --request FILE --post POST --role ROLE\n"
+    "                          [--valid-days N] --out CERT [--passphrase-file FILE]\n"
+    "\n"
+    "Checks the device's self-signed enrolment request (made by 'valise init')\n"
+    "and issues a certificate binding its keys to POST (e.g. HQ, JKT: A-Z 0-9 -)\n"
+    "and ROLE (e.g. ambassador, duty, auditor: a-z 0-9 -), valid for N days\n"
+    "(default 365, at most 3650). Writes CERT (never overwrites) and records it.\n";
+
+static const char usage_revoke[] =
+    "usage: valise-keys revoke --dir DIR --device ID [--reason TEXT] [--passphrase-file FILE]\n"
+    "\n"
+    "Marks the device ID (32 hex digits, as 'list' shows) revoked. Run\n"
+    "'valise-keys directory' afterwards to publish the revocation.\n";
+
+static const char usage_list[] =
+    "usage: valise-keys list --dir DIR\n"
+    "\n"
+    "Lists every certificate issued: serial, device id, name, post, role,\n"
+    "validity and status (active, expired, revoked).\n";
+
+static const char usage_directory[] =
+    "usage: valise-keys directory --dir DIR --out FILE [--passphrase-file FILE]\n"
+    "\n"
+    "Writes the signed directory: every active certificate and every revoked\n"
+    "serial, with a version one above the last one issued (versions only grow).\n";
+
+static int fail(const char *verb, const char *what, int err)
 {
-    fputs("valise-keys: not built yet\n", stderr);
+    fprintf(stderr, "valise-keys %s: %s: %s\n", verb, what, verr_str(err));
     return 1;
+}
+
+static int fail_msg(const char *verb, const char *msg)
+{
+    fprintf(stderr, "valise-keys %s: %s\n", verb, msg);
+    return 2;
+}
+
+static int parse_opts(const char *verb, int argc, char **argv, struct opts *o, const char *usage)
+{
+    static const struct option longopts[] = {
+        {"dir", required_argument, NULL, 'd'},
+        {"org", required_argument, NULL, 'o'},
+        {"request", required_argument, NULL, 'q'},
+        {"post", required_argument, NULL, 'p'},
+        {"role", required_argument, NULL, 'r'},
+        {"valid-days", required_argument, NULL, 'v'},
+        {"out", required_argument, NULL, 'w'},
+        {"device", required_argument, NULL, 'i'},
+        {"reason", required_argument, NULL, 'R'},
+        {"passphrase-file", required_argument, NULL, 'P'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+
+    memset(o, 0, sizeof(*o));
+    o->valid_days = DEFAULT_VALID_DAYS;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'd': o->dir = optarg; break;
+        case 'o': o->org = optarg; break;
+        case 'q': o->request = optarg; break;
+        case 'p': o->post = optarg; break;
+        case 'r': o->role = optarg; break;
+        case 'w': o->out = optarg; break;
+        case 'i': o->device = optarg; break;
+        case 'R': o->reason = optarg; break;
+        case 'P': o->passfile = optarg; break;
+        case 'v':
+            if (text_parse_u64(optarg, 1, MAX_VALID_DAYS, &o->valid_days) != 0)
+                return fail_msg(verb, "--valid-days must be a whole number from 1 to 3650");
+            break;
+        case 'h': fputs(usage, stdout); exit(0);
+        default: {
+            char msg[256];
+            snprintf(msg, sizeof(msg), "unknown or incomplete option '%s' (see --help)",
+                     argv[optind - 1]);
+            return fail_msg(verb, msg);
+        }
+        }
+    }
+    if (optind != argc)
+        return fail_msg(verb, "unexpected argument (see --help)");
+    if (o->dir == NULL)
+        return fail_msg(verb, "--dir is required");
+    return 0;
+}
+
+static int org_path(char out[static PATH_LEN], const char *dir, const char *name)
+{
+    return file_join(out, PATH_LEN, dir, name);
+}
+
+/* Loads org.pub and the registry of dir. */
+static int load_org(const char *verb, const char *dir, struct orgpub *org, struct registry *g)
+{
+    char path[PATH_LEN];
+    int r;
+
+    if ((r = org_path(path, dir, "org.pub")) != 0 || (r = orgpub_load(path, org)) != 0)
+        return fail(verb, r == VERR_UNKNOWN ? "no organisation here (org.pub missing)" : "org.pub",
+                    r);
+    if ((r = org_path(path, dir, "registry")) != 0 || (r = registry_load(path, org, g)) != 0)
+        return fail(verb, "registry", r);
+    return 0;
+}
+
+/* Unlocks the root key: a BUF_SECRET buffer of the Ed25519 secret key (64 bytes). */
+static int unlock_root(const char *verb, const struct opts *o, const struct orgpub *org,
+                       struct buf *sk)
+{
+    char path[PATH_LEN], *pass = NULL;
+    struct buf seed;
+    uint8_t pk[SIG_PK_LEN], *dst;
+    int r;
+
+    if ((r = org_path(path, o->dir, "org.key")) != 0)
+        return fail(verb, "org.key", r);
+    if ((r = pass_read(o->passfile, "Organisation passphrase: ", 0, &pass)) != 0)
+        return fail(verb, "passphrase", r);
+    r = ks_open_file(path, KS_KIND_ORG, pass, &seed);
+    pass_free(pass);
+    if (r != 0)
+        return fail(verb, "org.key", r);
+    if (buf_size(&seed) != SIG_SEED_LEN || buf_init(sk, SIG_SK_LEN, BUF_SECRET) != 0 ||
+        buf_reserve(sk, SIG_SK_LEN, &dst) != 0) {
+        buf_free(&seed);
+        return fail(verb, "org.key", VERR_BAD_FORMAT);
+    }
+    crypto_sign_seed_keypair(pk, dst, buf_data(&seed));
+    buf_free(&seed);
+    if (sodium_memcmp(pk, org->pk, SIG_PK_LEN) != 0) {
+        buf_free(sk);
+        return fail(verb, "org.key does not match org.pub", VERR_WRONG_ORG);
+    }
+    return 0;
+}
+
+static int cmd_init(int argc, char **argv)
+{
+    struct opts o;
+    struct orgpub org;
+    struct registry g;
+    struct buf pub;
+    char kpath[PATH_LEN], ppath[PATH_LEN], rpath[PATH_LEN], *pass = NULL;
+    uint8_t seed[SIG_SEED_LEN], sk[SIG_SK_LEN];
+    int r, created_key = 0, created_pub = 0, ret = 1;
+
+    if ((r = parse_opts("init", argc, argv, &o, usage_init)) != 0)
+        return r;
+    if (o.org == NULL)
+        return fail_msg("init", "--org is required");
+    if (!cert_valid_name(o.org, ORG_NAME_MAX))
+        return fail_msg("init", "--org must be 1 to 64 printable characters");
+    if ((r = file_mkdir_private(o.dir)) != 0)
+        return fail("init", o.dir, r);
+    if (org_path(kpath, o.dir, "org.key") != 0 || org_path(ppath, o.dir, "org.pub") != 0 ||
+        org_path(rpath, o.dir, "registry") != 0)
+        return fail("init", o.dir, VERR_TOO_LARGE);
+    if (file_exists(kpath) || file_exists(ppath) || file_exists(rpath))
+        return fail_msg("init", "an organisation already exists in this directory; refusing to "
+                                "overwrite it");
+    if ((r = pass_read(o.passfile, "New organisation passphrase: ", 1, &pass)) != 0)
+        return fail("init", "passphrase (at least 8 characters)", r);
+
+    memset(&org, 0, sizeof(org));
+    memcpy(org.name, o.org, strlen(o.org) + 1);
+    randombytes_buf(seed, sizeof(seed));
+    crypto_sign_seed_keypair(org.pk, sk, seed);
+    orgpub_id(org.id, org.pk);
+
+    if ((r = ks_create_file(kpath, KS_KIND_ORG, pass, seed, sizeof(seed))) != 0) {
+        fail("init", "org.key", r);
+        goto out;
+    }
+    created_key = 1;
+    if ((r = orgpub_encode(&org, &pub)) != 0) {
+        fail("init", "org.pub", r);
+        goto out;
+    }
+    r = file_write_new(ppath, buf_data(&pub), buf_size(&pub), 0644);
+    buf_free(&pub);
+    if (r != 0) {
+        fail("init", "org.pub", r);
+        goto out;
+    }
+    created_pub = 1;
+    registry_init(&g, &org);
+    if ((r = registry_save(rpath, &g)) != 0) {
+        fail("init", "registry", r);
+        goto out;
+    }
+    {
+        char id[2 * ORG_ID_LEN + 1];
+        if (text_hex_encode(id, sizeof(id), org.id, ORG_ID_LEN) != 0)
+            goto out;
+        printf("organisation '%s' created in %s\norg id %s\ndistribute %s to devices and relays\n",
+               org.name, o.dir, id, ppath);
+    }
+    ret = 0;
+out:
+    if (ret != 0) {
+        /* Leave nothing half-made behind. */
+        if (created_pub)
+            (void)remove(ppath);
+        if (created_key)
+            (void)remove(kpath);
+    }
+    sodium_memzero(seed, sizeof(seed));
+    sodium_memzero(sk, sizeof(sk));
+    pass_free(pass);
+    return ret;
+}
+
+static int cmd_enroll(int argc, char **argv)
+{
+    struct opts o;
+    struct orgpub org;
+    struct registry g;
+    struct enrol_request q;
+    struct cert c;
+    struct buf req, sk, out;
+    char rpath[PATH_LEN], hex[2 * DEVICE_ID_LEN + 1];
+    uint64_t now = (uint64_t)time(NULL);
+    int r, ret = 1;
+
+    if ((r = parse_opts("enroll", argc, argv, &o, usage_enroll)) != 0)
+        return r;
+    if (o.request == NULL || o.post == NULL || o.role == NULL || o.out == NULL)
+        return fail_msg("enroll", "--request, --post, --role and --out are required");
+    if (!cert_valid_post(o.post))
+        return fail_msg("enroll", "--post must be 1 to 16 of A-Z, 0-9 and -");
+    if (!cert_valid_role(o.role))
+        return fail_msg("enroll", "--role must be 1 to 32 of a-z, 0-9 and -");
+    if (file_exists(o.out))
+        return fail("enroll", o.out, VERR_EXISTS);
+    if ((r = file_read(o.request, REQUEST_MAX_LEN, 0, &req)) != 0)
+        return fail("enroll", o.request, r == VERR_TOO_LARGE ? VERR_TRAILING : r);
+    r = request_parse(buf_data(&req), buf_size(&req), &q);
+    buf_free(&req);
+    if (r != 0)
+        return fail("enroll", "enrolment request rejected", r);
+    if (load_org("enroll", o.dir, &org, &g) != 0)
+        return 1;
+    if (registry_find(&g, q.device_id) != NULL || registry_find_key(&g, q.sign_pk) != NULL) {
+        registry_free(&g);
+        return fail("enroll", "this device is already enrolled", VERR_EXISTS);
+    }
+    if (unlock_root("enroll", &o, &org, &sk) != 0) {
+        registry_free(&g);
+        return 1;
+    }
+    memset(&c, 0, sizeof(c));
+    c.serial = g.next_serial;
+    memcpy(c.org_id, org.id, ORG_ID_LEN);
+    memcpy(c.device_id, q.device_id, DEVICE_ID_LEN);
+    memcpy(c.name, q.name, sizeof(c.name));
+    memcpy(c.post, o.post, strlen(o.post) + 1);
+    memcpy(c.role, o.role, strlen(o.role) + 1);
+    memcpy(c.sign_pk, q.sign_pk, SIG_PK_LEN);
+    memcpy(c.dh_pk, q.dh_pk, DH_PK_LEN);
+    c.not_before = now;
+    c.not_after = now + o.valid_days * 86400;
+    r = cert_sign(&c, buf_data(&sk), &out);
+    buf_free(&sk);
+    if (r != 0) {
+        fail("enroll", "signing", r);
+        goto out_reg;
+    }
+    if ((r = file_write_new(o.out, buf_data(&out), buf_size(&out), 0644)) != 0) {
+        fail("enroll", o.out, r);
+        goto out_cert;
+    }
+    g.next_serial++;
+    if ((r = registry_add(&g, &c)) != 0 || (r = org_path(rpath, o.dir, "registry")) != 0 ||
+        (r = registry_save(rpath, &g)) != 0) {
+        (void)remove(o.out); /* not recorded, so not issued */
+        fail("enroll", "registry", r);
+        goto out_cert;
+    }
+    if (text_hex_encode(hex, sizeof(hex), c.device_id, DEVICE_ID_LEN) != 0)
+        goto out_cert;
+    printf("enrolled %s as %s@%s: serial %llu, device %s, valid %llu days\n", c.name, c.role,
+           c.post, (unsigned long long)c.serial, hex, (unsigned long long)o.valid_days);
+    ret = 0;
+out_cert:
+    buf_free(&out);
+out_reg:
+    registry_free(&g);
+    return ret;
+}
+
+static int cmd_revoke(int argc, char **argv)
+{
+    struct opts o;
+    struct orgpub org;
+    struct registry g;
+    struct reg_entry *e;
+    struct buf sk;
+    uint8_t id[DEVICE_ID_LEN];
+    char rpath[PATH_LEN];
+    int r, ret = 1;
+
+    if ((r = parse_opts("revoke", argc, argv, &o, usage_revoke)) != 0)
+        return r;
+    if (o.device == NULL)
+        return fail_msg("revoke", "--device is required");
+    if (text_hex_decode(id, sizeof(id), o.device) != 0)
+        return fail_msg("revoke", "--device must be a device id of 32 hex digits");
+    if (o.reason != NULL && !cert_valid_name(o.reason, REG_REASON_MAX))
+        return fail_msg("revoke", "--reason must be 1 to 128 printable characters");
+    if (load_org("revoke", o.dir, &org, &g) != 0)
+        return 1;
+    if ((e = registry_find(&g, id)) == NULL) {
+        fail("revoke", "no device with this id was enrolled", VERR_UNKNOWN);
+        goto out;
+    }
+    if (e->status == REG_REVOKED) {
+        fail("revoke", "this device is already revoked", VERR_EXISTS);
+        goto out;
+    }
+    /* Only the holder of the root passphrase may revoke. */
+    if (unlock_root("revoke", &o, &org, &sk) != 0)
+        goto out;
+    buf_free(&sk);
+    e->status = REG_REVOKED;
+    e->revoked_at = (uint64_t)time(NULL);
+    if (o.reason != NULL)
+        memcpy(e->reason, o.reason, strlen(o.reason) + 1);
+    if ((r = org_path(rpath, o.dir, "registry")) != 0 || (r = registry_save(rpath, &g)) != 0) {
+        fail("revoke", "registry", r);
+        goto out;
+    }
+    printf("revoked device %s (serial %llu, %s@%s); publish with 'valise-keys directory'\n",
+           o.device, (unsigned long long)e->cert.serial, e->cert.role, e->cert.post);
+    ret = 0;
+out:
+    registry_free(&g);
+    return ret;
+}
+
+static void format_date(char out[static 11], uint64_t t)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+
+    if (gmtime_r(&tt, &tm) == NULL || strftime(out, 11, "%Y-%m-%d", &tm) == 0)
+        memcpy(out, "?", 2);
+}
+
+static int cmd_list(int argc, char **argv)
+{
+    struct opts o;
+    struct orgpub org;
+    struct registry g;
+    uint64_t now = (uint64_t)time(NULL);
+    int r;
+
+    if ((r = parse_opts("list", argc, argv, &o, usage_list)) != 0)
+        return r;
+    if (load_org("list", o.dir, &org, &g) != 0)
+        return 1;
+    printf("%-6s  %-32s  %-20s  %-8s  %-14s  %-10s  %-10s  %s\n", "SERIAL", "DEVICE", "NAME",
+           "POST", "ROLE", "FROM", "UNTIL", "STATUS");
+    for (size_t i = 0; i < g.n; i++) {
+        const struct reg_entry *e = &g.entries[i];
+        char hex[2 * DEVICE_ID_LEN + 1], from[11], until[11];
+        const char *status = e->status == REG_REVOKED ? "revoked"
+                             : now >= e->cert.not_after ? "expired"
+                                                         : "active";
+
+        if (text_hex_encode(hex, sizeof(hex), e->cert.device_id, DEVICE_ID_LEN) != 0)
+            break;
+        format_date(from, e->cert.not_before);
+        format_date(until, e->cert.not_after);
+        printf("%-6llu  %s  %-20s  %-8s  %-14s  %-10s  %-10s  %s%s%s\n",
+               (unsigned long long)e->cert.serial, hex, e->cert.name, e->cert.post, e->cert.role,
+               from, until, status, e->reason[0] ? ": " : "", e->reason);
+    }
+    printf("%zu certificate(s); last directory version %llu\n", g.n,
+           (unsigned long long)g.dir_version);
+    registry_free(&g);
+    return 0;
+}
+
+static int cmd_directory(int argc, char **argv)
+{
+    struct opts o;
+    struct orgpub org;
+    struct registry g;
+    struct cert *certs = NULL;
+    struct dir_revocation *revs = NULL;
+    struct buf sk, out;
+    char rpath[PATH_LEN];
+    size_t nc = 0, nr = 0;
+    int r, ret = 1, have_out = 0;
+
+    if ((r = parse_opts("directory", argc, argv, &o, usage_directory)) != 0)
+        return r;
+    if (o.out == NULL)
+        return fail_msg("directory", "--out is required");
+    if (load_org("directory", o.dir, &org, &g) != 0)
+        return 1;
+    if ((g.n > 0 && ((certs = calloc(g.n, sizeof(*certs))) == NULL ||
+                     (revs = calloc(g.n, sizeof(*revs))) == NULL))) {
+        fail("directory", "memory", VERR_NOMEM);
+        goto out;
+    }
+    /* Registry entries are in serial order, which the directory requires. */
+    for (size_t i = 0; i < g.n; i++) {
+        const struct reg_entry *e = &g.entries[i];
+
+        if (e->status == REG_REVOKED) {
+            revs[nr].serial = e->cert.serial;
+            memcpy(revs[nr].device_id, e->cert.device_id, DEVICE_ID_LEN);
+            revs[nr].revoked_at = e->revoked_at;
+            nr++;
+        } else {
+            certs[nc++] = e->cert;
+        }
+    }
+    if (unlock_root("directory", &o, &org, &sk) != 0)
+        goto out;
+    g.dir_version++;
+    r = dir_encode_sign(g.dir_version, (uint64_t)time(NULL), &org, certs, nc, revs, nr,
+                        buf_data(&sk), &out);
+    buf_free(&sk);
+    if (r != 0) {
+        fail("directory", "signing", r);
+        goto out;
+    }
+    have_out = 1;
+    /* Record the version first: a version number is never issued twice. */
+    if ((r = org_path(rpath, o.dir, "registry")) != 0 || (r = registry_save(rpath, &g)) != 0) {
+        fail("directory", "registry", r);
+        goto out;
+    }
+    if ((r = file_replace(o.out, buf_data(&out), buf_size(&out), 0644)) != 0) {
+        fail("directory", o.out, r);
+        goto out;
+    }
+    printf("directory version %llu written to %s: %zu certificate(s), %zu revoked\n",
+           (unsigned long long)g.dir_version, o.out, nc, nr);
+    ret = 0;
+out:
+    if (have_out)
+        buf_free(&out);
+    free(certs);
+    free(revs);
+    registry_free(&g);
+    return ret;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct {
+        const char *name;
+        int (*run)(int, char **);
+    } verbs[] = {
+        {"init", cmd_init},     {"enroll", cmd_enroll},       {"revoke", cmd_revoke},
+        {"list", cmd_list},     {"directory", cmd_directory},
+    };
+
+    if (sodium_init() < 0) {
+        fputs("valise-keys: libsodium failed to initialise\n", stderr);
+        return 1;
+    }
+    if (argc < 2) {
+        fputs(usage_main, stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        fputs(usage_main, stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+        if (strcmp(argv[1], verbs[i].name) == 0)
+            return verbs[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "valise-keys: unknown verb '%s' (see valise-keys --help)\n", argv[1]);
+    return 2;
 }

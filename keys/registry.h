@@ -1,0 +1,52 @@
+/*
+ * registry.h - IT staff's record of what the organisation root has issued:
+ * every certificate, its status, and the last directory version.
+ *
+ * Kept beside the keystore in the org directory ("registry", PROTOCOL.md
+ * "Registry"). Every certificate in it is verified against org.pub on load,
+ * and it is only ever replaced whole (fileio.h file_replace), so a crash
+ * leaves the old or the new registry, never a mix.
+ */
+#ifndef VALISE_REGISTRY_H
+#define VALISE_REGISTRY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cert.h"
+
+enum { REG_REASON_MAX = 128, REG_MAX_ENTRIES = 20000 };
+
+enum reg_status { REG_ACTIVE = 0, REG_REVOKED = 1 };
+
+struct reg_entry {
+    struct cert cert;
+    uint8_t status;
+    uint64_t revoked_at;
+    char reason[REG_REASON_MAX + 1];
+};
+
+struct registry {
+    uint8_t org_id[ORG_ID_LEN];
+    uint64_t next_serial;
+    uint64_t dir_version;
+    struct reg_entry *entries;
+    size_t n;
+};
+
+/* A new, empty registry for org. */
+void registry_init(struct registry *g, const struct orgpub *org);
+int registry_load(const char *path, const struct orgpub *org, struct registry *g) VL_MUST_CHECK;
+int registry_parse(const uint8_t *p, size_t len, const struct orgpub *org,
+                   struct registry *g) VL_MUST_CHECK;
+int registry_encode(const struct registry *g, struct buf *out) VL_MUST_CHECK;
+int registry_save(const char *path, const struct registry *g) VL_MUST_CHECK;
+void registry_free(struct registry *g);
+/* Appends an entry (copied). */
+int registry_add(struct registry *g, const struct cert *c) VL_MUST_CHECK;
+/* The entry for a device id, or NULL. */
+struct reg_entry *registry_find(struct registry *g, const uint8_t id[static DEVICE_ID_LEN]);
+/* The entry holding this signing key, or NULL: a request enrolled twice. */
+struct reg_entry *registry_find_key(struct registry *g, const uint8_t pk[static SIG_PK_LEN]);
+
+#endif
