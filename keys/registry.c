@@ -10,7 +10,7 @@ static const uint8_t reg_magic[4] = {'V', 'R', 'E', 'G'};
 enum {
     REG_VERSION = 1,
     REG_ENTRY_MAX_LEN = CERT_MAX_LEN + 1 + 8 + 1 + REG_REASON_MAX,
-    REG_MAX_LEN = 4 + 1 + ORG_ID_LEN + 8 + 8 + 4 + REG_MAX_ENTRIES * REG_ENTRY_MAX_LEN,
+    REG_MAX_LEN = 4 + 1 + ORG_ID_LEN + 8 + 8 + 4 + REG_MAX_ENTRIES * REG_ENTRY_MAX_LEN + SIG_LEN,
 };
 
 void registry_init(struct registry *g, const struct orgpub *org)
@@ -36,7 +36,15 @@ int registry_parse(const uint8_t *p, size_t len, const struct orgpub *org, struc
     int r = VERR_INTERNAL;
 
     registry_init(g, org);
-    buf_view(&b, p, len);
+    /* The root's signature over everything before it comes first: nothing
+     * unauthenticated is interpreted. */
+    if (len < SIG_LEN) {
+        r = VERR_TRUNCATED;
+        goto out;
+    }
+    if ((r = sig_verify(p + len - SIG_LEN, SIG_CTX_REGISTRY, p, len - SIG_LEN, org->pk)) != 0)
+        goto out;
+    buf_view(&b, p, len - SIG_LEN);
     if ((r = buf_get_bytes(&b, magic, sizeof(magic))) != 0)
         goto out;
     if (memcmp(magic, reg_magic, sizeof(magic)) != 0) {
@@ -106,8 +114,10 @@ int registry_load(const char *path, const struct orgpub *org, struct registry *g
     return r;
 }
 
-int registry_encode(const struct registry *g, struct buf *out)
+int registry_encode(const struct registry *g, const uint8_t org_sk[static SIG_SK_LEN],
+                    struct buf *out)
 {
+    uint8_t sig[SIG_LEN];
     int r;
 
     if ((r = buf_init(out, REG_MAX_LEN, 0)) != 0)
@@ -129,19 +139,22 @@ int registry_encode(const struct registry *g, struct buf *out)
             (r = buf_put_bytes(out, (const uint8_t *)e->reason, rl)) != 0)
             goto out;
     }
-    r = 0;
+    if ((r = sig_sign(sig, SIG_CTX_REGISTRY, buf_data(out), buf_size(out), org_sk)) != 0)
+        goto out;
+    r = buf_put_bytes(out, sig, sizeof(sig));
 out:
     if (r != 0)
         buf_free(out);
     return r;
 }
 
-int registry_save(const char *path, const struct registry *g)
+int registry_save(const char *path, const struct registry *g,
+                  const uint8_t org_sk[static SIG_SK_LEN])
 {
     struct buf b;
     int r;
 
-    if ((r = registry_encode(g, &b)) != 0)
+    if ((r = registry_encode(g, org_sk, &b)) != 0)
         return r;
     r = file_replace(path, buf_data(&b), buf_size(&b), 0600);
     buf_free(&b);

@@ -3,8 +3,9 @@
  * every certificate, its status, and the last directory version.
  *
  * Kept beside the keystore in the org directory ("registry", PROTOCOL.md
- * "Registry"). Every certificate in it is verified against org.pub on load,
- * and it is only ever replaced whole (fileio.h file_replace), so a crash
+ * "Registry"). The whole file is signed by the organisation root (context
+ * SIG_CTX_REGISTRY), so listing needs only org.pub and any alteration is
+ * refused; it is only ever replaced whole (fileio.h file_replace), so a crash
  * leaves the old or the new registry, never a mix.
  */
 #ifndef VALISE_REGISTRY_H
@@ -39,8 +40,11 @@ void registry_init(struct registry *g, const struct orgpub *org);
 int registry_load(const char *path, const struct orgpub *org, struct registry *g) VL_MUST_CHECK;
 int registry_parse(const uint8_t *p, size_t len, const struct orgpub *org,
                    struct registry *g) VL_MUST_CHECK;
-int registry_encode(const struct registry *g, struct buf *out) VL_MUST_CHECK;
-int registry_save(const char *path, const struct registry *g) VL_MUST_CHECK;
+/* Encodes and signs with the root's secret key. */
+int registry_encode(const struct registry *g, const uint8_t org_sk[static SIG_SK_LEN],
+                    struct buf *out) VL_MUST_CHECK;
+int registry_save(const char *path, const struct registry *g,
+                  const uint8_t org_sk[static SIG_SK_LEN]) VL_MUST_CHECK;
 void registry_free(struct registry *g);
 /* Appends an entry (copied). */
 int registry_add(struct registry *g, const struct cert *c) VL_MUST_CHECK;

@@ -245,7 +245,7 @@ static int cmd_init(int argc, char **argv)
     }
     created_pub = 1;
     registry_init(&g, &org);
-    if ((r = registry_save(rpath, &g)) != 0) {
+    if ((r = registry_save(rpath, &g, sk)) != 0) {
         fail("init", "registry", r);
         goto out;
     }
@@ -320,9 +320,7 @@ static int cmd_enroll(int argc, char **argv)
     memcpy(c.dh_pk, q.dh_pk, DH_PK_LEN);
     c.not_before = now;
     c.not_after = now + o.valid_days * 86400;
-    r = cert_sign(&c, buf_data(&sk), &out);
-    buf_free(&sk);
-    if (r != 0) {
+    if ((r = cert_sign(&c, buf_data(&sk), &out)) != 0) {
         fail("enroll", "signing", r);
         goto out_reg;
     }
@@ -332,7 +330,7 @@ static int cmd_enroll(int argc, char **argv)
     }
     g.next_serial++;
     if ((r = registry_add(&g, &c)) != 0 || (r = org_path(rpath, o.dir, "registry")) != 0 ||
-        (r = registry_save(rpath, &g)) != 0) {
+        (r = registry_save(rpath, &g, buf_data(&sk))) != 0) {
         (void)remove(o.out); /* not recorded, so not issued */
         fail("enroll", "registry", r);
         goto out_cert;
@@ -345,6 +343,7 @@ static int cmd_enroll(int argc, char **argv)
 out_cert:
     buf_free(&out);
 out_reg:
+    buf_free(&sk);
     registry_free(&g);
     return ret;
 }
@@ -358,7 +357,7 @@ static int cmd_revoke(int argc, char **argv)
     struct buf sk;
     uint8_t id[DEVICE_ID_LEN];
     char rpath[PATH_LEN];
-    int r, ret = 1;
+    int r, ret = 1, have_sk = 0;
 
     if ((r = parse_opts("revoke", argc, argv, &o, usage_revoke)) != 0)
         return r;
@@ -381,12 +380,13 @@ static int cmd_revoke(int argc, char **argv)
     /* Only the holder of the root passphrase may revoke. */
     if (unlock_root("revoke", &o, &org, &sk) != 0)
         goto out;
-    buf_free(&sk);
+    have_sk = 1;
     e->status = REG_REVOKED;
     e->revoked_at = (uint64_t)time(NULL);
     if (o.reason != NULL)
         memcpy(e->reason, o.reason, strlen(o.reason) + 1);
-    if ((r = org_path(rpath, o.dir, "registry")) != 0 || (r = registry_save(rpath, &g)) != 0) {
+    if ((r = org_path(rpath, o.dir, "registry")) != 0 ||
+        (r = registry_save(rpath, &g, buf_data(&sk))) != 0) {
         fail("revoke", "registry", r);
         goto out;
     }
@@ -394,6 +394,8 @@ static int cmd_revoke(int argc, char **argv)
            o.device, (unsigned long long)e->cert.serial, e->cert.role, e->cert.post);
     ret = 0;
 out:
+    if (have_sk)
+        buf_free(&sk);
     registry_free(&g);
     return ret;
 }
@@ -452,7 +454,7 @@ static int cmd_directory(int argc, char **argv)
     struct buf sk, out;
     char rpath[PATH_LEN];
     size_t nc = 0, nr = 0;
-    int r, ret = 1, have_out = 0;
+    int r, ret = 1, have_out = 0, have_sk = 0;
 
     if ((r = parse_opts("directory", argc, argv, &o, usage_directory)) != 0)
         return r;
@@ -480,17 +482,18 @@ static int cmd_directory(int argc, char **argv)
     }
     if (unlock_root("directory", &o, &org, &sk) != 0)
         goto out;
+    have_sk = 1;
     g.dir_version++;
     r = dir_encode_sign(g.dir_version, (uint64_t)time(NULL), &org, certs, nc, revs, nr,
                         buf_data(&sk), &out);
-    buf_free(&sk);
     if (r != 0) {
         fail("directory", "signing", r);
         goto out;
     }
     have_out = 1;
     /* Record the version first: a version number is never issued twice. */
-    if ((r = org_path(rpath, o.dir, "registry")) != 0 || (r = registry_save(rpath, &g)) != 0) {
+    if ((r = org_path(rpath, o.dir, "registry")) != 0 ||
+        (r = registry_save(rpath, &g, buf_data(&sk))) != 0) {
         fail("directory", "registry", r);
         goto out;
     }
@@ -502,6 +505,8 @@ static int cmd_directory(int argc, char **argv)
            (unsigned long long)g.dir_version, o.out, nc, nr);
     ret = 0;
 out:
+    if (have_sk)
+        buf_free(&sk);
     if (have_out)
         buf_free(&out);
     free(certs);

@@ -140,25 +140,34 @@ int ks_check(const uint8_t *file, size_t len, enum ks_kind kind)
     return ks_parse(file, len, kind, &h, &ct);
 }
 
-int ks_open(const uint8_t *file, size_t len, enum ks_kind kind, const char *pass,
-            struct buf *secret)
+int ks_derive_key(const uint8_t *file, size_t len, enum ks_kind kind, const char *pass,
+                  uint8_t key[static 32])
 {
     struct ks_header h;
     struct buf ct;
-    uint8_t key[32], *pt;
+    int r;
+
+    if ((r = ks_parse(file, len, kind, &h, &ct)) != 0)
+        return r;
+    return ks_derive(key, pass, &h.params, h.salt);
+}
+
+int ks_open_key(const uint8_t *file, size_t len, enum ks_kind kind, const uint8_t key[static 32],
+                struct buf *secret)
+{
+    struct ks_header h;
+    struct buf ct;
+    uint8_t *pt;
     unsigned long long ptlen = 0;
-    size_t n;
     int r = VERR_INTERNAL;
 
     if (buf_init(secret, KS_MAX_SECRET, BUF_SECRET) != 0)
         return VERR_INTERNAL;
     if ((r = ks_parse(file, len, kind, &h, &ct)) != 0)
         goto out;
-    if ((r = ks_derive(key, pass, &h.params, h.salt)) != 0)
+    if ((r = buf_reserve(secret, buf_size(&ct) - KS_TAG_LEN, &pt)) != 0)
         goto out;
-    n = buf_size(&ct) - KS_TAG_LEN;
-    if ((r = buf_reserve(secret, n, &pt)) != 0)
-        goto out;
+    /* The header (parameters, salt, nonce, length) is the associated data. */
     if (crypto_aead_xchacha20poly1305_ietf_decrypt(pt, &ptlen, NULL, buf_data(&ct), buf_size(&ct),
                                                    file, KS_HEADER_LEN, h.nonce, key) != 0) {
         r = VERR_DECRYPT;
@@ -166,9 +175,23 @@ int ks_open(const uint8_t *file, size_t len, enum ks_kind kind, const char *pass
     }
     r = 0;
 out:
-    sodium_memzero(key, sizeof(key));
     if (r != 0)
         buf_free(secret);
+    return r;
+}
+
+int ks_open(const uint8_t *file, size_t len, enum ks_kind kind, const char *pass,
+            struct buf *secret)
+{
+    uint8_t key[32];
+    int r;
+
+    if ((r = ks_derive_key(file, len, kind, pass, key)) != 0) {
+        buf_view(secret, NULL, 0); /* leave the caller a freeable buffer */
+        return r;
+    }
+    r = ks_open_key(file, len, kind, key, secret);
+    sodium_memzero(key, sizeof(key));
     return r;
 }
 

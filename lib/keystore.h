@@ -57,6 +57,16 @@ int ks_check(const uint8_t *file, size_t len, enum ks_kind kind) VL_MUST_CHECK;
 int ks_open(const uint8_t *file, size_t len, enum ks_kind kind, const char *pass,
             struct buf *secret) VL_MUST_CHECK;
 
+/*
+ * ks_open in two steps, for a caller that opens one file many times (tests
+ * of every mutation): derive the key once, then decrypt with it. The key is
+ * secret; wipe it.
+ */
+int ks_derive_key(const uint8_t *file, size_t len, enum ks_kind kind, const char *pass,
+                  uint8_t key[static 32]) VL_MUST_CHECK;
+int ks_open_key(const uint8_t *file, size_t len, enum ks_kind kind, const uint8_t key[static 32],
+                struct buf *secret) VL_MUST_CHECK;
+
 /* File helpers: create with O_EXCL, mode 0600; read bounded. */
 int ks_create_file(const char *path, enum ks_kind kind, const char *pass, const uint8_t *secret,
                    size_t len) VL_MUST_CHECK;
