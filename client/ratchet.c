@@ -1,0 +1,634 @@
+/* ratchet.c - the Double Ratchet and its message and session codecs (see ratchet.h). */
+#include "ratchet.h"
+
+#include <stddef.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "hkdf.h"
+
+enum {
+    RT_AEAD_KEY_LEN = crypto_aead_xchacha20poly1305_ietf_KEYBYTES,
+    RT_AEAD_NONCE_LEN = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES,
+    RT_SESSION_VERSION = 1,
+    RT_HAS_DHR = 0x01,
+    RT_HAS_CKS = 0x02,
+    RT_HAS_CKR = 0x04,
+    RT_SKIPPED_WIRE = X3DH_PK_LEN + 4 + RATCHET_KEY_LEN,
+    RT_SESSION_FIXED = 4 + 1 + 1 + 2 * (X3DH_DEVICE_ID_LEN + X3DH_PK_LEN) + 2 * 32 + 4 * 32 + 3 * 4 + 4,
+};
+#define RT_SESSION_MAX ((size_t)RT_SESSION_FIXED + (size_t)RATCHET_MAX_SKIPPED * RT_SKIPPED_WIRE)
+
+_Static_assert(RT_AEAD_KEY_LEN == 32, "XChaCha20-Poly1305 key");
+_Static_assert(RT_AEAD_NONCE_LEN == 24, "XChaCha20-Poly1305 nonce");
+_Static_assert(RATCHET_TAG_LEN == crypto_aead_xchacha20poly1305_ietf_ABYTES, "Poly1305 tag");
+_Static_assert(RATCHET_KEY_LEN == crypto_auth_hmacsha256_BYTES, "chain keys are HMAC outputs");
+_Static_assert(RATCHET_HEADER_LEN == X3DH_PK_LEN + 4 + 4, "header is dh || pn || n");
+_Static_assert(RATCHET_MSG_MAX <= X3DH_MAX_INNER, "a ratchet message fits in a prekey message");
+_Static_assert(RATCHET_MAX_SKIP < RATCHET_MAX_SKIPPED, "one chain's skip fits in the store");
+_Static_assert(RATCHET_MSG_MAX <= UINT32_MAX, "ciphertext length fits its u32 prefix");
+
+static const char rt_info_root[] = "valise/v1/ratchet-root";
+static const char rt_info_msg[] = "valise/v1/ratchet-msg";
+static const uint8_t rt_magic[4] = {'V', 'R', 'S', 'N'};
+
+struct rt_skipped {
+    uint8_t dh[X3DH_PK_LEN];
+    uint32_t n;
+    uint8_t mk[RATCHET_KEY_LEN];
+};
+
+/* Spec 3.2 state variables; the whole struct lives in sodium_malloc'ed memory. */
+struct ratchet_session {
+    struct x3dh_party self, peer;
+    uint8_t dhs_sk[X3DH_SK_LEN], dhs_pk[X3DH_PK_LEN]; /* DHs */
+    uint8_t dhr[X3DH_PK_LEN];                          /* DHr, valid if has_dhr */
+    uint8_t rk[RATCHET_KEY_LEN];
+    uint8_t cks[RATCHET_KEY_LEN], ckr[RATCHET_KEY_LEN];
+    uint8_t flags; /* RT_HAS_* */
+    uint32_t ns, nr, pn;
+    uint32_t nskipped;                                 /* MKSKIPPED, oldest first */
+    struct rt_skipped skipped[RATCHET_MAX_SKIPPED];
+};
+
+/* ---- small helpers ---- */
+
+static void rt_store32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static struct ratchet_session *rt_alloc(void)
+{
+    struct ratchet_session *s = sodium_malloc(sizeof(*s));
+
+    if (s != NULL)
+        memset(s, 0, sizeof(*s));
+    return s;
+}
+
+/* Only the used part of the skipped-key table is copied. */
+static void rt_copy(struct ratchet_session *dst, const struct ratchet_session *src)
+{
+    memcpy(dst, src, offsetof(struct ratchet_session, skipped));
+    if (src->nskipped > 0)
+        memcpy(dst->skipped, src->skipped, src->nskipped * sizeof(src->skipped[0]));
+    if (dst->nskipped < RATCHET_MAX_SKIPPED)
+        sodium_memzero(&dst->skipped[dst->nskipped],
+                       (RATCHET_MAX_SKIPPED - dst->nskipped) * sizeof(dst->skipped[0]));
+}
+
+void ratchet_session_free(struct ratchet_session *s)
+{
+    if (s == NULL)
+        return;
+    sodium_memzero(s, sizeof(*s));
+    sodium_free(s);
+}
+
+void ratchet_session_parties(const struct ratchet_session *s, struct x3dh_party *self,
+                             struct x3dh_party *peer)
+{
+    *self = s->self;
+    *peer = s->peer;
+}
+
+/* ---- KDFs (spec 5.2) ---- */
+
+/* KDF_RK(rk, dh_out) = HKDF(salt = rk, IKM = dh_out, info) -> rk' || ck. */
+static int rt_kdf_rk(uint8_t rk[static RATCHET_KEY_LEN], uint8_t ck[static RATCHET_KEY_LEN],
+                     const uint8_t dh_out[static 32])
+{
+    uint8_t okm[2 * RATCHET_KEY_LEN];
+    int r;
+
+    r = hkdf_sha256(okm, sizeof(okm), rk, RATCHET_KEY_LEN, dh_out, 32,
+                    (const uint8_t *)rt_info_root, sizeof(rt_info_root) - 1);
+    if (r == 0) {
+        memcpy(rk, okm, RATCHET_KEY_LEN);
+        memcpy(ck, okm + RATCHET_KEY_LEN, RATCHET_KEY_LEN);
+    }
+    sodium_memzero(okm, sizeof(okm));
+    return r;
+}
+
+/* KDF_CK(ck): mk = HMAC(ck, 0x01), ck' = HMAC(ck, 0x02); ck is replaced in place. */
+static void rt_kdf_ck(uint8_t ck[static RATCHET_KEY_LEN], uint8_t mk[static RATCHET_KEY_LEN])
+{
+    static const uint8_t c_mk = 0x01, c_ck = 0x02;
+    uint8_t next[RATCHET_KEY_LEN];
+
+    crypto_auth_hmacsha256(mk, &c_mk, 1, ck);
+    crypto_auth_hmacsha256(next, &c_ck, 1, ck);
+    memcpy(ck, next, RATCHET_KEY_LEN);
+    sodium_memzero(next, sizeof(next));
+}
+
+/* Message key -> AEAD key || nonce (spec 5.2 derives key material from mk with HKDF). */
+static int rt_msg_keys(uint8_t okm[static RT_AEAD_KEY_LEN + RT_AEAD_NONCE_LEN],
+                       const uint8_t mk[static RATCHET_KEY_LEN])
+{
+    return hkdf_sha256(okm, RT_AEAD_KEY_LEN + RT_AEAD_NONCE_LEN, NULL, 0, mk, RATCHET_KEY_LEN,
+                       (const uint8_t *)rt_info_msg, sizeof(rt_info_msg) - 1);
+}
+
+static void rt_ad(uint8_t ad[static RATCHET_AD_LEN], const struct x3dh_party *sender,
+                  const struct x3dh_party *recipient, const uint8_t header[static RATCHET_HEADER_LEN])
+{
+    uint8_t *p = ad;
+
+    *p++ = E2E_WIRE_VERSION;
+    memcpy(p, sender->device_id, X3DH_DEVICE_ID_LEN);
+    p += X3DH_DEVICE_ID_LEN;
+    memcpy(p, recipient->device_id, X3DH_DEVICE_ID_LEN);
+    p += X3DH_DEVICE_ID_LEN;
+    memcpy(p, sender->identity_pk, X3DH_PK_LEN);
+    p += X3DH_PK_LEN;
+    memcpy(p, recipient->identity_pk, X3DH_PK_LEN);
+    p += X3DH_PK_LEN;
+    memcpy(p, header, RATCHET_HEADER_LEN);
+}
+
+/* ---- initialisation (spec 3.3) ---- */
+
+static int rt_check_parties(const struct x3dh_party *self, const struct x3dh_party *peer)
+{
+    int r;
+
+    if ((r = x3dh_pk_check(self->identity_pk)) != 0 || (r = x3dh_pk_check(peer->identity_pk)) != 0)
+        return r;
+    return 0;
+}
+
+int ratchet_init_initiator(struct ratchet_session **out, const uint8_t sk[static X3DH_SECRET_LEN],
+                           const struct x3dh_party *self, const struct x3dh_party *peer,
+                           const uint8_t peer_spk_pk[static X3DH_PK_LEN])
+{
+    struct ratchet_session *s = NULL;
+    uint8_t dh_out[32];
+    int r = VERR_INTERNAL;
+
+    *out = NULL;
+    if ((r = rt_check_parties(self, peer)) != 0)
+        goto out;
+    if ((s = rt_alloc()) == NULL) {
+        r = VERR_NOMEM;
+        goto out;
+    }
+    s->self = *self;
+    s->peer = *peer;
+    /* RatchetInitAlice: DHs = GENERATE_DH(); DHr = Bob's signed prekey (5.1). */
+    if ((r = x3dh_keypair(s->dhs_pk, s->dhs_sk)) != 0)
+        goto out;
+    memcpy(s->dhr, peer_spk_pk, X3DH_PK_LEN);
+    memcpy(s->rk, sk, RATCHET_KEY_LEN);
+    /* RK, CKs = KDF_RK(SK, DH(DHs, DHr)). */
+    if ((r = x3dh_dh(dh_out, s->dhs_sk, s->dhr)) != 0 || (r = rt_kdf_rk(s->rk, s->cks, dh_out)) != 0)
+        goto out;
+    s->flags = RT_HAS_DHR | RT_HAS_CKS;
+    *out = s;
+    s = NULL; /* owned by the caller now */
+    r = 0;
+out:
+    sodium_memzero(dh_out, sizeof(dh_out));
+    ratchet_session_free(s);
+    return r;
+}
+
+int ratchet_init_responder(struct ratchet_session **out, const uint8_t sk[static X3DH_SECRET_LEN],
+                           const struct x3dh_party *self, const struct x3dh_party *peer,
+                           const uint8_t spk_sk[static X3DH_SK_LEN])
+{
+    struct ratchet_session *s = NULL;
+    int r = VERR_INTERNAL;
+
+    *out = NULL;
+    if ((r = rt_check_parties(self, peer)) != 0)
+        goto out;
+    if ((s = rt_alloc()) == NULL) {
+        r = VERR_NOMEM;
+        goto out;
+    }
+    s->self = *self;
+    s->peer = *peer;
+    /* RatchetInitBob: DHs = the signed prekey pair, RK = SK, no chains yet. */
+    memcpy(s->dhs_sk, spk_sk, X3DH_SK_LEN);
+    if ((r = x3dh_public(s->dhs_pk, s->dhs_sk)) != 0)
+        goto out;
+    memcpy(s->rk, sk, RATCHET_KEY_LEN);
+    s->flags = 0;
+    *out = s;
+    s = NULL; /* owned by the caller now */
+    r = 0;
+out:
+    ratchet_session_free(s);
+    return r;
+}
+
+/* ---- message codec ---- */
+
+static int rt_msg_put_prefix(struct buf *out, const uint8_t header[static RATCHET_HEADER_LEN],
+                             size_t ct_len)
+{
+    int r;
+
+    if (ct_len <= RATCHET_TAG_LEN || ct_len > RATCHET_MAX_PLAINTEXT + RATCHET_TAG_LEN)
+        return VERR_TOO_LARGE;
+    if ((r = buf_put_u8(out, E2E_WIRE_VERSION)) != 0 || (r = buf_put_u8(out, E2E_TYPE_RATCHET)) != 0 ||
+        (r = buf_put_bytes(out, header, RATCHET_HEADER_LEN)) != 0 ||
+        (r = buf_put_u32(out, (uint32_t)ct_len)) != 0)
+        return r;
+    return 0;
+}
+
+int ratchet_msg_encode(const uint8_t header[static RATCHET_HEADER_LEN], const uint8_t *ct,
+                       size_t ct_len, struct buf *out)
+{
+    size_t save = buf_size(out);
+    int r;
+
+    if ((r = rt_msg_put_prefix(out, header, ct_len)) != 0 || (r = buf_put_bytes(out, ct, ct_len)) != 0)
+        buf_truncate(out, save);
+    return r;
+}
+
+int ratchet_msg_parse(struct ratchet_msg *m, const uint8_t *p, size_t len)
+{
+    struct buf b, ct;
+    uint8_t v, t;
+    int r;
+
+    memset(m, 0, sizeof(*m));
+    buf_view(&b, p, len);
+    if ((r = buf_get_u8(&b, &v)) != 0 || (r = buf_get_u8(&b, &t)) != 0)
+        return r;
+    if (v != E2E_WIRE_VERSION)
+        return VERR_BAD_VERSION;
+    if (t != E2E_TYPE_RATCHET)
+        return VERR_BAD_FORMAT;
+    m->header = buf_rptr(&b);
+    if ((r = buf_get_bytes(&b, m->dh, X3DH_PK_LEN)) != 0 || (r = buf_get_u32(&b, &m->pn)) != 0 ||
+        (r = buf_get_u32(&b, &m->n)) != 0)
+        return r;
+    if ((r = x3dh_pk_check(m->dh)) != 0)
+        return r;
+    if ((r = buf_get_view32(&b, RATCHET_MAX_PLAINTEXT + RATCHET_TAG_LEN, &ct)) != 0)
+        return r;
+    /* A message carries at least one plaintext byte. */
+    if (buf_size(&ct) <= RATCHET_TAG_LEN)
+        return VERR_BAD_FORMAT;
+    if ((r = buf_expect_end(&b)) != 0)
+        return r;
+    m->ct = buf_data(&ct);
+    m->ct_len = buf_size(&ct);
+    return 0;
+}
+
+/* ---- encryption (spec 3.4) ---- */
+
+struct rt_msg_secrets {
+    uint8_t ck[RATCHET_KEY_LEN];
+    uint8_t mk[RATCHET_KEY_LEN];
+    uint8_t okm[RT_AEAD_KEY_LEN + RT_AEAD_NONCE_LEN];
+};
+
+int ratchet_encrypt(struct ratchet_session *s, const uint8_t *pt, size_t pt_len, struct buf *out)
+{
+    struct rt_msg_secrets k;
+    uint8_t header[RATCHET_HEADER_LEN], ad[RATCHET_AD_LEN];
+    size_t save = buf_size(out);
+    uint8_t *ct;
+    unsigned long long ct_len = 0;
+    int r = VERR_INTERNAL;
+
+    sodium_memzero(&k, sizeof(k));
+    if (!(s->flags & RT_HAS_CKS)) {
+        r = VERR_PROTOCOL; /* Bob sends only after Alice's first message (spec 3.3) */
+        goto out;
+    }
+    if (pt_len == 0) {
+        r = VERR_USAGE;
+        goto out;
+    }
+    if (pt_len > RATCHET_MAX_PLAINTEXT) {
+        r = VERR_TOO_LARGE;
+        goto out;
+    }
+    /* n never wraps: a receiver would take a wrapped number for a replay. */
+    if (s->ns == UINT32_MAX) {
+        r = VERR_LIMIT;
+        goto out;
+    }
+    /* CKs, mk = KDF_CK(CKs), on a copy until the message is written. */
+    memcpy(k.ck, s->cks, RATCHET_KEY_LEN);
+    rt_kdf_ck(k.ck, k.mk);
+    if ((r = rt_msg_keys(k.okm, k.mk)) != 0)
+        goto out;
+    memcpy(header, s->dhs_pk, X3DH_PK_LEN);
+    rt_store32(header + 32, s->pn);
+    rt_store32(header + 36, s->ns);
+    rt_ad(ad, &s->self, &s->peer, header);
+    if ((r = rt_msg_put_prefix(out, header, pt_len + RATCHET_TAG_LEN)) != 0 ||
+        (r = buf_reserve(out, pt_len + RATCHET_TAG_LEN, &ct)) != 0)
+        goto out;
+    if (crypto_aead_xchacha20poly1305_ietf_encrypt(ct, &ct_len, pt, pt_len, ad, sizeof(ad), NULL,
+                                                   k.okm + RT_AEAD_KEY_LEN, k.okm) != 0 ||
+        ct_len != pt_len + RATCHET_TAG_LEN) {
+        r = VERR_INTERNAL;
+        goto out;
+    }
+    /* Commit: the message is written. */
+    memcpy(s->cks, k.ck, RATCHET_KEY_LEN);
+    s->ns++;
+    r = 0;
+out:
+    if (r != 0)
+        buf_truncate(out, save);
+    sodium_memzero(&k, sizeof(k));
+    return r;
+}
+
+/* ---- decryption (spec 3.5), always on a working copy ---- */
+
+static int rt_open(const struct ratchet_session *w, const uint8_t mk[static RATCHET_KEY_LEN],
+                   const struct ratchet_msg *m, uint8_t *pt)
+{
+    uint8_t okm[RT_AEAD_KEY_LEN + RT_AEAD_NONCE_LEN], ad[RATCHET_AD_LEN];
+    unsigned long long pt_len = 0;
+    int r;
+
+    if ((r = rt_msg_keys(okm, mk)) != 0)
+        goto out;
+    /* The sender is the peer: a message reflected back to its sender fails here. */
+    rt_ad(ad, &w->peer, &w->self, m->header);
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt(pt, &pt_len, NULL, m->ct, m->ct_len, ad,
+                                                   sizeof(ad), okm + RT_AEAD_KEY_LEN, okm) != 0) {
+        r = VERR_DECRYPT;
+        goto out;
+    }
+    r = 0;
+out:
+    sodium_memzero(okm, sizeof(okm));
+    return r;
+}
+
+static void rt_skipped_remove(struct ratchet_session *w, uint32_t first, uint32_t count)
+{
+    uint32_t tail = w->nskipped - first - count;
+
+    if (tail > 0)
+        memmove(&w->skipped[first], &w->skipped[first + count], tail * sizeof(w->skipped[0]));
+    w->nskipped -= count;
+    sodium_memzero(&w->skipped[w->nskipped], count * sizeof(w->skipped[0]));
+}
+
+/* Spec 3.5 SkipMessageKeys, with the stored total capped (oldest evicted, 6.4). */
+static int rt_skip(struct ratchet_session *w, uint32_t until)
+{
+    uint32_t k;
+    struct rt_skipped *e;
+
+    if ((uint64_t)w->nr + RATCHET_MAX_SKIP < until)
+        return VERR_LIMIT;
+    if (!(w->flags & RT_HAS_CKR) || until <= w->nr)
+        return 0;
+    k = until - w->nr;
+    if (w->nskipped + k > RATCHET_MAX_SKIPPED)
+        rt_skipped_remove(w, 0, w->nskipped + k - RATCHET_MAX_SKIPPED);
+    while (w->nr < until) {
+        e = &w->skipped[w->nskipped++];
+        memcpy(e->dh, w->dhr, X3DH_PK_LEN);
+        e->n = w->nr;
+        rt_kdf_ck(w->ckr, e->mk);
+        w->nr++;
+    }
+    return 0;
+}
+
+/* Spec 3.5 DHRatchet. */
+static int rt_dh_ratchet(struct ratchet_session *w, const uint8_t dh[static X3DH_PK_LEN])
+{
+    uint8_t dh_out[32];
+    int r;
+
+    w->pn = w->ns;
+    w->ns = 0;
+    w->nr = 0;
+    memcpy(w->dhr, dh, X3DH_PK_LEN);
+    if ((r = x3dh_dh(dh_out, w->dhs_sk, w->dhr)) != 0 || (r = rt_kdf_rk(w->rk, w->ckr, dh_out)) != 0)
+        goto out;
+    if ((r = x3dh_keypair(w->dhs_pk, w->dhs_sk)) != 0 || (r = x3dh_dh(dh_out, w->dhs_sk, w->dhr)) != 0 ||
+        (r = rt_kdf_rk(w->rk, w->cks, dh_out)) != 0)
+        goto out;
+    w->flags = RT_HAS_DHR | RT_HAS_CKS | RT_HAS_CKR;
+    r = 0;
+out:
+    sodium_memzero(dh_out, sizeof(dh_out));
+    return r;
+}
+
+static int rt_decrypt_on(struct ratchet_session *w, const struct ratchet_msg *m, uint8_t *pt)
+{
+    uint8_t mk[RATCHET_KEY_LEN];
+    uint32_t i;
+    int r = VERR_INTERNAL;
+
+    /* TrySkippedMessageKeys. */
+    for (i = 0; i < w->nskipped; i++) {
+        if (w->skipped[i].n == m->n && memcmp(w->skipped[i].dh, m->dh, X3DH_PK_LEN) == 0) {
+            if ((r = rt_open(w, w->skipped[i].mk, m, pt)) != 0)
+                goto out;
+            rt_skipped_remove(w, i, 1);
+            r = 0;
+            goto out;
+        }
+    }
+    /* A receiving chain never reaches UINT32_MAX + 1 (see ratchet_encrypt). */
+    if (m->n == UINT32_MAX) {
+        r = VERR_LIMIT;
+        goto out;
+    }
+    if (!(w->flags & RT_HAS_DHR) || memcmp(m->dh, w->dhr, X3DH_PK_LEN) != 0) {
+        if ((r = rt_skip(w, m->pn)) != 0 || (r = rt_dh_ratchet(w, m->dh)) != 0)
+            goto out;
+    } else if (m->n < w->nr) {
+        /* Current chain already past n and no skipped key: seen before. */
+        r = VERR_REPLAY;
+        goto out;
+    }
+    if ((r = rt_skip(w, m->n)) != 0)
+        goto out;
+    rt_kdf_ck(w->ckr, mk);
+    w->nr++;
+    r = rt_open(w, mk, m, pt);
+out:
+    sodium_memzero(mk, sizeof(mk));
+    return r;
+}
+
+int ratchet_decrypt(struct ratchet_session *s, const uint8_t *msg, size_t msg_len, struct buf *out)
+{
+    struct ratchet_session *w = NULL;
+    struct ratchet_msg m;
+    size_t save = buf_size(out);
+    uint8_t *pt;
+    int r = VERR_INTERNAL;
+
+    if ((r = ratchet_msg_parse(&m, msg, msg_len)) != 0)
+        goto out;
+    if ((r = buf_reserve(out, m.ct_len - RATCHET_TAG_LEN, &pt)) != 0)
+        goto out;
+    if ((w = rt_alloc()) == NULL) {
+        r = VERR_NOMEM;
+        goto out;
+    }
+    rt_copy(w, s);
+    if ((r = rt_decrypt_on(w, &m, pt)) != 0)
+        goto out;
+    /* Commit only now: the AEAD verified and the plaintext is in out. */
+    rt_copy(s, w);
+    r = 0;
+out:
+    if (r != 0)
+        buf_truncate(out, save);
+    ratchet_session_free(w);
+    return r;
+}
+
+/* ---- session codec ---- */
+
+int ratchet_session_encode(const struct ratchet_session *s, struct buf *out)
+{
+    size_t save = buf_size(out);
+    uint32_t i;
+    int r = VERR_INTERNAL;
+
+    if ((r = buf_put_bytes(out, rt_magic, sizeof(rt_magic))) != 0 ||
+        (r = buf_put_u8(out, RT_SESSION_VERSION)) != 0 || (r = buf_put_u8(out, s->flags)) != 0 ||
+        (r = buf_put_bytes(out, s->self.device_id, X3DH_DEVICE_ID_LEN)) != 0 ||
+        (r = buf_put_bytes(out, s->self.identity_pk, X3DH_PK_LEN)) != 0 ||
+        (r = buf_put_bytes(out, s->peer.device_id, X3DH_DEVICE_ID_LEN)) != 0 ||
+        (r = buf_put_bytes(out, s->peer.identity_pk, X3DH_PK_LEN)) != 0 ||
+        (r = buf_put_bytes(out, s->dhs_sk, X3DH_SK_LEN)) != 0 ||
+        (r = buf_put_bytes(out, s->dhs_pk, X3DH_PK_LEN)) != 0 ||
+        (r = buf_put_bytes(out, s->dhr, X3DH_PK_LEN)) != 0 ||
+        (r = buf_put_bytes(out, s->rk, RATCHET_KEY_LEN)) != 0 ||
+        (r = buf_put_bytes(out, s->cks, RATCHET_KEY_LEN)) != 0 ||
+        (r = buf_put_bytes(out, s->ckr, RATCHET_KEY_LEN)) != 0 || (r = buf_put_u32(out, s->ns)) != 0 ||
+        (r = buf_put_u32(out, s->nr)) != 0 || (r = buf_put_u32(out, s->pn)) != 0 ||
+        (r = buf_put_u32(out, s->nskipped)) != 0)
+        goto out;
+    for (i = 0; i < s->nskipped; i++) {
+        if ((r = buf_put_bytes(out, s->skipped[i].dh, X3DH_PK_LEN)) != 0 ||
+            (r = buf_put_u32(out, s->skipped[i].n)) != 0 ||
+            (r = buf_put_bytes(out, s->skipped[i].mk, RATCHET_KEY_LEN)) != 0)
+            goto out;
+    }
+    r = 0;
+out:
+    if (r != 0)
+        buf_truncate(out, save);
+    return r;
+}
+
+int ratchet_session_parse(struct ratchet_session **out, const uint8_t *p, size_t len)
+{
+    struct ratchet_session *s = NULL;
+    struct buf b;
+    uint8_t magic[sizeof(rt_magic)], version, pk[X3DH_PK_LEN];
+    uint32_t i;
+    int r = VERR_INTERNAL;
+
+    *out = NULL;
+    /* Caps before allocation: the fixed part and the whole table bound the size. */
+    if (len > RT_SESSION_MAX) {
+        r = VERR_TOO_LARGE;
+        goto out;
+    }
+    buf_view(&b, p, len);
+    if ((r = buf_get_bytes(&b, magic, sizeof(magic))) != 0)
+        goto out;
+    if (memcmp(magic, rt_magic, sizeof(magic)) != 0) {
+        r = VERR_BAD_MAGIC;
+        goto out;
+    }
+    if ((r = buf_get_u8(&b, &version)) != 0)
+        goto out;
+    if (version != RT_SESSION_VERSION) {
+        r = VERR_BAD_VERSION;
+        goto out;
+    }
+    if ((s = rt_alloc()) == NULL) {
+        r = VERR_NOMEM;
+        goto out;
+    }
+    if ((r = buf_get_u8(&b, &s->flags)) != 0 ||
+        (r = buf_get_bytes(&b, s->self.device_id, X3DH_DEVICE_ID_LEN)) != 0 ||
+        (r = buf_get_bytes(&b, s->self.identity_pk, X3DH_PK_LEN)) != 0 ||
+        (r = buf_get_bytes(&b, s->peer.device_id, X3DH_DEVICE_ID_LEN)) != 0 ||
+        (r = buf_get_bytes(&b, s->peer.identity_pk, X3DH_PK_LEN)) != 0 ||
+        (r = buf_get_bytes(&b, s->dhs_sk, X3DH_SK_LEN)) != 0 ||
+        (r = buf_get_bytes(&b, s->dhs_pk, X3DH_PK_LEN)) != 0 ||
+        (r = buf_get_bytes(&b, s->dhr, X3DH_PK_LEN)) != 0 ||
+        (r = buf_get_bytes(&b, s->rk, RATCHET_KEY_LEN)) != 0 ||
+        (r = buf_get_bytes(&b, s->cks, RATCHET_KEY_LEN)) != 0 ||
+        (r = buf_get_bytes(&b, s->ckr, RATCHET_KEY_LEN)) != 0 || (r = buf_get_u32(&b, &s->ns)) != 0 ||
+        (r = buf_get_u32(&b, &s->nr)) != 0 || (r = buf_get_u32(&b, &s->pn)) != 0 ||
+        (r = buf_get_u32(&b, &s->nskipped)) != 0)
+        goto out;
+    /*
+     * Only three phases exist: responder before its first message (no DHr,
+     * no chains), initiator before its first reply (DHr and CKs), and running
+     * (all three). Absent keys must be zero, so every session has one encoding.
+     */
+    if (s->flags != 0 && s->flags != (RT_HAS_DHR | RT_HAS_CKS) &&
+        s->flags != (RT_HAS_DHR | RT_HAS_CKS | RT_HAS_CKR)) {
+        r = VERR_BAD_FORMAT;
+        goto out;
+    }
+    if ((!(s->flags & RT_HAS_DHR) && !sodium_is_zero(s->dhr, X3DH_PK_LEN)) ||
+        (!(s->flags & RT_HAS_CKS) && !sodium_is_zero(s->cks, RATCHET_KEY_LEN)) ||
+        (!(s->flags & RT_HAS_CKR) && !sodium_is_zero(s->ckr, RATCHET_KEY_LEN))) {
+        r = VERR_BAD_FORMAT;
+        goto out;
+    }
+    if ((r = rt_check_parties(&s->self, &s->peer)) != 0 || (r = x3dh_pk_check(s->dhs_pk)) != 0)
+        goto out;
+    if ((s->flags & RT_HAS_DHR) && (r = x3dh_pk_check(s->dhr)) != 0)
+        goto out;
+    /* The stored public half must belong to the stored secret. */
+    if ((r = x3dh_public(pk, s->dhs_sk)) != 0)
+        goto out;
+    if (sodium_memcmp(pk, s->dhs_pk, X3DH_PK_LEN) != 0) {
+        r = VERR_BAD_KEY;
+        goto out;
+    }
+    if (s->nskipped > RATCHET_MAX_SKIPPED) {
+        r = VERR_TOO_LARGE;
+        goto out;
+    }
+    if (buf_left(&b) != (size_t)s->nskipped * RT_SKIPPED_WIRE) {
+        r = buf_left(&b) < (size_t)s->nskipped * RT_SKIPPED_WIRE ? VERR_TRUNCATED : VERR_TRAILING;
+        goto out;
+    }
+    for (i = 0; i < s->nskipped; i++) {
+        if ((r = buf_get_bytes(&b, s->skipped[i].dh, X3DH_PK_LEN)) != 0 ||
+            (r = buf_get_u32(&b, &s->skipped[i].n)) != 0 ||
+            (r = buf_get_bytes(&b, s->skipped[i].mk, RATCHET_KEY_LEN)) != 0)
+            goto out;
+        if ((r = x3dh_pk_check(s->skipped[i].dh)) != 0)
+            goto out;
+    }
+    if ((r = buf_expect_end(&b)) != 0)
+        goto out;
+    *out = s;
+    s = NULL; /* owned by the caller now */
+    r = 0;
+out:
+    ratchet_session_free(s);
+    return r;
+}
