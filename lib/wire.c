@@ -1,0 +1,644 @@
+/* wire.c - the relay protocol codec (see wire.h, docs/relay-protocol.md). */
+#include "wire.h"
+
+#include <string.h>
+
+#include "dir.h"
+
+_Static_assert((size_t)WIRE_DIR_MAX >= (size_t)DIR_MAX_LEN, "a whole directory fits one message");
+_Static_assert(WIRE_MAX_BATCH <= UINT16_MAX, "batch counts are u16");
+_Static_assert(WIRE_MAX_OTK <= UINT16_MAX, "prekey counts are u16");
+_Static_assert(WIRE_ENVELOPE_FIXED == 45, "envelope layout (docs/relay-protocol.md)");
+_Static_assert(WIRE_SPK_BODY_LEN == 52, "signed prekey body (client/x3dh.h)");
+
+/* ---- decoding ---- */
+
+static int get_envelope(struct buf *b, struct wire_envelope *e)
+{
+    uint32_t len;
+    const uint8_t *ct;
+    int r;
+
+    if ((r = buf_get_bytes(b, e->id, WIRE_ID_LEN)) != 0 ||
+        (r = buf_get_bytes(b, e->peer, DEVICE_ID_LEN)) != 0 ||
+        (r = buf_get_u8(b, &e->precedence)) != 0 || (r = buf_get_u64(b, &e->expiry)) != 0 ||
+        (r = buf_get_u32(b, &len)) != 0)
+        return r;
+    if (e->precedence >= WIRE_PRECEDENCE_COUNT)
+        return VERR_BAD_FORMAT;
+    /* An empty ciphertext carries nothing; a huge one is refused before reading. */
+    if (len == 0)
+        return VERR_BAD_FORMAT;
+    if (len > WIRE_CT_MAX)
+        return VERR_TOO_LARGE;
+    ct = buf_rptr(b);
+    if ((r = buf_get_view(b, len, &(struct buf){0})) != 0)
+        return r;
+    e->ct = ct;
+    e->ct_len = len;
+    return 0;
+}
+
+static int get_ack(struct buf *b, struct wire_ack *a)
+{
+    int r;
+
+    if ((r = buf_get_bytes(b, a->id, WIRE_ID_LEN)) != 0 || (r = buf_get_u16(b, &a->reason)) != 0)
+        return r;
+    return a->reason <= WIRE_R_MAX ? 0 : VERR_BAD_FORMAT;
+}
+
+static int get_nd(struct buf *b, struct wire_nd *nd)
+{
+    int r;
+
+    if ((r = buf_get_bytes(b, nd->id, WIRE_ID_LEN)) != 0 ||
+        (r = buf_get_bytes(b, nd->recipient, DEVICE_ID_LEN)) != 0 ||
+        (r = buf_get_u16(b, &nd->reason)) != 0)
+        return r;
+    return nd->reason <= WIRE_R_MAX ? 0 : VERR_BAD_FORMAT;
+}
+
+/* Reads the u16 count of a batch and checks each item; items must be 1..max. */
+static int get_batch(struct buf *b, struct wire_msg *m, size_t min)
+{
+    uint16_t n;
+    size_t start;
+    int r;
+
+    if ((r = buf_get_u16(b, &n)) != 0)
+        return r;
+    if (n < min)
+        return VERR_BAD_FORMAT;
+    if (n > WIRE_MAX_BATCH)
+        return VERR_TOO_LARGE;
+    start = buf_offset(b);
+    m->u.batch.items = buf_rptr(b);
+    for (size_t i = 0; i < n; i++) {
+        switch (m->type) {
+        case WIRE_SUBMIT:
+        case WIRE_DELIVER: {
+            struct wire_envelope e;
+            r = get_envelope(b, &e);
+            break;
+        }
+        case WIRE_SUBMIT_ACK: {
+            struct wire_ack a;
+            r = get_ack(b, &a);
+            break;
+        }
+        case WIRE_NON_DELIVERY: {
+            struct wire_nd nd;
+            r = get_nd(b, &nd);
+            break;
+        }
+        default: {
+            uint8_t id[WIRE_ID_LEN];
+            r = buf_get_bytes(b, id, sizeof(id));
+            break;
+        }
+        }
+        if (r != 0)
+            return r;
+    }
+    m->u.batch.n = n;
+    m->u.batch.len = buf_offset(b) - start;
+    return 0;
+}
+
+static int get_spk(struct buf *b, struct wire_signed_prekey *spk)
+{
+    int r;
+
+    if ((r = buf_get_u32(b, &spk->id)) != 0 || (r = buf_get_bytes(b, spk->pk, WIRE_PK_LEN)) != 0 ||
+        (r = buf_get_bytes(b, spk->sig, SIG_LEN)) != 0)
+        return r;
+    return 0;
+}
+
+static int get_cert_bytes(struct buf *b, const uint8_t **p, size_t *len)
+{
+    struct buf v;
+    int r;
+
+    if ((r = buf_get_view16(b, CERT_MAX_LEN, &v)) != 0)
+        return r;
+    if (buf_size(&v) < CERT_MIN_LEN)
+        return VERR_BAD_FORMAT;
+    *p = buf_data(&v);
+    *len = buf_size(&v);
+    return 0;
+}
+
+static int get_body(struct buf *b, struct wire_msg *m)
+{
+    struct buf v;
+    uint16_t n16;
+    uint8_t n8;
+    int r;
+
+    switch (m->type) {
+    case WIRE_CHALLENGE:
+        if ((r = buf_get_bytes(b, m->u.challenge.nonce, WIRE_NONCE_LEN)) != 0)
+            return r;
+        return buf_get_str8(b, m->u.challenge.relay_id, sizeof(m->u.challenge.relay_id), 1,
+                            WIRE_RELAY_ID_MAX);
+    case WIRE_AUTH:
+        if ((r = get_cert_bytes(b, &m->u.auth.cert, &m->u.auth.cert_len)) != 0)
+            return r;
+        return buf_get_bytes(b, m->u.auth.sig, SIG_LEN);
+    case WIRE_AUTH_OK:
+        if ((r = buf_get_u64(b, &m->u.auth_ok.dir_version)) != 0)
+            return r;
+        return buf_get_u64(b, &m->u.auth_ok.time);
+    case WIRE_ERROR:
+        if ((r = buf_get_u16(b, &m->u.error.reason)) != 0)
+            return r;
+        if (m->u.error.reason == WIRE_R_OK || m->u.error.reason > WIRE_R_MAX)
+            return VERR_BAD_FORMAT;
+        /* An empty text is allowed: peek at the length so 0 is not refused. */
+        if ((r = buf_get_u8(b, &n8)) != 0)
+            return r;
+        if (n8 > WIRE_ERROR_TEXT_MAX)
+            return VERR_TOO_LARGE;
+        if ((r = buf_get_view(b, n8, &v)) != 0)
+            return r;
+        for (size_t i = 0; i < n8; i++) {
+            uint8_t c = buf_data(&v)[i];
+            if (c < 0x20 || c == 0x7f)
+                return VERR_BAD_FORMAT;
+        }
+        if (n8 > 0)
+            memcpy(m->u.error.text, buf_data(&v), n8);
+        m->u.error.text[n8] = '\0';
+        return 0;
+    case WIRE_DIRECTORY_GET:
+        return 0;
+    case WIRE_DIRECTORY:
+    case WIRE_DIRECTORY_PUT:
+        if ((r = buf_get_view32(b, WIRE_DIR_MAX, &v)) != 0)
+            return r;
+        if (buf_size(&v) == 0)
+            return VERR_BAD_FORMAT;
+        m->u.directory.bytes = buf_data(&v);
+        m->u.directory.len = buf_size(&v);
+        return 0;
+    case WIRE_DIRECTORY_OK:
+        return buf_get_u64(b, &m->u.dir_version);
+    case WIRE_PREKEY_UPLOAD:
+        if ((r = get_spk(b, &m->u.prekey_upload.spk)) != 0 || (r = buf_get_u16(b, &n16)) != 0)
+            return r;
+        if (n16 > WIRE_MAX_OTK)
+            return VERR_TOO_LARGE;
+        m->u.prekey_upload.n_otk = n16;
+        m->u.prekey_upload.otk = buf_rptr(b);
+        return buf_get_view(b, (size_t)n16 * WIRE_OTK_LEN, &v);
+    case WIRE_PREKEY_OK:
+    case WIRE_PREKEY_LOW:
+        return buf_get_u32(b, &m->u.count);
+    case WIRE_BUNDLE_GET:
+        return buf_get_bytes(b, m->u.device_id, DEVICE_ID_LEN);
+    case WIRE_BUNDLE:
+        if ((r = get_cert_bytes(b, &m->u.bundle.cert, &m->u.bundle.cert_len)) != 0 ||
+            (r = get_spk(b, &m->u.bundle.spk)) != 0 ||
+            (r = buf_get_u8(b, &m->u.bundle.has_otk)) != 0)
+            return r;
+        if (m->u.bundle.has_otk > 1)
+            return VERR_BAD_FORMAT;
+        if (!m->u.bundle.has_otk)
+            return 0;
+        if ((r = buf_get_u32(b, &m->u.bundle.otk_id)) != 0)
+            return r;
+        return buf_get_bytes(b, m->u.bundle.otk_pk, WIRE_PK_LEN);
+    case WIRE_SUBMIT:
+    case WIRE_DELIVER_ACK:
+    case WIRE_NON_DELIVERY_ACK:
+        return get_batch(b, m, 1);
+    case WIRE_DELIVER:
+    case WIRE_SUBMIT_ACK:
+    case WIRE_NON_DELIVERY:
+        return get_batch(b, m, 1);
+    default:
+        return VERR_BAD_FORMAT;
+    }
+}
+
+int wire_decode(const uint8_t *p, size_t len, struct wire_msg *m)
+{
+    struct buf b;
+    uint8_t version;
+    int r;
+
+    memset(m, 0, sizeof(*m));
+    buf_view(&b, p, len);
+    if ((r = buf_get_u8(&b, &version)) != 0)
+        return r;
+    if (version != WIRE_VERSION)
+        return VERR_BAD_VERSION;
+    if ((r = buf_get_u8(&b, &m->type)) != 0 || (r = get_body(&b, m)) != 0 ||
+        (r = buf_expect_end(&b)) != 0) {
+        memset(m, 0, sizeof(*m));
+        return r;
+    }
+    return 0;
+}
+
+void wire_iter_init(struct wire_iter *it, const struct wire_msg *m)
+{
+    if (m->type == WIRE_PREKEY_UPLOAD)
+        buf_view(&it->p_b, m->u.prekey_upload.otk, m->u.prekey_upload.n_otk * WIRE_OTK_LEN);
+    else
+        buf_view(&it->p_b, m->u.batch.items, m->u.batch.len);
+}
+
+int wire_next_envelope(struct wire_iter *it, struct wire_envelope *e)
+{
+    return get_envelope(&it->p_b, e);
+}
+
+int wire_next_ack(struct wire_iter *it, struct wire_ack *a)
+{
+    return get_ack(&it->p_b, a);
+}
+
+int wire_next_nd(struct wire_iter *it, struct wire_nd *nd)
+{
+    return get_nd(&it->p_b, nd);
+}
+
+int wire_next_id(struct wire_iter *it, uint8_t id[static WIRE_ID_LEN])
+{
+    return buf_get_bytes(&it->p_b, id, WIRE_ID_LEN);
+}
+
+int wire_next_otk(struct wire_iter *it, uint32_t *id, uint8_t pk[static WIRE_PK_LEN])
+{
+    int r;
+
+    if ((r = buf_get_u32(&it->p_b, id)) != 0)
+        return r;
+    return buf_get_bytes(&it->p_b, pk, WIRE_PK_LEN);
+}
+
+/* ---- encoding ---- */
+
+static int put_header(struct buf *out, uint8_t type)
+{
+    int r;
+
+    if ((r = buf_put_u8(out, WIRE_VERSION)) != 0)
+        return r;
+    return buf_put_u8(out, type);
+}
+
+/* Every encoder: on failure the buffer is cut back to where it was. */
+#define WIRE_ENCODE_END(out, save, r)                                                              \
+    do {                                                                                           \
+        if ((r) != 0)                                                                              \
+            buf_truncate((out), (save));                                                           \
+        return (r);                                                                                \
+    } while (0)
+
+int wire_put_challenge(struct buf *out, const uint8_t nonce[static WIRE_NONCE_LEN],
+                       const char *relay_id)
+{
+    size_t save = buf_size(out);
+    int r;
+
+    if (strlen(relay_id) > WIRE_RELAY_ID_MAX)
+        return VERR_TOO_LARGE;
+    if ((r = put_header(out, WIRE_CHALLENGE)) == 0 &&
+        (r = buf_put_bytes(out, nonce, WIRE_NONCE_LEN)) == 0)
+        r = buf_put_str8(out, relay_id);
+    WIRE_ENCODE_END(out, save, r);
+}
+
+int wire_put_auth(struct buf *out, const uint8_t *cert, size_t cert_len,
+                  const uint8_t sig[static SIG_LEN])
+{
+    size_t save = buf_size(out);
+    int r;
+
+    if (cert_len > CERT_MAX_LEN)
+        return VERR_TOO_LARGE;
+    if ((r = put_header(out, WIRE_AUTH)) == 0 && (r = buf_put_bytes16(out, cert, cert_len)) == 0)
+        r = buf_put_bytes(out, sig, SIG_LEN);
+    WIRE_ENCODE_END(out, save, r);
+}
+
+int wire_put_auth_ok(struct buf *out, uint64_t dir_version, uint64_t time)
+{
+    size_t save = buf_size(out);
+    int r;
+
+    if ((r = put_header(out, WIRE_AUTH_OK)) == 0 && (r = buf_put_u64(out, dir_version)) == 0)
+        r = buf_put_u64(out, time);
+    WIRE_ENCODE_END(out, save, r);
+}
+
+int wire_put_error(struct buf *out, uint16_t reason, const char *text)
+{
+    size_t save = buf_size(out);
+    size_t n = 0;
+    int r;
+
+    if (reason == WIRE_R_OK || reason > WIRE_R_MAX)
+        return VERR_USAGE;
+    if (text != NULL) {
+        while (text[n] != '\0' && n < WIRE_ERROR_TEXT_MAX) {
+            if ((unsigned char)text[n] < 0x20 || text[n] == 0x7f)
+                return VERR_USAGE;
+            n++;
+        }
+    }
+    if ((r = put_header(out, WIRE_ERROR)) == 0 && (r = buf_put_u16(out, reason)) == 0 &&
+        (r = buf_put_u8(out, (uint8_t)n)) == 0)
+        r = buf_put_bytes(out, (const uint8_t *)text, n);
+    WIRE_ENCODE_END(out, save, r);
+}
+
+int wire_put_directory(struct buf *out, uint8_t type, const uint8_t *p, size_t len)
+{
+    size_t save = buf_size(out);
+    int r;
+
+    if (type == WIRE_DIRECTORY_GET) {
+        r = put_header(out, type);
+        WIRE_ENCODE_END(out, save, r);
+    }
+    if ((type != WIRE_DIRECTORY && type != WIRE_DIRECTORY_PUT) || len == 0)
+        return VERR_USAGE;
+    if (len > WIRE_DIR_MAX)
+        return VERR_TOO_LARGE;
+    if ((r = put_header(out, type)) == 0)
+        r = buf_put_bytes32(out, p, len);
+    WIRE_ENCODE_END(out, save, r);
+}
+
+int wire_put_directory_ok(struct buf *out, uint64_t version)
+{
+    size_t save = buf_size(out);
+    int r;
+
+    if ((r = put_header(out, WIRE_DIRECTORY_OK)) == 0)
+        r = buf_put_u64(out, version);
+    WIRE_ENCODE_END(out, save, r);
+}
+
+static int put_spk(struct buf *out, const struct wire_signed_prekey *spk)
+{
+    int r;
+
+    if ((r = buf_put_u32(out, spk->id)) != 0 || (r = buf_put_bytes(out, spk->pk, WIRE_PK_LEN)) != 0)
+        return r;
+    return buf_put_bytes(out, spk->sig, SIG_LEN);
+}
+
+int wire_put_prekey_upload(struct buf *out, const struct wire_signed_prekey *spk,
+                           const uint8_t *otk, size_t n)
+{
+    size_t save = buf_size(out);
+    int r;
+
+    if (n > WIRE_MAX_OTK)
+        return VERR_TOO_LARGE;
+    if ((r = put_header(out, WIRE_PREKEY_UPLOAD)) == 0 && (r = put_spk(out, spk)) == 0 &&
+        (r = buf_put_u16(out, (uint16_t)n)) == 0)
+        r = buf_put_bytes(out, otk, n * WIRE_OTK_LEN);
+    WIRE_ENCODE_END(out, save, r);
+}
+
+int wire_put_count(struct buf *out, uint8_t type, uint32_t count)
+{
+    size_t save = buf_size(out);
+    int r;
+
+    if (type != WIRE_PREKEY_OK && type != WIRE_PREKEY_LOW)
+        return VERR_USAGE;
+    if ((r = put_header(out, type)) == 0)
+        r = buf_put_u32(out, count);
+    WIRE_ENCODE_END(out, save, r);
+}
+
+int wire_put_bundle_get(struct buf *out, const uint8_t device_id[static DEVICE_ID_LEN])
+{
+    size_t save = buf_size(out);
+    int r;
+
+    if ((r = put_header(out, WIRE_BUNDLE_GET)) == 0)
+        r = buf_put_bytes(out, device_id, DEVICE_ID_LEN);
+    WIRE_ENCODE_END(out, save, r);
+}
+
+int wire_put_bundle(struct buf *out, const uint8_t *cert, size_t cert_len,
+                    const struct wire_signed_prekey *spk, uint32_t otk_id, const uint8_t *otk_pk)
+{
+    size_t save = buf_size(out);
+    int r;
+
+    if (cert_len > CERT_MAX_LEN)
+        return VERR_TOO_LARGE;
+    if ((r = put_header(out, WIRE_BUNDLE)) != 0 || (r = buf_put_bytes16(out, cert, cert_len)) != 0 ||
+        (r = put_spk(out, spk)) != 0 || (r = buf_put_u8(out, otk_pk != NULL)) != 0)
+        goto out;
+    if (otk_pk != NULL && ((r = buf_put_u32(out, otk_id)) != 0 ||
+                           (r = buf_put_bytes(out, otk_pk, WIRE_PK_LEN)) != 0))
+        goto out;
+    r = 0;
+out:
+    WIRE_ENCODE_END(out, save, r);
+}
+
+int wire_batch_begin(struct buf *out, uint8_t type, size_t *count_off)
+{
+    size_t save = buf_size(out);
+    int r;
+
+    if ((r = put_header(out, type)) == 0) {
+        *count_off = buf_size(out);
+        r = buf_put_u16(out, 0);
+    }
+    WIRE_ENCODE_END(out, save, r);
+}
+
+int wire_batch_end(struct buf *out, size_t count_off, size_t n)
+{
+    uint8_t *p;
+
+    if (n > WIRE_MAX_BATCH || count_off > buf_size(out) || buf_size(out) - count_off < 2)
+        return VERR_USAGE;
+    /* out is the caller's writable buffer (never a view): patch the count in place. */
+    p = (uint8_t *)(uintptr_t)buf_data(out) + count_off;
+    p[0] = (uint8_t)(n >> 8);
+    p[1] = (uint8_t)n;
+    return 0;
+}
+
+int wire_put_envelope(struct buf *out, const struct wire_envelope *e)
+{
+    size_t save = buf_size(out);
+    int r;
+
+    if (e->precedence >= WIRE_PRECEDENCE_COUNT || e->ct_len == 0)
+        return VERR_USAGE;
+    if (e->ct_len > WIRE_CT_MAX)
+        return VERR_TOO_LARGE;
+    if ((r = buf_put_bytes(out, e->id, WIRE_ID_LEN)) == 0 &&
+        (r = buf_put_bytes(out, e->peer, DEVICE_ID_LEN)) == 0 &&
+        (r = buf_put_u8(out, e->precedence)) == 0 && (r = buf_put_u64(out, e->expiry)) == 0)
+        r = buf_put_bytes32(out, e->ct, e->ct_len);
+    WIRE_ENCODE_END(out, save, r);
+}
+
+int wire_put_ack(struct buf *out, const struct wire_ack *a)
+{
+    size_t save = buf_size(out);
+    int r;
+
+    if (a->reason > WIRE_R_MAX)
+        return VERR_USAGE;
+    if ((r = buf_put_bytes(out, a->id, WIRE_ID_LEN)) == 0)
+        r = buf_put_u16(out, a->reason);
+    WIRE_ENCODE_END(out, save, r);
+}
+
+int wire_put_nd(struct buf *out, const struct wire_nd *nd)
+{
+    size_t save = buf_size(out);
+    int r;
+
+    if (nd->reason > WIRE_R_MAX)
+        return VERR_USAGE;
+    if ((r = buf_put_bytes(out, nd->id, WIRE_ID_LEN)) == 0 &&
+        (r = buf_put_bytes(out, nd->recipient, DEVICE_ID_LEN)) == 0)
+        r = buf_put_u16(out, nd->reason);
+    WIRE_ENCODE_END(out, save, r);
+}
+
+static int check_batch_n(size_t n)
+{
+    if (n == 0)
+        return VERR_USAGE;
+    return n > WIRE_MAX_BATCH ? VERR_TOO_LARGE : 0;
+}
+
+int wire_put_envelopes(struct buf *out, uint8_t type, const struct wire_envelope *e, size_t n)
+{
+    size_t save = buf_size(out), off = 0;
+    int r;
+
+    if (type != WIRE_SUBMIT && type != WIRE_DELIVER)
+        return VERR_USAGE;
+    if ((r = check_batch_n(n)) != 0)
+        return r;
+    if ((r = wire_batch_begin(out, type, &off)) != 0)
+        goto out;
+    for (size_t i = 0; i < n; i++)
+        if ((r = wire_put_envelope(out, &e[i])) != 0)
+            goto out;
+    r = wire_batch_end(out, off, n);
+out:
+    WIRE_ENCODE_END(out, save, r);
+}
+
+int wire_put_submit_ack(struct buf *out, const struct wire_ack *a, size_t n)
+{
+    size_t save = buf_size(out), off = 0;
+    int r;
+
+    if ((r = check_batch_n(n)) != 0)
+        return r;
+    if ((r = wire_batch_begin(out, WIRE_SUBMIT_ACK, &off)) != 0)
+        goto out;
+    for (size_t i = 0; i < n; i++)
+        if ((r = wire_put_ack(out, &a[i])) != 0)
+            goto out;
+    r = wire_batch_end(out, off, n);
+out:
+    WIRE_ENCODE_END(out, save, r);
+}
+
+int wire_put_ids(struct buf *out, uint8_t type, const uint8_t *ids, size_t n)
+{
+    size_t save = buf_size(out);
+    int r;
+
+    if (type != WIRE_DELIVER_ACK && type != WIRE_NON_DELIVERY_ACK)
+        return VERR_USAGE;
+    if ((r = check_batch_n(n)) != 0)
+        return r;
+    if ((r = put_header(out, type)) == 0 && (r = buf_put_u16(out, (uint16_t)n)) == 0)
+        r = buf_put_bytes(out, ids, n * WIRE_ID_LEN);
+    WIRE_ENCODE_END(out, save, r);
+}
+
+int wire_put_non_delivery(struct buf *out, const struct wire_nd *nd, size_t n)
+{
+    size_t save = buf_size(out), off = 0;
+    int r;
+
+    if ((r = check_batch_n(n)) != 0)
+        return r;
+    if ((r = wire_batch_begin(out, WIRE_NON_DELIVERY, &off)) != 0)
+        goto out;
+    for (size_t i = 0; i < n; i++)
+        if ((r = wire_put_nd(out, &nd[i])) != 0)
+            goto out;
+    r = wire_batch_end(out, off, n);
+out:
+    WIRE_ENCODE_END(out, save, r);
+}
+
+int wire_auth_body(struct buf *out, const char *relay_id,
+                   const uint8_t nonce[static WIRE_NONCE_LEN])
+{
+    size_t save = buf_size(out);
+    int r;
+
+    if (strlen(relay_id) > WIRE_RELAY_ID_MAX)
+        return VERR_TOO_LARGE;
+    if ((r = buf_put_str8(out, relay_id)) == 0)
+        r = buf_put_bytes(out, nonce, WIRE_NONCE_LEN);
+    WIRE_ENCODE_END(out, save, r);
+}
+
+const char *wire_type_name(uint8_t type)
+{
+    switch (type) {
+    case WIRE_CHALLENGE: return "challenge";
+    case WIRE_AUTH: return "auth";
+    case WIRE_AUTH_OK: return "auth_ok";
+    case WIRE_ERROR: return "error";
+    case WIRE_DIRECTORY_GET: return "directory_get";
+    case WIRE_DIRECTORY: return "directory";
+    case WIRE_DIRECTORY_PUT: return "directory_put";
+    case WIRE_DIRECTORY_OK: return "directory_ok";
+    case WIRE_PREKEY_UPLOAD: return "prekey_upload";
+    case WIRE_PREKEY_OK: return "prekey_ok";
+    case WIRE_BUNDLE_GET: return "bundle_get";
+    case WIRE_BUNDLE: return "bundle";
+    case WIRE_PREKEY_LOW: return "prekey_low";
+    case WIRE_SUBMIT: return "submit";
+    case WIRE_SUBMIT_ACK: return "submit_ack";
+    case WIRE_DELIVER: return "deliver";
+    case WIRE_DELIVER_ACK: return "deliver_ack";
+    case WIRE_NON_DELIVERY: return "non_delivery";
+    case WIRE_NON_DELIVERY_ACK: return "non_delivery_ack";
+    default: return "unknown";
+    }
+}
+
+const char *wire_reason_name(uint16_t reason)
+{
+    static const char *const names[] = {
+        "ok", "malformed", "version", "not_authenticated", "unexpected", "bad_signature",
+        "wrong_org", "cert_expired", "cert_not_yet_valid", "revoked", "bad_cert",
+        "frame_too_large", "envelope_too_large", "batch_too_large", "queue_full",
+        "rate_limited", "too_many_connections", "too_many_device_connections", "timeout",
+        "storage_full", "storage_error", "expired", "unknown_device", "directory_old",
+        "directory_invalid", "id_conflict", "no_prekeys", "shutting_down", "bad_precedence",
+    };
+    _Static_assert(sizeof(names) / sizeof(names[0]) == WIRE_R_MAX + 1, "one name per reason");
+
+    return reason <= WIRE_R_MAX ? names[reason] : "unknown";
+}

@@ -1,0 +1,267 @@
+/*
+ * wire.h - the relay protocol codec, shared by the relay, the client and the
+ * load generator (DESIGN.md "Relay"; byte layouts in docs/relay-protocol.md).
+ *
+ * Contract:
+ *  - One websocket binary message carries exactly one protocol message. It
+ *    starts with the version byte WIRE_VERSION and a type byte; integers are
+ *    big-endian; every length is checked against its cap before anything is
+ *    read behind it; trailing bytes are an error.
+ *  - wire_decode validates the whole message (every item of a batch) before
+ *    returning 0. It allocates nothing: variable parts (certificate,
+ *    directory, ciphertext, batch items) are pointers into the caller's
+ *    bytes, which must outlive the decoded message. Batch items are then read
+ *    with the wire_*_next iterators, which cannot fail on a decoded message.
+ *  - Encoders append one whole message to a caller's buffer (so the relay can
+ *    keep head room in front of it) or, on failure, leave it as it was.
+ *  - The codec knows the hard caps of the format (WIRE_*_MAX); the relay's
+ *    configurable bounds are lower and checked by the relay.
+ *  - The sender of a DELIVER envelope is set by the relay from the
+ *    authenticated session; a SUBMIT has no sender field at all.
+ */
+#ifndef VALISE_WIRE_H
+#define VALISE_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "cert.h"
+#include "err.h"
+
+enum {
+    WIRE_VERSION = 1,
+    WIRE_HEADER_LEN = 2,
+    WIRE_NONCE_LEN = 32,
+    WIRE_ID_LEN = 16,
+    WIRE_RELAY_ID_MAX = 64,
+    WIRE_ERROR_TEXT_MAX = 120,
+    /* Hard caps of the format; the relay's configured bounds are lower. */
+    WIRE_MAX_BATCH = 4096,             /* items in one SUBMIT, DELIVER, ACK... */
+    WIRE_CT_MAX = 1 << 20,             /* ciphertext bytes in one envelope */
+    WIRE_DIR_MAX = 16 << 20,           /* directory bytes */
+    WIRE_MAX_OTK = 1000,               /* one-time prekeys in one upload */
+    WIRE_PK_LEN = 32,
+    /* Fixed part of an envelope in SUBMIT and DELIVER. */
+    WIRE_ENVELOPE_FIXED = WIRE_ID_LEN + DEVICE_ID_LEN + 1 + 8 + 4,
+    WIRE_OTK_LEN = 4 + WIRE_PK_LEN,
+    WIRE_ACK_ITEM_LEN = WIRE_ID_LEN + 2,
+    WIRE_ND_ITEM_LEN = WIRE_ID_LEN + DEVICE_ID_LEN + 2,
+    /* Signed prekey signature body: device_id || u32 spk_id || spk_pk (x3dh.h). */
+    WIRE_SPK_BODY_LEN = DEVICE_ID_LEN + 4 + WIRE_PK_LEN,
+};
+
+/* Message types (docs/relay-protocol.md). C = client to relay, R = relay to client. */
+enum wire_type {
+    WIRE_CHALLENGE = 0x01,        /* R */
+    WIRE_AUTH = 0x02,             /* C */
+    WIRE_AUTH_OK = 0x03,          /* R */
+    WIRE_ERROR = 0x04,            /* R */
+    WIRE_DIRECTORY_GET = 0x10,    /* C */
+    WIRE_DIRECTORY = 0x11,        /* R */
+    WIRE_DIRECTORY_PUT = 0x12,    /* C */
+    WIRE_DIRECTORY_OK = 0x13,     /* R */
+    WIRE_PREKEY_UPLOAD = 0x20,    /* C */
+    WIRE_PREKEY_OK = 0x21,        /* R */
+    WIRE_BUNDLE_GET = 0x22,       /* C */
+    WIRE_BUNDLE = 0x23,           /* R */
+    WIRE_PREKEY_LOW = 0x24,       /* R */
+    WIRE_SUBMIT = 0x30,           /* C */
+    WIRE_SUBMIT_ACK = 0x31,       /* R */
+    WIRE_DELIVER = 0x32,          /* R */
+    WIRE_DELIVER_ACK = 0x33,      /* C */
+    WIRE_NON_DELIVERY = 0x34,     /* R */
+    WIRE_NON_DELIVERY_ACK = 0x35, /* C */
+};
+
+/* Precedence classes; the queue drains in this order. */
+enum wire_precedence {
+    WIRE_FLASH = 0,
+    WIRE_IMMEDIATE = 1,
+    WIRE_PRIORITY = 2,
+    WIRE_ROUTINE = 3,
+    WIRE_PRECEDENCE_COUNT = 4,
+};
+
+/* Reason codes in ERROR, SUBMIT_ACK and NON_DELIVERY (u16 on the wire). */
+enum wire_reason {
+    WIRE_R_OK = 0,
+    WIRE_R_MALFORMED = 1,          /* message does not decode */
+    WIRE_R_VERSION = 2,            /* unsupported protocol version */
+    WIRE_R_NOT_AUTHENTICATED = 3,  /* anything but AUTH before AUTH_OK */
+    WIRE_R_UNEXPECTED = 4,         /* message not valid in this state or direction */
+    WIRE_R_BAD_SIGNATURE = 5,      /* auth signature or prekey signature */
+    WIRE_R_WRONG_ORG = 6,
+    WIRE_R_CERT_EXPIRED = 7,
+    WIRE_R_CERT_NOT_YET_VALID = 8,
+    WIRE_R_REVOKED = 9,
+    WIRE_R_BAD_CERT = 10,          /* certificate does not parse */
+    WIRE_R_FRAME_TOO_LARGE = 11,
+    WIRE_R_ENVELOPE_TOO_LARGE = 12,
+    WIRE_R_BATCH_TOO_LARGE = 13,
+    WIRE_R_QUEUE_FULL = 14,        /* recipient's queue count or bytes bound */
+    WIRE_R_RATE_LIMITED = 15,
+    WIRE_R_TOO_MANY_CONNECTIONS = 16,
+    WIRE_R_TOO_MANY_DEVICE_CONNECTIONS = 17,
+    WIRE_R_TIMEOUT = 18,
+    WIRE_R_STORAGE_FULL = 19,      /* LMDB map or disk full: nothing stored, retry */
+    WIRE_R_STORAGE_ERROR = 20,
+    WIRE_R_EXPIRED = 21,           /* expiry passed (at submit or in the queue) */
+    WIRE_R_UNKNOWN_DEVICE = 22,    /* recipient or bundle owner not in the directory */
+    WIRE_R_DIRECTORY_OLD = 23,     /* not newer than the one installed */
+    WIRE_R_DIRECTORY_INVALID = 24,
+    WIRE_R_ID_CONFLICT = 25,       /* envelope id already used by another sender */
+    WIRE_R_NO_PREKEYS = 26,        /* no signed prekey uploaded for that device */
+    WIRE_R_SHUTTING_DOWN = 27,
+    WIRE_R_BAD_PRECEDENCE = 28,
+    WIRE_R_MAX = 28,
+};
+
+/* An envelope of SUBMIT (peer = recipient) or DELIVER (peer = sender). */
+struct wire_envelope {
+    uint8_t id[WIRE_ID_LEN];
+    uint8_t peer[DEVICE_ID_LEN];
+    uint8_t precedence;
+    uint64_t expiry; /* unix seconds */
+    const uint8_t *ct;
+    uint32_t ct_len;
+};
+
+/* SUBMIT_ACK item. */
+struct wire_ack {
+    uint8_t id[WIRE_ID_LEN];
+    uint16_t reason;
+};
+
+/* NON_DELIVERY item. */
+struct wire_nd {
+    uint8_t id[WIRE_ID_LEN];
+    uint8_t recipient[DEVICE_ID_LEN];
+    uint16_t reason;
+};
+
+struct wire_signed_prekey {
+    uint32_t id;
+    uint8_t pk[WIRE_PK_LEN];
+    uint8_t sig[SIG_LEN];
+};
+
+/* A decoded message; which member is set depends on type. */
+struct wire_msg {
+    uint8_t type;
+    union {
+        struct {
+            uint8_t nonce[WIRE_NONCE_LEN];
+            char relay_id[WIRE_RELAY_ID_MAX + 1];
+        } challenge;
+        struct {
+            const uint8_t *cert;
+            size_t cert_len;
+            uint8_t sig[SIG_LEN];
+        } auth;
+        struct {
+            uint64_t dir_version;
+            uint64_t time;
+        } auth_ok;
+        struct {
+            uint16_t reason;
+            char text[WIRE_ERROR_TEXT_MAX + 1];
+        } error;
+        struct {
+            const uint8_t *bytes; /* DIRECTORY, DIRECTORY_PUT */
+            size_t len;
+        } directory;
+        uint64_t dir_version; /* DIRECTORY_OK */
+        uint32_t count;       /* PREKEY_OK (stored), PREKEY_LOW (left) */
+        struct {
+            struct wire_signed_prekey spk;
+            size_t n_otk;
+            const uint8_t *otk; /* n_otk items of WIRE_OTK_LEN: u32 id || pk */
+        } prekey_upload;
+        uint8_t device_id[DEVICE_ID_LEN]; /* BUNDLE_GET */
+        struct {
+            const uint8_t *cert;
+            size_t cert_len;
+            struct wire_signed_prekey spk;
+            uint8_t has_otk;
+            uint32_t otk_id;
+            uint8_t otk_pk[WIRE_PK_LEN];
+        } bundle;
+        /* SUBMIT, DELIVER, SUBMIT_ACK, DELIVER_ACK, NON_DELIVERY, NON_DELIVERY_ACK */
+        struct {
+            size_t n;
+            const uint8_t *items;
+            size_t len;
+        } batch;
+    } u;
+};
+
+/* An iterator over the items of a decoded batch. */
+struct wire_iter {
+    struct buf p_b; /* private */
+};
+
+/*
+ * Decodes one message of len bytes. 0 or VERR_BAD_VERSION, VERR_BAD_FORMAT
+ * (unknown type, field out of range), VERR_TRUNCATED, VERR_TRAILING,
+ * VERR_TOO_LARGE (a count or length over its cap).
+ */
+int wire_decode(const uint8_t *p, size_t len, struct wire_msg *m) VL_MUST_CHECK;
+
+/* Item iterators for a decoded batch message of the matching type. */
+void wire_iter_init(struct wire_iter *it, const struct wire_msg *m);
+int wire_next_envelope(struct wire_iter *it, struct wire_envelope *e) VL_MUST_CHECK;
+int wire_next_ack(struct wire_iter *it, struct wire_ack *a) VL_MUST_CHECK;
+int wire_next_nd(struct wire_iter *it, struct wire_nd *nd) VL_MUST_CHECK;
+int wire_next_id(struct wire_iter *it, uint8_t id[static WIRE_ID_LEN]) VL_MUST_CHECK;
+int wire_next_otk(struct wire_iter *it, uint32_t *id, uint8_t pk[static WIRE_PK_LEN]) VL_MUST_CHECK;
+
+/* Encoders: each appends one whole message to out. */
+int wire_put_challenge(struct buf *out, const uint8_t nonce[static WIRE_NONCE_LEN],
+                       const char *relay_id) VL_MUST_CHECK;
+int wire_put_auth(struct buf *out, const uint8_t *cert, size_t cert_len,
+                  const uint8_t sig[static SIG_LEN]) VL_MUST_CHECK;
+int wire_put_auth_ok(struct buf *out, uint64_t dir_version, uint64_t time) VL_MUST_CHECK;
+/* text: NULL or at most WIRE_ERROR_TEXT_MAX printable bytes (longer is cut). */
+int wire_put_error(struct buf *out, uint16_t reason, const char *text) VL_MUST_CHECK;
+/* type: WIRE_DIRECTORY_GET (p ignored), WIRE_DIRECTORY or WIRE_DIRECTORY_PUT. */
+int wire_put_directory(struct buf *out, uint8_t type, const uint8_t *p, size_t len) VL_MUST_CHECK;
+int wire_put_directory_ok(struct buf *out, uint64_t version) VL_MUST_CHECK;
+/* otk: n items of WIRE_OTK_LEN bytes (u32 id || pk). */
+int wire_put_prekey_upload(struct buf *out, const struct wire_signed_prekey *spk,
+                           const uint8_t *otk, size_t n) VL_MUST_CHECK;
+/* type: WIRE_PREKEY_OK or WIRE_PREKEY_LOW. */
+int wire_put_count(struct buf *out, uint8_t type, uint32_t count) VL_MUST_CHECK;
+int wire_put_bundle_get(struct buf *out, const uint8_t device_id[static DEVICE_ID_LEN]) VL_MUST_CHECK;
+/* otk_pk NULL: no one-time prekey. */
+int wire_put_bundle(struct buf *out, const uint8_t *cert, size_t cert_len,
+                    const struct wire_signed_prekey *spk, uint32_t otk_id,
+                    const uint8_t *otk_pk) VL_MUST_CHECK;
+/* type: WIRE_SUBMIT or WIRE_DELIVER. */
+int wire_put_envelopes(struct buf *out, uint8_t type, const struct wire_envelope *e,
+                       size_t n) VL_MUST_CHECK;
+int wire_put_submit_ack(struct buf *out, const struct wire_ack *a, size_t n) VL_MUST_CHECK;
+/* type: WIRE_DELIVER_ACK or WIRE_NON_DELIVERY_ACK; ids: n x WIRE_ID_LEN bytes. */
+int wire_put_ids(struct buf *out, uint8_t type, const uint8_t *ids, size_t n) VL_MUST_CHECK;
+int wire_put_non_delivery(struct buf *out, const struct wire_nd *nd, size_t n) VL_MUST_CHECK;
+
+/*
+ * Streaming batch encoding (the relay builds DELIVER straight from storage):
+ * wire_batch_begin writes the header and a count placeholder, wire_batch_end
+ * patches the count. Between them, wire_put_envelope appends items.
+ */
+int wire_batch_begin(struct buf *out, uint8_t type, size_t *count_off) VL_MUST_CHECK;
+int wire_put_envelope(struct buf *out, const struct wire_envelope *e) VL_MUST_CHECK;
+int wire_put_ack(struct buf *out, const struct wire_ack *a) VL_MUST_CHECK;
+int wire_put_nd(struct buf *out, const struct wire_nd *nd) VL_MUST_CHECK;
+int wire_batch_end(struct buf *out, size_t count_off, size_t n) VL_MUST_CHECK;
+
+/* Auth signature body: u8 len || relay_id || nonce (context SIG_CTX_RELAY_AUTH). */
+int wire_auth_body(struct buf *out, const char *relay_id,
+                   const uint8_t nonce[static WIRE_NONCE_LEN]) VL_MUST_CHECK;
+
+/* Stable names for logs and metrics; never NULL. */
+const char *wire_type_name(uint8_t type);
+const char *wire_reason_name(uint16_t reason);
+
+#endif

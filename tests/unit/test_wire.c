@@ -1,0 +1,295 @@
+/* test_wire.c - the relay protocol codec (lib/wire.h). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "wire.h"
+
+enum { NSAMPLES = 19 };
+
+static uint8_t cert_bytes[CERT_MIN_LEN + 10];
+
+/* Builds one valid sample of each message type into out (index i). */
+static void make_sample(size_t i, struct buf *out)
+{
+    uint8_t nonce[WIRE_NONCE_LEN], sig[SIG_LEN], dev[DEVICE_ID_LEN], otk[3 * WIRE_OTK_LEN];
+    uint8_t ids[3 * WIRE_ID_LEN], ct1[5] = {1, 2, 3, 4, 5}, ct2[1] = {9};
+    struct wire_signed_prekey spk = {.id = 7};
+    struct wire_envelope env[2] = {
+        {.precedence = WIRE_FLASH, .expiry = 1000, .ct = ct1, .ct_len = sizeof(ct1)},
+        {.precedence = WIRE_ROUTINE, .expiry = 2000, .ct = ct2, .ct_len = sizeof(ct2)},
+    };
+    struct wire_ack acks[2] = {{.reason = WIRE_R_OK}, {.reason = WIRE_R_QUEUE_FULL}};
+    struct wire_nd nds[1] = {{.reason = WIRE_R_EXPIRED}};
+    int r = VERR_INTERNAL;
+
+    memset(nonce, 0xa5, sizeof(nonce));
+    memset(sig, 0x5a, sizeof(sig));
+    memset(dev, 0x11, sizeof(dev));
+    memset(otk, 0x22, sizeof(otk));
+    memset(ids, 0x33, sizeof(ids));
+    memset(spk.pk, 0x44, sizeof(spk.pk));
+    memset(spk.sig, 0x55, sizeof(spk.sig));
+    memset(env[0].id, 1, WIRE_ID_LEN);
+    memset(env[1].id, 2, WIRE_ID_LEN);
+    memset(env[0].peer, 3, DEVICE_ID_LEN);
+    memset(env[1].peer, 4, DEVICE_ID_LEN);
+    memset(acks[0].id, 5, WIRE_ID_LEN);
+    memset(acks[1].id, 6, WIRE_ID_LEN);
+    memset(nds[0].id, 7, WIRE_ID_LEN);
+    memset(nds[0].recipient, 8, DEVICE_ID_LEN);
+    switch (i) {
+    case 0: r = wire_put_challenge(out, nonce, "relay-1"); break;
+    case 1: r = wire_put_auth(out, cert_bytes, sizeof(cert_bytes), sig); break;
+    case 2: r = wire_put_auth_ok(out, 3, 1700000000); break;
+    case 3: r = wire_put_error(out, WIRE_R_RATE_LIMITED, "slow down"); break;
+    case 4: r = wire_put_directory(out, WIRE_DIRECTORY_GET, NULL, 0); break;
+    case 5: r = wire_put_directory(out, WIRE_DIRECTORY, otk, 20); break;
+    case 6: r = wire_put_directory(out, WIRE_DIRECTORY_PUT, otk, 21); break;
+    case 7: r = wire_put_directory_ok(out, 9); break;
+    case 8: r = wire_put_prekey_upload(out, &spk, otk, 3); break;
+    case 9: r = wire_put_count(out, WIRE_PREKEY_OK, 3); break;
+    case 10: r = wire_put_bundle_get(out, dev); break;
+    case 11: r = wire_put_bundle(out, cert_bytes, sizeof(cert_bytes), &spk, 77, otk); break;
+    case 12: r = wire_put_count(out, WIRE_PREKEY_LOW, 1); break;
+    case 13: r = wire_put_envelopes(out, WIRE_SUBMIT, env, 2); break;
+    case 14: r = wire_put_submit_ack(out, acks, 2); break;
+    case 15: r = wire_put_envelopes(out, WIRE_DELIVER, env, 2); break;
+    case 16: r = wire_put_ids(out, WIRE_DELIVER_ACK, ids, 3); break;
+    case 17: r = wire_put_non_delivery(out, nds, 1); break;
+    case 18: r = wire_put_ids(out, WIRE_NON_DELIVERY_ACK, ids, 2); break;
+    default: break;
+    }
+    assert_int_equal(r, 0);
+}
+
+static void setup_cert(void)
+{
+    memset(cert_bytes, 0xcc, sizeof(cert_bytes));
+}
+
+static void test_roundtrip(void **state)
+{
+    static const uint8_t types[NSAMPLES] = {
+        WIRE_CHALLENGE, WIRE_AUTH, WIRE_AUTH_OK, WIRE_ERROR, WIRE_DIRECTORY_GET,
+        WIRE_DIRECTORY, WIRE_DIRECTORY_PUT, WIRE_DIRECTORY_OK, WIRE_PREKEY_UPLOAD,
+        WIRE_PREKEY_OK, WIRE_BUNDLE_GET, WIRE_BUNDLE, WIRE_PREKEY_LOW, WIRE_SUBMIT,
+        WIRE_SUBMIT_ACK, WIRE_DELIVER, WIRE_DELIVER_ACK, WIRE_NON_DELIVERY,
+        WIRE_NON_DELIVERY_ACK,
+    };
+    (void)state;
+    setup_cert();
+    for (size_t i = 0; i < NSAMPLES; i++) {
+        struct buf b;
+        struct wire_msg m;
+
+        assert_int_equal(buf_init(&b, 1 << 20, 0), 0);
+        make_sample(i, &b);
+        assert_int_equal(buf_data(&b)[0], WIRE_VERSION);
+        assert_int_equal(wire_decode(buf_data(&b), buf_size(&b), &m), 0);
+        if (m.type != types[i])
+            fail_msg("sample %zu: expected type 0x%02x, saw 0x%02x", i, types[i], m.type);
+        buf_free(&b);
+    }
+}
+
+static void test_fields(void **state)
+{
+    struct buf b;
+    struct wire_msg m;
+    struct wire_iter it;
+    struct wire_envelope e;
+    uint32_t id;
+    uint8_t pk[WIRE_PK_LEN];
+
+    (void)state;
+    setup_cert();
+    assert_int_equal(buf_init(&b, 1 << 20, 0), 0);
+    make_sample(13, &b);
+    assert_int_equal(wire_decode(buf_data(&b), buf_size(&b), &m), 0);
+    assert_int_equal(m.u.batch.n, 2);
+    wire_iter_init(&it, &m);
+    assert_int_equal(wire_next_envelope(&it, &e), 0);
+    assert_int_equal(e.precedence, WIRE_FLASH);
+    assert_int_equal(e.expiry, 1000);
+    assert_int_equal(e.ct_len, 5);
+    assert_int_equal(e.ct[4], 5);
+    assert_int_equal(e.peer[0], 3);
+    assert_int_equal(wire_next_envelope(&it, &e), 0);
+    assert_int_equal(e.precedence, WIRE_ROUTINE);
+    assert_int_equal(e.ct_len, 1);
+    assert_int_not_equal(wire_next_envelope(&it, &e), 0);
+    buf_reset(&b);
+
+    make_sample(3, &b);
+    assert_int_equal(wire_decode(buf_data(&b), buf_size(&b), &m), 0);
+    assert_int_equal(m.u.error.reason, WIRE_R_RATE_LIMITED);
+    assert_string_equal(m.u.error.text, "slow down");
+    buf_reset(&b);
+
+    make_sample(8, &b);
+    assert_int_equal(wire_decode(buf_data(&b), buf_size(&b), &m), 0);
+    assert_int_equal(m.u.prekey_upload.spk.id, 7);
+    assert_int_equal(m.u.prekey_upload.n_otk, 3);
+    wire_iter_init(&it, &m);
+    assert_int_equal(wire_next_otk(&it, &id, pk), 0);
+    assert_int_equal(id, 0x22222222u);
+    buf_reset(&b);
+
+    make_sample(11, &b);
+    assert_int_equal(wire_decode(buf_data(&b), buf_size(&b), &m), 0);
+    assert_int_equal(m.u.bundle.has_otk, 1);
+    assert_int_equal(m.u.bundle.otk_id, 77);
+    assert_int_equal(m.u.bundle.cert_len, sizeof(cert_bytes));
+    buf_free(&b);
+}
+
+/* Every proper prefix of every sample is refused. */
+static void test_truncations(void **state)
+{
+    (void)state;
+    setup_cert();
+    for (size_t i = 0; i < NSAMPLES; i++) {
+        struct buf b;
+        struct wire_msg m;
+
+        assert_int_equal(buf_init(&b, 1 << 20, 0), 0);
+        make_sample(i, &b);
+        for (size_t n = 0; n < buf_size(&b); n++) {
+            int r = wire_decode(buf_data(&b), n, &m);
+            if (r == 0)
+                fail_msg("sample %zu cut to %zu of %zu bytes: expected an error, saw 0", i, n,
+                         buf_size(&b));
+        }
+        buf_free(&b);
+    }
+}
+
+/* Every sample with one byte more is refused. */
+static void test_trailing(void **state)
+{
+    (void)state;
+    setup_cert();
+    for (size_t i = 0; i < NSAMPLES; i++) {
+        struct buf b;
+        struct wire_msg m;
+
+        assert_int_equal(buf_init(&b, 1 << 20, 0), 0);
+        make_sample(i, &b);
+        assert_int_equal(buf_put_u8(&b, 0), 0);
+        int r = wire_decode(buf_data(&b), buf_size(&b), &m);
+        if (r != VERR_TRAILING)
+            fail_msg("sample %zu + 1 byte: expected %d (trailing), saw %d", i, VERR_TRAILING, r);
+        buf_free(&b);
+    }
+}
+
+/* Every single-bit flip: no crash, and a success re-encodes to a valid decode. */
+static void test_bitflips(void **state)
+{
+    (void)state;
+    setup_cert();
+    for (size_t i = 0; i < NSAMPLES; i++) {
+        struct buf b;
+        uint8_t copy[4096];
+        struct wire_msg m;
+
+        assert_int_equal(buf_init(&b, 1 << 20, 0), 0);
+        make_sample(i, &b);
+        assert_true(buf_size(&b) <= sizeof(copy));
+        for (size_t bit = 0; bit < buf_size(&b) * 8; bit++) {
+            memcpy(copy, buf_data(&b), buf_size(&b));
+            copy[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+            int r = wire_decode(copy, buf_size(&b), &m);
+            if (bit < 8)
+                assert_int_equal(r, VERR_BAD_VERSION); /* the version byte */
+            if (r == 0 && (m.type == WIRE_SUBMIT || m.type == WIRE_DELIVER)) {
+                struct wire_iter it;
+                struct wire_envelope e;
+                wire_iter_init(&it, &m);
+                for (size_t k = 0; k < m.u.batch.n; k++)
+                    assert_int_equal(wire_next_envelope(&it, &e), 0);
+            }
+        }
+        buf_free(&b);
+    }
+}
+
+static void put_u16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+
+/* Counts and lengths over the caps are refused before anything is read. */
+static void test_oversize(void **state)
+{
+    uint8_t msg[64] = {WIRE_VERSION, WIRE_SUBMIT};
+    uint8_t big[4 + 2 + 45] = {WIRE_VERSION, WIRE_SUBMIT, 0, 1};
+    struct wire_msg m;
+
+    (void)state;
+    put_u16(msg + 2, WIRE_MAX_BATCH + 1);
+    assert_int_equal(wire_decode(msg, 4, &m), VERR_TOO_LARGE);
+    put_u16(msg + 2, 0);
+    assert_int_equal(wire_decode(msg, 4, &m), VERR_BAD_FORMAT);
+    /* one envelope declaring a ciphertext over WIRE_CT_MAX */
+    memset(big + 4, 0, 16 + 16 + 1 + 8);
+    big[4 + 41] = 0x7f;
+    big[4 + 42] = 0xff;
+    big[4 + 43] = 0xff;
+    big[4 + 44] = 0xff;
+    assert_int_equal(wire_decode(big, 4 + 45, &m), VERR_TOO_LARGE);
+    /* directory over its cap */
+    uint8_t dir[6] = {WIRE_VERSION, WIRE_DIRECTORY_PUT, 0xff, 0xff, 0xff, 0xff};
+    assert_int_equal(wire_decode(dir, sizeof(dir), &m), VERR_TOO_LARGE);
+    /* certificate over its cap */
+    uint8_t auth[4] = {WIRE_VERSION, WIRE_AUTH, 0xff, 0xff};
+    assert_int_equal(wire_decode(auth, sizeof(auth), &m), VERR_TOO_LARGE);
+    /* prekey batch over its cap */
+    uint8_t pre[2 + 4 + 32 + 64 + 2] = {WIRE_VERSION, WIRE_PREKEY_UPLOAD};
+    put_u16(pre + sizeof(pre) - 2, WIRE_MAX_OTK + 1);
+    assert_int_equal(wire_decode(pre, sizeof(pre), &m), VERR_TOO_LARGE);
+    /* unknown type and bad precedence */
+    uint8_t unk[2] = {WIRE_VERSION, 0x7e};
+    assert_int_equal(wire_decode(unk, sizeof(unk), &m), VERR_BAD_FORMAT);
+    big[4 + 32] = 4; /* precedence 4 */
+    big[4 + 41] = 0;
+    big[4 + 42] = 0;
+    big[4 + 43] = 0;
+    big[4 + 44] = 1;
+    assert_int_equal(wire_decode(big, 4 + 45, &m), VERR_BAD_FORMAT);
+}
+
+static void test_encoder_limits(void **state)
+{
+    struct buf b;
+    uint8_t ct = 1;
+    struct wire_envelope e = {.precedence = 0, .ct = &ct, .ct_len = 1};
+
+    (void)state;
+    assert_int_equal(buf_init(&b, 10, 0), 0);
+    /* does not fit: nothing half-written */
+    assert_int_not_equal(wire_put_envelopes(&b, WIRE_SUBMIT, &e, 1), 0);
+    assert_int_equal(buf_size(&b), 0);
+    assert_int_equal(wire_put_error(&b, WIRE_R_OK, "x"), VERR_USAGE);
+    buf_free(&b);
+    assert_string_equal(wire_reason_name(WIRE_R_QUEUE_FULL), "queue_full");
+    assert_string_equal(wire_type_name(WIRE_SUBMIT), "submit");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_roundtrip),     cmocka_unit_test(test_fields),
+        cmocka_unit_test(test_truncations),   cmocka_unit_test(test_trailing),
+        cmocka_unit_test(test_bitflips),      cmocka_unit_test(test_oversize),
+        cmocka_unit_test(test_encoder_limits),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
