@@ -1,0 +1,4 @@
+# Command-line tests: the real binaries, as IT staff and diplomats run them.
+add_test(NAME cli/keys COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cli/keys_cli.sh
+         $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise>)
+add_test(NAME lint/style COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/lint.sh ${CMAKE_SOURCE_DIR})
