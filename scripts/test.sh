@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# test.sh [--long] - the whole suite: installs what is missing, builds, runs
+# every test through ctest in a release build and again under ASan+UBSan,
+# then runs every libFuzzer harness for a bounded time on its committed corpus.
+# --long: the slow rounds (longer fuzzing; more crash-recovery rounds).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+long=0
+[ "${1:-}" = "--long" ] && long=1
+export VALISE_LONG=$long
+
+scripts/deps.sh
+
+echo "== release build and tests"
+scripts/build.sh release
+ctest --test-dir build/release --output-on-failure -j2 --timeout 600
+
+echo "== ASan + UBSan build and tests"
+scripts/build.sh asan
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build/asan --output-on-failure -j2 --timeout 900
+
+echo "== fuzzing (libFuzzer, ASan+UBSan)"
+scripts/build.sh fuzz
+secs=${FUZZ_SECONDS:-15}
+[ $long -eq 1 ] && secs=${FUZZ_SECONDS:-300}
+for f in build/fuzz/fuzz/fuzz_*; do
+  [ -x "$f" ] || continue
+  name=$(basename "$f"); name=${name#fuzz_}
+  corpus=fuzz/corpus/$name
+  work=$(mktemp -d)
+  [ -d "$corpus" ] && cp -r "$corpus"/. "$work"/
+  echo "fuzz_$name: ${secs}s"
+  "$f" -max_total_time="$secs" -print_final_stats=0 -artifact_prefix="build/fuzz/crash-$name-" \
+       "$work" >"build/fuzz/$name.log" 2>&1 || { tail -40 "build/fuzz/$name.log"; exit 1; }
+  rm -rf "$work"
+done
+echo "== all tests passed"
