@@ -97,6 +97,11 @@ void ratchet_session_parties(const struct ratchet_session *s, struct x3dh_party 
     *peer = s->peer;
 }
 
+int ratchet_session_received_any(const struct ratchet_session *s)
+{
+    return (s->flags & RT_HAS_CKR) ? 1 : 0;
+}
+
 /* ---- KDFs (spec 5.2) ---- */
 
 /* KDF_RK(rk, dh_out) = HKDF(salt = rk, IKM = dh_out, info) -> rk' || ck. */

@@ -87,6 +87,13 @@ void ratchet_session_parties(const struct ratchet_session *s, struct x3dh_party 
                              struct x3dh_party *peer);
 
 /*
+ * 1 once the session has decrypted a message from the peer, else 0. Until
+ * then an initiator sends each message inside a prekey message (X3DH 3.3),
+ * so the responder can set the session up from whichever arrives first.
+ */
+int ratchet_session_received_any(const struct ratchet_session *s);
+
+/*
  * Spec 3.4 RatchetEncrypt: append one encoded ratchet message to out. Fails
  * with VERR_PROTOCOL for a responder that has not yet received a message
  * (no sending chain), VERR_TOO_LARGE past RATCHET_MAX_PLAINTEXT, VERR_LIMIT

@@ -157,10 +157,21 @@ static void test_first_exchange(void **state)
     assert_int_equal(ratchet_encrypt(p.b, junk, 1, &out), VERR_PROTOCOL);
     assert_int_equal(buf_size(&out), 0);
     buf_free(&out);
+    assert_int_equal(ratchet_session_received_any(p.a), 0);
+    assert_int_equal(ratchet_session_received_any(p.b), 0);
     enc(p.a, "hello bob", &m1);
     dec_ok(p.b, &m1, "hello bob");
+    assert_int_equal(ratchet_session_received_any(p.b), 1);
+    assert_int_equal(ratchet_session_received_any(p.a), 0);
     enc(p.b, "hello alice", &m2);
     dec_ok(p.a, &m2, "hello alice");
+    assert_int_equal(ratchet_session_received_any(p.a), 1);
+    {
+        struct x3dh_party self, peer;
+        ratchet_session_parties(p.a, &self, &peer);
+        assert_memory_equal(&self, &alice.party, sizeof(self));
+        assert_memory_equal(&peer, &bob.party, sizeof(peer));
+    }
     enc(p.a, "how are you", &m3);
     dec_ok(p.b, &m3, "how are you");
     buf_free(&m1);
@@ -1047,6 +1058,17 @@ static void test_worked_example(void **state)
         hex("Bob one-time prekey OPK_B", bob.opk_pk, 32);
         hex("Alice ephemeral secret", ek_sk, 32);
         hex("Alice ephemeral key EK_A", pm.init.ek_pk, 32);
+        {
+            uint8_t d[32];
+            assert_int_equal(crypto_scalarmult(d, alice.ik_sk, bob.spk_pk), 0);
+            hex("DH1 = DH(IK_A, SPK_B)", d, 32);
+            assert_int_equal(crypto_scalarmult(d, ek_sk, bob.party.identity_pk), 0);
+            hex("DH2 = DH(EK_A, IK_B)", d, 32);
+            assert_int_equal(crypto_scalarmult(d, ek_sk, bob.spk_pk), 0);
+            hex("DH3 = DH(EK_A, SPK_B)", d, 32);
+            assert_int_equal(crypto_scalarmult(d, ek_sk, bob.opk_pk), 0);
+            hex("DH4 = DH(EK_A, OPK_B)", d, 32);
+        }
         hex("SK", sk, 32);
         hex("Alice first ratchet secret", dhs_sk, 32);
         hex("Alice first ratchet key", dhs_pk, 32);
