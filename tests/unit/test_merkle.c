@@ -274,6 +274,8 @@ static void run_vector_folder(const char *sub, int consistency, size_t min_cases
                   sub, cl->n, accepted, rejected, stricter);
     assert_true(accepted > 0);
     assert_true(rejected > 0);
+    /* The stricter case lives in consistency/: it must still be there and seen. */
+    assert_int_equal(stricter, consistency ? 1 : 0);
     free(o);
     free(cl);
 }
