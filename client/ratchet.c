@@ -460,6 +460,14 @@ static int rt_decrypt_on(struct ratchet_session *w, const struct ratchet_msg *m,
     if (!(w->flags & RT_HAS_DHR) || memcmp(m->dh, w->dhr, X3DH_PK_LEN) != 0) {
         if ((r = rt_skip(w, m->pn)) != 0 || (r = rt_dh_ratchet(w, m->dh)) != 0)
             goto out;
+    } else if (!(w->flags & RT_HAS_CKR)) {
+        /*
+         * DHr is the peer's signed prekey and no receiving chain exists yet
+         * (spec 3.3: CKr = None). Deriving from an absent chain key would use a
+         * value any forger can compute: refuse.
+         */
+        r = VERR_DECRYPT;
+        goto out;
     } else if (m->n < w->nr) {
         /* Current chain already past n and no skipped key: seen before. */
         r = VERR_REPLAY;
@@ -467,6 +475,11 @@ static int rt_decrypt_on(struct ratchet_session *w, const struct ratchet_msg *m,
     }
     if ((r = rt_skip(w, m->n)) != 0)
         goto out;
+    /* Never derive from an absent chain key (all zero, known to anyone). */
+    if (!(w->flags & RT_HAS_CKR)) {
+        r = VERR_INTERNAL;
+        goto out;
+    }
     rt_kdf_ck(w->ckr, mk);
     w->nr++;
     r = rt_open(w, mk, m, pt);

@@ -515,6 +515,50 @@ static void test_forged_plausible_header(void **state)
     pair_free(&p);
 }
 
+/*
+ * Before Bob's first reply, Alice's DHr is Bob's signed prekey (public) and she
+ * has no receiving chain. A forger who builds a message under that key with an
+ * all-zero chain key (everything else in the AD is public) must be refused
+ * (spec 3.5: KDF_CK on CKr = None is an error).
+ */
+static void test_forged_no_receiving_chain(void **state)
+{
+    static const char info_msg[] = "valise/v1/ratchet-msg";
+    static const char text[] = "forged";
+    struct pair p;
+    uint8_t zero_ck[32] = {0}, mk[32], kn[56], header[40], ad[RATCHET_AD_LEN];
+    uint8_t ct[sizeof(text) - 1 + 16], c1 = 1;
+    unsigned long long ct_len;
+    struct buf m, first;
+
+    (void)state;
+    pair_make(&p);
+    crypto_auth_hmacsha256(mk, &c1, 1, zero_ck);
+    assert_int_equal(hkdf_sha256(kn, 56, NULL, 0, mk, 32, (const uint8_t *)info_msg, sizeof(info_msg) - 1), 0);
+    memcpy(header, bob.spk_pk, 32);
+    memset(header + 32, 0, 8);
+    ad[0] = 0x01;
+    memcpy(ad + 1, bob.party.device_id, 16);
+    memcpy(ad + 17, alice.party.device_id, 16);
+    memcpy(ad + 33, bob.party.identity_pk, 32);
+    memcpy(ad + 65, alice.party.identity_pk, 32);
+    memcpy(ad + 97, header, 40);
+    assert_int_equal(crypto_aead_xchacha20poly1305_ietf_encrypt(ct, &ct_len, (const uint8_t *)text,
+                                                                sizeof(text) - 1, ad, sizeof(ad), NULL,
+                                                                kn + 32, kn),
+                     0);
+    assert_int_equal(buf_init(&m, RATCHET_MSG_MAX, 0), 0);
+    assert_int_equal(ratchet_msg_encode(header, ct, sizeof(ct), &m), 0);
+    expect_buf_fails(p.a, &m, ANY_ERROR);
+    /* Also after Alice has sent (her state moved, still no receiving chain). */
+    enc(p.a, "real", &first);
+    expect_buf_fails(p.a, &m, ANY_ERROR);
+    dec_ok(p.b, &first, "real");
+    buf_free(&first);
+    buf_free(&m);
+    pair_free(&p);
+}
+
 /* Every single-bit flip of a message (header, lengths, ciphertext, tag) is refused. */
 static void flip_every_bit(struct ratchet_session *rx, const struct buf *msg)
 {
@@ -1127,6 +1171,7 @@ int main(void)
         cmocka_unit_test(test_replay),
         cmocka_unit_test(test_reflection),
         cmocka_unit_test(test_forged_plausible_header),
+        cmocka_unit_test(test_forged_no_receiving_chain),
         cmocka_unit_test(test_tampered_messages),
         cmocka_unit_test(test_skipped_cap_eviction),
         cmocka_unit_test(test_encrypt_bounds),
