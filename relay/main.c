@@ -1,0 +1,98 @@
+/* main.c - valise-relay: flags, signals and the exit status (DESIGN.md "Command-line contract"). */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "config.h"
+#include "fileio.h"
+#include "log.h"
+#include "relay.h"
+
+static struct relay *the_relay;
+
+static void on_signal(int sig)
+{
+    if (the_relay == NULL)
+        return;
+    if (sig == SIGHUP)
+        relay_request_reload(the_relay);
+    else
+        relay_request_stop(the_relay);
+}
+
+static int install_signals(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGTERM, &sa, NULL) != 0 || sigaction(SIGINT, &sa, NULL) != 0 ||
+        sigaction(SIGHUP, &sa, NULL) != 0)
+        return -1;
+    sa.sa_handler = SIG_IGN;
+    return sigaction(SIGPIPE, &sa, NULL);
+}
+
+static int write_port_file(const char *path, int port)
+{
+    char text[16];
+    int n = snprintf(text, sizeof(text), "%d\n", port);
+
+    if (n <= 0 || (size_t)n >= sizeof(text))
+        return VERR_INTERNAL;
+    return file_replace(path, (const uint8_t *)text, (size_t)n, 0600);
+}
+
+int main(int argc, char **argv)
+{
+    struct relay_config cfg;
+    struct relay *rl = NULL;
+    char err[256];
+    int r, status = 1;
+
+    r = cfg_load(&cfg, argc, argv, err, sizeof(err));
+    if (r == 1) {
+        status = 0;
+        goto out;
+    }
+    if (r != 0) {
+        fprintf(stderr, "valise-relay: %s\n", err[0] != '\0' ? err : verr_str(r));
+        status = 2;
+        goto out;
+    }
+    rlog_set_level(cfg.log_level);
+    if (sodium_init() < 0) {
+        fprintf(stderr, "valise-relay: libsodium failed to initialise\n");
+        goto out;
+    }
+    err[0] = '\0';
+    if ((r = relay_create(&rl, &cfg, err, sizeof(err))) != 0) {
+        fprintf(stderr, "valise-relay: %s\n", err[0] != '\0' ? err : verr_str(r));
+        goto out;
+    }
+    the_relay = rl;
+    if (install_signals() != 0) {
+        fprintf(stderr, "valise-relay: cannot install signal handlers\n");
+        goto out;
+    }
+    if (cfg.port_file != NULL && (r = write_port_file(cfg.port_file, relay_port(rl))) != 0) {
+        fprintf(stderr, "valise-relay: --port-file %s: %s\n", cfg.port_file, verr_str(r));
+        goto out;
+    }
+    rlog(RLOG_INFO, "listening on %s port %d (%s)", cfg.host, relay_port(rl),
+         cfg.tls_cert != NULL ? "wss" : "ws, loopback only");
+    if ((r = relay_run(rl)) != 0) {
+        fprintf(stderr, "valise-relay: %s\n", verr_str(r));
+        goto out;
+    }
+    status = 0;
+out:
+    the_relay = NULL;
+    relay_destroy(rl);
+    cfg_free(&cfg);
+    return status;
+}

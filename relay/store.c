@@ -1,0 +1,882 @@
+/* store.c - the relay's LMDB storage (see store.h, docs/relay-protocol.md "Storage"). */
+#include "store.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lmdb.h>
+
+#include "fileio.h"
+#include "merkle.h"
+
+enum {
+    QKEY_LEN = DEVICE_ID_LEN + 1 + 8,              /* recipient | precedence | seq */
+    QVAL_FIXED = WIRE_ID_LEN + DEVICE_ID_LEN + 8 + 8, /* id | sender | expiry | accepted */
+    IKEY_LEN = DEVICE_ID_LEN + WIRE_ID_LEN,        /* recipient | id */
+    IVAL_LEN = 1 + DEVICE_ID_LEN + 1 + 8 + 8 + 4,  /* state | sender | prec | seq | expiry | size */
+    XKEY_LEN = 8 + DEVICE_ID_LEN + WIRE_ID_LEN,    /* expiry | recipient | id */
+    NKEY_LEN = DEVICE_ID_LEN + WIRE_ID_LEN,        /* sender | id */
+    NVAL_LEN = DEVICE_ID_LEN + 2 + 8,              /* recipient | reason | time */
+    QSTAT_LEN = 16,                                /* count | bytes */
+    SPK_LEN = 4 + WIRE_PK_LEN + SIG_LEN,
+    STATE_QUEUED = 1,
+    STATE_DELIVERED = 2,
+};
+
+struct store {
+    MDB_env *env;
+    MDB_txn *txn; /* the open write transaction, or NULL */
+    MDB_dbi queue, byid, expiry, nd, qstat, spk, otk, meta, audit, audit_leaf;
+    /* committed values, and the open transaction's working copies */
+    uint64_t seq, seq_txn;
+    uint64_t audit_next, audit_next_txn;
+    uint64_t queued, queued_txn;
+};
+
+static const char meta_seq[] = "seq";
+static const char meta_queued[] = "queued";
+static const char meta_dir[] = "directory";
+
+static int mdb_to_verr(int rc)
+{
+    switch (rc) {
+    case 0: return 0;
+    case MDB_NOTFOUND: return VERR_UNKNOWN;
+    case MDB_MAP_FULL:
+    case MDB_TXN_FULL:
+    case ENOSPC:
+    case EDQUOT: return VERR_NOSPACE;
+    case ENOMEM: return VERR_NOMEM;
+    case EIO: return VERR_IO;
+    default: return VERR_STORE;
+    }
+}
+
+static void be64(uint8_t *p, uint64_t v)
+{
+    for (size_t i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+static uint64_t rd64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < 8; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static void be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static uint32_t rd32(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+static MDB_val val(const void *p, size_t n)
+{
+    MDB_val v = {.mv_size = n, .mv_data = (void *)(uintptr_t)p};
+    return v;
+}
+
+static int meta_get_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t *v)
+{
+    MDB_val k = val(name, strlen(name)), d;
+    int rc = mdb_get(txn, dbi, &k, &d);
+
+    if (rc == MDB_NOTFOUND) {
+        *v = 0;
+        return 0;
+    }
+    if (rc != 0)
+        return mdb_to_verr(rc);
+    if (d.mv_size != 8)
+        return VERR_STORE;
+    *v = rd64(d.mv_data);
+    return 0;
+}
+
+static int meta_put_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t v)
+{
+    uint8_t b[8];
+    MDB_val k = val(name, strlen(name)), d = val(b, sizeof(b));
+
+    be64(b, v);
+    return mdb_to_verr(mdb_put(txn, dbi, &k, &d, 0));
+}
+
+int store_open(struct store **out, const char *dir, uint64_t map_size)
+{
+    struct store *s = NULL;
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_val k, d;
+    int dead = 0, rc, r = VERR_INTERNAL;
+
+    *out = NULL;
+    if ((s = calloc(1, sizeof(*s))) == NULL)
+        return VERR_NOMEM;
+    if ((r = file_mkdir_private(dir)) != 0)
+        goto out;
+    if ((rc = mdb_env_create(&s->env)) != 0 || (rc = mdb_env_set_maxdbs(s->env, 16)) != 0 ||
+        (rc = mdb_env_set_mapsize(s->env, (size_t)map_size)) != 0 ||
+        (rc = mdb_env_set_maxreaders(s->env, 126)) != 0) {
+        r = mdb_to_verr(rc);
+        goto out;
+    }
+    /* Durable by design: no MDB_NOSYNC, MDB_NOMETASYNC or MDB_MAPASYNC (DESIGN.md "Relay"). */
+    if ((rc = mdb_env_open(s->env, dir, MDB_NOTLS, 0600)) != 0) {
+        r = mdb_to_verr(rc);
+        goto out;
+    }
+    /* Readers left by a process that was killed would pin old pages forever. */
+    if ((rc = mdb_reader_check(s->env, &dead)) != 0) {
+        r = mdb_to_verr(rc);
+        goto out;
+    }
+    if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
+        r = mdb_to_verr(rc);
+        goto out;
+    }
+    if ((rc = mdb_dbi_open(txn, "queue", MDB_CREATE, &s->queue)) != 0 ||
+        (rc = mdb_dbi_open(txn, "byid", MDB_CREATE, &s->byid)) != 0 ||
+        (rc = mdb_dbi_open(txn, "expiry", MDB_CREATE, &s->expiry)) != 0 ||
+        (rc = mdb_dbi_open(txn, "nd", MDB_CREATE, &s->nd)) != 0 ||
+        (rc = mdb_dbi_open(txn, "qstat", MDB_CREATE, &s->qstat)) != 0 ||
+        (rc = mdb_dbi_open(txn, "spk", MDB_CREATE, &s->spk)) != 0 ||
+        (rc = mdb_dbi_open(txn, "otk", MDB_CREATE | MDB_DUPSORT | MDB_DUPFIXED, &s->otk)) != 0 ||
+        (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta)) != 0 ||
+        (rc = mdb_dbi_open(txn, "audit", MDB_CREATE, &s->audit)) != 0 ||
+        (rc = mdb_dbi_open(txn, "audit_leaf", MDB_CREATE, &s->audit_leaf)) != 0) {
+        r = mdb_to_verr(rc);
+        goto out;
+    }
+    if ((r = meta_get_u64(txn, s->meta, meta_seq, &s->seq)) != 0 ||
+        (r = meta_get_u64(txn, s->meta, meta_queued, &s->queued)) != 0)
+        goto out;
+    /* The log's size is its last key + 1: no separate counter to drift. */
+    if ((rc = mdb_cursor_open(txn, s->audit, &cur)) != 0) {
+        r = mdb_to_verr(rc);
+        goto out;
+    }
+    rc = mdb_cursor_get(cur, &k, &d, MDB_LAST);
+    if (rc == 0 && k.mv_size == 8)
+        s->audit_next = rd64(k.mv_data) + 1;
+    else if (rc != MDB_NOTFOUND) {
+        r = VERR_STORE;
+        goto out;
+    }
+    mdb_cursor_close(cur);
+    cur = NULL;
+    if ((rc = mdb_txn_commit(txn)) != 0) {
+        txn = NULL;
+        r = mdb_to_verr(rc);
+        goto out;
+    }
+    txn = NULL;
+    *out = s;
+    s = NULL;
+    r = 0;
+out:
+    if (cur != NULL)
+        mdb_cursor_close(cur);
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    store_close(s);
+    return r;
+}
+
+void store_close(struct store *s)
+{
+    if (s == NULL)
+        return;
+    if (s->txn != NULL)
+        mdb_txn_abort(s->txn);
+    if (s->env != NULL)
+        mdb_env_close(s->env);
+    free(s);
+}
+
+int store_begin(struct store *s)
+{
+    int rc;
+
+    if (s->txn != NULL)
+        return VERR_INTERNAL;
+    if ((rc = mdb_txn_begin(s->env, NULL, 0, &s->txn)) != 0) {
+        s->txn = NULL;
+        return mdb_to_verr(rc);
+    }
+    s->seq_txn = s->seq;
+    s->audit_next_txn = s->audit_next;
+    s->queued_txn = s->queued;
+    return 0;
+}
+
+int store_commit(struct store *s)
+{
+    int rc, r;
+
+    if (s->txn == NULL)
+        return VERR_INTERNAL;
+    if (s->seq_txn != s->seq && (r = meta_put_u64(s->txn, s->meta, meta_seq, s->seq_txn)) != 0)
+        goto fail;
+    if (s->queued_txn != s->queued &&
+        (r = meta_put_u64(s->txn, s->meta, meta_queued, s->queued_txn)) != 0)
+        goto fail;
+    rc = mdb_txn_commit(s->txn); /* frees the txn whatever happens */
+    s->txn = NULL;
+    if (rc != 0)
+        return mdb_to_verr(rc);
+    s->seq = s->seq_txn;
+    s->audit_next = s->audit_next_txn;
+    s->queued = s->queued_txn;
+    return 0;
+fail:
+    store_abort(s);
+    return r;
+}
+
+void store_abort(struct store *s)
+{
+    if (s->txn != NULL)
+        mdb_txn_abort(s->txn);
+    s->txn = NULL;
+}
+
+uint64_t store_audit_size(const struct store *s)
+{
+    return s->audit_next;
+}
+
+uint64_t store_queue_total(const struct store *s)
+{
+    return s->queued;
+}
+
+/*
+ * The one place where the audit log grows. A later change adds the Merkle
+ * frontier and checkpoints here, in the same transaction.
+ */
+int store_audit_append(struct store *s, const struct audit_record *rec)
+{
+    uint8_t rbytes[AUDIT_RECORD_LEN], kb[8], leaf[MERKLE_HASH_LEN];
+    struct buf b;
+    MDB_val k, d;
+    int rc, r;
+
+    if (s->txn == NULL)
+        return VERR_INTERNAL;
+    if ((r = buf_init(&b, AUDIT_RECORD_LEN, 0)) != 0)
+        return r;
+    if ((r = audit_record_encode(rec, &b)) != 0)
+        goto out;
+    memcpy(rbytes, buf_data(&b), sizeof(rbytes));
+    merkle_leaf_hash(leaf, rbytes, sizeof(rbytes));
+    be64(kb, s->audit_next_txn);
+    k = val(kb, sizeof(kb));
+    /* Keys are big-endian and only grow: MDB_APPEND keeps the pages packed. */
+    d = val(rbytes, sizeof(rbytes));
+    if ((rc = mdb_put(s->txn, s->audit, &k, &d, MDB_APPEND)) != 0) {
+        r = mdb_to_verr(rc);
+        goto out;
+    }
+    d = val(leaf, sizeof(leaf));
+    if ((rc = mdb_put(s->txn, s->audit_leaf, &k, &d, MDB_APPEND)) != 0) {
+        r = mdb_to_verr(rc);
+        goto out;
+    }
+    s->audit_next_txn++;
+    r = 0;
+out:
+    buf_free(&b);
+    return r;
+}
+
+static int qstat_get(struct store *s, const uint8_t dev[static DEVICE_ID_LEN], uint64_t *count,
+                     uint64_t *bytes)
+{
+    MDB_val k = val(dev, DEVICE_ID_LEN), d;
+    int rc = mdb_get(s->txn, s->qstat, &k, &d);
+
+    *count = *bytes = 0;
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc != 0)
+        return mdb_to_verr(rc);
+    if (d.mv_size != QSTAT_LEN)
+        return VERR_STORE;
+    *count = rd64(d.mv_data);
+    *bytes = rd64((const uint8_t *)d.mv_data + 8);
+    return 0;
+}
+
+static int qstat_put(struct store *s, const uint8_t dev[static DEVICE_ID_LEN], uint64_t count,
+                     uint64_t bytes)
+{
+    uint8_t b[QSTAT_LEN];
+    MDB_val k = val(dev, DEVICE_ID_LEN), d = val(b, sizeof(b));
+
+    if (count == 0) {
+        int rc = mdb_del(s->txn, s->qstat, &k, NULL);
+        return rc == MDB_NOTFOUND ? 0 : mdb_to_verr(rc);
+    }
+    be64(b, count);
+    be64(b + 8, bytes);
+    return mdb_to_verr(mdb_put(s->txn, s->qstat, &k, &d, 0));
+}
+
+static int qstat_add(struct store *s, const uint8_t dev[static DEVICE_ID_LEN], int sign,
+                     uint64_t size)
+{
+    uint64_t count, bytes;
+    int r;
+
+    if ((r = qstat_get(s, dev, &count, &bytes)) != 0)
+        return r;
+    if (sign > 0) {
+        count++;
+        bytes += size;
+    } else {
+        count = count > 0 ? count - 1 : 0;
+        bytes = bytes > size ? bytes - size : 0;
+    }
+    return qstat_put(s, dev, count, bytes);
+}
+
+static void audit_envelope(struct audit_record *rec, uint8_t event, uint64_t now,
+                           const uint8_t *device, uint64_t serial, const uint8_t *peer,
+                           const uint8_t *id, uint32_t size, uint8_t prec)
+{
+    audit_record_init(rec, event, now);
+    memcpy(rec->device_id, device, DEVICE_ID_LEN);
+    rec->cert_serial = serial;
+    memcpy(rec->peer_id, peer, DEVICE_ID_LEN);
+    memcpy(rec->envelope_id, id, WIRE_ID_LEN);
+    rec->size = size;
+    rec->precedence = prec;
+}
+
+int store_envelope_put(struct store *s, const uint8_t sender[static DEVICE_ID_LEN],
+                       uint64_t sender_serial, const struct wire_envelope *e, uint64_t expiry,
+                       uint64_t now, const struct store_limits *lim, uint16_t *reason,
+                       int *duplicate)
+{
+    uint8_t ikey[IKEY_LEN], ival[IVAL_LEN], qkey[QKEY_LEN], xkey[XKEY_LEN];
+    uint64_t count, bytes, seq;
+    struct audit_record rec;
+    MDB_val k, d;
+    int rc, r;
+
+    *duplicate = 0;
+    *reason = WIRE_R_OK;
+    if (s->txn == NULL)
+        return VERR_INTERNAL;
+    memcpy(ikey, e->peer, DEVICE_ID_LEN);
+    memcpy(ikey + DEVICE_ID_LEN, e->id, WIRE_ID_LEN);
+    k = val(ikey, sizeof(ikey));
+    rc = mdb_get(s->txn, s->byid, &k, &d);
+    if (rc == 0) {
+        /* Stored once; the same sender is acknowledged again (DESIGN.md "Relay"). */
+        if (d.mv_size != IVAL_LEN)
+            return VERR_STORE;
+        if (memcmp((const uint8_t *)d.mv_data + 1, sender, DEVICE_ID_LEN) != 0)
+            *reason = WIRE_R_ID_CONFLICT;
+        else
+            *duplicate = 1;
+        return 0;
+    }
+    if (rc != MDB_NOTFOUND)
+        return mdb_to_verr(rc);
+    if ((r = qstat_get(s, e->peer, &count, &bytes)) != 0)
+        return r;
+    if (count + 1 > lim->queue_max_count || bytes + e->ct_len > lim->queue_max_bytes) {
+        *reason = WIRE_R_QUEUE_FULL;
+        return 0;
+    }
+    seq = ++s->seq_txn;
+    memcpy(qkey, e->peer, DEVICE_ID_LEN);
+    qkey[DEVICE_ID_LEN] = e->precedence;
+    be64(qkey + DEVICE_ID_LEN + 1, seq);
+    k = val(qkey, sizeof(qkey));
+    d.mv_size = QVAL_FIXED + (size_t)e->ct_len;
+    d.mv_data = NULL;
+    /* Reserve the value in the map and fill it in place: one copy of the ciphertext. */
+    if ((rc = mdb_put(s->txn, s->queue, &k, &d, MDB_RESERVE)) != 0)
+        return mdb_to_verr(rc);
+    {
+        uint8_t *p = d.mv_data;
+        memcpy(p, e->id, WIRE_ID_LEN);
+        memcpy(p + WIRE_ID_LEN, sender, DEVICE_ID_LEN);
+        be64(p + WIRE_ID_LEN + DEVICE_ID_LEN, expiry);
+        be64(p + WIRE_ID_LEN + DEVICE_ID_LEN + 8, now);
+        memcpy(p + QVAL_FIXED, e->ct, e->ct_len);
+    }
+    ival[0] = STATE_QUEUED;
+    memcpy(ival + 1, sender, DEVICE_ID_LEN);
+    ival[1 + DEVICE_ID_LEN] = e->precedence;
+    be64(ival + 2 + DEVICE_ID_LEN, seq);
+    be64(ival + 10 + DEVICE_ID_LEN, expiry);
+    be32(ival + 18 + DEVICE_ID_LEN, e->ct_len);
+    k = val(ikey, sizeof(ikey));
+    d = val(ival, sizeof(ival));
+    if ((rc = mdb_put(s->txn, s->byid, &k, &d, 0)) != 0)
+        return mdb_to_verr(rc);
+    be64(xkey, expiry);
+    memcpy(xkey + 8, e->peer, DEVICE_ID_LEN);
+    memcpy(xkey + 8 + DEVICE_ID_LEN, e->id, WIRE_ID_LEN);
+    k = val(xkey, sizeof(xkey));
+    d = val(NULL, 0);
+    if ((rc = mdb_put(s->txn, s->expiry, &k, &d, 0)) != 0)
+        return mdb_to_verr(rc);
+    if ((r = qstat_put(s, e->peer, count + 1, bytes + e->ct_len)) != 0)
+        return r;
+    s->queued_txn++;
+    audit_envelope(&rec, AUDIT_ENVELOPE_ACCEPTED, now, sender, sender_serial, e->peer, e->id,
+                   e->ct_len, e->precedence);
+    return store_audit_append(s, &rec);
+}
+
+/* Deletes the queue entry an index value points to and updates the recipient's totals. */
+static int unqueue(struct store *s, const uint8_t recipient[static DEVICE_ID_LEN],
+                   const uint8_t *ival)
+{
+    uint8_t qkey[QKEY_LEN];
+    MDB_val k;
+    int rc;
+
+    memcpy(qkey, recipient, DEVICE_ID_LEN);
+    qkey[DEVICE_ID_LEN] = ival[1 + DEVICE_ID_LEN];
+    memcpy(qkey + DEVICE_ID_LEN + 1, ival + 2 + DEVICE_ID_LEN, 8);
+    k = val(qkey, sizeof(qkey));
+    if ((rc = mdb_del(s->txn, s->queue, &k, NULL)) != 0)
+        return mdb_to_verr(rc) == VERR_UNKNOWN ? VERR_STORE : mdb_to_verr(rc);
+    if (s->queued_txn > 0)
+        s->queued_txn--;
+    return qstat_add(s, recipient, -1, rd32(ival + 18 + DEVICE_ID_LEN));
+}
+
+int store_envelope_ack(struct store *s, const uint8_t recipient[static DEVICE_ID_LEN],
+                       uint64_t recipient_serial, const uint8_t id[static WIRE_ID_LEN],
+                       uint64_t now)
+{
+    uint8_t ikey[IKEY_LEN], ival[IVAL_LEN];
+    struct audit_record rec;
+    MDB_val k, d;
+    int rc, r;
+
+    if (s->txn == NULL)
+        return VERR_INTERNAL;
+    memcpy(ikey, recipient, DEVICE_ID_LEN);
+    memcpy(ikey + DEVICE_ID_LEN, id, WIRE_ID_LEN);
+    k = val(ikey, sizeof(ikey));
+    if ((rc = mdb_get(s->txn, s->byid, &k, &d)) != 0)
+        return mdb_to_verr(rc);
+    if (d.mv_size != IVAL_LEN)
+        return VERR_STORE;
+    memcpy(ival, d.mv_data, sizeof(ival));
+    if (ival[0] != STATE_QUEUED)
+        return VERR_UNKNOWN;
+    if ((r = unqueue(s, recipient, ival)) != 0)
+        return r;
+    /* Keep a tombstone until expiry so a late resubmission is not delivered twice. */
+    ival[0] = STATE_DELIVERED;
+    d = val(ival, sizeof(ival));
+    if ((rc = mdb_put(s->txn, s->byid, &k, &d, 0)) != 0)
+        return mdb_to_verr(rc);
+    audit_envelope(&rec, AUDIT_ENVELOPE_DELIVERED, now, recipient, recipient_serial, ival + 1, id,
+                   rd32(ival + 18 + DEVICE_ID_LEN), ival[1 + DEVICE_ID_LEN]);
+    return store_audit_append(s, &rec);
+}
+
+int store_nd_ack(struct store *s, const uint8_t sender[static DEVICE_ID_LEN],
+                 const uint8_t id[static WIRE_ID_LEN])
+{
+    uint8_t nkey[NKEY_LEN];
+    MDB_val k;
+
+    if (s->txn == NULL)
+        return VERR_INTERNAL;
+    memcpy(nkey, sender, DEVICE_ID_LEN);
+    memcpy(nkey + DEVICE_ID_LEN, id, WIRE_ID_LEN);
+    k = val(nkey, sizeof(nkey));
+    return mdb_to_verr(mdb_del(s->txn, s->nd, &k, NULL));
+}
+
+int store_sweep(struct store *s, uint64_t now, size_t limit,
+                void (*notify)(void *ctx, const uint8_t sender[DEVICE_ID_LEN]), void *ctx,
+                size_t *expired)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k, d, ik, id;
+    uint8_t xkey[XKEY_LEN], ival[IVAL_LEN], nkey[NKEY_LEN], nval[NVAL_LEN];
+    struct audit_record rec;
+    size_t done = 0;
+    int rc, r = VERR_INTERNAL;
+
+    *expired = 0;
+    if (s->txn == NULL)
+        return VERR_INTERNAL;
+    if ((rc = mdb_cursor_open(s->txn, s->expiry, &cur)) != 0)
+        return mdb_to_verr(rc);
+    for (rc = mdb_cursor_get(cur, &k, &d, MDB_FIRST); rc == 0 && done < limit;
+         rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
+        const uint8_t *recipient, *eid;
+
+        if (k.mv_size != XKEY_LEN) {
+            r = VERR_STORE;
+            goto out;
+        }
+        memcpy(xkey, k.mv_data, sizeof(xkey));
+        if (rd64(xkey) > now)
+            break;
+        recipient = xkey + 8;
+        eid = xkey + 8 + DEVICE_ID_LEN;
+        ik = val(recipient, IKEY_LEN); /* recipient | id are contiguous in the key */
+        rc = mdb_get(s->txn, s->byid, &ik, &id);
+        if (rc == 0 && id.mv_size == IVAL_LEN) {
+            memcpy(ival, id.mv_data, sizeof(ival));
+            if (ival[0] == STATE_QUEUED) {
+                if ((r = unqueue(s, recipient, ival)) != 0)
+                    goto out;
+                /* The sender is told (DESIGN.md "Relay"): a notice queued for it. */
+                memcpy(nkey, ival + 1, DEVICE_ID_LEN);
+                memcpy(nkey + DEVICE_ID_LEN, eid, WIRE_ID_LEN);
+                memcpy(nval, recipient, DEVICE_ID_LEN);
+                nval[DEVICE_ID_LEN] = 0;
+                nval[DEVICE_ID_LEN + 1] = WIRE_R_EXPIRED;
+                be64(nval + DEVICE_ID_LEN + 2, now);
+                ik = val(nkey, sizeof(nkey));
+                id = val(nval, sizeof(nval));
+                if ((rc = mdb_put(s->txn, s->nd, &ik, &id, 0)) != 0) {
+                    r = mdb_to_verr(rc);
+                    goto out;
+                }
+                audit_envelope(&rec, AUDIT_ENVELOPE_EXPIRED, now, ival + 1, 0, recipient, eid,
+                               rd32(ival + 18 + DEVICE_ID_LEN), ival[1 + DEVICE_ID_LEN]);
+                rec.reason = WIRE_R_EXPIRED;
+                if ((r = store_audit_append(s, &rec)) != 0)
+                    goto out;
+                if (notify != NULL)
+                    notify(ctx, ival + 1);
+                (*expired)++;
+            }
+            ik = val(recipient, IKEY_LEN);
+            if ((rc = mdb_del(s->txn, s->byid, &ik, NULL)) != 0) {
+                r = mdb_to_verr(rc);
+                goto out;
+            }
+        } else if (rc != MDB_NOTFOUND && rc != 0) {
+            r = mdb_to_verr(rc);
+            goto out;
+        }
+        if ((rc = mdb_cursor_del(cur, 0)) != 0) {
+            r = mdb_to_verr(rc);
+            goto out;
+        }
+        done++;
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        r = mdb_to_verr(rc);
+        goto out;
+    }
+    r = 0;
+out:
+    mdb_cursor_close(cur);
+    return r;
+}
+
+int store_fill_deliver(struct store *s, const uint8_t recipient[static DEVICE_ID_LEN],
+                       struct store_cursor *cur, uint64_t now, size_t max_n, size_t max_bytes,
+                       struct buf *out, size_t *n, int *more)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *c = NULL;
+    MDB_val k, d;
+    uint8_t qkey[QKEY_LEN];
+    size_t save = buf_size(out), off = 0, bytes = 0, count = 0;
+    int rc, r = VERR_INTERNAL;
+
+    *n = 0;
+    *more = 0;
+    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0)
+        return mdb_to_verr(rc);
+    if ((rc = mdb_cursor_open(txn, s->queue, &c)) != 0) {
+        r = mdb_to_verr(rc);
+        goto out;
+    }
+    if ((r = wire_batch_begin(out, WIRE_DELIVER, &off)) != 0)
+        goto out;
+    /* FLASH before IMMEDIATE before PRIORITY before ROUTINE, oldest first within each. */
+    for (uint8_t p = 0; p < WIRE_PRECEDENCE_COUNT && !*more; p++) {
+        memcpy(qkey, recipient, DEVICE_ID_LEN);
+        qkey[DEVICE_ID_LEN] = p;
+        if (cur->after[p] == UINT64_MAX)
+            continue;
+        be64(qkey + DEVICE_ID_LEN + 1, cur->after[p] + 1);
+        k = val(qkey, sizeof(qkey));
+        for (rc = mdb_cursor_get(c, &k, &d, MDB_SET_RANGE); rc == 0;
+             rc = mdb_cursor_get(c, &k, &d, MDB_NEXT)) {
+            const uint8_t *kp = k.mv_data, *vp = d.mv_data;
+            struct wire_envelope e;
+
+            if (k.mv_size != QKEY_LEN || memcmp(kp, recipient, DEVICE_ID_LEN) != 0 ||
+                kp[DEVICE_ID_LEN] != p)
+                break;
+            if (d.mv_size <= QVAL_FIXED || d.mv_size - QVAL_FIXED > WIRE_CT_MAX) {
+                r = VERR_STORE;
+                goto out;
+            }
+            if (count >= max_n || (count > 0 && bytes + (d.mv_size - QVAL_FIXED) > max_bytes)) {
+                *more = 1;
+                break;
+            }
+            cur->after[p] = rd64(kp + DEVICE_ID_LEN + 1);
+            memcpy(e.id, vp, WIRE_ID_LEN);
+            memcpy(e.peer, vp + WIRE_ID_LEN, DEVICE_ID_LEN);
+            e.precedence = p;
+            e.expiry = rd64(vp + WIRE_ID_LEN + DEVICE_ID_LEN);
+            e.ct = vp + QVAL_FIXED;
+            e.ct_len = (uint32_t)(d.mv_size - QVAL_FIXED);
+            if (e.expiry <= now)
+                continue; /* the sweeper turns it into a non-delivery notice */
+            if ((r = wire_put_envelope(out, &e)) != 0)
+                goto out;
+            count++;
+            bytes += e.ct_len;
+        }
+        if (rc != 0 && rc != MDB_NOTFOUND) {
+            r = mdb_to_verr(rc);
+            goto out;
+        }
+    }
+    if (count == 0) {
+        buf_truncate(out, save);
+        r = 0;
+        goto out;
+    }
+    if ((r = wire_batch_end(out, off, count)) != 0)
+        goto out;
+    *n = count;
+    r = 0;
+out:
+    if (r != 0)
+        buf_truncate(out, save);
+    if (c != NULL)
+        mdb_cursor_close(c);
+    mdb_txn_abort(txn);
+    return r;
+}
+
+int store_fill_nd(struct store *s, const uint8_t sender[static DEVICE_ID_LEN],
+                  struct store_cursor *cur, size_t max_n, struct buf *out, size_t *n, int *more)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *c = NULL;
+    MDB_val k, d;
+    uint8_t nkey[NKEY_LEN];
+    size_t save = buf_size(out), off = 0, count = 0;
+    int rc, r = VERR_INTERNAL;
+
+    *n = 0;
+    *more = 0;
+    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0)
+        return mdb_to_verr(rc);
+    if ((rc = mdb_cursor_open(txn, s->nd, &c)) != 0) {
+        r = mdb_to_verr(rc);
+        goto out;
+    }
+    if ((r = wire_batch_begin(out, WIRE_NON_DELIVERY, &off)) != 0)
+        goto out;
+    memcpy(nkey, sender, DEVICE_ID_LEN);
+    memset(nkey + DEVICE_ID_LEN, 0, WIRE_ID_LEN);
+    if (cur->nd_started)
+        memcpy(nkey + DEVICE_ID_LEN, cur->nd_after, WIRE_ID_LEN);
+    k = val(nkey, sizeof(nkey));
+    for (rc = mdb_cursor_get(c, &k, &d, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(c, &k, &d, MDB_NEXT)) {
+        const uint8_t *kp = k.mv_data, *vp = d.mv_data;
+        struct wire_nd nd;
+
+        if (k.mv_size != NKEY_LEN || memcmp(kp, sender, DEVICE_ID_LEN) != 0)
+            break;
+        if (cur->nd_started && memcmp(kp + DEVICE_ID_LEN, cur->nd_after, WIRE_ID_LEN) == 0)
+            continue; /* already sent: SET_RANGE lands on it */
+        if (d.mv_size != NVAL_LEN) {
+            r = VERR_STORE;
+            goto out;
+        }
+        if (count >= max_n) {
+            *more = 1;
+            break;
+        }
+        memcpy(nd.id, kp + DEVICE_ID_LEN, WIRE_ID_LEN);
+        memcpy(nd.recipient, vp, DEVICE_ID_LEN);
+        nd.reason = (uint16_t)(((unsigned)vp[DEVICE_ID_LEN] << 8) | vp[DEVICE_ID_LEN + 1]);
+        if (nd.reason > WIRE_R_MAX)
+            nd.reason = WIRE_R_EXPIRED;
+        if ((r = wire_put_nd(out, &nd)) != 0)
+            goto out;
+        memcpy(cur->nd_after, nd.id, WIRE_ID_LEN);
+        cur->nd_started = 1;
+        count++;
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        r = mdb_to_verr(rc);
+        goto out;
+    }
+    if (count == 0) {
+        buf_truncate(out, save);
+        r = 0;
+        goto out;
+    }
+    if ((r = wire_batch_end(out, off, count)) != 0)
+        goto out;
+    *n = count;
+    r = 0;
+out:
+    if (r != 0)
+        buf_truncate(out, save);
+    if (c != NULL)
+        mdb_cursor_close(c);
+    mdb_txn_abort(txn);
+    return r;
+}
+
+int store_dir_get(struct store *s, struct buf *out)
+{
+    MDB_txn *txn = NULL;
+    MDB_val k = val(meta_dir, strlen(meta_dir)), d;
+    int rc, r;
+
+    if ((r = buf_init(out, WIRE_DIR_MAX, 0)) != 0)
+        return r;
+    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0)
+        return mdb_to_verr(rc);
+    if ((rc = mdb_get(txn, s->meta, &k, &d)) != 0)
+        r = mdb_to_verr(rc);
+    else
+        r = buf_put_bytes(out, d.mv_data, d.mv_size);
+    mdb_txn_abort(txn);
+    if (r != 0)
+        buf_free(out);
+    return r;
+}
+
+int store_dir_put(struct store *s, const uint8_t *p, size_t len)
+{
+    MDB_val k = val(meta_dir, strlen(meta_dir)), d = val(p, len);
+
+    if (s->txn == NULL)
+        return VERR_INTERNAL;
+    return mdb_to_verr(mdb_put(s->txn, s->meta, &k, &d, 0));
+}
+
+int store_prekeys_put(struct store *s, const uint8_t device[static DEVICE_ID_LEN],
+                      const struct wire_signed_prekey *spk, const uint8_t *otk, size_t n,
+                      const struct store_limits *lim, uint32_t *stored)
+{
+    uint8_t sval[SPK_LEN];
+    MDB_cursor *c = NULL;
+    MDB_val k = val(device, DEVICE_ID_LEN), d;
+    size_t count = 0;
+    int rc, r = VERR_INTERNAL;
+
+    *stored = 0;
+    if (s->txn == NULL)
+        return VERR_INTERNAL;
+    be32(sval, spk->id);
+    memcpy(sval + 4, spk->pk, WIRE_PK_LEN);
+    memcpy(sval + 4 + WIRE_PK_LEN, spk->sig, SIG_LEN);
+    d = val(sval, sizeof(sval));
+    if ((rc = mdb_put(s->txn, s->spk, &k, &d, 0)) != 0)
+        return mdb_to_verr(rc);
+    if ((rc = mdb_cursor_open(s->txn, s->otk, &c)) != 0)
+        return mdb_to_verr(rc);
+    rc = mdb_cursor_get(c, &k, &d, MDB_SET);
+    if (rc == 0) {
+        if ((rc = mdb_cursor_count(c, &count)) != 0) {
+            r = mdb_to_verr(rc);
+            goto out;
+        }
+    } else if (rc != MDB_NOTFOUND) {
+        r = mdb_to_verr(rc);
+        goto out;
+    }
+    for (size_t i = 0; i < n && count < lim->otk_max; i++) {
+        k = val(device, DEVICE_ID_LEN);
+        d = val(otk + i * WIRE_OTK_LEN, WIRE_OTK_LEN);
+        rc = mdb_put(s->txn, s->otk, &k, &d, MDB_NODUPDATA);
+        if (rc == MDB_KEYEXIST)
+            continue; /* the same prekey uploaded twice is kept once */
+        if (rc != 0) {
+            r = mdb_to_verr(rc);
+            goto out;
+        }
+        count++;
+    }
+    *stored = (uint32_t)count;
+    r = 0;
+out:
+    mdb_cursor_close(c);
+    return r;
+}
+
+int store_bundle_take(struct store *s, const uint8_t owner[static DEVICE_ID_LEN],
+                      struct wire_signed_prekey *spk, int *has_otk, uint32_t *otk_id,
+                      uint8_t otk_pk[static WIRE_PK_LEN], uint32_t *left)
+{
+    MDB_cursor *c = NULL;
+    MDB_val k = val(owner, DEVICE_ID_LEN), d;
+    size_t count = 0;
+    int rc, r = VERR_INTERNAL;
+
+    *has_otk = 0;
+    *left = 0;
+    if (s->txn == NULL)
+        return VERR_INTERNAL;
+    if ((rc = mdb_get(s->txn, s->spk, &k, &d)) != 0)
+        return mdb_to_verr(rc);
+    if (d.mv_size != SPK_LEN)
+        return VERR_STORE;
+    spk->id = rd32(d.mv_data);
+    memcpy(spk->pk, (const uint8_t *)d.mv_data + 4, WIRE_PK_LEN);
+    memcpy(spk->sig, (const uint8_t *)d.mv_data + 4 + WIRE_PK_LEN, SIG_LEN);
+    if ((rc = mdb_cursor_open(s->txn, s->otk, &c)) != 0)
+        return mdb_to_verr(rc);
+    k = val(owner, DEVICE_ID_LEN);
+    rc = mdb_cursor_get(c, &k, &d, MDB_SET_KEY);
+    if (rc == MDB_NOTFOUND) {
+        r = 0;
+        goto out;
+    }
+    if (rc != 0 || (rc = mdb_cursor_count(c, &count)) != 0 ||
+        (rc = mdb_cursor_get(c, &k, &d, MDB_FIRST_DUP)) != 0) {
+        r = mdb_to_verr(rc);
+        goto out;
+    }
+    if (d.mv_size != WIRE_OTK_LEN) {
+        r = VERR_STORE;
+        goto out;
+    }
+    *otk_id = rd32(d.mv_data);
+    memcpy(otk_pk, (const uint8_t *)d.mv_data + 4, WIRE_PK_LEN);
+    /* Handed out exactly once: deleted in the transaction that serves it (X3DH 3.2). */
+    if ((rc = mdb_cursor_del(c, 0)) != 0) {
+        r = mdb_to_verr(rc);
+        goto out;
+    }
+    *has_otk = 1;
+    *left = (uint32_t)(count - 1);
+    r = 0;
+out:
+    mdb_cursor_close(c);
+    return r;
+}

@@ -1,0 +1,127 @@
+/*
+ * store.h - the relay's durable state in LMDB: ciphertext queues, the
+ * envelope-id index, expiry index, non-delivery notices, prekeys, the
+ * current directory and the audit log (layout: docs/relay-protocol.md
+ * "Storage"). The only file of the relay that includes lmdb.h.
+ *
+ * Contract:
+ *  - Durable: the environment is opened without MDB_NOSYNC, MDB_NOMETASYNC
+ *    or MDB_MAPASYNC, so store_commit returning 0 means the transaction is on
+ *    disk. Nothing is acknowledged to a peer before that (DESIGN.md "Relay").
+ *  - Group commit: store_begin opens one write transaction; every store_*
+ *    mutation between it and store_commit / store_abort joins it. Audit
+ *    records are appended in the same transaction as the change they
+ *    describe (store_audit_append, the one place that writes the log).
+ *  - On any system error inside a transaction (VERR_NOSPACE for MDB_MAP_FULL
+ *    or a full disk, VERR_STORE otherwise) the caller must store_abort: the
+ *    whole transaction is dropped, nothing is half-stored. Read functions
+ *    keep working meanwhile (they use their own read transactions).
+ *  - Envelope ids are scoped by recipient: (recipient, id) is stored once;
+ *    the same sender resubmitting it gets WIRE_R_OK again with *duplicate set,
+ *    even after delivery (a tombstone is kept until the envelope's expiry).
+ *  - Read scans (store_fill_*) must not run while a write transaction is
+ *    open in the same thread.
+ */
+#ifndef VALISE_RELAY_STORE_H
+#define VALISE_RELAY_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "audit_record.h"
+#include "buf.h"
+#include "err.h"
+#include "wire.h"
+
+struct store;
+
+struct store_limits {
+    uint64_t queue_max_count; /* envelopes queued per recipient device */
+    uint64_t queue_max_bytes; /* ciphertext bytes queued per recipient device */
+    uint32_t otk_max;         /* one-time prekeys kept per device */
+};
+
+/* Where a recipient's delivery scan has got to (one sequence per precedence). */
+struct store_cursor {
+    uint64_t after[WIRE_PRECEDENCE_COUNT];
+    uint8_t nd_after[WIRE_ID_LEN];
+    int nd_started;
+};
+
+/* Opens (creates) the environment in dir; clears stale readers. */
+int store_open(struct store **out, const char *dir, uint64_t map_size) VL_MUST_CHECK;
+void store_close(struct store *s);
+
+int store_begin(struct store *s) VL_MUST_CHECK;
+int store_commit(struct store *s) VL_MUST_CHECK;
+void store_abort(struct store *s);
+
+/* Appends one audit record (and its RFC 9162 leaf hash) to the open transaction. */
+int store_audit_append(struct store *s, const struct audit_record *rec) VL_MUST_CHECK;
+/* Records in the log (committed). */
+uint64_t store_audit_size(const struct store *s);
+
+/*
+ * Stores one envelope from sender for e->peer with the given effective expiry.
+ * Returns 0 with *reason WIRE_R_OK (stored, or a duplicate: *duplicate = 1),
+ * WIRE_R_QUEUE_FULL or WIRE_R_ID_CONFLICT; negative on a system error.
+ * Appends the ENVELOPE_ACCEPTED audit record; rejections are the caller's to log.
+ */
+int store_envelope_put(struct store *s, const uint8_t sender[static DEVICE_ID_LEN],
+                       uint64_t sender_serial, const struct wire_envelope *e, uint64_t expiry,
+                       uint64_t now, const struct store_limits *lim, uint16_t *reason,
+                       int *duplicate) VL_MUST_CHECK;
+/* The recipient acknowledged: deletes the envelope. 0, VERR_UNKNOWN if not queued. */
+int store_envelope_ack(struct store *s, const uint8_t recipient[static DEVICE_ID_LEN],
+                       uint64_t recipient_serial, const uint8_t id[static WIRE_ID_LEN],
+                       uint64_t now) VL_MUST_CHECK;
+/* The sender acknowledged a non-delivery notice: deletes it. */
+int store_nd_ack(struct store *s, const uint8_t sender[static DEVICE_ID_LEN],
+                 const uint8_t id[static WIRE_ID_LEN]) VL_MUST_CHECK;
+/*
+ * Removes up to limit envelopes and tombstones whose expiry <= now; each
+ * expired envelope becomes a non-delivery notice for its sender, notify is
+ * called with that sender.
+ */
+int store_sweep(struct store *s, uint64_t now, size_t limit,
+                void (*notify)(void *ctx, const uint8_t sender[DEVICE_ID_LEN]), void *ctx,
+                size_t *expired) VL_MUST_CHECK;
+
+/*
+ * Appends to out one DELIVER message with the recipient's next envelopes
+ * after cur, precedence first then age, at most max_n items and about
+ * max_bytes of ciphertext; advances cur. *n = 0: nothing to send (out
+ * unchanged). *more = 1 if it stopped at a bound.
+ */
+int store_fill_deliver(struct store *s, const uint8_t recipient[static DEVICE_ID_LEN],
+                       struct store_cursor *cur, uint64_t now, size_t max_n, size_t max_bytes,
+                       struct buf *out, size_t *n, int *more) VL_MUST_CHECK;
+/* The same for non-delivery notices waiting for sender. */
+int store_fill_nd(struct store *s, const uint8_t sender[static DEVICE_ID_LEN],
+                  struct store_cursor *cur, size_t max_n, struct buf *out, size_t *n,
+                  int *more) VL_MUST_CHECK;
+
+/* Directory: the stored bytes (VERR_UNKNOWN if none), and replacing them in the txn. */
+int store_dir_get(struct store *s, struct buf *out) VL_MUST_CHECK;
+int store_dir_put(struct store *s, const uint8_t *p, size_t len) VL_MUST_CHECK;
+
+/*
+ * Replaces the device's signed prekey and adds one-time prekeys (items of
+ * WIRE_OTK_LEN: u32 id || pk), keeping at most lim->otk_max; *stored = count kept.
+ */
+int store_prekeys_put(struct store *s, const uint8_t device[static DEVICE_ID_LEN],
+                      const struct wire_signed_prekey *spk, const uint8_t *otk, size_t n,
+                      const struct store_limits *lim, uint32_t *stored) VL_MUST_CHECK;
+/*
+ * Takes a bundle for owner: its signed prekey and, if any is left, one
+ * one-time prekey, which is deleted in the same transaction (handed out
+ * once). *left = one-time prekeys remaining. VERR_UNKNOWN: no signed prekey.
+ */
+int store_bundle_take(struct store *s, const uint8_t owner[static DEVICE_ID_LEN],
+                      struct wire_signed_prekey *spk, int *has_otk, uint32_t *otk_id,
+                      uint8_t otk_pk[static WIRE_PK_LEN], uint32_t *left) VL_MUST_CHECK;
+
+/* Envelopes queued in total (committed), for /metrics. */
+uint64_t store_queue_total(const struct store *s);
+
+#endif
