@@ -47,7 +47,8 @@ static int identity_from_secret(struct identity *id, const uint8_t *secret)
     return 0;
 }
 
-int identity_create(const char *home, const char *name, const char *pass, const char *out_path)
+int identity_create(const char *home, const char *name, const char *pass, const char *out_path,
+                    uint8_t device_id[static DEVICE_ID_LEN])
 {
     char kpath[HOME_PATH_LEN], qpath[HOME_PATH_LEN];
     struct identity id;
@@ -91,6 +92,7 @@ int identity_create(const char *home, const char *name, const char *pass, const 
     made_req = 1;
     if ((r = file_write_new(out_path, buf_data(&req), buf_size(&req), 0644)) != 0)
         goto out;
+    memcpy(device_id, q.device_id, DEVICE_ID_LEN);
     r = 0;
 out:
     if (r != 0) {

@@ -34,8 +34,8 @@ struct identity {
  * out_path as well. Refuses if HOME already holds a device; leaves nothing
  * behind on failure.
  */
-int identity_create(const char *home, const char *name, const char *pass,
-                    const char *out_path) VL_MUST_CHECK;
+int identity_create(const char *home, const char *name, const char *pass, const char *out_path,
+                    uint8_t device_id[static DEVICE_ID_LEN]) VL_MUST_CHECK;
 /* Unlocks HOME/device.key. */
 int identity_unlock(const char *home, const char *pass, struct identity *id) VL_MUST_CHECK;
 void identity_free(struct identity *id);

@@ -89,7 +89,7 @@ static int parse_opts(const char *verb, int argc, char **argv, struct opts *o, c
 static int cmd_init(int argc, char **argv)
 {
     struct opts o;
-    struct identity id;
+    uint8_t device_id[DEVICE_ID_LEN];
     char *pass = NULL, hex[2 * DEVICE_ID_LEN + 1];
     int r;
 
@@ -101,26 +101,18 @@ static int cmd_init(int argc, char **argv)
         return fail_msg("init", "--name must be 1 to 64 printable characters");
     if ((r = pass_read(o.passfile, "New device passphrase: ", 1, &pass)) != 0)
         return fail("init", "passphrase (at least 8 characters)", r);
-    r = identity_create(o.home, o.name, pass, o.out);
-    if (r != 0) {
-        pass_free(pass);
+    r = identity_create(o.home, o.name, pass, o.out, device_id);
+    pass_free(pass);
+    if (r != 0)
         return fail("init", r == VERR_EXISTS ? "a device already exists here, or the request "
                                                "file exists"
                                              : o.home,
                     r);
-    }
-    r = identity_unlock(o.home, pass, &id);
-    pass_free(pass);
-    if (r != 0)
-        return fail("init", "reopening the new keys", r);
-    if (text_hex_encode(hex, sizeof(hex), id.device_id, DEVICE_ID_LEN) != 0) {
-        identity_free(&id);
+    if (text_hex_encode(hex, sizeof(hex), device_id, DEVICE_ID_LEN) != 0)
         return fail("init", "device id", VERR_INTERNAL);
-    }
     printf("device %s created for %s in %s\nenrolment request written to %s: give it to IT "
            "staff\n",
-           hex, id.name, o.home, o.out);
-    identity_free(&id);
+           hex, o.name, o.home, o.out);
     return 0;
 }
 

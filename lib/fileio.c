@@ -121,21 +121,45 @@ int file_write_new(const char *path, const uint8_t *data, size_t len, mode_t mod
 
 int file_replace(const char *path, const uint8_t *data, size_t len, mode_t mode)
 {
-    char tmp[4096];
-    int n, r;
+    char tmp[4096], old[4096];
+    int n, r, had_old;
 
     n = snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
     if (n < 0 || (size_t)n >= sizeof(tmp))
         return VERR_TOO_LARGE;
-    (void)unlink(tmp); /* a leftover of a crashed earlier run of this pid */
+    n = snprintf(old, sizeof(old), "%s.old.%ld", path, (long)getpid());
+    if (n < 0 || (size_t)n >= sizeof(old))
+        return VERR_TOO_LARGE;
+    (void)unlink(tmp); /* leftovers of a crashed earlier run of this pid */
+    (void)unlink(old);
     if ((r = file_write_new(tmp, data, len, mode)) != 0)
         return r;
-    if (rename(tmp, path) != 0) {
+    /* Keep a second name for the old contents, so that a failure after the
+     * rename can put them back: the caller sees success or no change. */
+    had_old = link(path, old) == 0;
+    if (!had_old && errno != ENOENT) {
         r = errno_to_verr(errno);
         unlink(tmp);
         return r;
     }
-    return fsync_parent(path);
+    if (rename(tmp, path) != 0) {
+        r = errno_to_verr(errno);
+        unlink(tmp);
+        if (had_old)
+            unlink(old);
+        return r;
+    }
+    if ((r = fsync_parent(path)) != 0) {
+        if (had_old)
+            (void)rename(old, path);
+        else
+            (void)unlink(path);
+        (void)fsync_parent(path);
+        return r;
+    }
+    if (had_old)
+        (void)unlink(old);
+    return 0;
 }
 
 int file_exists(const char *path)

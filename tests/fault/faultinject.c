@@ -1,0 +1,137 @@
+/*
+ * faultinject.c - an LD_PRELOAD library that makes the N-th call of a class
+ * fail, for SQLite-style fault-injection loops (THREAT_MODEL.md, tests/fault).
+ *
+ * Environment:
+ *   VALISE_FAIL_ALLOC=N  the N-th malloc/calloc/realloc/posix_memalign
+ *                        returns NULL with ENOMEM (and every later one works)
+ *   VALISE_FAIL_WRITE=N  the N-th write/pwrite/writev/pwritev fails (ENOSPC)
+ *   VALISE_FAIL_SYNC=N   the N-th fsync/fdatasync/msync fails (EIO)
+ *   VALISE_FAULT_REPORT=FILE  at exit, append "alloc=A write=W sync=S" (the
+ *                        counts seen), so a loop knows when N passed the end.
+ * Counting starts at the first call in the process. Test code only; never
+ * linked into a product binary.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+
+static unsigned long fail_alloc, fail_write, fail_sync;
+static unsigned long n_alloc, n_write, n_sync;
+static int configured;
+
+static unsigned long env_num(const char *name)
+{
+    const char *s = getenv(name);
+    unsigned long v = 0;
+
+    if (s == NULL)
+        return 0;
+    for (; *s >= '0' && *s <= '9'; s++)
+        v = v * 10 + (unsigned long)(*s - '0');
+    return v;
+}
+
+static void configure(void)
+{
+    if (configured)
+        return;
+    configured = 1; /* set first: getenv does not allocate, but be safe */
+    fail_alloc = env_num("VALISE_FAIL_ALLOC");
+    fail_write = env_num("VALISE_FAIL_WRITE");
+    fail_sync = env_num("VALISE_FAIL_SYNC");
+}
+
+static int should_fail(unsigned long *count, unsigned long target)
+{
+    configure();
+    ++*count;
+    return target != 0 && *count == target;
+}
+
+void *malloc(size_t n)
+{
+    if (should_fail(&n_alloc, fail_alloc)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return __libc_malloc(n);
+}
+
+void *calloc(size_t a, size_t b)
+{
+    if (should_fail(&n_alloc, fail_alloc)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return __libc_calloc(a, b);
+}
+
+void *realloc(void *p, size_t n)
+{
+    if (n != 0 && should_fail(&n_alloc, fail_alloc)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return __libc_realloc(p, n);
+}
+
+#define WRAP_IO(ret, name, counter, target, err, params, args)                                    \
+    ret name params                                                                                \
+    {                                                                                              \
+        static ret(*real) params;                                                                  \
+        if (real == NULL)                                                                          \
+            *(void **)&real = dlsym_next(#name);                                                   \
+        if (should_fail(&counter, target)) {                                                       \
+            errno = err;                                                                           \
+            return (ret)-1;                                                                        \
+        }                                                                                          \
+        return real args;                                                                          \
+    }
+
+#include <dlfcn.h>
+static void *dlsym_next(const char *name)
+{
+    return dlsym(RTLD_NEXT, name);
+}
+
+WRAP_IO(ssize_t, write, n_write, fail_write, ENOSPC, (int fd, const void *b, size_t n), (fd, b, n))
+WRAP_IO(ssize_t, pwrite, n_write, fail_write, ENOSPC, (int fd, const void *b, size_t n, off_t o),
+        (fd, b, n, o))
+WRAP_IO(ssize_t, pwrite64, n_write, fail_write, ENOSPC,
+        (int fd, const void *b, size_t n, off_t o), (fd, b, n, o))
+WRAP_IO(ssize_t, writev, n_write, fail_write, ENOSPC, (int fd, const struct iovec *v, int c),
+        (fd, v, c))
+WRAP_IO(ssize_t, pwritev, n_write, fail_write, ENOSPC,
+        (int fd, const struct iovec *v, int c, off_t o), (fd, v, c, o))
+WRAP_IO(int, fsync, n_sync, fail_sync, EIO, (int fd), (fd))
+WRAP_IO(int, fdatasync, n_sync, fail_sync, EIO, (int fd), (fd))
+WRAP_IO(int, msync, n_sync, fail_sync, EIO, (void *a, size_t l, int f), (a, l, f))
+
+__attribute__((destructor)) static void fault_report(void)
+{
+    const char *path = getenv("VALISE_FAULT_REPORT");
+    char line[128];
+    int fd, n;
+
+    if (path == NULL)
+        return;
+    n = snprintf(line, sizeof(line), "alloc=%lu write=%lu sync=%lu\n", n_alloc, n_write, n_sync);
+    fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+    if (fd >= 0 && n > 0) {
+        fail_write = 0; /* never fail our own report */
+        (void)!write(fd, line, (size_t)n);
+        close(fd);
+    }
+}
