@@ -16,7 +16,9 @@ enum {
     RT_HAS_CKS = 0x02,
     RT_HAS_CKR = 0x04,
     RT_SKIPPED_WIRE = X3DH_PK_LEN + 4 + RATCHET_KEY_LEN,
-    RT_SESSION_FIXED = 4 + 1 + 1 + 2 * (X3DH_DEVICE_ID_LEN + X3DH_PK_LEN) + 2 * 32 + 4 * 32 + 3 * 4 + 4,
+    RT_PENDING_WIRE = X3DH_PK_LEN + 4 + 1 + 4, /* ek || spk_id || has_opk || opk_id */
+    RT_SESSION_FIXED =
+        4 + 1 + 1 + 2 * (X3DH_DEVICE_ID_LEN + X3DH_PK_LEN) + 2 * 32 + 4 * 32 + 3 * 4 + RT_PENDING_WIRE + 4,
 };
 #define RT_SESSION_MAX ((size_t)RT_SESSION_FIXED + (size_t)RATCHET_MAX_SKIPPED * RT_SKIPPED_WIRE)
 
@@ -48,6 +50,7 @@ struct ratchet_session {
     uint8_t cks[RATCHET_KEY_LEN], ckr[RATCHET_KEY_LEN];
     uint8_t flags; /* RT_HAS_* */
     uint32_t ns, nr, pn;
+    struct x3dh_init_header pending; /* initiator before the first reply, else zero */
     uint32_t nskipped;                                 /* MKSKIPPED, oldest first */
     struct rt_skipped skipped[RATCHET_MAX_SKIPPED];
 };
@@ -100,6 +103,14 @@ void ratchet_session_parties(const struct ratchet_session *s, struct x3dh_party 
 int ratchet_session_received_any(const struct ratchet_session *s)
 {
     return (s->flags & RT_HAS_CKR) ? 1 : 0;
+}
+
+int ratchet_session_pending_prekey(const struct ratchet_session *s, struct x3dh_init_header *hdr)
+{
+    if (s->flags != (RT_HAS_DHR | RT_HAS_CKS))
+        return 0;
+    *hdr = s->pending;
+    return 1;
 }
 
 /* ---- KDFs (spec 5.2) ---- */
@@ -169,8 +180,23 @@ static int rt_check_parties(const struct x3dh_party *self, const struct x3dh_par
     return 0;
 }
 
+/* The X3DH header kept by an initiator: same rules as in a prekey message. */
+static int rt_check_pending(const struct x3dh_init_header *h)
+{
+    if (h->has_opk > 1 || (!h->has_opk && h->opk_id != 0))
+        return VERR_BAD_FORMAT;
+    return x3dh_pk_check(h->ek_pk);
+}
+
+static int rt_pending_is_zero(const struct x3dh_init_header *h)
+{
+    return sodium_is_zero(h->ek_pk, X3DH_PK_LEN) && h->spk_id == 0 && h->has_opk == 0 &&
+           h->opk_id == 0;
+}
+
 int ratchet_init_initiator(struct ratchet_session **out, const uint8_t sk[static X3DH_SECRET_LEN],
-                           const struct x3dh_party *self, const struct x3dh_party *peer,
+                           const struct x3dh_init_header *x3dh, const struct x3dh_party *self,
+                           const struct x3dh_party *peer,
                            const uint8_t peer_spk_pk[static X3DH_PK_LEN])
 {
     struct ratchet_session *s = NULL;
@@ -178,7 +204,7 @@ int ratchet_init_initiator(struct ratchet_session **out, const uint8_t sk[static
     int r = VERR_INTERNAL;
 
     *out = NULL;
-    if ((r = rt_check_parties(self, peer)) != 0)
+    if ((r = rt_check_parties(self, peer)) != 0 || (r = rt_check_pending(x3dh)) != 0)
         goto out;
     if ((s = rt_alloc()) == NULL) {
         r = VERR_NOMEM;
@@ -186,6 +212,7 @@ int ratchet_init_initiator(struct ratchet_session **out, const uint8_t sk[static
     }
     s->self = *self;
     s->peer = *peer;
+    s->pending = *x3dh;
     /* RatchetInitAlice: DHs = GENERATE_DH(); DHr = Bob's signed prekey (5.1). */
     if ((r = x3dh_keypair(s->dhs_pk, s->dhs_sk)) != 0)
         goto out;
@@ -430,6 +457,8 @@ static int rt_dh_ratchet(struct ratchet_session *w, const uint8_t dh[static X3DH
         (r = rt_kdf_rk(w->rk, w->cks, dh_out)) != 0)
         goto out;
     w->flags = RT_HAS_DHR | RT_HAS_CKS | RT_HAS_CKR;
+    /* A reply arrived (if this is the initiator): no more prekey messages. */
+    memset(&w->pending, 0, sizeof(w->pending));
     r = 0;
 out:
     sodium_memzero(dh_out, sizeof(dh_out));
@@ -538,6 +567,10 @@ int ratchet_session_encode(const struct ratchet_session *s, struct buf *out)
         (r = buf_put_bytes(out, s->cks, RATCHET_KEY_LEN)) != 0 ||
         (r = buf_put_bytes(out, s->ckr, RATCHET_KEY_LEN)) != 0 || (r = buf_put_u32(out, s->ns)) != 0 ||
         (r = buf_put_u32(out, s->nr)) != 0 || (r = buf_put_u32(out, s->pn)) != 0 ||
+        (r = buf_put_bytes(out, s->pending.ek_pk, X3DH_PK_LEN)) != 0 ||
+        (r = buf_put_u32(out, s->pending.spk_id)) != 0 ||
+        (r = buf_put_u8(out, s->pending.has_opk)) != 0 ||
+        (r = buf_put_u32(out, s->pending.opk_id)) != 0 ||
         (r = buf_put_u32(out, s->nskipped)) != 0)
         goto out;
     for (i = 0; i < s->nskipped; i++) {
@@ -596,6 +629,10 @@ int ratchet_session_parse(struct ratchet_session **out, const uint8_t *p, size_t
         (r = buf_get_bytes(&b, s->cks, RATCHET_KEY_LEN)) != 0 ||
         (r = buf_get_bytes(&b, s->ckr, RATCHET_KEY_LEN)) != 0 || (r = buf_get_u32(&b, &s->ns)) != 0 ||
         (r = buf_get_u32(&b, &s->nr)) != 0 || (r = buf_get_u32(&b, &s->pn)) != 0 ||
+        (r = buf_get_bytes(&b, s->pending.ek_pk, X3DH_PK_LEN)) != 0 ||
+        (r = buf_get_u32(&b, &s->pending.spk_id)) != 0 ||
+        (r = buf_get_u8(&b, &s->pending.has_opk)) != 0 ||
+        (r = buf_get_u32(&b, &s->pending.opk_id)) != 0 ||
         (r = buf_get_u32(&b, &s->nskipped)) != 0)
         goto out;
     /*
@@ -611,6 +648,14 @@ int ratchet_session_parse(struct ratchet_session **out, const uint8_t *p, size_t
     if ((!(s->flags & RT_HAS_DHR) && !sodium_is_zero(s->dhr, X3DH_PK_LEN)) ||
         (!(s->flags & RT_HAS_CKS) && !sodium_is_zero(s->cks, RATCHET_KEY_LEN)) ||
         (!(s->flags & RT_HAS_CKR) && !sodium_is_zero(s->ckr, RATCHET_KEY_LEN))) {
+        r = VERR_BAD_FORMAT;
+        goto out;
+    }
+    /* The X3DH header is kept exactly in the initiator-before-reply phase. */
+    if (s->flags == (RT_HAS_DHR | RT_HAS_CKS)) {
+        if ((r = rt_check_pending(&s->pending)) != 0)
+            goto out;
+    } else if (!rt_pending_is_zero(&s->pending)) {
         r = VERR_BAD_FORMAT;
         goto out;
     }

@@ -68,12 +68,14 @@ struct ratchet_msg {
 struct ratchet_session; /* opaque */
 
 /*
- * Initiator (spec 3.3 RatchetInitAlice, 5.1): sk from x3dh_initiate; the
- * responder's signed prekey is its first ratchet key. self/peer are the
- * device ids and X25519 identity keys of both ends.
+ * Initiator (spec 3.3 RatchetInitAlice, 5.1): sk and x3dh from x3dh_initiate;
+ * the responder's signed prekey is its first ratchet key. self/peer are the
+ * device ids and X25519 identity keys of both ends. The session keeps x3dh
+ * until the first reply (ratchet_session_pending_prekey).
  */
 int ratchet_init_initiator(struct ratchet_session **out, const uint8_t sk[static X3DH_SECRET_LEN],
-                           const struct x3dh_party *self, const struct x3dh_party *peer,
+                           const struct x3dh_init_header *x3dh, const struct x3dh_party *self,
+                           const struct x3dh_party *peer,
                            const uint8_t peer_spk_pk[static X3DH_PK_LEN]) VL_MUST_CHECK;
 /* Responder (spec 3.3 RatchetInitBob): its signed prekey pair is the first ratchet key pair. */
 int ratchet_init_responder(struct ratchet_session **out, const uint8_t sk[static X3DH_SECRET_LEN],
@@ -92,6 +94,12 @@ void ratchet_session_parties(const struct ratchet_session *s, struct x3dh_party 
  * so the responder can set the session up from whichever arrives first.
  */
 int ratchet_session_received_any(const struct ratchet_session *s);
+/*
+ * 1 and *hdr filled while the session is an initiator's that has had no reply
+ * yet: every message it sends then goes inside a prekey message with this
+ * header (docs/e2e.md). 0 otherwise.
+ */
+int ratchet_session_pending_prekey(const struct ratchet_session *s, struct x3dh_init_header *hdr);
 
 /*
  * Spec 3.4 RatchetEncrypt: append one encoded ratchet message to out. Fails

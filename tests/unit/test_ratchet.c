@@ -25,7 +25,7 @@
 #include "e2e_testutil.h"
 
 enum {
-    SESSION_FIXED = 310, /* encoded session without skipped keys (docs/e2e.md) */
+    SESSION_FIXED = 351, /* encoded session without skipped keys (docs/e2e.md) */
     SKIPPED_WIRE = 68,
     ANY_ERROR = 1, /* for expect_decrypt_fails: any nonzero code */
 };
@@ -46,6 +46,7 @@ static int setup(void **state)
 struct pair {
     struct ratchet_session *a; /* initiator (alice) */
     struct ratchet_session *b; /* responder (bob) */
+    struct x3dh_init_header hdr;
 };
 
 static void pair_make(struct pair *p)
@@ -57,8 +58,9 @@ static void pair_make(struct pair *p)
     e2e_bundle_of(&bundle, &bob, 1);
     assert_int_equal(x3dh_initiate(ska, &hdr, &bundle, bob.sign_pk, alice.ik_sk), 0);
     assert_int_equal(x3dh_respond(skb, &hdr, bob.ik_sk, bob.spk_sk, bob.opk_sk, alice.party.identity_pk), 0);
-    assert_int_equal(ratchet_init_initiator(&p->a, ska, &alice.party, &bob.party, bob.spk_pk), 0);
+    assert_int_equal(ratchet_init_initiator(&p->a, ska, &hdr, &alice.party, &bob.party, bob.spk_pk), 0);
     assert_int_equal(ratchet_init_responder(&p->b, skb, &bob.party, &alice.party, bob.spk_sk), 0);
+    p->hdr = hdr;
 }
 
 static void pair_free(struct pair *p)
@@ -145,6 +147,7 @@ static void expect_buf_fails(struct ratchet_session *s, const struct buf *msg, i
 
 static void test_first_exchange(void **state)
 {
+    struct x3dh_init_header hdr;
     struct pair p;
     struct buf m1, m2, m3;
     uint8_t junk[1] = {'x'};
@@ -159,13 +162,21 @@ static void test_first_exchange(void **state)
     buf_free(&out);
     assert_int_equal(ratchet_session_received_any(p.a), 0);
     assert_int_equal(ratchet_session_received_any(p.b), 0);
+    /* Alice keeps the X3DH header until Bob answers; Bob never has one. */
+    assert_int_equal(ratchet_session_pending_prekey(p.b, &hdr), 0);
+    assert_int_equal(ratchet_session_pending_prekey(p.a, &hdr), 1);
+    assert_memory_equal(&hdr, &p.hdr, sizeof(hdr));
     enc(p.a, "hello bob", &m1);
     dec_ok(p.b, &m1, "hello bob");
+    assert_int_equal(ratchet_session_pending_prekey(p.a, &hdr), 1);
+    assert_int_equal(ratchet_session_pending_prekey(p.b, &hdr), 0);
     assert_int_equal(ratchet_session_received_any(p.b), 1);
     assert_int_equal(ratchet_session_received_any(p.a), 0);
     enc(p.b, "hello alice", &m2);
     dec_ok(p.a, &m2, "hello alice");
     assert_int_equal(ratchet_session_received_any(p.a), 1);
+    assert_int_equal(ratchet_session_pending_prekey(p.a, &hdr), 0);
+    assert_int_equal(ratchet_session_pending_prekey(p.b, &hdr), 0);
     {
         struct x3dh_party self, peer;
         ratchet_session_parties(p.a, &self, &peer);
@@ -194,7 +205,7 @@ static void test_prekey_message_flow(void **state)
         e2e_bundle_of(&bundle, &bob, with_opk);
         memset(&pm, 0, sizeof(pm));
         assert_int_equal(x3dh_initiate(ska, &pm.init, &bundle, bob.sign_pk, alice.ik_sk), 0);
-        assert_int_equal(ratchet_init_initiator(&a, ska, &alice.party, &bob.party, bundle.spk_pk), 0);
+        assert_int_equal(ratchet_init_initiator(&a, ska, &pm.init, &alice.party, &bob.party, bundle.spk_pk), 0);
         enc(a, "first contact", &inner);
         pm.sender = alice.party;
         pm.inner = buf_data(&inner);
@@ -239,7 +250,7 @@ static void test_identity_binding(void **state)
     e2e_bundle_of(&bundle, &bob, 0);
     assert_int_equal(x3dh_initiate(ska, &hdr, &bundle, bob.sign_pk, alice.ik_sk), 0);
     assert_int_equal(x3dh_respond(skb, &hdr, bob.ik_sk, bob.spk_sk, NULL, alice.party.identity_pk), 0);
-    assert_int_equal(ratchet_init_initiator(&p.a, ska, &alice.party, &bob.party, bob.spk_pk), 0);
+    assert_int_equal(ratchet_init_initiator(&p.a, ska, &hdr, &alice.party, &bob.party, bob.spk_pk), 0);
     enc(p.a, "for bob only", &m);
     /* Same SK, but Bob's idea of the sender's device id differs. */
     peer = alice.party;
@@ -969,20 +980,26 @@ static void test_session_strict_fields(void **state)
     assert_int_equal(ratchet_session_parse(&copy, f, n), VERR_BAD_KEY);
     /* Skipped-key count: more than stored, fewer than stored, over the cap. */
     RESET();
-    f[309] = 2;
+    f[350] = 2;
     assert_int_equal(ratchet_session_parse(&copy, f, n), VERR_TRUNCATED);
     RESET();
-    f[309] = 0;
+    f[350] = 0;
     assert_int_equal(ratchet_session_parse(&copy, f, n), VERR_TRAILING);
     assert_non_null(big = calloc(1, SESSION_FIXED + (RATCHET_MAX_SKIPPED + 1) * SKIPPED_WIRE));
     memcpy(big, buf_data(&e), SESSION_FIXED);
-    big[306] = 0;
-    big[307] = 0;
-    big[308] = (uint8_t)((RATCHET_MAX_SKIPPED + 1) >> 8);
-    big[309] = (uint8_t)(RATCHET_MAX_SKIPPED + 1);
+    big[347] = 0;
+    big[348] = 0;
+    big[349] = (uint8_t)((RATCHET_MAX_SKIPPED + 1) >> 8);
+    big[350] = (uint8_t)(RATCHET_MAX_SKIPPED + 1);
     assert_int_equal(ratchet_session_parse(&copy, big, SESSION_FIXED + (RATCHET_MAX_SKIPPED + 1) * SKIPPED_WIRE),
                      VERR_TOO_LARGE);
     free(big);
+    /* The X3DH header block is all zero outside the initiator-before-reply phase. */
+    for (size_t off = 306; off < 347; off++) {
+        RESET();
+        f[off] = 0x01;
+        assert_int_equal(ratchet_session_parse(&copy, f, n), VERR_BAD_FORMAT);
+    }
     /* A low-order key in a skipped entry. */
     RESET();
     memset(f + SESSION_FIXED, 0, 32);
@@ -992,6 +1009,29 @@ static void test_session_strict_fields(void **state)
     free(f);
     buf_free(&e);
     buf_free(&pending[0]);
+    pair_free(&p);
+    /* A fresh initiator keeps a valid X3DH header. */
+    pair_make(&p);
+    session_bytes(p.a, &e);
+    n = buf_size(&e);
+    assert_int_equal(buf_data(&e)[5], 3);
+    assert_memory_equal(buf_data(&e) + 306, p.hdr.ek_pk, 32);
+    assert_int_equal(buf_data(&e)[342], 1);
+    assert_non_null(f = malloc(n));
+    memcpy(f, buf_data(&e), n);
+    memcpy(f + 306, e2e_small_order[2], 32);
+    assert_int_equal(ratchet_session_parse(&copy, f, n), VERR_BAD_KEY);
+    memcpy(f, buf_data(&e), n);
+    f[342] = 2;
+    assert_int_equal(ratchet_session_parse(&copy, f, n), VERR_BAD_FORMAT);
+    f[342] = 0; /* no one-time key, but an id */
+    assert_int_equal(ratchet_session_parse(&copy, f, n), VERR_BAD_FORMAT);
+    memset(f + 343, 0, 4);
+    assert_int_equal(ratchet_session_parse(&copy, f, n), 0);
+    ratchet_session_free(copy);
+    copy = NULL;
+    free(f);
+    buf_free(&e);
     pair_free(&p);
     /* Absent keys must be zero: a fresh responder (flags 0) with a nonzero DHr, CKs, CKr. */
     pair_make(&p);
@@ -1048,7 +1088,7 @@ static void test_worked_example(void **state)
     e2e_rng_seed(0x42);
     memset(&pm, 0, sizeof(pm));
     assert_int_equal(x3dh_initiate(sk, &pm.init, &bundle, bob.sign_pk, alice.ik_sk), 0);
-    assert_int_equal(ratchet_init_initiator(&a, sk, &alice.party, &bob.party, bob.spk_pk), 0);
+    assert_int_equal(ratchet_init_initiator(&a, sk, &pm.init, &alice.party, &bob.party, bob.spk_pk), 0);
     assert_int_equal(buf_init(&inner, RATCHET_MSG_MAX, 0), 0);
     assert_int_equal(ratchet_encrypt(a, (const uint8_t *)text, sizeof(text) - 1, &inner), 0);
     pm.sender = alice.party;
