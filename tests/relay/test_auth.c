@@ -1,0 +1,212 @@
+/* test_auth.c - relay device authentication: success and every failure (issue 3). */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <sodium.h>
+
+#include "relaytest.h"
+#include "sig.h"
+
+struct fixture {
+    struct tpki pki, other;
+    struct tdev good, expired, revoked, stranger, future;
+    struct trelay relay;
+};
+
+static int setup(void **state)
+{
+    static struct fixture f;
+    const struct tdev *devs[4];
+    const struct tdev *revs[1];
+    uint64_t now = tnow();
+
+    memset(&f, 0, sizeof(f));
+    assert_int_equal(tpki_init(&f.pki), 0);
+    assert_int_equal(tpki_init(&f.other), 0);
+    assert_int_equal(tdev_make(&f.pki, &f.good, 1, now - 60, now + 86400), 0);
+    assert_int_equal(tdev_make(&f.pki, &f.expired, 2, now - 7200, now - 3600), 0);
+    assert_int_equal(tdev_make(&f.pki, &f.revoked, 3, now - 60, now + 86400), 0);
+    assert_int_equal(tdev_make(&f.pki, &f.future, 4, now + 3600, now + 86400), 0);
+    assert_int_equal(tdev_make(&f.other, &f.stranger, 1, now - 60, now + 86400), 0);
+    devs[0] = &f.good;
+    devs[1] = &f.expired;
+    devs[2] = &f.revoked;
+    devs[3] = &f.future;
+    revs[0] = &f.revoked;
+    assert_int_equal(tpki_write_dir(&f.pki, 1, devs, 4, revs, 1), 0);
+    assert_int_equal(trelay_start(&f.relay, &f.pki, NULL), 0);
+    *state = &f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+
+    trelay_signal(&f->relay, SIGKILL);
+    tpki_cleanup(&f->pki);
+    tpki_cleanup(&f->other);
+    return 0;
+}
+
+static void expect_refused(struct fixture *f, const struct tdev *d, uint16_t want)
+{
+    struct wsc c;
+    uint16_t reason = 0;
+    int r = tc_auth(&c, f->relay.port, d, &reason);
+
+    if (r != VERR_DENIED || reason != want)
+        fail_msg("expected refusal with reason %s (%u), saw r=%d reason %s (%u)",
+                 wire_reason_name(want), want, r, wire_reason_name(reason), reason);
+    /* and the relay closes the connection */
+    assert_true(wsc_wait_closed(&c, TWAIT));
+    wsc_close(&c);
+}
+
+static void test_auth_ok(void **state)
+{
+    struct fixture *f = *state;
+    struct wsc c;
+    uint16_t reason;
+
+    assert_int_equal(tc_auth(&c, f->relay.port, &f->good, &reason), 0);
+    wsc_close(&c);
+}
+
+static void test_other_org(void **state)
+{
+    struct fixture *f = *state;
+    expect_refused(f, &f->stranger, WIRE_R_WRONG_ORG);
+}
+
+static void test_expired(void **state)
+{
+    struct fixture *f = *state;
+    expect_refused(f, &f->expired, WIRE_R_CERT_EXPIRED);
+}
+
+static void test_not_yet_valid(void **state)
+{
+    struct fixture *f = *state;
+    expect_refused(f, &f->future, WIRE_R_CERT_NOT_YET_VALID);
+}
+
+static void test_revoked(void **state)
+{
+    struct fixture *f = *state;
+    expect_refused(f, &f->revoked, WIRE_R_REVOKED);
+}
+
+static void test_bad_signature(void **state)
+{
+    struct fixture *f = *state;
+    struct tdev wrong = f->good;
+
+    /* the good certificate, but signed with another key */
+    uint8_t pk[SIG_PK_LEN];
+    crypto_sign_keypair(pk, wrong.sk);
+    expect_refused(f, &wrong, WIRE_R_BAD_SIGNATURE);
+}
+
+/* The answer to connection 1's challenge is worthless on connection 2. */
+static void test_replayed_answer(void **state)
+{
+    struct fixture *f = *state;
+    struct wsc c1, c2;
+    struct buf msg, body, auth;
+    struct wire_msg m;
+    uint8_t sig[SIG_LEN];
+
+    assert_int_equal(buf_init(&msg, 1 << 20, 0), 0);
+    assert_int_equal(buf_init(&body, 256, 0), 0);
+    assert_int_equal(buf_init(&auth, 1024, 0), 0);
+    assert_int_equal(wsc_connect(&c1, f->relay.port, "valise.v1", TWAIT), 0);
+    assert_int_equal(tc_recv(&c1, &msg, &m, TWAIT), 0);
+    assert_int_equal(m.type, WIRE_CHALLENGE);
+    assert_int_equal(wire_auth_body(&body, m.u.challenge.relay_id, m.u.challenge.nonce), 0);
+    assert_int_equal(sig_sign(sig, SIG_CTX_RELAY_AUTH, buf_data(&body), buf_size(&body), f->good.sk), 0);
+    assert_int_equal(wire_put_auth(&auth, f->good.cert_bytes, f->good.cert_len, sig), 0);
+    /* replay on a second connection, which got a different challenge */
+    assert_int_equal(wsc_connect(&c2, f->relay.port, "valise.v1", TWAIT), 0);
+    assert_int_equal(tc_recv(&c2, &msg, &m, TWAIT), 0);
+    assert_int_equal(m.type, WIRE_CHALLENGE);
+    assert_int_equal(tc_send(&c2, &auth), 0);
+    assert_int_equal(tc_recv(&c2, &msg, &m, TWAIT), 0);
+    if (m.type != WIRE_ERROR || m.u.error.reason != WIRE_R_BAD_SIGNATURE)
+        fail_msg("replayed answer: expected ERROR bad_signature, saw type %s reason %u",
+                 wire_type_name(m.type), m.type == WIRE_ERROR ? m.u.error.reason : 0);
+    assert_true(wsc_wait_closed(&c2, TWAIT));
+    /* the original connection still works with its own answer */
+    assert_int_equal(tc_send(&c1, &auth), 0);
+    assert_int_equal(tc_expect(&c1, &msg, &m, WIRE_AUTH_OK, TWAIT), 0);
+    wsc_close(&c1);
+    wsc_close(&c2);
+    buf_free(&msg);
+    buf_free(&body);
+    buf_free(&auth);
+}
+
+/* Nothing but AUTH is accepted before authentication. */
+static void test_message_before_auth(void **state)
+{
+    struct fixture *f = *state;
+    struct wsc c;
+    struct buf msg;
+    struct wire_msg m;
+
+    assert_int_equal(buf_init(&msg, 1 << 20, 0), 0);
+    assert_int_equal(wsc_connect(&c, f->relay.port, "valise.v1", TWAIT), 0);
+    assert_int_equal(tc_recv(&c, &msg, &m, TWAIT), 0);
+    buf_reset(&msg);
+    assert_int_equal(wire_put_directory(&msg, WIRE_DIRECTORY_GET, NULL, 0), 0);
+    assert_int_equal(tc_send(&c, &msg), 0);
+    assert_int_equal(tc_recv(&c, &msg, &m, TWAIT), 0);
+    assert_int_equal(m.type, WIRE_ERROR);
+    assert_int_equal(m.u.error.reason, WIRE_R_NOT_AUTHENTICATED);
+    assert_true(wsc_wait_closed(&c, TWAIT));
+    wsc_close(&c);
+    buf_free(&msg);
+}
+
+/* /healthz answers and /metrics counts the failures above. */
+static void test_health_and_metrics(void **state)
+{
+    struct fixture *f = *state;
+    struct buf body;
+    char text[65536];
+
+    assert_int_equal(buf_init(&body, 1 << 20, 0), 0);
+    assert_int_equal(http_get(f->relay.port, "/healthz", &body, TWAIT), 200);
+    assert_int_equal(http_get(f->relay.port, "/metrics", &body, TWAIT), 200);
+    assert_true(buf_size(&body) < sizeof(text));
+    memcpy(text, buf_data(&body), buf_size(&body));
+    text[buf_size(&body)] = '\0';
+    if (strstr(text, "valise_relay_auth_total{result=\"ok\"}") == NULL ||
+        strstr(text, "valise_relay_commit_seconds_bucket") == NULL ||
+        strstr(text, "valise_relay_queue_depth") == NULL)
+        fail_msg("metrics lack expected names:\n%s", text);
+    assert_null(strstr(text, "valise_relay_auth_total{result=\"fail\"} 0\n"));
+    assert_int_equal(http_get(f->relay.port, "/nope", &body, TWAIT), 404);
+    buf_free(&body);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_auth_ok),
+        cmocka_unit_test(test_other_org),
+        cmocka_unit_test(test_expired),
+        cmocka_unit_test(test_not_yet_valid),
+        cmocka_unit_test(test_revoked),
+        cmocka_unit_test(test_bad_signature),
+        cmocka_unit_test(test_replayed_answer),
+        cmocka_unit_test(test_message_before_auth),
+        cmocka_unit_test(test_health_and_metrics),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
