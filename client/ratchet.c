@@ -17,8 +17,8 @@ enum {
     RT_HAS_CKR = 0x04,
     RT_SKIPPED_WIRE = X3DH_PK_LEN + 4 + RATCHET_KEY_LEN,
     RT_PENDING_WIRE = X3DH_PK_LEN + 4 + 1 + 4, /* ek || spk_id || has_opk || opk_id */
-    RT_SESSION_FIXED =
-        4 + 1 + 1 + 2 * (X3DH_DEVICE_ID_LEN + X3DH_PK_LEN) + 2 * 32 + 4 * 32 + 3 * 4 + RT_PENDING_WIRE + 4,
+    RT_SESSION_FIXED = 4 + 1 + 1 + 2 * (X3DH_DEVICE_ID_LEN + X3DH_PK_LEN) + 2 * 32 + 4 * 32 +
+                       3 * 4 + RT_PENDING_WIRE + 4,
 };
 #define RT_SESSION_MAX ((size_t)RT_SESSION_FIXED + (size_t)RATCHET_MAX_SKIPPED * RT_SKIPPED_WIRE)
 
@@ -48,13 +48,13 @@ struct rt_skipped {
 struct ratchet_session {
     struct x3dh_party self, peer;
     uint8_t dhs_sk[X3DH_SK_LEN], dhs_pk[X3DH_PK_LEN]; /* DHs */
-    uint8_t dhr[X3DH_PK_LEN];                          /* DHr, valid if has_dhr */
+    uint8_t dhr[X3DH_PK_LEN];                         /* DHr, valid if has_dhr */
     uint8_t rk[RATCHET_KEY_LEN];
     uint8_t cks[RATCHET_KEY_LEN], ckr[RATCHET_KEY_LEN];
     uint8_t flags; /* RT_HAS_* */
     uint32_t ns, nr, pn;
     struct x3dh_init_header pending; /* initiator before the first reply, else zero */
-    uint32_t nskipped; /* MKSKIPPED, oldest first */
+    uint32_t nskipped;               /* MKSKIPPED, oldest first */
     struct rt_skipped skipped[RATCHET_MAX_SKIPPED];
 };
 
@@ -156,7 +156,8 @@ static int rt_msg_keys(uint8_t okm[static RT_AEAD_KEY_LEN + RT_AEAD_NONCE_LEN],
 }
 
 static void rt_ad(uint8_t ad[static RATCHET_AD_LEN], const struct x3dh_party *sender,
-                  const struct x3dh_party *recipient, const uint8_t header[static RATCHET_HEADER_LEN])
+                  const struct x3dh_party *recipient,
+                  const uint8_t header[static RATCHET_HEADER_LEN])
 {
     uint8_t *p = ad;
 
@@ -222,7 +223,8 @@ int ratchet_init_initiator(struct ratchet_session **out, const uint8_t sk[static
     memcpy(s->dhr, peer_spk_pk, X3DH_PK_LEN);
     memcpy(s->rk, sk, RATCHET_KEY_LEN);
     /* RK, CKs = KDF_RK(SK, DH(DHs, DHr)). */
-    if ((r = x3dh_dh(dh_out, s->dhs_sk, s->dhr)) != 0 || (r = rt_kdf_rk(s->rk, s->cks, dh_out)) != 0)
+    if ((r = x3dh_dh(dh_out, s->dhs_sk, s->dhr)) != 0 ||
+        (r = rt_kdf_rk(s->rk, s->cks, dh_out)) != 0)
         goto out;
     s->flags = RT_HAS_DHR | RT_HAS_CKS;
     *out = s;
@@ -273,7 +275,8 @@ static int rt_msg_put_prefix(struct buf *out, const uint8_t header[static RATCHE
 
     if (ct_len <= RATCHET_TAG_LEN || ct_len > RATCHET_MAX_PLAINTEXT + RATCHET_TAG_LEN)
         return VERR_TOO_LARGE;
-    if ((r = buf_put_u8(out, E2E_WIRE_VERSION)) != 0 || (r = buf_put_u8(out, E2E_TYPE_RATCHET)) != 0 ||
+    if ((r = buf_put_u8(out, E2E_WIRE_VERSION)) != 0 ||
+        (r = buf_put_u8(out, E2E_TYPE_RATCHET)) != 0 ||
         (r = buf_put_bytes(out, header, RATCHET_HEADER_LEN)) != 0 ||
         (r = buf_put_u32(out, (uint32_t)ct_len)) != 0)
         return r;
@@ -286,7 +289,8 @@ int ratchet_msg_encode(const uint8_t header[static RATCHET_HEADER_LEN], const ui
     size_t save = buf_size(out);
     int r;
 
-    if ((r = rt_msg_put_prefix(out, header, ct_len)) != 0 || (r = buf_put_bytes(out, ct, ct_len)) != 0)
+    if ((r = rt_msg_put_prefix(out, header, ct_len)) != 0 ||
+        (r = buf_put_bytes(out, ct, ct_len)) != 0)
         buf_truncate(out, save);
     return r;
 }
@@ -454,9 +458,11 @@ static int rt_dh_ratchet(struct ratchet_session *w, const uint8_t dh[static X3DH
     w->ns = 0;
     w->nr = 0;
     memcpy(w->dhr, dh, X3DH_PK_LEN);
-    if ((r = x3dh_dh(dh_out, w->dhs_sk, w->dhr)) != 0 || (r = rt_kdf_rk(w->rk, w->ckr, dh_out)) != 0)
+    if ((r = x3dh_dh(dh_out, w->dhs_sk, w->dhr)) != 0 ||
+        (r = rt_kdf_rk(w->rk, w->ckr, dh_out)) != 0)
         goto out;
-    if ((r = x3dh_keypair(w->dhs_pk, w->dhs_sk)) != 0 || (r = x3dh_dh(dh_out, w->dhs_sk, w->dhr)) != 0 ||
+    if ((r = x3dh_keypair(w->dhs_pk, w->dhs_sk)) != 0 ||
+        (r = x3dh_dh(dh_out, w->dhs_sk, w->dhr)) != 0 ||
         (r = rt_kdf_rk(w->rk, w->cks, dh_out)) != 0)
         goto out;
     w->flags = RT_HAS_DHR | RT_HAS_CKS | RT_HAS_CKR;
@@ -568,13 +574,13 @@ int ratchet_session_encode(const struct ratchet_session *s, struct buf *out)
         (r = buf_put_bytes(out, s->dhr, X3DH_PK_LEN)) != 0 ||
         (r = buf_put_bytes(out, s->rk, RATCHET_KEY_LEN)) != 0 ||
         (r = buf_put_bytes(out, s->cks, RATCHET_KEY_LEN)) != 0 ||
-        (r = buf_put_bytes(out, s->ckr, RATCHET_KEY_LEN)) != 0 || (r = buf_put_u32(out, s->ns)) != 0 ||
-        (r = buf_put_u32(out, s->nr)) != 0 || (r = buf_put_u32(out, s->pn)) != 0 ||
+        (r = buf_put_bytes(out, s->ckr, RATCHET_KEY_LEN)) != 0 ||
+        (r = buf_put_u32(out, s->ns)) != 0 || (r = buf_put_u32(out, s->nr)) != 0 ||
+        (r = buf_put_u32(out, s->pn)) != 0 ||
         (r = buf_put_bytes(out, s->pending.ek_pk, X3DH_PK_LEN)) != 0 ||
         (r = buf_put_u32(out, s->pending.spk_id)) != 0 ||
         (r = buf_put_u8(out, s->pending.has_opk)) != 0 ||
-        (r = buf_put_u32(out, s->pending.opk_id)) != 0 ||
-        (r = buf_put_u32(out, s->nskipped)) != 0)
+        (r = buf_put_u32(out, s->pending.opk_id)) != 0 || (r = buf_put_u32(out, s->nskipped)) != 0)
         goto out;
     for (i = 0; i < s->nskipped; i++) {
         if ((r = buf_put_bytes(out, s->skipped[i].dh, X3DH_PK_LEN)) != 0 ||
@@ -630,13 +636,13 @@ int ratchet_session_parse(struct ratchet_session **out, const uint8_t *p, size_t
         (r = buf_get_bytes(&b, s->dhr, X3DH_PK_LEN)) != 0 ||
         (r = buf_get_bytes(&b, s->rk, RATCHET_KEY_LEN)) != 0 ||
         (r = buf_get_bytes(&b, s->cks, RATCHET_KEY_LEN)) != 0 ||
-        (r = buf_get_bytes(&b, s->ckr, RATCHET_KEY_LEN)) != 0 || (r = buf_get_u32(&b, &s->ns)) != 0 ||
-        (r = buf_get_u32(&b, &s->nr)) != 0 || (r = buf_get_u32(&b, &s->pn)) != 0 ||
+        (r = buf_get_bytes(&b, s->ckr, RATCHET_KEY_LEN)) != 0 ||
+        (r = buf_get_u32(&b, &s->ns)) != 0 || (r = buf_get_u32(&b, &s->nr)) != 0 ||
+        (r = buf_get_u32(&b, &s->pn)) != 0 ||
         (r = buf_get_bytes(&b, s->pending.ek_pk, X3DH_PK_LEN)) != 0 ||
         (r = buf_get_u32(&b, &s->pending.spk_id)) != 0 ||
         (r = buf_get_u8(&b, &s->pending.has_opk)) != 0 ||
-        (r = buf_get_u32(&b, &s->pending.opk_id)) != 0 ||
-        (r = buf_get_u32(&b, &s->nskipped)) != 0)
+        (r = buf_get_u32(&b, &s->pending.opk_id)) != 0 || (r = buf_get_u32(&b, &s->nskipped)) != 0)
         goto out;
     /*
      * Only three phases exist: responder before its first message (no DHr,

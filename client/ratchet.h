@@ -46,8 +46,8 @@ enum {
     RATCHET_MAX_SKIP = 1000,    /* skipped message keys in one chain (spec 3.5) */
     RATCHET_MAX_SKIPPED = 2000, /* stored skipped keys in all, oldest evicted */
     RATCHET_KEY_LEN = 32,
-    RATCHET_TAG_LEN = 16,     /* Poly1305 */
-    RATCHET_HEADER_LEN = 40,  /* dh || u32 pn || u32 n */
+    RATCHET_TAG_LEN = 16,    /* Poly1305 */
+    RATCHET_HEADER_LEN = 40, /* dh || u32 pn || u32 n */
     RATCHET_MSG_OVERHEAD = 2 + RATCHET_HEADER_LEN + 4 + RATCHET_TAG_LEN,
     /* AD: version || sender id || recipient id || sender ik || recipient ik || header */
     RATCHET_AD_LEN = 1 + 2 * X3DH_DEVICE_ID_LEN + 2 * X3DH_PK_LEN + RATCHET_HEADER_LEN,

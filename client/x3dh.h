@@ -110,8 +110,9 @@ int x3dh_keypair(uint8_t pk[static X3DH_PK_LEN], uint8_t sk[static X3DH_SK_LEN])
 int x3dh_public(uint8_t pk[static X3DH_PK_LEN], const uint8_t sk[static X3DH_SK_LEN]) VL_MUST_CHECK;
 
 /* Owner side (X3DH 3.2): sign a signed prekey with the device's Ed25519 key. */
-int x3dh_spk_sign(uint8_t sig[static X3DH_SIG_LEN], const uint8_t device_id[static X3DH_DEVICE_ID_LEN],
-                  uint32_t spk_id, const uint8_t spk_pk[static X3DH_PK_LEN],
+int x3dh_spk_sign(uint8_t sig[static X3DH_SIG_LEN],
+                  const uint8_t device_id[static X3DH_DEVICE_ID_LEN], uint32_t spk_id,
+                  const uint8_t spk_pk[static X3DH_PK_LEN],
                   const uint8_t sign_sk[static X3DH_SIGN_SK_LEN]) VL_MUST_CHECK;
 /*
  * Verify a bundle (X3DH 3.3: "Alice verifies the prekey signature and aborts

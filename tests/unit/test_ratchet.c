@@ -57,8 +57,10 @@ static void pair_make(struct pair *p)
 
     e2e_bundle_of(&bundle, &bob, 1);
     assert_int_equal(x3dh_initiate(ska, &hdr, &bundle, bob.sign_pk, alice.ik_sk), 0);
-    assert_int_equal(x3dh_respond(skb, &hdr, bob.ik_sk, bob.spk_sk, bob.opk_sk, alice.party.identity_pk), 0);
-    assert_int_equal(ratchet_init_initiator(&p->a, ska, &hdr, &alice.party, &bob.party, bob.spk_pk), 0);
+    assert_int_equal(
+        x3dh_respond(skb, &hdr, bob.ik_sk, bob.spk_sk, bob.opk_sk, alice.party.identity_pk), 0);
+    assert_int_equal(ratchet_init_initiator(&p->a, ska, &hdr, &alice.party, &bob.party, bob.spk_pk),
+                     0);
     assert_int_equal(ratchet_init_responder(&p->b, skb, &bob.party, &alice.party, bob.spk_sk), 0);
     p->hdr = hdr;
 }
@@ -205,7 +207,8 @@ static void test_prekey_message_flow(void **state)
         e2e_bundle_of(&bundle, &bob, with_opk);
         memset(&pm, 0, sizeof(pm));
         assert_int_equal(x3dh_initiate(ska, &pm.init, &bundle, bob.sign_pk, alice.ik_sk), 0);
-        assert_int_equal(ratchet_init_initiator(&a, ska, &pm.init, &alice.party, &bob.party, bundle.spk_pk), 0);
+        assert_int_equal(
+            ratchet_init_initiator(&a, ska, &pm.init, &alice.party, &bob.party, bundle.spk_pk), 0);
         enc(a, "first contact", &inner);
         pm.sender = alice.party;
         pm.inner = buf_data(&inner);
@@ -249,8 +252,10 @@ static void test_identity_binding(void **state)
     (void)state;
     e2e_bundle_of(&bundle, &bob, 0);
     assert_int_equal(x3dh_initiate(ska, &hdr, &bundle, bob.sign_pk, alice.ik_sk), 0);
-    assert_int_equal(x3dh_respond(skb, &hdr, bob.ik_sk, bob.spk_sk, NULL, alice.party.identity_pk), 0);
-    assert_int_equal(ratchet_init_initiator(&p.a, ska, &hdr, &alice.party, &bob.party, bob.spk_pk), 0);
+    assert_int_equal(x3dh_respond(skb, &hdr, bob.ik_sk, bob.spk_sk, NULL, alice.party.identity_pk),
+                     0);
+    assert_int_equal(ratchet_init_initiator(&p.a, ska, &hdr, &alice.party, &bob.party, bob.spk_pk),
+                     0);
     enc(p.a, "for bob only", &m);
     /* Same SK, but Bob's idea of the sender's device id differs. */
     peer = alice.party;
@@ -265,7 +270,8 @@ static void test_identity_binding(void **state)
     expect_buf_fails(wrong, &m, VERR_DECRYPT);
     ratchet_session_free(wrong);
     /* ... or its own id is carol's (a message for another recipient). */
-    assert_int_equal(ratchet_init_responder(&wrong, skb, &carol.party, &alice.party, bob.spk_sk), 0);
+    assert_int_equal(ratchet_init_responder(&wrong, skb, &carol.party, &alice.party, bob.spk_sk),
+                     0);
     expect_buf_fails(wrong, &m, VERR_DECRYPT);
     ratchet_session_free(wrong);
     /* The right one reads it. */
@@ -295,7 +301,8 @@ static void test_long_conversation(void **state)
         size_t burst = 1 + (draw >> 1) % 6;
 
         for (size_t i = 0; i < burst; i++) {
-            snprintf(text[i], sizeof(text[i]), "turn %d msg %zu from %s", turn, i, from_a ? "A" : "B");
+            snprintf(text[i], sizeof(text[i]), "turn %d msg %zu from %s", turn, i,
+                     from_a ? "A" : "B");
             enc(tx, text[i], &msgs[i]);
         }
         /* The ratchet key in the header changes only when the direction changes. */
@@ -348,7 +355,8 @@ static void test_out_of_order(void **state)
     enc(p.b, "reply", &reply);
     dec_ok(p.a, &reply, "reply");
     enc(p.a, "new chain", &next);
-    /* Bob gets the new chain first: the header's PN=15 makes him keep keys 10..14 of the old one. */
+    /* Bob gets the new chain first: the header's PN=15 makes him keep keys 10..14 of the old one.
+     */
     dec_ok(p.b, &next, "new chain");
     assert_int_equal(skipped_count(p.b), 5);
     for (int i = 4; i >= 0; i--)
@@ -545,7 +553,8 @@ static void test_forged_no_receiving_chain(void **state)
     (void)state;
     pair_make(&p);
     crypto_auth_hmacsha256(mk, &c1, 1, zero_ck);
-    assert_int_equal(hkdf_sha256(kn, 56, NULL, 0, mk, 32, (const uint8_t *)info_msg, sizeof(info_msg) - 1), 0);
+    assert_int_equal(
+        hkdf_sha256(kn, 56, NULL, 0, mk, 32, (const uint8_t *)info_msg, sizeof(info_msg) - 1), 0);
     memcpy(header, bob.spk_pk, 32);
     memset(header + 32, 0, 8);
     ad[0] = 0x01;
@@ -555,8 +564,8 @@ static void test_forged_no_receiving_chain(void **state)
     memcpy(ad + 65, alice.party.identity_pk, 32);
     memcpy(ad + 97, header, 40);
     assert_int_equal(crypto_aead_xchacha20poly1305_ietf_encrypt(ct, &ct_len, (const uint8_t *)text,
-                                                                sizeof(text) - 1, ad, sizeof(ad), NULL,
-                                                                kn + 32, kn),
+                                                                sizeof(text) - 1, ad, sizeof(ad),
+                                                                NULL, kn + 32, kn),
                      0);
     assert_int_equal(buf_init(&m, RATCHET_MSG_MAX, 0), 0);
     assert_int_equal(ratchet_msg_encode(header, ct, sizeof(ct), &m), 0);
@@ -991,8 +1000,9 @@ static void test_session_strict_fields(void **state)
     big[348] = 0;
     big[349] = (uint8_t)((RATCHET_MAX_SKIPPED + 1) >> 8);
     big[350] = (uint8_t)(RATCHET_MAX_SKIPPED + 1);
-    assert_int_equal(ratchet_session_parse(&copy, big, SESSION_FIXED + (RATCHET_MAX_SKIPPED + 1) * SKIPPED_WIRE),
-                     VERR_TOO_LARGE);
+    assert_int_equal(
+        ratchet_session_parse(&copy, big, SESSION_FIXED + (RATCHET_MAX_SKIPPED + 1) * SKIPPED_WIRE),
+        VERR_TOO_LARGE);
     free(big);
     /* The X3DH header block is all zero outside the initiator-before-reply phase. */
     for (size_t off = 306; off < 347; off++) {
@@ -1088,7 +1098,8 @@ static void test_worked_example(void **state)
     e2e_rng_seed(0x42);
     memset(&pm, 0, sizeof(pm));
     assert_int_equal(x3dh_initiate(sk, &pm.init, &bundle, bob.sign_pk, alice.ik_sk), 0);
-    assert_int_equal(ratchet_init_initiator(&a, sk, &pm.init, &alice.party, &bob.party, bob.spk_pk), 0);
+    assert_int_equal(ratchet_init_initiator(&a, sk, &pm.init, &alice.party, &bob.party, bob.spk_pk),
+                     0);
     assert_int_equal(buf_init(&inner, RATCHET_MSG_MAX, 0), 0);
     assert_int_equal(ratchet_encrypt(a, (const uint8_t *)text, sizeof(text) - 1, &inner), 0);
     pm.sender = alice.party;
@@ -1103,9 +1114,11 @@ static void test_worked_example(void **state)
     randombytes_buf(dhs_sk, 32); /* Alice's first ratchet key */
     assert_int_equal(crypto_scalarmult_base(dhs_pk, dhs_sk), 0);
     assert_int_equal(crypto_scalarmult(dh, dhs_sk, bob.spk_pk), 0);
-    assert_int_equal(hkdf_sha256(okm, 64, sk, 32, dh, 32, (const uint8_t *)info_root, sizeof(info_root) - 1), 0);
+    assert_int_equal(
+        hkdf_sha256(okm, 64, sk, 32, dh, 32, (const uint8_t *)info_root, sizeof(info_root) - 1), 0);
     crypto_auth_hmacsha256(mk, &c1, 1, okm + 32); /* mk = HMAC(CKs, 0x01) */
-    assert_int_equal(hkdf_sha256(kn, 56, NULL, 0, mk, 32, (const uint8_t *)info_msg, sizeof(info_msg) - 1), 0);
+    assert_int_equal(
+        hkdf_sha256(kn, 56, NULL, 0, mk, 32, (const uint8_t *)info_msg, sizeof(info_msg) - 1), 0);
     memcpy(header, dhs_pk, 32);
     memset(header + 32, 0, 8); /* PN = 0, N = 0 */
     ad[0] = 0x01;
@@ -1115,8 +1128,8 @@ static void test_worked_example(void **state)
     memcpy(ad + 65, bob.party.identity_pk, 32);
     memcpy(ad + 97, header, 40);
     assert_int_equal(crypto_aead_xchacha20poly1305_ietf_encrypt(ct, &ct_len, (const uint8_t *)text,
-                                                                sizeof(text) - 1, ad, sizeof(ad), NULL,
-                                                                kn + 32, kn),
+                                                                sizeof(text) - 1, ad, sizeof(ad),
+                                                                NULL, kn + 32, kn),
                      0);
     assert_int_equal(buf_size(&inner), 2 + 40 + 4 + sizeof(ct));
     assert_int_equal(buf_data(&inner)[0], 1);
@@ -1171,10 +1184,11 @@ static void test_worked_example(void **state)
     assert_non_null(want = malloc(buf_size(&wire)));
     {
         size_t bin_len = 0;
-        if (sodium_hex2bin(want, buf_size(&wire), worked_example_hex, sizeof(worked_example_hex) - 1,
-                           NULL, &bin_len, NULL) != 0 ||
+        if (sodium_hex2bin(want, buf_size(&wire), worked_example_hex,
+                           sizeof(worked_example_hex) - 1, NULL, &bin_len, NULL) != 0 ||
             bin_len != buf_size(&wire))
-            fail_msg("worked example: expected %zu bytes of hex, saw %zu", buf_size(&wire), bin_len);
+            fail_msg("worked example: expected %zu bytes of hex, saw %zu", buf_size(&wire),
+                     bin_len);
     }
     assert_memory_equal(buf_data(&wire), want, buf_size(&wire));
     free(want);
@@ -1184,7 +1198,9 @@ static void test_worked_example(void **state)
         struct x3dh_prekey_msg got;
         uint8_t skb[32];
         assert_int_equal(x3dh_prekey_msg_parse(&got, buf_data(&wire), buf_size(&wire)), 0);
-        assert_int_equal(x3dh_respond(skb, &got.init, bob.ik_sk, bob.spk_sk, bob.opk_sk, got.sender.identity_pk), 0);
+        assert_int_equal(
+            x3dh_respond(skb, &got.init, bob.ik_sk, bob.spk_sk, bob.opk_sk, got.sender.identity_pk),
+            0);
         assert_int_equal(ratchet_init_responder(&b, skb, &bob.party, &got.sender, bob.spk_sk), 0);
         assert_int_equal(buf_init(&pt, 1024, BUF_SECRET), 0);
         assert_int_equal(ratchet_decrypt(b, got.inner, got.inner_len, &pt), 0);

@@ -239,8 +239,9 @@ static void test_low_order_in_agreement(void **state)
         e2e_bundle_of(&b, &bob, 1);
         memcpy(b.spk_pk, bad, 32);
         /* x3dh_spk_sign refuses to sign it in the first place. */
-        assert_int_equal(x3dh_spk_sign(b.spk_sig, b.owner.device_id, b.spk_id, b.spk_pk, bob.sign_sk),
-                         VERR_BAD_KEY);
+        assert_int_equal(
+            x3dh_spk_sign(b.spk_sig, b.owner.device_id, b.spk_id, b.spk_pk, bob.sign_sk),
+            VERR_BAD_KEY);
         expect_initiate_fails(&b, bob.sign_pk, VERR_BAD_KEY);
         /* Identity key from the certificate. */
         e2e_bundle_of(&b, &bob, 1);
@@ -253,13 +254,14 @@ static void test_low_order_in_agreement(void **state)
         /* Responder: ephemeral key and initiator identity key. */
         memcpy(hdr.ek_pk, bad, 32);
         memset(sk, 0xaa, 32);
-        assert_int_equal(x3dh_respond(sk, &hdr, bob.ik_sk, bob.spk_sk, bob.opk_sk,
-                                      alice.party.identity_pk),
-                         VERR_BAD_KEY);
+        assert_int_equal(
+            x3dh_respond(sk, &hdr, bob.ik_sk, bob.spk_sk, bob.opk_sk, alice.party.identity_pk),
+            VERR_BAD_KEY);
         assert_true(sodium_is_zero(sk, 32));
         memcpy(hdr.ek_pk, good_ek, 32);
         memset(sk, 0xaa, 32);
-        assert_int_equal(x3dh_respond(sk, &hdr, bob.ik_sk, bob.spk_sk, bob.opk_sk, bad), VERR_BAD_KEY);
+        assert_int_equal(x3dh_respond(sk, &hdr, bob.ik_sk, bob.spk_sk, bob.opk_sk, bad),
+                         VERR_BAD_KEY);
         assert_true(sodium_is_zero(sk, 32));
     }
 }
@@ -277,17 +279,22 @@ static void test_respond_mismatch(void **state)
     assert_int_equal(x3dh_respond(skb, &hdr, bob.ik_sk, bob.spk_sk, NULL, alice.party.identity_pk),
                      VERR_USAGE);
     hdr.has_opk = 0;
-    assert_int_equal(x3dh_respond(skb, &hdr, bob.ik_sk, bob.spk_sk, bob.opk_sk, alice.party.identity_pk),
-                     VERR_USAGE);
+    assert_int_equal(
+        x3dh_respond(skb, &hdr, bob.ik_sk, bob.spk_sk, bob.opk_sk, alice.party.identity_pk),
+        VERR_USAGE);
     hdr.has_opk = 1;
     /* Wrong signed prekey secret, wrong one-time secret, wrong initiator identity: other SKs. */
-    assert_int_equal(x3dh_respond(skb, &hdr, bob.ik_sk, bob.opk_sk, bob.opk_sk, alice.party.identity_pk), 0);
+    assert_int_equal(
+        x3dh_respond(skb, &hdr, bob.ik_sk, bob.opk_sk, bob.opk_sk, alice.party.identity_pk), 0);
     assert_memory_not_equal(ska, skb, 32);
-    assert_int_equal(x3dh_respond(skb, &hdr, bob.ik_sk, bob.spk_sk, bob.spk_sk, alice.party.identity_pk), 0);
+    assert_int_equal(
+        x3dh_respond(skb, &hdr, bob.ik_sk, bob.spk_sk, bob.spk_sk, alice.party.identity_pk), 0);
     assert_memory_not_equal(ska, skb, 32);
-    assert_int_equal(x3dh_respond(skb, &hdr, bob.ik_sk, bob.spk_sk, bob.opk_sk, bob.party.identity_pk), 0);
+    assert_int_equal(
+        x3dh_respond(skb, &hdr, bob.ik_sk, bob.spk_sk, bob.opk_sk, bob.party.identity_pk), 0);
     assert_memory_not_equal(ska, skb, 32);
-    assert_int_equal(x3dh_respond(skb, &hdr, bob.ik_sk, bob.spk_sk, bob.opk_sk, alice.party.identity_pk), 0);
+    assert_int_equal(
+        x3dh_respond(skb, &hdr, bob.ik_sk, bob.spk_sk, bob.opk_sk, alice.party.identity_pk), 0);
     assert_memory_equal(ska, skb, 32);
 }
 
