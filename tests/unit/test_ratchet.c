@@ -1079,6 +1079,49 @@ static const char worked_example_hex[] =
     "04000000000000000000000023190f09fbf794964b77579e23ceaa0926b3f30f"
     "ae51accf57fd56352f84b70849f28974";
 
+/*
+ * The ratchet message that the spec's formulas give for chain key ck (spec
+ * 5.2: mk = HMAC(ck, 0x01); key || nonce = HKDF(mk)), header dh || pn || n,
+ * and the AD of docs/e2e.md 4.3, computed from libsodium primitives only.
+ */
+static void expect_from_primitives(const struct buf *msg, const uint8_t ck[32],
+                                   const uint8_t dh[32], uint32_t pn, uint32_t n,
+                                   const struct x3dh_party *from, const struct x3dh_party *to,
+                                   const char *text)
+{
+    static const char info_msg[] = "valise/v1/ratchet-msg";
+    uint8_t mk[32], kn[56], ad[RATCHET_AD_LEN], c1 = 1, *want;
+    size_t len = strlen(text), wlen = 46 + len + 16;
+    unsigned long long ct_len;
+
+    crypto_auth_hmacsha256(mk, &c1, 1, ck);
+    assert_int_equal(hkdf_sha256(kn, 56, NULL, 0, mk, 32, (const uint8_t *)info_msg,
+                                 sizeof(info_msg) - 1),
+                     0);
+    assert_non_null(want = malloc(wlen));
+    want[0] = 0x01;
+    want[1] = 0x01;
+    memcpy(want + 2, dh, 32);
+    for (int i = 0; i < 4; i++) {
+        want[34 + i] = (uint8_t)(pn >> (24 - 8 * i));
+        want[38 + i] = (uint8_t)(n >> (24 - 8 * i));
+        want[42 + i] = (uint8_t)((len + 16) >> (24 - 8 * i));
+    }
+    ad[0] = 0x01;
+    memcpy(ad + 1, from->device_id, 16);
+    memcpy(ad + 17, to->device_id, 16);
+    memcpy(ad + 33, from->identity_pk, 32);
+    memcpy(ad + 65, to->identity_pk, 32);
+    memcpy(ad + 97, want + 2, 40);
+    assert_int_equal(crypto_aead_xchacha20poly1305_ietf_encrypt(want + 46, &ct_len,
+                                                                (const uint8_t *)text, len, ad,
+                                                                sizeof(ad), NULL, kn + 32, kn),
+                     0);
+    assert_int_equal(buf_size(msg), wlen);
+    assert_memory_equal(buf_data(msg), want, wlen);
+    free(want);
+}
+
 static void test_worked_example(void **state)
 {
     static const char text[] = "FLASH: meet at 0900";
@@ -1203,10 +1246,42 @@ static void test_worked_example(void **state)
             0);
         assert_int_equal(ratchet_init_responder(&b, skb, &bob.party, &got.sender, bob.spk_sk), 0);
         assert_int_equal(buf_init(&pt, 1024, BUF_SECRET), 0);
+        e2e_rng_seed(0x43); /* Bob's new ratchet key is drawn in this decryption */
         assert_int_equal(ratchet_decrypt(b, got.inner, got.inner_len, &pt), 0);
         assert_int_equal(buf_size(&pt), sizeof(text) - 1);
         assert_memory_equal(buf_data(&pt), text, sizeof(text) - 1);
         buf_free(&pt);
+    }
+    /* Alice's second message: CKs' = HMAC(CKs, 0x02) (spec 5.2), n = 1. */
+    {
+        uint8_t ck2[32], c2 = 2;
+        struct buf m2;
+
+        crypto_auth_hmacsha256(ck2, &c2, 1, okm + 32);
+        enc(a, "second", &m2);
+        expect_from_primitives(&m2, ck2, dhs_pk, 0, 1, &alice.party, &bob.party, "second");
+        dec_ok(b, &m2, "second");
+        buf_free(&m2);
+    }
+    /*
+     * Bob's reply turns the DH ratchet (spec 3.5 DHRatchet): his new key pair,
+     * RK2 || CKs_B = KDF_RK(RK, DH(new secret, Alice's ratchet key)).
+     */
+    {
+        uint8_t bsk[32], bpk[32], d[32], okm2[64];
+        struct buf r1;
+
+        e2e_rng_seed(0x43);
+        randombytes_buf(bsk, 32);
+        assert_int_equal(crypto_scalarmult_base(bpk, bsk), 0);
+        assert_int_equal(crypto_scalarmult(d, bsk, dhs_pk), 0);
+        assert_int_equal(hkdf_sha256(okm2, 64, okm, 32, d, 32, (const uint8_t *)info_root,
+                                     sizeof(info_root) - 1),
+                         0);
+        enc(b, "reply", &r1);
+        expect_from_primitives(&r1, okm2 + 32, bpk, 0, 0, &bob.party, &alice.party, "reply");
+        dec_ok(a, &r1, "reply");
+        buf_free(&r1);
     }
     buf_free(&inner);
     buf_free(&wire);
