@@ -1,0 +1,333 @@
+/*
+ * test_crash.c - durability: kill -9 the relay while senders submit, restart
+ * it, and check that every acknowledged envelope is delivered exactly once;
+ * SIGTERM exits cleanly; the raw LMDB files and the log hold no plaintext and
+ * the log no ciphertext (issue 3).
+ */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sodium.h>
+
+#include "fileio.h"
+#include "relaytest.h"
+
+enum { MAX_ENV = 20000, BATCH = 20, CT_LEN = 48 };
+
+struct env_state {
+    uint8_t id[WIRE_ID_LEN];
+    uint8_t acked;
+    uint8_t received;
+};
+
+struct fixture {
+    struct tpki pki;
+    struct tdev a, b;
+    struct trelay relay;
+    struct buf msg;
+    struct env_state *env;
+    size_t nenv;
+};
+
+static const char *const fast[] = {"--rate", "100000000", NULL};
+
+static int setup(void **state)
+{
+    static struct fixture f;
+    const struct tdev *devs[2];
+    uint64_t now = tnow();
+
+    memset(&f, 0, sizeof(f));
+    assert_int_equal(tpki_init(&f.pki), 0);
+    assert_int_equal(tdev_make(&f.pki, &f.a, 1, now - 60, now + 86400), 0);
+    assert_int_equal(tdev_make(&f.pki, &f.b, 2, now - 60, now + 86400), 0);
+    devs[0] = &f.a;
+    devs[1] = &f.b;
+    assert_int_equal(tpki_write_dir(&f.pki, 1, devs, 2, NULL, 0), 0);
+    assert_int_equal(buf_init(&f.msg, 16 << 20, 0), 0);
+    assert_non_null(f.env = calloc(MAX_ENV, sizeof(*f.env)));
+    *state = &f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+
+    if (f->relay.pid > 0)
+        trelay_signal(&f->relay, SIGKILL);
+    free(f->env);
+    buf_free(&f->msg);
+    tpki_cleanup(&f->pki);
+    return 0;
+}
+
+/* The ciphertext of envelope i is derived from its id, so the receiver can check it. */
+static void ct_of(const struct env_state *e, uint8_t ct[CT_LEN])
+{
+    crypto_generichash(ct, CT_LEN, e->id, WIRE_ID_LEN, NULL, 0);
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static int send_batch(struct fixture *f, struct wsc *c, const size_t *idx, size_t n)
+{
+    struct wire_envelope e[BATCH];
+    static uint8_t ct[BATCH][CT_LEN];
+
+    for (size_t i = 0; i < n; i++) {
+        ct_of(&f->env[idx[i]], ct[i]);
+        tc_envelope(&e[i], f->env[idx[i]].id, &f->b, (uint8_t)(idx[i] % 4), tnow() + 3600, ct[i],
+                    CT_LEN);
+    }
+    return tc_submit(c, e, n);
+}
+
+static size_t find_env(const struct fixture *f, const uint8_t id[WIRE_ID_LEN])
+{
+    /* ids are id[0..7] = index, so no search is needed */
+    uint64_t i = 0;
+    memcpy(&i, id, sizeof(i));
+    return i < f->nenv && memcmp(f->env[i].id, id, WIRE_ID_LEN) == 0 ? (size_t)i : SIZE_MAX;
+}
+
+/* Reads SUBMIT_ACKs for up to wait_ms; marks acknowledged envelopes. */
+static int read_acks(struct fixture *f, struct wsc *c, int wait_ms)
+{
+    struct wire_msg m;
+    int r;
+
+    while ((r = tc_recv(c, &f->msg, &m, wait_ms)) == 0) {
+        struct wire_iter it;
+        struct wire_ack a;
+
+        if (m.type != WIRE_SUBMIT_ACK)
+            continue;
+        wire_iter_init(&it, &m);
+        for (size_t i = 0; i < m.u.batch.n; i++) {
+            assert_int_equal(wire_next_ack(&it, &a), 0);
+            size_t k = find_env(f, a.id);
+            assert_true(k != SIZE_MAX);
+            if (a.reason == WIRE_R_OK)
+                f->env[k].acked = 1;
+        }
+    }
+    return r;
+}
+
+static size_t new_env(struct fixture *f)
+{
+    uint64_t i = f->nenv++;
+
+    assert_true(f->nenv <= MAX_ENV);
+    memcpy(f->env[i].id, &i, sizeof(i));
+    randombytes_buf(f->env[i].id + 8, WIRE_ID_LEN - 8);
+    return (size_t)i;
+}
+
+/* Sends every envelope not acknowledged yet (the client's outbox after a reconnect). */
+static void resubmit(struct fixture *f, struct wsc *c)
+{
+    size_t idx[BATCH], n = 0;
+
+    for (size_t i = 0; i < f->nenv; i++) {
+        if (f->env[i].acked)
+            continue;
+        idx[n++] = i;
+        if (n == BATCH) {
+            if (send_batch(f, c, idx, n) != 0)
+                return;
+            n = 0;
+        }
+    }
+    if (n > 0)
+        (void)send_batch(f, c, idx, n);
+}
+
+static void test_kill9_loop(void **state)
+{
+    struct fixture *f = *state;
+    const char *rounds_env = getenv("VALISE_CRASH_ROUNDS");
+    long rounds = rounds_env != NULL ? strtol(rounds_env, NULL, 10) : 20;
+    struct wsc ca, cb;
+    uint16_t reason;
+    size_t acked_total = 0, unacked = 0, received = 0;
+
+    if (rounds <= 0 || rounds > 1000)
+        rounds = 20;
+    for (long round = 0; round < rounds; round++) {
+        uint64_t t0, stop_after = 20 + randombytes_uniform(130);
+
+        assert_int_equal(trelay_start(&f->relay, &f->pki, fast), 0);
+        assert_int_equal(tc_auth(&ca, f->relay.port, &f->a, &reason), 0);
+        resubmit(f, &ca);
+        t0 = mono_ms();
+        for (int b = 0; b < 25 && mono_ms() - t0 < stop_after; b++) {
+            size_t idx[BATCH];
+            for (size_t i = 0; i < BATCH; i++)
+                idx[i] = new_env(f);
+            if (send_batch(f, &ca, idx, BATCH) != 0)
+                break;
+            (void)read_acks(f, &ca, 1);
+        }
+        /* kill -9 with submissions in flight */
+        int st = trelay_signal(&f->relay, SIGKILL);
+        assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+        (void)read_acks(f, &ca, 200); /* whatever was acknowledged before the kill */
+        wsc_close(&ca);
+    }
+    /* the test proves something only if acknowledgements came before kills */
+    size_t acked_before = 0, pending_at_kill = 0;
+    for (size_t i = 0; i < f->nenv; i++) {
+        acked_before += f->env[i].acked;
+        pending_at_kill += !f->env[i].acked;
+    }
+    fprintf(stderr, "crash test: %zu acknowledged before a kill, %zu unacknowledged at kills\n",
+            acked_before, pending_at_kill);
+    assert_true(acked_before > 0);
+    /* last round: no crash; the outbox drains completely */
+    assert_int_equal(trelay_start(&f->relay, &f->pki, fast), 0);
+    assert_int_equal(tc_auth(&ca, f->relay.port, &f->a, &reason), 0);
+    resubmit(f, &ca);
+    for (int tries = 0; tries < 50; tries++) {
+        size_t left = 0;
+        (void)read_acks(f, &ca, 200);
+        for (size_t i = 0; i < f->nenv; i++)
+            left += !f->env[i].acked;
+        if (left == 0)
+            break;
+    }
+    for (size_t i = 0; i < f->nenv; i++) {
+        acked_total += f->env[i].acked;
+        unacked += !f->env[i].acked;
+    }
+    if (unacked > 0)
+        fail_msg("%zu of %zu envelopes never acknowledged", unacked, f->nenv);
+    /* the recipient connects once and drains its queue */
+    assert_int_equal(tc_auth(&cb, f->relay.port, &f->b, &reason), 0);
+    struct wire_msg m;
+    while (received < f->nenv && tc_recv(&cb, &f->msg, &m, 3000) == 0) {
+        struct wire_iter it;
+        struct wire_envelope e;
+        uint8_t ct[CT_LEN];
+        static uint8_t ids[WIRE_MAX_BATCH * WIRE_ID_LEN];
+
+        if (m.type != WIRE_DELIVER)
+            continue;
+        wire_iter_init(&it, &m);
+        for (size_t i = 0; i < m.u.batch.n; i++) {
+            assert_int_equal(wire_next_envelope(&it, &e), 0);
+            size_t k = find_env(f, e.id);
+            if (k == SIZE_MAX)
+                fail_msg("delivered an envelope that was never submitted");
+            if (f->env[k].received++)
+                fail_msg("envelope %zu delivered twice", k);
+            ct_of(&f->env[k], ct);
+            assert_int_equal(e.ct_len, CT_LEN);
+            assert_memory_equal(e.ct, ct, CT_LEN);
+            assert_memory_equal(e.peer, f->a.cert.device_id, DEVICE_ID_LEN);
+            memcpy(ids + i * WIRE_ID_LEN, e.id, WIRE_ID_LEN);
+            received++;
+        }
+        assert_int_equal(tc_deliver_ack(&cb, ids, m.u.batch.n), 0);
+    }
+    if (received != f->nenv)
+        fail_msg("expected %zu envelopes delivered exactly once, saw %zu", f->nenv, received);
+    fprintf(stderr, "crash test: %ld kill -9 rounds, %zu envelopes, all delivered once\n", rounds,
+            acked_total);
+    /* SIGTERM: a clean exit with status 0 */
+    usleep(200000);
+    int st = trelay_signal(&f->relay, SIGTERM);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        fail_msg("SIGTERM: expected exit status 0, saw %d", st);
+    wsc_close(&ca);
+    wsc_close(&cb);
+}
+
+static int file_has(const char *path, const uint8_t *p, size_t len)
+{
+    struct buf f;
+    int found = 0;
+
+    if (file_read(path, (size_t)1 << 31, 0, &f) != 0)
+        return -1;
+    for (size_t i = 0; len <= buf_size(&f) && i <= buf_size(&f) - len && !found; i++)
+        found = memcmp(buf_data(&f) + i, p, len) == 0;
+    buf_free(&f);
+    return found;
+}
+
+/* The relay stores only what it was given: ciphertext, never the plaintext behind it. */
+static void test_no_plaintext(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t key[crypto_secretbox_KEYBYTES], nonce[crypto_secretbox_NONCEBYTES];
+    char marker[64];
+    uint8_t ct[2][sizeof(marker) + crypto_secretbox_MACBYTES];
+    uint8_t id[2][WIRE_ID_LEN];
+    struct wire_envelope e[2];
+    struct wire_msg m;
+    struct wsc ca, cb;
+    uint16_t reason;
+    char data[TPATH + 16];
+
+    randombytes_buf(key, sizeof(key));
+    randombytes_buf(nonce, sizeof(nonce));
+    snprintf(marker, sizeof(marker), "VALISE-PLAINTEXT-MARKER-%08x%08x", randombytes_random(),
+             randombytes_random());
+    for (int i = 0; i < 2; i++) {
+        nonce[0] ^= (uint8_t)(i + 1);
+        crypto_secretbox_easy(ct[i], (const uint8_t *)marker, sizeof(marker), nonce, key);
+        randombytes_buf(id[i], WIRE_ID_LEN);
+        tc_envelope(&e[i], id[i], &f->b, WIRE_ROUTINE, tnow() + 3600, ct[i], sizeof(ct[i]));
+    }
+    assert_int_equal(trelay_start(&f->relay, &f->pki, fast), 0);
+    assert_int_equal(tc_auth(&ca, f->relay.port, &f->a, &reason), 0);
+    assert_int_equal(tc_submit(&ca, e, 2), 0);
+    assert_int_equal(tc_expect(&ca, &f->msg, &m, WIRE_SUBMIT_ACK, TWAIT), 0);
+    /* one is delivered and acknowledged, the other stays queued */
+    assert_int_equal(tc_auth(&cb, f->relay.port, &f->b, &reason), 0);
+    assert_int_equal(tc_expect(&cb, &f->msg, &m, WIRE_DELIVER, TWAIT), 0);
+    assert_int_equal(tc_deliver_ack(&cb, id[0], 1), 0);
+    usleep(300000);
+    wsc_close(&ca);
+    wsc_close(&cb);
+    int st = trelay_signal(&f->relay, SIGTERM);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    snprintf(data, sizeof(data), "%s/data.mdb", f->pki.data_path);
+    /* the search works: the queued ciphertext is there, byte for byte */
+    assert_int_equal(file_has(data, ct[1], sizeof(ct[1])), 1);
+    /* and the plaintext is nowhere */
+    assert_int_equal(file_has(data, (const uint8_t *)marker, strlen(marker)), 0);
+    snprintf(data, sizeof(data), "%s/lock.mdb", f->pki.data_path);
+    assert_int_equal(file_has(data, (const uint8_t *)marker, strlen(marker)), 0);
+    /* the log holds neither ciphertext nor plaintext */
+    assert_false(trelay_log_contains(&f->relay, ct[0] + 8, 16));
+    assert_false(trelay_log_contains(&f->relay, ct[1] + 8, 16));
+    assert_false(trelay_log_contains(&f->relay, (const uint8_t *)marker, strlen(marker)));
+    sodium_memzero(key, sizeof(key));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_kill9_loop),
+        cmocka_unit_test(test_no_plaintext),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
