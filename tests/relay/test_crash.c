@@ -323,11 +323,76 @@ static void test_no_plaintext(void **state)
     sodium_memzero(key, sizeof(key));
 }
 
+/* A full LMDB map: the write fails with a reason and no acknowledgement, reads go on. */
+static void test_storage_full(void **state)
+{
+    struct fixture *f = *state;
+    static uint8_t ct[200000];
+    char data[TPATH + 16];
+    const char *args[] = {"--data", data, "--map-size", "1048576", "--max-envelope", "200000", NULL};
+    struct wire_envelope e;
+    struct wire_msg m;
+    struct wsc ca, cb;
+    uint16_t reason;
+    uint8_t id[WIRE_ID_LEN];
+    int stored = 0, full = 0;
+
+    snprintf(data, sizeof(data), "%s/small", f->pki.dir);
+    randombytes_buf(ct, sizeof(ct));
+    assert_int_equal(trelay_start(&f->relay, &f->pki, args), 0);
+    assert_int_equal(tc_auth(&ca, f->relay.port, &f->a, &reason), 0);
+    for (int i = 0; i < 40 && !full; i++) {
+        randombytes_buf(id, sizeof(id));
+        tc_envelope(&e, id, &f->b, WIRE_ROUTINE, tnow() + 3600, ct, sizeof(ct));
+        assert_int_equal(tc_submit(&ca, &e, 1), 0);
+        assert_int_equal(tc_recv(&ca, &f->msg, &m, TWAIT), 0);
+        if (m.type == WIRE_ERROR) {
+            assert_int_equal(m.u.error.reason, WIRE_R_STORAGE_FULL);
+            full = 1;
+        } else {
+            assert_int_equal(m.type, WIRE_SUBMIT_ACK);
+            stored++;
+        }
+    }
+    assert_true(full);
+    assert_true(stored > 0);
+    /* reads keep working */
+    buf_reset(&f->msg);
+    assert_int_equal(wire_put_directory(&f->msg, WIRE_DIRECTORY_GET, NULL, 0), 0);
+    assert_int_equal(tc_send(&ca, &f->msg), 0);
+    assert_int_equal(tc_expect(&ca, &f->msg, &m, WIRE_DIRECTORY, TWAIT), 0);
+    /* the recipient drains what was stored; its acknowledgements free space */
+    assert_int_equal(tc_auth(&cb, f->relay.port, &f->b, &reason), 0);
+    int got = 0;
+    while (got < stored && tc_expect(&cb, &f->msg, &m, WIRE_DELIVER, TWAIT) == 0) {
+        struct wire_iter it;
+        struct wire_envelope d;
+        wire_iter_init(&it, &m);
+        for (size_t i = 0; i < m.u.batch.n; i++) {
+            assert_int_equal(wire_next_envelope(&it, &d), 0);
+            assert_int_equal(tc_deliver_ack(&cb, d.id, 1), 0);
+            got++;
+        }
+    }
+    assert_int_equal(got, stored);
+    usleep(300000);
+    /* and the relay recovers: a new envelope is stored again */
+    randombytes_buf(id, sizeof(id));
+    tc_envelope(&e, id, &f->b, WIRE_ROUTINE, tnow() + 3600, ct, 1000);
+    assert_int_equal(tc_submit(&ca, &e, 1), 0);
+    assert_int_equal(tc_expect(&ca, &f->msg, &m, WIRE_SUBMIT_ACK, TWAIT), 0);
+    wsc_close(&ca);
+    wsc_close(&cb);
+    int st = trelay_signal(&f->relay, SIGTERM);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kill9_loop),
         cmocka_unit_test(test_no_plaintext),
+        cmocka_unit_test(test_storage_full),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -257,7 +257,7 @@ int wsc_recv(struct wsc *c, struct buf *out, int timeout_ms)
             if ((r = fill(c, deadline)) != 0)
                 return r;
         if (op == 8) {
-            c->close_code = plen >= 2 ? (uint16_t)((c->in[hl] << 8) | c->in[hl + 1]) : 0;
+            c->close_code = plen >= 2 ? (uint16_t)(((unsigned)c->in[hl] << 8) | c->in[hl + 1]) : (uint16_t)0;
             consume(c, hl + (size_t)plen);
             c->closed = 1;
             return VERR_NET;
@@ -286,17 +286,27 @@ int wsc_recv(struct wsc *c, struct buf *out, int timeout_ms)
 int wsc_wait_closed(struct wsc *c, int timeout_ms)
 {
     uint64_t deadline = mono_ms() + (uint64_t)timeout_ms;
+    struct buf sink;
+    int r = 0;
 
+    if (buf_init(&sink, (size_t)1 << 30, 0) != 0)
+        return 0;
+    /* A close frame or the end of the stream both count; messages are dropped. */
     while (!c->closed) {
-        int r = fill(c, deadline);
+        uint64_t t = mono_ms();
 
+        if (t >= deadline)
+            break;
+        r = wsc_recv(c, &sink, (int)(deadline - t));
         if (r == VERR_TIMEOUT)
-            return 0;
-        if (r == VERR_NET)
-            return 1;
-        c->in_len = 0;
+            break;
+        if (r != 0) {
+            c->closed = 1;
+            break;
+        }
     }
-    return 1;
+    buf_free(&sink);
+    return c->closed;
 }
 
 int http_get(int port, const char *path, struct buf *out, int timeout_ms)

@@ -40,7 +40,7 @@ int wsc_send_header(struct wsc *c, int fin, uint8_t opcode, uint64_t len,
 int wsc_send_raw(struct wsc *c, const uint8_t *p, size_t len) VL_MUST_CHECK;
 /* Next message into out (reset first; out must have room for it). */
 int wsc_recv(struct wsc *c, struct buf *out, int timeout_ms) VL_MUST_CHECK;
-/* 1 if the peer closed the connection within timeout_ms (anything it sent is dropped). */
+/* 1 if the peer closed (close frame or end of stream) within timeout_ms; messages are dropped. */
 int wsc_wait_closed(struct wsc *c, int timeout_ms);
 
 /* One HTTP GET on a fresh connection; body into out. Returns the status or < 0. */
