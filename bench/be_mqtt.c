@@ -109,8 +109,11 @@ static int write_conf(struct be *b)
             "log_dest stderr\n"
             "log_type error\n"
             "log_type warning\n"
-            "connection_messages false\n",
-            b->port, m->datadir, (unsigned long long)b->srv.queue_max);
+            "connection_messages false\n"
+            /* Run as root, mosquitto would switch to user mosquitto and lose its data dir. */
+            "%s",
+            b->port, m->datadir, (unsigned long long)b->srv.queue_max,
+            geteuid() == 0 ? "user root\n" : "");
     return fclose(f) == 0 ? 0 : VERR_IO;
 }
 
@@ -167,10 +170,9 @@ static pid_t m_pid(struct be *b)
     return P(b)->pid;
 }
 
-static int m_batches(struct be *b, double *envelopes, double *commits)
+static int m_commits(struct be *b, double c[static 4])
 {
-    (void)b;
-    *envelopes = *commits = -1;
+    (void)b, (void)c;
     return -1;
 }
 
@@ -355,8 +357,19 @@ static int m_run(struct be *b, int timeout_ms)
 
         if (c->m == NULL)
             continue;
-        if (ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
-            rc = mosquitto_loop_read(c->m, 1000);
+        /*
+         * mosquitto_loop_read reads as many packets as the client has QoS>0
+         * messages queued, so a pure receiver would get one packet per call:
+         * call it until the socket is drained (it leaves errno at EAGAIN).
+         */
+        for (int k = 0; k < 4096 && rc == MOSQ_ERR_SUCCESS &&
+                        (ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR));
+             k++) {
+            errno = 0;
+            rc = mosquitto_loop_read(c->m, 1);
+            if (errno == EAGAIN || errno == EWOULDBLOCK || c->m == NULL)
+                break;
+        }
         if (rc == MOSQ_ERR_SUCCESS && (ev[i].events & EPOLLOUT))
             rc = mosquitto_loop_write(c->m, 1000);
         if (rc != MOSQ_ERR_SUCCESS) {
@@ -400,7 +413,7 @@ static const struct be_ops mqtt_ops = {
     .submit = m_submit,
     .flush = m_flush,
     .run = m_run,
-    .batches = m_batches,
+    .commits = m_commits,
     .destroy = m_destroy,
 };
 

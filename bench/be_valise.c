@@ -188,15 +188,17 @@ static double metric_value(const char *text, const char *name)
     return -1;
 }
 
-static int v_batches(struct be *b, double *envelopes, double *commits)
+static int v_commits(struct be *b, double c[static 4])
 {
     static char text[1 << 16];
 
     if (http_get(b->port, "/metrics", text, sizeof(text), 1000) != 200)
         return -1;
-    *envelopes = metric_value(text, "valise_relay_commit_batch_envelopes_sum");
-    *commits = metric_value(text, "valise_relay_commit_batch_envelopes_count");
-    return *envelopes < 0 || *commits < 0 ? -1 : 0;
+    c[0] = metric_value(text, "valise_relay_commit_batch_envelopes_sum");
+    c[1] = metric_value(text, "valise_relay_commit_batch_envelopes_count");
+    c[2] = metric_value(text, "valise_relay_commit_seconds_sum");
+    c[3] = metric_value(text, "valise_relay_commit_seconds_count");
+    return c[0] < 0 || c[1] < 0 || c[2] < 0 || c[3] < 0 ? -1 : 0;
 }
 
 /* ---- websocket framing ---- */
@@ -793,7 +795,7 @@ static const struct be_ops valise_ops = {
     .submit = v_submit,
     .flush = v_flush,
     .run = v_run,
-    .batches = v_batches,
+    .commits = v_commits,
     .destroy = v_destroy,
 };
 

@@ -140,8 +140,12 @@ struct be_ops {
     int (*flush)(struct be *b);
     /* One turn: waits up to timeout_ms, dispatches events. */
     int (*run)(struct be *b, int timeout_ms);
-    /* Commit batches so far from the server's metrics (sum of envelopes, commits); -1 if none. */
-    int (*batches)(struct be *b, double *envelopes, double *commits);
+    /*
+     * Group commits so far, from the server's metrics: c[0] envelopes in
+     * commit batches, c[1] batches, c[2] seconds spent committing, c[3]
+     * commits in total. -1 if the server has no such figures.
+     */
+    int (*commits)(struct be *b, double c[static 4]);
     void (*destroy)(struct be *b);
 };
 

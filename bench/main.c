@@ -145,7 +145,6 @@ static void ev_delivered(void *ctx, int peer, const uint8_t *payload, size_t len
     struct bench_stamp st;
     uint64_t now = bench_now_ns();
 
-    rn->peers[peer].received++;
     if (len < sizeof(st))
         return;
     memcpy(&st, payload, sizeof(st));
@@ -158,6 +157,7 @@ static void ev_delivered(void *ctx, int peer, const uint8_t *payload, size_t len
             hist_add(&rn->lat_probe, now - st.sent_ns);
         return;
     }
+    rn->peers[peer].received++;
     rn->delivered++;
     if (rn->measuring)
         hist_add(&rn->lat, now - st.sent_ns);
@@ -203,17 +203,27 @@ static int submit_one(struct run *rn, int peer, size_t to, int probe, uint64_t n
  * Submits what is due: per sender, `rate` per second since t0 (0: as many as
  * the window allows), never more than `window` unacknowledged.
  */
-static void pump(struct run *rn, uint64_t t0, double rate_per_sender, uint64_t limit_per_sender)
+static void pump(struct run *rn, uint64_t t0, double rate_per_sender, uint64_t limit_per_sender,
+                 int e2e)
 {
     uint64_t now = bench_now_ns();
 
     for (size_t i = 0; i < rn->npeers; i++) {
         struct peer *p = &rn->peers[i];
-        uint64_t due, room;
+        uint64_t due, room, inflight;
 
         if (p->role != R_SENDER || !p->ready)
             continue;
-        room = p->outstanding < rn->o.window ? rn->o.window - p->outstanding : 0;
+        /*
+         * End to end when the recipient is online (submitted but not yet
+         * received), so a server that acknowledges faster than it delivers
+         * cannot pile up an unbounded queue; by acknowledgements otherwise.
+         */
+        inflight = p->outstanding;
+        if (e2e && p->to < rn->npeers && p->sent > rn->peers[p->to].received &&
+            p->sent - rn->peers[p->to].received > inflight)
+            inflight = p->sent - rn->peers[p->to].received;
+        room = inflight < rn->o.window ? rn->o.window - inflight : 0;
         if (rate_per_sender > 0) {
             double want = rate_per_sender * (double)(now - t0) / 1e9;
 
@@ -223,6 +233,9 @@ static void pump(struct run *rn, uint64_t t0, double rate_per_sender, uint64_t l
         }
         if (due > room)
             due = room;
+        /* At most one batch per sender per turn, so a turn stays short for everyone. */
+        if (due > rn->o.batch)
+            due = rn->o.batch;
         if (limit_per_sender > 0 && p->sent + due > limit_per_sender)
             due = limit_per_sender - p->sent;
         for (uint64_t k = 0; k < due; k++)
@@ -310,7 +323,8 @@ static int scenario_traffic(struct run *rn, const char *name, double rate, int p
 {
     size_t P = rn->o.pairs, probe_peer = 2 * P;
     uint64_t t0, t_meas, t_end, next_probe, probe_seq = 0;
-    double cpu0, cpu1, bench0, bench1, be0 = -1, bc0 = -1, be1, bc1;
+    double cpu0, cpu1, bench0, bench1, c0[4], c1[4];
+    int have_c0 = 0;
     uint64_t deliv0, acked0, rss;
     pid_t pid;
     char key[48];
@@ -352,8 +366,7 @@ static int scenario_traffic(struct run *rn, const char *name, double rate, int p
             bench0 = proc_cpu(getpid());
             deliv0 = rn->delivered;
             acked0 = rn->acked;
-            if (rn->b->ops->batches(rn->b, &be0, &bc0) != 0)
-                be0 = -1;
+            have_c0 = rn->b->ops->commits(rn->b, c0) == 0;
             hist_reset(&rn->lat);
             hist_reset(&rn->lat_probe);
             t_meas = now;
@@ -366,8 +379,9 @@ static int scenario_traffic(struct run *rn, const char *name, double rate, int p
             r = VERR_NET;
             goto out;
         }
-        pump(rn, t0, rate > 0 ? rate / (double)P : 0, 0);
-        if (probe && rn->peers[probe_peer].ready && now >= next_probe) {
+        pump(rn, t0, rate > 0 ? rate / (double)P : 0, 0, 1);
+        /* Every probe that is due, each stamped now: a slow turn delays the probe too. */
+        while (probe && rn->peers[probe_peer].ready && now >= next_probe) {
             (void)submit_one(rn, (int)probe_peer, P + (size_t)(probe_seq++ % P), 1, now);
             next_probe += 1000000;
         }
@@ -397,11 +411,15 @@ static int scenario_traffic(struct run *rn, const char *name, double rate, int p
         result(rn, key, 100.0 * (bench1 - bench0) / secs, "%core");
         snprintf(key, sizeof(key), "%s.server_rss", name);
         result(rn, key, (double)rss / 1024.0, "MiB");
-        if (be0 >= 0 && rn->b->ops->batches(rn->b, &be1, &bc1) == 0 && bc1 > bc0) {
+        if (have_c0 && rn->b->ops->commits(rn->b, c1) == 0 && c1[1] > c0[1] && c1[3] > c0[3]) {
             snprintf(key, sizeof(key), "%s.commit_batch_mean", name);
-            result(rn, key, (be1 - be0) / (bc1 - bc0), "envelopes");
+            result(rn, key, (c1[0] - c0[0]) / (c1[1] - c0[1]), "envelopes");
             snprintf(key, sizeof(key), "%s.commits_per_s", name);
-            result(rn, key, (bc1 - bc0) / secs, "1/s");
+            result(rn, key, (c1[3] - c0[3]) / secs, "1/s");
+            snprintf(key, sizeof(key), "%s.commit_mean_ms", name);
+            result(rn, key, 1e3 * (c1[2] - c0[2]) / (c1[3] - c0[3]), "ms");
+            snprintf(key, sizeof(key), "%s.commit_busy", name);
+            result(rn, key, 100.0 * (c1[2] - c0[2]) / secs, "%wall");
         }
         if (rn->failed > 0) {
             snprintf(key, sizeof(key), "%s.refused", name);
@@ -485,7 +503,7 @@ static int backlog_fill(struct run *rn, size_t S, double *fill_rate)
         return r;
     t0 = bench_now_ns();
     while (!interrupted && rn->acked < rn->o.backlog) {
-        pump(rn, t0, 0, per);
+        pump(rn, t0, 0, per, 0);
         if ((r = turn(rn, 1)) != 0)
             return r;
         if (rn->closed > 0)
@@ -614,7 +632,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
     o->warmup = 1;
     o->payload = 1024;
     o->batch = 64;
-    o->window = 1024;
+    o->window = 256;
     o->conns = 10000;
     o->backlog = 100000;
     o->backlog_senders = 16;
