@@ -474,6 +474,16 @@ static void handle_auth(struct session *s, const struct wire_msg *m)
     buf_reset(&rl->scratch);
     if (wire_put_auth_ok(&rl->scratch, dir_version(rl->dir), now_s()) == 0)
         (void)send_scratch(s);
+    /* An owner that was offline when its prekeys ran low is told now. */
+    {
+        uint32_t left;
+
+        if (store_otk_count(rl->st, s->device_id, &left) == 0 && left <= rl->cfg->otk_low) {
+            buf_reset(&rl->scratch);
+            if (wire_put_count(&rl->scratch, WIRE_PREKEY_LOW, left) == 0)
+                (void)send_scratch(s);
+        }
+    }
     s->want_deliver = s->want_nd = 1;
     s->tokens = (double)rl->cfg->rate;
     s->refill_ms = now_ms();

@@ -880,3 +880,39 @@ out:
     mdb_cursor_close(c);
     return r;
 }
+
+int store_otk_count(struct store *s, const uint8_t device[static DEVICE_ID_LEN], uint32_t *left)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *c = NULL;
+    MDB_val k = val(device, DEVICE_ID_LEN), d;
+    size_t count = 0;
+    int rc, r;
+
+    *left = 0;
+    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0)
+        return mdb_to_verr(rc);
+    if ((rc = mdb_get(txn, s->spk, &k, &d)) != 0) {
+        r = mdb_to_verr(rc);
+        goto out;
+    }
+    if ((rc = mdb_cursor_open(txn, s->otk, &c)) != 0) {
+        r = mdb_to_verr(rc);
+        goto out;
+    }
+    k = val(device, DEVICE_ID_LEN);
+    rc = mdb_cursor_get(c, &k, &d, MDB_SET);
+    if (rc == 0)
+        rc = mdb_cursor_count(c, &count);
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        r = mdb_to_verr(rc);
+        goto out;
+    }
+    *left = (uint32_t)count;
+    r = 0;
+out:
+    if (c != NULL)
+        mdb_cursor_close(c);
+    mdb_txn_abort(txn);
+    return r;
+}

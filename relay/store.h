@@ -121,6 +121,13 @@ int store_bundle_take(struct store *s, const uint8_t owner[static DEVICE_ID_LEN]
                       struct wire_signed_prekey *spk, int *has_otk, uint32_t *otk_id,
                       uint8_t otk_pk[static WIRE_PK_LEN], uint32_t *left) VL_MUST_CHECK;
 
+/*
+ * One-time prekeys left for device (read transaction). VERR_UNKNOWN if the
+ * device never uploaded a signed prekey.
+ */
+int store_otk_count(struct store *s, const uint8_t device[static DEVICE_ID_LEN],
+                    uint32_t *left) VL_MUST_CHECK;
+
 /* Envelopes queued in total (committed), for /metrics. */
 uint64_t store_queue_total(const struct store *s);
 

@@ -17,3 +17,16 @@ foreach(src ${VALISE_RELAY_TESTS})
   add_test(NAME relay/${name} COMMAND relay_${name})
   set_tests_properties(relay/${name} PROPERTIES TIMEOUT 180 LABELS relay)
 endforeach()
+
+# Command-line contract: --help succeeds; missing flags and plain ws:// on a
+# non-loopback address are refused with a non-zero status.
+add_test(NAME relay/cli_help COMMAND valise-relay --help)
+add_test(NAME relay/cli_missing_flags COMMAND valise-relay --listen 127.0.0.1:0)
+add_test(NAME relay/cli_refuses_plain_non_loopback COMMAND valise-relay --data /nonexistent
+         --org-pub /nonexistent --directory /nonexistent --listen 0.0.0.0:7443)
+add_test(NAME relay/cli_bad_number COMMAND valise-relay --data d --org-pub o --directory x
+         --listen 127.0.0.1:0 --max-frame 12abc)
+set_tests_properties(relay/cli_missing_flags relay/cli_refuses_plain_non_loopback
+                     relay/cli_bad_number PROPERTIES WILL_FAIL TRUE)
+set_tests_properties(relay/cli_refuses_plain_non_loopback PROPERTIES
+                     PASS_REGULAR_EXPRESSION "without TLS" WILL_FAIL FALSE)

@@ -4,11 +4,13 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
 #include <sodium.h>
 
+#include "fileio.h"
 #include "relaytest.h"
 #include "sig.h"
 
@@ -39,7 +41,15 @@ static int setup(void **state)
     devs[3] = &f.future;
     revs[0] = &f.revoked;
     assert_int_equal(tpki_write_dir(&f.pki, 1, devs, 4, revs, 1), 0);
-    assert_int_equal(trelay_start(&f.relay, &f.pki, NULL), 0);
+    /* settings from a config file; the command line wins over it */
+    static char conf[TPATH + 16];
+    static const char text[] = "# test relay\nrelay-id = relay-from-config\n"
+                               "idle-timeout 30\nlog-level info\n";
+    snprintf(conf, sizeof(conf), "%s/relay.conf", f.pki.dir);
+    assert_int_equal(file_write_new(conf, (const uint8_t *)text, sizeof(text) - 1, 0600), 0);
+    static const char *args[] = {"--config", conf, "--log-level", "debug", NULL};
+    args[1] = conf;
+    assert_int_equal(trelay_start(&f.relay, &f.pki, args), 0);
     *state = &f;
     return 0;
 }
@@ -128,6 +138,7 @@ static void test_replayed_answer(void **state)
     assert_int_equal(wsc_connect(&c1, f->relay.port, "valise.v1", TWAIT), 0);
     assert_int_equal(tc_recv(&c1, &msg, &m, TWAIT), 0);
     assert_int_equal(m.type, WIRE_CHALLENGE);
+    assert_string_equal(m.u.challenge.relay_id, "relay-from-config");
     assert_int_equal(wire_auth_body(&body, m.u.challenge.relay_id, m.u.challenge.nonce), 0);
     assert_int_equal(sig_sign(sig, SIG_CTX_RELAY_AUTH, buf_data(&body), buf_size(&body), f->good.sk), 0);
     assert_int_equal(wire_put_auth(&auth, f->good.cert_bytes, f->good.cert_len, sig), 0);

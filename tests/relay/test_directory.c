@@ -141,6 +141,11 @@ static void test_prekeys(void **state)
     assert_int_equal(last, 0);
     wsc_close(&ca);
     wsc_close(&cb);
+    /* an owner that connects later is told at once */
+    assert_int_equal(tc_auth(&cb, f->relay.port, &f->b, &reason), 0);
+    assert_int_equal(tc_expect(&cb, &f->msg, &m, WIRE_PREKEY_LOW, TWAIT), 0);
+    assert_int_equal(m.u.count, 0);
+    wsc_close(&cb);
 }
 
 static void test_directory_put_get(void **state)
