@@ -8,6 +8,7 @@
 
 #include <cmocka.h>
 
+#include "fileio.h"
 #include "wire.h"
 
 enum { NSAMPLES = 19 };
@@ -283,13 +284,37 @@ static void test_encoder_limits(void **state)
     assert_string_equal(wire_type_name(WIRE_SUBMIT), "submit");
 }
 
+/* The fuzz seeds are valid messages, so the fuzzer starts from deep inside the codec. */
+static void test_fuzz_seeds(void **state)
+{
+    static const char *const seeds[] = {
+        "challenge", "auth_ok", "error", "directory_get", "directory_put", "prekey_upload",
+        "bundle_get", "submit", "deliver", "submit_ack", "deliver_ack", "non_delivery",
+        "non_delivery_ack",
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(seeds) / sizeof(seeds[0]); i++) {
+        char path[1024], dir[900];
+        struct buf f;
+        struct wire_msg m;
+
+        snprintf(dir, sizeof(dir), "%s/fuzz/corpus/wire", VALISE_SOURCE_DIR);
+        assert_int_equal(file_join(path, sizeof(path), dir, seeds[i]), 0);
+        assert_int_equal(file_read(path, 1 << 20, 0, &f), 0);
+        int r = wire_decode(buf_data(&f), buf_size(&f), &m);
+        if (r != 0)
+            fail_msg("seed %s: expected 0, saw %d", seeds[i], r);
+        buf_free(&f);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip),     cmocka_unit_test(test_fields),
         cmocka_unit_test(test_truncations),   cmocka_unit_test(test_trailing),
         cmocka_unit_test(test_bitflips),      cmocka_unit_test(test_oversize),
-        cmocka_unit_test(test_encoder_limits),
+        cmocka_unit_test(test_encoder_limits), cmocka_unit_test(test_fuzz_seeds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
