@@ -45,6 +45,10 @@ uint64_t hist_q(struct bench_hist *h, double q);
 /* CPU seconds (user + system) and resident KiB of a process; 0 if gone. */
 double proc_cpu(pid_t pid);
 uint64_t proc_rss_kib(pid_t pid);
+/* Bytes the process caused to be written to storage (/proc/PID/io write_bytes); 0 if unknown. */
+uint64_t proc_write_bytes(pid_t pid);
+/* Bytes written to all block devices so far (/sys/block/ * /stat), whoever wrote them. */
+uint64_t disk_written_bytes(void);
 
 /* Starts argv[0] with argv, stdout/stderr to logpath; returns the pid or -1. */
 pid_t proc_spawn(char *const argv[], const char *logpath);

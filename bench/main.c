@@ -67,6 +67,7 @@ struct run {
     struct bench_hist lat, lat_probe;
     struct metric *metrics;
     size_t nmetrics, capmetrics;
+    unsigned long fd_limit;
 };
 
 static volatile sig_atomic_t interrupted;
@@ -325,7 +326,7 @@ static int scenario_traffic(struct run *rn, const char *name, double rate, int p
     uint64_t t0, t_meas, t_end, next_probe, probe_seq = 0;
     double cpu0, cpu1, bench0, bench1, c0[4], c1[4];
     int have_c0 = 0;
-    uint64_t deliv0, acked0, rss;
+    uint64_t deliv0, acked0, rss, wb0 = 0, dw0 = 0;
     pid_t pid;
     char key[48];
     int r;
@@ -364,6 +365,8 @@ static int scenario_traffic(struct run *rn, const char *name, double rate, int p
             rn->measuring = 1;
             cpu0 = proc_cpu(pid);
             bench0 = proc_cpu(getpid());
+            wb0 = proc_write_bytes(pid);
+            dw0 = disk_written_bytes();
             deliv0 = rn->delivered;
             acked0 = rn->acked;
             have_c0 = rn->b->ops->commits(rn->b, c0) == 0;
@@ -409,6 +412,14 @@ static int scenario_traffic(struct run *rn, const char *name, double rate, int p
         result(rn, key, 100.0 * (cpu1 - cpu0) / secs, "%core");
         snprintf(key, sizeof(key), "%s.bench_cpu", name);
         result(rn, key, 100.0 * (bench1 - bench0) / secs, "%core");
+        if (deliv > 0 && wb0 > 0) {
+            snprintf(key, sizeof(key), "%s.io_write_per_env", name);
+            result(rn, key, (double)(proc_write_bytes(pid) - wb0) / (double)deliv, "B");
+        }
+        if (deliv > 0 && dw0 > 0) {
+            snprintf(key, sizeof(key), "%s.disk_write_per_env", name);
+            result(rn, key, (double)(disk_written_bytes() - dw0) / (double)deliv, "B");
+        }
         snprintf(key, sizeof(key), "%s.server_rss", name);
         result(rn, key, (double)rss / 1024.0, "MiB");
         if (have_c0 && rn->b->ops->commits(rn->b, c1) == 0 && c1[1] > c0[1] && c1[3] > c0[3]) {
@@ -439,6 +450,11 @@ static int scenario_idle(struct run *rn)
     pid_t pid;
     int r;
 
+    /* libmosquitto holds three descriptors per client (its socket and a socket pair). */
+    if (strcmp(rn->b->ops->name, "mosquitto") == 0 && C * 3 + 64 > rn->fd_limit) {
+        C = (rn->fd_limit - 64) / 3;
+        printf("   open-file limit %lu: %zu libmosquitto clients at most\n", rn->fd_limit, C);
+    }
     reset_peers(rn);
     printf("\n== %s: idle, %zu authenticated connections\n", rn->b->ops->name, C);
     if ((r = server_start(rn, rn->dir_large)) != 0)
@@ -794,6 +810,7 @@ int main(int argc, char **argv)
         return 2;
     }
     fds = fd_limit_raise();
+    rn.fd_limit = fds;
     if (rn.o.conns + 64 > fds) {
         fprintf(stderr, "valise-bench: open-file limit %lu: idle connections capped at %lu\n", fds,
                 fds - 64);

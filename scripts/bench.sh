@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# bench.sh [--full] [--no-mosquitto] [--no-profile] [-- extra valise-bench flags]
+#
+# Builds valise-relay and valise-bench (Release), runs every scenario against
+# the relay and, side by side, against Eclipse Mosquitto (QoS 1, persistent
+# sessions, persistence on), profiles the relay under load with perf, and
+# rewrites the generated part of BENCHMARKS.md (between the bench:begin and
+# bench:end markers; the analysis around it is kept).
+#
+# The default sizes keep the whole run under about 5 minutes on 2 cores
+# (backlog 200,000); --full uses the DESIGN.md sizes (backlog 1,000,000).
+# Build directory: $BENCH_BUILD_DIR (default build/release).
+# Not a test: nothing here passes or fails on speed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+cmdline="scripts/bench.sh${*:+ $*}"
+build=${BENCH_BUILD_DIR:-build/release}
+full=0 mosq=1 profile=1
+extra=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --full) full=1 ;;
+    --no-mosquitto) mosq=0 ;;
+    --no-profile) profile=0 ;;
+    --) shift; extra=("$@"); break ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    *) echo "bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$build" -j"$(nproc)" --target valise-relay valise-bench >/dev/null
+relay=$root/$build/relay/valise-relay
+bench=$root/$build/bench/valise-bench
+
+backend=both
+if [ $mosq -eq 1 ] && ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then
+  echo "bench.sh: mosquitto is not installed (apt-get install mosquitto libmosquitto-dev);" \
+       "running Valise alone" >&2
+  mosq=0
+fi
+[ $mosq -eq 1 ] || backend=valise
+mosq_bin=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+
+if [ $full -eq 1 ]; then
+  sizes=(--backlog 1000000 --conns 10000 --duration 10 --warmup 2)
+else
+  sizes=(--backlog 200000 --conns 10000 --duration 5 --warmup 1)
+fi
+
+out=$(mktemp -d /tmp/valise-benchrun.XXXXXX)
+trap 'rm -rf "$out"' EXIT
+started=$(date -u +%Y-%m-%dT%H:%MZ)
+echo "bench.sh: running (log: $out/bench.log)" >&2
+"$bench" --backend "$backend" --relay "$relay" --mosquitto "$mosq_bin" "${sizes[@]}" \
+  ${extra[@]+"${extra[@]}"} | tee "$out/bench.log"
+
+# Profile: the relay at maximum rate, sampled by perf (cpu-clock works in VMs
+# without hardware counters); callgrind is the fallback where perf cannot attach.
+: >"$out/profile.txt"
+if [ $profile -eq 1 ] && command -v perf >/dev/null &&
+   perf record -e cpu-clock -o "$out/probe.data" true >/dev/null 2>&1; then
+  echo "bench.sh: profiling the relay under load (perf, 8 s)" >&2
+  "$bench" --backend valise --relay "$relay" --scenarios max --warmup 3 --duration 10 \
+    --conns 256 >"$out/profile-run.log" 2>&1 &
+  bpid=$!
+  rpid=""
+  for _ in $(seq 100); do
+    rpid=$(pgrep -P "$bpid" -x valise-relay || true)
+    [ -n "$rpid" ] && break
+    sleep 0.1
+  done
+  if [ -n "$rpid" ]; then
+    sleep 3
+    perf record -e cpu-clock -F 1999 -g -p "$rpid" -o "$out/perf.data" -- sleep 8 >/dev/null 2>&1 || true
+    {
+      echo "perf record -e cpu-clock -F 1999 -g -p <relay> -- sleep 8, during the max scenario"
+      echo
+      echo "By shared object (self time):"
+      perf report -i "$out/perf.data" --no-children --sort dso --stdio 2>/dev/null |
+        grep -E '^ +[0-9]' | head -8
+      echo
+      echo "Top functions (self time):"
+      perf report -i "$out/perf.data" --no-children --sort dso,symbol --stdio -g none 2>/dev/null |
+        grep -E '^ +[0-9]' | head -25
+      echo
+      echo "Top call chains (inclusive):"
+      perf report -i "$out/perf.data" --children --sort symbol --stdio -g none 2>/dev/null |
+        grep -E '^ +[0-9]' | grep -v ' 0x0' | head -25
+    } >"$out/profile.txt"
+  fi
+  wait "$bpid" || true
+  grep RESULT "$out/profile-run.log" | sed 's/^/  /' >>"$out/profile.txt" || true
+elif [ $profile -eq 1 ]; then
+  echo "(perf is not usable here: run the relay under valgrind --tool=callgrind on a short run)" \
+    >"$out/profile.txt"
+fi
+
+machine_cpu=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
+python3 "$root/bench/report.py" \
+  --log "$out/bench.log" --profile "$out/profile.txt" --out "$root/BENCHMARKS.md" \
+  --command "$cmdline" --date "$started" --nproc "$(nproc)" --cpu "$machine_cpu" \
+  --kernel "$(uname -sr)" --lmdb "$(pkg-config --modversion lmdb 2>/dev/null || echo '?')" \
+  --lws "$(pkg-config --modversion libwebsockets 2>/dev/null || echo '?')" \
+  --mosquitto "$( [ $mosq -eq 1 ] && ("$mosq_bin" -h 2>/dev/null | head -1 | sed 's/mosquitto version //') || echo 'not run')"
+echo "bench.sh: wrote BENCHMARKS.md" >&2
