@@ -73,6 +73,7 @@ if [ $profile -eq 1 ] && command -v perf >/dev/null &&
     sleep 0.1
   done
   if [ -n "$rpid" ]; then
+    set +e +o pipefail # a report with fewer lines than asked for is no failure
     sleep 3
     perf record -e cpu-clock -F 1999 -g -p "$rpid" -o "$out/perf.data" -- sleep 8 >/dev/null 2>&1 || true
     {
@@ -82,14 +83,16 @@ if [ $profile -eq 1 ] && command -v perf >/dev/null &&
       perf report -i "$out/perf.data" --no-children --sort dso --stdio 2>/dev/null |
         grep -E '^ +[0-9]' | head -8
       echo
-      echo "Top functions (self time):"
+      echo "Top functions (self time; hex addresses are static functions of stripped libraries):"
       perf report -i "$out/perf.data" --no-children --sort dso,symbol --stdio -g none 2>/dev/null |
-        grep -E '^ +[0-9]' | head -25
+        grep -E '^ +[0-9]' | sed -E 's/[[:space:]]+-[[:space:]]+-[[:space:]]*$//' | head -25
       echo
-      echo "Top call chains (inclusive):"
+      echo "Where the time goes (inclusive, named frames only):"
       perf report -i "$out/perf.data" --children --sort symbol --stdio -g none 2>/dev/null |
-        grep -E '^ +[0-9]' | grep -v ' 0x0' | head -25
+        grep -E '^ +[0-9]' | grep -vE '\] (0x|0000)' |
+        sed -E 's/[[:space:]]+-[[:space:]]+-[[:space:]]*$//' | head -30
     } >"$out/profile.txt"
+    set -e -o pipefail
   fi
   wait "$bpid" || true
   grep RESULT "$out/profile-run.log" | sed 's/^/  /' >>"$out/profile.txt" || true
