@@ -36,6 +36,7 @@ enum {
     FRAME_MAX = 16 << 20,   /* largest server frame we accept */
     WS_HDR_MAX = 14,
     MASK_POOL = 4096,
+    ID_POOL = 64 * 1024,
     MAX_EXTRA_ARGS = 32,
 };
 
@@ -66,6 +67,8 @@ struct vpriv {
     uint8_t nonce[8];
     uint8_t mask_pool[MASK_POOL];
     size_t mask_off;
+    uint8_t id_pool[ID_POOL];
+    size_t id_off;
     struct buf scratch;
     uint8_t *ids;
     pid_t pid;
@@ -681,10 +684,22 @@ static int v_submit(struct be *b, int peer, size_t to, int flash, const uint8_t 
         if ((r = wire_batch_begin(&c->sub, WIRE_SUBMIT, &c->sub_cnt_off)) != 0)
             return r;
     }
-    /* A unique id: this run's nonce, the peer, a counter. */
-    memcpy(e.id, v->nonce, 8);
-    memcpy(e.id + 8, &pid, 4);
-    memcpy(e.id + 12, &c->seq, 4);
+    if (b->ordered_ids) {
+        /* This run's nonce, then peer and counter big-endian: ids grow per sender. */
+        memcpy(e.id, v->nonce, 8);
+        for (int i = 0; i < 4; i++) {
+            e.id[8 + i] = (uint8_t)(pid >> (24 - 8 * i));
+            e.id[12 + i] = (uint8_t)(c->seq >> (24 - 8 * i));
+        }
+    } else {
+        /* Random, as the client makes them (client/mailbox.c), from a pooled draw. */
+        if (v->id_off + WIRE_ID_LEN > ID_POOL) {
+            randombytes_buf(v->id_pool, ID_POOL);
+            v->id_off = 0;
+        }
+        memcpy(e.id, v->id_pool + v->id_off, WIRE_ID_LEN);
+        v->id_off += WIRE_ID_LEN;
+    }
     c->seq++;
     memcpy(e.peer, b->keys->dev[to].id, DEVICE_ID_LEN);
     e.precedence = flash ? WIRE_FLASH : WIRE_ROUTINE;
@@ -820,6 +835,7 @@ int be_valise_new(struct be **out, const struct be_server *srv, const struct ben
     v->ep = -1;
     v->max_peers = max_peers;
     v->mask_off = MASK_POOL;
+    v->id_off = ID_POOL;
     randombytes_buf(v->nonce, sizeof(v->nonce));
     if ((v->c = calloc(max_peers, sizeof(*v->c))) == NULL ||
         (v->dirty = calloc(max_peers, sizeof(*v->dirty))) == NULL ||

@@ -45,8 +45,6 @@ uint64_t hist_q(struct bench_hist *h, double q);
 /* CPU seconds (user + system) and resident KiB of a process; 0 if gone. */
 double proc_cpu(pid_t pid);
 uint64_t proc_rss_kib(pid_t pid);
-/* Bytes the process caused to be written to storage (/proc/PID/io write_bytes); 0 if unknown. */
-uint64_t proc_write_bytes(pid_t pid);
 /* Bytes written to all block devices so far (/sys/block/ * /stat), whoever wrote them. */
 uint64_t disk_written_bytes(void);
 
@@ -160,6 +158,7 @@ struct be {
     const struct bench_keys *keys;
     int port;
     size_t batch;  /* submissions per SUBMIT message (Valise) */
+    int ordered_ids; /* envelope ids increase per sender instead of random (Valise) */
     void *priv;
 };
 

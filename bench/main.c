@@ -43,6 +43,7 @@ struct peer {
 struct opts {
     const char *relay_bin, *mosq_bin, *workdir, *relay_flags, *scenarios, *backend;
     size_t pairs, payload, batch, window, conns, backlog, backlog_senders;
+    int ordered_ids;
     double rate, duration, warmup;
     int keep;
 };
@@ -326,7 +327,7 @@ static int scenario_traffic(struct run *rn, const char *name, double rate, int p
     uint64_t t0, t_meas, t_end, next_probe, probe_seq = 0;
     double cpu0, cpu1, bench0, bench1, c0[4], c1[4];
     int have_c0 = 0;
-    uint64_t deliv0, acked0, rss, wb0 = 0, dw0 = 0;
+    uint64_t deliv0, acked0, rss, dw0 = 0, next_report = 0, deliv_report = 0;
     pid_t pid;
     char key[48];
     int r;
@@ -365,7 +366,6 @@ static int scenario_traffic(struct run *rn, const char *name, double rate, int p
             rn->measuring = 1;
             cpu0 = proc_cpu(pid);
             bench0 = proc_cpu(getpid());
-            wb0 = proc_write_bytes(pid);
             dw0 = disk_written_bytes();
             deliv0 = rn->delivered;
             acked0 = rn->acked;
@@ -376,6 +376,14 @@ static int scenario_traffic(struct run *rn, const char *name, double rate, int p
         }
         if (rn->measuring && now >= t_end)
             break;
+        /* Progress every 5 s, so a rate that sinks as the store grows shows. */
+        if (rn->measuring && now >= next_report) {
+            if (next_report > 0)
+                printf("   %5.1f s: %.0f delivered/s\n", (double)(now - t_meas) / 1e9,
+                       (double)(rn->delivered - deliv_report) / 5.0);
+            next_report = (next_report == 0 ? now : next_report) + 5000000000u;
+            deliv_report = rn->delivered;
+        }
         if (rn->closed > 0) {
             fprintf(stderr, "valise-bench: %llu connections closed by the server\n",
                     (unsigned long long)rn->closed);
@@ -412,10 +420,6 @@ static int scenario_traffic(struct run *rn, const char *name, double rate, int p
         result(rn, key, 100.0 * (cpu1 - cpu0) / secs, "%core");
         snprintf(key, sizeof(key), "%s.bench_cpu", name);
         result(rn, key, 100.0 * (bench1 - bench0) / secs, "%core");
-        if (deliv > 0 && wb0 > 0) {
-            snprintf(key, sizeof(key), "%s.io_write_per_env", name);
-            result(rn, key, (double)(proc_write_bytes(pid) - wb0) / (double)deliv, "B");
-        }
         if (deliv > 0 && dw0 > 0) {
             snprintf(key, sizeof(key), "%s.disk_write_per_env", name);
             result(rn, key, (double)(disk_written_bytes() - dw0) / (double)deliv, "B");
@@ -607,7 +611,7 @@ static void usage(void)
             "         [--scenarios max,rate,flash,idle,backlog,restart] [--pairs N] [--rate R]\n"
             "         [--duration S] [--warmup S] [--payload BYTES] [--batch N] [--window N]\n"
             "         [--conns C] [--backlog M] [--backlog-senders N] [--relay-flags \"...\"]\n"
-            "         [--workdir DIR] [--keep]\n"
+            "         [--workdir DIR] [--keep] [--ordered-ids]\n"
             "Starts the server(s) on loopback with fresh data directories, runs the scenarios\n"
             "and prints RESULT lines; with --backend both, one ratio per figure.\n");
 }
@@ -634,7 +638,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         {"batch", 1, 0, 'b'},     {"window", 1, 0, 'W'},      {"conns", 1, 0, 'c'},
         {"backlog", 1, 0, 'm'},   {"backlog-senders", 1, 0, 'S'},
         {"relay-flags", 1, 0, 'F'}, {"workdir", 1, 0, 'D'},   {"keep", 0, 0, 'k'},
-        {"help", 0, 0, 'h'},      {0, 0, 0, 0}};
+        {"ordered-ids", 0, 0, 'O'}, {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
     double v;
     int c;
 
@@ -663,6 +667,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         case 'F': o->relay_flags = a; break;
         case 'D': o->workdir = a; break;
         case 'k': o->keep = 1; break;
+        case 'O': o->ordered_ids = 1; break;
         case 'h': usage(); return 1;
         case 'r':
         case 'd':
@@ -742,6 +747,7 @@ static int run_backend(struct run *rn, int mqtt)
              : be_valise_new(&rn->b, &srv, &rn->keys, &ev, rn->npeers, rn->o.batch);
     if (r != 0)
         return r;
+    rn->b->ordered_ids = rn->o.ordered_ids;
     if (!mqtt)
         printf("\nvalise-relay flags: %s (durable LMDB commit before every acknowledgement)\n",
                extra);

@@ -133,8 +133,7 @@ def main():
              "is stopped with that queue and started again. `server_cpu` is from "
              "/proc/PID/stat, `server_rss` from /proc/PID/status, `commit_*` from the relay's "
              "/metrics, `disk_write_per_env` = bytes written to the block devices during the "
-             "measurement / envelopes delivered, `io_write_per_env` = the relay's "
-             "/proc/PID/io write_bytes / envelopes delivered.")
+             "measurement / envelopes delivered (whole machine, so other writers add to it).")
     L.append("")
     prof = open(o.profile, encoding="utf-8", errors="replace").read().strip() \
         if os.path.exists(o.profile) else ""

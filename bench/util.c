@@ -124,19 +124,6 @@ uint64_t proc_rss_kib(pid_t pid)
     return kib;
 }
 
-uint64_t proc_write_bytes(pid_t pid)
-{
-    char path[64], s[2048], *p;
-    unsigned long long v = 0;
-
-    snprintf(path, sizeof(path), "/proc/%d/io", (int)pid);
-    if (read_small(path, s, sizeof(s)) != 0 || (p = strstr(s, "\nwrite_bytes:")) == NULL)
-        return 0;
-    if (sscanf(p + 13, "%llu", &v) != 1)
-        return 0;
-    return v;
-}
-
 uint64_t disk_written_bytes(void)
 {
     DIR *d = opendir("/sys/block");
