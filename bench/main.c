@@ -7,6 +7,7 @@
  *   max      senders -> recipients at the highest rate the server takes
  *            (each sender keeps `window` submissions unacknowledged)
  *   rate     the same at a fixed offered rate (latency target)
+ *   light    the same at a lower rate the server can carry (latency below saturation)
  *   flash    a FLASH probe (1 per ms) while ROUTINE traffic saturates
  *   idle     C authenticated idle connections, server memory per connection
  *   backlog  M envelopes to an offline device, server restart with them
@@ -44,7 +45,7 @@ struct opts {
     const char *relay_bin, *mosq_bin, *workdir, *relay_flags, *scenarios, *backend;
     size_t pairs, payload, batch, window, conns, backlog, backlog_senders;
     int ordered_ids;
-    double rate, duration, warmup;
+    double rate, light_rate, duration, warmup;
     int keep;
 };
 
@@ -608,7 +609,8 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: valise-bench [--backend valise|mosquitto|both] [--relay BIN] [--mosquitto BIN]\n"
-            "         [--scenarios max,rate,flash,idle,backlog,restart] [--pairs N] [--rate R]\n"
+            "         [--scenarios max,rate,light,flash,idle,backlog,restart] [--pairs N]\n"
+            "         [--rate R] [--light-rate R]\n"
             "         [--duration S] [--warmup S] [--payload BYTES] [--batch N] [--window N]\n"
             "         [--conns C] [--backlog M] [--backlog-senders N] [--relay-flags \"...\"]\n"
             "         [--workdir DIR] [--keep] [--ordered-ids]\n"
@@ -638,16 +640,17 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         {"batch", 1, 0, 'b'},     {"window", 1, 0, 'W'},      {"conns", 1, 0, 'c'},
         {"backlog", 1, 0, 'm'},   {"backlog-senders", 1, 0, 'S'},
         {"relay-flags", 1, 0, 'F'}, {"workdir", 1, 0, 'D'},   {"keep", 0, 0, 'k'},
-        {"ordered-ids", 0, 0, 'O'}, {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
+        {"ordered-ids", 0, 0, 'O'}, {"light-rate", 1, 0, 'L'}, {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
     double v;
     int c;
 
     memset(o, 0, sizeof(*o));
     o->backend = "valise";
-    o->scenarios = "max,rate,flash,idle,backlog,restart";
+    o->scenarios = "max,rate,light,flash,idle,backlog,restart";
     o->mosq_bin = "/usr/sbin/mosquitto";
     o->pairs = 50;
     o->rate = 50000;
+    o->light_rate = 10000;
     o->duration = 5;
     o->warmup = 1;
     o->payload = 1024;
@@ -670,12 +673,15 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         case 'O': o->ordered_ids = 1; break;
         case 'h': usage(); return 1;
         case 'r':
+        case 'L':
         case 'd':
         case 'w':
             if (parse_num(a, 0, 1e9, &v) != 0)
                 goto bad;
             if (c == 'r')
                 o->rate = v;
+            else if (c == 'L')
+                o->light_rate = v;
             else if (c == 'd')
                 o->duration = v;
             else
@@ -764,6 +770,7 @@ static int run_backend(struct run *rn, int mqtt)
     } while (0)
     RUN(has_scenario(&rn->o, "max"), scenario_traffic(rn, "max", 0, 0));
     RUN(has_scenario(&rn->o, "rate"), scenario_traffic(rn, "rate", rn->o.rate, 0));
+    RUN(has_scenario(&rn->o, "light"), scenario_traffic(rn, "light", rn->o.light_rate, 0));
     RUN(has_scenario(&rn->o, "flash"), scenario_traffic(rn, "flash", 0, 1));
     RUN(has_scenario(&rn->o, "idle"), scenario_idle(rn));
     RUN(has_scenario(&rn->o, "backlog") || has_scenario(&rn->o, "restart"),
