@@ -4,18 +4,28 @@
  * and turns an error into one line on stderr and a non-zero exit.
  */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
+#include "fileio.h"
+#include "address.h"
 #include "identity.h"
+#include "mailbox.h"
 #include "pass.h"
 #include "text.h"
+#include "wire.h"
 
 struct opts {
     const char *home, *name, *out, *passfile;
+    const char *cert, *org_pub, *relay, *to, *precedence, *label, *subject, *file, *device;
+    const char *wait_ms;
+    const char *arg; /* the one positional argument of `read` */
 };
 
 static const char usage_main[] =
@@ -24,7 +34,15 @@ static const char usage_main[] =
     "Valise, the ministry's secure messaging client.\n"
     "\n"
     "verbs:\n"
-    "  init       create this device's keys and an enrolment request for IT\n"
+    "  init        create this device's keys and an enrolment request for IT\n"
+    "  enroll      install the certificate IT made, org.pub and the relay address\n"
+    "  send        sign and queue a message (works offline)\n"
+    "  sync        connect, send the outbox, fetch new messages, exit\n"
+    "  run         stay connected, reconnecting with backoff\n"
+    "  inbox       list received messages, FLASH first\n"
+    "  read        show one message with its verified sender\n"
+    "  outbox      list sent messages and each recipient device's status\n"
+    "  fingerprint show the safety number shared with a device\n"
     "\n"
     "Run 'valise VERB --help' for a verb's options. Passphrases are read from\n"
     "the terminal without echo, or from --passphrase-file FILE.\n";
@@ -49,13 +67,24 @@ static int fail_msg(const char *verb, const char *msg)
     return 2;
 }
 
-static int parse_opts(const char *verb, int argc, char **argv, struct opts *o, const char *usage)
+static int parse_opts_n(const char *verb, int argc, char **argv, struct opts *o,
+                        const char *usage, int npos)
 {
     static const struct option longopts[] = {
         {"home", required_argument, NULL, 'H'},
         {"name", required_argument, NULL, 'n'},
         {"out", required_argument, NULL, 'o'},
         {"passphrase-file", required_argument, NULL, 'P'},
+        {"cert", required_argument, NULL, 'c'},
+        {"org-pub", required_argument, NULL, 'g'},
+        {"relay", required_argument, NULL, 'r'},
+        {"to", required_argument, NULL, 't'},
+        {"precedence", required_argument, NULL, 'p'},
+        {"label", required_argument, NULL, 'l'},
+        {"subject", required_argument, NULL, 's'},
+        {"file", required_argument, NULL, 'f'},
+        {"device", required_argument, NULL, 'd'},
+        {"wait-ms", required_argument, NULL, 'w'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -70,6 +99,16 @@ static int parse_opts(const char *verb, int argc, char **argv, struct opts *o, c
         case 'n': o->name = optarg; break;
         case 'o': o->out = optarg; break;
         case 'P': o->passfile = optarg; break;
+        case 'c': o->cert = optarg; break;
+        case 'g': o->org_pub = optarg; break;
+        case 'r': o->relay = optarg; break;
+        case 't': o->to = optarg; break;
+        case 'p': o->precedence = optarg; break;
+        case 'l': o->label = optarg; break;
+        case 's': o->subject = optarg; break;
+        case 'f': o->file = optarg; break;
+        case 'd': o->device = optarg; break;
+        case 'w': o->wait_ms = optarg; break;
         case 'h': fputs(usage, stdout); exit(0);
         default: {
             char msg[256];
@@ -79,11 +118,19 @@ static int parse_opts(const char *verb, int argc, char **argv, struct opts *o, c
         }
         }
     }
+    if (npos == 1 && optind == argc - 1)
+        o->arg = argv[optind++];
     if (optind != argc)
-        return fail_msg(verb, "unexpected argument (see --help)");
+        return fail_msg(verb, npos ? "expected one argument (see --help)"
+                                   : "unexpected argument (see --help)");
     if (o->home == NULL)
         return fail_msg(verb, "--home is required");
     return 0;
+}
+
+static int parse_opts(const char *verb, int argc, char **argv, struct opts *o, const char *usage)
+{
+    return parse_opts_n(verb, argc, argv, o, usage, 0);
 }
 
 static int cmd_init(int argc, char **argv)
@@ -116,6 +163,476 @@ static int cmd_init(int argc, char **argv)
     return 0;
 }
 
+static const char usage_enroll[] =
+    "usage: valise enroll --home HOME --cert CERT --org-pub FILE --relay URL\n"
+    "                     [--passphrase-file FILE]\n"
+    "\n"
+    "Installs the device certificate IT staff made from your request. The\n"
+    "certificate must be for this device's own keys and signed by the\n"
+    "organisation root in FILE (org.pub). URL is the relay: wss://HOST:PORT,\n"
+    "or ws://127.0.0.1:PORT for a relay on this machine.\n";
+
+static const char usage_send[] =
+    "usage: valise send --home HOME --to ADDRESS [--precedence P] [--label L]\n"
+    "                   [--subject S] [--file F] [--passphrase-file FILE]\n"
+    "\n"
+    "Signs a message and keeps it in the encrypted outbox; it returns once the\n"
+    "message is on disk and needs no network. 'valise sync' or 'valise run'\n"
+    "sends it. The content is read from F, or from standard input.\n"
+    "  ADDRESS  role@POST, *@POST, *@*, device:HEX (32 digits) or person:NAME\n"
+    "  P        FLASH, IMMEDIATE, PRIORITY or ROUTINE (default ROUTINE)\n"
+    "  L        classification label, [A-Z0-9 /_-]{1,32} (default UNCLASSIFIED)\n"
+    "  S        one line of at most 256 bytes\n";
+
+static const char usage_sync[] =
+    "usage: valise sync --home HOME [--wait-ms MS] [--passphrase-file FILE]\n"
+    "\n"
+    "Connects to the relay, authenticates, fetches the newest directory,\n"
+    "uploads prekeys when needed, sends the outbox, downloads, verifies and\n"
+    "stores new messages, and exits once the relay has been quiet for MS\n"
+    "milliseconds (default 500). Safe to interrupt and to repeat.\n";
+
+static const char usage_run[] =
+    "usage: valise run --home HOME [--passphrase-file FILE]\n"
+    "\n"
+    "Stays connected to the relay, sending what 'valise send' queues and\n"
+    "receiving as messages arrive; reconnects after a failure with\n"
+    "exponential backoff (1 s to 60 s) and random jitter. Stop with Ctrl-C.\n";
+
+static const char usage_inbox[] =
+    "usage: valise inbox --home HOME [--passphrase-file FILE]\n"
+    "\n"
+    "Lists received messages: FLASH first, then IMMEDIATE, PRIORITY, ROUTINE,\n"
+    "each in order of arrival. '*' marks unread messages.\n";
+
+static const char usage_read[] =
+    "usage: valise read --home HOME [--passphrase-file FILE] ID\n"
+    "\n"
+    "Shows one message (ID: its id in hex, or a unique prefix of at least 8\n"
+    "digits) with its sender's name, role and post, precedence, label and\n"
+    "time, and whether its signature and certificate verified. Marks it read\n"
+    "and queues an end-to-end encrypted read receipt for the sender.\n";
+
+static const char usage_outbox[] =
+    "usage: valise outbox --home HOME [--passphrase-file FILE]\n"
+    "\n"
+    "Lists sent messages and, for each recipient device, its status: queued,\n"
+    "waiting for prekeys, waiting for directory, accepted by relay, delivered,\n"
+    "read, expired undelivered or rejected by relay.\n";
+
+static const char usage_fingerprint[] =
+    "usage: valise fingerprint --home HOME --device ID|ADDRESS [--passphrase-file FILE]\n"
+    "\n"
+    "Shows the safety number this device shares with each device named: 60\n"
+    "digits from both devices' identity keys, the same on both sides. Compare\n"
+    "them by telephone or in person; a difference means a key was substituted.\n";
+
+static int open_mbox(const char *verb, const struct opts *o, struct mbox **m, int need_enrolled)
+{
+    char *pass = NULL;
+    int r;
+
+    if ((r = pass_read(o->passfile, "Device passphrase: ", 0, &pass)) != 0)
+        return fail(verb, "passphrase", r);
+    r = mbox_open(m, o->home, pass);
+    pass_free(pass);
+    if (r != 0)
+        return fail(verb, r == VERR_DECRYPT ? "wrong passphrase or damaged device.key" : o->home,
+                    r);
+    if (need_enrolled && !mbox_enrolled(*m)) {
+        mbox_close(*m);
+        *m = NULL;
+        return fail_msg(verb, "this device is not enrolled yet (see valise enroll)");
+    }
+    return 0;
+}
+
+static void print_time(char *out, size_t outsz, uint64_t t)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+
+    if (gmtime_r(&tt, &tm) == NULL || strftime(out, outsz, "%Y-%m-%d %H:%M:%SZ", &tm) == 0)
+        snprintf(out, outsz, "%llu", (unsigned long long)t);
+}
+
+static int cmd_enroll(int argc, char **argv)
+{
+    struct opts o;
+    struct mbox *m = NULL;
+    struct buf cert, org;
+    int r;
+
+    if ((r = parse_opts("enroll", argc, argv, &o, usage_enroll)) != 0)
+        return r;
+    if (o.cert == NULL || o.org_pub == NULL || o.relay == NULL)
+        return fail_msg("enroll", "--cert, --org-pub and --relay are required");
+    if ((r = file_read(o.cert, CERT_MAX_LEN, 0, &cert)) != 0)
+        return fail("enroll", o.cert, r);
+    if ((r = file_read(o.org_pub, ORGPUB_MAX_LEN, 0, &org)) != 0) {
+        buf_free(&cert);
+        return fail("enroll", o.org_pub, r);
+    }
+    if ((r = open_mbox("enroll", &o, &m, 0)) != 0)
+        goto out;
+    r = mbox_enroll(m, buf_data(&cert), buf_size(&cert), buf_data(&org), buf_size(&org), o.relay,
+                    (uint64_t)time(NULL));
+    if (r != 0) {
+        r = fail("enroll",
+                 r == VERR_DENIED    ? "the certificate is not for this device's keys"
+                 : r == VERR_EXISTS  ? "already enrolled with another organisation"
+                 : r == VERR_WRONG_ORG ? "the certificate is not signed by this org.pub"
+                 : r == VERR_BAD_FORMAT ? "bad certificate, org.pub or relay URL"
+                                     : "certificate refused",
+                 r);
+        goto out;
+    }
+    printf("enrolled as %s, %s@%s; relay %s\n", mbox_cert(m)->name, mbox_cert(m)->role,
+           mbox_cert(m)->post, o.relay);
+    r = 0;
+out:
+    mbox_close(m);
+    buf_free(&cert);
+    buf_free(&org);
+    return r;
+}
+
+static int cmd_send(int argc, char **argv)
+{
+    struct opts o;
+    struct mbox *m = NULL;
+    struct mbox_draft d;
+    struct buf content;
+    uint8_t id[INNER_ID_LEN];
+    char hex[2 * INNER_ID_LEN + 1];
+    int r;
+
+    if ((r = parse_opts("send", argc, argv, &o, usage_send)) != 0)
+        return r;
+    if (o.to == NULL)
+        return fail_msg("send", "--to is required");
+    memset(&d, 0, sizeof(d));
+    d.address = o.to;
+    d.precedence = WIRE_ROUTINE;
+    if (o.precedence != NULL && inner_precedence_parse(o.precedence, &d.precedence) != 0)
+        return fail_msg("send", "--precedence must be FLASH, IMMEDIATE, PRIORITY or ROUTINE");
+    d.label = o.label != NULL ? o.label : "UNCLASSIFIED";
+    if (!inner_valid_label(d.label))
+        return fail_msg("send", "--label must be 1 to 32 of A-Z 0-9 space / _ -");
+    d.subject = o.subject != NULL ? o.subject : "";
+    if (strlen(d.subject) > INNER_SUBJECT_MAX)
+        return fail_msg("send", "--subject is longer than 256 bytes");
+    {
+        struct address a;
+        if (addr_parse(o.to, &a) != 0)
+            return fail_msg("send", "--to must be role@POST, *@POST, *@*, device:HEX or "
+                                    "person:NAME");
+    }
+    if (o.file != NULL) {
+        if ((r = file_read(o.file, INNER_CONTENT_MAX, BUF_SECRET, &content)) != 0)
+            return fail("send", o.file, r);
+    } else {
+        size_t got;
+        if ((r = buf_init(&content, INNER_CONTENT_MAX, BUF_SECRET)) != 0)
+            return fail("send", "memory", r);
+        for (;;) {
+            {
+                uint8_t chunk[4096];
+                got = fread(chunk, 1, sizeof(chunk), stdin);
+                if (got > 0 && (r = buf_put_bytes(&content, chunk, got)) != 0) {
+                    sodium_memzero(chunk, sizeof(chunk));
+                    break;
+                }
+                sodium_memzero(chunk, sizeof(chunk));
+            }
+            if (got == 0)
+                break;
+        }
+        if (r != 0 || ferror(stdin)) {
+            buf_free(&content);
+            return fail("send", "reading the message from standard input",
+                        r != 0 ? r : VERR_IO);
+        }
+    }
+    d.content = buf_data(&content);
+    d.content_len = buf_size(&content);
+    if ((r = open_mbox("send", &o, &m, 1)) != 0) {
+        buf_free(&content);
+        return r;
+    }
+    r = mbox_send(m, &d, (uint64_t)time(NULL), id);
+    mbox_close(m);
+    buf_free(&content);
+    if (r != 0)
+        return fail("send", "queueing the message", r);
+    if (text_hex_encode(hex, sizeof(hex), id, INNER_ID_LEN) != 0)
+        return fail("send", "message id", VERR_INTERNAL);
+    printf("queued %s to %s (%s, %s)\n", hex, o.to, inner_precedence_name(d.precedence), d.label);
+    return 0;
+}
+
+static const char *sync_failure(int r, const struct mbox_sync_stats *st)
+{
+    static char msg[160];
+
+    switch (r) {
+    case VERR_NET: return "relay unreachable (the outbox is kept; try again later)";
+    case VERR_TIMEOUT: return "the relay did not answer in time (the outbox is kept)";
+    case VERR_ROLLBACK: return "the relay served a directory older than one already seen";
+    case VERR_REVOKED: return "the relay refused this device: revoked";
+    default: break;
+    }
+    if (st->relay_reason != 0) {
+        snprintf(msg, sizeof(msg), "the relay refused: %s", wire_reason_name(st->relay_reason));
+        return msg;
+    }
+    return "sync failed";
+}
+
+static int cmd_sync(int argc, char **argv)
+{
+    struct opts o;
+    struct mbox *m = NULL;
+    struct mbox_sync_opts so;
+    struct mbox_sync_stats st;
+    uint64_t wait = 500;
+    int r;
+
+    if ((r = parse_opts("sync", argc, argv, &o, usage_sync)) != 0)
+        return r;
+    if (o.wait_ms != NULL && text_parse_u64(o.wait_ms, 1, 600000, &wait) != 0)
+        return fail_msg("sync", "--wait-ms must be 1 to 600000");
+    if ((r = open_mbox("sync", &o, &m, 1)) != 0)
+        return r;
+    memset(&so, 0, sizeof(so));
+    so.quiet_ms = (unsigned)wait;
+    so.timeout_ms = 10000;
+    r = mbox_sync(m, &so, &st);
+    mbox_close(m);
+    if (r != 0)
+        return fail("sync", sync_failure(r, &st), r);
+    printf("directory v%llu; sent %zu, accepted %zu; received %zu new, %zu receipts; "
+           "%zu refused; %zu expired\n",
+           (unsigned long long)st.dir_version, st.submitted, st.accepted, st.received,
+           st.receipts, st.refused, st.expired);
+    return 0;
+}
+
+static volatile int run_stop;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    run_stop = 1;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    struct opts o;
+    struct mbox *m = NULL;
+    struct mbox_sync_opts so;
+    struct mbox_sync_stats st;
+    struct sigaction sa;
+    unsigned backoff = 1;
+    int r;
+
+    if ((r = parse_opts("run", argc, argv, &o, usage_run)) != 0)
+        return r;
+    if ((r = open_mbox("run", &o, &m, 1)) != 0)
+        return r;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    (void)sigaction(SIGINT, &sa, NULL);
+    (void)sigaction(SIGTERM, &sa, NULL);
+    memset(&so, 0, sizeof(so));
+    so.quiet_ms = 1000;
+    so.timeout_ms = 10000;
+    so.stay = 1;
+    so.stop = &run_stop;
+    while (!run_stop) {
+        time_t started = time(NULL);
+        r = mbox_sync(m, &so, &st);
+        if (run_stop)
+            break;
+        if (r == VERR_ROLLBACK || r == VERR_REVOKED || r == VERR_WRONG_ORG) {
+            mbox_close(m);
+            return fail("run", sync_failure(r, &st), r);
+        }
+        /* A connection that lasted a while resets the backoff. */
+        if (time(NULL) - started > 30)
+            backoff = 1;
+        {
+            /* Exponential backoff with jitter: wait in [backoff/2, backoff] seconds. */
+            uint32_t ms = backoff * 500u + randombytes_uniform(backoff * 500u + 1);
+            fprintf(stderr, "valise run: %s; reconnecting in %u ms\n", sync_failure(r, &st), ms);
+            for (uint32_t waited = 0; waited < ms && !run_stop; waited += 100)
+                (void)usleep(100000);
+        }
+        if (backoff < 60)
+            backoff = backoff * 2 > 60 ? 60 : backoff * 2;
+    }
+    mbox_close(m);
+    return 0;
+}
+
+static int cmd_inbox(int argc, char **argv)
+{
+    struct opts o;
+    struct mbox *m = NULL;
+    struct mbox_msg *list = NULL;
+    size_t n = 0;
+    int r;
+
+    if ((r = parse_opts("inbox", argc, argv, &o, usage_inbox)) != 0)
+        return r;
+    if ((r = open_mbox("inbox", &o, &m, 1)) != 0)
+        return r;
+    r = mbox_inbox(m, &list, &n);
+    mbox_close(m);
+    if (r != 0)
+        return fail("inbox", "reading the inbox", r);
+    for (size_t i = 0; i < n; i++) {
+        char hex[2 * INNER_ID_LEN + 1], t[40];
+        if (text_hex_encode(hex, sizeof(hex), list[i].id, INNER_ID_LEN) != 0)
+            continue;
+        print_time(t, sizeof(t), list[i].time);
+        printf("%c %s %-9s %-14s %s  %s (%s@%s)  %s\n", list[i].read ? ' ' : '*', hex,
+               inner_precedence_name(list[i].precedence), list[i].label, t,
+               list[i].sender_name, list[i].sender_role, list[i].sender_post, list[i].subject);
+    }
+    if (n == 0)
+        printf("inbox empty\n");
+    free(list);
+    return 0;
+}
+
+static int cmd_read(int argc, char **argv)
+{
+    struct opts o;
+    struct mbox *m = NULL;
+    struct mbox_msg msg;
+    char hex[2 * INNER_ID_LEN + 1], sid[2 * DEVICE_ID_LEN + 1], t[40];
+    int r;
+
+    if ((r = parse_opts_n("read", argc, argv, &o, usage_read, 1)) != 0)
+        return r;
+    if (o.arg == NULL)
+        return fail_msg("read", "the message ID is required");
+    if ((r = open_mbox("read", &o, &m, 1)) != 0)
+        return r;
+    r = mbox_read(m, o.arg, (uint64_t)time(NULL), &msg);
+    mbox_close(m);
+    if (r != 0)
+        return fail("read", r == VERR_USAGE ? "ambiguous or malformed message id"
+                                            : "no such message",
+                    r);
+    if (text_hex_encode(hex, sizeof(hex), msg.id, INNER_ID_LEN) != 0 ||
+        text_hex_encode(sid, sizeof(sid), msg.sender_id, DEVICE_ID_LEN) != 0) {
+        mbox_msg_clear(&msg);
+        return fail("read", "message id", VERR_INTERNAL);
+    }
+    print_time(t, sizeof(t), msg.time);
+    printf("Message:    %s\n", hex);
+    printf("From:       %s, %s@%s (device %s)\n", msg.sender_name, msg.sender_role,
+           msg.sender_post, sid);
+    printf("To:         %s\n", msg.address);
+    printf("Precedence: %s\n", inner_precedence_name(msg.precedence));
+    printf("Label:      %s\n", msg.label);
+    printf("Time:       %s\n", t);
+    printf("Subject:    %s\n", msg.subject);
+    printf("Signature:  %s\n", msg.sig_ok ? "verified (Ed25519, sender's device key)"
+                                          : "NOT VERIFIED");
+    printf("Certificate: %s; in the newest directory: %s\n",
+           msg.cert_ok ? "verified (serial chained to the organisation root)" : "NOT VERIFIED",
+           msg.cert_status == 0 ? "valid" : verr_str(msg.cert_status));
+    printf("\n");
+    fwrite(msg.content, 1, msg.content_len, stdout);
+    if (msg.content_len > 0 && msg.content[msg.content_len - 1] != '\n')
+        printf("\n");
+    mbox_msg_clear(&msg);
+    return 0;
+}
+
+static int cmd_outbox(int argc, char **argv)
+{
+    struct opts o;
+    struct mbox *m = NULL;
+    struct mbox_out *list = NULL;
+    size_t n = 0;
+    int r;
+
+    if ((r = parse_opts("outbox", argc, argv, &o, usage_outbox)) != 0)
+        return r;
+    if ((r = open_mbox("outbox", &o, &m, 1)) != 0)
+        return r;
+    r = mbox_outbox(m, &list, &n);
+    mbox_close(m);
+    if (r != 0)
+        return fail("outbox", "reading the outbox", r);
+    for (size_t i = 0; i < n; i++) {
+        char hex[2 * INNER_ID_LEN + 1], t[40];
+        if (text_hex_encode(hex, sizeof(hex), list[i].id, INNER_ID_LEN) != 0)
+            continue;
+        print_time(t, sizeof(t), list[i].created);
+        printf("%s %-9s %-14s %s to %s  %s\n", hex, inner_precedence_name(list[i].precedence),
+               list[i].label, t, list[i].address, list[i].subject);
+        if (!list[i].resolved && list[i].ndev == 0)
+            printf("    (no device yet) waiting for directory\n");
+        for (size_t j = 0; j < list[i].ndev; j++) {
+            const struct mbox_out_dev *d = &list[i].dev[j];
+            char dh[2 * DEVICE_ID_LEN + 1];
+            if (text_hex_encode(dh, sizeof(dh), d->device, DEVICE_ID_LEN) != 0)
+                continue;
+            printf("    %s %s (%s@%s): %s", dh, d->name[0] ? d->name : "?",
+                   d->role[0] ? d->role : "?", d->post[0] ? d->post : "?",
+                   mbox_env_state_name(d->state));
+            if (d->reason != 0)
+                printf(" (%s)", wire_reason_name(d->reason));
+            printf("\n");
+        }
+    }
+    if (n == 0)
+        printf("outbox empty\n");
+    mbox_outbox_free(list, n);
+    return 0;
+}
+
+static int cmd_fingerprint(int argc, char **argv)
+{
+    struct opts o;
+    struct mbox *m = NULL;
+    struct mbox_contact *list = NULL;
+    size_t n = 0;
+    int r;
+
+    if ((r = parse_opts("fingerprint", argc, argv, &o, usage_fingerprint)) != 0)
+        return r;
+    if (o.device == NULL)
+        return fail_msg("fingerprint", "--device is required");
+    if ((r = open_mbox("fingerprint", &o, &m, 1)) != 0)
+        return r;
+    r = mbox_fingerprint(m, o.device, (uint64_t)time(NULL), &list, &n);
+    mbox_close(m);
+    if (r != 0)
+        return fail("fingerprint",
+                    r == VERR_USAGE ? "--device must be a device id or an address"
+                                    : "no such current device in the directory (sync first?)",
+                    r);
+    for (size_t i = 0; i < n; i++) {
+        char dh[2 * DEVICE_ID_LEN + 1];
+        if (text_hex_encode(dh, sizeof(dh), list[i].cert.device_id, DEVICE_ID_LEN) != 0)
+            continue;
+        printf("%s, %s@%s (device %s)\n  safety number:", list[i].cert.name, list[i].cert.role,
+               list[i].cert.post, dh);
+        for (size_t g = 0; g < MBOX_SAFETY_DIGITS / 5; g++)
+            printf("%s%.5s", g == 6 ? "\n                 " : " ", list[i].safety + g * 5);
+        printf("\n");
+    }
+    free(list);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static const struct {
@@ -123,6 +640,14 @@ int main(int argc, char **argv)
         int (*run)(int, char **);
     } verbs[] = {
         {"init", cmd_init},
+        {"enroll", cmd_enroll},
+        {"send", cmd_send},
+        {"sync", cmd_sync},
+        {"run", cmd_run},
+        {"inbox", cmd_inbox},
+        {"read", cmd_read},
+        {"outbox", cmd_outbox},
+        {"fingerprint", cmd_fingerprint},
     };
 
     if (sodium_init() < 0) {

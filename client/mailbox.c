@@ -1,0 +1,2245 @@
+/* mailbox.c - the client's engine (see mailbox.h, docs/client.md). */
+#include "mailbox.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sodium.h>
+
+#include "address.h"
+#include "dir.h"
+#include "identity.h"
+#include "ratchet.h"
+#include "store.h"
+#include "text.h"
+#include "transport.h"
+#include "wire.h"
+#include "x3dh.h"
+
+enum {
+    MB_REC_VERSION = 1,
+    MB_KIND_MESSAGE = 1,
+    MB_KIND_RECEIPT = 2,
+    MB_SESS_KEEP = 4,        /* sessions kept per peer (simultaneous set-up, DR 3.3) */
+    MB_OTK_BATCH = 100,      /* one-time prekeys per upload */
+    MB_SUBMIT_BATCH = 64,    /* envelopes per SUBMIT */
+    MB_SUBMIT_BYTES = 512 * 1024,
+    MB_DEFER_MAX = 64,       /* DELIVER messages held until the directory is in */
+    MB_TRIED_MAX = 256,
+    MB_URL_MAX = 255,
+    ENV_KEY_LEN = 8 + DEVICE_ID_LEN,
+};
+
+static const uint64_t mb_ttl[WIRE_PRECEDENCE_COUNT] = {
+    2 * 86400, 7 * 86400, 14 * 86400, 30 * 86400, /* the relay's defaults */
+};
+
+struct mbox {
+    char home[4096];
+    struct identity id;
+    struct cstore *st;
+    int enrolled;
+    struct orgpub org;
+    struct cert self;
+    uint8_t cert_bytes[CERT_MAX_LEN];
+    size_t cert_len;
+    char relay[MB_URL_MAX + 1];
+    struct directory *dir;
+    uint64_t dir_seen;
+};
+
+const char *mbox_env_state_name(int state)
+{
+    switch (state) {
+    case MBOX_ENV_QUEUED: return "queued";
+    case MBOX_ENV_WAIT_PREKEYS: return "waiting for prekeys";
+    case MBOX_ENV_WAIT_DIR: return "waiting for directory";
+    case MBOX_ENV_SENDING: return "queued (encrypted, not yet accepted)";
+    case MBOX_ENV_ACCEPTED: return "accepted by relay";
+    case MBOX_ENV_DELIVERED: return "delivered";
+    case MBOX_ENV_READ: return "read";
+    case MBOX_ENV_EXPIRED: return "expired undelivered";
+    case MBOX_ENV_REJECTED: return "rejected by relay";
+    default: return "?";
+    }
+}
+
+/* ---- small helpers ---- */
+
+static void be64(uint8_t p[static 8], uint64_t v)
+{
+    for (size_t i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+static uint64_t rd64(const uint8_t p[static 8])
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < 8; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static int cfg_get(struct mbox *m, const char *name, struct buf *out)
+{
+    return cstore_get(m->st, CS_CONFIG, (const uint8_t *)name, strlen(name), out);
+}
+
+static int cfg_put(struct mbox *m, const char *name, const uint8_t *p, size_t len)
+{
+    return cstore_put(m->st, CS_CONFIG, (const uint8_t *)name, strlen(name), p, len);
+}
+
+static int cfg_get_u64(struct mbox *m, const char *name, uint64_t *v)
+{
+    struct buf b;
+    int r;
+
+    *v = 0;
+    if ((r = cfg_get(m, name, &b)) == VERR_UNKNOWN)
+        return 0;
+    if (r != 0)
+        return r;
+    r = buf_size(&b) == 8 ? 0 : VERR_BAD_FORMAT;
+    if (r == 0)
+        *v = rd64(buf_data(&b));
+    buf_free(&b);
+    return r;
+}
+
+static int cfg_put_u64(struct mbox *m, const char *name, uint64_t v)
+{
+    uint8_t p[8];
+    be64(p, v);
+    return cfg_put(m, name, p, 8);
+}
+
+/* The next sequence number, in the open write transaction. */
+static int mb_next_seq(struct mbox *m, uint64_t *seq)
+{
+    int r;
+
+    if ((r = cfg_get_u64(m, "seq", seq)) != 0)
+        return r;
+    (*seq)++;
+    return cfg_put_u64(m, "seq", *seq);
+}
+
+static void mb_self_party(const struct mbox *m, struct x3dh_party *p)
+{
+    memcpy(p->device_id, m->id.device_id, DEVICE_ID_LEN);
+    memcpy(p->identity_pk, m->id.dh_pk, X3DH_PK_LEN);
+}
+
+/* Copies text for display, replacing control bytes. */
+static void mb_text(char *out, size_t outsz, const uint8_t *p, size_t n)
+{
+    size_t k = n < outsz - 1 ? n : outsz - 1;
+    for (size_t i = 0; i < k; i++)
+        out[i] = (p[i] < 0x20 || p[i] == 0x7f) ? '?' : (char)p[i];
+    out[k] = 0;
+}
+
+/* ---- open, enrol, directory ---- */
+
+static int mb_load(struct mbox *m)
+{
+    struct buf b;
+    struct directory *d = NULL;
+    int r;
+
+    if ((r = cfg_get(m, "cert", &b)) == VERR_UNKNOWN)
+        return 0;
+    if (r != 0)
+        return r;
+    if (buf_size(&b) > CERT_MAX_LEN) {
+        buf_free(&b);
+        return VERR_BAD_FORMAT;
+    }
+    memcpy(m->cert_bytes, buf_data(&b), buf_size(&b));
+    m->cert_len = buf_size(&b);
+    r = cert_parse(buf_data(&b), buf_size(&b), &m->self);
+    buf_free(&b);
+    if (r != 0)
+        return r;
+    if ((r = cfg_get(m, "orgpub", &b)) != 0)
+        return r;
+    r = orgpub_parse(buf_data(&b), buf_size(&b), &m->org);
+    buf_free(&b);
+    if (r != 0)
+        return r;
+    if ((r = cfg_get(m, "relay", &b)) != 0)
+        return r;
+    if (buf_size(&b) == 0 || buf_size(&b) > MB_URL_MAX) {
+        buf_free(&b);
+        return VERR_BAD_FORMAT;
+    }
+    memcpy(m->relay, buf_data(&b), buf_size(&b));
+    m->relay[buf_size(&b)] = 0;
+    buf_free(&b);
+    if ((r = cfg_get_u64(m, "dir.seen", &m->dir_seen)) != 0)
+        return r;
+    r = cfg_get(m, "dir", &b);
+    if (r == 0) {
+        r = dir_parse_verify(buf_data(&b), buf_size(&b), &m->org, &d);
+        buf_free(&b);
+        if (r != 0)
+            return r;
+        m->dir = d;
+    } else if (r != VERR_UNKNOWN) {
+        return r;
+    }
+    m->enrolled = 1;
+    return 0;
+}
+
+int mbox_open(struct mbox **out, const char *home, const char *pass)
+{
+    struct mbox *m;
+    size_t hl = strlen(home);
+    int r;
+
+    *out = NULL;
+    if (hl == 0 || hl >= sizeof(m->home))
+        return VERR_USAGE;
+    if ((m = calloc(1, sizeof(*m))) == NULL)
+        return VERR_NOMEM;
+    memcpy(m->home, home, hl + 1);
+    if ((r = identity_unlock(home, pass, &m->id)) != 0) {
+        free(m);
+        return r;
+    }
+    if ((r = cstore_open(&m->st, home, m->id.store_key)) != 0 || (r = mb_load(m)) != 0) {
+        mbox_close(m);
+        return r;
+    }
+    *out = m;
+    return 0;
+}
+
+void mbox_close(struct mbox *m)
+{
+    if (m == NULL)
+        return;
+    cstore_close(m->st);
+    dir_free(m->dir);
+    identity_free(&m->id);
+    free(m);
+}
+
+int mbox_enrolled(const struct mbox *m)
+{
+    return m->enrolled;
+}
+
+const struct identity *mbox_identity(const struct mbox *m)
+{
+    return &m->id;
+}
+
+const struct cert *mbox_cert(const struct mbox *m)
+{
+    return &m->self;
+}
+
+int mbox_enroll(struct mbox *m, const uint8_t *cert, size_t cert_len, const uint8_t *orgpub,
+                size_t orgpub_len, const char *relay_url, uint64_t now)
+{
+    struct orgpub org;
+    struct cert c;
+    int r;
+
+    if ((r = orgpub_parse(orgpub, orgpub_len, &org)) != 0 ||
+        (r = cert_parse(cert, cert_len, &c)) != 0)
+        return r;
+    /* The certificate must be for this device's own keys (DESIGN.md "Trust and keys"). */
+    if (memcmp(c.device_id, m->id.device_id, DEVICE_ID_LEN) != 0 ||
+        sodium_memcmp(c.sign_pk, m->id.sign_pk, SIG_PK_LEN) != 0 ||
+        sodium_memcmp(c.dh_pk, m->id.dh_pk, DH_PK_LEN) != 0)
+        return VERR_DENIED;
+    if ((r = cert_verify(&c, &org, now)) != 0)
+        return r;
+    if (strlen(relay_url) > MB_URL_MAX || (r = ctp_url_check(relay_url)) != 0)
+        return r != 0 ? r : VERR_TOO_LARGE;
+    /* A new certificate (renewal) is fine; another organisation is not. */
+    if (m->enrolled && memcmp(m->org.pk, org.pk, SIG_PK_LEN) != 0)
+        return VERR_EXISTS;
+    if ((r = cstore_begin(m->st, 1)) != 0)
+        return r;
+    if ((r = cfg_put(m, "orgpub", orgpub, orgpub_len)) != 0 ||
+        (r = cfg_put(m, "cert", cert, cert_len)) != 0 ||
+        (r = cfg_put(m, "relay", (const uint8_t *)relay_url, strlen(relay_url))) != 0 ||
+        (r = cstore_commit(m->st)) != 0) {
+        cstore_abort(m->st);
+        return r;
+    }
+    m->org = org;
+    m->self = c;
+    memcpy(m->cert_bytes, cert, cert_len);
+    m->cert_len = cert_len;
+    memcpy(m->relay, relay_url, strlen(relay_url) + 1);
+    m->enrolled = 1;
+    return 0;
+}
+
+int mbox_install_directory(struct mbox *m, const uint8_t *p, size_t len)
+{
+    struct directory *d = NULL;
+    uint64_t v;
+    int r;
+
+    if (!m->enrolled)
+        return VERR_USAGE;
+    if ((r = dir_parse_verify(p, len, &m->org, &d)) != 0)
+        return r;
+    v = dir_version(d);
+    /* DESIGN.md "Trust and keys": refuse a directory older than one already seen. */
+    if (v < m->dir_seen) {
+        dir_free(d);
+        return VERR_ROLLBACK;
+    }
+    if (m->dir != NULL && v == dir_version(m->dir)) {
+        dir_free(d);
+        return 0;
+    }
+    if ((r = cstore_begin(m->st, 1)) != 0) {
+        dir_free(d);
+        return r;
+    }
+    if ((r = cfg_put(m, "dir", p, len)) != 0 || (r = cfg_put_u64(m, "dir.seen", v)) != 0 ||
+        (r = cstore_commit(m->st)) != 0) {
+        cstore_abort(m->st);
+        dir_free(d);
+        return r;
+    }
+    dir_free(m->dir);
+    m->dir = d;
+    m->dir_seen = v;
+    return 0;
+}
+
+/* ---- outbox records ---- */
+
+struct mb_outrec {
+    uint8_t kind, resolved;
+    uint64_t created;
+    const uint8_t *inner;
+    size_t inner_len;
+};
+
+static int mb_outrec_parse(const uint8_t *p, size_t len, struct mb_outrec *o)
+{
+    struct buf b, part;
+    uint8_t v;
+    int r;
+
+    buf_view(&b, p, len);
+    if ((r = buf_get_u8(&b, &v)) != 0 || (r = buf_get_u8(&b, &o->kind)) != 0 ||
+        (r = buf_get_u8(&b, &o->resolved)) != 0 || (r = buf_get_u64(&b, &o->created)) != 0 ||
+        (r = buf_get_view32(&b, INNER_MAX_LEN, &part)) != 0 || (r = buf_expect_end(&b)) != 0)
+        return r;
+    if (v != MB_REC_VERSION || (o->kind != MB_KIND_MESSAGE && o->kind != MB_KIND_RECEIPT) ||
+        o->resolved > 1)
+        return VERR_BAD_FORMAT;
+    o->inner = buf_data(&part);
+    o->inner_len = buf_size(&part);
+    return 0;
+}
+
+static int mb_outrec_put(struct mbox *m, uint64_t seq, const struct mb_outrec *o)
+{
+    uint8_t key[8];
+    struct buf b;
+    int r;
+
+    be64(key, seq);
+    if ((r = buf_init(&b, 16 + o->inner_len, BUF_SECRET)) != 0)
+        return r;
+    if ((r = buf_put_u8(&b, MB_REC_VERSION)) == 0 && (r = buf_put_u8(&b, o->kind)) == 0 &&
+        (r = buf_put_u8(&b, o->resolved)) == 0 && (r = buf_put_u64(&b, o->created)) == 0 &&
+        (r = buf_put_bytes32(&b, o->inner, o->inner_len)) == 0)
+        r = cstore_put(m->st, CS_OUTBOX, key, 8, buf_data(&b), buf_size(&b));
+    buf_free(&b);
+    return r;
+}
+
+struct mb_envrec {
+    uint8_t state;
+    uint16_t reason;
+    uint8_t env_id[WIRE_ID_LEN];
+    uint8_t precedence;
+    uint64_t expiry;
+    const uint8_t *ct;
+    size_t ct_len;
+};
+
+static int mb_envrec_parse(const uint8_t *p, size_t len, struct mb_envrec *e)
+{
+    struct buf b, part;
+    uint8_t v;
+    int r;
+
+    buf_view(&b, p, len);
+    if ((r = buf_get_u8(&b, &v)) != 0 || (r = buf_get_u8(&b, &e->state)) != 0 ||
+        (r = buf_get_u16(&b, &e->reason)) != 0 ||
+        (r = buf_get_bytes(&b, e->env_id, WIRE_ID_LEN)) != 0 ||
+        (r = buf_get_u8(&b, &e->precedence)) != 0 || (r = buf_get_u64(&b, &e->expiry)) != 0 ||
+        (r = buf_get_view32(&b, WIRE_CT_MAX, &part)) != 0 || (r = buf_expect_end(&b)) != 0)
+        return r;
+    if (v != MB_REC_VERSION || e->state < MBOX_ENV_QUEUED || e->state > MBOX_ENV_REJECTED ||
+        e->precedence >= WIRE_PRECEDENCE_COUNT)
+        return VERR_BAD_FORMAT;
+    e->ct = buf_data(&part);
+    e->ct_len = buf_size(&part);
+    return 0;
+}
+
+static int mb_envrec_put(struct mbox *m, const uint8_t key[static ENV_KEY_LEN],
+                         const struct mb_envrec *e)
+{
+    struct buf b;
+    int r;
+
+    if ((r = buf_init(&b, 64 + e->ct_len, 0)) != 0)
+        return r;
+    if ((r = buf_put_u8(&b, MB_REC_VERSION)) == 0 && (r = buf_put_u8(&b, e->state)) == 0 &&
+        (r = buf_put_u16(&b, e->reason)) == 0 &&
+        (r = buf_put_bytes(&b, e->env_id, WIRE_ID_LEN)) == 0 &&
+        (r = buf_put_u8(&b, e->precedence)) == 0 && (r = buf_put_u64(&b, e->expiry)) == 0 &&
+        (r = buf_put_bytes32(&b, e->ct, e->ct_len)) == 0)
+        r = cstore_put(m->st, CS_ENVELOPES, key, ENV_KEY_LEN, buf_data(&b), buf_size(&b));
+    buf_free(&b);
+    return r;
+}
+
+/* Moves an envelope's state forward only (a late ack never undoes "read"). */
+static int mb_env_advance(struct mbox *m, const uint8_t key[static ENV_KEY_LEN], uint8_t state,
+                          uint16_t reason)
+{
+    struct buf b;
+    struct mb_envrec e;
+    int r;
+
+    if ((r = cstore_get(m->st, CS_ENVELOPES, key, ENV_KEY_LEN, &b)) != 0)
+        return r;
+    if ((r = mb_envrec_parse(buf_data(&b), buf_size(&b), &e)) == 0) {
+        int terminal = e.state == MBOX_ENV_EXPIRED || e.state == MBOX_ENV_REJECTED;
+        if (state > e.state && !(terminal && state <= MBOX_ENV_READ)) {
+            e.state = state;
+            e.reason = reason;
+            r = mb_envrec_put(m, key, &e);
+        }
+    }
+    buf_free(&b);
+    return r;
+}
+
+int mbox_send(struct mbox *m, const struct mbox_draft *d, uint64_t now,
+              uint8_t id[static INNER_ID_LEN])
+{
+    struct address a;
+    struct inner in;
+    struct mb_outrec o;
+    struct buf enc;
+    uint64_t seq;
+    int r;
+
+    if (!m->enrolled)
+        return VERR_USAGE;
+    memset(&in, 0, sizeof(in));
+    if ((r = addr_parse(d->address, &a)) != 0 ||
+        (r = addr_format(&a, in.address, sizeof(in.address))) != 0)
+        return r;
+    in.type = INNER_TYPE_MESSAGE;
+    randombytes_buf(in.id, INNER_ID_LEN);
+    memcpy(in.sender, m->id.device_id, DEVICE_ID_LEN);
+    memcpy(in.role, m->self.role, sizeof(in.role));
+    in.time = now;
+    in.precedence = d->precedence;
+    if (strlen(d->label) > INNER_LABEL_MAX)
+        return VERR_BAD_FORMAT;
+    memcpy(in.label, d->label, strlen(d->label) + 1);
+    in.subject = (const uint8_t *)d->subject;
+    in.subject_len = strlen(d->subject);
+    in.content = d->content;
+    in.content_len = d->content_len;
+    if ((r = buf_init(&enc, INNER_MAX_LEN, BUF_SECRET)) != 0)
+        return r;
+    if ((r = inner_sign_encode(&in, m->id.sign_sk, &enc)) != 0)
+        goto out;
+    o.kind = MB_KIND_MESSAGE;
+    o.resolved = 0;
+    o.created = now;
+    o.inner = buf_data(&enc);
+    o.inner_len = buf_size(&enc);
+    if ((r = cstore_begin(m->st, 1)) != 0)
+        goto out;
+    if ((r = mb_next_seq(m, &seq)) != 0 || (r = mb_outrec_put(m, seq, &o)) != 0 ||
+        (r = cstore_commit(m->st)) != 0) {
+        cstore_abort(m->st);
+        goto out;
+    }
+    memcpy(id, in.id, INNER_ID_LEN);
+    r = 0;
+out:
+    buf_free(&enc);
+    return r;
+}
+
+/* Queues a receipt for one device (in the open write transaction). */
+static int mb_queue_receipt(struct mbox *m, const uint8_t ref[static INNER_ID_LEN],
+                            const uint8_t to[static DEVICE_ID_LEN], uint8_t kind, uint64_t now)
+{
+    struct inner in;
+    struct mb_outrec o;
+    struct mb_envrec e;
+    struct buf enc;
+    uint8_t key[ENV_KEY_LEN];
+    uint64_t seq;
+    int r;
+
+    memset(&in, 0, sizeof(in));
+    in.type = INNER_TYPE_RECEIPT;
+    randombytes_buf(in.id, INNER_ID_LEN);
+    memcpy(in.sender, m->id.device_id, DEVICE_ID_LEN);
+    memcpy(in.role, m->self.role, sizeof(in.role));
+    in.time = now;
+    memcpy(in.ref_id, ref, INNER_ID_LEN);
+    in.receipt_kind = kind;
+    if ((r = buf_init(&enc, INNER_MAX_LEN, 0)) != 0)
+        return r;
+    if ((r = inner_sign_encode(&in, m->id.sign_sk, &enc)) != 0)
+        goto out;
+    o.kind = MB_KIND_RECEIPT;
+    o.resolved = 1;
+    o.created = now;
+    o.inner = buf_data(&enc);
+    o.inner_len = buf_size(&enc);
+    if ((r = mb_next_seq(m, &seq)) != 0 || (r = mb_outrec_put(m, seq, &o)) != 0)
+        goto out;
+    memset(&e, 0, sizeof(e));
+    e.state = MBOX_ENV_QUEUED;
+    e.precedence = WIRE_ROUTINE;
+    be64(key, seq);
+    memcpy(key + 8, to, DEVICE_ID_LEN);
+    r = mb_envrec_put(m, key, &e);
+out:
+    buf_free(&enc);
+    return r;
+}
+
+/* ---- sessions: up to MB_SESS_KEEP per peer, the first one sends ---- */
+
+struct mb_sessions {
+    size_t n;
+    uint8_t ek[MB_SESS_KEEP][X3DH_PK_LEN]; /* the X3DH ephemeral key that made each */
+    struct ratchet_session *s[MB_SESS_KEEP];
+};
+
+static void mb_sessions_free(struct mb_sessions *ss)
+{
+    for (size_t i = 0; i < ss->n; i++)
+        ratchet_session_free(ss->s[i]);
+    memset(ss, 0, sizeof(*ss));
+}
+
+static int mb_sessions_load(struct mbox *m, const uint8_t peer[static DEVICE_ID_LEN],
+                            struct mb_sessions *ss)
+{
+    struct buf b, v, part;
+    uint8_t ver, n;
+    int r;
+
+    memset(ss, 0, sizeof(*ss));
+    if ((r = cstore_get(m->st, CS_SESSIONS, peer, DEVICE_ID_LEN, &b)) == VERR_UNKNOWN)
+        return 0;
+    if (r != 0)
+        return r;
+    buf_view(&v, buf_data(&b), buf_size(&b));
+    if ((r = buf_get_u8(&v, &ver)) != 0 || (r = buf_get_u8(&v, &n)) != 0)
+        goto out;
+    if (ver != MB_REC_VERSION || n == 0 || n > MB_SESS_KEEP) {
+        r = VERR_BAD_FORMAT;
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if ((r = buf_get_bytes(&v, ss->ek[i], X3DH_PK_LEN)) != 0 ||
+            (r = buf_get_view32(&v, CSTORE_VALUE_MAX, &part)) != 0 ||
+            (r = ratchet_session_parse(&ss->s[i], buf_data(&part), buf_size(&part))) != 0)
+            goto out;
+        ss->n = i + 1;
+    }
+    r = buf_expect_end(&v);
+out:
+    buf_free(&b);
+    if (r != 0)
+        mb_sessions_free(ss);
+    return r;
+}
+
+static int mb_sessions_put(struct mbox *m, const uint8_t peer[static DEVICE_ID_LEN],
+                           const struct mb_sessions *ss)
+{
+    struct buf b, one;
+    int r;
+
+    if ((r = buf_init(&b, CSTORE_VALUE_MAX, BUF_SECRET)) != 0)
+        return r;
+    if ((r = buf_put_u8(&b, MB_REC_VERSION)) != 0 || (r = buf_put_u8(&b, (uint8_t)ss->n)) != 0)
+        goto out;
+    for (size_t i = 0; i < ss->n; i++) {
+        if ((r = buf_init(&one, CSTORE_VALUE_MAX, BUF_SECRET)) != 0)
+            goto out;
+        if ((r = ratchet_session_encode(ss->s[i], &one)) == 0 &&
+            (r = buf_put_bytes(&b, ss->ek[i], X3DH_PK_LEN)) == 0)
+            r = buf_put_bytes32(&b, buf_data(&one), buf_size(&one));
+        buf_free(&one);
+        if (r != 0)
+            goto out;
+    }
+    r = cstore_put(m->st, CS_SESSIONS, peer, DEVICE_ID_LEN, buf_data(&b), buf_size(&b));
+out:
+    buf_free(&b);
+    return r;
+}
+
+/* Puts s first (the sending session); the oldest beyond MB_SESS_KEEP is dropped. */
+static void mb_sessions_push(struct mb_sessions *ss, struct ratchet_session *s,
+                             const uint8_t ek[static X3DH_PK_LEN])
+{
+    if (ss->n == MB_SESS_KEEP) {
+        ratchet_session_free(ss->s[MB_SESS_KEEP - 1]);
+        ss->n--;
+    }
+    memmove(&ss->s[1], &ss->s[0], ss->n * sizeof(ss->s[0]));
+    memmove(&ss->ek[1], &ss->ek[0], ss->n * sizeof(ss->ek[0]));
+    ss->s[0] = s;
+    memcpy(ss->ek[0], ek, X3DH_PK_LEN);
+    ss->n++;
+}
+
+/* The session that last decrypted becomes the sending one (converges after a crossed set-up). */
+static void mb_sessions_front(struct mb_sessions *ss, size_t i)
+{
+    struct ratchet_session *s = ss->s[i];
+    uint8_t ek[X3DH_PK_LEN];
+
+    if (i == 0)
+        return;
+    memcpy(ek, ss->ek[i], X3DH_PK_LEN);
+    memmove(&ss->s[1], &ss->s[0], i * sizeof(ss->s[0]));
+    memmove(&ss->ek[1], &ss->ek[0], i * sizeof(ss->ek[0]));
+    ss->s[0] = s;
+    memcpy(ss->ek[0], ek, X3DH_PK_LEN);
+}
+
+/* ---- own prekeys ---- */
+
+static void pk_key(uint8_t key[5], char kind, uint32_t id)
+{
+    key[0] = (uint8_t)kind;
+    key[1] = (uint8_t)(id >> 24);
+    key[2] = (uint8_t)(id >> 16);
+    key[3] = (uint8_t)(id >> 8);
+    key[4] = (uint8_t)id;
+}
+
+/* sk || pk of a stored prekey into out (64 bytes, secret). */
+static int pk_get(struct mbox *m, char kind, uint32_t id, uint8_t out[static 64])
+{
+    uint8_t key[5];
+    struct buf b;
+    int r;
+
+    pk_key(key, kind, id);
+    if ((r = cstore_get(m->st, CS_PREKEYS, key, 5, &b)) != 0)
+        return r;
+    r = buf_size(&b) == 64 ? 0 : VERR_BAD_FORMAT;
+    if (r == 0)
+        memcpy(out, buf_data(&b), 64);
+    buf_free(&b);
+    return r;
+}
+
+static int pk_new(struct mbox *m, char kind, uint32_t id, uint8_t pk[static 32])
+{
+    uint8_t key[5], *kp;
+    int r;
+
+    if ((kp = sodium_malloc(64)) == NULL)
+        return VERR_NOMEM;
+    if ((r = x3dh_keypair(kp + 32, kp)) == 0) {
+        pk_key(key, kind, id);
+        memcpy(pk, kp + 32, 32);
+        r = cstore_put(m->st, CS_PREKEYS, key, 5, kp, 64);
+    }
+    sodium_free(kp);
+    return r;
+}
+
+/*
+ * Makes (durably, before upload) a signed prekey if there is none and a batch
+ * of one-time prekeys, and encodes the PREKEY_UPLOAD message into msg.
+ */
+static int pk_prepare_upload(struct mbox *m, struct buf *msg)
+{
+    struct wire_signed_prekey spk;
+    uint8_t *otk = NULL, kp[64];
+    uint64_t next, spk_id;
+    int r;
+
+    if ((otk = malloc((size_t)MB_OTK_BATCH * WIRE_OTK_LEN)) == NULL)
+        return VERR_NOMEM;
+    if ((r = cstore_begin(m->st, 1)) != 0)
+        goto out;
+    if ((r = cfg_get_u64(m, "pk.next", &next)) != 0 || (r = cfg_get_u64(m, "pk.spk", &spk_id)) != 0)
+        goto fail;
+    if (next == 0)
+        next = 1;
+    if (spk_id == 0) {
+        spk_id = next++;
+        if ((r = pk_new(m, 'S', (uint32_t)spk_id, spk.pk)) != 0)
+            goto fail;
+    } else {
+        if ((r = pk_get(m, 'S', (uint32_t)spk_id, kp)) != 0)
+            goto fail;
+        memcpy(spk.pk, kp + 32, 32);
+        sodium_memzero(kp, sizeof(kp));
+    }
+    spk.id = (uint32_t)spk_id;
+    if ((r = x3dh_spk_sign(spk.sig, m->id.device_id, spk.id, spk.pk, m->id.sign_sk)) != 0)
+        goto fail;
+    for (size_t i = 0; i < MB_OTK_BATCH; i++) {
+        uint32_t id = (uint32_t)next++;
+        uint8_t *item = otk + i * WIRE_OTK_LEN;
+        item[0] = (uint8_t)(id >> 24);
+        item[1] = (uint8_t)(id >> 16);
+        item[2] = (uint8_t)(id >> 8);
+        item[3] = (uint8_t)id;
+        if ((r = pk_new(m, 'O', id, item + 4)) != 0)
+            goto fail;
+    }
+    if (next > UINT32_MAX) {
+        r = VERR_LIMIT;
+        goto fail;
+    }
+    if ((r = cfg_put_u64(m, "pk.next", next)) != 0 || (r = cfg_put_u64(m, "pk.spk", spk_id)) != 0 ||
+        (r = cstore_commit(m->st)) != 0)
+        goto fail;
+    if ((r = buf_init(msg, 1 << 20, 0)) != 0)
+        goto out;
+    if ((r = wire_put_prekey_upload(msg, &spk, otk, MB_OTK_BATCH)) != 0)
+        buf_free(msg);
+    goto out;
+fail:
+    cstore_abort(m->st);
+out:
+    free(otk);
+    return r;
+}
+
+/* ---- the sync session ---- */
+
+struct sync {
+    struct mbox *m;
+    struct ctp *c;
+    const struct mbox_sync_opts *o;
+    struct mbox_sync_stats *st;
+    int dir_ready, need_prekeys, outbox_dirty;
+    uint16_t last_reason;
+    struct buf deferred[MB_DEFER_MAX];
+    size_t ndeferred;
+    uint8_t tried[MB_TRIED_MAX][DEVICE_ID_LEN]; /* bundles asked for in vain this time */
+    size_t ntried;
+    uint64_t now;
+};
+
+static uint64_t mb_now(void)
+{
+    return (uint64_t)time(NULL);
+}
+
+static int sy_reason_err(uint16_t reason)
+{
+    switch (reason) {
+    case WIRE_R_REVOKED: return VERR_REVOKED;
+    case WIRE_R_CERT_EXPIRED: return VERR_EXPIRED;
+    case WIRE_R_CERT_NOT_YET_VALID: return VERR_NOT_YET_VALID;
+    case WIRE_R_WRONG_ORG: return VERR_WRONG_ORG;
+    case WIRE_R_BAD_SIGNATURE: return VERR_BAD_SIGNATURE;
+    case WIRE_R_RATE_LIMITED:
+    case WIRE_R_QUEUE_FULL: return VERR_LIMIT;
+    case WIRE_R_STORAGE_FULL: return VERR_NOSPACE;
+    case WIRE_R_UNKNOWN_DEVICE:
+    case WIRE_R_NO_PREKEYS: return VERR_UNKNOWN;
+    default: return VERR_PROTOCOL;
+    }
+}
+
+static int sy_send(struct sync *s, const struct buf *msg)
+{
+    return ctp_send(s->c, buf_data(msg), buf_size(msg));
+}
+
+static int sy_on_deliver(struct sync *s, const struct wire_msg *wm);
+static int sy_on_nd(struct sync *s, const struct wire_msg *wm);
+
+/*
+ * Receives until a message of type want arrives (0: until timeout), handling
+ * what the relay pushes meanwhile (DELIVER, NON_DELIVERY, PREKEY_LOW).
+ * ERROR ends the wait with the reason in s->last_reason.
+ */
+static int sy_wait(struct sync *s, uint8_t want, struct buf *raw, struct wire_msg *wm,
+                   unsigned timeout_ms)
+{
+    int r;
+
+    for (;;) {
+        if ((r = ctp_recv(s->c, raw, timeout_ms)) != 0)
+            return r;
+        if (wire_decode(buf_data(raw), buf_size(raw), wm) != 0) {
+            buf_free(raw);
+            return VERR_PROTOCOL;
+        }
+        if (want != 0 && wm->type == want)
+            return 0;
+        switch (wm->type) {
+        case WIRE_ERROR:
+            s->last_reason = wm->u.error.reason;
+            buf_free(raw);
+            return VERR_DENIED;
+        case WIRE_DELIVER:
+            if (!s->dir_ready) {
+                if (s->ndeferred == MB_DEFER_MAX) {
+                    buf_free(raw);
+                    break; /* not acknowledged: the relay sends it again next time */
+                }
+                s->deferred[s->ndeferred++] = *raw; /* owned by s now */
+                memset(raw, 0, sizeof(*raw));
+                break;
+            }
+            r = sy_on_deliver(s, wm);
+            buf_free(raw);
+            if (r != 0)
+                return r;
+            break;
+        case WIRE_NON_DELIVERY:
+            r = sy_on_nd(s, wm);
+            buf_free(raw);
+            if (r != 0)
+                return r;
+            break;
+        case WIRE_PREKEY_LOW:
+            s->need_prekeys = 1;
+            buf_free(raw);
+            break;
+        default:
+            buf_free(raw);
+            return VERR_PROTOCOL;
+        }
+        if (want == 0)
+            return 0; /* something was handled: the caller decides whether to go on */
+    }
+}
+
+static int sy_auth(struct sync *s, uint64_t *relay_dir_version)
+{
+    struct buf raw, body, msg;
+    struct wire_msg wm;
+    uint8_t sig[SIG_LEN];
+    int r;
+
+    if ((r = sy_wait(s, WIRE_CHALLENGE, &raw, &wm, s->o->timeout_ms)) != 0)
+        return r;
+    if ((r = buf_init(&body, 256, 0)) != 0)
+        goto out_raw;
+    if ((r = wire_auth_body(&body, wm.u.challenge.relay_id, wm.u.challenge.nonce)) == 0)
+        r = sig_sign(sig, SIG_CTX_RELAY_AUTH, buf_data(&body), buf_size(&body), s->m->id.sign_sk);
+    buf_free(&body);
+    if (r != 0)
+        goto out_raw;
+    if ((r = buf_init(&msg, 1024, 0)) != 0)
+        goto out_raw;
+    if ((r = wire_put_auth(&msg, s->m->cert_bytes, s->m->cert_len, sig)) == 0)
+        r = sy_send(s, &msg);
+    buf_free(&msg);
+out_raw:
+    buf_free(&raw);
+    if (r != 0)
+        return r;
+    if ((r = sy_wait(s, WIRE_AUTH_OK, &raw, &wm, s->o->timeout_ms)) != 0)
+        return r == VERR_DENIED ? sy_reason_err(s->last_reason) : r;
+    *relay_dir_version = wm.u.auth_ok.dir_version;
+    buf_free(&raw);
+    return 0;
+}
+
+static int sy_directory(struct sync *s, uint64_t relay_version)
+{
+    struct buf raw, msg;
+    struct wire_msg wm;
+    int r;
+
+    if (s->m->dir != NULL && relay_version <= dir_version(s->m->dir))
+        return 0;
+    if ((r = buf_init(&msg, 16, 0)) != 0)
+        return r;
+    if ((r = wire_put_directory(&msg, WIRE_DIRECTORY_GET, NULL, 0)) == 0)
+        r = sy_send(s, &msg);
+    buf_free(&msg);
+    if (r != 0)
+        return r;
+    if ((r = sy_wait(s, WIRE_DIRECTORY, &raw, &wm, s->o->timeout_ms)) != 0)
+        return r == VERR_DENIED ? sy_reason_err(s->last_reason) : r;
+    r = mbox_install_directory(s->m, wm.u.directory.bytes, wm.u.directory.len);
+    buf_free(&raw);
+    return r;
+}
+
+static int sy_prekeys(struct sync *s)
+{
+    struct buf msg, raw;
+    struct wire_msg wm;
+    int r;
+
+    if ((r = pk_prepare_upload(s->m, &msg)) != 0)
+        return r;
+    r = sy_send(s, &msg);
+    buf_free(&msg);
+    if (r != 0)
+        return r;
+    if ((r = sy_wait(s, WIRE_PREKEY_OK, &raw, &wm, s->o->timeout_ms)) != 0)
+        return r == VERR_DENIED ? sy_reason_err(s->last_reason) : r;
+    buf_free(&raw);
+    if ((r = cstore_begin(s->m->st, 1)) != 0)
+        return r;
+    if ((r = cfg_put_u64(s->m, "pk.up", 1)) != 0 || (r = cstore_commit(s->m->st)) != 0)
+        cstore_abort(s->m->st);
+    s->need_prekeys = 0;
+    return r;
+}
+
+/* ---- sending ---- */
+
+/* Fetches a bundle and starts a session with peer (not stored yet). */
+static int sy_start_session(struct sync *s, const struct cert *peer, struct mb_sessions *ss)
+{
+    struct buf msg, raw;
+    struct wire_msg wm;
+    struct cert bc;
+    struct x3dh_bundle xb;
+    struct x3dh_init_header hdr;
+    struct x3dh_party self, other;
+    struct ratchet_session *ns = NULL;
+    uint8_t *sk = NULL;
+    int r;
+
+    if ((r = buf_init(&msg, 64, 0)) != 0)
+        return r;
+    if ((r = wire_put_bundle_get(&msg, peer->device_id)) == 0)
+        r = sy_send(s, &msg);
+    buf_free(&msg);
+    if (r != 0)
+        return r;
+    if ((r = sy_wait(s, WIRE_BUNDLE, &raw, &wm, s->o->timeout_ms)) != 0)
+        return r;
+    /* The bundle's certificate must be the one our directory lists (not the relay's word). */
+    if ((r = cert_parse(wm.u.bundle.cert, wm.u.bundle.cert_len, &bc)) != 0)
+        goto out;
+    if (bc.serial != peer->serial || memcmp(bc.device_id, peer->device_id, DEVICE_ID_LEN) != 0 ||
+        sodium_memcmp(bc.sign_pk, peer->sign_pk, SIG_PK_LEN) != 0 ||
+        sodium_memcmp(bc.dh_pk, peer->dh_pk, DH_PK_LEN) != 0) {
+        r = VERR_BAD_KEY;
+        goto out;
+    }
+    memset(&xb, 0, sizeof(xb));
+    memcpy(xb.owner.device_id, peer->device_id, DEVICE_ID_LEN);
+    memcpy(xb.owner.identity_pk, peer->dh_pk, X3DH_PK_LEN);
+    xb.spk_id = wm.u.bundle.spk.id;
+    memcpy(xb.spk_pk, wm.u.bundle.spk.pk, X3DH_PK_LEN);
+    memcpy(xb.spk_sig, wm.u.bundle.spk.sig, SIG_LEN);
+    xb.has_opk = wm.u.bundle.has_otk ? 1 : 0;
+    xb.opk_id = wm.u.bundle.otk_id;
+    memcpy(xb.opk_pk, wm.u.bundle.otk_pk, X3DH_PK_LEN);
+    if ((sk = sodium_malloc(X3DH_SECRET_LEN)) == NULL) {
+        r = VERR_NOMEM;
+        goto out;
+    }
+    if ((r = x3dh_initiate(sk, &hdr, &xb, peer->sign_pk, s->m->id.dh_sk)) != 0)
+        goto out;
+    mb_self_party(s->m, &self);
+    other = xb.owner;
+    if ((r = ratchet_init_initiator(&ns, sk, &hdr, &self, &other, xb.spk_pk)) != 0)
+        goto out;
+    mb_sessions_push(ss, ns, hdr.ek_pk);
+    r = 0;
+out:
+    sodium_free(sk);
+    buf_free(&raw);
+    return r;
+}
+
+static int sy_tried(const struct sync *s, const uint8_t dev[static DEVICE_ID_LEN])
+{
+    for (size_t i = 0; i < s->ntried; i++)
+        if (memcmp(s->tried[i], dev, DEVICE_ID_LEN) == 0)
+            return 1;
+    return 0;
+}
+
+/*
+ * Encrypts the inner message for one device and stores the envelope with the
+ * advanced session in one transaction (so a retry resends the same bytes).
+ */
+static int sy_encrypt_for(struct sync *s, const uint8_t key[static ENV_KEY_LEN],
+                          const struct mb_envrec *old, const struct mb_outrec *o,
+                          uint8_t precedence)
+{
+    struct mbox *m = s->m;
+    const uint8_t *dev = key + 8;
+    const struct cert *peer = dir_find_device(m->dir, dev);
+    struct mb_sessions ss;
+    struct mb_envrec e;
+    struct buf rm, ct;
+    struct x3dh_init_header hdr;
+    int r, have_rm = 0, have_ct = 0;
+
+    memset(&ss, 0, sizeof(ss));
+    e = *old;
+    e.ct = NULL;
+    e.ct_len = 0;
+    if (peer == NULL || dir_check_cert(m->dir, peer, &m->org, s->now) != 0) {
+        /* Not (or no longer) a valid device in our directory: wait for a newer one. */
+        if (old->state == MBOX_ENV_WAIT_DIR)
+            return 0;
+        e.state = MBOX_ENV_WAIT_DIR;
+        goto store_state;
+    }
+    if ((r = mb_sessions_load(m, dev, &ss)) != 0)
+        return r;
+    if (ss.n == 0) {
+        if (sy_tried(s, dev))
+            return 0;
+        r = sy_start_session(s, peer, &ss);
+        if (r == VERR_DENIED &&
+            (s->last_reason == WIRE_R_NO_PREKEYS || s->last_reason == WIRE_R_UNKNOWN_DEVICE)) {
+            if (s->ntried < MB_TRIED_MAX)
+                memcpy(s->tried[s->ntried++], dev, DEVICE_ID_LEN);
+            mb_sessions_free(&ss);
+            if (old->state == MBOX_ENV_WAIT_PREKEYS)
+                return 0;
+            e.state = MBOX_ENV_WAIT_PREKEYS;
+            goto store_state;
+        }
+        if (r != 0)
+            goto out;
+    }
+    if ((r = buf_init(&rm, RATCHET_MSG_MAX, 0)) != 0)
+        goto out;
+    have_rm = 1;
+    if ((r = ratchet_encrypt(ss.s[0], o->inner, o->inner_len, &rm)) != 0)
+        goto out;
+    if ((r = buf_init(&ct, WIRE_CT_MAX, 0)) != 0)
+        goto out;
+    have_ct = 1;
+    if (ratchet_session_pending_prekey(ss.s[0], &hdr)) {
+        /* Until the first reply every message carries the X3DH header (docs/e2e.md 3). */
+        struct x3dh_prekey_msg pm;
+        mb_self_party(m, &pm.sender);
+        pm.init = hdr;
+        pm.inner = buf_data(&rm);
+        pm.inner_len = buf_size(&rm);
+        if ((r = x3dh_prekey_msg_encode(&pm, &ct)) != 0)
+            goto out;
+    } else if ((r = buf_put_bytes(&ct, buf_data(&rm), buf_size(&rm))) != 0) {
+        goto out;
+    }
+    randombytes_buf(e.env_id, WIRE_ID_LEN);
+    e.state = MBOX_ENV_SENDING;
+    e.reason = 0;
+    e.precedence = precedence;
+    e.expiry = o->created + mb_ttl[precedence];
+    e.ct = buf_data(&ct);
+    e.ct_len = buf_size(&ct);
+    if ((r = cstore_begin(m->st, 1)) != 0)
+        goto out;
+    if ((r = mb_sessions_put(m, dev, &ss)) != 0 || (r = mb_envrec_put(m, key, &e)) != 0 ||
+        (r = cstore_commit(m->st)) != 0) {
+        cstore_abort(m->st);
+        goto out;
+    }
+    r = 0;
+    goto out;
+store_state:
+    if ((r = cstore_begin(m->st, 1)) != 0)
+        goto out;
+    if ((r = mb_envrec_put(m, key, &e)) != 0 || (r = cstore_commit(m->st)) != 0)
+        cstore_abort(m->st);
+out:
+    if (have_rm)
+        buf_free(&rm);
+    if (have_ct)
+        buf_free(&ct);
+    mb_sessions_free(&ss);
+    return r;
+}
+
+/* Collected work: keys of outbox records or envelopes, copied out of the walk. */
+struct mb_keys {
+    uint8_t (*k)[ENV_KEY_LEN];
+    size_t n, cap;
+};
+
+static int mb_keys_add(struct mb_keys *ks, const uint8_t *key, size_t klen)
+{
+    if (ks->n == ks->cap) {
+        size_t nc = ks->cap ? ks->cap * 2 : 64;
+        void *p = realloc(ks->k, nc * sizeof(*ks->k));
+        if (p == NULL)
+            return VERR_NOMEM;
+        ks->k = p;
+        ks->cap = nc;
+    }
+    memset(ks->k[ks->n], 0, ENV_KEY_LEN);
+    memcpy(ks->k[ks->n], key, klen);
+    ks->n++;
+    return 0;
+}
+
+static int each_unresolved(void *ctx, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
+{
+    struct mb_outrec o;
+    int r;
+
+    if (kl != 8 || (r = mb_outrec_parse(v, vl, &o)) != 0)
+        return VERR_BAD_FORMAT;
+    return o.resolved ? 0 : mb_keys_add(ctx, k, kl);
+}
+
+/* Fans unresolved outbox messages out to the devices behind their address. */
+static int sy_resolve(struct sync *s)
+{
+    struct mbox *m = s->m;
+    struct mb_keys ks = {0};
+    uint8_t (*ids)[DEVICE_ID_LEN] = NULL;
+    int r;
+
+    if ((r = cstore_each(m->st, CS_OUTBOX, each_unresolved, &ks)) != 0)
+        goto out;
+    if (ks.n == 0)
+        goto out;
+    if ((ids = malloc(MBOX_MAX_FANOUT * sizeof(*ids))) == NULL) {
+        r = VERR_NOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < ks.n; i++) {
+        struct buf b;
+        struct mb_outrec o;
+        struct inner in;
+        struct address a;
+        size_t n = 0;
+
+        if ((r = cstore_begin(m->st, 1)) != 0)
+            goto out;
+        if ((r = cstore_get(m->st, CS_OUTBOX, ks.k[i], 8, &b)) != 0) {
+            cstore_abort(m->st);
+            goto out;
+        }
+        if ((r = mb_outrec_parse(buf_data(&b), buf_size(&b), &o)) != 0 ||
+            (r = inner_parse(o.inner, o.inner_len, &in)) != 0 ||
+            (r = addr_parse(in.address, &a)) != 0 ||
+            (r = addr_resolve(&a, m->dir, &m->org, s->now, &m->self, ids, MBOX_MAX_FANOUT, &n)) !=
+                0)
+            goto next;
+        if (n > 0) {
+            for (size_t j = 0; j < n && r == 0; j++) {
+                struct mb_envrec e;
+                uint8_t key[ENV_KEY_LEN];
+                memset(&e, 0, sizeof(e));
+                e.state = MBOX_ENV_QUEUED;
+                e.precedence = in.precedence;
+                memcpy(key, ks.k[i], 8);
+                memcpy(key + 8, ids[j], DEVICE_ID_LEN);
+                r = mb_envrec_put(m, key, &e);
+            }
+            o.resolved = 1;
+            if (r == 0)
+                r = mb_outrec_put(m, rd64(ks.k[i]), &o);
+        } else {
+            s->st->waiting++;
+        }
+    next:
+        buf_free(&b);
+        if (r == 0)
+            r = cstore_commit(m->st);
+        else
+            cstore_abort(m->st);
+        if (r != 0)
+            goto out;
+    }
+out:
+    free(ids);
+    free(ks.k);
+    return r;
+}
+
+static int each_to_encrypt(void *ctx, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
+{
+    struct mb_envrec e;
+
+    if (kl != ENV_KEY_LEN || mb_envrec_parse(v, vl, &e) != 0)
+        return VERR_BAD_FORMAT;
+    if (e.state == MBOX_ENV_QUEUED || e.state == MBOX_ENV_WAIT_PREKEYS ||
+        e.state == MBOX_ENV_WAIT_DIR)
+        return mb_keys_add(ctx, k, kl);
+    return 0;
+}
+
+static int sy_encrypt_all(struct sync *s)
+{
+    struct mbox *m = s->m;
+    struct mb_keys ks = {0};
+    int r;
+
+    if ((r = cstore_each(m->st, CS_ENVELOPES, each_to_encrypt, &ks)) != 0)
+        goto out;
+    for (size_t i = 0; i < ks.n; i++) {
+        struct buf eb, ob;
+        struct mb_envrec e;
+        struct mb_outrec o;
+        struct inner in;
+        uint8_t prec = WIRE_ROUTINE;
+
+        if ((r = cstore_get(m->st, CS_ENVELOPES, ks.k[i], ENV_KEY_LEN, &eb)) != 0)
+            goto out;
+        if ((r = cstore_get(m->st, CS_OUTBOX, ks.k[i], 8, &ob)) != 0) {
+            buf_free(&eb);
+            goto out;
+        }
+        if ((r = mb_envrec_parse(buf_data(&eb), buf_size(&eb), &e)) == 0 &&
+            (r = mb_outrec_parse(buf_data(&ob), buf_size(&ob), &o)) == 0 &&
+            (r = inner_parse(o.inner, o.inner_len, &in)) == 0) {
+            if (in.type == INNER_TYPE_MESSAGE)
+                prec = in.precedence;
+            r = sy_encrypt_for(s, ks.k[i], &e, &o, prec);
+        }
+        buf_free(&eb);
+        buf_free(&ob);
+        if (r != 0)
+            goto out;
+    }
+out:
+    free(ks.k);
+    return r;
+}
+
+struct mb_pending {
+    struct mb_keys keys;
+    struct buf msg; /* SUBMIT being built */
+    size_t n;
+    uint8_t (*ids)[WIRE_ID_LEN];
+};
+
+static int each_sending(void *ctx, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
+{
+    struct mb_envrec e;
+
+    if (kl != ENV_KEY_LEN || mb_envrec_parse(v, vl, &e) != 0)
+        return VERR_BAD_FORMAT;
+    return e.state == MBOX_ENV_SENDING ? mb_keys_add(ctx, k, kl) : 0;
+}
+
+/* Submits one batch (keys[from..to)) and records the acknowledgements. */
+static int sy_submit_batch(struct sync *s, uint8_t (*keys)[ENV_KEY_LEN], size_t n, size_t *used)
+{
+    struct mbox *m = s->m;
+    struct buf msg, raw, *recs = NULL;
+    struct wire_envelope *ev = NULL;
+    struct wire_msg wm;
+    struct wire_iter it;
+    struct wire_ack ack;
+    uint8_t (*eids)[WIRE_ID_LEN] = NULL;
+    size_t got = 0, bytes = 0;
+    int r = VERR_NOMEM, have_msg = 0;
+
+    if ((recs = calloc(n, sizeof(*recs))) == NULL || (ev = calloc(n, sizeof(*ev))) == NULL ||
+        (eids = calloc(n, sizeof(*eids))) == NULL)
+        goto out;
+    for (; got < n; got++) {
+        struct mb_envrec e;
+        if ((r = cstore_get(m->st, CS_ENVELOPES, keys[got], ENV_KEY_LEN, &recs[got])) != 0)
+            goto out;
+        if ((r = mb_envrec_parse(buf_data(&recs[got]), buf_size(&recs[got]), &e)) != 0)
+            goto out;
+        memcpy(ev[got].id, e.env_id, WIRE_ID_LEN);
+        memcpy(eids[got], e.env_id, WIRE_ID_LEN);
+        memcpy(ev[got].peer, keys[got] + 8, DEVICE_ID_LEN);
+        ev[got].precedence = e.precedence;
+        ev[got].expiry = e.expiry;
+        ev[got].ct = e.ct;
+        ev[got].ct_len = (uint32_t)e.ct_len;
+        /* One SUBMIT stays well under the relay's frame bound (2 MiB by default). */
+        bytes += e.ct_len + WIRE_ENVELOPE_FIXED;
+        if (bytes >= MB_SUBMIT_BYTES) {
+            got++;
+            break;
+        }
+    }
+    for (size_t i = got; i < n; i++)
+        buf_free(&recs[i]);
+    n = got;
+    *used = n;
+    if ((r = buf_init(&msg, 16u << 20, 0)) != 0)
+        goto out;
+    have_msg = 1;
+    if ((r = wire_put_envelopes(&msg, WIRE_SUBMIT, ev, n)) != 0 || (r = sy_send(s, &msg)) != 0)
+        goto out;
+    s->st->submitted += n;
+    if ((r = sy_wait(s, WIRE_SUBMIT_ACK, &raw, &wm, s->o->timeout_ms)) != 0) {
+        r = r == VERR_DENIED ? sy_reason_err(s->last_reason) : r;
+        goto out;
+    }
+    if ((r = cstore_begin(m->st, 1)) != 0) {
+        buf_free(&raw);
+        goto out;
+    }
+    wire_iter_init(&it, &wm);
+    for (size_t i = 0; i < wm.u.batch.n && r == 0; i++) {
+        size_t j;
+        uint8_t state;
+        if ((r = wire_next_ack(&it, &ack)) != 0)
+            break;
+        for (j = 0; j < n; j++)
+            if (memcmp(eids[j], ack.id, WIRE_ID_LEN) == 0)
+                break;
+        if (j == n)
+            continue; /* not ours: ignore */
+        switch (ack.reason) {
+        case WIRE_R_OK: state = MBOX_ENV_ACCEPTED; s->st->accepted++; break;
+        case WIRE_R_QUEUE_FULL:
+        case WIRE_R_RATE_LIMITED:
+        case WIRE_R_STORAGE_FULL:
+        case WIRE_R_STORAGE_ERROR:
+        case WIRE_R_SHUTTING_DOWN: continue; /* stays "sending": the same bytes go again later */
+        case WIRE_R_EXPIRED: state = MBOX_ENV_EXPIRED; s->st->expired++; break;
+        default: state = MBOX_ENV_REJECTED; break;
+        }
+        r = mb_env_advance(m, keys[j], state, ack.reason);
+    }
+    buf_free(&raw);
+    if (r == 0)
+        r = cstore_commit(m->st);
+    else
+        cstore_abort(m->st);
+out:
+    if (have_msg)
+        buf_free(&msg);
+    if (recs != NULL)
+        for (size_t i = 0; i < n; i++)
+            buf_free(&recs[i]);
+    free(recs);
+    free(ev);
+    free(eids);
+    return r;
+}
+
+static int sy_submit_all(struct sync *s)
+{
+    struct mb_keys ks = {0};
+    size_t i = 0;
+    int r;
+
+    if ((r = cstore_each(s->m->st, CS_ENVELOPES, each_sending, &ks)) != 0)
+        goto out;
+    while (i < ks.n) {
+        size_t n = ks.n - i < MB_SUBMIT_BATCH ? ks.n - i : MB_SUBMIT_BATCH, used = 0;
+        if ((r = sy_submit_batch(s, &ks.k[i], n, &used)) != 0)
+            goto out;
+        i += used;
+    }
+out:
+    free(ks.k);
+    return r;
+}
+
+/* ---- receiving ---- */
+
+struct mb_find {
+    const uint8_t *id;      /* message id to find */
+    const uint8_t *env_id;  /* or envelope id */
+    uint8_t key[ENV_KEY_LEN];
+    int found;
+};
+
+static int each_find_message(void *ctx, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
+{
+    struct mb_find *f = ctx;
+    struct mb_outrec o;
+
+    if (kl != 8 || mb_outrec_parse(v, vl, &o) != 0)
+        return VERR_BAD_FORMAT;
+    /* The inner id sits at offset 2 of the signed encoding (inner.h). */
+    if (o.kind == MB_KIND_MESSAGE && o.inner_len > 2 + INNER_ID_LEN &&
+        memcmp(o.inner + 2, f->id, INNER_ID_LEN) == 0) {
+        memcpy(f->key, k, 8);
+        f->found = 1;
+        return 1;
+    }
+    return 0;
+}
+
+static int each_find_envelope(void *ctx, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
+{
+    struct mb_find *f = ctx;
+    struct mb_envrec e;
+
+    if (kl != ENV_KEY_LEN || mb_envrec_parse(v, vl, &e) != 0)
+        return VERR_BAD_FORMAT;
+    if (e.state >= MBOX_ENV_SENDING && memcmp(e.env_id, f->env_id, WIRE_ID_LEN) == 0) {
+        memcpy(f->key, k, ENV_KEY_LEN);
+        f->found = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* A receipt from `from` about one of our messages: advance that envelope. */
+static int sy_on_receipt(struct sync *s, const struct inner *in, const uint8_t from[static DEVICE_ID_LEN])
+{
+    struct mb_find f;
+    struct buf b;
+    int r;
+
+    memset(&f, 0, sizeof(f));
+    f.id = in->ref_id;
+    if ((r = cstore_each(s->m->st, CS_OUTBOX, each_find_message, &f)) < 0)
+        return r;
+    if (!f.found)
+        return 0; /* not (or no longer) ours: nothing to update */
+    memcpy(f.key + 8, from, DEVICE_ID_LEN);
+    /* Only a device the message was sent to can confirm it. */
+    if ((r = cstore_get(s->m->st, CS_ENVELOPES, f.key, ENV_KEY_LEN, &b)) != 0)
+        return r == VERR_UNKNOWN ? 0 : r;
+    buf_free(&b);
+    s->st->receipts++;
+    return mb_env_advance(s->m, f.key,
+                          in->receipt_kind == INNER_RECEIPT_READ ? MBOX_ENV_READ
+                                                                 : MBOX_ENV_DELIVERED,
+                          0);
+}
+
+static int mb_inbox_put(struct mbox *m, uint64_t seq, uint8_t read, uint64_t received,
+                        const uint8_t *cert, size_t cert_len, const uint8_t *inner, size_t len)
+{
+    uint8_t key[8];
+    struct buf b;
+    int r;
+
+    be64(key, seq);
+    if ((r = buf_init(&b, 32 + cert_len + len, BUF_SECRET)) != 0)
+        return r;
+    if ((r = buf_put_u8(&b, MB_REC_VERSION)) == 0 && (r = buf_put_u8(&b, read)) == 0 &&
+        (r = buf_put_u64(&b, received)) == 0 && (r = buf_put_bytes16(&b, cert, cert_len)) == 0 &&
+        (r = buf_put_bytes32(&b, inner, len)) == 0)
+        r = cstore_put(m->st, CS_INBOX, key, 8, buf_data(&b), buf_size(&b));
+    buf_free(&b);
+    return r;
+}
+
+/*
+ * Decrypts, verifies and stores one envelope, in the open write transaction.
+ * 0: stored; VERR_REPLAY: already had it (acknowledge, drop); other: refused.
+ */
+static int sy_receive_one(struct sync *s, const struct wire_envelope *e)
+{
+    struct mbox *m = s->m;
+    const struct cert *sc = NULL, *vc = NULL;
+    struct mb_sessions ss;
+    struct buf pt, seen, cb;
+    struct inner in;
+    struct x3dh_prekey_msg pm;
+    uint8_t type, *secrets = NULL;
+    size_t used = 0;
+    int r, replay = 0, del_opk = 0, have_pt = 0;
+
+    memset(&ss, 0, sizeof(ss));
+    memset(&pm, 0, sizeof(pm));
+    if ((sc = dir_find_device(m->dir, e->peer)) == NULL)
+        return VERR_UNKNOWN;
+    if ((r = dir_check_cert(m->dir, sc, &m->org, s->now)) != 0)
+        return r;
+    if ((r = x3dh_wire_type(e->ct, e->ct_len, &type)) != 0)
+        return r;
+    if ((r = mb_sessions_load(m, e->peer, &ss)) != 0)
+        return r;
+    if ((r = buf_init(&pt, RATCHET_MAX_PLAINTEXT, BUF_SECRET)) != 0)
+        goto out;
+    have_pt = 1;
+    if (type == E2E_TYPE_PREKEY) {
+        size_t i;
+        if ((r = x3dh_prekey_msg_parse(&pm, e->ct, e->ct_len)) != 0)
+            goto out;
+        /* X3DH 4.8: the identity in the message is the sender certificate's. */
+        if (memcmp(pm.sender.device_id, e->peer, DEVICE_ID_LEN) != 0 ||
+            sodium_memcmp(pm.sender.identity_pk, sc->dh_pk, DH_PK_LEN) != 0) {
+            r = VERR_DENIED;
+            goto out;
+        }
+        for (i = 0; i < ss.n; i++)
+            if (memcmp(ss.ek[i], pm.init.ek_pk, X3DH_PK_LEN) == 0)
+                break;
+        if (i < ss.n) {
+            /* Another copy for a session already set up (docs/e2e.md 3). */
+            used = i;
+            r = ratchet_decrypt(ss.s[i], pm.inner, pm.inner_len, &pt);
+        } else {
+            struct ratchet_session *ns = NULL;
+            struct x3dh_party self, peer;
+            if ((secrets = sodium_malloc(64 + 64 + X3DH_SECRET_LEN)) == NULL) {
+                r = VERR_NOMEM;
+                goto out;
+            }
+            if ((r = pk_get(m, 'S', pm.init.spk_id, secrets)) != 0)
+                goto out;
+            if (pm.init.has_opk && (r = pk_get(m, 'O', pm.init.opk_id, secrets + 64)) != 0) {
+                r = r == VERR_UNKNOWN ? VERR_REPLAY : r; /* one-time prekey already used */
+                goto out;
+            }
+            if ((r = x3dh_respond(secrets + 128, &pm.init, m->id.dh_sk, secrets,
+                                  pm.init.has_opk ? secrets + 64 : NULL, sc->dh_pk)) != 0)
+                goto out;
+            mb_self_party(m, &self);
+            memcpy(peer.device_id, e->peer, DEVICE_ID_LEN);
+            memcpy(peer.identity_pk, sc->dh_pk, X3DH_PK_LEN);
+            if ((r = ratchet_init_responder(&ns, secrets + 128, &self, &peer, secrets)) != 0)
+                goto out;
+            if ((r = ratchet_decrypt(ns, pm.inner, pm.inner_len, &pt)) != 0) {
+                ratchet_session_free(ns);
+                goto out;
+            }
+            mb_sessions_push(&ss, ns, pm.init.ek_pk);
+            used = 0;
+            del_opk = pm.init.has_opk;
+        }
+    } else {
+        r = VERR_DECRYPT;
+        for (size_t i = 0; i < ss.n; i++) {
+            r = ratchet_decrypt(ss.s[i], e->ct, e->ct_len, &pt);
+            if (r == 0) {
+                used = i;
+                break;
+            }
+            if (r == VERR_REPLAY)
+                replay = 1;
+        }
+        if (r != 0 && replay)
+            r = VERR_REPLAY;
+    }
+    if (r != 0)
+        goto out;
+    /* Nothing is stored or shown before the whole check (inner.h). */
+    if ((r = inner_parse(buf_data(&pt), buf_size(&pt), &in)) != 0 ||
+        (r = inner_verify(buf_data(&pt), buf_size(&pt), &in, e->peer, &m->self, m->dir, &m->org,
+                          s->now, &vc)) != 0)
+        goto out;
+    mb_sessions_front(&ss, used);
+    if ((r = mb_sessions_put(m, e->peer, &ss)) != 0)
+        goto out;
+    if (del_opk) {
+        uint8_t key[5];
+        pk_key(key, 'O', pm.init.opk_id);
+        if ((r = cstore_del(m->st, CS_PREKEYS, key, 5)) != 0)
+            goto out;
+    }
+    /* Replay protection by message id (the ratchet already refuses a second decryption). */
+    r = cstore_get(m->st, CS_SEEN, in.id, INNER_ID_LEN, &seen);
+    if (r == 0) {
+        buf_free(&seen);
+        r = VERR_REPLAY;
+        replay = 2; /* the session still advanced and is stored */
+        goto out;
+    }
+    if (r != VERR_UNKNOWN)
+        goto out;
+    if (in.type == INNER_TYPE_MESSAGE) {
+        uint64_t seq;
+        uint8_t sq[8];
+        if ((r = mb_next_seq(m, &seq)) != 0 || (r = cert_encode(vc, &cb)) != 0)
+            goto out;
+        r = mb_inbox_put(m, seq, 0, s->now, buf_data(&cb), buf_size(&cb), buf_data(&pt),
+                         buf_size(&pt));
+        buf_free(&cb);
+        be64(sq, seq);
+        if (r != 0 || (r = cstore_put(m->st, CS_SEEN, in.id, INNER_ID_LEN, sq, 8)) != 0)
+            goto out;
+        /* An end-to-end delivery receipt goes back to the sending device. */
+        if ((r = mb_queue_receipt(m, in.id, e->peer, INNER_RECEIPT_DELIVERED, s->now)) != 0)
+            goto out;
+        s->outbox_dirty = 1;
+        s->st->received++;
+    } else {
+        uint8_t zero[8] = {0};
+        if ((r = sy_on_receipt(s, &in, e->peer)) != 0 ||
+            (r = cstore_put(m->st, CS_SEEN, in.id, INNER_ID_LEN, zero, 8)) != 0)
+            goto out;
+    }
+    r = 0;
+out:
+    if (have_pt)
+        buf_free(&pt);
+    sodium_free(secrets);
+    mb_sessions_free(&ss);
+    return r;
+}
+
+static int sy_on_deliver(struct sync *s, const struct wire_msg *wm)
+{
+    struct wire_iter it;
+    struct wire_envelope e;
+    struct buf ack;
+    uint8_t *ids = NULL;
+    size_t nack = 0;
+    int r;
+
+    if ((ids = malloc(wm->u.batch.n * WIRE_ID_LEN + 1)) == NULL)
+        return VERR_NOMEM;
+    s->now = mb_now();
+    if ((r = cstore_begin(s->m->st, 1)) != 0)
+        goto out;
+    wire_iter_init(&it, wm);
+    for (size_t i = 0; i < wm->u.batch.n; i++) {
+        if ((r = wire_next_envelope(&it, &e)) != 0)
+            break;
+        r = sy_receive_one(s, &e);
+        if (r == 0 || r == VERR_REPLAY) {
+            memcpy(ids + nack * WIRE_ID_LEN, e.id, WIRE_ID_LEN);
+            nack++;
+            r = 0;
+        } else if (verr_is_system(r) || r == VERR_INTERNAL) {
+            break; /* nothing of this batch is kept or acknowledged */
+        } else {
+            /* Refused (cannot be proven): not acknowledged; the relay keeps it until expiry. */
+            s->st->refused++;
+            r = 0;
+        }
+    }
+    if (r != 0) {
+        cstore_abort(s->m->st);
+        goto out;
+    }
+    /* Durable before the relay is told it may delete (issue 4). */
+    if ((r = cstore_commit(s->m->st)) != 0)
+        goto out;
+    if (nack > 0) {
+        if ((r = buf_init(&ack, 16 + nack * WIRE_ID_LEN, 0)) != 0)
+            goto out;
+        if ((r = wire_put_ids(&ack, WIRE_DELIVER_ACK, ids, nack)) == 0)
+            r = sy_send(s, &ack);
+        buf_free(&ack);
+    }
+out:
+    free(ids);
+    return r;
+}
+
+static int sy_on_nd(struct sync *s, const struct wire_msg *wm)
+{
+    struct wire_iter it;
+    struct wire_nd nd;
+    struct buf ack;
+    uint8_t *ids = NULL;
+    size_t n = 0;
+    int r;
+
+    if ((ids = malloc(wm->u.batch.n * WIRE_ID_LEN + 1)) == NULL)
+        return VERR_NOMEM;
+    if ((r = cstore_begin(s->m->st, 1)) != 0)
+        goto out;
+    wire_iter_init(&it, wm);
+    for (size_t i = 0; i < wm->u.batch.n && r == 0; i++) {
+        struct mb_find f;
+        if ((r = wire_next_nd(&it, &nd)) != 0)
+            break;
+        memset(&f, 0, sizeof(f));
+        f.env_id = nd.id;
+        if ((r = cstore_each(s->m->st, CS_ENVELOPES, each_find_envelope, &f)) < 0)
+            break;
+        r = 0;
+        if (f.found && memcmp(f.key + 8, nd.recipient, DEVICE_ID_LEN) == 0) {
+            r = mb_env_advance(s->m, f.key, MBOX_ENV_EXPIRED, nd.reason);
+            s->st->expired++;
+        }
+        memcpy(ids + n * WIRE_ID_LEN, nd.id, WIRE_ID_LEN);
+        n++;
+    }
+    if (r != 0) {
+        cstore_abort(s->m->st);
+        goto out;
+    }
+    if ((r = cstore_commit(s->m->st)) != 0)
+        goto out;
+    if (n > 0) {
+        if ((r = buf_init(&ack, 16 + n * WIRE_ID_LEN, 0)) != 0)
+            goto out;
+        if ((r = wire_put_ids(&ack, WIRE_NON_DELIVERY_ACK, ids, n)) == 0)
+            r = sy_send(s, &ack);
+        buf_free(&ack);
+    }
+out:
+    free(ids);
+    return r;
+}
+
+static int sy_run_deferred(struct sync *s)
+{
+    int r = 0;
+
+    for (size_t i = 0; i < s->ndeferred; i++) {
+        struct wire_msg wm;
+        if (r == 0 && wire_decode(buf_data(&s->deferred[i]), buf_size(&s->deferred[i]), &wm) == 0)
+            r = sy_on_deliver(s, &wm);
+        buf_free(&s->deferred[i]);
+    }
+    s->ndeferred = 0;
+    return r;
+}
+
+static int sy_outbox(struct sync *s)
+{
+    int r;
+
+    s->now = mb_now();
+    s->outbox_dirty = 0;
+    if ((r = sy_resolve(s)) != 0 || (r = sy_encrypt_all(s)) != 0 || (r = sy_submit_all(s)) != 0)
+        return r;
+    return 0;
+}
+
+int mbox_sync(struct mbox *m, const struct mbox_sync_opts *o, struct mbox_sync_stats *st)
+{
+    struct sync s;
+    uint64_t relay_dir = 0, up = 0, seq0 = 0, seq1 = 0;
+    int r;
+
+    memset(st, 0, sizeof(*st));
+    if (!m->enrolled)
+        return VERR_USAGE;
+    memset(&s, 0, sizeof(s));
+    s.m = m;
+    s.o = o;
+    s.st = st;
+    s.now = mb_now();
+    if ((r = ctp_connect(&s.c, m->relay, NULL, o->timeout_ms)) != 0)
+        return r;
+    if ((r = sy_auth(&s, &relay_dir)) != 0 || (r = sy_directory(&s, relay_dir)) != 0)
+        goto out;
+    if (m->dir == NULL) {
+        r = VERR_UNKNOWN; /* the relay has no directory to give */
+        goto out;
+    }
+    st->dir_version = dir_version(m->dir);
+    s.dir_ready = 1;
+    if ((r = sy_run_deferred(&s)) != 0)
+        goto out;
+    if ((r = cfg_get_u64(m, "pk.up", &up)) != 0)
+        goto out;
+    if (up == 0 && (r = sy_prekeys(&s)) != 0)
+        goto out;
+    for (;;) {
+        struct buf raw;
+        struct wire_msg wm;
+
+        if ((r = cfg_get_u64(m, "seq", &seq0)) != 0 || (r = sy_outbox(&s)) != 0)
+            goto out;
+        if (s.need_prekeys && (r = sy_prekeys(&s)) != 0)
+            goto out;
+        /* Take what the relay pushes until it has been quiet for quiet_ms. */
+        for (;;) {
+            r = sy_wait(&s, 0, &raw, &wm, o->quiet_ms);
+            if (r == VERR_TIMEOUT)
+                break;
+            if (r != 0)
+                goto out;
+            if (s.outbox_dirty || s.need_prekeys)
+                break;
+            if (o->stop != NULL && *o->stop)
+                break;
+        }
+        if (o->stop != NULL && *o->stop)
+            break;
+        if (s.outbox_dirty || s.need_prekeys)
+            continue;
+        if ((r = cfg_get_u64(m, "seq", &seq1)) != 0)
+            goto out;
+        if (seq1 != seq0)
+            continue; /* `valise send` or `read` queued something meanwhile */
+        if (!o->stay)
+            break;
+    }
+    /* Make sure the last acknowledgements are on the wire before closing. */
+    r = ctp_flush(s.c, o->timeout_ms);
+out:
+    for (size_t i = 0; i < s.ndeferred; i++)
+        buf_free(&s.deferred[i]);
+    if (r == VERR_DENIED)
+        st->relay_reason = s.last_reason;
+    ctp_close(s.c);
+    if (r == 0 && st->waiting == 0) {
+        /* Count what still waits, for the user. */
+    }
+    return r;
+}
+
+/* ---- inbox, read, outbox ---- */
+
+void mbox_msg_clear(struct mbox_msg *msg)
+{
+    if (msg == NULL)
+        return;
+    sodium_free(msg->content);
+    memset(msg, 0, sizeof(*msg));
+}
+
+struct mb_inrec {
+    uint8_t read;
+    uint64_t received;
+    struct cert cert;
+    const uint8_t *cert_bytes;
+    size_t cert_len;
+    const uint8_t *inner;
+    size_t inner_len;
+    struct inner in;
+};
+
+static int mb_inrec_parse(const uint8_t *p, size_t len, struct mb_inrec *x)
+{
+    struct buf b, cpart, ipart;
+    uint8_t v;
+    int r;
+
+    buf_view(&b, p, len);
+    if ((r = buf_get_u8(&b, &v)) != 0 || (r = buf_get_u8(&b, &x->read)) != 0 ||
+        (r = buf_get_u64(&b, &x->received)) != 0 ||
+        (r = buf_get_view16(&b, CERT_MAX_LEN, &cpart)) != 0 ||
+        (r = buf_get_view32(&b, INNER_MAX_LEN, &ipart)) != 0 || (r = buf_expect_end(&b)) != 0)
+        return r;
+    if (v != MB_REC_VERSION || x->read > 1)
+        return VERR_BAD_FORMAT;
+    x->cert_bytes = buf_data(&cpart);
+    x->cert_len = buf_size(&cpart);
+    x->inner = buf_data(&ipart);
+    x->inner_len = buf_size(&ipart);
+    if ((r = cert_parse(x->cert_bytes, x->cert_len, &x->cert)) != 0)
+        return r;
+    return inner_parse(x->inner, x->inner_len, &x->in);
+}
+
+static void mb_fill_msg(struct mbox_msg *msg, uint64_t seq, const struct mb_inrec *x)
+{
+    memset(msg, 0, sizeof(*msg));
+    memcpy(msg->id, x->in.id, INNER_ID_LEN);
+    msg->seq = seq;
+    msg->precedence = x->in.precedence;
+    memcpy(msg->label, x->in.label, sizeof(msg->label));
+    memcpy(msg->address, x->in.address, sizeof(msg->address));
+    msg->time = x->in.time;
+    msg->received = x->received;
+    msg->read = x->read;
+    memcpy(msg->sender_id, x->in.sender, DEVICE_ID_LEN);
+    memcpy(msg->sender_name, x->cert.name, sizeof(msg->sender_name));
+    memcpy(msg->sender_role, x->cert.role, sizeof(msg->sender_role));
+    memcpy(msg->sender_post, x->cert.post, sizeof(msg->sender_post));
+    msg->sender_serial = x->cert.serial;
+    mb_text(msg->subject, sizeof(msg->subject), x->in.subject, x->in.subject_len);
+}
+
+struct mb_list {
+    struct mbox_msg *v;
+    size_t n, cap;
+};
+
+static int each_inbox(void *ctx, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
+{
+    struct mb_list *l = ctx;
+    struct mb_inrec x;
+    int r;
+
+    if (kl != 8)
+        return VERR_BAD_FORMAT;
+    if ((r = mb_inrec_parse(v, vl, &x)) != 0)
+        return r;
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? l->cap * 2 : 32;
+        void *p = realloc(l->v, nc * sizeof(*l->v));
+        if (p == NULL)
+            return VERR_NOMEM;
+        l->v = p;
+        l->cap = nc;
+    }
+    mb_fill_msg(&l->v[l->n++], rd64(k), &x);
+    return 0;
+}
+
+static int mb_cmp_inbox(const void *a, const void *b)
+{
+    const struct mbox_msg *x = a, *y = b;
+    if (x->precedence != y->precedence)
+        return x->precedence < y->precedence ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+int mbox_inbox(struct mbox *m, struct mbox_msg **list, size_t *n)
+{
+    struct mb_list l = {0};
+    int r;
+
+    *list = NULL;
+    *n = 0;
+    if ((r = cstore_each(m->st, CS_INBOX, each_inbox, &l)) != 0) {
+        free(l.v);
+        return r;
+    }
+    /* FLASH first (issue 4), then in order of arrival. */
+    if (l.n > 1)
+        qsort(l.v, l.n, sizeof(*l.v), mb_cmp_inbox);
+    *list = l.v;
+    *n = l.n;
+    return 0;
+}
+
+struct mb_match {
+    uint8_t prefix[INNER_ID_LEN];
+    size_t plen; /* hex digits */
+    uint8_t key[8];
+    int count;
+};
+
+static int mb_hex_prefix(const char *s, struct mb_match *mm)
+{
+    size_t n = strlen(s);
+
+    if (n < 8 || n > 2 * INNER_ID_LEN)
+        return VERR_USAGE;
+    memset(mm, 0, sizeof(*mm));
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        int d;
+        if (c >= '0' && c <= '9')
+            d = c - '0';
+        else if (c >= 'a' && c <= 'f')
+            d = c - 'a' + 10;
+        else if (c >= 'A' && c <= 'F')
+            d = c - 'A' + 10;
+        else
+            return VERR_USAGE;
+        mm->prefix[i / 2] |= (uint8_t)(i % 2 == 0 ? d << 4 : d);
+    }
+    mm->plen = n;
+    return 0;
+}
+
+static int mb_id_matches(const struct mb_match *mm, const uint8_t id[static INNER_ID_LEN])
+{
+    size_t full = mm->plen / 2;
+    if (memcmp(id, mm->prefix, full) != 0)
+        return 0;
+    return mm->plen % 2 == 0 || (id[full] & 0xf0) == mm->prefix[full];
+}
+
+static int each_match(void *ctx, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
+{
+    struct mb_match *mm = ctx;
+    struct mb_inrec x;
+
+    if (kl != 8 || mb_inrec_parse(v, vl, &x) != 0)
+        return VERR_BAD_FORMAT;
+    if (mb_id_matches(mm, x.in.id)) {
+        memcpy(mm->key, k, 8);
+        mm->count++;
+    }
+    return 0;
+}
+
+int mbox_read(struct mbox *m, const char *idhex, uint64_t now, struct mbox_msg *msg)
+{
+    struct mb_match mm;
+    struct mb_inrec x;
+    struct buf b;
+    int r;
+
+    memset(msg, 0, sizeof(*msg));
+    if ((r = mb_hex_prefix(idhex, &mm)) != 0)
+        return r;
+    if ((r = cstore_each(m->st, CS_INBOX, each_match, &mm)) != 0)
+        return r;
+    if (mm.count == 0)
+        return VERR_UNKNOWN;
+    if (mm.count > 1)
+        return VERR_USAGE;
+    if ((r = cstore_begin(m->st, 1)) != 0)
+        return r;
+    if ((r = cstore_get(m->st, CS_INBOX, mm.key, 8, &b)) != 0)
+        goto fail;
+    if ((r = mb_inrec_parse(buf_data(&b), buf_size(&b), &x)) != 0)
+        goto fail_b;
+    mb_fill_msg(msg, rd64(mm.key), &x);
+    /* Shown only with the proof again: signature under the stored certificate, chain to root. */
+    msg->sig_ok = sig_verify(x.in.sig, SIG_CTX_MESSAGE, x.inner, x.inner_len - SIG_LEN,
+                             x.cert.sign_pk) == 0 &&
+                  memcmp(x.cert.device_id, x.in.sender, DEVICE_ID_LEN) == 0;
+    msg->cert_ok = cert_verify(&x.cert, &m->org, x.in.time) == 0;
+    msg->cert_status = m->dir != NULL ? dir_check_cert(m->dir, &x.cert, &m->org, now) : VERR_UNKNOWN;
+    if ((msg->content = sodium_malloc(x.in.content_len + 1)) == NULL) {
+        r = VERR_NOMEM;
+        goto fail_b;
+    }
+    memcpy(msg->content, x.in.content, x.in.content_len);
+    msg->content_len = x.in.content_len;
+    if (!x.read) {
+        /* Marked read and the read receipt queued in one transaction. */
+        if ((r = mb_inbox_put(m, rd64(mm.key), 1, x.received, x.cert_bytes, x.cert_len, x.inner,
+                              x.inner_len)) != 0 ||
+            (r = mb_queue_receipt(m, x.in.id, x.in.sender, INNER_RECEIPT_READ, now)) != 0)
+            goto fail_b;
+        msg->read = 1;
+    }
+    buf_free(&b);
+    if ((r = cstore_commit(m->st)) != 0) {
+        mbox_msg_clear(msg);
+        return r;
+    }
+    return 0;
+fail_b:
+    buf_free(&b);
+fail:
+    cstore_abort(m->st);
+    mbox_msg_clear(msg);
+    return r;
+}
+
+struct mb_outlist {
+    struct mbox *m;
+    struct mbox_out *v;
+    size_t n, cap;
+};
+
+static int each_outbox(void *ctx, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
+{
+    struct mb_outlist *l = ctx;
+    struct mb_outrec o;
+    struct inner in;
+    struct mbox_out *x;
+    int r;
+
+    if (kl != 8 || (r = mb_outrec_parse(v, vl, &o)) != 0 ||
+        (r = inner_parse(o.inner, o.inner_len, &in)) != 0)
+        return VERR_BAD_FORMAT;
+    if (o.kind != MB_KIND_MESSAGE)
+        return 0;
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? l->cap * 2 : 32;
+        void *p = realloc(l->v, nc * sizeof(*l->v));
+        if (p == NULL)
+            return VERR_NOMEM;
+        l->v = p;
+        l->cap = nc;
+    }
+    x = &l->v[l->n++];
+    memset(x, 0, sizeof(*x));
+    memcpy(x->id, in.id, INNER_ID_LEN);
+    x->seq = rd64(k);
+    x->created = o.created;
+    memcpy(x->address, in.address, sizeof(x->address));
+    x->precedence = in.precedence;
+    memcpy(x->label, in.label, sizeof(x->label));
+    mb_text(x->subject, sizeof(x->subject), in.subject, in.subject_len);
+    x->resolved = o.resolved;
+    return 0;
+}
+
+struct mb_envlist {
+    struct mbox *m;
+    struct mbox_out *v;
+    size_t n;
+};
+
+static int each_env_list(void *ctx, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
+{
+    struct mb_envlist *l = ctx;
+    struct mb_envrec e;
+    uint64_t seq;
+
+    if (kl != ENV_KEY_LEN || mb_envrec_parse(v, vl, &e) != 0)
+        return VERR_BAD_FORMAT;
+    seq = rd64(k);
+    for (size_t i = 0; i < l->n; i++) {
+        struct mbox_out *x = &l->v[i];
+        struct mbox_out_dev *d;
+        const struct cert *c;
+        if (x->seq != seq)
+            continue;
+        d = realloc(x->dev, (x->ndev + 1) * sizeof(*x->dev));
+        if (d == NULL)
+            return VERR_NOMEM;
+        x->dev = d;
+        d = &x->dev[x->ndev++];
+        memset(d, 0, sizeof(*d));
+        memcpy(d->device, k + 8, DEVICE_ID_LEN);
+        d->state = e.state;
+        d->reason = e.reason;
+        if (l->m->dir != NULL && (c = dir_find_device(l->m->dir, k + 8)) != NULL) {
+            memcpy(d->name, c->name, sizeof(d->name));
+            memcpy(d->role, c->role, sizeof(d->role));
+            memcpy(d->post, c->post, sizeof(d->post));
+        }
+        break;
+    }
+    return 0;
+}
+
+void mbox_outbox_free(struct mbox_out *list, size_t n)
+{
+    if (list == NULL)
+        return;
+    for (size_t i = 0; i < n; i++)
+        free(list[i].dev);
+    free(list);
+}
+
+int mbox_outbox(struct mbox *m, struct mbox_out **list, size_t *n)
+{
+    struct mb_outlist l = {0};
+    struct mb_envlist el;
+    int r;
+
+    *list = NULL;
+    *n = 0;
+    l.m = m;
+    if ((r = cstore_begin(m->st, 0)) != 0)
+        return r;
+    if ((r = cstore_each(m->st, CS_OUTBOX, each_outbox, &l)) == 0) {
+        el.m = m;
+        el.v = l.v;
+        el.n = l.n;
+        r = cstore_each(m->st, CS_ENVELOPES, each_env_list, &el);
+    }
+    cstore_abort(m->st);
+    if (r != 0) {
+        mbox_outbox_free(l.v, l.n);
+        return r;
+    }
+    *list = l.v;
+    *n = l.n;
+    return 0;
+}
+
+/* ---- safety numbers ---- */
+
+/*
+ * One device's half: 30 digits from SHA-512 iterated 5200 times over
+ * "valise/v1/fingerprint" || device id || Ed25519 key || X25519 key (in the
+ * manner of Signal's safety numbers); each 5 bytes give 5 digits.
+ */
+static void mb_half(char out[31], const uint8_t id[static DEVICE_ID_LEN],
+                    const uint8_t sign_pk[static SIG_PK_LEN], const uint8_t dh_pk[static DH_PK_LEN])
+{
+    static const char ctx[] = "valise/v1/fingerprint";
+    uint8_t h[crypto_hash_sha512_BYTES];
+    crypto_hash_sha512_state st;
+
+    crypto_hash_sha512_init(&st);
+    crypto_hash_sha512_update(&st, (const uint8_t *)ctx, sizeof(ctx));
+    crypto_hash_sha512_update(&st, id, DEVICE_ID_LEN);
+    crypto_hash_sha512_update(&st, sign_pk, SIG_PK_LEN);
+    crypto_hash_sha512_update(&st, dh_pk, DH_PK_LEN);
+    crypto_hash_sha512_final(&st, h);
+    for (int i = 1; i < 5200; i++) {
+        crypto_hash_sha512_init(&st);
+        crypto_hash_sha512_update(&st, h, sizeof(h));
+        crypto_hash_sha512_update(&st, sign_pk, SIG_PK_LEN);
+        crypto_hash_sha512_update(&st, dh_pk, DH_PK_LEN);
+        crypto_hash_sha512_final(&st, h);
+    }
+    for (size_t g = 0; g < 6; g++) {
+        uint64_t v = 0;
+        for (size_t j = 0; j < 5; j++)
+            v = (v << 8) | h[g * 5 + j];
+        v %= 100000;
+        for (size_t d = 0; d < 5; d++) {
+            out[g * 5 + 4 - d] = (char)('0' + v % 10);
+            v /= 10;
+        }
+    }
+    out[30] = 0;
+}
+
+/* Both halves in a fixed order (smaller first), so both ends show the same number. */
+static void mb_safety(char out[MBOX_SAFETY_DIGITS + 1], const struct mbox *m, const struct cert *c)
+{
+    char a[31], b[31];
+
+    mb_half(a, m->id.device_id, m->id.sign_pk, m->id.dh_pk);
+    mb_half(b, c->device_id, c->sign_pk, c->dh_pk);
+    if (strcmp(a, b) <= 0) {
+        memcpy(out, a, 30);
+        memcpy(out + 30, b, 31);
+    } else {
+        memcpy(out, b, 30);
+        memcpy(out + 30, a, 31);
+    }
+}
+
+int mbox_fingerprint(struct mbox *m, const char *who, uint64_t now, struct mbox_contact **list,
+                     size_t *n)
+{
+    struct mbox_contact *v = NULL;
+    uint8_t (*ids)[DEVICE_ID_LEN] = NULL;
+    struct address a;
+    size_t cnt = 0;
+    int r;
+
+    *list = NULL;
+    *n = 0;
+    if (!m->enrolled || m->dir == NULL)
+        return VERR_UNKNOWN;
+    if (strlen(who) == 2 * DEVICE_ID_LEN && strchr(who, '@') == NULL && strchr(who, ':') == NULL) {
+        char buf[8 + 2 * DEVICE_ID_LEN];
+        memcpy(buf, "device:", 7);
+        memcpy(buf + 7, who, 2 * DEVICE_ID_LEN + 1);
+        r = addr_parse(buf, &a);
+    } else {
+        r = addr_parse(who, &a);
+    }
+    if (r != 0)
+        return VERR_USAGE;
+    if ((ids = malloc(MBOX_MAX_FANOUT * sizeof(*ids))) == NULL)
+        return VERR_NOMEM;
+    /* Only the devices the address names (addr_resolve adds our own others: filter them). */
+    if ((r = addr_resolve(&a, m->dir, &m->org, now, &m->self, ids, MBOX_MAX_FANOUT, &cnt)) != 0)
+        goto out;
+    if ((v = calloc(cnt + 1, sizeof(*v))) == NULL) {
+        r = VERR_NOMEM;
+        goto out;
+    }
+    *n = 0;
+    for (size_t i = 0; i < cnt; i++) {
+        const struct cert *c = dir_find_device(m->dir, ids[i]);
+        if (c == NULL || !addr_matches(&a, c))
+            continue;
+        v[*n].cert = *c;
+        mb_safety(v[*n].safety, m, c);
+        (*n)++;
+    }
+    if (*n == 0) {
+        r = VERR_UNKNOWN;
+        goto out;
+    }
+    *list = v;
+    v = NULL;
+    r = 0;
+out:
+    free(v);
+    free(ids);
+    return r;
+}

@@ -1,0 +1,166 @@
+/*
+ * mailbox.h - the client's engine behind the `valise` verbs: enrolment,
+ * the durable outbox, synchronisation with the relay, the inbox, read
+ * receipts and safety numbers (DESIGN.md "End-to-end encryption",
+ * "Command-line contract"; issue 4; docs/client.md).
+ *
+ * Contract:
+ *  - A mailbox is one unlocked identity (identity.h) and its encrypted store
+ *    (store.h). Library code: no printing, no exit; results come back as
+ *    structs for the command to show.
+ *  - mbox_send works with no network: it returns 0 only once the signed
+ *    inner message is durably in the outbox. Recipients are resolved at
+ *    sync time against the newest directory (address.h).
+ *  - mbox_sync: connect, authenticate, fetch the directory (refusing one
+ *    older than the newest seen: VERR_ROLLBACK), upload prekeys when needed,
+ *    fan each outbox message out to its recipient devices, download, decrypt,
+ *    verify (inner.h) and store new messages, acknowledge them, then return.
+ *    Each envelope's ciphertext and the session it advanced are stored in one
+ *    transaction before it is submitted, so a retry resends the same envelope
+ *    id and bytes and the relay stores it once. A message is acknowledged to
+ *    the relay only after it is durably in the inbox. Interrupting at any
+ *    point loses nothing and duplicates nothing.
+ *  - Envelope states (docs/client.md "Outbox states") move forward only.
+ */
+#ifndef VALISE_MAILBOX_H
+#define VALISE_MAILBOX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cert.h"
+#include "identity.h"
+#include "inner.h"
+
+struct mbox;
+
+enum mbox_env_state {
+    MBOX_ENV_QUEUED = 1,       /* recipient known, not yet encrypted */
+    MBOX_ENV_WAIT_PREKEYS = 2, /* the recipient has published no prekeys yet */
+    MBOX_ENV_WAIT_DIR = 3,     /* the recipient is not (yet) in our directory */
+    MBOX_ENV_SENDING = 4,      /* encrypted and stored, not yet accepted by the relay */
+    MBOX_ENV_ACCEPTED = 5,     /* durably stored by the relay */
+    MBOX_ENV_DELIVERED = 6,    /* the recipient device confirmed receipt (end to end) */
+    MBOX_ENV_READ = 7,         /* the recipient read it (end-to-end read receipt) */
+    MBOX_ENV_EXPIRED = 8,      /* the relay's non-delivery notice: expired undelivered */
+    MBOX_ENV_REJECTED = 9,     /* the relay refused it for good (reason kept) */
+};
+
+const char *mbox_env_state_name(int state);
+
+enum { MBOX_MAX_FANOUT = 4096 };
+
+/* Opens HOME with the passphrase; the store is created on first use. */
+int mbox_open(struct mbox **out, const char *home, const char *pass) VL_MUST_CHECK;
+void mbox_close(struct mbox *m);
+/* 1 once enrolled. */
+int mbox_enrolled(const struct mbox *m);
+const struct identity *mbox_identity(const struct mbox *m);
+/* This device's certificate (meaningful once enrolled). */
+const struct cert *mbox_cert(const struct mbox *m);
+
+/*
+ * Checks cert (this device's id and keys, chain to org.pub, valid now) and
+ * stores it with org.pub and the relay URL. Refuses a second enrolment with
+ * another organisation (VERR_EXISTS).
+ */
+int mbox_enroll(struct mbox *m, const uint8_t *cert, size_t cert_len, const uint8_t *orgpub,
+                size_t orgpub_len, const char *relay_url, uint64_t now) VL_MUST_CHECK;
+
+struct mbox_draft {
+    const char *address;
+    uint8_t precedence;
+    const char *label;
+    const char *subject;
+    const uint8_t *content;
+    size_t content_len;
+};
+/* Signs and queues durably; id receives the message id. */
+int mbox_send(struct mbox *m, const struct mbox_draft *d, uint64_t now,
+              uint8_t id[static INNER_ID_LEN]) VL_MUST_CHECK;
+
+/* Installs a directory if it verifies and is not older than the newest seen. */
+int mbox_install_directory(struct mbox *m, const uint8_t *p, size_t len) VL_MUST_CHECK;
+
+struct mbox_sync_opts {
+    unsigned quiet_ms;   /* end a sync after this long with nothing to do */
+    unsigned timeout_ms; /* wait for any single answer from the relay */
+    int stay;            /* `run`: stay connected, pick up new outbox messages */
+    volatile int *stop;  /* `run`: set by a signal handler to return */
+};
+struct mbox_sync_stats {
+    size_t submitted, accepted, received, receipts, refused, expired, waiting;
+    uint64_t dir_version;
+    uint16_t relay_reason; /* reason of a relay ERROR that ended the sync */
+};
+int mbox_sync(struct mbox *m, const struct mbox_sync_opts *o,
+              struct mbox_sync_stats *st) VL_MUST_CHECK;
+
+/* One inbox entry, for the list and for `read`. */
+struct mbox_msg {
+    uint8_t id[INNER_ID_LEN];
+    uint64_t seq;
+    uint8_t precedence;
+    char label[INNER_LABEL_MAX + 1];
+    char address[INNER_ADDRESS_MAX + 1];
+    uint64_t time, received;
+    int read;
+    uint8_t sender_id[DEVICE_ID_LEN];
+    char sender_name[PERSON_NAME_MAX + 1];
+    char sender_role[ROLE_MAX + 1];
+    char sender_post[POST_MAX + 1];
+    uint64_t sender_serial;
+    char subject[INNER_SUBJECT_MAX + 1];
+    /* Filled by mbox_read only (sodium_malloc'ed, wiped by mbox_msg_clear). */
+    uint8_t *content;
+    size_t content_len;
+    int sig_ok;      /* the stored signature verifies again under the stored certificate */
+    int cert_ok;     /* that certificate chains to org.pub */
+    int cert_status; /* 0 or the error of dir_check_cert in the newest directory now */
+};
+void mbox_msg_clear(struct mbox_msg *msg);
+
+/* The inbox, FLASH first, then IMMEDIATE..ROUTINE, each oldest first. Free with free(). */
+int mbox_inbox(struct mbox *m, struct mbox_msg **list, size_t *n) VL_MUST_CHECK;
+/*
+ * Finds a message by its id in hex (a unique prefix of at least 8 digits),
+ * re-verifies it, marks it read and queues an encrypted read receipt.
+ * VERR_UNKNOWN: no such message; VERR_USAGE: the prefix is ambiguous.
+ */
+int mbox_read(struct mbox *m, const char *idhex, uint64_t now, struct mbox_msg *msg) VL_MUST_CHECK;
+
+struct mbox_out_dev {
+    uint8_t device[DEVICE_ID_LEN];
+    char name[PERSON_NAME_MAX + 1], role[ROLE_MAX + 1], post[POST_MAX + 1];
+    int state;
+    uint16_t reason;
+};
+struct mbox_out {
+    uint8_t id[INNER_ID_LEN];
+    uint64_t seq, created;
+    char address[INNER_ADDRESS_MAX + 1];
+    uint8_t precedence;
+    char label[INNER_LABEL_MAX + 1];
+    char subject[INNER_SUBJECT_MAX + 1];
+    int resolved; /* 0: waiting for a directory that knows the address */
+    size_t ndev;
+    struct mbox_out_dev *dev; /* malloc'ed */
+};
+/* The outbox, oldest first (receipts are not listed). Free with mbox_outbox_free. */
+int mbox_outbox(struct mbox *m, struct mbox_out **list, size_t *n) VL_MUST_CHECK;
+void mbox_outbox_free(struct mbox_out *list, size_t n);
+
+enum { MBOX_SAFETY_DIGITS = 60 };
+struct mbox_contact {
+    struct cert cert;
+    char safety[MBOX_SAFETY_DIGITS + 1];
+};
+/*
+ * The safety number of this device and each device named by who (a device
+ * id in hex, or an address): the same 60 digits on both sides, from both
+ * devices' ids and identity keys. Free with free().
+ */
+int mbox_fingerprint(struct mbox *m, const char *who, uint64_t now, struct mbox_contact **list,
+                     size_t *n) VL_MUST_CHECK;
+
+#endif

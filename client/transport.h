@@ -1,0 +1,44 @@
+/*
+ * transport.h - the client's websocket connection to the relay, on
+ * libwebsockets. The only client file that includes libwebsockets.h
+ * (STYLE.md habit 7).
+ *
+ * Contract:
+ *  - One connection per ctp, subprotocol "valise.v1", binary messages only;
+ *    one websocket message is one protocol message (wire.h).
+ *  - URLs: wss://HOST:PORT[/PATH] (TLS, the server certificate checked
+ *    against the system CAs or ca_file), or ws://HOST:PORT[/PATH] only when
+ *    HOST is a loopback address (DESIGN.md "Relay": plain only on loopback).
+ *  - Blocking calls with time-outs, for a single-threaded command: the event
+ *    loop only runs inside ctp_connect, ctp_recv and ctp_flush.
+ *  - ctp_send queues a copy; it is written while the loop runs.
+ *  - ctp_recv returns the next whole message (out initialised here), or
+ *    VERR_TIMEOUT (connection still usable), or VERR_NET once the connection
+ *    is closed or failed. A message over CTP_MSG_MAX closes the connection.
+ */
+#ifndef VALISE_CLIENT_TRANSPORT_H
+#define VALISE_CLIENT_TRANSPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "err.h"
+
+#define CTP_PROTOCOL "valise.v1"
+#define CTP_MSG_MAX ((size_t)(17u << 20))
+
+struct ctp;
+
+/* Checks the URL syntax and the loopback rule without connecting. */
+int ctp_url_check(const char *url) VL_MUST_CHECK;
+/* ca_file: NULL for the system CAs. */
+int ctp_connect(struct ctp **out, const char *url, const char *ca_file,
+                unsigned timeout_ms) VL_MUST_CHECK;
+int ctp_send(struct ctp *c, const uint8_t *p, size_t len) VL_MUST_CHECK;
+int ctp_recv(struct ctp *c, struct buf *out, unsigned timeout_ms) VL_MUST_CHECK;
+/* Runs the loop until every queued message is written (VERR_TIMEOUT, VERR_NET). */
+int ctp_flush(struct ctp *c, unsigned timeout_ms) VL_MUST_CHECK;
+void ctp_close(struct ctp *c);
+
+#endif

@@ -1,0 +1,6 @@
+# Client integration tests (issue 4): the real valise-relay on a free loopback
+# port with a temporary data directory, the real valise and valise-keys
+# binaries, real LMDB on both sides.
+add_test(NAME client/e2e COMMAND ${CMAKE_CURRENT_LIST_DIR}/client/client_e2e.sh
+         $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise> $<TARGET_FILE:valise-relay>)
+set_tests_properties(client/e2e PROPERTIES TIMEOUT 180 LABELS client)

@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# client_e2e.sh - the diplomat's story over the REAL relay and the real
+# binaries (issue 4): IT enrols HQ and two JKT ambassador devices (and one
+# that is then revoked); HQ sends a FLASH message to ambassador@JKT while JKT
+# is offline; the relay restarts; JKT syncs and reads it with a verified
+# sender; the second JKT device gets it too; the revoked device does not;
+# a message sent while the relay is down queues and is delivered exactly
+# once; the relay's files never hold the plaintext.
+# usage: client_e2e.sh VALISE_KEYS VALISE VALISE_RELAY
+set -u
+KEYS=$1
+VALISE=$2
+RELAY=$3
+T=$(mktemp -d /tmp/valise-client-e2e.XXXXXX)
+RPID=
+cleanup() {
+  [ -n "$RPID" ] && kill "$RPID" 2>/dev/null && wait "$RPID" 2>/dev/null
+  rm -rf "$T"
+}
+trap cleanup EXIT
+cd "$T"
+failures=0
+fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+run() { # run DESCRIPTION CMD...: must succeed
+  [ -n "${TRACE:-}" ] && echo "$(date +%s.%N | cut -c1-14) $1" >&2
+  local d=$1; shift
+  if ! "$@" >out.txt 2>err.txt; then fail "$d: exit $? ($(cat err.txt))"; return 1; fi
+}
+
+echo "org passphrase 1" >opw
+echo "device passphrase 1" >dpw
+V() { "$VALISE" "$@" --passphrase-file dpw; }
+
+start_relay() {
+  rm -f port
+  "$RELAY" --data data --org-pub org/org.pub --directory dir.bin --listen 127.0.0.1:0 \
+    --port-file port --log-level warn 2>>relay.log &
+  RPID=$!
+  for _ in $(seq 100); do [ -s port ] && break; sleep 0.05; done
+  [ -s port ] || { fail "relay did not start: $(cat relay.log)"; exit 1; }
+  PORT=$(cat port)
+}
+stop_relay() {
+  kill "$RPID" && wait "$RPID" 2>/dev/null
+  RPID=
+}
+
+# --- IT staff enrol four devices ---
+run "org init" "$KEYS" init --dir org --org "Ministry of Foreign Affairs" --passphrase-file opw || exit 1
+for h in hq jkt1 jkt2 jkt3; do
+  run "valise init $h" V init --home $h --name "Person $h" --out $h.req || exit 1
+done
+# jkt1 and jkt2 are the same person (the ambassador's laptop and phone)
+rm -rf jkt2 jkt2.req
+run "valise init jkt2" V init --home jkt2 --name "Person jkt1" --out jkt2.req
+run "enroll hq" "$KEYS" enroll --dir org --request hq.req --post HQ --role duty --out hq.cert --passphrase-file opw
+for h in jkt1 jkt2 jkt3; do
+  run "enroll $h" "$KEYS" enroll --dir org --request $h.req --post JKT --role ambassador --out $h.cert --passphrase-file opw
+done
+run "directory v1" "$KEYS" directory --dir org --out dir.bin --passphrase-file opw
+start_relay
+URL="ws://127.0.0.1:$PORT"
+for h in hq jkt1 jkt2 jkt3; do
+  run "valise enroll $h" V enroll --home $h --cert $h.cert --org-pub org/org.pub --relay "$URL"
+done
+# Someone else's certificate is refused.
+if V enroll --home hq --cert jkt1.cert --org-pub org/org.pub --relay "$URL" >out.txt 2>err.txt; then
+  fail "enroll accepted another device's certificate"
+fi
+grep -q "not for this device" err.txt || fail "wrong-cert message: $(cat err.txt)"
+
+# Every device publishes its prekeys once.
+for h in hq jkt1 jkt2 jkt3; do run "first sync $h" V sync --home $h --wait-ms 200; done
+
+# --- jkt3 is revoked, the relay gets directory v2 ---
+JKT3_ID=$(awk '/Person jkt3/ {print $2}' <("$KEYS" list --dir org))
+run "revoke jkt3" "$KEYS" revoke --dir org --device "$JKT3_ID" --reason "lost" --passphrase-file opw
+run "directory v2" "$KEYS" directory --dir org --out dir.bin --passphrase-file opw
+kill -HUP "$RPID"
+sleep 0.3
+
+# --- HQ sends FLASH to ambassador@JKT while JKT is offline ---
+MARKER="MARKER-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+printf 'Instructions for the ambassador. %s\n' "$MARKER" >msg.txt
+run "send" V send --home hq --to ambassador@JKT --precedence FLASH --label SECRET \
+  --subject "Demarche today" --file msg.txt
+ID=$(awk '{print $2}' out.txt)
+[ ${#ID} -eq 32 ] || fail "send did not print a message id: $(cat out.txt)"
+run "outbox before sync" V outbox --home hq
+grep -q "waiting for directory" out.txt || fail "unsent message not shown waiting: $(cat out.txt)"
+run "hq sync" V sync --home hq --wait-ms 200
+run "outbox after sync" V outbox --home hq
+[ "$(grep -c 'accepted by relay' out.txt)" -eq 2 ] || fail "expected 2 accepted envelopes (jkt1, jkt2): $(cat out.txt)"
+grep -q "Person jkt3" out.txt && fail "the revoked device got an envelope: $(cat out.txt)"
+
+# --- relay restart, JKT comes online ---
+stop_relay
+start_relay
+URL2="ws://127.0.0.1:$PORT"
+if [ "$URL2" != "$URL" ]; then
+  for h in hq jkt1 jkt2 jkt3; do
+    run "re-enroll $h with new port" V enroll --home $h --cert $h.cert --org-pub org/org.pub --relay "$URL2"
+  done
+fi
+grep -qa "$MARKER" data/* && fail "the relay's files hold the plaintext"
+run "jkt1 sync" V sync --home jkt1 --wait-ms 300
+run "jkt1 inbox" V inbox --home jkt1
+grep -q "$ID" out.txt || fail "jkt1 inbox lacks the message: $(cat out.txt)"
+grep -q "FLASH" out.txt || fail "jkt1 inbox lacks FLASH"
+run "jkt1 read" V read --home jkt1 "$ID"
+grep -q "From:       Person hq, duty@HQ" out.txt || fail "read: sender: $(cat out.txt)"
+grep -q "Signature:  verified" out.txt || fail "read: signature not verified: $(cat out.txt)"
+grep -q "Certificate: verified" out.txt || fail "read: certificate not verified"
+grep -q "Label:      SECRET" out.txt || fail "read: label"
+grep -q "$MARKER" out.txt || fail "read: content"
+grep -qa "$MARKER" jkt1/store/* && fail "the client store holds the plaintext"
+run "jkt2 sync" V sync --home jkt2 --wait-ms 300
+run "jkt2 inbox" V inbox --home jkt2
+grep -q "$ID" out.txt || fail "the second JKT device did not get it: $(cat out.txt)"
+if V sync --home jkt3 --wait-ms 300 >out.txt 2>err.txt; then fail "revoked device could sync"; fi
+grep -q "revoked" err.txt || fail "revoked sync message: $(cat err.txt)"
+run "jkt3 inbox" V inbox --home jkt3
+grep -q "$ID" out.txt && fail "the revoked device got the message"
+
+# receipts: delivered (jkt2) and read (jkt1) come back end to end
+run "jkt1 sync (read receipt)" V sync --home jkt1 --wait-ms 200
+run "hq sync (receipts)" V sync --home hq --wait-ms 300
+run "hq outbox" V outbox --home hq
+grep -q "Person jkt1.*: read" out.txt || fail "read receipt not shown: $(cat out.txt)"
+grep -q ": delivered" out.txt || fail "delivery receipt not shown: $(cat out.txt)"
+
+# --- relay down: send queues, later delivered exactly once ---
+stop_relay
+echo "while the relay is down" >m2.txt
+run "send offline" V send --home hq --to ambassador@JKT --subject "Offline" --file m2.txt
+ID2=$(awk '{print $2}' out.txt)
+if V sync --home hq --wait-ms 200 >out.txt 2>err.txt; then fail "sync with the relay down succeeded"; fi
+grep -q "unreachable" err.txt || fail "relay down message: $(cat err.txt)"
+start_relay
+URL3="ws://127.0.0.1:$PORT"
+for h in hq jkt1; do
+  run "re-enroll $h" V enroll --home $h --cert $h.cert --org-pub org/org.pub --relay "$URL3"
+done
+run "hq sync after outage" V sync --home hq --wait-ms 200
+run "hq sync again (no duplicate)" V sync --home hq --wait-ms 200
+run "jkt1 sync" V sync --home jkt1 --wait-ms 300
+run "jkt1 sync again" V sync --home jkt1 --wait-ms 300
+run "jkt1 inbox" V inbox --home jkt1
+[ "$(grep -c "$ID2" out.txt)" -eq 1 ] || fail "offline message not delivered exactly once: $(cat out.txt)"
+[ "$(grep -c "$ID" out.txt)" -eq 1 ] || fail "first message duplicated: $(cat out.txt)"
+
+# --- safety numbers agree on both sides ---
+HQ_ID=$(awk '/Person hq/ {print $2}' <("$KEYS" list --dir org))
+JKT1_ID=$(awk '/Person jkt1/ {print $2; exit}' <("$KEYS" list --dir org))
+run "fingerprint hq->jkt1" V fingerprint --home hq --device "$JKT1_ID"
+A=$(grep -A1 "safety number" out.txt | tr -dc '0-9' | tail -c 60)
+run "fingerprint jkt1->hq" V fingerprint --home jkt1 --device "$HQ_ID"
+B=$(grep -A1 "safety number" out.txt | tr -dc '0-9' | tail -c 60)
+[ -n "$A" ] && [ "$A" = "$B" ] || fail "safety numbers differ: '$A' vs '$B'"
+
+# --- one-line errors ---
+if V read --home jkt1 ffffffffffff >out.txt 2>err.txt; then fail "read of unknown id succeeded"; fi
+[ "$(wc -l <err.txt)" -eq 1 ] || fail "read error not one line: $(cat err.txt)"
+if V send --home hq --to "nobody" --file m2.txt >out.txt 2>err.txt; then fail "bad address accepted"; fi
+[ "$(wc -l <err.txt)" -eq 1 ] || fail "send error not one line: $(cat err.txt)"
+for v in enroll send sync run inbox read outbox fingerprint; do
+  "$VALISE" $v --help >out.txt 2>&1 || fail "$v --help"
+  grep -q "usage: valise $v" out.txt || fail "$v --help has no usage line"
+done
+
+if [ $failures -ne 0 ]; then
+  echo "$failures failure(s); relay log:" >&2
+  tail -20 relay.log >&2
+  exit 1
+fi
+echo "client e2e: all checks passed"
