@@ -26,7 +26,7 @@ enum {
     ND_BATCH = 256,
     SWEEP_LIMIT = 10000,         /* expiries per turn, so one turn stays short */
     OUTQ_MAX = 64 << 20,         /* replies queued for one slow connection */
-    OUTQ_KEEP = 64 * 1024,       /* an idle connection keeps at most this much allocated */
+    OUTQ_KEEP = 4096,            /* an idle connection keeps at most this much allocated */
 };
 
 enum op_kind {
@@ -686,12 +686,10 @@ static int on_rx(void *ctx, void *sess, const uint8_t *p, size_t len, int first,
     s->rx_len += len;
     if (final && remaining == 0) {
         handle_msg(s, s->rx, s->rx_len);
-        s->rx_len = 0;
-        if (s->rx_cap > RX_BUFFER) {
-            free(s->rx);
-            s->rx = NULL;
-            s->rx_cap = 0;
-        }
+        /* Split messages are rare: an idle connection keeps no buffer (DESIGN.md limits). */
+        free(s->rx);
+        s->rx = NULL;
+        s->rx_len = s->rx_cap = 0;
     }
     return 0;
 }

@@ -32,6 +32,7 @@ struct store {
     uint64_t seq, seq_txn;
     uint64_t audit_next, audit_next_txn;
     uint64_t queued, queued_txn;
+    struct buf rec; /* one audit record being encoded: no allocation per record */
 };
 
 static const char meta_seq[] = "seq";
@@ -123,7 +124,7 @@ int store_open(struct store **out, const char *dir, uint64_t map_size)
     *out = NULL;
     if ((s = calloc(1, sizeof(*s))) == NULL)
         return VERR_NOMEM;
-    if ((r = file_mkdir_private(dir)) != 0)
+    if ((r = buf_init(&s->rec, AUDIT_RECORD_LEN, 0)) != 0 || (r = file_mkdir_private(dir)) != 0)
         goto out;
     if ((rc = mdb_env_create(&s->env)) != 0 || (rc = mdb_env_set_maxdbs(s->env, 16)) != 0 ||
         (rc = mdb_env_set_mapsize(s->env, (size_t)map_size)) != 0 ||
@@ -201,6 +202,7 @@ void store_close(struct store *s)
         mdb_txn_abort(s->txn);
     if (s->env != NULL)
         mdb_env_close(s->env);
+    buf_free(&s->rec);
     free(s);
 }
 
@@ -267,37 +269,27 @@ uint64_t store_queue_total(const struct store *s)
  */
 int store_audit_append(struct store *s, const struct audit_record *rec)
 {
-    uint8_t rbytes[AUDIT_RECORD_LEN], kb[8], leaf[MERKLE_HASH_LEN];
-    struct buf b;
+    uint8_t kb[8], leaf[MERKLE_HASH_LEN];
     MDB_val k, d;
     int rc, r;
 
     if (s->txn == NULL)
         return VERR_INTERNAL;
-    if ((r = buf_init(&b, AUDIT_RECORD_LEN, 0)) != 0)
+    buf_reset(&s->rec);
+    if ((r = audit_record_encode(rec, &s->rec)) != 0)
         return r;
-    if ((r = audit_record_encode(rec, &b)) != 0)
-        goto out;
-    memcpy(rbytes, buf_data(&b), sizeof(rbytes));
-    merkle_leaf_hash(leaf, rbytes, sizeof(rbytes));
+    merkle_leaf_hash(leaf, buf_data(&s->rec), buf_size(&s->rec));
     be64(kb, s->audit_next_txn);
     k = val(kb, sizeof(kb));
     /* Keys are big-endian and only grow: MDB_APPEND keeps the pages packed. */
-    d = val(rbytes, sizeof(rbytes));
-    if ((rc = mdb_put(s->txn, s->audit, &k, &d, MDB_APPEND)) != 0) {
-        r = mdb_to_verr(rc);
-        goto out;
-    }
+    d = val(buf_data(&s->rec), buf_size(&s->rec));
+    if ((rc = mdb_put(s->txn, s->audit, &k, &d, MDB_APPEND)) != 0)
+        return mdb_to_verr(rc);
     d = val(leaf, sizeof(leaf));
-    if ((rc = mdb_put(s->txn, s->audit_leaf, &k, &d, MDB_APPEND)) != 0) {
-        r = mdb_to_verr(rc);
-        goto out;
-    }
+    if ((rc = mdb_put(s->txn, s->audit_leaf, &k, &d, MDB_APPEND)) != 0)
+        return mdb_to_verr(rc);
     s->audit_next_txn++;
-    r = 0;
-out:
-    buf_free(&b);
-    return r;
+    return 0;
 }
 
 static int qstat_get(struct store *s, const uint8_t dev[static DEVICE_ID_LEN], uint64_t *count,

@@ -16,14 +16,14 @@
 
 struct fixture {
     struct tpki pki;
-    struct tdev a, b, q, r;
+    struct tdev a, b, q, r, s;
     struct trelay relay;
     struct buf msg;
     struct wsc bystander; /* an honest session that must keep working */
 };
 
 static const char *const bounds[] = {
-    "--max-envelope", "1000", "--max-frame", "4096", "--queue-max-count", "3",
+    "--max-envelope", "1000", "--max-frame", "4096", "--queue-max-count", "3", "--queue-max-bytes", "2500",
     "--rate", "20", "--max-connections", "12", "--max-device-connections", "2",
     "--handshake-timeout", "2", "--idle-timeout", "6", "--max-batch", "10", NULL,
 };
@@ -31,7 +31,7 @@ static const char *const bounds[] = {
 static int setup(void **state)
 {
     static struct fixture f;
-    const struct tdev *devs[4];
+    const struct tdev *devs[5];
     uint64_t now = tnow();
     uint16_t reason;
 
@@ -45,7 +45,9 @@ static int setup(void **state)
     devs[1] = &f.b;
     devs[2] = &f.q;
     devs[3] = &f.r;
-    assert_int_equal(tpki_write_dir(&f.pki, 1, devs, 4, NULL, 0), 0);
+    assert_int_equal(tdev_make(&f.pki, &f.s, 5, now - 60, now + 86400), 0);
+    devs[4] = &f.s;
+    assert_int_equal(tpki_write_dir(&f.pki, 1, devs, 5, NULL, 0), 0);
     assert_int_equal(trelay_start(&f.relay, &f.pki, bounds), 0);
     assert_int_equal(buf_init(&f.msg, 8 << 20, 0), 0);
     assert_int_equal(tc_auth(&f.bystander, f.relay.port, &f.b, &reason), 0);
@@ -159,6 +161,21 @@ static void test_queue_count(void **state)
     assert_int_equal(rs[1], WIRE_R_OK);
     assert_int_equal(rs[2], WIRE_R_OK);
     assert_int_equal(rs[3], WIRE_R_QUEUE_FULL);
+    wsc_close(&c);
+    bystander_ok(f);
+}
+
+static void test_queue_bytes(void **state)
+{
+    struct fixture *f = *state;
+    struct wsc c;
+    uint16_t reason, rs[3];
+
+    assert_int_equal(tc_auth(&c, f->relay.port, &f->a, &reason), 0);
+    submit_n(f, &c, &f->s, 3, 1000, rs); /* 3 envelopes fit the count, not the 2500 bytes */
+    assert_int_equal(rs[0], WIRE_R_OK);
+    assert_int_equal(rs[1], WIRE_R_OK);
+    assert_int_equal(rs[2], WIRE_R_QUEUE_FULL);
     wsc_close(&c);
     bystander_ok(f);
 }
@@ -384,6 +401,7 @@ int main(void)
         cmocka_unit_test(test_envelope_too_large),
         cmocka_unit_test(test_frame_too_large),
         cmocka_unit_test(test_queue_count),
+        cmocka_unit_test(test_queue_bytes),
         cmocka_unit_test(test_batch_too_large),
         cmocka_unit_test(test_rate_limit),
         cmocka_unit_test(test_device_connections),
