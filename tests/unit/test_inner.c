@@ -1,0 +1,300 @@
+/*
+ * test_inner.c - the signed inner message (client/inner.h): a valid message
+ * and receipt, every truncation / bit flip / trailing byte refused by
+ * parse + verify, a wrong key, a wrong signature context, a wrong recipient,
+ * a forwarded message, a wrong role, a revoked or unknown sender, and caps.
+ */
+#include "testutil.h"
+
+#include "client_fixture.h"
+#include "inner.h"
+#include "sig.h"
+#include "text.h"
+
+static struct fx_org org;
+static struct fx_dev hq, hq2, jkt, jkt_dcm, gone;
+static struct directory *dir;
+static struct buf dirb;
+
+static int setup(void **state)
+{
+    (void)state;
+    if (sodium_init() < 0)
+        return -1;
+    fx_org_init(&org);
+    if (fx_dev_make(&org, &hq, 1, "Anna", "HQ", "duty", 30) != 0 ||
+        fx_dev_make(&org, &hq2, 2, "Anna", "HQ", "duty", 30) != 0 ||
+        fx_dev_make(&org, &jkt, 3, "Budi", "JKT", "ambassador", 30) != 0 ||
+        fx_dev_make(&org, &jkt_dcm, 4, "Citra", "JKT", "dcm", 30) != 0 ||
+        fx_dev_make(&org, &gone, 5, "Dewi", "JKT", "ambassador", 30) != 0)
+        return -1;
+    const struct fx_dev *devs[] = {&hq, &hq2, &jkt, &jkt_dcm, &gone};
+    const struct fx_dev *revs[] = {&gone};
+    return fx_dir(&org, 3, devs, 5, revs, 1, &dir, &dirb);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    dir_free(dir);
+    buf_free(&dirb);
+    return 0;
+}
+
+static const char content[] = "Please deliver the note verbale today.";
+
+static void make_msg(struct inner *m, const struct fx_dev *from, const char *address)
+{
+    memset(m, 0, sizeof(*m));
+    m->type = INNER_TYPE_MESSAGE;
+    randombytes_buf(m->id, INNER_ID_LEN);
+    memcpy(m->sender, from->cert.device_id, DEVICE_ID_LEN);
+    memcpy(m->role, from->cert.role, strlen(from->cert.role) + 1);
+    m->time = (uint64_t)time(NULL);
+    memcpy(m->address, address, strlen(address) + 1);
+    m->precedence = 0;
+    memcpy(m->label, "SECRET", 7);
+    m->subject = (const uint8_t *)"Demarche";
+    m->subject_len = 8;
+    m->content = (const uint8_t *)content;
+    m->content_len = sizeof(content) - 1;
+}
+
+static void encode(struct inner *m, const uint8_t *sk, struct buf *out)
+{
+    assert_int_equal(buf_init(out, INNER_MAX_LEN, 0), 0);
+    assert_int_equal(inner_sign_encode(m, sk, out), 0);
+}
+
+struct vctx {
+    const struct fx_dev *from, *to;
+};
+
+static int parse_verify(const uint8_t *p, size_t len, void *ctx)
+{
+    struct vctx *v = ctx;
+    struct inner m;
+    const struct cert *sc;
+    int r;
+
+    if ((r = inner_parse(p, len, &m)) != 0)
+        return r;
+    return inner_verify(p, len, &m, v->from->cert.device_id, &v->to->cert, dir, &org.pub,
+                        (uint64_t)time(NULL), &sc);
+}
+
+static void test_valid_message(void **state)
+{
+    struct inner m, p;
+    struct buf b;
+    const struct cert *sc = NULL;
+    (void)state;
+
+    make_msg(&m, &hq, "ambassador@JKT");
+    encode(&m, hq.sign_sk, &b);
+    assert_int_equal(inner_parse(buf_data(&b), buf_size(&b), &p), 0);
+    assert_memory_equal(p.id, m.id, INNER_ID_LEN);
+    assert_string_equal(p.address, "ambassador@JKT");
+    assert_string_equal(p.label, "SECRET");
+    assert_int_equal(p.content_len, sizeof(content) - 1);
+    assert_memory_equal(p.content, content, p.content_len);
+    assert_int_equal(inner_verify(buf_data(&b), buf_size(&b), &p, hq.cert.device_id, &jkt.cert,
+                                  dir, &org.pub, (uint64_t)time(NULL), &sc),
+                     0);
+    assert_non_null(sc);
+    assert_int_equal(sc->serial, hq.cert.serial);
+    /* The sender's other device is included whatever the address. */
+    assert_int_equal(parse_verify(buf_data(&b), buf_size(&b), &(struct vctx){&hq, &hq2}), 0);
+    buf_free(&b);
+}
+
+static void test_mutations_message(void **state)
+{
+    struct inner m;
+    struct buf b;
+    struct vctx v = {&hq, &jkt};
+    (void)state;
+
+    make_msg(&m, &hq, "*@JKT");
+    encode(&m, hq.sign_sk, &b);
+    mutation_sweep(buf_data(&b), buf_size(&b), parse_verify, &v);
+    buf_free(&b);
+}
+
+static void test_mutations_receipt(void **state)
+{
+    struct inner m;
+    struct buf b;
+    struct vctx v = {&jkt, &hq};
+    (void)state;
+
+    memset(&m, 0, sizeof(m));
+    m.type = INNER_TYPE_RECEIPT;
+    randombytes_buf(m.id, INNER_ID_LEN);
+    randombytes_buf(m.ref_id, INNER_ID_LEN);
+    memcpy(m.sender, jkt.cert.device_id, DEVICE_ID_LEN);
+    memcpy(m.role, "ambassador", 11);
+    m.time = 1700000000;
+    m.receipt_kind = INNER_RECEIPT_READ;
+    encode(&m, jkt.sign_sk, &b);
+    mutation_sweep(buf_data(&b), buf_size(&b), parse_verify, &v);
+    buf_free(&b);
+}
+
+static void test_wrong_key(void **state)
+{
+    struct inner m;
+    struct buf b;
+    (void)state;
+
+    /* Claims to be HQ, signed by the DCM's key. */
+    make_msg(&m, &hq, "ambassador@JKT");
+    encode(&m, jkt_dcm.sign_sk, &b);
+    assert_int_equal(parse_verify(buf_data(&b), buf_size(&b), &(struct vctx){&hq, &jkt}),
+                     VERR_BAD_SIGNATURE);
+    buf_free(&b);
+}
+
+static void test_wrong_context(void **state)
+{
+    struct inner m;
+    struct buf b;
+    uint8_t sig[SIG_LEN];
+    (void)state;
+
+    make_msg(&m, &hq, "ambassador@JKT");
+    encode(&m, hq.sign_sk, &b);
+    /* The same bytes signed under another purpose's context must not verify. */
+    assert_int_equal(sig_sign(sig, SIG_CTX_PREKEY, buf_data(&b), buf_size(&b) - SIG_LEN, hq.sign_sk),
+                     0);
+    memcpy((uint8_t *)buf_data(&b) + buf_size(&b) - SIG_LEN, sig, SIG_LEN);
+    assert_int_equal(parse_verify(buf_data(&b), buf_size(&b), &(struct vctx){&hq, &jkt}),
+                     VERR_BAD_SIGNATURE);
+    buf_free(&b);
+}
+
+static void test_wrong_recipient(void **state)
+{
+    struct inner m;
+    struct buf b;
+    (void)state;
+
+    make_msg(&m, &hq, "ambassador@JKT");
+    encode(&m, hq.sign_sk, &b);
+    /* The DCM at JKT is not behind ambassador@JKT. */
+    assert_int_equal(parse_verify(buf_data(&b), buf_size(&b), &(struct vctx){&hq, &jkt_dcm}),
+                     VERR_DENIED);
+    buf_free(&b);
+    {
+        char addr[80] = "device:";
+        char hex[33];
+        assert_int_equal(text_hex_encode(hex, sizeof(hex), jkt.cert.device_id, 16), 0);
+        memcpy(addr + 7, hex, 33);
+        make_msg(&m, &hq, addr);
+        encode(&m, hq.sign_sk, &b);
+        assert_int_equal(parse_verify(buf_data(&b), buf_size(&b), &(struct vctx){&hq, &jkt}), 0);
+        assert_int_equal(parse_verify(buf_data(&b), buf_size(&b), &(struct vctx){&hq, &jkt_dcm}),
+                         VERR_DENIED);
+        buf_free(&b);
+    }
+}
+
+static void test_forwarded_and_role(void **state)
+{
+    struct inner m;
+    struct buf b;
+    (void)state;
+
+    /* HQ's genuine message re-sent by the DCM's device: the envelope sender differs. */
+    make_msg(&m, &hq, "*@JKT");
+    encode(&m, hq.sign_sk, &b);
+    assert_int_equal(parse_verify(buf_data(&b), buf_size(&b), &(struct vctx){&jkt_dcm, &jkt}),
+                     VERR_DENIED);
+    buf_free(&b);
+    /* A role the certificate does not give. */
+    make_msg(&m, &hq, "*@JKT");
+    memcpy(m.role, "minister", 9);
+    encode(&m, hq.sign_sk, &b);
+    assert_int_equal(parse_verify(buf_data(&b), buf_size(&b), &(struct vctx){&hq, &jkt}),
+                     VERR_DENIED);
+    buf_free(&b);
+}
+
+static void test_revoked_and_unknown_sender(void **state)
+{
+    struct inner m;
+    struct buf b;
+    struct fx_dev stranger;
+    (void)state;
+
+    make_msg(&m, &gone, "*@JKT");
+    encode(&m, gone.sign_sk, &b);
+    assert_int_equal(parse_verify(buf_data(&b), buf_size(&b), &(struct vctx){&gone, &jkt}),
+                     VERR_REVOKED);
+    buf_free(&b);
+    assert_int_equal(fx_dev_make(&org, &stranger, 99, "Eko", "JKT", "duty", 30), 0);
+    make_msg(&m, &stranger, "*@JKT");
+    encode(&m, stranger.sign_sk, &b);
+    assert_int_equal(parse_verify(buf_data(&b), buf_size(&b), &(struct vctx){&stranger, &jkt}),
+                     VERR_UNKNOWN);
+    buf_free(&b);
+}
+
+static void test_caps_and_fields(void **state)
+{
+    struct inner m;
+    struct buf b;
+    uint8_t *big = calloc(1, INNER_CONTENT_MAX + 1);
+    (void)state;
+
+    assert_non_null(big);
+    assert_int_equal(buf_init(&b, INNER_MAX_LEN + 1024, 0), 0);
+    make_msg(&m, &hq, "*@*");
+    m.content = big;
+    m.content_len = INNER_CONTENT_MAX;
+    assert_int_equal(inner_sign_encode(&m, hq.sign_sk, &b), 0);
+    assert_int_equal(parse_verify(buf_data(&b), buf_size(&b), &(struct vctx){&hq, &jkt}), 0);
+    buf_reset(&b);
+    m.content_len = INNER_CONTENT_MAX + 1;
+    assert_int_equal(inner_sign_encode(&m, hq.sign_sk, &b), VERR_BAD_FORMAT);
+    assert_int_equal(buf_size(&b), 0);
+    make_msg(&m, &hq, "*@*");
+    m.subject = (const uint8_t *)"two\nlines";
+    m.subject_len = 9;
+    assert_int_equal(inner_sign_encode(&m, hq.sign_sk, &b), VERR_BAD_FORMAT);
+    make_msg(&m, &hq, "*@*");
+    memcpy(m.label, "secret", 7); /* lower case is not a label */
+    assert_int_equal(inner_sign_encode(&m, hq.sign_sk, &b), VERR_BAD_FORMAT);
+    make_msg(&m, &hq, "AMBASSADOR@JKT");
+    assert_int_equal(inner_sign_encode(&m, hq.sign_sk, &b), VERR_BAD_FORMAT);
+    make_msg(&m, &hq, "*@*");
+    m.precedence = 4;
+    assert_int_equal(inner_sign_encode(&m, hq.sign_sk, &b), VERR_BAD_FORMAT);
+    assert_int_equal(buf_size(&b), 0);
+    buf_free(&b);
+    free(big);
+    {
+        uint8_t p;
+        assert_int_equal(inner_precedence_parse("FLASH", &p), 0);
+        assert_int_equal(p, 0);
+        assert_int_equal(inner_precedence_parse("ROUTINE", &p), 0);
+        assert_int_equal(p, 3);
+        assert_int_not_equal(inner_precedence_parse("flash", &p), 0);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_valid_message),
+        cmocka_unit_test(test_mutations_message),
+        cmocka_unit_test(test_mutations_receipt),
+        cmocka_unit_test(test_wrong_key),
+        cmocka_unit_test(test_wrong_context),
+        cmocka_unit_test(test_wrong_recipient),
+        cmocka_unit_test(test_forwarded_and_role),
+        cmocka_unit_test(test_revoked_and_unknown_sender),
+        cmocka_unit_test(test_caps_and_fields),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
