@@ -1160,8 +1160,11 @@ static void wake(struct relay *rl, const uint8_t *id, int nd)
     for (struct session *s = rl->buckets[bucket_of(rl, id)]; s != NULL; s = s->dev_next) {
         if (memcmp(s->device_id, id, DEVICE_ID_LEN) != 0 || s->conn == NULL)
             continue;
-        if (nd)
+        if (nd) {
+            /* Notices are keyed by random id: a new one may sort before the cursor. */
             s->want_nd = 1;
+            s->cur.nd_started = 0;
+        }
         else
             s->want_deliver = 1;
         tp_want_write(s->conn);
@@ -1210,11 +1213,6 @@ static void after_commit(struct relay *rl, uint64_t envelopes, double secs)
             ;
         rl->batch_hist[i]++;
     }
-    if (rl->new_dir != NULL) {
-        struct directory *d = rl->new_dir;
-        rl->new_dir = NULL;
-        install_directory(rl, d);
-    }
 }
 
 static void release_ops(struct relay *rl)
@@ -1244,6 +1242,9 @@ static void commit_turn(struct relay *rl, int sweep)
         return;
     r = apply_turn(rl, now, sweep, 0, &expired);
     if (r == 0) {
+        struct directory *d = rl->new_dir;
+
+        rl->new_dir = NULL; /* installed below, once this turn's ops are released */
         rl->turn.expired = expired;
         envelopes = rl->turn.accepted;
         after_commit(rl, envelopes, now_sec_f() - t0);
@@ -1251,6 +1252,9 @@ static void commit_turn(struct relay *rl, int sweep)
             rlog(RLOG_INFO, "%zu envelopes expired; senders notified", expired);
         release_ops(rl);
         turn_reset(rl);
+        /* Its revocations queue audit records for the next turn. */
+        if (d != NULL)
+            install_directory(rl, d);
         return;
     }
     rl->commit_failures++;

@@ -1,0 +1,173 @@
+/*
+ * test_audit.c - the relay's audit log: every security-relevant event is a
+ * record in LMDB, numbered from 0 without gaps, with its RFC 9162 leaf hash
+ * beside it (issue 3, DESIGN.md "Audit log"). The test reads the stopped
+ * relay's LMDB files read-only, as the auditor will.
+ */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <lmdb.h>
+#include <sodium.h>
+
+#include "audit_record.h"
+#include "merkle.h"
+#include "relaytest.h"
+
+enum { MAX_REC = 256 };
+
+static struct audit_record recs[MAX_REC];
+static size_t nrecs;
+
+static uint64_t be(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/* Reads the whole log; checks numbering and leaf hashes. */
+static void read_log(const char *dir)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi audit, leaf;
+    MDB_cursor *c;
+    MDB_val k, d, lk, ld;
+    int rc;
+
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 16), 0);
+    assert_int_equal(mdb_env_open(env, dir, MDB_RDONLY, 0600), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "audit", 0, &audit), 0);
+    assert_int_equal(mdb_dbi_open(txn, "audit_leaf", 0, &leaf), 0);
+    assert_int_equal(mdb_cursor_open(txn, audit, &c), 0);
+    nrecs = 0;
+    for (rc = mdb_cursor_get(c, &k, &d, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &d, MDB_NEXT)) {
+        uint8_t h[MERKLE_HASH_LEN];
+
+        assert_int_equal(k.mv_size, 8);
+        if (be(k.mv_data) != nrecs)
+            fail_msg("record numbers: expected %zu, saw %llu", nrecs,
+                     (unsigned long long)be(k.mv_data));
+        assert_true(nrecs < MAX_REC);
+        assert_int_equal(audit_record_parse(d.mv_data, d.mv_size, &recs[nrecs]), 0);
+        lk = k;
+        assert_int_equal(mdb_get(txn, leaf, &lk, &ld), 0);
+        assert_int_equal(ld.mv_size, MERKLE_HASH_LEN);
+        merkle_leaf_hash(h, d.mv_data, d.mv_size);
+        assert_memory_equal(ld.mv_data, h, MERKLE_HASH_LEN);
+        nrecs++;
+    }
+    assert_int_equal(rc, MDB_NOTFOUND);
+    mdb_cursor_close(c);
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+}
+
+static const struct audit_record *find(uint8_t event, const uint8_t *device, size_t from)
+{
+    for (size_t i = from; i < nrecs; i++)
+        if (recs[i].event == event &&
+            (device == NULL || memcmp(recs[i].device_id, device, DEVICE_ID_LEN) == 0))
+            return &recs[i];
+    return NULL;
+}
+
+static void test_audit_log(void **state)
+{
+    struct tpki pki;
+    struct tdev a, b, impostor;
+    struct trelay relay;
+    const struct tdev *devs[2];
+    struct wire_envelope e[3];
+    uint8_t ids[3][WIRE_ID_LEN], ct[100];
+    struct wire_msg m;
+    struct buf msg;
+    struct wsc ca, cb, cx;
+    uint16_t reason;
+    uint64_t now = tnow();
+    uint8_t pk[SIG_PK_LEN];
+
+    (void)state;
+    assert_int_equal(tpki_init(&pki), 0);
+    assert_int_equal(buf_init(&msg, 1 << 20, 0), 0);
+    assert_int_equal(tdev_make(&pki, &a, 1, now - 60, now + 86400), 0);
+    assert_int_equal(tdev_make(&pki, &b, 2, now - 60, now + 86400), 0);
+    devs[0] = &a;
+    devs[1] = &b;
+    assert_int_equal(tpki_write_dir(&pki, 5, devs, 2, NULL, 0), 0);
+    assert_int_equal(trelay_start(&relay, &pki, NULL), 0);
+    /* auth ok, auth failure */
+    assert_int_equal(tc_auth(&ca, relay.port, &a, &reason), 0);
+    impostor = b;
+    crypto_sign_keypair(pk, impostor.sk);
+    assert_int_equal(tc_auth(&cx, relay.port, &impostor, &reason), VERR_DENIED);
+    wsc_close(&cx);
+    /* two accepted, one of them delivered; one expires */
+    randombytes_buf(ct, sizeof(ct));
+    for (int i = 0; i < 3; i++) {
+        randombytes_buf(ids[i], WIRE_ID_LEN);
+        tc_envelope(&e[i], ids[i], &b, (uint8_t)i, i == 2 ? tnow() + 1 : tnow() + 3600, ct,
+                    sizeof(ct));
+    }
+    assert_int_equal(tc_submit(&ca, e, 3), 0);
+    assert_int_equal(tc_expect(&ca, &msg, &m, WIRE_SUBMIT_ACK, TWAIT), 0);
+    sleep(3); /* the third expires before the recipient connects */
+    assert_int_equal(tc_auth(&cb, relay.port, &b, &reason), 0);
+    assert_int_equal(tc_expect(&cb, &msg, &m, WIRE_DELIVER, TWAIT), 0);
+    assert_int_equal(tc_deliver_ack(&cb, ids[0], 1), 0);
+    usleep(300000);
+    wsc_close(&ca);
+    wsc_close(&cb);
+    int st = trelay_signal(&relay, SIGTERM);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+
+    read_log(pki.data_path);
+    const struct audit_record *r;
+    assert_non_null(r = find(AUDIT_DIRECTORY_INSTALLED, NULL, 0));
+    assert_int_equal(r->value, 5);
+    assert_non_null(find(AUDIT_RELAY_START, NULL, 0));
+    assert_non_null(r = find(AUDIT_AUTH_OK, a.cert.device_id, 0));
+    assert_int_equal(r->cert_serial, 1);
+    assert_non_null(r = find(AUDIT_AUTH_FAIL, b.cert.device_id, 0));
+    assert_int_equal(r->reason, WIRE_R_BAD_SIGNATURE);
+    size_t accepted = 0;
+    for (size_t i = 0; i < nrecs; i++) {
+        if (recs[i].event != AUDIT_ENVELOPE_ACCEPTED)
+            continue;
+        accepted++;
+        assert_memory_equal(recs[i].device_id, a.cert.device_id, DEVICE_ID_LEN);
+        assert_memory_equal(recs[i].peer_id, b.cert.device_id, DEVICE_ID_LEN);
+        assert_int_equal(recs[i].size, sizeof(ct));
+    }
+    assert_int_equal(accepted, 3);
+    assert_non_null(r = find(AUDIT_ENVELOPE_DELIVERED, b.cert.device_id, 0));
+    assert_memory_equal(r->envelope_id, ids[0], WIRE_ID_LEN);
+    assert_memory_equal(r->peer_id, a.cert.device_id, DEVICE_ID_LEN);
+    assert_non_null(r = find(AUDIT_ENVELOPE_EXPIRED, a.cert.device_id, 0));
+    assert_memory_equal(r->envelope_id, ids[2], WIRE_ID_LEN);
+    assert_int_equal(r->reason, WIRE_R_EXPIRED);
+    assert_int_equal(recs[nrecs - 1].event, AUDIT_RELAY_STOP);
+    buf_free(&msg);
+    tpki_cleanup(&pki);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_audit_log),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
