@@ -146,8 +146,10 @@ static int m_start(struct be *b, int fresh)
     while (bench_now_ns() < deadline) {
         if (tcp_probe(b->port))
             return 0;
-        if (kill(m->pid, 0) != 0)
+        if (proc_exited(m->pid)) {
+            m->pid = 0;
             break;
+        }
         usleep(200);
     }
     fprintf(stderr, "valise-bench: mosquitto did not start (see %s)\n", m->logpath);

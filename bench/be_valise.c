@@ -150,8 +150,10 @@ static int v_start(struct be *b, int fresh)
             b->port = port;
             return 0;
         }
-        if (kill(v->pid, 0) != 0)
+        if (proc_exited(v->pid)) {
+            v->pid = 0;
             break;
+        }
         usleep(200);
     }
     fprintf(stderr, "valise-bench: the relay did not start (see %s)\n", v->logpath);

@@ -50,6 +50,8 @@ uint64_t disk_written_bytes(void);
 
 /* Starts argv[0] with argv, stdout/stderr to logpath; returns the pid or -1. */
 pid_t proc_spawn(char *const argv[], const char *logpath);
+/* 1 if the child has exited (and is reaped now). */
+int proc_exited(pid_t pid);
 /* Sends sig and waits for the process. */
 void proc_stop(pid_t pid, int sig);
 

@@ -442,7 +442,8 @@ static int scenario_traffic(struct run *rn, const char *name, double rate, int p
             result(rn, key, (double)rn->failed, "count");
         }
     }
-    r = 0;
+    /* A run that relayed nothing is a failure, whatever the figures say. */
+    r = rn->delivered > 0 ? 0 : VERR_TIMEOUT;
 out:
     server_stop(rn);
     return r;
@@ -881,7 +882,9 @@ out:
     free(rn.metrics);
     free(rn.peers);
     free(rn.payload);
-    if (made_workdir && !rn.o.keep) {
+    if (made_workdir && status != 0)
+        fprintf(stderr, "valise-bench: kept %s for the logs\n", tmpl);
+    if (made_workdir && !rn.o.keep && status == 0) {
         char *rm[] = {"/bin/rm", "-rf", tmpl, NULL};
         pid_t pid;
 

@@ -50,7 +50,8 @@ def get(res, backend, name):
 
 
 def ratio(a, b):
-    if a is None or b is None or b == 0:
+    # A ratio against (almost) nothing says nothing: Mosquitto writes no disk per message.
+    if a is None or b is None or b == 0 or (a != 0 and abs(b / a) < 0.001):
         return "n/a"
     return f"{a / b:.2f}"
 

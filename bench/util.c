@@ -169,6 +169,13 @@ pid_t proc_spawn(char *const argv[], const char *logpath)
     return pid;
 }
 
+int proc_exited(pid_t pid)
+{
+    int st;
+
+    return waitpid(pid, &st, WNOHANG) == pid;
+}
+
 void proc_stop(pid_t pid, int sig)
 {
     int st;
