@@ -39,8 +39,12 @@ int keys_create(struct bench_keys *k, const char *dir, size_t n)
     randombytes_buf(seed, sizeof(seed));
     crypto_sign_seed_keypair(k->org.pk, k->sks, seed);
     orgpub_id(k->org.id, k->org.pk);
-    if ((r = buf_init(&out, 4096, 0)) != 0 || (r = orgpub_encode(&k->org, &out)) != 0 ||
-        (r = file_write_new(k->org_pub, buf_data(&out), buf_size(&out), 0644)) != 0)
+    /* The encoders initialise their output buffer themselves (cert.h). */
+    if ((r = orgpub_encode(&k->org, &out)) != 0)
+        goto out;
+    r = file_write_new(k->org_pub, buf_data(&out), buf_size(&out), 0644);
+    buf_free(&out);
+    if (r != 0)
         goto out;
     for (size_t i = 0; i < n; i++) {
         struct cert *c = &k->certs[i];
@@ -57,7 +61,6 @@ int keys_create(struct bench_keys *k, const char *dir, size_t n)
         crypto_box_keypair(c->dh_pk, dh_sk);
         c->not_before = now - 60;
         c->not_after = now + 30 * 86400;
-        buf_reset(&out);
         if ((r = cert_sign(c, k->sks, &out)) != 0)
             goto out;
         if (buf_size(&out) > sizeof(d->cert)) {
@@ -66,6 +69,7 @@ int keys_create(struct bench_keys *k, const char *dir, size_t n)
         }
         memcpy(d->cert, buf_data(&out), buf_size(&out));
         d->cert_len = buf_size(&out);
+        buf_free(&out);
         memcpy(d->id, c->device_id, DEVICE_ID_LEN);
     }
     r = 0;
@@ -85,9 +89,8 @@ int keys_directory(const struct bench_keys *k, size_t n, const char *path)
 
     if (n > k->n)
         return VERR_USAGE;
-    if ((r = buf_init(&out, DIR_MAX_LEN, 0)) != 0)
-        return r;
-    /* Certificates are in increasing serial order, as the directory requires. */
+    /* Certificates are in increasing serial order, as the directory requires; the encoder
+     * initialises out itself. */
     if ((r = dir_encode_sign(1, (uint64_t)time(NULL), &k->org, k->certs, n, NULL, 0, k->sks,
                              &out)) == 0)
         r = file_write_new(path, buf_data(&out), buf_size(&out), 0644);
