@@ -25,7 +25,8 @@ enum {
     MB_OTK_BATCH = 100,      /* one-time prekeys per upload */
     MB_SUBMIT_BATCH = 64,    /* envelopes per SUBMIT */
     MB_SUBMIT_BYTES = 512 * 1024,
-    MB_DEFER_MAX = 64,       /* DELIVER messages held until the directory is in */
+    MB_DEFER_MAX = 1024,     /* DELIVER messages held until the current step is done */
+    MB_DEFER_BYTES = 64 << 20,
     MB_TRIED_MAX = 256,
     MB_URL_MAX = 255,
     ENV_KEY_LEN = 8 + DEVICE_ID_LEN,
@@ -749,7 +750,7 @@ struct sync {
     int dir_ready, need_prekeys, outbox_dirty;
     uint16_t last_reason;
     struct buf deferred[MB_DEFER_MAX];
-    size_t ndeferred;
+    size_t ndeferred, deferred_bytes;
     uint8_t tried[MB_TRIED_MAX][DEVICE_ID_LEN]; /* bundles asked for in vain this time */
     size_t ntried;
     uint64_t now;
@@ -810,22 +811,23 @@ static int sy_wait(struct sync *s, uint8_t want, struct buf *raw, struct wire_ms
             buf_free(raw);
             return VERR_DENIED;
         case WIRE_DELIVER:
-            if (!s->dir_ready) {
-                if (s->ndeferred == MB_DEFER_MAX) {
+        case WIRE_NON_DELIVERY:
+            /*
+             * Handled only between steps, never in the middle of one: a step
+             * waiting for its reply may hold a session in memory that this
+             * message would advance underneath it.
+             */
+            if (want != 0 || !s->dir_ready) {
+                if (s->ndeferred == MB_DEFER_MAX || s->deferred_bytes > MB_DEFER_BYTES) {
                     buf_free(raw);
                     break; /* not acknowledged: the relay sends it again next time */
                 }
+                s->deferred_bytes += buf_size(raw);
                 s->deferred[s->ndeferred++] = *raw; /* owned by s now */
                 memset(raw, 0, sizeof(*raw));
                 break;
             }
-            r = sy_on_deliver(s, wm);
-            buf_free(raw);
-            if (r != 0)
-                return r;
-            break;
-        case WIRE_NON_DELIVERY:
-            r = sy_on_nd(s, wm);
+            r = wm->type == WIRE_DELIVER ? sy_on_deliver(s, wm) : sy_on_nd(s, wm);
             buf_free(raw);
             if (r != 0)
                 return r;
@@ -1698,10 +1700,11 @@ static int sy_run_deferred(struct sync *s)
     for (size_t i = 0; i < s->ndeferred; i++) {
         struct wire_msg wm;
         if (r == 0 && wire_decode(buf_data(&s->deferred[i]), buf_size(&s->deferred[i]), &wm) == 0)
-            r = sy_on_deliver(s, &wm);
+            r = wm.type == WIRE_DELIVER ? sy_on_deliver(s, &wm) : sy_on_nd(s, &wm);
         buf_free(&s->deferred[i]);
     }
     s->ndeferred = 0;
+    s->deferred_bytes = 0;
     return r;
 }
 
@@ -1753,6 +1756,8 @@ int mbox_sync(struct mbox *m, const struct mbox_sync_opts *o, struct mbox_sync_s
         if ((r = cfg_get_u64(m, "seq", &seq0)) != 0 || (r = sy_outbox(&s)) != 0)
             goto out;
         if (s.need_prekeys && (r = sy_prekeys(&s)) != 0)
+            goto out;
+        if ((r = sy_run_deferred(&s)) != 0)
             goto out;
         /* Take what the relay pushes until it has been quiet for quiet_ms. */
         for (;;) {

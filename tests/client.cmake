@@ -4,3 +4,11 @@
 add_test(NAME client/e2e COMMAND ${CMAKE_CURRENT_LIST_DIR}/client/client_e2e.sh
          $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise> $<TARGET_FILE:valise-relay>)
 set_tests_properties(client/e2e PROPERTIES TIMEOUT 180 LABELS client)
+
+# 1,000 messages both ways through the real relay, at the library level.
+add_executable(client_test_bulk ${CMAKE_CURRENT_LIST_DIR}/client/test_bulk.c)
+target_link_libraries(client_test_bulk PRIVATE vtest_relay_support valise_client vcore
+                      PkgConfig::CMOCKA)
+add_dependencies(client_test_bulk valise-relay)
+add_test(NAME client/bulk COMMAND client_test_bulk)
+set_tests_properties(client/bulk PROPERTIES TIMEOUT 180 LABELS client)
