@@ -46,7 +46,9 @@ enum audit_event {
     AUDIT_PREKEYS_UPLOADED = 13,  /* device, value = one-time prekeys stored */
     AUDIT_PREKEY_ISSUED = 14,     /* device = requester, peer = owner, value = prekey id */
     AUDIT_CONNECTION_REFUSED = 15,/* device if known, reason */
-    AUDIT_EVENT_MAX = 15,
+    AUDIT_DEVICE_ENROLLED = 16,   /* device, serial: a certificate new in an installed directory; value = its version */
+    AUDIT_DEVICE_REVOKED = 17,    /* device, serial: newly revoked in an installed directory; value = its version */
+    AUDIT_EVENT_MAX = 17,
 };
 
 struct audit_record {

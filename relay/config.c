@@ -51,6 +51,8 @@ static const struct opt opts[] = {
     {"otk-max", OPT_U64, S(otk_max), 1, 100000, "N one-time prekeys kept per device (500)"},
     {"otk-low", OPT_U64, S(otk_low), 0, 100000, "N send PREKEY_LOW at or below this (10)"},
     {"deliver-batch", OPT_U64, S(deliver_batch), 1, WIRE_MAX_BATCH, "N envelopes per DELIVER (256)"},
+    {"checkpoint-records", OPT_U64, S(checkpoint_records), 1, UINT64_C(1) << 32, "N sign an audit checkpoint at least every N records (1000)"},
+    {"checkpoint-seconds", OPT_U64, S(checkpoint_seconds), 1, 86400, "SECONDS and every T seconds while records arrive (60)"},
     {"log-level", OPT_LEVEL, S(log_level), 0, 0, "LEVEL error, warn, info (default) or debug"},
     {"help", OPT_HELP, 0, 0, 0, "     this text"},
 };
@@ -60,6 +62,7 @@ void cfg_usage(void)
 {
     fprintf(stderr, "usage: valise-relay --data DIR --org-pub FILE --directory FILE --listen HOST:PORT\n"
                     "                    [--tls-cert FILE --tls-key FILE] [options]\n"
+                    "       valise-relay --print-audit-key --data DIR [--relay-id NAME]\n"
                     "Plain ws:// is refused unless HOST is a loopback address.\n\n");
     for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
         fprintf(stderr, "  --%-24s %s\n", opts[i].name, opts[i].help);
@@ -80,6 +83,8 @@ static void defaults(struct relay_config *cfg)
     cfg->rate = 50000;
     cfg->handshake_timeout = 10;
     cfg->idle_timeout = 600;
+    cfg->checkpoint_records = 1000;
+    cfg->checkpoint_seconds = 60;
     cfg->ttl[0] = 2 * 86400;
     cfg->ttl[1] = 7 * 86400;
     cfg->ttl[2] = 14 * 86400;

@@ -6,6 +6,7 @@
 
 #include <sodium.h>
 
+#include "audit.h"
 #include "config.h"
 #include "fileio.h"
 #include "log.h"
@@ -54,6 +55,8 @@ int main(int argc, char **argv)
     char err[256];
     int r, status = 1;
 
+    if (raudit_print_wanted(argc, argv))
+        return raudit_print_main(argc, argv);
     r = cfg_load(&cfg, argc, argv, err, sizeof(err));
     if (r == 1) {
         status = 0;

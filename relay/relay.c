@@ -10,6 +10,7 @@
 
 #include <sodium.h>
 
+#include "audit.h"
 #include "audit_record.h"
 #include "cert.h"
 #include "dir.h"
@@ -100,6 +101,7 @@ struct relay {
     struct dev_entry *devs;
     size_t ndevs;
     struct store *st;
+    struct raudit *audit; /* audit key and checkpoint policy (relay/audit.h) */
     struct tp *tp;
     struct store_limits lim;
     struct session **buckets;
@@ -1043,6 +1045,8 @@ static int apply_dir_put(struct relay *rl, struct op *o, const struct wire_msg *
         rec.cert_serial = o->s->serial;
         rec.value = dir_version(d);
         if ((r = store_audit_append(rl->st, &rec)) != 0 ||
+            (r = raudit_directory_changes(rl->st, rl->new_dir != NULL ? rl->new_dir : rl->dir,
+                                          d, now)) != 0 ||
             (r = wire_put_directory_ok(&rl->replies, dir_version(d))) != 0)
             goto out;
         dir_free(rl->new_dir);
@@ -1335,7 +1339,8 @@ static int directory_from_file(struct relay *rl, int at_start)
         goto out;
     audit_record_init(&rec, AUDIT_DIRECTORY_INSTALLED, now_s());
     rec.value = dir_version(d);
-    if ((r = store_dir_put(rl->st, p, len)) != 0 || (r = store_audit_append(rl->st, &rec)) != 0) {
+    if ((r = store_dir_put(rl->st, p, len)) != 0 || (r = store_audit_append(rl->st, &rec)) != 0 ||
+        (r = raudit_directory_changes(rl->st, rl->dir, d, rec.time)) != 0) {
         store_abort(rl->st);
         goto out;
     }
@@ -1398,6 +1403,8 @@ int relay_create(struct relay **out, const struct relay_config *cfg, char *err, 
         snprintf(err, errsz, "--data %s: %s", cfg->data_dir, verr_str(r));
         goto out;
     }
+    if ((r = raudit_open(&rl->audit, cfg, rl->st, err, errsz)) != 0)
+        goto out;
     /* The newest of the stored directory and the file is served. */
     if (store_dir_get(rl->st, &stored) == 0) {
         struct directory *d = NULL;
@@ -1490,6 +1497,7 @@ int relay_run(struct relay *rl)
             break;
         commit_turn(rl, 0);
     }
+    raudit_force_checkpoint(rl->audit); /* the stop record is covered by a checkpoint */
     if ((r = audit_now(rl, AUDIT_RELAY_STOP)) != 0)
         rlog(RLOG_ERROR, "audit of stop failed: %s", verr_str(r));
     rlog(RLOG_INFO, "stopped");
@@ -1504,6 +1512,7 @@ void relay_destroy(struct relay *rl)
     rl->tp = NULL;
     release_ops(rl);
     store_close(rl->st);
+    raudit_free(rl->audit);
     dir_free(rl->dir);
     dir_free(rl->new_dir);
     free(rl->devs);

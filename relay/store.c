@@ -9,6 +9,7 @@
 
 #include "fileio.h"
 #include "merkle.h"
+#include "note.h"
 
 enum {
     QKEY_LEN = DEVICE_ID_LEN + 1 + 8,              /* recipient | precedence | seq */
@@ -33,11 +34,21 @@ struct store {
     uint64_t audit_next, audit_next_txn;
     uint64_t queued, queued_txn;
     struct buf rec; /* one audit record being encoded: no allocation per record */
+    /* audit Merkle tree: committed state and the open transaction's copy (docs/audit-log.md) */
+    MDB_dbi audit_cp;
+    struct merkle_state tree, tree_txn;
+    int tree_err;          /* the persisted state did not parse: no appends */
+    uint64_t cp_size;      /* tree size of the latest stored checkpoint */
+    store_checkpoint_fn cp_fn;
+    void *cp_ctx;
+    struct buf cp_note;
+    int cp_pending;        /* this transaction stores a checkpoint */
 };
 
 static const char meta_seq[] = "seq";
 static const char meta_queued[] = "queued";
 static const char meta_dir[] = "directory";
+static const char meta_audit_state[] = "audit_state";
 
 static int mdb_to_verr(int rc)
 {
@@ -113,6 +124,101 @@ static int meta_put_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t v)
     return mdb_to_verr(mdb_put(txn, dbi, &k, &d, 0));
 }
 
+/*
+ * Loads the persisted Merkle frontier. A log written before the frontier
+ * existed gets it rebuilt once from the stored leaf hashes. A state that does
+ * not parse is kept as tree_err: the relay refuses to start on it.
+ */
+static int audit_tree_load(struct store *s, MDB_txn *txn)
+{
+    MDB_val k = val(meta_audit_state, strlen(meta_audit_state)), d;
+    MDB_cursor *cur = NULL;
+    int rc, r;
+
+    merkle_state_init(&s->tree);
+    s->tree_err = 0;
+    rc = mdb_get(txn, s->meta, &k, &d);
+    if (rc == 0) {
+        s->tree_err = merkle_state_parse(&s->tree, d.mv_data, d.mv_size);
+        if (s->tree_err != 0)
+            merkle_state_init(&s->tree);
+    } else if (rc != MDB_NOTFOUND) {
+        return mdb_to_verr(rc);
+    } else if (s->audit_next > 0) {
+        if ((rc = mdb_cursor_open(txn, s->audit_leaf, &cur)) != 0)
+            return mdb_to_verr(rc);
+        for (rc = mdb_cursor_get(cur, &k, &d, MDB_FIRST); rc == 0;
+             rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
+            if (d.mv_size != MERKLE_HASH_LEN || k.mv_size != 8 ||
+                rd64(k.mv_data) != merkle_state_size(&s->tree)) {
+                mdb_cursor_close(cur);
+                return VERR_STORE;
+            }
+            if ((r = merkle_state_append(&s->tree, d.mv_data)) != 0) {
+                mdb_cursor_close(cur);
+                return r;
+            }
+        }
+        mdb_cursor_close(cur);
+        if (rc != MDB_NOTFOUND)
+            return mdb_to_verr(rc);
+    }
+    s->tree_txn = s->tree;
+    /* The latest checkpoint's size: the last key of audit_cp. */
+    if ((rc = mdb_cursor_open(txn, s->audit_cp, &cur)) != 0)
+        return mdb_to_verr(rc);
+    rc = mdb_cursor_get(cur, &k, &d, MDB_LAST);
+    mdb_cursor_close(cur);
+    if (rc == 0 && k.mv_size == 8)
+        s->cp_size = rd64(k.mv_data);
+    else if (rc != MDB_NOTFOUND)
+        return VERR_STORE;
+    return 0;
+}
+
+/*
+ * In the committing transaction: the frontier if the log grew, and a signed
+ * checkpoint if the policy (cp_fn) asks for one now, so a checkpoint is
+ * stored with the records it covers.
+ */
+static int audit_tree_commit(struct store *s)
+{
+    uint8_t kb[8];
+    uint64_t size = merkle_state_size(&s->tree_txn);
+    struct buf out;
+    MDB_val k, d;
+    int rc, r;
+
+    if (size != merkle_state_size(&s->tree)) {
+        if ((r = buf_init(&out, MERKLE_STATE_MAX_LEN, 0)) != 0)
+            return r;
+        if ((r = merkle_state_serialise(&s->tree_txn, &out)) != 0) {
+            buf_free(&out);
+            return r;
+        }
+        k = val(meta_audit_state, strlen(meta_audit_state));
+        d = val(buf_data(&out), buf_size(&out));
+        rc = mdb_put(s->txn, s->meta, &k, &d, 0);
+        buf_free(&out);
+        if (rc != 0)
+            return mdb_to_verr(rc);
+    }
+    if (s->cp_fn == NULL || size <= s->cp_size)
+        return 0;
+    buf_reset(&s->cp_note);
+    if ((r = s->cp_fn(s->cp_ctx, &s->tree_txn, s->cp_size, &s->cp_note)) != 0)
+        return r;
+    if (buf_size(&s->cp_note) == 0)
+        return 0;
+    be64(kb, size);
+    k = val(kb, sizeof(kb));
+    d = val(buf_data(&s->cp_note), buf_size(&s->cp_note));
+    if ((rc = mdb_put(s->txn, s->audit_cp, &k, &d, MDB_APPEND)) != 0)
+        return mdb_to_verr(rc);
+    s->cp_pending = 1;
+    return 0;
+}
+
 int store_open(struct store **out, const char *dir, uint64_t map_size)
 {
     struct store *s = NULL;
@@ -124,7 +230,8 @@ int store_open(struct store **out, const char *dir, uint64_t map_size)
     *out = NULL;
     if ((s = calloc(1, sizeof(*s))) == NULL)
         return VERR_NOMEM;
-    if ((r = buf_init(&s->rec, AUDIT_RECORD_LEN, 0)) != 0 || (r = file_mkdir_private(dir)) != 0)
+    if ((r = buf_init(&s->rec, AUDIT_RECORD_LEN, 0)) != 0 ||
+        (r = buf_init(&s->cp_note, NOTE_MAX_LEN, 0)) != 0 || (r = file_mkdir_private(dir)) != 0)
         goto out;
     if ((rc = mdb_env_create(&s->env)) != 0 || (rc = mdb_env_set_maxdbs(s->env, 16)) != 0 ||
         (rc = mdb_env_set_mapsize(s->env, (size_t)map_size)) != 0 ||
@@ -155,7 +262,8 @@ int store_open(struct store **out, const char *dir, uint64_t map_size)
         (rc = mdb_dbi_open(txn, "otk", MDB_CREATE | MDB_DUPSORT | MDB_DUPFIXED, &s->otk)) != 0 ||
         (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta)) != 0 ||
         (rc = mdb_dbi_open(txn, "audit", MDB_CREATE, &s->audit)) != 0 ||
-        (rc = mdb_dbi_open(txn, "audit_leaf", MDB_CREATE, &s->audit_leaf)) != 0) {
+        (rc = mdb_dbi_open(txn, "audit_leaf", MDB_CREATE, &s->audit_leaf)) != 0 ||
+        (rc = mdb_dbi_open(txn, "audit_cp", MDB_CREATE, &s->audit_cp)) != 0) {
         r = mdb_to_verr(rc);
         goto out;
     }
@@ -176,6 +284,8 @@ int store_open(struct store **out, const char *dir, uint64_t map_size)
     }
     mdb_cursor_close(cur);
     cur = NULL;
+    if ((r = audit_tree_load(s, txn)) != 0)
+        goto out;
     if ((rc = mdb_txn_commit(txn)) != 0) {
         txn = NULL;
         r = mdb_to_verr(rc);
@@ -203,6 +313,7 @@ void store_close(struct store *s)
     if (s->env != NULL)
         mdb_env_close(s->env);
     buf_free(&s->rec);
+    buf_free(&s->cp_note);
     free(s);
 }
 
@@ -218,6 +329,8 @@ int store_begin(struct store *s)
     }
     s->seq_txn = s->seq;
     s->audit_next_txn = s->audit_next;
+    s->tree_txn = s->tree;
+    s->cp_pending = 0;
     s->queued_txn = s->queued;
     return 0;
 }
@@ -233,12 +346,17 @@ int store_commit(struct store *s)
     if (s->queued_txn != s->queued &&
         (r = meta_put_u64(s->txn, s->meta, meta_queued, s->queued_txn)) != 0)
         goto fail;
+    if ((r = audit_tree_commit(s)) != 0)
+        goto fail;
     rc = mdb_txn_commit(s->txn); /* frees the txn whatever happens */
     s->txn = NULL;
     if (rc != 0)
         return mdb_to_verr(rc);
     s->seq = s->seq_txn;
     s->audit_next = s->audit_next_txn;
+    s->tree = s->tree_txn;
+    if (merkle_state_size(&s->tree) > s->cp_size && s->cp_pending)
+        s->cp_size = merkle_state_size(&s->tree);
     s->queued = s->queued_txn;
     return 0;
 fail:
@@ -279,6 +397,11 @@ int store_audit_append(struct store *s, const struct audit_record *rec)
     if ((r = audit_record_encode(rec, &s->rec)) != 0)
         return r;
     merkle_leaf_hash(leaf, buf_data(&s->rec), buf_size(&s->rec));
+    /* O(log n): the frontier, persisted at commit (docs/audit-crypto.md section 2) */
+    if (s->tree_err != 0)
+        return s->tree_err;
+    if ((r = merkle_state_append(&s->tree_txn, leaf)) != 0)
+        return r;
     be64(kb, s->audit_next_txn);
     k = val(kb, sizeof(kb));
     /* Keys are big-endian and only grow: MDB_APPEND keeps the pages packed. */
@@ -906,5 +1029,59 @@ out:
     if (c != NULL)
         mdb_cursor_close(c);
     mdb_txn_abort(txn);
+    return r;
+}
+
+/* ---- audit tree and checkpoints (docs/audit-log.md) ---- */
+
+void store_set_checkpoint_fn(struct store *s, store_checkpoint_fn fn, void *ctx)
+{
+    s->cp_fn = fn;
+    s->cp_ctx = ctx;
+}
+
+int store_audit_tree(const struct store *s, struct merkle_state *out)
+{
+    if (s->tree_err != 0)
+        return s->tree_err;
+    *out = s->tree;
+    return 0;
+}
+
+int store_checkpoint_latest(struct store *s, uint64_t *size, struct buf *out)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_val k, d;
+    int rc, r;
+
+    *size = 0;
+    if ((r = buf_init(out, NOTE_MAX_LEN, 0)) != 0)
+        return r;
+    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0) {
+        r = mdb_to_verr(rc);
+        goto out;
+    }
+    if ((rc = mdb_cursor_open(txn, s->audit_cp, &cur)) != 0) {
+        r = mdb_to_verr(rc);
+        goto out;
+    }
+    if ((rc = mdb_cursor_get(cur, &k, &d, MDB_LAST)) != 0) {
+        r = mdb_to_verr(rc);
+        goto out;
+    }
+    if (k.mv_size != 8) {
+        r = VERR_STORE;
+        goto out;
+    }
+    *size = rd64(k.mv_data);
+    r = buf_put_bytes(out, d.mv_data, d.mv_size);
+out:
+    if (cur != NULL)
+        mdb_cursor_close(cur);
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    if (r != 0)
+        buf_free(out);
     return r;
 }

@@ -31,6 +31,7 @@
 #include "audit_record.h"
 #include "buf.h"
 #include "err.h"
+#include "merkle.h"
 #include "wire.h"
 
 struct store;
@@ -127,6 +128,22 @@ int store_bundle_take(struct store *s, const uint8_t owner[static DEVICE_ID_LEN]
  */
 int store_otk_count(struct store *s, const uint8_t device[static DEVICE_ID_LEN],
                     uint32_t *left) VL_MUST_CHECK;
+
+/*
+ * Audit tree and checkpoints (docs/audit-log.md). The Merkle frontier is
+ * updated by store_audit_append and persisted by store_commit in the same
+ * transaction. When the log is larger than its latest checkpoint, store_commit
+ * calls fn (if set) inside the transaction with the tree to commit; fn may
+ * append a signed checkpoint note to note, which is then stored in
+ * `audit_cp` under the tree size in that same transaction.
+ */
+typedef int (*store_checkpoint_fn)(void *ctx, const struct merkle_state *tree,
+                                   uint64_t last_checkpoint_size, struct buf *note);
+void store_set_checkpoint_fn(struct store *s, store_checkpoint_fn fn, void *ctx);
+/* The committed tree state; the parse error if the persisted state is corrupt. */
+int store_audit_tree(const struct store *s, struct merkle_state *out) VL_MUST_CHECK;
+/* The latest stored checkpoint: tree size and note (out is initialised here). */
+int store_checkpoint_latest(struct store *s, uint64_t *size, struct buf *out) VL_MUST_CHECK;
 
 /* Envelopes queued in total (committed), for /metrics. */
 uint64_t store_queue_total(const struct store *s);

@@ -108,6 +108,9 @@ static void test_ranges(void **state)
     assert_int_equal(audit_record_encode(&rec, &b), VERR_USAGE);
     assert_int_equal(buf_size(&b), 0);
     assert_string_equal(audit_event_name(AUDIT_AUTH_FAIL), "auth_fail");
+    assert_string_equal(audit_event_name(AUDIT_DEVICE_ENROLLED), "device_enrolled");
+    assert_string_equal(audit_event_name(AUDIT_DEVICE_REVOKED), "device_revoked");
+    assert_string_equal(audit_event_name(AUDIT_EVENT_MAX + 1), "unknown");
     buf_free(&b);
 }
 

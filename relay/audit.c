@@ -1,0 +1,390 @@
+/* audit.c - audit key, checkpoint policy and directory records (see audit.h). */
+#include "audit.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sodium.h>
+
+#include "audit_record.h"
+#include "fileio.h"
+#include "log.h"
+#include "merkle.h"
+#include "note.h"
+#include "sig.h"
+
+_Static_assert(RAUDIT_KEY_FILE_LEN == 4 + 1 + SIG_SEED_LEN, "audit.key layout (docs/audit-log.md)");
+
+enum { RAUDIT_KEY_VERSION = 1, RAUDIT_PATH_MAX = 4096 };
+
+struct raudit {
+    uint8_t *sk; /* sodium_malloc: libsodium's 64-byte Ed25519 secret key */
+    uint8_t pk[SIG_PK_LEN];
+    char origin[NOTE_MAX_NAME_LEN + 1];
+    char verifier[NOTE_VERIFIER_KEY_MAX];
+    struct note_verifier v;
+    uint64_t every_records, every_seconds;
+    uint64_t last_time; /* monotonic seconds of the latest checkpoint (or of start) */
+    int force;
+    struct buf text;
+};
+
+static uint64_t mono_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec;
+}
+
+/*
+ * Reads DATA/audit.key into sk/pk; with create, makes it first if it is
+ * absent (O_EXCL, 0600: STYLE.md habit 5). *created tells which happened.
+ */
+static int key_load(const char *dir, int create, uint8_t sk[static SIG_SK_LEN],
+                    uint8_t pk[static SIG_PK_LEN], int *created)
+{
+    char path[RAUDIT_PATH_MAX];
+    uint8_t file[RAUDIT_KEY_FILE_LEN];
+    struct buf b = {0};
+    const uint8_t *p;
+    int r = VERR_INTERNAL;
+
+    *created = 0;
+    if ((r = file_join(path, sizeof(path), dir, RAUDIT_KEY_FILE)) != 0)
+        goto out;
+    if (!file_exists(path)) {
+        if (!create) {
+            r = VERR_UNKNOWN;
+            goto out;
+        }
+        memcpy(file, RAUDIT_KEY_MAGIC, 4);
+        file[4] = RAUDIT_KEY_VERSION;
+        randombytes_buf(file + 5, SIG_SEED_LEN);
+        r = file_write_new(path, file, sizeof(file), 0600);
+        if (r == 0)
+            *created = 1;
+        else if (r != VERR_EXISTS) /* another process made it first: read theirs */
+            goto out;
+    }
+    if ((r = file_read(path, RAUDIT_KEY_FILE_LEN, BUF_SECRET, &b)) != 0)
+        goto out;
+    p = buf_data(&b);
+    if (buf_size(&b) != RAUDIT_KEY_FILE_LEN) {
+        r = VERR_TRUNCATED;
+        goto out;
+    }
+    if (memcmp(p, RAUDIT_KEY_MAGIC, 4) != 0) {
+        r = VERR_BAD_MAGIC;
+        goto out;
+    }
+    if (p[4] != RAUDIT_KEY_VERSION) {
+        r = VERR_BAD_VERSION;
+        goto out;
+    }
+    if (crypto_sign_seed_keypair(pk, sk, p + 5) != 0)
+        goto out;
+    r = 0;
+out:
+    sodium_memzero(file, sizeof(file));
+    buf_free(&b); /* BUF_SECRET: wiped */
+    return r;
+}
+
+static int make_origin(char out[static NOTE_MAX_NAME_LEN + 1], const char *relay_id)
+{
+    int n = snprintf(out, NOTE_MAX_NAME_LEN + 1, "%s%s", RAUDIT_ORIGIN_PREFIX, relay_id);
+
+    if (n < 0 || n > NOTE_MAX_NAME_LEN || !note_name_valid(out, (size_t)n))
+        return VERR_USAGE;
+    return 0;
+}
+
+/* store_checkpoint_fn: the policy of audit.h, run inside the committing transaction. */
+static int checkpoint_fn(void *ctx, const struct merkle_state *tree, uint64_t last,
+                         struct buf *note)
+{
+    struct raudit *ra = ctx;
+    uint8_t root[MERKLE_HASH_LEN];
+    uint64_t size = merkle_state_size(tree), now = mono_s();
+    int r;
+
+    if (!ra->force && size - last < ra->every_records && now - ra->last_time < ra->every_seconds)
+        return 0;
+    merkle_state_root(tree, root);
+    buf_reset(&ra->text);
+    if ((r = note_checkpoint_text(&ra->text, ra->origin, size, root)) != 0 ||
+        (r = note_sign(note, buf_data(&ra->text), buf_size(&ra->text), ra->origin, ra->sk)) != 0)
+        return r;
+    ra->force = 0;
+    ra->last_time = now;
+    rlog(RLOG_DEBUG, "audit checkpoint signed at tree size %llu", (unsigned long long)size);
+    return 0;
+}
+
+/* The start-up check of audit.h: tree state against the log and the latest checkpoint. */
+static int check_tree(struct raudit *ra, struct store *st, char *err, size_t errsz)
+{
+    struct merkle_state tree;
+    struct note_checkpoint cp;
+    struct buf note = {0};
+    uint8_t root[MERKLE_HASH_LEN];
+    uint64_t cp_size = 0, records = store_audit_size(st);
+    int r;
+
+    if ((r = store_audit_tree(st, &tree)) != 0) {
+        snprintf(err, errsz, "audit tree state is corrupt (%s); refusing to start", verr_str(r));
+        goto out;
+    }
+    if (merkle_state_size(&tree) != records) {
+        snprintf(err, errsz,
+                 "audit tree state covers %llu records but the log holds %llu; refusing to start",
+                 (unsigned long long)merkle_state_size(&tree), (unsigned long long)records);
+        r = VERR_STORE;
+        goto out;
+    }
+    r = store_checkpoint_latest(st, &cp_size, &note);
+    if (r == VERR_UNKNOWN) {
+        r = 0; /* no checkpoint yet */
+        goto out;
+    }
+    if (r != 0) {
+        snprintf(err, errsz, "reading the latest audit checkpoint: %s", verr_str(r));
+        goto out;
+    }
+    if ((r = note_checkpoint_open(&cp, buf_data(&note), buf_size(&note), &ra->v)) != 0) {
+        snprintf(err, errsz,
+                 "the latest audit checkpoint (size %llu) does not verify with audit.key (%s); "
+                 "refusing to start",
+                 (unsigned long long)cp_size, verr_str(r));
+        goto out;
+    }
+    if (cp.size != cp_size) {
+        snprintf(err, errsz, "audit checkpoint stored under size %llu says size %llu",
+                 (unsigned long long)cp_size, (unsigned long long)cp.size);
+        r = VERR_STORE;
+        goto out;
+    }
+    if (cp.size > records) {
+        snprintf(err, errsz,
+                 "the latest audit checkpoint covers %llu records but the log holds %llu: "
+                 "truncated or rolled back; refusing to start",
+                 (unsigned long long)cp.size, (unsigned long long)records);
+        r = VERR_ROLLBACK;
+        goto out;
+    }
+    merkle_state_root(&tree, root);
+    if (cp.size == records && memcmp(root, cp.root, MERKLE_HASH_LEN) != 0) {
+        snprintf(err, errsz,
+                 "audit tree root differs from the signed checkpoint at size %llu; refusing to "
+                 "start",
+                 (unsigned long long)records);
+        r = VERR_BAD_PROOF;
+        goto out;
+    }
+    r = 0;
+out:
+    buf_free(&note);
+    return r;
+}
+
+int raudit_open(struct raudit **out, const struct relay_config *cfg, struct store *st, char *err,
+                size_t errsz)
+{
+    struct raudit *ra = NULL;
+    int created = 0, r = VERR_INTERNAL;
+
+    *out = NULL;
+    if ((ra = calloc(1, sizeof(*ra))) == NULL)
+        return VERR_NOMEM;
+    if ((ra->sk = sodium_malloc(SIG_SK_LEN)) == NULL) {
+        r = VERR_NOMEM;
+        goto out;
+    }
+    if ((r = buf_init(&ra->text, NOTE_MAX_LEN, 0)) != 0)
+        goto out;
+    if ((r = make_origin(ra->origin, cfg->relay_id)) != 0) {
+        snprintf(err, errsz, "--relay-id \"%s\" cannot name an audit log (no spaces or '+')",
+                 cfg->relay_id);
+        goto out;
+    }
+    if ((r = key_load(cfg->data_dir, 1, ra->sk, ra->pk, &created)) != 0) {
+        snprintf(err, errsz, "--data %s: audit key %s: %s", cfg->data_dir, RAUDIT_KEY_FILE,
+                 verr_str(r));
+        goto out;
+    }
+    if ((r = note_verifier_format(ra->verifier, sizeof(ra->verifier), ra->origin, ra->pk)) != 0 ||
+        (r = note_verifier_parse(&ra->v, ra->verifier, strlen(ra->verifier))) != 0)
+        goto out;
+    if ((r = check_tree(ra, st, err, errsz)) != 0)
+        goto out;
+    ra->every_records = cfg->checkpoint_records;
+    ra->every_seconds = cfg->checkpoint_seconds;
+    ra->last_time = mono_s();
+    rlog(RLOG_INFO, "audit verifier key%s: %s", created ? " (new audit.key)" : "", ra->verifier);
+    store_set_checkpoint_fn(st, checkpoint_fn, ra);
+    *out = ra;
+    ra = NULL;
+    r = 0;
+out:
+    raudit_free(ra);
+    return r;
+}
+
+void raudit_free(struct raudit *ra)
+{
+    if (ra == NULL)
+        return;
+    sodium_free(ra->sk); /* wipes */
+    buf_free(&ra->text);
+    free(ra);
+}
+
+const char *raudit_verifier_key(const struct raudit *ra)
+{
+    return ra->verifier;
+}
+
+void raudit_force_checkpoint(struct raudit *ra)
+{
+    if (ra != NULL)
+        ra->force = 1;
+}
+
+static int has_cert_serial(const struct directory *d, uint64_t serial)
+{
+    size_t lo = 0, hi = d != NULL ? dir_cert_count(d) : 0;
+
+    /* certificates are sorted by strictly increasing serial (dir.h) */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        uint64_t s = dir_cert_at(d, mid)->serial;
+
+        if (s == serial)
+            return 1;
+        if (s < serial)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return 0;
+}
+
+static int has_revoked_serial(const struct directory *d, uint64_t serial)
+{
+    size_t lo = 0, hi = d != NULL ? dir_revoked_count(d) : 0;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        uint64_t s = dir_revoked_at(d, mid)->serial;
+
+        if (s == serial)
+            return 1;
+        if (s < serial)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return 0;
+}
+
+int raudit_directory_changes(struct store *st, const struct directory *old,
+                             const struct directory *nw, uint64_t now)
+{
+    struct audit_record rec;
+    int r;
+
+    for (size_t i = 0; i < dir_cert_count(nw); i++) {
+        const struct cert *c = dir_cert_at(nw, i);
+
+        if (has_cert_serial(old, c->serial))
+            continue;
+        audit_record_init(&rec, AUDIT_DEVICE_ENROLLED, now);
+        memcpy(rec.device_id, c->device_id, DEVICE_ID_LEN);
+        rec.cert_serial = c->serial;
+        rec.value = dir_version(nw);
+        if ((r = store_audit_append(st, &rec)) != 0)
+            return r;
+    }
+    for (size_t i = 0; i < dir_revoked_count(nw); i++) {
+        const struct dir_revocation *v = dir_revoked_at(nw, i);
+
+        if (has_revoked_serial(old, v->serial))
+            continue;
+        audit_record_init(&rec, AUDIT_DEVICE_REVOKED, now);
+        memcpy(rec.device_id, v->device_id, DEVICE_ID_LEN);
+        rec.cert_serial = v->serial;
+        rec.value = dir_version(nw);
+        if ((r = store_audit_append(st, &rec)) != 0)
+            return r;
+    }
+    return 0;
+}
+
+int raudit_print_wanted(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--print-audit-key") == 0)
+            return 1;
+    return 0;
+}
+
+int raudit_print_main(int argc, char **argv)
+{
+    const char *data = NULL, *relay_id = "valise-relay";
+    char origin[NOTE_MAX_NAME_LEN + 1], verifier[NOTE_VERIFIER_KEY_MAX];
+    uint8_t *sk = NULL, pk[SIG_PK_LEN];
+    int created = 0, r, status = 1;
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--print-audit-key") == 0)
+            continue;
+        if (strcmp(argv[i], "--help") == 0) {
+            fprintf(stderr, "usage: valise-relay --print-audit-key --data DIR [--relay-id NAME]\n"
+                            "Prints the audit log's C2SP verifier key and exits.\n");
+            return 0;
+        }
+        if (i + 1 < argc && strcmp(argv[i], "--data") == 0)
+            data = argv[++i];
+        else if (i + 1 < argc && strcmp(argv[i], "--relay-id") == 0)
+            relay_id = argv[++i];
+        else {
+            fprintf(stderr, "valise-relay: --print-audit-key takes only --data DIR and "
+                            "--relay-id NAME\n");
+            return 2;
+        }
+    }
+    if (data == NULL) {
+        fprintf(stderr, "valise-relay: --print-audit-key needs --data DIR\n");
+        return 2;
+    }
+    if (make_origin(origin, relay_id) != 0) {
+        fprintf(stderr, "valise-relay: --relay-id \"%s\" cannot name an audit log\n", relay_id);
+        return 2;
+    }
+    if (sodium_init() < 0 || (sk = sodium_malloc(SIG_SK_LEN)) == NULL) {
+        fprintf(stderr, "valise-relay: libsodium failed to initialise\n");
+        return 1;
+    }
+    r = key_load(data, 0, sk, pk, &created);
+    if (r == VERR_UNKNOWN) {
+        fprintf(stderr, "valise-relay: no %s in %s (the relay creates it on first start)\n",
+                RAUDIT_KEY_FILE, data);
+        goto out;
+    }
+    if (r != 0) {
+        fprintf(stderr, "valise-relay: %s/%s: %s\n", data, RAUDIT_KEY_FILE, verr_str(r));
+        goto out;
+    }
+    if ((r = note_verifier_format(verifier, sizeof(verifier), origin, pk)) != 0) {
+        fprintf(stderr, "valise-relay: %s\n", verr_str(r));
+        goto out;
+    }
+    printf("%s\n", verifier);
+    status = 0;
+out:
+    sodium_free(sk);
+    return status;
+}
