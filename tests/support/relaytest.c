@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -178,6 +179,8 @@ int trelay_start(struct trelay *r, const struct tpki *p, const char *const *extr
         return VERR_IO;
     if (r->pid == 0) {
         int fd = open(r->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        /* A test that dies takes its relay with it. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (fd >= 0) {
             dup2(fd, 2);
             dup2(fd, 1);
