@@ -58,7 +58,7 @@ def ratio(a, b):
 
 def main():
     ap = argparse.ArgumentParser()
-    for a in ("log", "profile", "out", "command", "date", "nproc", "cpu", "kernel", "lmdb",
+    for a in ("log", "profile", "out", "command", "commit", "date", "nproc", "cpu", "kernel", "lmdb",
               "lws", "mosquitto"):
         ap.add_argument("--" + a, required=True)
     o = ap.parse_args()
@@ -85,7 +85,7 @@ def main():
     ]
     L = [BEGIN, "", "## Latest run", ""]
     L.append(f"- Date: {o.date}")
-    L.append(f"- Command: `{o.command}` (from the repository root)")
+    L.append(f"- Command: `{o.command}` (from the repository root), code at commit {o.commit}")
     L.append(f"- Machine: {o.nproc} CPUs, {o.cpu}, {o.kernel}; load generator on the same machine")
     L.append(f"- Versions: LMDB {o.lmdb}, libwebsockets {o.lws}, Mosquitto {o.mosquitto}")
     L.append("- Payload: 1 KiB opaque (random) per envelope; same senders, recipients, payloads "

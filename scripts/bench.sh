@@ -30,6 +30,13 @@ while [ $# -gt 0 ]; do
   shift
 done
 
+# The code measured: a commit id, "-dirty" when relay/, lib/ or bench/ differ from it.
+if commit=$(git rev-parse --short HEAD 2>/dev/null); then
+  git diff --quiet HEAD -- relay lib bench 2>/dev/null || commit="$commit-dirty"
+else
+  commit=${BENCH_COMMIT:-unknown}
+fi
+
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$build" -j"$(nproc)" --target valise-relay valise-bench >/dev/null
 relay=$root/$build/relay/valise-relay
@@ -104,7 +111,7 @@ fi
 machine_cpu=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
 python3 "$root/bench/report.py" \
   --log "$out/bench.log" --profile "$out/profile.txt" --out "$root/BENCHMARKS.md" \
-  --command "$cmdline" --date "$started" --nproc "$(nproc)" --cpu "$machine_cpu" \
+  --command "$cmdline" --commit "$commit" --date "$started" --nproc "$(nproc)" --cpu "$machine_cpu" \
   --kernel "$(uname -sr)" --lmdb "$(pkg-config --modversion lmdb 2>/dev/null || echo '?')" \
   --lws "$(pkg-config --modversion libwebsockets 2>/dev/null || echo '?')" \
   --mosquitto "$( [ $mosq -eq 1 ] && ("$mosq_bin" -h 2>/dev/null | head -1 | sed 's/mosquitto version //') || echo 'not run')"
