@@ -7,6 +7,7 @@
 #include "testutil.h"
 
 #include "client_fixture.h"
+#include "fileio.h"
 #include "inner.h"
 #include "sig.h"
 #include "text.h"
@@ -283,6 +284,24 @@ static void test_caps_and_fields(void **state)
     }
 }
 
+/* The fuzzer's seeds are valid structure (their signatures are dummies). */
+static void test_fuzz_seeds_parse(void **state)
+{
+    static const char *const seeds[] = {"flash_role", "circular_all", "device_addr",
+                                        "receipt_read", "receipt_delivered"};
+    (void)state;
+    for (size_t i = 0; i < sizeof(seeds) / sizeof(seeds[0]); i++) {
+        char path[512];
+        struct buf b;
+        struct inner m;
+        snprintf(path, sizeof(path), "%s/fuzz/corpus/inner/%s", VALISE_SOURCE_DIR, seeds[i]);
+        assert_int_equal(file_read(path, INNER_MAX_LEN, 0, &b), 0);
+        if (inner_parse(buf_data(&b), buf_size(&b), &m) != 0)
+            fail_msg("seed %s does not parse", seeds[i]);
+        buf_free(&b);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -295,6 +314,7 @@ int main(void)
         cmocka_unit_test(test_forwarded_and_role),
         cmocka_unit_test(test_revoked_and_unknown_sender),
         cmocka_unit_test(test_caps_and_fields),
+        cmocka_unit_test(test_fuzz_seeds_parse),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
