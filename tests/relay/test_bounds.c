@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -331,6 +332,44 @@ static void test_oversize_length(void **state)
     bystander_ok(f);
 }
 
+/* A message split over continuation frames (RFC 6455 5.4) is reassembled. */
+static void test_fragmented_message(void **state)
+{
+    struct fixture *f = *state;
+    struct wire_envelope e;
+    struct wire_msg m;
+    struct buf sub;
+    uint8_t id[WIRE_ID_LEN], mask[4], *part;
+    uint16_t reason;
+    struct wsc c;
+    size_t half;
+
+    assert_int_equal(tc_auth(&c, f->relay.port, &f->a, &reason), 0);
+    randombytes_buf(id, sizeof(id));
+    tc_envelope(&e, id, &f->r, WIRE_FLASH, tnow() + 60, (const uint8_t *)"fragmented", 10);
+    assert_int_equal(buf_init(&sub, 4096, 0), 0);
+    assert_int_equal(wire_put_envelopes(&sub, WIRE_SUBMIT, &e, 1), 0);
+    half = buf_size(&sub) / 2;
+    assert_non_null(part = malloc(buf_size(&sub)));
+    memcpy(part, buf_data(&sub), buf_size(&sub));
+    /* first frame: binary, not final */
+    assert_int_equal(wsc_send_header(&c, 0, 2, half, mask), 0);
+    for (size_t i = 0; i < half; i++)
+        part[i] ^= mask[i & 3];
+    assert_int_equal(wsc_send_raw(&c, part, half), 0);
+    usleep(50000);
+    /* then a continuation frame, final */
+    assert_int_equal(wsc_send_header(&c, 1, 0, buf_size(&sub) - half, mask), 0);
+    for (size_t i = half; i < buf_size(&sub); i++)
+        part[i] ^= mask[(i - half) & 3];
+    assert_int_equal(wsc_send_raw(&c, part + half, buf_size(&sub) - half), 0);
+    assert_int_equal(tc_expect(&c, &f->msg, &m, WIRE_SUBMIT_ACK, TWAIT), 0);
+    assert_int_equal(m.u.batch.n, 1);
+    free(part);
+    buf_free(&sub);
+    wsc_close(&c);
+}
+
 static void test_truncated_frame(void **state)
 {
     struct fixture *f = *state;
@@ -409,6 +448,7 @@ int main(void)
         cmocka_unit_test(test_random_frame),
         cmocka_unit_test(test_not_websocket),
         cmocka_unit_test(test_oversize_length),
+        cmocka_unit_test(test_fragmented_message),
         cmocka_unit_test(test_truncated_frame),
         cmocka_unit_test(test_stall_before_auth),
         cmocka_unit_test(test_stall_after_auth),
