@@ -32,3 +32,10 @@ set_tests_properties(relay/cli_missing_flags relay/cli_refuses_plain_non_loopbac
                      relay/cli_bad_number PROPERTIES WILL_FAIL TRUE)
 set_tests_properties(relay/cli_refuses_plain_non_loopback PROPERTIES
                      PASS_REGULAR_EXPRESSION "without TLS" WILL_FAIL FALSE)
+
+# TLS: wss:// and https:// with --tls-cert/--tls-key (needs the openssl and curl tools; skipped without).
+add_executable(relay_mkpki ${CMAKE_CURRENT_LIST_DIR}/support/mkpki.c)
+target_link_libraries(relay_mkpki PRIVATE vtest_relay_support vcore)
+add_test(NAME relay/tls COMMAND sh ${CMAKE_CURRENT_LIST_DIR}/relay/tls.sh
+         $<TARGET_FILE:valise-relay> $<TARGET_FILE:relay_mkpki>)
+set_tests_properties(relay/tls PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 60 LABELS relay)
