@@ -323,6 +323,64 @@ static void test_no_plaintext(void **state)
     sodium_memzero(key, sizeof(key));
 }
 
+/* SIGTERM with a SUBMIT in flight: it is acknowledged (and kept) or refused, never lost silently. */
+static void test_sigterm_in_flight(void **state)
+{
+    struct fixture *f = *state;
+    struct wire_envelope e[BATCH];
+    uint8_t ids[BATCH][WIRE_ID_LEN], ct[CT_LEN];
+    struct wire_msg m;
+    struct wsc ca, cb;
+    uint16_t reason;
+    int acked = 0, refused = 0;
+
+    randombytes_buf(ct, sizeof(ct));
+    for (int round = 0; round < 5; round++) {
+        assert_int_equal(trelay_start(&f->relay, &f->pki, fast), 0);
+        assert_int_equal(tc_auth(&ca, f->relay.port, &f->a, &reason), 0);
+        for (size_t i = 0; i < BATCH; i++) {
+            randombytes_buf(ids[i], WIRE_ID_LEN);
+            tc_envelope(&e[i], ids[i], &f->b, WIRE_IMMEDIATE, tnow() + 3600, ct, sizeof(ct));
+        }
+        assert_int_equal(tc_submit(&ca, e, BATCH), 0);
+        kill(f->relay.pid, SIGTERM);
+        int r = tc_recv(&ca, &f->msg, &m, TWAIT);
+        int st = trelay_signal(&f->relay, SIGTERM);
+        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        wsc_close(&ca);
+        if (r == 0 && m.type == WIRE_ERROR) {
+            assert_int_equal(m.u.error.reason, WIRE_R_SHUTTING_DOWN);
+            refused++;
+            continue;
+        }
+        if (r != 0)
+            continue; /* closed before reading it: not acknowledged, the client resends */
+        assert_int_equal(m.type, WIRE_SUBMIT_ACK);
+        acked++;
+        /* acknowledged before the exit: there after a restart */
+        assert_int_equal(trelay_start(&f->relay, &f->pki, fast), 0);
+        assert_int_equal(tc_auth(&cb, f->relay.port, &f->b, &reason), 0);
+        size_t got = 0;
+        while (got < BATCH && tc_expect(&cb, &f->msg, &m, WIRE_DELIVER, TWAIT) == 0) {
+            struct wire_iter it;
+            struct wire_envelope d;
+            wire_iter_init(&it, &m);
+            for (size_t i = 0; i < m.u.batch.n; i++) {
+                assert_int_equal(wire_next_envelope(&it, &d), 0);
+                assert_int_equal(tc_deliver_ack(&cb, d.id, 1), 0);
+                for (size_t k = 0; k < BATCH; k++)
+                    got += memcmp(d.id, ids[k], WIRE_ID_LEN) == 0; /* others are older tests' */
+            }
+        }
+        assert_int_equal(got, BATCH);
+        usleep(200000);
+        wsc_close(&cb);
+        st = trelay_signal(&f->relay, SIGTERM);
+        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    fprintf(stderr, "SIGTERM in flight: %d acknowledged and kept, %d refused\n", acked, refused);
+}
+
 /* A full LMDB map: the write fails with a reason and no acknowledgement, reads go on. */
 static void test_storage_full(void **state)
 {
@@ -392,6 +450,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kill9_loop),
         cmocka_unit_test(test_no_plaintext),
+        cmocka_unit_test(test_sigterm_in_flight),
         cmocka_unit_test(test_storage_full),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
