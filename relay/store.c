@@ -15,14 +15,23 @@ enum {
     QKEY_LEN = DEVICE_ID_LEN + 1 + 8,              /* recipient | precedence | seq */
     QVAL_FIXED = WIRE_ID_LEN + DEVICE_ID_LEN + 8 + 8, /* id | sender | expiry | accepted */
     IKEY_LEN = DEVICE_ID_LEN + WIRE_ID_LEN,        /* recipient | id */
-    IVAL_LEN = 1 + DEVICE_ID_LEN + 1 + 8 + 8 + 4,  /* state | sender | prec | seq | expiry | size */
+    IVAL_LEN = 1 + DEVICE_ID_LEN + 1 + 8 + 8 + 4,  /* format | sender | prec | seq | expiry | size */
     XKEY_LEN = 8 + DEVICE_ID_LEN + WIRE_ID_LEN,    /* expiry | recipient | id */
     NKEY_LEN = DEVICE_ID_LEN + WIRE_ID_LEN,        /* sender | id */
     NVAL_LEN = DEVICE_ID_LEN + 2 + 8,              /* recipient | reason | time */
     QSTAT_LEN = 16,                                /* count | bytes */
     SPK_LEN = 4 + WIRE_PK_LEN + SIG_LEN,
+    /* Index value format. Whether the envelope is still queued is whether its
+     * queue key exists: an acknowledgement deletes one key and writes nothing. */
     STATE_QUEUED = 1,
-    STATE_DELIVERED = 2,
+    QCACHE_MIN = 1024,
+};
+
+/* A recipient's queue totals, cached so a batch reads and writes them once. */
+struct qent {
+    uint8_t id[DEVICE_ID_LEN];
+    uint8_t used, dirty;
+    uint64_t count, bytes;
 };
 
 struct store {
@@ -43,7 +52,15 @@ struct store {
     void *cp_ctx;
     struct buf cp_note;
     int cp_pending;        /* this transaction stores a checkpoint */
+    /* qstat cache: committed values plus this transaction's changes (dirty) */
+    struct qent *qc;
+    size_t qc_cap, qc_n;
+    size_t *qc_dirty;
+    size_t qc_ndirty, qc_dirty_cap;
 };
+
+static void qc_clear(struct store *s);
+static int qc_flush(struct store *s);
 
 static const char meta_seq[] = "seq";
 static const char meta_queued[] = "queued";
@@ -314,6 +331,8 @@ void store_close(struct store *s)
         mdb_env_close(s->env);
     buf_free(&s->rec);
     buf_free(&s->cp_note);
+    free(s->qc);
+    free(s->qc_dirty);
     free(s);
 }
 
@@ -346,12 +365,19 @@ int store_commit(struct store *s)
     if (s->queued_txn != s->queued &&
         (r = meta_put_u64(s->txn, s->meta, meta_queued, s->queued_txn)) != 0)
         goto fail;
-    if ((r = audit_tree_commit(s)) != 0)
+    if ((r = qc_flush(s)) != 0 || (r = audit_tree_commit(s)) != 0)
         goto fail;
     rc = mdb_txn_commit(s->txn); /* frees the txn whatever happens */
     s->txn = NULL;
-    if (rc != 0)
+    if (rc != 0) {
+        qc_clear(s); /* the cache holds values that were not committed */
         return mdb_to_verr(rc);
+    }
+    for (size_t i = 0; i < s->qc_ndirty; i++)
+        s->qc[s->qc_dirty[i]].dirty = 0;
+    s->qc_ndirty = 0;
+    if (s->qc_n > 4 * QCACHE_MIN * 64)
+        qc_clear(s); /* bounded: reloaded on demand */
     s->seq = s->seq_txn;
     s->audit_next = s->audit_next_txn;
     s->tree = s->tree_txn;
@@ -369,6 +395,7 @@ void store_abort(struct store *s)
     if (s->txn != NULL)
         mdb_txn_abort(s->txn);
     s->txn = NULL;
+    qc_clear(s); /* it may hold this transaction's values */
 }
 
 uint64_t store_audit_size(const struct store *s)
@@ -415,37 +442,153 @@ int store_audit_append(struct store *s, const struct audit_record *rec)
     return 0;
 }
 
+static size_t qc_hash(const uint8_t *dev, size_t cap)
+{
+    uint64_t h;
+
+    /* Device ids are random: their first bytes are a good hash. */
+    memcpy(&h, dev, sizeof(h));
+    return (size_t)(h & (cap - 1));
+}
+
+static void qc_clear(struct store *s)
+{
+    if (s->qc != NULL)
+        memset(s->qc, 0, s->qc_cap * sizeof(*s->qc));
+    s->qc_n = 0;
+    s->qc_ndirty = 0;
+}
+
+static int qc_mark_dirty(struct store *s, size_t slot)
+{
+    if (s->qc[slot].dirty)
+        return 0;
+    if (s->qc_ndirty == s->qc_dirty_cap) {
+        size_t ncap = s->qc_dirty_cap < 64 ? 64 : s->qc_dirty_cap * 2;
+        size_t *np = realloc(s->qc_dirty, ncap * sizeof(*np));
+
+        if (np == NULL)
+            return VERR_NOMEM;
+        s->qc_dirty = np;
+        s->qc_dirty_cap = ncap;
+    }
+    s->qc[slot].dirty = 1;
+    s->qc_dirty[s->qc_ndirty++] = slot;
+    return 0;
+}
+
+static int qc_grow(struct store *s)
+{
+    size_t ncap = s->qc_cap < QCACHE_MIN ? QCACHE_MIN : s->qc_cap * 2;
+    struct qent *nq = calloc(ncap, sizeof(*nq)), *old = s->qc;
+    size_t ocap = s->qc_cap;
+
+    if (nq == NULL)
+        return VERR_NOMEM;
+    s->qc = nq;
+    s->qc_cap = ncap;
+    s->qc_ndirty = 0;
+    for (size_t i = 0; i < ocap; i++) {
+        size_t j;
+
+        if (!old[i].used)
+            continue;
+        for (j = qc_hash(old[i].id, ncap); nq[j].used; j = (j + 1) & (ncap - 1))
+            ;
+        nq[j] = old[i];
+        if (nq[j].dirty) {
+            nq[j].dirty = 0;
+            if (qc_mark_dirty(s, j) != 0) {
+                free(old);
+                qc_clear(s); /* the transaction is aborted: nothing cached is kept */
+                return VERR_NOMEM;
+            }
+        }
+    }
+    free(old);
+    return 0;
+}
+
+/* The cache slot for dev, loaded from the open transaction if it is not cached. */
+static int qc_slot(struct store *s, const uint8_t dev[static DEVICE_ID_LEN], size_t *out)
+{
+    MDB_val k, d;
+    size_t j;
+    int rc, r;
+
+    if ((s->qc_n + 1) * 2 > s->qc_cap && (r = qc_grow(s)) != 0)
+        return r;
+    for (j = qc_hash(dev, s->qc_cap); s->qc[j].used; j = (j + 1) & (s->qc_cap - 1)) {
+        if (memcmp(s->qc[j].id, dev, DEVICE_ID_LEN) == 0) {
+            *out = j;
+            return 0;
+        }
+    }
+    k = val(dev, DEVICE_ID_LEN);
+    rc = mdb_get(s->txn, s->qstat, &k, &d);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return mdb_to_verr(rc);
+    if (rc == 0 && d.mv_size != QSTAT_LEN)
+        return VERR_STORE;
+    memcpy(s->qc[j].id, dev, DEVICE_ID_LEN);
+    s->qc[j].used = 1;
+    s->qc[j].dirty = 0;
+    s->qc[j].count = rc == 0 ? rd64(d.mv_data) : 0;
+    s->qc[j].bytes = rc == 0 ? rd64((const uint8_t *)d.mv_data + 8) : 0;
+    s->qc_n++;
+    *out = j;
+    return 0;
+}
+
 static int qstat_get(struct store *s, const uint8_t dev[static DEVICE_ID_LEN], uint64_t *count,
                      uint64_t *bytes)
 {
-    MDB_val k = val(dev, DEVICE_ID_LEN), d;
-    int rc = mdb_get(s->txn, s->qstat, &k, &d);
+    size_t j;
+    int r;
 
     *count = *bytes = 0;
-    if (rc == MDB_NOTFOUND)
-        return 0;
-    if (rc != 0)
-        return mdb_to_verr(rc);
-    if (d.mv_size != QSTAT_LEN)
-        return VERR_STORE;
-    *count = rd64(d.mv_data);
-    *bytes = rd64((const uint8_t *)d.mv_data + 8);
+    if ((r = qc_slot(s, dev, &j)) != 0)
+        return r;
+    *count = s->qc[j].count;
+    *bytes = s->qc[j].bytes;
     return 0;
 }
 
 static int qstat_put(struct store *s, const uint8_t dev[static DEVICE_ID_LEN], uint64_t count,
                      uint64_t bytes)
 {
-    uint8_t b[QSTAT_LEN];
-    MDB_val k = val(dev, DEVICE_ID_LEN), d = val(b, sizeof(b));
+    size_t j;
+    int r;
 
-    if (count == 0) {
-        int rc = mdb_del(s->txn, s->qstat, &k, NULL);
-        return rc == MDB_NOTFOUND ? 0 : mdb_to_verr(rc);
+    if ((r = qc_slot(s, dev, &j)) != 0 || (r = qc_mark_dirty(s, j)) != 0)
+        return r;
+    s->qc[j].count = count;
+    s->qc[j].bytes = bytes;
+    return 0;
+}
+
+/* Writes this transaction's changed totals: once per recipient per commit. */
+static int qc_flush(struct store *s)
+{
+    for (size_t i = 0; i < s->qc_ndirty; i++) {
+        struct qent *q = &s->qc[s->qc_dirty[i]];
+        uint8_t b[QSTAT_LEN];
+        MDB_val k = val(q->id, DEVICE_ID_LEN), d = val(b, sizeof(b));
+        int rc;
+
+        if (q->count == 0) {
+            rc = mdb_del(s->txn, s->qstat, &k, NULL);
+            if (rc == MDB_NOTFOUND)
+                rc = 0;
+        } else {
+            be64(b, q->count);
+            be64(b + 8, q->bytes);
+            rc = mdb_put(s->txn, s->qstat, &k, &d, 0);
+        }
+        if (rc != 0)
+            return mdb_to_verr(rc);
     }
-    be64(b, count);
-    be64(b + 8, bytes);
-    return mdb_to_verr(mdb_put(s->txn, s->qstat, &k, &d, 0));
+    return 0;
 }
 
 static int qstat_add(struct store *s, const uint8_t dev[static DEVICE_ID_LEN], int sign,
@@ -571,8 +714,9 @@ static int unqueue(struct store *s, const uint8_t recipient[static DEVICE_ID_LEN
     qkey[DEVICE_ID_LEN] = ival[1 + DEVICE_ID_LEN];
     memcpy(qkey + DEVICE_ID_LEN + 1, ival + 2 + DEVICE_ID_LEN, 8);
     k = val(qkey, sizeof(qkey));
+    /* Not there: acknowledged before (the index entry is its tombstone). */
     if ((rc = mdb_del(s->txn, s->queue, &k, NULL)) != 0)
-        return mdb_to_verr(rc) == VERR_UNKNOWN ? VERR_STORE : mdb_to_verr(rc);
+        return mdb_to_verr(rc);
     if (s->queued_txn > 0)
         s->queued_txn--;
     return qstat_add(s, recipient, -1, rd32(ival + 18 + DEVICE_ID_LEN));
@@ -597,15 +741,10 @@ int store_envelope_ack(struct store *s, const uint8_t recipient[static DEVICE_ID
     if (d.mv_size != IVAL_LEN)
         return VERR_STORE;
     memcpy(ival, d.mv_data, sizeof(ival));
-    if (ival[0] != STATE_QUEUED)
-        return VERR_UNKNOWN;
+    /* The index entry stays until expiry as a tombstone, so a late resubmission
+     * is acknowledged and not delivered twice. */
     if ((r = unqueue(s, recipient, ival)) != 0)
         return r;
-    /* Keep a tombstone until expiry so a late resubmission is not delivered twice. */
-    ival[0] = STATE_DELIVERED;
-    d = val(ival, sizeof(ival));
-    if ((rc = mdb_put(s->txn, s->byid, &k, &d, 0)) != 0)
-        return mdb_to_verr(rc);
     audit_envelope(&rec, AUDIT_ENVELOPE_DELIVERED, now, recipient, recipient_serial, ival + 1, id,
                    rd32(ival + 18 + DEVICE_ID_LEN), ival[1 + DEVICE_ID_LEN]);
     return store_audit_append(s, &rec);
@@ -658,9 +797,10 @@ int store_sweep(struct store *s, uint64_t now, size_t limit,
         rc = mdb_get(s->txn, s->byid, &ik, &id);
         if (rc == 0 && id.mv_size == IVAL_LEN) {
             memcpy(ival, id.mv_data, sizeof(ival));
-            if (ival[0] == STATE_QUEUED) {
-                if ((r = unqueue(s, recipient, ival)) != 0)
-                    goto out;
+            r = unqueue(s, recipient, ival);
+            if (r != 0 && r != VERR_UNKNOWN)
+                goto out;
+            if (r == 0) { /* still queued: it expired undelivered */
                 /* The sender is told (DESIGN.md "Relay"): a notice queued for it. */
                 memcpy(nkey, ival + 1, DEVICE_ID_LEN);
                 memcpy(nkey + DEVICE_ID_LEN, eid, WIRE_ID_LEN);
