@@ -31,7 +31,7 @@
 uint64_t bench_now_ns(void);
 double bench_wall(void);
 
-/* Latency samples in nanoseconds; percentiles from the sorted samples. */
+/* Latency samples (kept in microseconds); percentiles from the sorted samples. */
 struct bench_hist {
     uint32_t *v;
     size_t n, cap, dropped;

@@ -46,7 +46,8 @@ void hist_add(struct bench_hist *h, uint64_t ns)
         h->v = nv;
         h->cap = ncap;
     }
-    h->v[h->n++] = ns > UINT32_MAX ? UINT32_MAX : (uint32_t)ns;
+    /* Microseconds in 32 bits: 1 us resolution, up to 71 minutes. */
+    h->v[h->n++] = ns / 1000u > UINT32_MAX ? UINT32_MAX : (uint32_t)(ns / 1000u);
 }
 
 void hist_reset(struct bench_hist *h)
@@ -78,7 +79,7 @@ uint64_t hist_q(struct bench_hist *h, double q)
     i = (size_t)(q * (double)(h->n - 1) + 0.5);
     if (i >= h->n)
         i = h->n - 1;
-    return h->v[i];
+    return (uint64_t)h->v[i] * 1000u;
 }
 
 static int read_small(const char *path, char *out, size_t outsz)

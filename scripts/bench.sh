@@ -114,5 +114,6 @@ python3 "$root/bench/report.py" \
   --command "$cmdline" --commit "$commit" --date "$started" --nproc "$(nproc)" --cpu "$machine_cpu" \
   --kernel "$(uname -sr)" --lmdb "$(pkg-config --modversion lmdb 2>/dev/null || echo '?')" \
   --lws "$(pkg-config --modversion libwebsockets 2>/dev/null || echo '?')" \
-  --mosquitto "$( [ $mosq -eq 1 ] && ("$mosq_bin" -h 2>/dev/null | head -1 | sed 's/mosquitto version //') || echo 'not run')"
+  --mosquitto "$(if [ $mosq -eq 1 ]; then { "$mosq_bin" -h 2>/dev/null || true; } | head -1 |
+                 sed 's/mosquitto version //'; else echo 'not run'; fi)"
 echo "bench.sh: wrote BENCHMARKS.md" >&2
