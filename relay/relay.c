@@ -26,7 +26,7 @@ enum {
     DELIVER_MAX_BYTES = 1 << 20, /* ciphertext per DELIVER message (at least one envelope) */
     ND_BATCH = 256,
     SWEEP_LIMIT = 10000,         /* expiries per turn, so one turn stays short */
-    OUTQ_MAX = 64 << 20,         /* replies queued for one slow connection */
+    OUTQ_MAX = WIRE_DIR_MAX + (1 << 20), /* replies queued for a connection: one directory fits */
     OUTQ_KEEP = 4096,            /* an idle connection keeps at most this much allocated */
 };
 
@@ -296,13 +296,17 @@ static size_t device_sessions(const struct relay *rl, const uint8_t id[static DE
 static int outq_put(struct session *s, const struct buf *msg, size_t off, size_t len)
 {
     int r;
+    size_t save = buf_size(&s->outq);
 
     if (s->conn == NULL)
         return 0;
-    if ((r = buf_put_u32(&s->outq, (uint32_t)len)) != 0)
-        return r;
-    if ((r = buf_put_bytes(&s->outq, buf_data(msg) + off, len)) != 0) {
-        buf_truncate(&s->outq, buf_size(&s->outq) - 4);
+    if ((r = buf_put_u32(&s->outq, (uint32_t)len)) != 0 ||
+        (r = buf_put_bytes(&s->outq, buf_data(msg) + off, len)) != 0) {
+        buf_truncate(&s->outq, save);
+        /* A peer that does not read its replies is not given unbounded memory. */
+        rlog(RLOG_WARN, "connection does not read its replies: closed");
+        s->close_after_flush = 1;
+        tp_close_async(s->conn);
         return r;
     }
     tp_want_write(s->conn);
