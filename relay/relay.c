@@ -645,6 +645,16 @@ static void *on_open(void *ctx, struct tp_conn *c)
     return s;
 }
 
+/*
+ * Only a whole message restarts the idle clock, so a peer that trickles a
+ * frame byte by byte is cut when the idle time-out runs out.
+ */
+static void message_done(struct session *s)
+{
+    if (s->authed && !s->close_after_flush && s->conn != NULL)
+        tp_set_timeout(s->conn, (unsigned)s->rl->cfg->idle_timeout);
+}
+
 static int on_rx(void *ctx, void *sess, const uint8_t *p, size_t len, int first, int final,
                  size_t remaining, int binary)
 {
@@ -659,8 +669,6 @@ static int on_rx(void *ctx, void *sess, const uint8_t *p, size_t len, int first,
         fail_session(s, WIRE_R_MALFORMED, "text frames are not used");
         return 0;
     }
-    if (s->authed)
-        tp_set_timeout(s->conn, (unsigned)rl->cfg->idle_timeout);
     if (first)
         s->rx_len = 0;
     /* The declared frame length is known at the first read: refuse before buffering. */
@@ -673,6 +681,7 @@ static int on_rx(void *ctx, void *sess, const uint8_t *p, size_t len, int first,
     }
     if (first && final && remaining == 0) {
         handle_msg(s, p, len); /* the common case: no copy */
+        message_done(s);
         return 0;
     }
     if (s->rx_len + len > s->rx_cap) {
@@ -692,6 +701,7 @@ static int on_rx(void *ctx, void *sess, const uint8_t *p, size_t len, int first,
     s->rx_len += len;
     if (final && remaining == 0) {
         handle_msg(s, s->rx, s->rx_len);
+        message_done(s);
         /* Split messages are rare: an idle connection keeps no buffer (DESIGN.md limits). */
         free(s->rx);
         s->rx = NULL;

@@ -414,6 +414,32 @@ static void test_stall_before_auth(void **state)
     bystander_ok(f);
 }
 
+/* A peer that trickles a message byte by byte is cut at the idle time-out too. */
+static void test_trickle_after_auth(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t mask[4], one = 0;
+    struct timespec t0;
+    struct wsc c;
+    uint16_t reason;
+    int closed = 0;
+
+    assert_int_equal(tc_auth(&c, f->relay.port, &f->a, &reason), 0);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(wsc_send_header(&c, 1, 2, 200, mask), 0);
+    for (int i = 0; i < 200 && !closed; i++) {
+        if (wsc_send_raw(&c, &one, 1) != 0 || wsc_wait_closed(&c, 100))
+            closed = 1;
+    }
+    if (!closed)
+        closed = wsc_wait_closed(&c, 10000);
+    assert_true(closed);
+    double s = elapsed(&t0);
+    if (s < 5.5 || s > 9.0)
+        fail_msg("expected a close after the 6 s idle time-out, saw %.2f s", s);
+    wsc_close(&c);
+}
+
 /* And after authenticating, at the idle time-out. */
 static void test_stall_after_auth(void **state)
 {
@@ -452,6 +478,7 @@ int main(void)
         cmocka_unit_test(test_truncated_frame),
         cmocka_unit_test(test_stall_before_auth),
         cmocka_unit_test(test_stall_after_auth),
+        cmocka_unit_test(test_trickle_after_auth),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
