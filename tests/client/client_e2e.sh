@@ -31,10 +31,10 @@ echo "org passphrase 1" >opw
 echo "device passphrase 1" >dpw
 V() { "$VALISE" "$@" --passphrase-file dpw; }
 
-start_relay() {
+start_relay() { # start_relay [EXTRA RELAY FLAGS...]
   rm -f port
   "$RELAY" --data data --org-pub org/org.pub --directory dir.bin --listen 127.0.0.1:0 \
-    --port-file port --log-level warn 2>>relay.log &
+    --port-file port --log-level warn "$@" 2>>relay.log &
   RPID=$!
   for _ in $(seq 100); do [ -s port ] && break; sleep 0.05; done
   [ -s port ] || { fail "relay did not start: $(cat relay.log)"; exit 1; }
@@ -69,8 +69,8 @@ if V enroll --home hq --cert jkt1.cert --org-pub org/org.pub --relay "$URL" >out
 fi
 grep -q "not for this device" err.txt || fail "wrong-cert message: $(cat err.txt)"
 
-# Every device publishes its prekeys once.
-for h in hq jkt1 jkt2 jkt3; do run "first sync $h" V sync --home $h --wait-ms 200; done
+# Every device but jkt2 publishes its prekeys (jkt2 has not been switched on yet).
+for h in hq jkt1 jkt3; do run "first sync $h" V sync --home $h --wait-ms 200; done
 
 # --- jkt3 is revoked, the relay gets directory v2 ---
 JKT3_ID=$(awk '/Person jkt3/ {print $2}' <("$KEYS" list --dir org))
@@ -90,8 +90,14 @@ run "outbox before sync" V outbox --home hq
 grep -q "waiting for directory" out.txt || fail "unsent message not shown waiting: $(cat out.txt)"
 run "hq sync" V sync --home hq --wait-ms 200
 run "outbox after sync" V outbox --home hq
-[ "$(grep -c 'accepted by relay' out.txt)" -eq 2 ] || fail "expected 2 accepted envelopes (jkt1, jkt2): $(cat out.txt)"
+[ "$(grep -c 'accepted by relay' out.txt)" -eq 1 ] || fail "expected jkt1's envelope accepted: $(cat out.txt)"
+grep -q "waiting for prekeys" out.txt || fail "jkt2 (no prekeys yet) not shown waiting: $(cat out.txt)"
 grep -q "Person jkt3" out.txt && fail "the revoked device got an envelope: $(cat out.txt)"
+# jkt2 is switched on once (publishes prekeys), then goes offline again; HQ retries.
+run "jkt2 first sync" V sync --home jkt2 --wait-ms 200
+run "hq sync (retry jkt2)" V sync --home hq --wait-ms 200
+run "outbox after retry" V outbox --home hq
+[ "$(grep -c 'accepted by relay' out.txt)" -eq 2 ] || fail "expected 2 accepted envelopes (jkt1, jkt2): $(cat out.txt)"
 
 # --- relay restart, JKT comes online ---
 stop_relay
@@ -148,6 +154,41 @@ run "jkt1 sync again" V sync --home jkt1 --wait-ms 300
 run "jkt1 inbox" V inbox --home jkt1
 [ "$(grep -c "$ID2" out.txt)" -eq 1 ] || fail "offline message not delivered exactly once: $(cat out.txt)"
 [ "$(grep -c "$ID" out.txt)" -eq 1 ] || fail "first message duplicated: $(cat out.txt)"
+
+# --- `run` stays connected and delivers what `send` queues meanwhile ---
+# Started directly (not through V): the signal must reach valise itself.
+"$VALISE" run --home jkt1 --passphrase-file dpw >run.out 2>run.err &
+RUNPID=$!
+sleep 1
+echo "for the running client" >m3.txt
+run "send to running jkt1" V send --home hq --to ambassador@JKT --subject "Live" --file m3.txt
+ID3=$(awk '{print $2}' out.txt)
+run "hq sync (live)" V sync --home hq --wait-ms 200
+got=0
+for _ in $(seq 50); do
+  V inbox --home jkt1 >out.txt 2>/dev/null && grep -q "$ID3" out.txt && { got=1; break; }
+  sleep 0.2
+done
+[ $got -eq 1 ] || fail "valise run did not receive the live message: $(cat run.err)"
+kill -TERM $RUNPID
+wait $RUNPID || fail "valise run did not exit cleanly on SIGTERM: $(cat run.err)"
+
+# --- expiry: the relay's non-delivery notice shows as expired undelivered ---
+stop_relay
+start_relay --ttl-routine 1
+URL4="ws://127.0.0.1:$PORT"
+run "re-enroll hq" V enroll --home hq --cert hq.cert --org-pub org/org.pub --relay "$URL4"
+JKT2_ID=$(awk '/Person jkt1/ {print $2}' <("$KEYS" list --dir org) | tail -1)
+run "send to be expired" V send --home hq --to "device:$JKT2_ID" --subject "Too late" --file m2.txt
+run "hq sync (submit short-lived)" V sync --home hq --wait-ms 200
+expired=0
+for _ in $(seq 20); do
+  sleep 0.5
+  run "hq sync (expiry)" V sync --home hq --wait-ms 300
+  V outbox --home hq >out.txt 2>/dev/null
+  grep -q "expired undelivered" out.txt && { expired=1; break; }
+done
+[ $expired -eq 1 ] || fail "no expired-undelivered status after the TTL: $(cat out.txt)"
 
 # --- safety numbers agree on both sides ---
 HQ_ID=$(awk '/Person hq/ {print $2}' <("$KEYS" list --dir org))
