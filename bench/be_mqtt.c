@@ -186,7 +186,8 @@ static void topic_of(char out[TOPIC_MAX], size_t device)
 static void set_interest(struct mpriv *p, struct mconn *c)
 {
     int want = c->m != NULL && mosquitto_want_write(c->m);
-    struct epoll_event e = {.events = EPOLLIN | (want ? EPOLLOUT : 0u), .data.u32 = (uint32_t)c->peer};
+    struct epoll_event e = {.events = EPOLLIN | (want ? EPOLLOUT : 0u),
+                            .data.u32 = (uint32_t)c->peer};
 
     if (c->fd < 0 || want == c->out_armed)
         return;
@@ -364,8 +365,8 @@ static int m_run(struct be *b, int timeout_ms)
          * messages queued, so a pure receiver would get one packet per call:
          * call it until the socket is drained (it leaves errno at EAGAIN).
          */
-        for (int k = 0; k < 4096 && rc == MOSQ_ERR_SUCCESS &&
-                        (ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR));
+        for (int k = 0;
+             k < 4096 && rc == MOSQ_ERR_SUCCESS && (ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR));
              k++) {
             errno = 0;
             rc = mosquitto_loop_read(c->m, 1);

@@ -33,7 +33,7 @@
 
 enum {
     RX_CHUNK = 64 * 1024,
-    FRAME_MAX = 16 << 20,   /* largest server frame we accept */
+    FRAME_MAX = 16 << 20, /* largest server frame we accept */
     WS_HDR_MAX = 14,
     MASK_POOL = 4096,
     ID_POOL = 64 * 1024,
@@ -845,8 +845,8 @@ int be_valise_new(struct be **out, const struct be_server *srv, const struct ben
         goto out;
     for (size_t i = 0; i < max_peers; i++) {
         v->c[i].fd = -1;
-        if ((r = buf_init(&v->c[i].sub, (size_t)WIRE_MAX_BATCH * (WIRE_ENVELOPE_FIXED + 2048) +
-                                            64, 0)) != 0)
+        if ((r = buf_init(&v->c[i].sub, (size_t)WIRE_MAX_BATCH * (WIRE_ENVELOPE_FIXED + 2048) + 64,
+                          0)) != 0)
             goto out;
     }
     if ((r = buf_init(&v->scratch, (size_t)WIRE_MAX_BATCH * WIRE_ID_LEN + 4096, 0)) != 0)

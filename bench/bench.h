@@ -74,7 +74,7 @@ struct bench_device {
 struct bench_keys {
     char dir[256];
     char org_pub[300];
-    uint8_t *sks;          /* org key, then n x SIG_SK_LEN, guarded */
+    uint8_t *sks; /* org key, then n x SIG_SK_LEN, guarded */
     struct orgpub org;
     struct cert *certs;
     struct bench_device *dev;
@@ -115,12 +115,12 @@ struct be_events {
 };
 
 struct be_server {
-    const char *bin;         /* valise-relay or mosquitto */
-    const char *workdir;     /* temp dir of this run */
-    const char *directory;   /* Valise: directory file */
+    const char *bin;       /* valise-relay or mosquitto */
+    const char *workdir;   /* temp dir of this run */
+    const char *directory; /* Valise: directory file */
     const char *org_pub;
-    const char *extra;       /* extra server flags, space separated (Valise) */
-    uint64_t queue_max;      /* envelopes per offline device the server must hold */
+    const char *extra;  /* extra server flags, space separated (Valise) */
+    uint64_t queue_max; /* envelopes per offline device the server must hold */
 };
 
 struct be;
@@ -138,8 +138,7 @@ struct be_ops {
     int (*open)(struct be *b, int peer, size_t device);
     void (*close)(struct be *b, int peer);
     /* Queues one submission from peer to device `to` (precedence: Valise only). */
-    int (*submit)(struct be *b, int peer, size_t to, int flash, const uint8_t *payload,
-                  size_t len);
+    int (*submit)(struct be *b, int peer, size_t to, int flash, const uint8_t *payload, size_t len);
     /* Sends everything queued. */
     int (*flush)(struct be *b);
     /* One turn: waits up to timeout_ms, dispatches events. */
@@ -159,7 +158,7 @@ struct be {
     struct be_events ev;
     const struct bench_keys *keys;
     int port;
-    size_t batch;  /* submissions per SUBMIT message (Valise) */
+    size_t batch;    /* submissions per SUBMIT message (Valise) */
     int ordered_ids; /* envelope ids increase per sender instead of random (Valise) */
     void *priv;
 };

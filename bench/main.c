@@ -37,7 +37,7 @@ enum role { R_NONE, R_SENDER, R_RECIPIENT, R_PROBE, R_IDLE };
 struct peer {
     enum role role;
     int ready, closed;
-    size_t to;       /* recipient device (senders) */
+    size_t to; /* recipient device (senders) */
     uint64_t sent, acked, failed, outstanding, received;
 };
 
@@ -190,7 +190,9 @@ static void reset_peers(struct run *rn)
 static int submit_one(struct run *rn, int peer, size_t to, int probe, uint64_t now)
 {
     struct peer *p = &rn->peers[peer];
-    struct bench_stamp st = {.sent_ns = now, .sender = (uint32_t)peer, .seq = (uint32_t)p->sent,
+    struct bench_stamp st = {.sent_ns = now,
+                             .sender = (uint32_t)peer,
+                             .seq = (uint32_t)p->sent,
                              .flags = probe ? BENCH_PROBE : 0};
     int r;
 
@@ -564,14 +566,14 @@ static int scenario_backlog(struct run *rn, int restart)
         goto out;
     result(rn, "backlog.envelopes", (double)rn->o.backlog, "count");
     result(rn, "backlog.fill_per_s", fill_rate, "1/s");
-    result(rn, "backlog.server_rss", (double)proc_rss_kib(rn->b->ops->pid(rn->b)) / 1024.0,
-           "MiB");
+    result(rn, "backlog.server_rss", (double)proc_rss_kib(rn->b->ops->pid(rn->b)) / 1024.0, "MiB");
     if (restart) {
         uint64_t ts = bench_now_ns();
 
         rn->b->ops->stop(rn->b, sig);
         result(rn, "restart.stop_s", (double)(bench_now_ns() - ts) / 1e9, "s");
-        printf("   stopped with %s\n", sig == SIGKILL ? "SIGKILL (crash)" : "SIGTERM (saves its database)");
+        printf("   stopped with %s\n",
+               sig == SIGKILL ? "SIGKILL (crash)" : "SIGTERM (saves its database)");
         t0 = bench_now_ns();
         if ((r = rn->b->ops->start(rn->b, 0)) != 0)
             goto out;
@@ -609,15 +611,16 @@ out:
 
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: valise-bench [--backend valise|mosquitto|both] [--relay BIN] [--mosquitto BIN]\n"
-            "         [--scenarios max,rate,light,flash,idle,backlog,restart] [--pairs N]\n"
-            "         [--rate R] [--light-rate R]\n"
-            "         [--duration S] [--warmup S] [--payload BYTES] [--batch N] [--window N]\n"
-            "         [--conns C] [--backlog M] [--backlog-senders N] [--relay-flags \"...\"]\n"
-            "         [--workdir DIR] [--keep] [--ordered-ids]\n"
-            "Starts the server(s) on loopback with fresh data directories, runs the scenarios\n"
-            "and prints RESULT lines; with --backend both, one ratio per figure.\n");
+    fprintf(
+        stderr,
+        "usage: valise-bench [--backend valise|mosquitto|both] [--relay BIN] [--mosquitto BIN]\n"
+        "         [--scenarios max,rate,light,flash,idle,backlog,restart] [--pairs N]\n"
+        "         [--rate R] [--light-rate R]\n"
+        "         [--duration S] [--warmup S] [--payload BYTES] [--batch N] [--window N]\n"
+        "         [--conns C] [--backlog M] [--backlog-senders N] [--relay-flags \"...\"]\n"
+        "         [--workdir DIR] [--keep] [--ordered-ids]\n"
+        "Starts the server(s) on loopback with fresh data directories, runs the scenarios\n"
+        "and prints RESULT lines; with --backend both, one ratio per figure.\n");
 }
 
 static int parse_num(const char *s, double min, double max, double *out)
@@ -635,14 +638,27 @@ static int parse_num(const char *s, double min, double max, double *out)
 
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
-    static const struct option lo[] = {
-        {"backend", 1, 0, 'B'},   {"relay", 1, 0, 'R'},       {"mosquitto", 1, 0, 'M'},
-        {"scenarios", 1, 0, 's'}, {"pairs", 1, 0, 'p'},       {"rate", 1, 0, 'r'},
-        {"duration", 1, 0, 'd'},  {"warmup", 1, 0, 'w'},      {"payload", 1, 0, 'l'},
-        {"batch", 1, 0, 'b'},     {"window", 1, 0, 'W'},      {"conns", 1, 0, 'c'},
-        {"backlog", 1, 0, 'm'},   {"backlog-senders", 1, 0, 'S'},
-        {"relay-flags", 1, 0, 'F'}, {"workdir", 1, 0, 'D'},   {"keep", 0, 0, 'k'},
-        {"ordered-ids", 0, 0, 'O'}, {"light-rate", 1, 0, 'L'}, {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
+    static const struct option lo[] = {{"backend", 1, 0, 'B'},
+                                       {"relay", 1, 0, 'R'},
+                                       {"mosquitto", 1, 0, 'M'},
+                                       {"scenarios", 1, 0, 's'},
+                                       {"pairs", 1, 0, 'p'},
+                                       {"rate", 1, 0, 'r'},
+                                       {"duration", 1, 0, 'd'},
+                                       {"warmup", 1, 0, 'w'},
+                                       {"payload", 1, 0, 'l'},
+                                       {"batch", 1, 0, 'b'},
+                                       {"window", 1, 0, 'W'},
+                                       {"conns", 1, 0, 'c'},
+                                       {"backlog", 1, 0, 'm'},
+                                       {"backlog-senders", 1, 0, 'S'},
+                                       {"relay-flags", 1, 0, 'F'},
+                                       {"workdir", 1, 0, 'D'},
+                                       {"keep", 0, 0, 'k'},
+                                       {"ordered-ids", 0, 0, 'O'},
+                                       {"light-rate", 1, 0, 'L'},
+                                       {"help", 0, 0, 'h'},
+                                       {0, 0, 0, 0}};
     double v;
     int c;
 
@@ -665,15 +681,33 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         const char *a = optarg;
 
         switch (c) {
-        case 'B': o->backend = a; break;
-        case 'R': o->relay_bin = a; break;
-        case 'M': o->mosq_bin = a; break;
-        case 's': o->scenarios = a; break;
-        case 'F': o->relay_flags = a; break;
-        case 'D': o->workdir = a; break;
-        case 'k': o->keep = 1; break;
-        case 'O': o->ordered_ids = 1; break;
-        case 'h': usage(); return 1;
+        case 'B':
+            o->backend = a;
+            break;
+        case 'R':
+            o->relay_bin = a;
+            break;
+        case 'M':
+            o->mosq_bin = a;
+            break;
+        case 's':
+            o->scenarios = a;
+            break;
+        case 'F':
+            o->relay_flags = a;
+            break;
+        case 'D':
+            o->workdir = a;
+            break;
+        case 'k':
+            o->keep = 1;
+            break;
+        case 'O':
+            o->ordered_ids = 1;
+            break;
+        case 'h':
+            usage();
+            return 1;
         case 'r':
         case 'L':
         case 'd':
@@ -735,8 +769,11 @@ static int has_scenario(const struct opts *o, const char *name)
 static int run_backend(struct run *rn, int mqtt)
 {
     struct be_server srv;
-    struct be_events ev = {.ctx = rn, .ready = ev_ready, .acked = ev_acked,
-                           .delivered = ev_delivered, .closed = ev_closed};
+    struct be_events ev = {.ctx = rn,
+                           .ready = ev_ready,
+                           .acked = ev_acked,
+                           .delivered = ev_delivered,
+                           .closed = ev_closed};
     char extra[1024];
     uint64_t qmax = rn->o.backlog * 2 > 100000 ? rn->o.backlog * 2 : 100000;
     int r, failures = 0;
@@ -744,7 +781,8 @@ static int run_backend(struct run *rn, int mqtt)
     /* Queue bounds big enough for the backlog; everything else at the relay's defaults. */
     snprintf(extra, sizeof(extra), "--queue-max-count %llu --queue-max-bytes %llu%s%s",
              (unsigned long long)qmax, (unsigned long long)qmax * (rn->o.payload + 1024),
-             rn->o.relay_flags != NULL ? " " : "", rn->o.relay_flags != NULL ? rn->o.relay_flags : "");
+             rn->o.relay_flags != NULL ? " " : "",
+             rn->o.relay_flags != NULL ? rn->o.relay_flags : "");
     memset(&srv, 0, sizeof(srv));
     srv.bin = mqtt ? rn->o.mosq_bin : rn->o.relay_bin;
     srv.workdir = rn->o.workdir;
@@ -762,13 +800,13 @@ static int run_backend(struct run *rn, int mqtt)
     else
         printf("\nmosquitto: QoS 1, persistent sessions, persistence on (snapshot every 1800 s "
                "and at shutdown): a PUBACK means the message is in the broker's memory\n");
-#define RUN(cond, call)                                                                        \
-    do {                                                                                       \
-        if (!interrupted && (cond) && (r = (call)) != 0) {                                    \
-            fprintf(stderr, "valise-bench: %s scenario failed: %s\n", rn->b->ops->name,        \
-                    verr_str(r));                                                              \
-            failures++;                                                                        \
-        }                                                                                      \
+#define RUN(cond, call)                                                                            \
+    do {                                                                                           \
+        if (!interrupted && (cond) && (r = (call)) != 0) {                                         \
+            fprintf(stderr, "valise-bench: %s scenario failed: %s\n", rn->b->ops->name,            \
+                    verr_str(r));                                                                  \
+            failures++;                                                                            \
+        }                                                                                          \
     } while (0)
     RUN(has_scenario(&rn->o, "max"), scenario_traffic(rn, "max", 0, 0));
     RUN(has_scenario(&rn->o, "rate"), scenario_traffic(rn, "rate", rn->o.rate, 0));

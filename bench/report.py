@@ -58,7 +58,7 @@ def ratio(a, b):
 
 def main():
     ap = argparse.ArgumentParser()
-    for a in ("log", "profile", "out", "command", "commit", "date", "nproc", "cpu", "kernel", "lmdb",
+    for a in ("log", "profile", "out", "command", "commit", "date", "nproc", "cpu", "kernel", "load", "lmdb",
               "lws", "mosquitto"):
         ap.add_argument("--" + a, required=True)
     o = ap.parse_args()
@@ -87,6 +87,8 @@ def main():
     L.append(f"- Date: {o.date}")
     L.append(f"- Command: `{o.command}` (from the repository root), code at commit {o.commit}")
     L.append(f"- Machine: {o.nproc} CPUs, {o.cpu}, {o.kernel}; load generator on the same machine")
+    L.append(f"- Load average (1, 5, 15 min) before / after the run: {o.load} (the machine is "
+             "shared: above 2 during the run means other work competed for the two cores)")
     L.append(f"- Versions: LMDB {o.lmdb}, libwebsockets {o.lws}, Mosquitto {o.mosquitto}")
     L.append("- Payload: 1 KiB opaque (random) per envelope; same senders, recipients, payloads "
              "and offline backlog for both systems")

@@ -60,6 +60,7 @@ fi
 out=$(mktemp -d /tmp/valise-benchrun.XXXXXX)
 trap 'rm -rf "$out"' EXIT
 started=$(date -u +%Y-%m-%dT%H:%MZ)
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "bench.sh: running (log: $out/bench.log)" >&2
 "$bench" --backend "$backend" --relay "$relay" --mosquitto "$mosq_bin" "${sizes[@]}" \
   ${extra[@]+"${extra[@]}"} | tee "$out/bench.log"
@@ -109,10 +110,11 @@ elif [ $profile -eq 1 ]; then
 fi
 
 machine_cpu=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 python3 "$root/bench/report.py" \
   --log "$out/bench.log" --profile "$out/profile.txt" --out "$root/BENCHMARKS.md" \
   --command "$cmdline" --commit "$commit" --date "$started" --nproc "$(nproc)" --cpu "$machine_cpu" \
-  --kernel "$(uname -sr)" --lmdb "$(pkg-config --modversion lmdb 2>/dev/null || echo '?')" \
+  --kernel "$(uname -sr)" --load "$load_before / $load_after" --lmdb "$(pkg-config --modversion lmdb 2>/dev/null || echo '?')" \
   --lws "$(pkg-config --modversion libwebsockets 2>/dev/null || echo '?')" \
   --mosquitto "$(if [ $mosq -eq 1 ]; then { "$mosq_bin" -h 2>/dev/null || true; } | head -1 |
                  sed 's/mosquitto version //'; else echo 'not run'; fi)"
