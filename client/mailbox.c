@@ -914,6 +914,7 @@ static int sy_prekeys(struct sync *s)
     if ((r = sy_wait(s, WIRE_PREKEY_OK, &raw, &wm, s->o->timeout_ms)) != 0)
         return r == VERR_DENIED ? sy_reason_err(s->last_reason) : r;
     buf_free(&raw);
+    s->st->prekeys_uploaded += MB_OTK_BATCH;
     if ((r = cstore_begin(s->m->st, 1)) != 0)
         return r;
     if ((r = cfg_put_u64(s->m, "pk.up", 1)) != 0 || (r = cstore_commit(s->m->st)) != 0)
@@ -1790,9 +1791,6 @@ out:
     if (r == VERR_DENIED)
         st->relay_reason = s.last_reason;
     ctp_close(s.c);
-    if (r == 0 && st->waiting == 0) {
-        /* Count what still waits, for the user. */
-    }
     return r;
 }
 

@@ -90,6 +90,7 @@ struct mbox_sync_opts {
 };
 struct mbox_sync_stats {
     size_t submitted, accepted, received, receipts, refused, expired, waiting;
+    size_t prekeys_uploaded; /* one-time prekeys published (first sync, PREKEY_LOW) */
     uint64_t dir_version;
     uint16_t relay_reason; /* reason of a relay ERROR that ended the sync */
 };

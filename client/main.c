@@ -415,6 +415,8 @@ static int cmd_sync(int argc, char **argv)
            "%zu refused; %zu expired\n",
            (unsigned long long)st.dir_version, st.submitted, st.accepted, st.received,
            st.receipts, st.refused, st.expired);
+    if (st.prekeys_uploaded > 0)
+        printf("uploaded %zu one-time prekeys\n", st.prekeys_uploaded);
     return 0;
 }
 

@@ -58,7 +58,8 @@ for h in jkt1 jkt2 jkt3; do
   run "enroll $h" "$KEYS" enroll --dir org --request $h.req --post JKT --role ambassador --out $h.cert --passphrase-file opw
 done
 run "directory v1" "$KEYS" directory --dir org --out dir.bin --passphrase-file opw
-start_relay
+# --otk-low 99: the relay asks for more one-time prekeys as soon as one is taken.
+start_relay --otk-low 99
 URL="ws://127.0.0.1:$PORT"
 for h in hq jkt1 jkt2 jkt3; do
   run "valise enroll $h" V enroll --home $h --cert $h.cert --org-pub org/org.pub --relay "$URL"
@@ -101,7 +102,7 @@ run "outbox after retry" V outbox --home hq
 
 # --- relay restart, JKT comes online ---
 stop_relay
-start_relay
+start_relay --otk-low 99
 URL2="ws://127.0.0.1:$PORT"
 if [ "$URL2" != "$URL" ]; then
   for h in hq jkt1 jkt2 jkt3; do
@@ -110,6 +111,8 @@ if [ "$URL2" != "$URL" ]; then
 fi
 grep -qa "$MARKER" data/* && fail "the relay's files hold the plaintext"
 run "jkt1 sync" V sync --home jkt1 --wait-ms 300
+# HQ took one of jkt1's one-time prekeys: the relay's PREKEY_LOW makes jkt1 replenish.
+grep -q "uploaded 100 one-time prekeys" out.txt || fail "no replenishment on PREKEY_LOW: $(cat out.txt)"
 run "jkt1 inbox" V inbox --home jkt1
 grep -q "$ID" out.txt || fail "jkt1 inbox lacks the message: $(cat out.txt)"
 grep -q "FLASH" out.txt || fail "jkt1 inbox lacks FLASH"
