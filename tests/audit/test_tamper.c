@@ -1,0 +1,682 @@
+/*
+ * test_tamper.c - the audit log end to end (issue 5): a real valise-relay
+ * serves a real session (auth, bad auth, send, deliver, expire, a revocation
+ * by a new directory and SIGHUP, restart), then valise-audit verifies its
+ * data dir, and copies of that data dir are tampered with directly in LMDB:
+ * a flipped byte, a deleted record, two records swapped, a truncated log, an
+ * older copy of the log (rollback), a fork and a rewritten history signed with
+ * the relay's own audit key. Each must be detected with its reason and exit
+ * status. The relay must also refuse to start on a log whose tree state no
+ * longer matches. Only this test (never valise-audit) writes LMDB here.
+ */
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <lmdb.h>
+#include <sodium.h>
+
+#include "audit_record.h"
+#include "fileio.h"
+#include "merkle.h"
+#include "note.h"
+#include "relaytest.h"
+#include "text.h"
+
+enum { OUT_MAX = 1 << 20 };
+
+struct session {
+    struct tpki pki;
+    struct tdev a, b, c, impostor;
+    uint8_t ids[4][WIRE_ID_LEN];
+    uint8_t ct[64];
+    char key[NOTE_VERIFIER_KEY_MAX];
+    char old_copy[TPATH];  /* the data dir after the first run: an older log */
+    char state[TPATH];     /* the officer's state after verifying the final log */
+    uint64_t n;            /* records in the final log */
+};
+
+static struct session S;
+static char out[OUT_MAX];
+static int ncopy;
+
+/* Runs argv, stdout and stderr into out; returns the exit status or -1. */
+static int run(const char *const *argv)
+{
+    char path[TPATH];
+    struct buf f;
+    pid_t pid;
+    int st, fd;
+
+    assert_int_equal(file_join(path, sizeof(path), S.pki.dir, "run.out"), 0);
+    unlink(path);
+    if ((pid = fork()) == 0) {
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        execv(argv[0], (char *const *)(uintptr_t)argv);
+        _exit(127);
+    }
+    assert_true(pid > 0);
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    out[0] = '\0';
+    if (file_read(path, OUT_MAX - 1, 0, &f) == 0) {
+        memcpy(out, buf_data(&f), buf_size(&f));
+        out[buf_size(&f)] = '\0';
+        buf_free(&f);
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void expect_run(const char *const *argv, int status, const char *needle)
+{
+    int st = run(argv);
+
+    if (st != status || (needle != NULL && strstr(out, needle) == NULL))
+        fail_msg("%s %s: expected exit %d and \"%s\", saw exit %d and:\n%s", argv[0], argv[1],
+                 status, needle != NULL ? needle : "", st, out);
+}
+
+/* valise-audit verify on dir with the officer's state file state. */
+static void verify(const char *dir, const char *state, int status, const char *needle)
+{
+    const char *argv[] = {VALISE_AUDIT_BIN, "verify", "--data", dir, "--key", S.key,
+                          "--state", state, NULL};
+    expect_run(argv, status, needle);
+}
+
+/* A fresh copy of the data dir src; its path in dst. */
+static void copy_dir(const char *src, char dst[static TPATH])
+{
+    char name[32], from[TPATH], to[TPATH];
+    struct buf f;
+
+    snprintf(name, sizeof(name), "copy%d", ncopy++);
+    assert_int_equal(file_join(dst, TPATH, S.pki.dir, name), 0);
+    assert_int_equal(file_mkdir_private(dst), 0);
+    assert_int_equal(file_join(from, sizeof(from), src, "data.mdb"), 0);
+    assert_int_equal(file_join(to, sizeof(to), dst, "data.mdb"), 0);
+    assert_int_equal(file_read(from, 256 << 20, 0, &f), 0);
+    assert_int_equal(file_write_new(to, buf_data(&f), buf_size(&f), 0600), 0);
+    buf_free(&f);
+    assert_int_equal(file_join(from, sizeof(from), src, "audit.key"), 0);
+    if (file_exists(from)) {
+        assert_int_equal(file_join(to, sizeof(to), dst, "audit.key"), 0);
+        assert_int_equal(file_read(from, 64, 0, &f), 0);
+        assert_int_equal(file_write_new(to, buf_data(&f), buf_size(&f), 0600), 0);
+        buf_free(&f);
+    }
+}
+
+static void copy_file(const char *from, const char *to)
+{
+    struct buf f;
+
+    assert_int_equal(file_read(from, 1 << 20, 0, &f), 0);
+    assert_int_equal(file_replace(to, buf_data(&f), buf_size(&f), 0600), 0);
+    buf_free(&f);
+}
+
+/* ---- the test-only LMDB editor ---- */
+
+struct db {
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi audit, cp, meta;
+};
+
+static void db_open(struct db *d, const char *dir)
+{
+    assert_int_equal(mdb_env_create(&d->env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(d->env, 16), 0);
+    assert_int_equal(mdb_env_open(d->env, dir, 0, 0600), 0);
+    assert_int_equal(mdb_txn_begin(d->env, NULL, 0, &d->txn), 0);
+    assert_int_equal(mdb_dbi_open(d->txn, "audit", 0, &d->audit), 0);
+    assert_int_equal(mdb_dbi_open(d->txn, "audit_cp", 0, &d->cp), 0);
+    assert_int_equal(mdb_dbi_open(d->txn, "meta", 0, &d->meta), 0);
+}
+
+static void db_close(struct db *d)
+{
+    assert_int_equal(mdb_txn_commit(d->txn), 0);
+    mdb_env_close(d->env);
+}
+
+static MDB_val key_of(uint8_t kb[8], uint64_t i)
+{
+    MDB_val k = {.mv_size = 8, .mv_data = kb};
+
+    for (int j = 0; j < 8; j++)
+        kb[j] = (uint8_t)(i >> (56 - 8 * j));
+    return k;
+}
+
+static void rec_get(struct db *d, uint64_t i, uint8_t rec[AUDIT_RECORD_LEN])
+{
+    uint8_t kb[8];
+    MDB_val k = key_of(kb, i), v;
+
+    assert_int_equal(mdb_get(d->txn, d->audit, &k, &v), 0);
+    assert_int_equal(v.mv_size, AUDIT_RECORD_LEN);
+    memcpy(rec, v.mv_data, AUDIT_RECORD_LEN);
+}
+
+static void rec_put(struct db *d, uint64_t i, const uint8_t *rec)
+{
+    uint8_t kb[8];
+    MDB_val k = key_of(kb, i), v = {.mv_size = AUDIT_RECORD_LEN, .mv_data = (void *)(uintptr_t)rec};
+
+    assert_int_equal(mdb_put(d->txn, d->audit, &k, &v, 0), 0);
+}
+
+static void rec_del(struct db *d, uint64_t i)
+{
+    uint8_t kb[8];
+    MDB_val k = key_of(kb, i);
+
+    assert_int_equal(mdb_del(d->txn, d->audit, &k, NULL), 0);
+}
+
+/* Deletes every checkpoint of size > keep. */
+static void cp_drop_above(struct db *d, uint64_t keep)
+{
+    for (uint64_t s = keep + 1; s <= S.n + 8; s++) {
+        uint8_t kb[8];
+        MDB_val k = key_of(kb, s);
+        int rc = mdb_del(d->txn, d->cp, &k, NULL);
+        assert_true(rc == 0 || rc == MDB_NOTFOUND);
+    }
+}
+
+/* The forger holds the relay's audit key: signs a checkpoint over the records as they are now. */
+static void cp_forge(struct db *d, const char *dir, uint64_t size)
+{
+    char path[TPATH], origin[NOTE_MAX_NAME_LEN + 1];
+    uint8_t pk[SIG_PK_LEN], sk[SIG_SK_LEN], root[MERKLE_HASH_LEN], kb[8];
+    uint8_t(*leaves)[MERKLE_HASH_LEN] = calloc(size, MERKLE_HASH_LEN);
+    struct buf f, text, note;
+    MDB_val k, v;
+
+    assert_non_null(leaves);
+    assert_int_equal(file_join(path, sizeof(path), dir, "audit.key"), 0);
+    assert_int_equal(file_read(path, 64, 0, &f), 0);
+    assert_int_equal(buf_size(&f), 37);
+    assert_int_equal(crypto_sign_seed_keypair(pk, sk, buf_data(&f) + 5), 0);
+    buf_free(&f);
+    for (uint64_t i = 0; i < size; i++) {
+        uint8_t rec[AUDIT_RECORD_LEN];
+        rec_get(d, i, rec);
+        merkle_leaf_hash(leaves[i], rec, sizeof(rec));
+    }
+    assert_int_equal(merkle_root_array(root, leaves[0], size), 0);
+    free(leaves);
+    snprintf(origin, sizeof(origin), "valise/valise-relay");
+    assert_int_equal(buf_init(&text, 4096, 0), 0);
+    assert_int_equal(buf_init(&note, NOTE_MAX_LEN, 0), 0);
+    assert_int_equal(note_checkpoint_text(&text, origin, size, root), 0);
+    assert_int_equal(note_sign(&note, buf_data(&text), buf_size(&text), origin, sk), 0);
+    k = key_of(kb, size);
+    v.mv_size = buf_size(&note);
+    v.mv_data = (void *)(uintptr_t)buf_data(&note);
+    assert_int_equal(mdb_put(d->txn, d->cp, &k, &v, 0), 0);
+    buf_free(&text);
+    buf_free(&note);
+    sodium_memzero(sk, sizeof(sk));
+}
+
+/* ---- the real session ---- */
+
+static void hex(char out_hex[33], const uint8_t *id)
+{
+    assert_int_equal(text_hex_encode(out_hex, 33, id, 16), 0);
+}
+
+static int setup(void **state)
+{
+    struct trelay relay;
+    const struct tdev *devs[3], *rev[1];
+    const char *extra[] = {"--checkpoint-records", "4", NULL};
+    struct wire_envelope e[4];
+    struct wire_msg m;
+    struct buf msg;
+    struct wsc ca, cb, cc, cx;
+    uint16_t reason;
+    uint64_t now = tnow();
+    uint8_t pk[SIG_PK_LEN];
+
+    (void)state;
+    memset(&S, 0, sizeof(S));
+    assert_int_equal(tpki_init(&S.pki), 0);
+    assert_int_equal(buf_init(&msg, 1 << 20, 0), 0);
+    assert_int_equal(tdev_make(&S.pki, &S.a, 1, now - 60, now + 86400), 0);
+    assert_int_equal(tdev_make(&S.pki, &S.b, 2, now - 60, now + 86400), 0);
+    assert_int_equal(tdev_make(&S.pki, &S.c, 3, now - 60, now + 86400), 0);
+    devs[0] = &S.a;
+    devs[1] = &S.b;
+    devs[2] = &S.c;
+    assert_int_equal(tpki_write_dir(&S.pki, 1, devs, 3, NULL, 0), 0);
+    assert_int_equal(trelay_start(&relay, &S.pki, extra), 0);
+
+    /* auth ok, bad auth (b's certificate, another key) */
+    assert_int_equal(tc_auth(&ca, relay.port, &S.a, &reason), 0);
+    S.impostor = S.b;
+    crypto_sign_keypair(pk, S.impostor.sk);
+    assert_int_equal(tc_auth(&cx, relay.port, &S.impostor, &reason), VERR_DENIED);
+    wsc_close(&cx);
+    /* three envelopes a -> b; the third expires before b connects */
+    randombytes_buf(S.ct, sizeof(S.ct));
+    for (int i = 0; i < 3; i++) {
+        randombytes_buf(S.ids[i], WIRE_ID_LEN);
+        tc_envelope(&e[i], S.ids[i], &S.b, (uint8_t)i, i == 2 ? tnow() + 1 : tnow() + 3600, S.ct,
+                    sizeof(S.ct));
+    }
+    assert_int_equal(tc_submit(&ca, e, 3), 0);
+    assert_int_equal(tc_expect(&ca, &msg, &m, WIRE_SUBMIT_ACK, TWAIT), 0);
+    sleep(3);
+    assert_int_equal(tc_auth(&cb, relay.port, &S.b, &reason), 0);
+    assert_int_equal(tc_expect(&cb, &msg, &m, WIRE_DELIVER, TWAIT), 0);
+    assert_int_equal(tc_deliver_ack(&cb, S.ids[0], 1), 0);
+    usleep(300000);
+    /* revocation of c by a new directory and SIGHUP; c is then refused */
+    rev[0] = &S.c;
+    assert_int_equal(tpki_write_dir(&S.pki, 2, devs, 3, rev, 1), 0);
+    trelay_signal(&relay, SIGHUP);
+    usleep(500000);
+    assert_int_equal(tc_auth(&cc, relay.port, &S.c, &reason), VERR_DENIED);
+    assert_int_equal(reason, WIRE_R_REVOKED);
+    wsc_close(&cc);
+    wsc_close(&ca);
+    wsc_close(&cb);
+    int st = trelay_signal(&relay, SIGTERM);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    copy_dir(S.pki.data_path, S.old_copy);
+
+    /* the verifier key, as the operator hands it to the officer */
+    {
+        const char *argv[] = {VALISE_RELAY_BIN, "--print-audit-key", "--data", S.pki.data_path,
+                              NULL};
+        expect_run(argv, 0, "valise/valise-relay+");
+        size_t len = strcspn(out, "\n");
+        assert_true(len < sizeof(S.key));
+        memcpy(S.key, out, len);
+        S.key[len] = '\0';
+    }
+    /* second run: one more envelope, then a clean stop */
+    assert_int_equal(trelay_start(&relay, &S.pki, extra), 0);
+    assert_true(trelay_log_contains(&relay, (const uint8_t *)S.key, strlen(S.key)));
+    assert_int_equal(tc_auth(&ca, relay.port, &S.a, &reason), 0);
+    randombytes_buf(S.ids[3], WIRE_ID_LEN);
+    tc_envelope(&e[3], S.ids[3], &S.b, 3, tnow() + 3600, S.ct, sizeof(S.ct));
+    assert_int_equal(tc_submit(&ca, &e[3], 1), 0);
+    assert_int_equal(tc_expect(&ca, &msg, &m, WIRE_SUBMIT_ACK, TWAIT), 0);
+    wsc_close(&ca);
+    st = trelay_signal(&relay, SIGTERM);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    buf_free(&msg);
+
+    /* the officer: first verification of the old log, then of the final one */
+    assert_int_equal(file_join(S.state, sizeof(S.state), S.pki.dir, "officer.state"), 0);
+    verify(S.old_copy, S.state, 0, "first verification");
+    verify(S.pki.data_path, S.state, 0, "consistent with the checkpoint verified before");
+    {
+        struct db d;
+        MDB_stat stt;
+        db_open(&d, S.pki.data_path);
+        assert_int_equal(mdb_stat(d.txn, d.audit, &stt), 0);
+        S.n = stt.ms_entries;
+        mdb_txn_abort(d.txn);
+        mdb_env_close(d.env);
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    tpki_cleanup(&S.pki);
+    return 0;
+}
+
+/* A private copy of the officer's state, so each case starts from the same memory. */
+static void state_copy(char path[static TPATH])
+{
+    char name[32];
+
+    snprintf(name, sizeof(name), "state%d", ncopy++);
+    assert_int_equal(file_join(path, TPATH, S.pki.dir, name), 0);
+    copy_file(S.state, path);
+}
+
+static int has_line(const char *event, const char *field, const char *value)
+{
+    char a[64], b[96];
+    const char *p = out;
+
+    snprintf(a, sizeof(a), "\"event\":\"%s\"", event);
+    snprintf(b, sizeof(b), "\"%s\":\"%s\"", field, value);
+    while (p != NULL && *p != '\0') {
+        const char *e = strchr(p, '\n');
+        size_t len = e != NULL ? (size_t)(e - p) : strlen(p);
+        char line[1024];
+
+        if (len < sizeof(line)) {
+            memcpy(line, p, len);
+            line[len] = '\0';
+            if (strstr(line, a) != NULL && strstr(line, b) != NULL)
+                return 1;
+        }
+        p = e != NULL ? e + 1 : NULL;
+    }
+    return 0;
+}
+
+static void test_records_match_session(void **state)
+{
+    const char *argv[] = {VALISE_AUDIT_BIN, "export", "--data", S.pki.data_path, "--key", S.key,
+                          NULL};
+    char ha[33], hb[33], hc[33], id[33], cthex[33];
+
+    (void)state;
+    expect_run(argv, 0, "\"event\":\"relay_start\"");
+    hex(ha, S.a.cert.device_id);
+    hex(hb, S.b.cert.device_id);
+    hex(hc, S.c.cert.device_id);
+    assert_true(has_line("device_enrolled", "device", ha));
+    assert_true(has_line("device_enrolled", "device", hb));
+    assert_true(has_line("device_enrolled", "device", hc));
+    assert_true(has_line("device_revoked", "device", hc));
+    assert_true(has_line("auth_ok", "device", ha));
+    assert_true(has_line("auth_ok", "device", hb));
+    assert_true(has_line("auth_fail", "reason", "bad_signature"));
+    assert_true(has_line("auth_fail", "device", hb));
+    assert_true(has_line("auth_fail", "reason", "revoked"));
+    assert_true(has_line("auth_fail", "device", hc));
+    for (int i = 0; i < 4; i++) {
+        hex(id, S.ids[i]);
+        assert_true(has_line("envelope_accepted", "envelope", id));
+    }
+    hex(id, S.ids[0]);
+    assert_true(has_line("envelope_delivered", "envelope", id));
+    hex(id, S.ids[2]);
+    assert_true(has_line("envelope_expired", "envelope", id));
+    hex(id, S.ids[1]);
+    assert_false(has_line("envelope_delivered", "envelope", id));
+    assert_true(has_line("relay_stop", "reason", "ok"));
+    /* ids, sizes and times only: no ciphertext in any record */
+    hex(cthex, S.ct);
+    assert_null(strstr(out, cthex));
+    assert_non_null(strstr(out, "\"size\":64"));
+}
+
+static void test_report(void **state)
+{
+    const char *argv[] = {VALISE_AUDIT_BIN, "report", "--data", S.pki.data_path, "--key", S.key,
+                          "--org-pub", S.pki.orgpub_path, NULL};
+    char hb[33];
+
+    (void)state;
+    expect_run(argv, 0, "verification: ok");
+    hex(hb, S.b.cert.device_id);
+    assert_non_null(strstr(out, "failed authentications (devices): 1"));
+    assert_non_null(strstr(out, hb));
+    assert_non_null(strstr(out, "revoked-device attempts and revoked sessions (devices): 1"));
+    assert_non_null(strstr(out, "expired undelivered (by recipient post): 1"));
+    assert_non_null(strstr(out, "devices enrolled: 3, revoked: 1"));
+    assert_non_null(strstr(out, "relay starts: 2, of which 0 after a run that ended"));
+}
+
+static void test_proofs(void **state)
+{
+    char idx[24], size[24];
+    const char *argv[] = {VALISE_AUDIT_BIN, "proof", "--data", S.pki.data_path, "--key", S.key,
+                          "--index", idx, NULL};
+    const char *cargv[] = {VALISE_AUDIT_BIN, "consistency", "--data", S.pki.data_path, "--key",
+                           S.key, "--from", size, NULL};
+    const char *bad[] = {VALISE_AUDIT_BIN, "proof", "--data", S.pki.data_path, "--key", S.key,
+                         "--index", "0", "--size", "3", NULL};
+
+    (void)state;
+    snprintf(idx, sizeof(idx), "%llu", (unsigned long long)(S.n - 1));
+    expect_run(argv, 0, "\"leafIdx\": ");
+    assert_non_null(strstr(out, "\"treeSize\": "));
+    assert_non_null(strstr(out, "\"leafHash\": "));
+    snprintf(size, sizeof(size), "4");
+    expect_run(cargv, 0, "\"size1\": 4,");
+    assert_non_null(strstr(out, "\"root2\": "));
+    expect_run(bad, 1, "no signed checkpoint of that size");
+}
+
+/* The reason names a range [lo, hi) of records, which must hold the tampered index. */
+static void expect_range_holds(uint64_t index)
+{
+    const char *p = strstr(out, "a record in [");
+    unsigned long long lo, hi;
+    char *end;
+
+    if (p == NULL)
+        fail_msg("expected a record range in: %s", out);
+    p += strlen("a record in [");
+    lo = strtoull(p, &end, 10);
+    assert_true(end[0] == ',' && end[1] == ' ');
+    hi = strtoull(end + 2, &end, 10);
+    assert_true(end[0] == ')');
+    if (!(lo <= index && index < hi))
+        fail_msg("expected record %llu in the reported range, saw [%llu, %llu)",
+                 (unsigned long long)index, lo, hi);
+}
+
+static void test_flip_byte(void **state)
+{
+    char dir[TPATH], st[TPATH];
+    uint8_t rec[AUDIT_RECORD_LEN];
+    struct db d;
+
+    (void)state;
+    /* a byte of the time field: the record still parses, the tree no longer matches */
+    copy_dir(S.pki.data_path, dir);
+    db_open(&d, dir);
+    rec_get(&d, 5, rec);
+    rec[9] ^= 0x01;
+    rec_put(&d, 5, rec);
+    db_close(&d);
+    state_copy(st);
+    verify(dir, st, 2, "TAMPERED: records do not match the signed checkpoint at size");
+    expect_range_holds(5);
+    /* the version byte: the record no longer parses */
+    copy_dir(S.pki.data_path, dir);
+    db_open(&d, dir);
+    rec_get(&d, 2, rec);
+    rec[0] ^= 0x80;
+    rec_put(&d, 2, rec);
+    db_close(&d);
+    verify(dir, st, 2, "TAMPERED: record 2 is malformed");
+}
+
+static void test_delete_record(void **state)
+{
+    char dir[TPATH], st[TPATH];
+    struct db d;
+
+    (void)state;
+    copy_dir(S.pki.data_path, dir);
+    db_open(&d, dir);
+    rec_del(&d, 6);
+    db_close(&d);
+    state_copy(st);
+    verify(dir, st, 2, "TAMPERED: record 6 is missing");
+}
+
+static void test_reorder(void **state)
+{
+    char dir[TPATH], st[TPATH];
+    uint8_t r1[AUDIT_RECORD_LEN], r2[AUDIT_RECORD_LEN];
+    struct db d;
+
+    (void)state;
+    copy_dir(S.pki.data_path, dir);
+    db_open(&d, dir);
+    rec_get(&d, 9, r1);
+    rec_get(&d, 10, r2);
+    assert_memory_not_equal(r1, r2, AUDIT_RECORD_LEN);
+    rec_put(&d, 9, r2);
+    rec_put(&d, 10, r1);
+    db_close(&d);
+    state_copy(st);
+    verify(dir, st, 2, "TAMPERED: records do not match the signed checkpoint at size");
+    expect_range_holds(9);
+}
+
+static void test_truncate(void **state)
+{
+    char dir[TPATH], st[TPATH];
+    struct db d;
+
+    (void)state;
+    /* records removed from the end: the newest checkpoint covers more than the log */
+    copy_dir(S.pki.data_path, dir);
+    db_open(&d, dir);
+    for (uint64_t i = 10; i < S.n; i++)
+        rec_del(&d, i);
+    db_close(&d);
+    state_copy(st);
+    verify(dir, st, 2, "covers more records than the log holds (10)");
+    /* and the relay refuses to start on it */
+    {
+        char port[TPATH];
+        const char *argv[] = {VALISE_RELAY_BIN, "--data", dir, "--org-pub", S.pki.orgpub_path,
+                              "--directory", S.pki.dir_path, "--listen", "127.0.0.1:0",
+                              "--port-file", port, NULL};
+        assert_int_equal(file_join(port, sizeof(port), S.pki.dir, "refused.port"), 0);
+        expect_run(argv, 1, "audit tree state covers");
+    }
+    /* the checkpoints removed too: only the officer's memory tells */
+    db_open(&d, dir);
+    cp_drop_above(&d, 8);
+    db_close(&d);
+    verify(dir, st, 3, "ALARM rollback");
+}
+
+static void test_rollback_older_copy(void **state)
+{
+    char dir[TPATH], st[TPATH], ev[TPATH];
+    const char *argv[] = {VALISE_AUDIT_BIN, "verify", "--data", NULL, "--key", S.key,
+                          "--state", st, "--evidence", ev, NULL};
+    struct buf f;
+
+    (void)state;
+    /* the whole log replaced by the copy taken after the first run */
+    copy_dir(S.old_copy, dir);
+    state_copy(st);
+    assert_int_equal(file_join(ev, sizeof(ev), S.pki.dir, "rollback.evidence"), 0);
+    argv[3] = dir;
+    expect_run(argv, 3, "ALARM rollback");
+    assert_non_null(strstr(out, "evidence (both signed checkpoints) written to"));
+    /* evidence: both signed notes */
+    assert_int_equal(file_read(ev, 1 << 20, 0, &f), 0);
+    {
+        const char *p = (const char *)buf_data(&f);
+        size_t sigs = 0;
+        for (size_t i = 0; i + 3 <= buf_size(&f); i++)
+            if (memcmp(p + i, "\xe2\x80\x94 valise/valise-relay ", 3) == 0)
+                sigs++;
+        assert_int_equal(sigs, 2);
+    }
+    buf_free(&f);
+    /* the state was not moved back */
+    verify(S.pki.data_path, st, 0, "consistent");
+}
+
+static void test_fork_signed_with_audit_key(void **state)
+{
+    char dir[TPATH], st[TPATH], fresh[TPATH];
+    uint8_t rec[AUDIT_RECORD_LEN];
+    struct db d;
+
+    (void)state;
+    /* someone with audit.key rewrites record 3 and re-signs a checkpoint of the same size */
+    copy_dir(S.pki.data_path, dir);
+    db_open(&d, dir);
+    rec_get(&d, 3, rec);
+    rec[9] ^= 0x40;
+    rec_put(&d, 3, rec);
+    cp_drop_above(&d, 0);
+    cp_forge(&d, dir, S.n);
+    db_close(&d);
+    /* on its own the forged log verifies: the forger holds the key */
+    assert_int_equal(file_join(fresh, sizeof(fresh), S.pki.dir, "fresh.state"), 0);
+    verify(dir, fresh, 0, "first verification");
+    /* the officer who verified the real log before sees the fork */
+    state_copy(st);
+    verify(dir, st, 3, "ALARM fork: two checkpoints signed for size");
+}
+
+static void test_rewritten_history_grows(void **state)
+{
+    char dir[TPATH], st[TPATH];
+    uint8_t rec[AUDIT_RECORD_LEN];
+    struct db d;
+
+    (void)state;
+    /* history rewritten and one record added: a larger tree that is no extension */
+    copy_dir(S.pki.data_path, dir);
+    db_open(&d, dir);
+    rec_get(&d, 1, rec);
+    rec[9] ^= 0x02;
+    rec_put(&d, 1, rec);
+    rec_put(&d, S.n, rec);
+    cp_drop_above(&d, 0);
+    cp_forge(&d, dir, S.n + 1);
+    db_close(&d);
+    state_copy(st);
+    verify(dir, st, 3, "ALARM inconsistent: the log at size");
+}
+
+static void test_wrong_key_and_usage(void **state)
+{
+    uint8_t pk[SIG_PK_LEN], sk[SIG_SK_LEN];
+    char other[NOTE_VERIFIER_KEY_MAX], st[TPATH];
+    const char *argv[] = {VALISE_AUDIT_BIN, "verify", "--data", S.pki.data_path, "--key", other,
+                          "--state", st, NULL};
+    const char *nokey[] = {VALISE_AUDIT_BIN, "verify", "--data", S.pki.data_path, NULL};
+    const char *help[] = {VALISE_AUDIT_BIN, "verify", "--help", NULL};
+    const char *unknown[] = {VALISE_AUDIT_BIN, "frobnicate", NULL};
+
+    (void)state;
+    crypto_sign_keypair(pk, sk);
+    assert_int_equal(note_verifier_format(other, sizeof(other), "valise/valise-relay", pk), 0);
+    assert_int_equal(file_join(st, sizeof(st), S.pki.dir, "other.state"), 0);
+    expect_run(argv, 2, "does not verify with the key");
+    expect_run(nokey, 1, "--key KEY (or --key-file FILE) is required");
+    expect_run(help, 0, "usage: valise-audit");
+    expect_run(unknown, 1, "unknown verb");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_records_match_session),
+        cmocka_unit_test(test_report),
+        cmocka_unit_test(test_proofs),
+        cmocka_unit_test(test_flip_byte),
+        cmocka_unit_test(test_delete_record),
+        cmocka_unit_test(test_reorder),
+        cmocka_unit_test(test_truncate),
+        cmocka_unit_test(test_rollback_older_copy),
+        cmocka_unit_test(test_fork_signed_with_audit_key),
+        cmocka_unit_test(test_rewritten_history_grows),
+        cmocka_unit_test(test_wrong_key_and_usage),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
