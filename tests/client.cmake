@@ -12,3 +12,8 @@ target_link_libraries(client_test_bulk PRIVATE vtest_relay_support valise_client
 add_dependencies(client_test_bulk valise-relay)
 add_test(NAME client/bulk COMMAND client_test_bulk)
 set_tests_properties(client/bulk PROPERTIES TIMEOUT 180 LABELS client)
+
+# Syncs killed at a spread of moments lose and duplicate nothing.
+add_test(NAME client/interrupt COMMAND ${CMAKE_CURRENT_LIST_DIR}/client/client_interrupt.sh
+         $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise> $<TARGET_FILE:valise-relay>)
+set_tests_properties(client/interrupt PROPERTIES TIMEOUT 180 LABELS client)

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# client_interrupt.sh - issue 4: "interrupting sync at any point loses nothing
+# and duplicates nothing". Over the REAL relay, HQ queues messages and both
+# sides run `valise sync` killed with SIGKILL at a spread of moments (during
+# the passphrase KDF, authentication, bundle fetch, encryption, submission,
+# download, acknowledgement), then sync cleanly; every message must be in
+# the recipient's inbox exactly once.
+# usage: client_interrupt.sh VALISE_KEYS VALISE VALISE_RELAY
+set -u
+KEYS=$1
+VALISE=$2
+RELAY=$3
+T=$(mktemp -d /tmp/valise-client-int.XXXXXX)
+RPID=
+cleanup() {
+  [ -n "$RPID" ] && kill "$RPID" 2>/dev/null && wait "$RPID" 2>/dev/null
+  rm -rf "$T"
+}
+trap cleanup EXIT
+cd "$T"
+failures=0
+fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+run() {
+  local d=$1; shift
+  if ! "$@" >out.txt 2>err.txt; then fail "$d: exit $? ($(cat err.txt))"; return 1; fi
+}
+echo "org passphrase 1" >opw
+echo "device passphrase 1" >dpw
+V() { "$VALISE" "$@" --passphrase-file dpw; }
+
+run "org init" "$KEYS" init --dir org --org "Ministry" --passphrase-file opw || exit 1
+run "init hq" V init --home hq --name "Anna" --out hq.req || exit 1
+run "init jkt" V init --home jkt --name "Budi" --out jkt.req || exit 1
+run "enroll hq" "$KEYS" enroll --dir org --request hq.req --post HQ --role duty --out hq.cert --passphrase-file opw
+run "enroll jkt" "$KEYS" enroll --dir org --request jkt.req --post JKT --role ambassador --out jkt.cert --passphrase-file opw
+run "directory" "$KEYS" directory --dir org --out dir.bin --passphrase-file opw
+"$RELAY" --data data --org-pub org/org.pub --directory dir.bin --listen 127.0.0.1:0 \
+  --port-file port --log-level warn 2>>relay.log &
+RPID=$!
+for _ in $(seq 100); do [ -s port ] && break; sleep 0.05; done
+[ -s port ] || { fail "relay did not start"; exit 1; }
+URL="ws://127.0.0.1:$(cat port)"
+run "valise enroll hq" V enroll --home hq --cert hq.cert --org-pub org/org.pub --relay "$URL"
+run "valise enroll jkt" V enroll --home jkt --cert jkt.cert --org-pub org/org.pub --relay "$URL"
+run "jkt publishes prekeys" V sync --home jkt --wait-ms 100
+
+N=30
+for i in $(seq -w 1 $N); do
+  echo "telegram $i" | V send --home hq --to ambassador@JKT --subject "T-$i" >/dev/null 2>err.txt ||
+    fail "send $i: $(cat err.txt)"
+done
+# Killed syncs, alternating sides, at moments spread over the whole run.
+for ms in 150 250 300 350 400 450 500 550 600 700 800 1000; do
+  s=$(awk "BEGIN { print $ms / 1000 }")
+  (timeout -s KILL "$s" "$VALISE" sync --home hq --wait-ms 300 --passphrase-file dpw) >/dev/null 2>&1
+  (timeout -s KILL "$s" "$VALISE" sync --home jkt --wait-ms 300 --passphrase-file dpw) >/dev/null 2>&1
+done
+for _ in 1 2; do
+  run "hq clean sync" V sync --home hq --wait-ms 300
+  run "jkt clean sync" V sync --home jkt --wait-ms 300
+done
+run "jkt inbox" V inbox --home jkt
+for i in $(seq -w 1 $N); do
+  c=$(grep -c " T-$i\$" out.txt)
+  [ "$c" -eq 1 ] || fail "T-$i is in the inbox $c times (expected once)"
+done
+[ "$(grep -c ' T-' out.txt)" -eq "$N" ] || fail "inbox holds $(grep -c ' T-' out.txt) messages, expected $N"
+run "hq outbox" V outbox --home hq
+bad=$(grep -cvE "accepted by relay|delivered|read|^[0-9a-f]{32} " out.txt)
+[ "$bad" -eq 0 ] || fail "envelopes not accepted: $(grep -vE 'accepted by relay|delivered|read|^[0-9a-f]{32} ' out.txt | head -3)"
+
+if [ $failures -ne 0 ]; then
+  echo "$failures failure(s)" >&2
+  exit 1
+fi
+echo "client interrupt: all checks passed"
