@@ -129,6 +129,8 @@ static void copy_file(const char *from, const char *to)
     buf_free(&f);
 }
 
+static void relay_refuses(const char *dir, const char *needle);
+
 /* ---- the test-only LMDB editor ---- */
 
 struct db {
@@ -553,14 +555,7 @@ static void test_truncate(void **state)
     state_copy(st);
     verify(dir, st, 2, "covers more records than the log holds (10)");
     /* and the relay refuses to start on it */
-    {
-        char port[TPATH];
-        const char *argv[] = {VALISE_RELAY_BIN, "--data", dir, "--org-pub", S.pki.orgpub_path,
-                              "--directory", S.pki.dir_path, "--listen", "127.0.0.1:0",
-                              "--port-file", port, NULL};
-        assert_int_equal(file_join(port, sizeof(port), S.pki.dir, "refused.port"), 0);
-        expect_run(argv, 1, "audit tree state covers");
-    }
+    relay_refuses(dir, "audit tree state covers");
     /* the checkpoints removed too: only the officer's memory tells */
     db_open(&d, dir);
     cp_drop_above(&d, 8);
@@ -643,6 +638,90 @@ static void test_rewritten_history_grows(void **state)
     verify(dir, st, 3, "ALARM inconsistent: the log at size");
 }
 
+/* Runs the relay on dir; it must refuse to start with the message. */
+static void relay_refuses(const char *dir, const char *needle)
+{
+    char port[TPATH];
+    const char *argv[] = {VALISE_RELAY_BIN, "--data", dir, "--org-pub", S.pki.orgpub_path,
+                          "--directory", S.pki.dir_path, "--listen", "127.0.0.1:0",
+                          "--port-file", port, NULL};
+
+    assert_int_equal(file_join(port, sizeof(port), S.pki.dir, "refused.port"), 0);
+    expect_run(argv, 1, needle);
+}
+
+static void meta_edit(const char *dir, void (*edit)(uint8_t *p, size_t len))
+{
+    static const char name[] = "audit_state";
+    MDB_val k = {.mv_size = sizeof(name) - 1, .mv_data = (void *)(uintptr_t)name}, v;
+    uint8_t copy[4096];
+    struct db d;
+
+    db_open(&d, dir);
+    assert_int_equal(mdb_get(d.txn, d.meta, &k, &v), 0);
+    assert_true(v.mv_size <= sizeof(copy));
+    memcpy(copy, v.mv_data, v.mv_size);
+    edit(copy, v.mv_size);
+    v.mv_data = copy;
+    assert_int_equal(mdb_put(d.txn, d.meta, &k, &v, 0), 0);
+    db_close(&d);
+}
+
+static void flip_last_hash(uint8_t *p, size_t len)
+{
+    p[len - 1] ^= 0x01; /* parses; another subtree root */
+}
+
+static void break_magic(uint8_t *p, size_t len)
+{
+    (void)len;
+    p[0] ^= 0x20;
+}
+
+static void test_relay_refuses_bad_tree_state(void **state)
+{
+    char dir[TPATH];
+    struct db d;
+    MDB_cursor *c;
+    MDB_val k, v;
+    uint8_t note[NOTE_MAX_LEN];
+
+    (void)state;
+    /* the relay's own frontier disagrees with its latest signed checkpoint */
+    copy_dir(S.pki.data_path, dir);
+    meta_edit(dir, flip_last_hash);
+    relay_refuses(dir, "audit tree root differs from the signed checkpoint");
+    /* the frontier does not parse */
+    copy_dir(S.pki.data_path, dir);
+    meta_edit(dir, break_magic);
+    relay_refuses(dir, "audit tree state is corrupt");
+    /* the latest checkpoint does not verify */
+    copy_dir(S.pki.data_path, dir);
+    db_open(&d, dir);
+    assert_int_equal(mdb_cursor_open(d.txn, d.cp, &c), 0);
+    assert_int_equal(mdb_cursor_get(c, &k, &v, MDB_LAST), 0);
+    assert_true(v.mv_size <= sizeof(note));
+    memcpy(note, v.mv_data, v.mv_size);
+    note[v.mv_size - 10] ^= 0x01;
+    v.mv_data = note;
+    assert_int_equal(mdb_cursor_put(c, &k, &v, MDB_CURRENT), 0);
+    mdb_cursor_close(c);
+    db_close(&d);
+    relay_refuses(dir, "does not verify with audit.key");
+    /* the untouched data dir still starts (and stops) */
+    copy_dir(S.pki.data_path, dir);
+    {
+        struct tpki p = S.pki;
+        struct trelay relay;
+        int st;
+
+        memcpy(p.data_path, dir, sizeof(p.data_path));
+        assert_int_equal(trelay_start(&relay, &p, NULL), 0);
+        st = trelay_signal(&relay, SIGTERM);
+        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+}
+
 static void test_wrong_key_and_usage(void **state)
 {
     uint8_t pk[SIG_PK_LEN], sk[SIG_SK_LEN];
@@ -676,6 +755,7 @@ int main(void)
         cmocka_unit_test(test_rollback_older_copy),
         cmocka_unit_test(test_fork_signed_with_audit_key),
         cmocka_unit_test(test_rewritten_history_grows),
+        cmocka_unit_test(test_relay_refuses_bad_tree_state),
         cmocka_unit_test(test_wrong_key_and_usage),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
