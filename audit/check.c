@@ -126,11 +126,16 @@ void aload_free(struct alogdata *d)
 const char *averdict_name(enum averdict v)
 {
     switch (v) {
-    case AV_OK: return "ok";
-    case AV_TAMPER: return "tampered";
-    case AV_ROLLBACK: return "rollback";
-    case AV_FORK: return "fork";
-    case AV_INCONSISTENT: return "inconsistent";
+    case AV_OK:
+        return "ok";
+    case AV_TAMPER:
+        return "tampered";
+    case AV_ROLLBACK:
+        return "rollback";
+    case AV_FORK:
+        return "fork";
+    case AV_INCONSISTENT:
+        return "inconsistent";
     }
     return "unknown";
 }
@@ -176,7 +181,8 @@ int averify_log(struct alogdata *d, const struct note_verifier *v, struct averif
 
         cp->verr = note_checkpoint_open(&cp->cp, cp->note, cp->len, v);
         if (cp->verr != 0) {
-            verdict(o, AV_TAMPER, "checkpoint stored at size %llu does not verify with the key (%s)",
+            verdict(o, AV_TAMPER,
+                    "checkpoint stored at size %llu does not verify with the key (%s)",
                     (unsigned long long)cp->key_size, verr_str(cp->verr));
             return 0;
         }
@@ -233,8 +239,7 @@ int averify_log(struct alogdata *d, const struct note_verifier *v, struct averif
         if (merkle_verify_consistency(d->cps[0].cp.size, o->latest->cp.size, &proof,
                                       d->cps[0].cp.root, o->latest->cp.root) != 0) {
             verdict(o, AV_TAMPER, "checkpoints at sizes %llu and %llu are not consistent",
-                    (unsigned long long)d->cps[0].cp.size,
-                    (unsigned long long)o->latest->cp.size);
+                    (unsigned long long)d->cps[0].cp.size, (unsigned long long)o->latest->cp.size);
             return 0;
         }
     }

@@ -33,16 +33,16 @@ struct acp {
     uint64_t key_size; /* the size it is stored under */
     uint8_t *note;
     size_t len;
-    int verr;          /* 0 if it verified with the key (set by averify_log) */
+    int verr; /* 0 if it verified with the key (set by averify_log) */
     struct note_checkpoint cp;
 };
 
 struct alogdata {
-    uint64_t n;                        /* records read */
-    uint8_t (*leaf)[MERKLE_HASH_LEN];  /* recomputed leaf hashes */
+    uint64_t n;                       /* records read */
+    uint8_t (*leaf)[MERKLE_HASH_LEN]; /* recomputed leaf hashes */
     struct audit_record *rec;
-    int *rec_verr;                     /* 0 if the record parsed */
-    int numbering_gap;                 /* keys not 0..n-1: the log stops at the gap */
+    int *rec_verr;     /* 0 if the record parsed */
+    int numbering_gap; /* keys not 0..n-1: the log stops at the gap */
     uint64_t gap_index;
     struct acp *cps;
     size_t ncps;

@@ -20,12 +20,18 @@ struct alog {
 static int mdb_err(int rc)
 {
     switch (rc) {
-    case 0: return 0;
-    case MDB_NOTFOUND: return VERR_UNKNOWN;
-    case ENOENT: return VERR_IO;
-    case ENOMEM: return VERR_NOMEM;
-    case EIO: return VERR_IO;
-    default: return VERR_STORE;
+    case 0:
+        return 0;
+    case MDB_NOTFOUND:
+        return VERR_UNKNOWN;
+    case ENOENT:
+        return VERR_IO;
+    case ENOMEM:
+        return VERR_NOMEM;
+    case EIO:
+        return VERR_IO;
+    default:
+        return VERR_STORE;
     }
 }
 

@@ -77,11 +77,14 @@ struct flag {
     size_t off;
 };
 
-#define F(n, f) {n, offsetof(struct opts, f)}
+#define F(n, f)                                                                                    \
+    {                                                                                              \
+        n, offsetof(struct opts, f)                                                                \
+    }
 static const struct flag flags[] = {
-    F("data", data),   F("key", key),     F("key-file", key_file), F("state", state),
-    F("evidence", evidence), F("org-pub", org_pub), F("index", index), F("size", size),
-    F("from", from),   F("to", to),       F("device", device),     F("post", post),
+    F("data", data),         F("key", key),         F("key-file", key_file), F("state", state),
+    F("evidence", evidence), F("org-pub", org_pub), F("index", index),       F("size", size),
+    F("from", from),         F("to", to),           F("device", device),     F("post", post),
     F("event", event),
 };
 #undef F
@@ -166,8 +169,7 @@ static int load_key(const struct opts *o, struct note_verifier *v, char *text, s
     if (o->key != NULL && o->key_file != NULL)
         return fail(-1, "give --key or --key-file, not both");
     if (o->key == NULL && o->key_file == NULL)
-        return required ? fail(-1, "%s: --key KEY (or --key-file FILE) is required", o->verb)
-                        : 1;
+        return required ? fail(-1, "%s: --key KEY (or --key-file FILE) is required", o->verb) : 1;
     if (o->key != NULL) {
         len = strlen(o->key);
         if (len >= textsz)
@@ -356,7 +358,8 @@ static int write_evidence(const char *path, const struct audit_state *st, const 
         return r;
     if ((r = buf_put_bytes(&b, (const uint8_t *)"ALARM: ", 7)) != 0 ||
         (r = buf_put_bytes(&b, (const uint8_t *)reason, strlen(reason))) != 0 ||
-        (r = buf_put_bytes(&b, (const uint8_t *)"\n\n--- checkpoint verified before (state file) ---\n",
+        (r = buf_put_bytes(&b,
+                           (const uint8_t *)"\n\n--- checkpoint verified before (state file) ---\n",
                            50)) != 0 ||
         (r = buf_put_bytes(&b, st->note, st->note_len)) != 0 ||
         (r = buf_put_bytes(&b, (const uint8_t *)"--- checkpoint in the log now ---\n", 34)) != 0 ||
@@ -398,8 +401,8 @@ static int cmd_verify(struct ctx *c)
     if (file_exists(path)) {
         if ((r = file_read(path, AUDIT_STATE_MAX_LEN, 0, &b)) != 0 ||
             (r = audit_state_parse(st, buf_data(&b), buf_size(&b))) != 0) {
-            status = fail(EXIT_ERR, "state file %s is unreadable or corrupt (%s)", path,
-                          verr_str(r));
+            status =
+                fail(EXIT_ERR, "state file %s is unreadable or corrupt (%s)", path, verr_str(r));
             goto out;
         }
         buf_free(&b);
@@ -443,10 +446,11 @@ static int cmd_verify(struct ctx *c)
     }
     if (latest != NULL)
         b64(root, latest->cp.root);
-    printf("ok: %llu records, %zu signed checkpoints verified; newest checkpoint: size %llu root %s\n",
-           (unsigned long long)c->d.n, c->res.checkpoints,
-           (unsigned long long)(latest != NULL ? latest->cp.size : 0),
-           latest != NULL ? root : "(none)");
+    printf(
+        "ok: %llu records, %zu signed checkpoints verified; newest checkpoint: size %llu root %s\n",
+        (unsigned long long)c->d.n, c->res.checkpoints,
+        (unsigned long long)(latest != NULL ? latest->cp.size : 0),
+        latest != NULL ? root : "(none)");
     if (have_state)
         printf("consistent with the checkpoint verified before (size %llu)\n",
                (unsigned long long)st->cp.size);
@@ -693,8 +697,8 @@ static int tally_add(struct table *tb, const uint8_t *id, const char *post, uint
     return 0;
 }
 
-static void print_table(const struct ctx *c, const char *title, const struct table *tb,
-                        int by_post, const char *value_name)
+static void print_table(const struct ctx *c, const char *title, const struct table *tb, int by_post,
+                        const char *value_name)
 {
     char hex[33];
 
@@ -785,8 +789,9 @@ static int cmd_report(struct ctx *c)
     }
     print_table(c, "failed authentications (devices)", &fails, 0, NULL);
     print_table(c, "revoked-device attempts and revoked sessions (devices)", &revoked, 0, NULL);
-    print_table(c, c->dir != NULL ? "expired undelivered (by recipient post)"
-                                  : "expired undelivered (by post: give --org-pub)",
+    print_table(c,
+                c->dir != NULL ? "expired undelivered (by recipient post)"
+                               : "expired undelivered (by post: give --org-pub)",
                 &expired, 1, NULL);
     print_table(c, "queue quota hits (senders)", &quota, 0, NULL);
     print_table(c, "rate-limit hits (devices)", &rate, 0, "envelopes refused");

@@ -6,8 +6,7 @@
 
 _Static_assert(AUDIT_STATE_MAGIC_LEN == 21, "state file first line");
 
-int audit_state_make(struct audit_state *st, const char *key, const uint8_t *note,
-                     size_t note_len)
+int audit_state_make(struct audit_state *st, const char *key, const uint8_t *note, size_t note_len)
 {
     struct audit_state *t = NULL;
     size_t klen = strnlen(key, NOTE_VERIFIER_KEY_MAX);

@@ -37,10 +37,10 @@ enum {
 };
 
 struct audit_state {
-    char key[NOTE_VERIFIER_KEY_MAX];   /* verifier key text, NUL-terminated */
+    char key[NOTE_VERIFIER_KEY_MAX]; /* verifier key text, NUL-terminated */
     struct note_verifier v;
-    struct note_checkpoint cp;         /* the remembered checkpoint */
-    uint8_t note[NOTE_MAX_LEN];        /* and its signed note, as evidence */
+    struct note_checkpoint cp;  /* the remembered checkpoint */
+    uint8_t note[NOTE_MAX_LEN]; /* and its signed note, as evidence */
     size_t note_len;
 };
 

@@ -41,9 +41,9 @@ struct session {
     uint8_t ids[4][WIRE_ID_LEN];
     uint8_t ct[64];
     char key[NOTE_VERIFIER_KEY_MAX];
-    char old_copy[TPATH];  /* the data dir after the first run: an older log */
-    char state[TPATH];     /* the officer's state after verifying the final log */
-    uint64_t n;            /* records in the final log */
+    char old_copy[TPATH]; /* the data dir after the first run: an older log */
+    char state[TPATH];    /* the officer's state after verifying the final log */
+    uint64_t n;           /* records in the final log */
 };
 
 static struct session S;
@@ -93,7 +93,7 @@ static void expect_run(const char *const *argv, int status, const char *needle)
 static void verify(const char *dir, const char *state, int status, const char *needle)
 {
     const char *argv[] = {VALISE_AUDIT_BIN, "verify", "--data", dir, "--key", S.key,
-                          "--state", state, NULL};
+                          "--state",        state,    NULL};
     expect_run(argv, status, needle);
 }
 
@@ -386,8 +386,8 @@ static int has_line(const char *event, const char *field, const char *value)
 
 static void test_records_match_session(void **state)
 {
-    const char *argv[] = {VALISE_AUDIT_BIN, "export", "--data", S.pki.data_path, "--key", S.key,
-                          NULL};
+    const char *argv[] = {VALISE_AUDIT_BIN, "export", "--data", S.pki.data_path,
+                          "--key",          S.key,    NULL};
     char ha[33], hb[33], hc[33], id[33], cthex[33];
 
     (void)state;
@@ -424,8 +424,9 @@ static void test_records_match_session(void **state)
 
 static void test_report(void **state)
 {
-    const char *argv[] = {VALISE_AUDIT_BIN, "report", "--data", S.pki.data_path, "--key", S.key,
-                          "--org-pub", S.pki.orgpub_path, NULL};
+    const char *argv[] = {VALISE_AUDIT_BIN, "report",          "--data",
+                          S.pki.data_path,  "--key",           S.key,
+                          "--org-pub",      S.pki.orgpub_path, NULL};
     char hb[33];
 
     (void)state;
@@ -443,11 +444,13 @@ static void test_proofs(void **state)
 {
     char idx[24], size[24];
     const char *argv[] = {VALISE_AUDIT_BIN, "proof", "--data", S.pki.data_path, "--key", S.key,
-                          "--index", idx, NULL};
-    const char *cargv[] = {VALISE_AUDIT_BIN, "consistency", "--data", S.pki.data_path, "--key",
-                           S.key, "--from", size, NULL};
-    const char *bad[] = {VALISE_AUDIT_BIN, "proof", "--data", S.pki.data_path, "--key", S.key,
-                         "--index", "0", "--size", "3", NULL};
+                          "--index",        idx,     NULL};
+    const char *cargv[] = {VALISE_AUDIT_BIN, "consistency", "--data",
+                           S.pki.data_path,  "--key",       S.key,
+                           "--from",         size,          NULL};
+    const char *bad[] = {VALISE_AUDIT_BIN, "proof", "--data",  S.pki.data_path,
+                         "--key",          S.key,   "--index", "0",
+                         "--size",         "3",     NULL};
 
     (void)state;
     snprintf(idx, sizeof(idx), "%llu", (unsigned long long)(S.n - 1));
@@ -566,8 +569,8 @@ static void test_truncate(void **state)
 static void test_rollback_older_copy(void **state)
 {
     char dir[TPATH], st[TPATH], ev[TPATH];
-    const char *argv[] = {VALISE_AUDIT_BIN, "verify", "--data", NULL, "--key", S.key,
-                          "--state", st, "--evidence", ev, NULL};
+    const char *argv[] = {VALISE_AUDIT_BIN, "verify", "--data",     NULL, "--key", S.key,
+                          "--state",        st,       "--evidence", ev,   NULL};
     struct buf f;
 
     (void)state;
@@ -642,9 +645,18 @@ static void test_rewritten_history_grows(void **state)
 static void relay_refuses(const char *dir, const char *needle)
 {
     char port[TPATH];
-    const char *argv[] = {VALISE_RELAY_BIN, "--data", dir, "--org-pub", S.pki.orgpub_path,
-                          "--directory", S.pki.dir_path, "--listen", "127.0.0.1:0",
-                          "--port-file", port, NULL};
+    const char *argv[] = {VALISE_RELAY_BIN,
+                          "--data",
+                          dir,
+                          "--org-pub",
+                          S.pki.orgpub_path,
+                          "--directory",
+                          S.pki.dir_path,
+                          "--listen",
+                          "127.0.0.1:0",
+                          "--port-file",
+                          port,
+                          NULL};
 
     assert_int_equal(file_join(port, sizeof(port), S.pki.dir, "refused.port"), 0);
     expect_run(argv, 1, needle);
@@ -727,7 +739,7 @@ static void test_wrong_key_and_usage(void **state)
     uint8_t pk[SIG_PK_LEN], sk[SIG_SK_LEN];
     char other[NOTE_VERIFIER_KEY_MAX], st[TPATH];
     const char *argv[] = {VALISE_AUDIT_BIN, "verify", "--data", S.pki.data_path, "--key", other,
-                          "--state", st, NULL};
+                          "--state",        st,       NULL};
     const char *nokey[] = {VALISE_AUDIT_BIN, "verify", "--data", S.pki.data_path, NULL};
     const char *help[] = {VALISE_AUDIT_BIN, "verify", "--help", NULL};
     const char *unknown[] = {VALISE_AUDIT_BIN, "frobnicate", NULL};
