@@ -46,6 +46,7 @@ struct mbox {
     uint8_t cert_bytes[CERT_MAX_LEN];
     size_t cert_len;
     char relay[MB_URL_MAX + 1];
+    char ca[MB_URL_MAX + 1]; /* CA file for wss://, "" for the system store */
     struct directory *dir;
     uint64_t dir_seen;
 };
@@ -179,6 +180,17 @@ static int mb_load(struct mbox *m)
     memcpy(m->relay, buf_data(&b), buf_size(&b));
     m->relay[buf_size(&b)] = 0;
     buf_free(&b);
+    if ((r = cfg_get(m, "ca", &b)) == 0) {
+        if (buf_size(&b) > MB_URL_MAX) {
+            buf_free(&b);
+            return VERR_BAD_FORMAT;
+        }
+        memcpy(m->ca, buf_data(&b), buf_size(&b));
+        m->ca[buf_size(&b)] = 0;
+        buf_free(&b);
+    } else if (r != VERR_UNKNOWN) {
+        return r;
+    }
     if ((r = cfg_get_u64(m, "dir.seen", &m->dir_seen)) != 0)
         return r;
     r = cfg_get(m, "dir", &b);
@@ -239,13 +251,24 @@ const struct identity *mbox_identity(const struct mbox *m)
     return &m->id;
 }
 
+/* The CA file for wss://, or none (the system store). */
+static int mb_put_ca(struct mbox *m, const char *ca_file)
+{
+    int r;
+
+    if (ca_file[0] != 0)
+        return cfg_put(m, "ca", (const uint8_t *)ca_file, strlen(ca_file));
+    r = cstore_del(m->st, CS_CONFIG, (const uint8_t *)"ca", 2);
+    return r == VERR_UNKNOWN ? 0 : r;
+}
+
 const struct cert *mbox_cert(const struct mbox *m)
 {
     return &m->self;
 }
 
 int mbox_enroll(struct mbox *m, const uint8_t *cert, size_t cert_len, const uint8_t *orgpub,
-                size_t orgpub_len, const char *relay_url, uint64_t now)
+                size_t orgpub_len, const char *relay_url, const char *ca_file, uint64_t now)
 {
     struct orgpub org;
     struct cert c;
@@ -263,6 +286,10 @@ int mbox_enroll(struct mbox *m, const uint8_t *cert, size_t cert_len, const uint
         return r;
     if (strlen(relay_url) > MB_URL_MAX || (r = ctp_url_check(relay_url)) != 0)
         return r != 0 ? r : VERR_TOO_LARGE;
+    if (ca_file == NULL)
+        ca_file = "";
+    if (strlen(ca_file) > MB_URL_MAX)
+        return VERR_TOO_LARGE;
     /* A new certificate (renewal) is fine; another organisation is not. */
     if (m->enrolled && memcmp(m->org.pk, org.pk, SIG_PK_LEN) != 0)
         return VERR_EXISTS;
@@ -271,6 +298,7 @@ int mbox_enroll(struct mbox *m, const uint8_t *cert, size_t cert_len, const uint
     if ((r = cfg_put(m, "orgpub", orgpub, orgpub_len)) != 0 ||
         (r = cfg_put(m, "cert", cert, cert_len)) != 0 ||
         (r = cfg_put(m, "relay", (const uint8_t *)relay_url, strlen(relay_url))) != 0 ||
+        (r = mb_put_ca(m, ca_file)) != 0 ||
         (r = cstore_commit(m->st)) != 0) {
         cstore_abort(m->st);
         return r;
@@ -280,6 +308,7 @@ int mbox_enroll(struct mbox *m, const uint8_t *cert, size_t cert_len, const uint
     memcpy(m->cert_bytes, cert, cert_len);
     m->cert_len = cert_len;
     memcpy(m->relay, relay_url, strlen(relay_url) + 1);
+    memcpy(m->ca, ca_file, strlen(ca_file) + 1);
     m->enrolled = 1;
     return 0;
 }
@@ -1734,7 +1763,7 @@ int mbox_sync(struct mbox *m, const struct mbox_sync_opts *o, struct mbox_sync_s
     s.o = o;
     s.st = st;
     s.now = mb_now();
-    if ((r = ctp_connect(&s.c, m->relay, NULL, o->timeout_ms)) != 0)
+    if ((r = ctp_connect(&s.c, m->relay, m->ca[0] != 0 ? m->ca : NULL, o->timeout_ms)) != 0)
         return r;
     if ((r = sy_auth(&s, &relay_dir)) != 0 || (r = sy_directory(&s, relay_dir)) != 0)
         goto out;

@@ -61,11 +61,13 @@ const struct cert *mbox_cert(const struct mbox *m);
 
 /*
  * Checks cert (this device's id and keys, chain to org.pub, valid now) and
- * stores it with org.pub and the relay URL. Refuses a second enrolment with
- * another organisation (VERR_EXISTS).
+ * stores it with org.pub, the relay URL and the CA file that checks the
+ * relay's TLS certificate (NULL: the system store). Refuses a second
+ * enrolment with another organisation (VERR_EXISTS).
  */
 int mbox_enroll(struct mbox *m, const uint8_t *cert, size_t cert_len, const uint8_t *orgpub,
-                size_t orgpub_len, const char *relay_url, uint64_t now) VL_MUST_CHECK;
+                size_t orgpub_len, const char *relay_url, const char *ca_file,
+                uint64_t now) VL_MUST_CHECK;
 
 struct mbox_draft {
     const char *address;

@@ -4,6 +4,7 @@
  * and turns an error into one line on stderr and a non-zero exit.
  */
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +25,7 @@
 struct opts {
     const char *home, *name, *out, *passfile;
     const char *cert, *org_pub, *relay, *to, *precedence, *label, *subject, *file, *device;
-    const char *wait_ms;
+    const char *wait_ms, *ca;
     const char *arg; /* the one positional argument of `read` */
 };
 
@@ -85,6 +86,7 @@ static int parse_opts_n(const char *verb, int argc, char **argv, struct opts *o,
         {"file", required_argument, NULL, 'f'},
         {"device", required_argument, NULL, 'd'},
         {"wait-ms", required_argument, NULL, 'w'},
+        {"ca", required_argument, NULL, 'a'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -109,6 +111,7 @@ static int parse_opts_n(const char *verb, int argc, char **argv, struct opts *o,
         case 'f': o->file = optarg; break;
         case 'd': o->device = optarg; break;
         case 'w': o->wait_ms = optarg; break;
+        case 'a': o->ca = optarg; break;
         case 'h': fputs(usage, stdout); exit(0);
         default: {
             char msg[256];
@@ -165,12 +168,13 @@ static int cmd_init(int argc, char **argv)
 
 static const char usage_enroll[] =
     "usage: valise enroll --home HOME --cert CERT --org-pub FILE --relay URL\n"
-    "                     [--passphrase-file FILE]\n"
+    "                     [--ca FILE] [--passphrase-file FILE]\n"
     "\n"
     "Installs the device certificate IT staff made from your request. The\n"
     "certificate must be for this device's own keys and signed by the\n"
     "organisation root in FILE (org.pub). URL is the relay: wss://HOST:PORT,\n"
-    "or ws://127.0.0.1:PORT for a relay on this machine.\n";
+    "or ws://127.0.0.1:PORT for a relay on this machine. --ca FILE: the PEM\n"
+    "certificate(s) that sign the relay's TLS certificate (default: the system's).\n";
 
 static const char usage_send[] =
     "usage: valise send --home HOME --to ADDRESS [--precedence P] [--label L]\n"
@@ -261,6 +265,7 @@ static int cmd_enroll(int argc, char **argv)
     struct opts o;
     struct mbox *m = NULL;
     struct buf cert, org;
+    char ca_abs[PATH_MAX];
     int r;
 
     if ((r = parse_opts("enroll", argc, argv, &o, usage_enroll)) != 0)
@@ -273,10 +278,18 @@ static int cmd_enroll(int argc, char **argv)
         buf_free(&cert);
         return fail("enroll", o.org_pub, r);
     }
+    if (o.ca != NULL) {
+        /* Stored absolute: later syncs may run from another directory. */
+        if (realpath(o.ca, ca_abs) == NULL || !file_exists(ca_abs)) {
+            r = fail_msg("enroll", "--ca: no such file");
+            goto out;
+        }
+        o.ca = ca_abs;
+    }
     if ((r = open_mbox("enroll", &o, &m, 0)) != 0)
         goto out;
     r = mbox_enroll(m, buf_data(&cert), buf_size(&cert), buf_data(&org), buf_size(&org), o.relay,
-                    (uint64_t)time(NULL));
+                    o.ca, (uint64_t)time(NULL));
     if (r != 0) {
         r = fail("enroll",
                  r == VERR_DENIED    ? "the certificate is not for this device's keys"

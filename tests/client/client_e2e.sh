@@ -202,6 +202,29 @@ run "fingerprint jkt1->hq" V fingerprint --home jkt1 --device "$HQ_ID"
 B=$(grep -A1 "safety number" out.txt | tr -dc '0-9' | tail -c 60)
 [ -n "$A" ] && [ "$A" = "$B" ] || fail "safety numbers differ: '$A' vs '$B'"
 
+# --- TLS: wss:// to a relay whose certificate the --ca file vouches for ---
+stop_relay
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+  -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1" \
+  -keyout tls.key -out tls.crt >/dev/null 2>&1 || fail "openssl could not make a test certificate"
+rm -f port
+"$RELAY" --data data --org-pub org/org.pub --directory dir.bin --listen 127.0.0.1:0 \
+  --port-file port --log-level warn --tls-cert tls.crt --tls-key tls.key 2>>relay.log &
+RPID=$!
+for _ in $(seq 100); do [ -s port ] && break; sleep 0.05; done
+[ -s port ] || fail "TLS relay did not start: $(tail -3 relay.log)"
+run "enroll wss with --ca" V enroll --home hq --cert hq.cert --org-pub org/org.pub \
+  --relay "wss://127.0.0.1:$(cat port)" --ca tls.crt
+run "sync over TLS" V sync --home hq --wait-ms 200
+run "enroll wss without --ca" V enroll --home hq --cert hq.cert --org-pub org/org.pub \
+  --relay "wss://127.0.0.1:$(cat port)"
+if V sync --home hq --wait-ms 200 >out.txt 2>err.txt; then
+  fail "sync trusted a relay certificate no CA vouches for"
+fi
+if V enroll --home hq --cert hq.cert --org-pub org/org.pub --relay "ws://192.0.2.1:80" >out.txt 2>err.txt; then
+  fail "plain ws:// to a non-loopback relay accepted"
+fi
+
 # --- one-line errors ---
 if V read --home jkt1 ffffffffffff >out.txt 2>err.txt; then fail "read of unknown id succeeded"; fi
 [ "$(wc -l <err.txt)" -eq 1 ] || fail "read error not one line: $(cat err.txt)"
