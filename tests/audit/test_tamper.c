@@ -32,6 +32,7 @@
 #include "note.h"
 #include "relaytest.h"
 #include "text.h"
+#include "../unit/vectors_json.h"
 
 enum { OUT_MAX = 1 << 20 };
 
@@ -440,6 +441,38 @@ static void test_report(void **state)
     assert_non_null(strstr(out, "relay starts: 2, of which 0 after a run that ended"));
 }
 
+static void b64_hash(const struct vj_field *f, uint8_t out_hash[static MERKLE_HASH_LEN])
+{
+    char tmp[64];
+    size_t n = 0;
+
+    assert_non_null(f);
+    assert_true(f->str.len < sizeof(tmp));
+    memcpy(tmp, f->str.p, f->str.len);
+    tmp[f->str.len] = '\0';
+    assert_int_equal(text_b64_decode(out_hash, MERKLE_HASH_LEN, &n, tmp, f->str.len), 0);
+    assert_int_equal(n, MERKLE_HASH_LEN);
+}
+
+/* The JSON is read as the transparency-dev vectors are, and checked with lib/merkle. */
+static void proof_from_json(const struct vj_object *o, struct merkle_proof *p)
+{
+    const struct vj_field *f = vj_get(o, "proof", VJ_ARRAY);
+    char tmp[64];
+    size_t n;
+
+    assert_non_null(f);
+    assert_true(f->n_items <= MERKLE_MAX_PROOF);
+    p->len = f->n_items;
+    for (size_t i = 0; i < f->n_items; i++) {
+        assert_true(f->items[i].len < sizeof(tmp));
+        memcpy(tmp, f->items[i].p, f->items[i].len);
+        tmp[f->items[i].len] = '\0';
+        assert_int_equal(text_b64_decode(p->hash[i], MERKLE_HASH_LEN, &n, tmp, f->items[i].len), 0);
+        assert_int_equal(n, MERKLE_HASH_LEN);
+    }
+}
+
 static void test_proofs(void **state)
 {
     char idx[24], size[24];
@@ -450,16 +483,70 @@ static void test_proofs(void **state)
                            "--from",         size,          NULL};
     const char *bad[] = {VALISE_AUDIT_BIN, "proof", "--data",  S.pki.data_path,
                          "--key",          S.key,   "--index", "0",
-                         "--size",         "3",     NULL};
+                         "--size",         size,    NULL};
+    static struct vj_object o;
+    struct merkle_proof p;
+    uint8_t root[MERKLE_HASH_LEN], root2[MERKLE_HASH_LEN], leaf[MERKLE_HASH_LEN];
+    const struct vj_field *f;
+    struct db d;
+    uint8_t rec[AUDIT_RECORD_LEN];
 
     (void)state;
-    snprintf(idx, sizeof(idx), "%llu", (unsigned long long)(S.n - 1));
-    expect_run(argv, 0, "\"leafIdx\": ");
-    assert_non_null(strstr(out, "\"treeSize\": "));
-    assert_non_null(strstr(out, "\"leafHash\": "));
-    snprintf(size, sizeof(size), "4");
-    expect_run(cargv, 0, "\"size1\": 4,");
-    assert_non_null(strstr(out, "\"root2\": "));
+    for (uint64_t i = 0; i < S.n; i += 3) {
+        snprintf(idx, sizeof(idx), "%llu", (unsigned long long)i);
+        expect_run(argv, 0, "\"leafIdx\": ");
+        assert_int_equal(vj_parse(&o, out, strlen(out)), 0);
+        assert_non_null(f = vj_get(&o, "leafIdx", VJ_NUMBER));
+        assert_int_equal(f->num, i);
+        assert_non_null(f = vj_get(&o, "treeSize", VJ_NUMBER));
+        assert_int_equal(f->num, S.n); /* the newest checkpoint, at shutdown */
+        b64_hash(vj_get(&o, "root", VJ_STRING), root);
+        b64_hash(vj_get(&o, "leafHash", VJ_STRING), leaf);
+        proof_from_json(&o, &p);
+        /* the leaf is the record's own hash, and the proof holds */
+        db_open(&d, S.pki.data_path);
+        rec_get(&d, i, rec);
+        mdb_txn_abort(d.txn);
+        mdb_env_close(d.env);
+        {
+            uint8_t h[MERKLE_HASH_LEN];
+            merkle_leaf_hash(h, rec, sizeof(rec));
+            assert_memory_equal(h, leaf, MERKLE_HASH_LEN);
+        }
+        assert_int_equal(merkle_verify_inclusion(leaf, i, S.n, &p, root), 0);
+        leaf[0] ^= 1;
+        assert_int_equal(merkle_verify_inclusion(leaf, i, S.n, &p, root), VERR_BAD_PROOF);
+    }
+    /* a size with no checkpoint: one past the log */
+    snprintf(size, sizeof(size), "%llu", (unsigned long long)(S.n + 1));
+    expect_run(cargv, 1, "no signed checkpoint of that size");
+    /* the first checkpoint's size, whatever the commit batching made it */
+    {
+        MDB_cursor *c;
+        MDB_val k, v;
+        db_open(&d, S.pki.data_path);
+        assert_int_equal(mdb_cursor_open(d.txn, d.cp, &c), 0);
+        assert_int_equal(mdb_cursor_get(c, &k, &v, MDB_FIRST), 0);
+        uint64_t first = 0;
+        assert_int_equal(k.mv_size, 8);
+        for (int j = 0; j < 8; j++)
+            first = (first << 8) | ((const uint8_t *)k.mv_data)[j];
+        snprintf(size, sizeof(size), "%llu", (unsigned long long)first);
+        mdb_cursor_close(c);
+        mdb_txn_abort(d.txn);
+        mdb_env_close(d.env);
+    }
+    expect_run(cargv, 0, "\"size1\": ");
+    assert_int_equal(vj_parse(&o, out, strlen(out)), 0);
+    assert_non_null(f = vj_get(&o, "size1", VJ_NUMBER));
+    assert_int_equal(f->num, strtoull(size, NULL, 10));
+    b64_hash(vj_get(&o, "root1", VJ_STRING), root);
+    b64_hash(vj_get(&o, "root2", VJ_STRING), root2);
+    proof_from_json(&o, &p);
+    assert_int_equal(merkle_verify_consistency(f->num, S.n, &p, root, root2), 0);
+    root[5] ^= 1;
+    assert_int_equal(merkle_verify_consistency(f->num, S.n, &p, root, root2), VERR_BAD_PROOF);
+    snprintf(size, sizeof(size), "%llu", (unsigned long long)(S.n + 1));
     expect_run(bad, 1, "no signed checkpoint of that size");
 }
 
