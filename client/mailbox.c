@@ -1054,8 +1054,16 @@ static int sy_encrypt_for(struct sync *s, const uint8_t key[static ENV_KEY_LEN],
         if (sy_tried(s, dev))
             return 0;
         r = sy_start_session(s, peer, &ss);
-        if (r == VERR_DENIED &&
-            (s->last_reason == WIRE_R_NO_PREKEYS || s->last_reason == WIRE_R_UNKNOWN_DEVICE)) {
+        /*
+         * No prekeys yet, or a bundle that does not verify against our
+         * directory (bad signature or key, another certificate): this device
+         * waits, the others go on.
+         */
+        if ((r == VERR_DENIED &&
+             (s->last_reason == WIRE_R_NO_PREKEYS || s->last_reason == WIRE_R_UNKNOWN_DEVICE)) ||
+            r == VERR_BAD_KEY || r == VERR_BAD_SIGNATURE || r == VERR_BAD_FORMAT ||
+            r == VERR_TRUNCATED || r == VERR_TRAILING || r == VERR_BAD_MAGIC ||
+            r == VERR_BAD_VERSION || r == VERR_WRONG_ORG) {
             if (s->ntried < MB_TRIED_MAX)
                 memcpy(s->tried[s->ntried++], dev, DEVICE_ID_LEN);
             mb_sessions_free(&ss);
