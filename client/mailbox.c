@@ -29,6 +29,7 @@ enum {
     MB_DEFER_BYTES = 64 << 20,
     MB_TRIED_MAX = 256,
     MB_URL_MAX = 255,
+    MB_REFRESH_SECS = 300,   /* `run`: directory asked for again after this long */
     ENV_KEY_LEN = 8 + DEVICE_ID_LEN,
 };
 
@@ -1760,7 +1761,7 @@ static int sy_outbox(struct sync *s)
 int mbox_sync(struct mbox *m, const struct mbox_sync_opts *o, struct mbox_sync_stats *st)
 {
     struct sync s;
-    uint64_t relay_dir = 0, up = 0, seq0 = 0, seq1 = 0;
+    uint64_t relay_dir = 0, up = 0, seq0 = 0, seq1 = 0, refreshed = mb_now();
     int r;
 
     memset(st, 0, sizeof(*st));
@@ -1819,6 +1820,17 @@ int mbox_sync(struct mbox *m, const struct mbox_sync_opts *o, struct mbox_sync_s
             continue; /* `valise send` or `read` queued something meanwhile */
         if (!o->stay)
             break;
+        /*
+         * `run`: the relay does not push directories, so ask again now and
+         * then; and give devices that had no prekeys another chance.
+         */
+        if (mb_now() - refreshed >= MB_REFRESH_SECS) {
+            refreshed = mb_now();
+            s.ntried = 0;
+            if ((r = sy_directory(&s, UINT64_MAX)) != 0)
+                goto out;
+            st->dir_version = dir_version(m->dir);
+        }
     }
     /* Make sure the last acknowledgements are on the wire before closing. */
     r = ctp_flush(s.c, o->timeout_ms);

@@ -158,6 +158,21 @@ run "jkt1 inbox" V inbox --home jkt1
 [ "$(grep -c "$ID2" out.txt)" -eq 1 ] || fail "offline message not delivered exactly once: $(cat out.txt)"
 [ "$(grep -c "$ID" out.txt)" -eq 1 ] || fail "first message duplicated: $(cat out.txt)"
 
+# --- inbox order: FLASH first whatever the arrival order ---
+echo "routine" >r.txt
+run "send ROUTINE" V send --home hq --to ambassador@JKT --precedence ROUTINE --subject "Routine-1" --file r.txt
+run "send IMMEDIATE" V send --home hq --to ambassador@JKT --precedence IMMEDIATE --subject "Immediate-1" --file r.txt
+run "send FLASH" V send --home hq --to ambassador@JKT --precedence FLASH --subject "Flash-2" --file r.txt
+run "hq sync (precedences)" V sync --home hq --wait-ms 200
+run "jkt1 sync (precedences)" V sync --home jkt1 --wait-ms 300
+run "jkt1 inbox (order)" V inbox --home jkt1
+lf=$(grep -n "Flash-2" out.txt | cut -d: -f1)
+li=$(grep -n "Immediate-1" out.txt | cut -d: -f1)
+lr=$(grep -n "Routine-1" out.txt | cut -d: -f1)
+lo=$(grep -n "$ID2" out.txt | cut -d: -f1)
+[ -n "$lf" ] && [ -n "$li" ] && [ -n "$lr" ] && [ "$lf" -lt "$li" ] && [ "$li" -lt "$lr" ] &&
+  [ "$lo" -lt "$lr" ] || fail "inbox not FLASH first, then by precedence and arrival: $(cat out.txt)"
+
 # --- `run` stays connected and delivers what `send` queues meanwhile ---
 # Started directly (not through V): the signal must reach valise itself.
 "$VALISE" run --home jkt1 --passphrase-file dpw >run.out 2>run.err &
