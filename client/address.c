@@ -75,16 +75,25 @@ int addr_format(const struct address *a, char *out, size_t outsz)
     int n;
 
     switch (a->kind) {
-    case ADDR_ROLE: n = snprintf(out, outsz, "%s@%s", a->role, a->post); break;
-    case ADDR_POST: n = snprintf(out, outsz, "*@%s", a->post); break;
-    case ADDR_ALL: n = snprintf(out, outsz, "*@*"); break;
+    case ADDR_ROLE:
+        n = snprintf(out, outsz, "%s@%s", a->role, a->post);
+        break;
+    case ADDR_POST:
+        n = snprintf(out, outsz, "*@%s", a->post);
+        break;
+    case ADDR_ALL:
+        n = snprintf(out, outsz, "*@*");
+        break;
     case ADDR_DEVICE:
         if (text_hex_encode(hex, sizeof(hex), a->device, DEVICE_ID_LEN) != 0)
             return VERR_INTERNAL;
         n = snprintf(out, outsz, "device:%s", hex);
         break;
-    case ADDR_PERSON: n = snprintf(out, outsz, "person:%s", a->person); break;
-    default: return VERR_USAGE;
+    case ADDR_PERSON:
+        n = snprintf(out, outsz, "person:%s", a->person);
+        break;
+    default:
+        return VERR_USAGE;
     }
     if (n < 0 || (size_t)n >= outsz)
         return VERR_TOO_LARGE;
@@ -94,12 +103,18 @@ int addr_format(const struct address *a, char *out, size_t outsz)
 int addr_matches(const struct address *a, const struct cert *c)
 {
     switch (a->kind) {
-    case ADDR_ROLE: return strcmp(a->role, c->role) == 0 && strcmp(a->post, c->post) == 0;
-    case ADDR_POST: return strcmp(a->post, c->post) == 0;
-    case ADDR_ALL: return 1;
-    case ADDR_DEVICE: return memcmp(a->device, c->device_id, DEVICE_ID_LEN) == 0;
-    case ADDR_PERSON: return strcmp(a->person, c->name) == 0;
-    default: return 0;
+    case ADDR_ROLE:
+        return strcmp(a->role, c->role) == 0 && strcmp(a->post, c->post) == 0;
+    case ADDR_POST:
+        return strcmp(a->post, c->post) == 0;
+    case ADDR_ALL:
+        return 1;
+    case ADDR_DEVICE:
+        return memcmp(a->device, c->device_id, DEVICE_ID_LEN) == 0;
+    case ADDR_PERSON:
+        return strcmp(a->person, c->name) == 0;
+    default:
+        return 0;
     }
 }
 
@@ -111,8 +126,8 @@ static int addr_same_person(const struct cert *c, const struct cert *sender)
 }
 
 int addr_resolve(const struct address *a, const struct directory *d, const struct orgpub *org,
-                 uint64_t now, const struct cert *sender, uint8_t (*ids)[DEVICE_ID_LEN],
-                 size_t max, size_t *n)
+                 uint64_t now, const struct cert *sender, uint8_t (*ids)[DEVICE_ID_LEN], size_t max,
+                 size_t *n)
 {
     size_t count = dir_cert_count(d);
 

@@ -53,8 +53,8 @@ int addr_matches(const struct address *a, const struct cert *c);
  * VERR_LIMIT if more than max.
  */
 int addr_resolve(const struct address *a, const struct directory *d, const struct orgpub *org,
-                 uint64_t now, const struct cert *sender, uint8_t (*ids)[DEVICE_ID_LEN],
-                 size_t max, size_t *n) VL_MUST_CHECK;
+                 uint64_t now, const struct cert *sender, uint8_t (*ids)[DEVICE_ID_LEN], size_t max,
+                 size_t *n) VL_MUST_CHECK;
 /* 1 if a message from sender to a reaches the device of receiver. */
 int addr_includes(const struct address *a, const struct cert *receiver, const struct cert *sender);
 

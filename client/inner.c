@@ -95,8 +95,8 @@ int inner_sign_encode(struct inner *m, const uint8_t sign_sk[static SIG_SK_LEN],
         (r = buf_put_str8(out, m->role)) != 0 || (r = buf_put_u64(out, m->time)) != 0)
         goto fail;
     if (m->type == INNER_TYPE_MESSAGE) {
-        if ((r = buf_put_str8(out, m->address)) != 0 ||
-            (r = buf_put_u8(out, m->precedence)) != 0 || (r = buf_put_str8(out, m->label)) != 0 ||
+        if ((r = buf_put_str8(out, m->address)) != 0 || (r = buf_put_u8(out, m->precedence)) != 0 ||
+            (r = buf_put_str8(out, m->label)) != 0 ||
             (r = buf_put_bytes16(out, m->subject, m->subject_len)) != 0 ||
             (r = buf_put_bytes32(out, m->content, m->content_len)) != 0)
             goto fail;

@@ -44,7 +44,7 @@ enum {
     INNER_LABEL_MAX = 32,
     INNER_SUBJECT_MAX = 256,
     INNER_CONTENT_MAX = 200 * 1024, /* an envelope stays under the relay's 256 KiB default */
-    INNER_PRECEDENCE_MAX = 3, /* FLASH 0, IMMEDIATE 1, PRIORITY 2, ROUTINE 3 (wire.h) */
+    INNER_PRECEDENCE_MAX = 3,       /* FLASH 0, IMMEDIATE 1, PRIORITY 2, ROUTINE 3 (wire.h) */
     INNER_MAX_LEN = 2 + 2 * 16 + 1 + ROLE_MAX + 8 + 1 + INNER_ADDRESS_MAX + 1 + 1 +
                     INNER_LABEL_MAX + 2 + INNER_SUBJECT_MAX + 4 + INNER_CONTENT_MAX + SIG_LEN,
 };

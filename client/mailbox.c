@@ -21,15 +21,15 @@ enum {
     MB_REC_VERSION = 1,
     MB_KIND_MESSAGE = 1,
     MB_KIND_RECEIPT = 2,
-    MB_SESS_KEEP = 4,        /* sessions kept per peer (simultaneous set-up, DR 3.3) */
-    MB_OTK_BATCH = 100,      /* one-time prekeys per upload */
-    MB_SUBMIT_BATCH = 64,    /* envelopes per SUBMIT */
+    MB_SESS_KEEP = 4,     /* sessions kept per peer (simultaneous set-up, DR 3.3) */
+    MB_OTK_BATCH = 100,   /* one-time prekeys per upload */
+    MB_SUBMIT_BATCH = 64, /* envelopes per SUBMIT */
     MB_SUBMIT_BYTES = 512 * 1024,
-    MB_DEFER_MAX = 1024,     /* DELIVER messages held until the current step is done */
+    MB_DEFER_MAX = 1024, /* DELIVER messages held until the current step is done */
     MB_DEFER_BYTES = 64 << 20,
     MB_TRIED_MAX = 256,
     MB_URL_MAX = 255,
-    MB_REFRESH_SECS = 300,   /* `run`: directory asked for again after this long */
+    MB_REFRESH_SECS = 300, /* `run`: directory asked for again after this long */
     ENV_KEY_LEN = 8 + DEVICE_ID_LEN,
 };
 
@@ -55,16 +55,26 @@ struct mbox {
 const char *mbox_env_state_name(int state)
 {
     switch (state) {
-    case MBOX_ENV_QUEUED: return "queued";
-    case MBOX_ENV_WAIT_PREKEYS: return "waiting for prekeys";
-    case MBOX_ENV_WAIT_DIR: return "waiting for directory";
-    case MBOX_ENV_SENDING: return "queued (encrypted, not yet accepted)";
-    case MBOX_ENV_ACCEPTED: return "accepted by relay";
-    case MBOX_ENV_DELIVERED: return "delivered";
-    case MBOX_ENV_READ: return "read";
-    case MBOX_ENV_EXPIRED: return "expired undelivered";
-    case MBOX_ENV_REJECTED: return "rejected by relay";
-    default: return "?";
+    case MBOX_ENV_QUEUED:
+        return "queued";
+    case MBOX_ENV_WAIT_PREKEYS:
+        return "waiting for prekeys";
+    case MBOX_ENV_WAIT_DIR:
+        return "waiting for directory";
+    case MBOX_ENV_SENDING:
+        return "queued (encrypted, not yet accepted)";
+    case MBOX_ENV_ACCEPTED:
+        return "accepted by relay";
+    case MBOX_ENV_DELIVERED:
+        return "delivered";
+    case MBOX_ENV_READ:
+        return "read";
+    case MBOX_ENV_EXPIRED:
+        return "expired undelivered";
+    case MBOX_ENV_REJECTED:
+        return "rejected by relay";
+    default:
+        return "?";
     }
 }
 
@@ -299,8 +309,7 @@ int mbox_enroll(struct mbox *m, const uint8_t *cert, size_t cert_len, const uint
     if ((r = cfg_put(m, "orgpub", orgpub, orgpub_len)) != 0 ||
         (r = cfg_put(m, "cert", cert, cert_len)) != 0 ||
         (r = cfg_put(m, "relay", (const uint8_t *)relay_url, strlen(relay_url))) != 0 ||
-        (r = mb_put_ca(m, ca_file)) != 0 ||
-        (r = cstore_commit(m->st)) != 0) {
+        (r = mb_put_ca(m, ca_file)) != 0 || (r = cstore_commit(m->st)) != 0) {
         cstore_abort(m->st);
         return r;
     }
@@ -794,17 +803,26 @@ static uint64_t mb_now(void)
 static int sy_reason_err(uint16_t reason)
 {
     switch (reason) {
-    case WIRE_R_REVOKED: return VERR_REVOKED;
-    case WIRE_R_CERT_EXPIRED: return VERR_EXPIRED;
-    case WIRE_R_CERT_NOT_YET_VALID: return VERR_NOT_YET_VALID;
-    case WIRE_R_WRONG_ORG: return VERR_WRONG_ORG;
-    case WIRE_R_BAD_SIGNATURE: return VERR_BAD_SIGNATURE;
+    case WIRE_R_REVOKED:
+        return VERR_REVOKED;
+    case WIRE_R_CERT_EXPIRED:
+        return VERR_EXPIRED;
+    case WIRE_R_CERT_NOT_YET_VALID:
+        return VERR_NOT_YET_VALID;
+    case WIRE_R_WRONG_ORG:
+        return VERR_WRONG_ORG;
+    case WIRE_R_BAD_SIGNATURE:
+        return VERR_BAD_SIGNATURE;
     case WIRE_R_RATE_LIMITED:
-    case WIRE_R_QUEUE_FULL: return VERR_LIMIT;
-    case WIRE_R_STORAGE_FULL: return VERR_NOSPACE;
+    case WIRE_R_QUEUE_FULL:
+        return VERR_LIMIT;
+    case WIRE_R_STORAGE_FULL:
+        return VERR_NOSPACE;
     case WIRE_R_UNKNOWN_DEVICE:
-    case WIRE_R_NO_PREKEYS: return VERR_UNKNOWN;
-    default: return VERR_PROTOCOL;
+    case WIRE_R_NO_PREKEYS:
+        return VERR_UNKNOWN;
+    default:
+        return VERR_PROTOCOL;
     }
 }
 
@@ -1163,7 +1181,7 @@ static int sy_resolve(struct sync *s)
 {
     struct mbox *m = s->m;
     struct mb_keys ks = {0};
-    uint8_t (*ids)[DEVICE_ID_LEN] = NULL;
+    uint8_t(*ids)[DEVICE_ID_LEN] = NULL;
     int r;
 
     if ((r = cstore_each(m->st, CS_OUTBOX, each_unresolved, &ks)) != 0)
@@ -1300,7 +1318,7 @@ static int sy_submit_batch(struct sync *s, uint8_t (*keys)[ENV_KEY_LEN], size_t 
     struct wire_msg wm;
     struct wire_iter it;
     struct wire_ack ack;
-    uint8_t (*eids)[WIRE_ID_LEN] = NULL;
+    uint8_t(*eids)[WIRE_ID_LEN] = NULL;
     size_t got = 0, bytes = 0;
     int r = VERR_NOMEM, have_msg = 0;
 
@@ -1357,14 +1375,23 @@ static int sy_submit_batch(struct sync *s, uint8_t (*keys)[ENV_KEY_LEN], size_t 
         if (j == n)
             continue; /* not ours: ignore */
         switch (ack.reason) {
-        case WIRE_R_OK: state = MBOX_ENV_ACCEPTED; s->st->accepted++; break;
+        case WIRE_R_OK:
+            state = MBOX_ENV_ACCEPTED;
+            s->st->accepted++;
+            break;
         case WIRE_R_QUEUE_FULL:
         case WIRE_R_RATE_LIMITED:
         case WIRE_R_STORAGE_FULL:
         case WIRE_R_STORAGE_ERROR:
-        case WIRE_R_SHUTTING_DOWN: continue; /* stays "sending": the same bytes go again later */
-        case WIRE_R_EXPIRED: state = MBOX_ENV_EXPIRED; s->st->expired++; break;
-        default: state = MBOX_ENV_REJECTED; break;
+        case WIRE_R_SHUTTING_DOWN:
+            continue; /* stays "sending": the same bytes go again later */
+        case WIRE_R_EXPIRED:
+            state = MBOX_ENV_EXPIRED;
+            s->st->expired++;
+            break;
+        default:
+            state = MBOX_ENV_REJECTED;
+            break;
         }
         r = mb_env_advance(m, keys[j], state, ack.reason);
     }
@@ -1407,8 +1434,8 @@ out:
 /* ---- receiving ---- */
 
 struct mb_find {
-    const uint8_t *id;      /* message id to find */
-    const uint8_t *env_id;  /* or envelope id */
+    const uint8_t *id;     /* message id to find */
+    const uint8_t *env_id; /* or envelope id */
     uint8_t key[ENV_KEY_LEN];
     int found;
 };
@@ -1446,7 +1473,8 @@ static int each_find_envelope(void *ctx, const uint8_t *k, size_t kl, const uint
 }
 
 /* A receipt from `from` about one of our messages: advance that envelope. */
-static int sy_on_receipt(struct sync *s, const struct inner *in, const uint8_t from[static DEVICE_ID_LEN])
+static int sy_on_receipt(struct sync *s, const struct inner *in,
+                         const uint8_t from[static DEVICE_ID_LEN])
 {
     struct mb_find f;
     struct buf b;
@@ -1464,10 +1492,9 @@ static int sy_on_receipt(struct sync *s, const struct inner *in, const uint8_t f
         return r == VERR_UNKNOWN ? 0 : r;
     buf_free(&b);
     s->st->receipts++;
-    return mb_env_advance(s->m, f.key,
-                          in->receipt_kind == INNER_RECEIPT_READ ? MBOX_ENV_READ
-                                                                 : MBOX_ENV_DELIVERED,
-                          0);
+    return mb_env_advance(
+        s->m, f.key, in->receipt_kind == INNER_RECEIPT_READ ? MBOX_ENV_READ : MBOX_ENV_DELIVERED,
+        0);
 }
 
 static int mb_inbox_put(struct mbox *m, uint64_t seq, uint8_t read, uint64_t received,
@@ -2041,7 +2068,8 @@ int mbox_read(struct mbox *m, const char *idhex, uint64_t now, struct mbox_msg *
                              x.cert.sign_pk) == 0 &&
                   memcmp(x.cert.device_id, x.in.sender, DEVICE_ID_LEN) == 0;
     msg->cert_ok = cert_verify(&x.cert, &m->org, x.in.time) == 0;
-    msg->cert_status = m->dir != NULL ? dir_check_cert(m->dir, &x.cert, &m->org, now) : VERR_UNKNOWN;
+    msg->cert_status =
+        m->dir != NULL ? dir_check_cert(m->dir, &x.cert, &m->org, now) : VERR_UNKNOWN;
     if ((msg->content = sodium_malloc(x.in.content_len + 1)) == NULL) {
         r = VERR_NOMEM;
         goto fail_b;
@@ -2246,7 +2274,7 @@ int mbox_fingerprint(struct mbox *m, const char *who, uint64_t now, struct mbox_
                      size_t *n)
 {
     struct mbox_contact *v = NULL;
-    uint8_t (*ids)[DEVICE_ID_LEN] = NULL;
+    uint8_t(*ids)[DEVICE_ID_LEN] = NULL;
     struct address a;
     size_t cnt = 0;
     int r;

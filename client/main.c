@@ -68,8 +68,8 @@ static int fail_msg(const char *verb, const char *msg)
     return 2;
 }
 
-static int parse_opts_n(const char *verb, int argc, char **argv, struct opts *o,
-                        const char *usage, int npos)
+static int parse_opts_n(const char *verb, int argc, char **argv, struct opts *o, const char *usage,
+                        int npos)
 {
     static const struct option longopts[] = {
         {"home", required_argument, NULL, 'H'},
@@ -97,22 +97,54 @@ static int parse_opts_n(const char *verb, int argc, char **argv, struct opts *o,
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
-        case 'H': o->home = optarg; break;
-        case 'n': o->name = optarg; break;
-        case 'o': o->out = optarg; break;
-        case 'P': o->passfile = optarg; break;
-        case 'c': o->cert = optarg; break;
-        case 'g': o->org_pub = optarg; break;
-        case 'r': o->relay = optarg; break;
-        case 't': o->to = optarg; break;
-        case 'p': o->precedence = optarg; break;
-        case 'l': o->label = optarg; break;
-        case 's': o->subject = optarg; break;
-        case 'f': o->file = optarg; break;
-        case 'd': o->device = optarg; break;
-        case 'w': o->wait_ms = optarg; break;
-        case 'a': o->ca = optarg; break;
-        case 'h': fputs(usage, stdout); exit(0);
+        case 'H':
+            o->home = optarg;
+            break;
+        case 'n':
+            o->name = optarg;
+            break;
+        case 'o':
+            o->out = optarg;
+            break;
+        case 'P':
+            o->passfile = optarg;
+            break;
+        case 'c':
+            o->cert = optarg;
+            break;
+        case 'g':
+            o->org_pub = optarg;
+            break;
+        case 'r':
+            o->relay = optarg;
+            break;
+        case 't':
+            o->to = optarg;
+            break;
+        case 'p':
+            o->precedence = optarg;
+            break;
+        case 'l':
+            o->label = optarg;
+            break;
+        case 's':
+            o->subject = optarg;
+            break;
+        case 'f':
+            o->file = optarg;
+            break;
+        case 'd':
+            o->device = optarg;
+            break;
+        case 'w':
+            o->wait_ms = optarg;
+            break;
+        case 'a':
+            o->ca = optarg;
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            exit(0);
         default: {
             char msg[256];
             snprintf(msg, sizeof(msg), "unknown or incomplete option '%s' (see --help)",
@@ -154,9 +186,10 @@ static int cmd_init(int argc, char **argv)
     r = identity_create(o.home, o.name, pass, o.out, device_id);
     pass_free(pass);
     if (r != 0)
-        return fail("init", r == VERR_EXISTS ? "a device already exists here, or the request "
-                                               "file exists"
-                                             : o.home,
+        return fail("init",
+                    r == VERR_EXISTS ? "a device already exists here, or the request "
+                                       "file exists"
+                                     : o.home,
                     r);
     if (text_hex_encode(hex, sizeof(hex), device_id, DEVICE_ID_LEN) != 0)
         return fail("init", "device id", VERR_INTERNAL);
@@ -292,11 +325,11 @@ static int cmd_enroll(int argc, char **argv)
                     o.ca, (uint64_t)time(NULL));
     if (r != 0) {
         r = fail("enroll",
-                 r == VERR_DENIED    ? "the certificate is not for this device's keys"
-                 : r == VERR_EXISTS  ? "already enrolled with another organisation"
-                 : r == VERR_WRONG_ORG ? "the certificate is not signed by this org.pub"
+                 r == VERR_DENIED       ? "the certificate is not for this device's keys"
+                 : r == VERR_EXISTS     ? "already enrolled with another organisation"
+                 : r == VERR_WRONG_ORG  ? "the certificate is not signed by this org.pub"
                  : r == VERR_BAD_FORMAT ? "bad certificate, org.pub or relay URL"
-                                     : "certificate refused",
+                                        : "certificate refused",
                  r);
         goto out;
     }
@@ -363,8 +396,7 @@ static int cmd_send(int argc, char **argv)
         }
         if (r != 0 || ferror(stdin)) {
             buf_free(&content);
-            return fail("send", "reading the message from standard input",
-                        r != 0 ? r : VERR_IO);
+            return fail("send", "reading the message from standard input", r != 0 ? r : VERR_IO);
         }
     }
     d.content = buf_data(&content);
@@ -389,11 +421,16 @@ static const char *sync_failure(int r, const struct mbox_sync_stats *st)
     static char msg[160];
 
     switch (r) {
-    case VERR_NET: return "relay unreachable (the outbox is kept; try again later)";
-    case VERR_TIMEOUT: return "the relay did not answer in time (the outbox is kept)";
-    case VERR_ROLLBACK: return "the relay served a directory older than one already seen";
-    case VERR_REVOKED: return "the relay refused this device: revoked";
-    default: break;
+    case VERR_NET:
+        return "relay unreachable (the outbox is kept; try again later)";
+    case VERR_TIMEOUT:
+        return "the relay did not answer in time (the outbox is kept)";
+    case VERR_ROLLBACK:
+        return "the relay served a directory older than one already seen";
+    case VERR_REVOKED:
+        return "the relay refused this device: revoked";
+    default:
+        break;
     }
     if (st->relay_reason != 0) {
         snprintf(msg, sizeof(msg), "the relay refused: %s", wire_reason_name(st->relay_reason));
@@ -426,8 +463,8 @@ static int cmd_sync(int argc, char **argv)
         return fail("sync", sync_failure(r, &st), r);
     printf("directory v%llu; sent %zu, accepted %zu; received %zu new, %zu receipts; "
            "%zu refused; %zu expired\n",
-           (unsigned long long)st.dir_version, st.submitted, st.accepted, st.received,
-           st.receipts, st.refused, st.expired);
+           (unsigned long long)st.dir_version, st.submitted, st.accepted, st.received, st.receipts,
+           st.refused, st.expired);
     if (st.prekeys_uploaded > 0)
         printf("uploaded %zu one-time prekeys\n", st.prekeys_uploaded);
     return 0;
@@ -513,8 +550,8 @@ static int cmd_inbox(int argc, char **argv)
             continue;
         print_time(t, sizeof(t), list[i].time);
         printf("%c %s %-9s %-14s %s  %s (%s@%s)  %s\n", list[i].read ? ' ' : '*', hex,
-               inner_precedence_name(list[i].precedence), list[i].label, t,
-               list[i].sender_name, list[i].sender_role, list[i].sender_post, list[i].subject);
+               inner_precedence_name(list[i].precedence), list[i].label, t, list[i].sender_name,
+               list[i].sender_role, list[i].sender_post, list[i].subject);
     }
     if (n == 0)
         printf("inbox empty\n");
@@ -539,9 +576,8 @@ static int cmd_read(int argc, char **argv)
     r = mbox_read(m, o.arg, (uint64_t)time(NULL), &msg);
     mbox_close(m);
     if (r != 0)
-        return fail("read", r == VERR_USAGE ? "ambiguous or malformed message id"
-                                            : "no such message",
-                    r);
+        return fail("read",
+                    r == VERR_USAGE ? "ambiguous or malformed message id" : "no such message", r);
     if (text_hex_encode(hex, sizeof(hex), msg.id, INNER_ID_LEN) != 0 ||
         text_hex_encode(sid, sizeof(sid), msg.sender_id, DEVICE_ID_LEN) != 0) {
         mbox_msg_clear(&msg);
@@ -549,15 +585,15 @@ static int cmd_read(int argc, char **argv)
     }
     print_time(t, sizeof(t), msg.time);
     printf("Message:    %s\n", hex);
-    printf("From:       %s, %s@%s (device %s)\n", msg.sender_name, msg.sender_role,
-           msg.sender_post, sid);
+    printf("From:       %s, %s@%s (device %s)\n", msg.sender_name, msg.sender_role, msg.sender_post,
+           sid);
     printf("To:         %s\n", msg.address);
     printf("Precedence: %s\n", inner_precedence_name(msg.precedence));
     printf("Label:      %s\n", msg.label);
     printf("Time:       %s\n", t);
     printf("Subject:    %s\n", msg.subject);
-    printf("Signature:  %s\n", msg.sig_ok ? "verified (Ed25519, sender's device key)"
-                                          : "NOT VERIFIED");
+    printf("Signature:  %s\n",
+           msg.sig_ok ? "verified (Ed25519, sender's device key)" : "NOT VERIFIED");
     printf("Certificate: %s; in the newest directory: %s\n",
            msg.cert_ok ? "verified (serial chained to the organisation root)" : "NOT VERIFIED",
            msg.cert_status == 0 ? "valid" : verr_str(msg.cert_status));
@@ -654,15 +690,9 @@ int main(int argc, char **argv)
         const char *name;
         int (*run)(int, char **);
     } verbs[] = {
-        {"init", cmd_init},
-        {"enroll", cmd_enroll},
-        {"send", cmd_send},
-        {"sync", cmd_sync},
-        {"run", cmd_run},
-        {"inbox", cmd_inbox},
-        {"read", cmd_read},
-        {"outbox", cmd_outbox},
-        {"fingerprint", cmd_fingerprint},
+        {"init", cmd_init}, {"enroll", cmd_enroll}, {"send", cmd_send},
+        {"sync", cmd_sync}, {"run", cmd_run},       {"inbox", cmd_inbox},
+        {"read", cmd_read}, {"outbox", cmd_outbox}, {"fingerprint", cmd_fingerprint},
     };
 
     if (sodium_init() < 0) {

@@ -35,15 +35,21 @@ struct cstore {
 static int cs_err(int rc)
 {
     switch (rc) {
-    case 0: return 0;
-    case MDB_NOTFOUND: return VERR_UNKNOWN;
+    case 0:
+        return 0;
+    case MDB_NOTFOUND:
+        return VERR_UNKNOWN;
     case MDB_MAP_FULL:
     case MDB_TXN_FULL:
     case ENOSPC:
-    case EDQUOT: return VERR_NOSPACE;
-    case ENOMEM: return VERR_NOMEM;
-    case EIO: return VERR_IO;
-    default: return VERR_STORE;
+    case EDQUOT:
+        return VERR_NOSPACE;
+    case ENOMEM:
+        return VERR_NOMEM;
+    case EIO:
+        return VERR_IO;
+    default:
+        return VERR_STORE;
     }
 }
 
@@ -59,7 +65,8 @@ void cstore_close(struct cstore *s)
     free(s);
 }
 
-int cstore_open(struct cstore **out, const char *home, const uint8_t store_key[static CSTORE_KEY_LEN])
+int cstore_open(struct cstore **out, const char *home,
+                const uint8_t store_key[static CSTORE_KEY_LEN])
 {
     static const uint8_t salt[] = "valise/v1/store";
     char dir[CS_PATH_MAX], info[64];
@@ -184,8 +191,8 @@ int cstore_put(struct cstore *s, enum cstore_table t, const uint8_t *key, size_t
     p = v.mv_data;
     randombytes_buf(p, CS_NONCE_LEN);
     if (crypto_aead_xchacha20poly1305_ietf_encrypt(p + CS_NONCE_LEN, NULL, val, vlen, ad, adlen,
-                                                   NULL, p, s->keys + (size_t)t * CSTORE_KEY_LEN) !=
-        0)
+                                                   NULL, p,
+                                                   s->keys + (size_t)t * CSTORE_KEY_LEN) != 0)
         return VERR_INTERNAL;
     return 0;
 }

@@ -66,7 +66,6 @@ int cstore_del(struct cstore *s, enum cstore_table t, const uint8_t *key,
 
 typedef int (*cstore_each_fn)(void *ctx, const uint8_t *key, size_t klen, const uint8_t *val,
                               size_t vlen);
-int cstore_each(struct cstore *s, enum cstore_table t, cstore_each_fn fn,
-                void *ctx) VL_MUST_CHECK;
+int cstore_each(struct cstore *s, enum cstore_table t, cstore_each_fn fn, void *ctx) VL_MUST_CHECK;
 
 #endif

@@ -197,7 +197,8 @@ static int ctp_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
             lws_callback_on_writable(wsi);
         break;
     }
-    default: break;
+    default:
+        break;
     }
     return 0;
 }

@@ -20,11 +20,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             m.content_len > INNER_CONTENT_MAX || strlen(m.address) > INNER_ADDRESS_MAX ||
             strlen(m.label) == 0 || !inner_valid_label(m.label))
             abort();
-        if (m.subject_len > 0 &&
-            (m.subject < data || m.subject + m.subject_len > data + size))
+        if (m.subject_len > 0 && (m.subject < data || m.subject + m.subject_len > data + size))
             abort();
-        if (m.content_len > 0 &&
-            (m.content < data || m.content + m.content_len > data + size))
+        if (m.content_len > 0 && (m.content < data || m.content + m.content_len > data + size))
             abort();
     } else if (m.type != INNER_TYPE_RECEIPT) {
         abort();

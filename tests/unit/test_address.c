@@ -70,11 +70,28 @@ static void test_parse_valid(void **state)
 static void test_parse_invalid(void **state)
 {
     static const char *const bad[] = {
-        "", "@", "a@", "@JKT", "Ambassador@JKT", "ambassador@jkt", "a@b@C", "ambassador",
-        "*@jkt", "x@*", "**@*", "*@**", "device:", "device:00112233445566778899aabbccddee",
-        "device:00112233445566778899AABBCCDDEEFF", "device:00112233445566778899aabbccddeeff00",
-        "device:0011223344556677889gaabbccddeeff", "person:", "role with space@JKT",
-        "ambassador@JKTJKTJKTJKTJKTJKT", "person:\x01" "bad",
+        "",
+        "@",
+        "a@",
+        "@JKT",
+        "Ambassador@JKT",
+        "ambassador@jkt",
+        "a@b@C",
+        "ambassador",
+        "*@jkt",
+        "x@*",
+        "**@*",
+        "*@**",
+        "device:",
+        "device:00112233445566778899aabbccddee",
+        "device:00112233445566778899AABBCCDDEEFF",
+        "device:00112233445566778899aabbccddeeff00",
+        "device:0011223344556677889gaabbccddeeff",
+        "person:",
+        "role with space@JKT",
+        "ambassador@JKTJKTJKTJKTJKTJKT",
+        "person:\x01"
+        "bad",
     };
     struct address a;
     (void)state;
@@ -93,9 +110,8 @@ static void expect_set(const char *s, const struct fx_dev *sender, const struct 
     size_t n = 0;
 
     assert_int_equal(addr_parse(s, &a), 0);
-    assert_int_equal(addr_resolve(&a, dir, &org.pub, (uint64_t)time(NULL), &sender->cert, ids, 16,
-                                  &n),
-                     0);
+    assert_int_equal(
+        addr_resolve(&a, dir, &org.pub, (uint64_t)time(NULL), &sender->cert, ids, 16, &n), 0);
     if (n != nwant)
         fail_msg("%s: expected %zu devices, saw %zu", s, nwant, n);
     for (size_t i = 0; i < nwant; i++) {
@@ -116,8 +132,8 @@ static void test_resolve(void **state)
     /* Current ambassadors at JKT, and the sender's own phone; not the revoked or expired one. */
     expect_set("ambassador@JKT", &hq, (const struct fx_dev *const[]){&amb1, &amb2, &hq_phone}, 3);
     expect_set("*@JKT", &hq, (const struct fx_dev *const[]){&amb1, &amb2, &dcm, &hq_phone}, 4);
-    expect_set("*@*", &hq,
-               (const struct fx_dev *const[]){&hq_phone, &amb1, &amb2, &dcm, &geneva}, 5);
+    expect_set("*@*", &hq, (const struct fx_dev *const[]){&hq_phone, &amb1, &amb2, &dcm, &geneva},
+               5);
     expect_set("ambassador@GVA", &amb1, (const struct fx_dev *const[]){&geneva, &amb2}, 2);
     expect_set("person:Budi", &dcm, (const struct fx_dev *const[]){&amb1, &amb2}, 2);
     /* No one behind the address: only the sender's other device. */
@@ -162,8 +178,8 @@ static void test_includes(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_valid),    cmocka_unit_test(test_parse_invalid),
-        cmocka_unit_test(test_resolve),        cmocka_unit_test(test_resolve_limit),
+        cmocka_unit_test(test_parse_valid), cmocka_unit_test(test_parse_invalid),
+        cmocka_unit_test(test_resolve),     cmocka_unit_test(test_resolve_limit),
         cmocka_unit_test(test_includes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

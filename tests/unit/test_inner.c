@@ -99,8 +99,8 @@ static void test_valid_message(void **state)
     assert_string_equal(p.label, "SECRET");
     assert_int_equal(p.content_len, sizeof(content) - 1);
     assert_memory_equal(p.content, content, p.content_len);
-    assert_int_equal(inner_verify(buf_data(&b), buf_size(&b), &p, hq.cert.device_id, &jkt.cert,
-                                  dir, &org.pub, (uint64_t)time(NULL), &sc),
+    assert_int_equal(inner_verify(buf_data(&b), buf_size(&b), &p, hq.cert.device_id, &jkt.cert, dir,
+                                  &org.pub, (uint64_t)time(NULL), &sc),
                      0);
     assert_non_null(sc);
     assert_int_equal(sc->serial, hq.cert.serial);
@@ -166,8 +166,8 @@ static void test_wrong_context(void **state)
     make_msg(&m, &hq, "ambassador@JKT");
     encode(&m, hq.sign_sk, &b);
     /* The same bytes signed under another purpose's context must not verify. */
-    assert_int_equal(sig_sign(sig, SIG_CTX_PREKEY, buf_data(&b), buf_size(&b) - SIG_LEN, hq.sign_sk),
-                     0);
+    assert_int_equal(
+        sig_sign(sig, SIG_CTX_PREKEY, buf_data(&b), buf_size(&b) - SIG_LEN, hq.sign_sk), 0);
     memcpy((uint8_t *)buf_data(&b) + buf_size(&b) - SIG_LEN, sig, SIG_LEN);
     assert_int_equal(parse_verify(buf_data(&b), buf_size(&b), &(struct vctx){&hq, &jkt}),
                      VERR_BAD_SIGNATURE);
@@ -287,8 +287,8 @@ static void test_caps_and_fields(void **state)
 /* The fuzzer's seeds are valid structure (their signatures are dummies). */
 static void test_fuzz_seeds_parse(void **state)
 {
-    static const char *const seeds[] = {"flash_role", "circular_all", "device_addr",
-                                        "receipt_read", "receipt_delivered"};
+    static const char *const seeds[] = {"flash_role", "circular_all", "device_addr", "receipt_read",
+                                        "receipt_delivered"};
     (void)state;
     for (size_t i = 0; i < sizeof(seeds) / sizeof(seeds[0]); i++) {
         char path[512];

@@ -181,10 +181,10 @@ static void test_send_offline_durable_encrypted(void **state)
     mbox_close(m);
     snprintf(path, sizeof(path), "%s/store/data.mdb", home);
     assert_int_equal(file_read(path, (size_t)64 << 20, 0, &raw), 0);
-    assert_false(bytes_contain(buf_data(&raw), buf_size(&raw), (const uint8_t *)marker,
-                               sizeof(marker) - 1));
-    assert_false(bytes_contain(buf_data(&raw), buf_size(&raw), (const uint8_t *)"Offline subject",
-                               15));
+    assert_false(
+        bytes_contain(buf_data(&raw), buf_size(&raw), (const uint8_t *)marker, sizeof(marker) - 1));
+    assert_false(
+        bytes_contain(buf_data(&raw), buf_size(&raw), (const uint8_t *)"Offline subject", 15));
     assert_false(bytes_contain(buf_data(&raw), buf_size(&raw), (const uint8_t *)"consul@OSL", 10));
     buf_free(&raw);
 }
