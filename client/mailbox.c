@@ -931,7 +931,12 @@ static int sy_directory(struct sync *s, uint64_t relay_version)
     struct wire_msg wm;
     int r;
 
-    if (s->m->dir != NULL && relay_version <= dir_version(s->m->dir))
+    /*
+     * Fetched also when the relay's is older than ours: a relay serving an
+     * old directory (rolled back, or hiding a revocation) is an alarm, not
+     * something to ignore quietly (mbox_install_directory refuses it).
+     */
+    if (s->m->dir != NULL && relay_version == dir_version(s->m->dir))
         return 0;
     if ((r = buf_init(&msg, 16, 0)) != 0)
         return r;

@@ -58,6 +58,7 @@ for h in jkt1 jkt2 jkt3; do
   run "enroll $h" "$KEYS" enroll --dir org --request $h.req --post JKT --role ambassador --out $h.cert --passphrase-file opw
 done
 run "directory v1" "$KEYS" directory --dir org --out dir.bin --passphrase-file opw
+cp dir.bin dir1.bin
 # --otk-low 99: the relay asks for more one-time prekeys as soon as one is taken.
 start_relay --otk-low 99
 URL="ws://127.0.0.1:$PORT"
@@ -216,6 +217,18 @@ A=$(grep -A1 "safety number" out.txt | tr -dc '0-9' | tail -c 60)
 run "fingerprint jkt1->hq" V fingerprint --home jkt1 --device "$HQ_ID"
 B=$(grep -A1 "safety number" out.txt | tr -dc '0-9' | tail -c 60)
 [ -n "$A" ] && [ "$A" = "$B" ] || fail "safety numbers differ: '$A' vs '$B'"
+
+# --- rollback: a relay serving an older directory than HQ has seen is refused ---
+stop_relay
+rm -f port
+"$RELAY" --data data-old --org-pub org/org.pub --directory dir1.bin --listen 127.0.0.1:0 \
+  --port-file port --log-level warn 2>>relay.log &
+RPID=$!
+for _ in $(seq 100); do [ -s port ] && break; sleep 0.05; done
+run "enroll with the rolled-back relay" V enroll --home hq --cert hq.cert --org-pub org/org.pub \
+  --relay "ws://127.0.0.1:$(cat port)"
+if V sync --home hq --wait-ms 200 >out.txt 2>err.txt; then fail "sync accepted an older directory"; fi
+grep -q "older than one already seen" err.txt || fail "rollback message: $(cat err.txt)"
 
 # --- TLS: wss:// to a relay whose certificate the --ca file vouches for ---
 stop_relay
