@@ -130,6 +130,38 @@ static int get_cert_bytes(struct buf *b, const uint8_t **p, size_t *len)
     return 0;
 }
 
+/* AUDIT_PROOF_GET and AUDIT_PROOF: kind, a, b checked as RFC 9162 2.1.3 / 2.1.4 require. */
+static int get_audit_proof(struct buf *b, struct wire_msg *m)
+{
+    struct buf v;
+    uint8_t n8;
+    int r;
+
+    if ((r = buf_get_u8(b, &m->u.audit.kind)) != 0 || (r = buf_get_u64(b, &m->u.audit.a)) != 0 ||
+        (r = buf_get_u64(b, &m->u.audit.b)) != 0)
+        return r;
+    if (m->u.audit.kind == WIRE_AUDIT_INCLUSION ? m->u.audit.a >= m->u.audit.b
+        : m->u.audit.kind == WIRE_AUDIT_CONSISTENCY
+            ? m->u.audit.a == 0 || m->u.audit.a > m->u.audit.b
+            : 1)
+        return VERR_BAD_FORMAT;
+    if (m->type == WIRE_AUDIT_PROOF_GET)
+        return 0;
+    if (m->u.audit.kind == WIRE_AUDIT_INCLUSION) {
+        if ((r = buf_get_view(b, WIRE_AUDIT_RECORD_LEN, &v)) != 0)
+            return r;
+        m->u.audit.bytes = buf_data(&v);
+        m->u.audit.len = WIRE_AUDIT_RECORD_LEN;
+    }
+    if ((r = buf_get_u8(b, &n8)) != 0)
+        return r;
+    if (n8 > WIRE_AUDIT_PROOF_MAX)
+        return VERR_TOO_LARGE;
+    m->u.audit.n = n8;
+    m->u.audit.hashes = buf_rptr(b);
+    return buf_get_view(b, (size_t)n8 * WIRE_AUDIT_HASH_LEN, &v);
+}
+
 static int get_body(struct buf *b, struct wire_msg *m)
 {
     struct buf v;
@@ -218,6 +250,19 @@ static int get_body(struct buf *b, struct wire_msg *m)
     case WIRE_SUBMIT_ACK:
     case WIRE_NON_DELIVERY:
         return get_batch(b, m, 1);
+    case WIRE_AUDIT_CHECKPOINT_GET:
+        return 0;
+    case WIRE_AUDIT_CHECKPOINT:
+        if ((r = buf_get_view32(b, WIRE_AUDIT_NOTE_MAX, &v)) != 0)
+            return r;
+        if (buf_size(&v) == 0)
+            return VERR_BAD_FORMAT;
+        m->u.audit.bytes = buf_data(&v);
+        m->u.audit.len = buf_size(&v);
+        return 0;
+    case WIRE_AUDIT_PROOF_GET:
+    case WIRE_AUDIT_PROOF:
+        return get_audit_proof(b, m);
     default:
         return VERR_BAD_FORMAT;
     }
@@ -602,6 +647,58 @@ int wire_auth_body(struct buf *out, const char *relay_id,
     WIRE_ENCODE_END(out, save, r);
 }
 
+int wire_put_audit_checkpoint(struct buf *out, uint8_t type, const uint8_t *note, size_t len)
+{
+    size_t save = buf_size(out);
+    int r;
+
+    if (type != WIRE_AUDIT_CHECKPOINT_GET &&
+        (type != WIRE_AUDIT_CHECKPOINT || len == 0 || len > WIRE_AUDIT_NOTE_MAX))
+        return VERR_USAGE;
+    if ((r = buf_put_u8(out, WIRE_VERSION)) != 0 || (r = buf_put_u8(out, type)) != 0 ||
+        (type == WIRE_AUDIT_CHECKPOINT && (r = buf_put_bytes32(out, note, len)) != 0))
+        buf_truncate(out, save);
+    return r;
+}
+
+static int put_audit_head(struct buf *out, uint8_t type, uint8_t kind, uint64_t a, uint64_t b)
+{
+    if (kind == WIRE_AUDIT_INCLUSION ? a >= b
+        : kind == WIRE_AUDIT_CONSISTENCY ? a == 0 || a > b
+                                         : 1)
+        return VERR_USAGE;
+    if (buf_put_u8(out, WIRE_VERSION) != 0 || buf_put_u8(out, type) != 0 ||
+        buf_put_u8(out, kind) != 0 || buf_put_u64(out, a) != 0 || buf_put_u64(out, b) != 0)
+        return VERR_TOO_LARGE;
+    return 0;
+}
+
+int wire_put_audit_proof_get(struct buf *out, uint8_t kind, uint64_t a, uint64_t b)
+{
+    size_t save = buf_size(out);
+    int r;
+
+    if ((r = put_audit_head(out, WIRE_AUDIT_PROOF_GET, kind, a, b)) != 0)
+        buf_truncate(out, save);
+    return r;
+}
+
+int wire_put_audit_proof(struct buf *out, uint8_t kind, uint64_t a, uint64_t b,
+                         const uint8_t *record, const uint8_t *hashes, size_t n)
+{
+    size_t save = buf_size(out);
+    int r;
+
+    if (n > WIRE_AUDIT_PROOF_MAX || (kind == WIRE_AUDIT_INCLUSION) != (record != NULL))
+        return VERR_USAGE;
+    if ((r = put_audit_head(out, WIRE_AUDIT_PROOF, kind, a, b)) != 0 ||
+        (record != NULL && (r = buf_put_bytes(out, record, WIRE_AUDIT_RECORD_LEN)) != 0) ||
+        (r = buf_put_u8(out, (uint8_t)n)) != 0 ||
+        (n > 0 && (r = buf_put_bytes(out, hashes, n * WIRE_AUDIT_HASH_LEN)) != 0))
+        buf_truncate(out, save);
+    return r;
+}
+
 const char *wire_type_name(uint8_t type)
 {
     switch (type) {
@@ -624,6 +721,10 @@ const char *wire_type_name(uint8_t type)
     case WIRE_DELIVER_ACK: return "deliver_ack";
     case WIRE_NON_DELIVERY: return "non_delivery";
     case WIRE_NON_DELIVERY_ACK: return "non_delivery_ack";
+    case WIRE_AUDIT_CHECKPOINT_GET: return "audit_checkpoint_get";
+    case WIRE_AUDIT_CHECKPOINT: return "audit_checkpoint";
+    case WIRE_AUDIT_PROOF_GET: return "audit_proof_get";
+    case WIRE_AUDIT_PROOF: return "audit_proof";
     default: return "unknown";
     }
 }

@@ -72,6 +72,21 @@ enum wire_type {
     WIRE_DELIVER_ACK = 0x33,      /* C */
     WIRE_NON_DELIVERY = 0x34,     /* R */
     WIRE_NON_DELIVERY_ACK = 0x35, /* C */
+    /* audit log, for devices whose certificate role is "auditor" (docs/audit-log.md) */
+    WIRE_AUDIT_CHECKPOINT_GET = 0x40, /* C */
+    WIRE_AUDIT_CHECKPOINT = 0x41,     /* R */
+    WIRE_AUDIT_PROOF_GET = 0x42,      /* C */
+    WIRE_AUDIT_PROOF = 0x43,          /* R */
+};
+
+/* AUDIT_PROOF_GET / AUDIT_PROOF kinds and bounds (docs/audit-log.md "Auditors"). */
+enum {
+    WIRE_AUDIT_INCLUSION = 1,   /* a = record index, b = tree size; a < b */
+    WIRE_AUDIT_CONSISTENCY = 2, /* a = size1, b = size2; 0 < a <= b */
+    WIRE_AUDIT_NOTE_MAX = 16384,
+    WIRE_AUDIT_RECORD_LEN = 81,
+    WIRE_AUDIT_HASH_LEN = 32,
+    WIRE_AUDIT_PROOF_MAX = 64,
 };
 
 /* Precedence classes; the queue drains in this order. */
@@ -187,6 +202,16 @@ struct wire_msg {
             uint32_t otk_id;
             uint8_t otk_pk[WIRE_PK_LEN];
         } bundle;
+        /* AUDIT_CHECKPOINT (note), AUDIT_PROOF_GET (kind, a, b), AUDIT_PROOF (all) */
+        struct {
+            uint8_t kind;
+            uint64_t a, b;
+            const uint8_t *bytes; /* AUDIT_CHECKPOINT: the note; AUDIT_PROOF: record a
+                                     (inclusion) or NULL */
+            size_t len;
+            size_t n;             /* AUDIT_PROOF: hashes of WIRE_AUDIT_HASH_LEN bytes */
+            const uint8_t *hashes;
+        } audit;
         /* SUBMIT, DELIVER, SUBMIT_ACK, DELIVER_ACK, NON_DELIVERY, NON_DELIVERY_ACK */
         struct {
             size_t n;
@@ -255,6 +280,14 @@ int wire_put_envelope(struct buf *out, const struct wire_envelope *e) VL_MUST_CH
 int wire_put_ack(struct buf *out, const struct wire_ack *a) VL_MUST_CHECK;
 int wire_put_nd(struct buf *out, const struct wire_nd *nd) VL_MUST_CHECK;
 int wire_batch_end(struct buf *out, size_t count_off, size_t n) VL_MUST_CHECK;
+
+/* type AUDIT_CHECKPOINT_GET (note ignored) or AUDIT_CHECKPOINT (1..WIRE_AUDIT_NOTE_MAX bytes). */
+int wire_put_audit_checkpoint(struct buf *out, uint8_t type, const uint8_t *note,
+                              size_t len) VL_MUST_CHECK;
+int wire_put_audit_proof_get(struct buf *out, uint8_t kind, uint64_t a, uint64_t b) VL_MUST_CHECK;
+/* record: WIRE_AUDIT_RECORD_LEN bytes for an inclusion proof, NULL for consistency. */
+int wire_put_audit_proof(struct buf *out, uint8_t kind, uint64_t a, uint64_t b,
+                         const uint8_t *record, const uint8_t *hashes, size_t n) VL_MUST_CHECK;
 
 /* Auth signature body: u8 len || relay_id || nonce (context SIG_CTX_RELAY_AUTH). */
 int wire_auth_body(struct buf *out, const char *relay_id,

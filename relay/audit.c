@@ -16,6 +16,13 @@
 #include "sig.h"
 
 _Static_assert(RAUDIT_KEY_FILE_LEN == 4 + 1 + SIG_SEED_LEN, "audit.key layout (docs/audit-log.md)");
+_Static_assert((int)WIRE_AUDIT_RECORD_LEN == (int)AUDIT_RECORD_LEN,
+               "AUDIT_PROOF carries one record");
+_Static_assert((int)WIRE_AUDIT_HASH_LEN == (int)MERKLE_HASH_LEN &&
+                   (int)WIRE_AUDIT_PROOF_MAX == (int)MERKLE_MAX_PROOF,
+               "AUDIT_PROOF carries a Merkle proof");
+_Static_assert((int)WIRE_AUDIT_NOTE_MAX == (int)NOTE_MAX_LEN,
+               "AUDIT_CHECKPOINT carries one signed note");
 
 enum { RAUDIT_KEY_VERSION = 1, RAUDIT_PATH_MAX = 4096 };
 
@@ -321,6 +328,38 @@ int raudit_directory_changes(struct store *st, const struct directory *old,
             return r;
     }
     return 0;
+}
+
+int raudit_serve(struct store *st, const char *role, const struct wire_msg *m, struct buf *out)
+{
+    struct merkle_proof proof;
+    struct buf note = {0};
+    uint8_t rec[AUDIT_RECORD_LEN];
+    uint64_t size = 0;
+    int r;
+
+    /* DESIGN.md "Audit log": the log is served to authorised auditors only. */
+    if (strcmp(role, RAUDIT_ROLE) != 0)
+        return wire_put_error(out, WIRE_R_UNEXPECTED, "auditor role required");
+    if (m->type == WIRE_AUDIT_CHECKPOINT_GET) {
+        r = store_checkpoint_latest(st, &size, &note);
+        if (r == VERR_UNKNOWN)
+            return wire_put_error(out, WIRE_R_UNKNOWN_DEVICE, "no checkpoint yet");
+        if (r != 0)
+            return wire_put_error(out, WIRE_R_STORAGE_ERROR, "reading the checkpoint failed");
+        r = wire_put_audit_checkpoint(out, WIRE_AUDIT_CHECKPOINT, buf_data(&note), buf_size(&note));
+        buf_free(&note);
+        return r;
+    }
+    r = store_audit_proof(st, m->u.audit.kind == WIRE_AUDIT_INCLUSION, m->u.audit.a, m->u.audit.b,
+                          &proof, rec);
+    if (r == VERR_UNKNOWN)
+        return wire_put_error(out, WIRE_R_UNKNOWN_DEVICE, "the log is not that large yet");
+    if (r != 0)
+        return wire_put_error(out, WIRE_R_STORAGE_ERROR, "building the proof failed");
+    return wire_put_audit_proof(out, m->u.audit.kind, m->u.audit.a, m->u.audit.b,
+                                m->u.audit.kind == WIRE_AUDIT_INCLUSION ? rec : NULL, proof.hash[0],
+                                proof.len);
 }
 
 int raudit_print_wanted(int argc, char **argv)

@@ -28,6 +28,7 @@
 #include "dir.h"
 #include "err.h"
 #include "store.h"
+#include "wire.h"
 
 enum {
     RAUDIT_KEY_FILE_LEN = 4 + 1 + 32, /* "vauk" || version 0x01 || Ed25519 seed */
@@ -55,6 +56,18 @@ void raudit_force_checkpoint(struct raudit *ra);
  */
 int raudit_directory_changes(struct store *st, const struct directory *old,
                              const struct directory *nw, uint64_t now) VL_MUST_CHECK;
+
+/* The certificate role that may read the audit log over the wire. */
+#define RAUDIT_ROLE "auditor"
+
+/*
+ * Answers AUDIT_CHECKPOINT_GET or AUDIT_PROOF_GET (m) from a device whose
+ * certificate role is role: appends to out the AUDIT_CHECKPOINT / AUDIT_PROOF
+ * reply, or an ERROR (unexpected: not an auditor; unknown_device: no such
+ * checkpoint or tree size yet). Only an error building the reply is returned.
+ */
+int raudit_serve(struct store *st, const char *role, const struct wire_msg *m,
+                 struct buf *out) VL_MUST_CHECK;
 
 /* 1 if argv asks for --print-audit-key. */
 int raudit_print_wanted(int argc, char **argv);

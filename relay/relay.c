@@ -590,6 +590,16 @@ static void handle_msg(struct session *s, const uint8_t *p, size_t len)
     case WIRE_NON_DELIVERY_ACK:
         r = op_with_msg(rl, OP_ND_ACK, s, p, len, NULL);
         break;
+    case WIRE_AUDIT_CHECKPOINT_GET:
+    case WIRE_AUDIT_PROOF_GET: {
+        /* read-only, answered at once (relay/audit.h); auditors only */
+        const struct cert *c = dev_find(rl, s->device_id);
+
+        buf_reset(&rl->scratch);
+        if (raudit_serve(rl->st, c != NULL ? c->role : "", &m, &rl->scratch) == 0)
+            (void)send_scratch(s);
+        return;
+    }
     case WIRE_AUTH:
         fail_session(s, WIRE_R_UNEXPECTED, "already authenticated");
         return;

@@ -1225,3 +1225,54 @@ out:
         buf_free(out);
     return r;
 }
+
+struct leaf_reader {
+    MDB_txn *txn;
+    MDB_dbi dbi;
+};
+
+static int read_leaf(void *ctx, uint64_t index, uint8_t out[MERKLE_HASH_LEN])
+{
+    struct leaf_reader *lr = ctx;
+    uint8_t kb[8];
+    MDB_val k = val(kb, sizeof(kb)), d;
+    int rc;
+
+    be64(kb, index);
+    if ((rc = mdb_get(lr->txn, lr->dbi, &k, &d)) != 0)
+        return rc == MDB_NOTFOUND ? VERR_STORE : mdb_to_verr(rc);
+    if (d.mv_size != MERKLE_HASH_LEN)
+        return VERR_STORE;
+    memcpy(out, d.mv_data, MERKLE_HASH_LEN);
+    return 0;
+}
+
+int store_audit_proof(struct store *s, int inclusion, uint64_t a, uint64_t b,
+                      struct merkle_proof *proof, uint8_t *rec)
+{
+    struct leaf_reader lr;
+    uint8_t kb[8];
+    MDB_val k, d;
+    int rc, r;
+
+    if (b > s->audit_next)
+        return VERR_UNKNOWN;
+    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &lr.txn)) != 0)
+        return mdb_to_verr(rc);
+    lr.dbi = s->audit_leaf;
+    if (inclusion) {
+        be64(kb, a);
+        k = val(kb, sizeof(kb));
+        if ((rc = mdb_get(lr.txn, s->audit, &k, &d)) != 0 || d.mv_size != AUDIT_RECORD_LEN) {
+            r = rc != 0 ? mdb_to_verr(rc) : VERR_STORE;
+            goto out;
+        }
+        memcpy(rec, d.mv_data, AUDIT_RECORD_LEN);
+        r = merkle_inclusion_proof(proof, a, b, read_leaf, &lr);
+    } else {
+        r = merkle_consistency_proof(proof, a, b, read_leaf, &lr);
+    }
+out:
+    mdb_txn_abort(lr.txn);
+    return r;
+}

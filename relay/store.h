@@ -144,6 +144,14 @@ void store_set_checkpoint_fn(struct store *s, store_checkpoint_fn fn, void *ctx)
 int store_audit_tree(const struct store *s, struct merkle_state *out) VL_MUST_CHECK;
 /* The latest stored checkpoint: tree size and note (out is initialised here). */
 int store_checkpoint_latest(struct store *s, uint64_t *size, struct buf *out) VL_MUST_CHECK;
+/*
+ * From the committed log's stored leaf hashes (one read transaction):
+ * inclusion = 1: PATH(a, D[b]) and record a into rec (AUDIT_RECORD_LEN bytes);
+ * otherwise PROOF(a, D[b]). VERR_UNKNOWN if b is larger than the log.
+ * O(b) leaf reads: for auditors, not for the hot path.
+ */
+int store_audit_proof(struct store *s, int inclusion, uint64_t a, uint64_t b,
+                      struct merkle_proof *proof, uint8_t *rec) VL_MUST_CHECK;
 
 /* Envelopes queued in total (committed), for /metrics. */
 uint64_t store_queue_total(const struct store *s);

@@ -38,7 +38,7 @@ enum { OUT_MAX = 1 << 20 };
 
 struct session {
     struct tpki pki;
-    struct tdev a, b, c, impostor;
+    struct tdev a, b, c, impostor, auditor;
     uint8_t ids[4][WIRE_ID_LEN];
     uint8_t ct[64];
     char key[NOTE_VERIFIER_KEY_MAX];
@@ -246,10 +246,98 @@ static void hex(char out_hex[33], const uint8_t *id)
     assert_int_equal(text_hex_encode(out_hex, 33, id, 16), 0);
 }
 
+/* A device with the auditor role (tdev_make makes "duty"), re-signed by the org root. */
+static void make_auditor(struct tdev *d, uint64_t serial)
+{
+    struct buf b;
+    uint64_t now = tnow();
+
+    assert_int_equal(tdev_make(&S.pki, d, serial, now - 60, now + 86400), 0);
+    snprintf(d->cert.role, sizeof(d->cert.role), "auditor");
+    assert_int_equal(cert_sign(&d->cert, S.pki.org_sk, &b), 0);
+    memcpy(d->cert_bytes, buf_data(&b), buf_size(&b));
+    d->cert_len = buf_size(&b);
+    buf_free(&b);
+}
+
+/*
+ * The relay serves its newest checkpoint and proofs to an auditor, and to
+ * nobody else; everything it answers is checked here with the verifier key
+ * and lib/merkle, as a remote auditor would.
+ */
+static void auditor_over_the_wire(int port)
+{
+    struct wsc c, x;
+    struct buf msg, req;
+    struct wire_msg m;
+    struct note_verifier v;
+    struct note_checkpoint cp;
+    struct merkle_proof p;
+    uint8_t leaf0[MERKLE_HASH_LEN], leaf[MERKLE_HASH_LEN];
+    uint16_t reason;
+
+    assert_int_equal(buf_init(&msg, 1 << 20, 0), 0);
+    assert_int_equal(buf_init(&req, 1024, 0), 0);
+    assert_int_equal(note_verifier_parse(&v, S.key, strlen(S.key)), 0);
+    /* a device without the role is refused */
+    assert_int_equal(tc_auth(&x, port, &S.b, &reason), 0);
+    assert_int_equal(wire_put_audit_checkpoint(&req, WIRE_AUDIT_CHECKPOINT_GET, NULL, 0), 0);
+    assert_int_equal(tc_send(&x, &req), 0);
+    assert_int_equal(tc_expect(&x, &msg, &m, WIRE_ERROR, TWAIT), 0);
+    assert_int_equal(m.u.error.reason, WIRE_R_UNEXPECTED);
+    assert_string_equal(m.u.error.text, "auditor role required");
+    wsc_close(&x);
+    /* the auditor: the newest checkpoint verifies with the verifier key */
+    assert_int_equal(tc_auth(&c, port, &S.auditor, &reason), 0);
+    assert_int_equal(tc_send(&c, &req), 0);
+    assert_int_equal(tc_expect(&c, &msg, &m, WIRE_AUDIT_CHECKPOINT, TWAIT), 0);
+    assert_int_equal(note_checkpoint_open(&cp, m.u.audit.bytes, m.u.audit.len, &v), 0);
+    assert_true(cp.size >= 4);
+    /* inclusion of record 0 and of the last record of that tree */
+    for (int k = 0; k < 2; k++) {
+        uint64_t idx = k == 0 ? 0 : cp.size - 1;
+        struct audit_record rec;
+
+        buf_reset(&req);
+        assert_int_equal(wire_put_audit_proof_get(&req, WIRE_AUDIT_INCLUSION, idx, cp.size), 0);
+        assert_int_equal(tc_send(&c, &req), 0);
+        assert_int_equal(tc_expect(&c, &msg, &m, WIRE_AUDIT_PROOF, TWAIT), 0);
+        assert_int_equal(m.u.audit.a, idx);
+        assert_int_equal(m.u.audit.b, cp.size);
+        assert_int_equal(audit_record_parse(m.u.audit.bytes, m.u.audit.len, &rec), 0);
+        merkle_leaf_hash(leaf, m.u.audit.bytes, m.u.audit.len);
+        if (k == 0) {
+            memcpy(leaf0, leaf, sizeof(leaf));
+            assert_int_equal(rec.event, AUDIT_DIRECTORY_INSTALLED);
+        }
+        p.len = m.u.audit.n;
+        memcpy(p.hash, m.u.audit.hashes, p.len * MERKLE_HASH_LEN);
+        assert_int_equal(merkle_verify_inclusion(leaf, idx, cp.size, &p, cp.root), 0);
+    }
+    /* consistency from the one-record tree (its root is record 0's leaf hash) */
+    buf_reset(&req);
+    assert_int_equal(wire_put_audit_proof_get(&req, WIRE_AUDIT_CONSISTENCY, 1, cp.size), 0);
+    assert_int_equal(tc_send(&c, &req), 0);
+    assert_int_equal(tc_expect(&c, &msg, &m, WIRE_AUDIT_PROOF, TWAIT), 0);
+    assert_null(m.u.audit.bytes);
+    p.len = m.u.audit.n;
+    memcpy(p.hash, m.u.audit.hashes, p.len * MERKLE_HASH_LEN);
+    assert_int_equal(merkle_verify_consistency(1, cp.size, &p, leaf0, cp.root), 0);
+    /* a tree larger than the log */
+    buf_reset(&req);
+    assert_int_equal(wire_put_audit_proof_get(&req, WIRE_AUDIT_INCLUSION, 0, UINT64_MAX), 0);
+    assert_int_equal(tc_send(&c, &req), 0);
+    assert_int_equal(tc_expect(&c, &msg, &m, WIRE_ERROR, TWAIT), 0);
+    assert_int_equal(m.u.error.reason, WIRE_R_UNKNOWN_DEVICE);
+    wsc_close(&c);
+    buf_free(&msg);
+    buf_free(&req);
+}
+
 static int setup(void **state)
 {
     struct trelay relay;
-    const struct tdev *devs[3], *rev[1];
+    const struct tdev *devs[4], *rev[1];
     const char *extra[] = {"--checkpoint-records", "4", NULL};
     struct wire_envelope e[4];
     struct wire_msg m;
@@ -269,7 +357,9 @@ static int setup(void **state)
     devs[0] = &S.a;
     devs[1] = &S.b;
     devs[2] = &S.c;
-    assert_int_equal(tpki_write_dir(&S.pki, 1, devs, 3, NULL, 0), 0);
+    make_auditor(&S.auditor, 4);
+    devs[3] = &S.auditor;
+    assert_int_equal(tpki_write_dir(&S.pki, 1, devs, 4, NULL, 0), 0);
     assert_int_equal(trelay_start(&relay, &S.pki, extra), 0);
 
     /* auth ok, bad auth (b's certificate, another key) */
@@ -294,7 +384,7 @@ static int setup(void **state)
     usleep(300000);
     /* revocation of c by a new directory and SIGHUP; c is then refused */
     rev[0] = &S.c;
-    assert_int_equal(tpki_write_dir(&S.pki, 2, devs, 3, rev, 1), 0);
+    assert_int_equal(tpki_write_dir(&S.pki, 2, devs, 4, rev, 1), 0);
     trelay_signal(&relay, SIGHUP);
     usleep(500000);
     assert_int_equal(tc_auth(&cc, relay.port, &S.c, &reason), VERR_DENIED);
@@ -325,6 +415,7 @@ static int setup(void **state)
     assert_int_equal(tc_submit(&ca, &e[3], 1), 0);
     assert_int_equal(tc_expect(&ca, &msg, &m, WIRE_SUBMIT_ACK, TWAIT), 0);
     wsc_close(&ca);
+    auditor_over_the_wire(relay.port);
     st = trelay_signal(&relay, SIGTERM);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     buf_free(&msg);
@@ -437,7 +528,7 @@ static void test_report(void **state)
     assert_non_null(strstr(out, hb));
     assert_non_null(strstr(out, "revoked-device attempts and revoked sessions (devices): 1"));
     assert_non_null(strstr(out, "expired undelivered (by recipient post): 1"));
-    assert_non_null(strstr(out, "devices enrolled: 3, revoked: 1"));
+    assert_non_null(strstr(out, "devices enrolled: 4, revoked: 1"));
     assert_non_null(strstr(out, "relay starts: 2, of which 0 after a run that ended"));
 }
 
