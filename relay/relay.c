@@ -26,6 +26,7 @@ enum {
     DELIVER_MAX_BYTES = 1 << 20, /* ciphertext per DELIVER message (at least one envelope) */
     ND_BATCH = 256,
     SWEEP_LIMIT = 10000,         /* expiries per turn, so one turn stays short */
+    COMMIT_MAX_ITEMS = 2048,     /* envelopes and ids per transaction (BENCHMARKS.md item 4) */
     OUTQ_MAX = WIRE_DIR_MAX + (1 << 20), /* replies queued for a connection: one directory fits */
     OUTQ_KEEP = 4096,            /* an idle connection keeps at most this much allocated */
 };
@@ -59,6 +60,7 @@ struct session {
     int want_deliver, want_nd;
     double tokens;
     uint64_t refill_ms;
+    uint64_t idle_set_ms; /* when the idle time-out was last restarted */
 };
 
 struct op {
@@ -494,6 +496,7 @@ static void handle_auth(struct session *s, const struct wire_msg *m)
     s->tokens = (double)rl->cfg->rate;
     s->refill_ms = now_ms();
     tp_set_timeout(s->conn, (unsigned)rl->cfg->idle_timeout);
+    s->idle_set_ms = now_ms();
     tp_want_write(s->conn);
 }
 
@@ -661,8 +664,16 @@ static void *on_open(void *ctx, struct tp_conn *c)
  */
 static void message_done(struct session *s)
 {
-    if (s->authed && !s->close_after_flush && s->conn != NULL)
-        tp_set_timeout(s->conn, (unsigned)s->rl->cfg->idle_timeout);
+    uint64_t t;
+
+    if (!s->authed || s->close_after_flush || s->conn == NULL)
+        return;
+    /* lws re-sorts its timer list on every set: at most once a second (BENCHMARKS.md item 6). */
+    t = now_ms();
+    if (t - s->idle_set_ms < 1000)
+        return;
+    s->idle_set_ms = t;
+    tp_set_timeout(s->conn, (unsigned)s->rl->cfg->idle_timeout);
 }
 
 static int on_rx(void *ctx, void *sess, const uint8_t *p, size_t len, int first, int final,
@@ -1160,8 +1171,9 @@ static void turn_reset(struct relay *rl)
     rl->new_dir = NULL;
 }
 
-static int apply_turn(struct relay *rl, uint64_t now, int sweep, int deletions_only,
-                      size_t *expired)
+/* Applies ops [from, to) and, if asked, the expiry sweep in one transaction. */
+static int apply_turn(struct relay *rl, size_t from, size_t to, uint64_t now, int sweep,
+                      int deletions_only, size_t *expired)
 {
     int r;
 
@@ -1169,7 +1181,7 @@ static int apply_turn(struct relay *rl, uint64_t now, int sweep, int deletions_o
     turn_reset(rl);
     if ((r = store_begin(rl->st)) != 0)
         return r;
-    for (size_t i = 0; i < rl->nops; i++)
+    for (size_t i = from; i < to; i++)
         if ((r = apply_op(rl, &rl->ops[i], now, deletions_only)) != 0)
             goto fail;
     if (sweep && (r = store_sweep(rl->st, now, SWEEP_LIMIT, notify_nd, rl, expired)) != 0)
@@ -1258,42 +1270,47 @@ static void release_ops(struct relay *rl)
     rl->arena.len = 0;
 }
 
-/* One group commit for everything that arrived in this loop turn. */
-static void commit_turn(struct relay *rl, int sweep)
+/* Envelopes or ids an op carries: what a transaction's size is counted in. */
+static size_t op_weight(const struct relay *rl, const struct op *o)
 {
-    uint64_t now = now_s(), envelopes = 0;
+    const uint8_t *p = rl->arena.p + o->off;
+
+    if ((o->kind == OP_SUBMIT || o->kind == OP_DELIVER_ACK || o->kind == OP_ND_ACK) &&
+        o->len >= WIRE_HEADER_LEN + 2)
+        return ((size_t)p[2] << 8) | p[3]; /* the batch count, checked when it arrived */
+    return 1;
+}
+
+/* One transaction for ops [from, to): commit, then acknowledge. */
+static void commit_chunk(struct relay *rl, size_t from, size_t to, int sweep)
+{
+    uint64_t now = now_s();
     double t0 = now_sec_f();
     size_t expired = 0;
     int r;
 
-    if (rl->nops == 0 && !sweep)
-        return;
-    r = apply_turn(rl, now, sweep, 0, &expired);
+    r = apply_turn(rl, from, to, now, sweep, 0, &expired);
     if (r == 0) {
         struct directory *d = rl->new_dir;
 
-        rl->new_dir = NULL; /* installed below, once this turn's ops are released */
+        rl->new_dir = NULL; /* installed once this chunk's replies are out */
         rl->turn.expired = expired;
-        envelopes = rl->turn.accepted;
-        after_commit(rl, envelopes, now_sec_f() - t0);
+        after_commit(rl, rl->turn.accepted, now_sec_f() - t0);
         if (expired > 0)
             rlog(RLOG_INFO, "%zu envelopes expired; senders notified", expired);
-        release_ops(rl);
         turn_reset(rl);
-        /* Its revocations queue audit records for the next turn. */
+        /* Its revocations add audit ops, applied by a later chunk of this turn. */
         if (d != NULL)
             install_directory(rl, d);
         return;
     }
     rl->commit_failures++;
-    rlog(RLOG_ERROR, "commit failed: %s; nothing from this turn is acknowledged", verr_str(r));
+    rlog(RLOG_ERROR, "commit failed: %s; nothing from it is acknowledged", verr_str(r));
     /* Deletions free space: keep them going even when the map is full. */
-    if (r == VERR_NOSPACE && apply_turn(rl, now, 0, 1, &expired) == 0) {
+    if (r == VERR_NOSPACE && apply_turn(rl, from, to, now, 0, 1, &expired) == 0)
         after_commit(rl, 0, now_sec_f() - t0);
-        turn_reset(rl);
-    }
     turn_reset(rl);
-    for (size_t i = 0; i < rl->nops; i++) {
+    for (size_t i = from; i < to; i++) {
         struct op *o = &rl->ops[i];
 
         if (o->s == NULL || o->kind == OP_DELIVER_ACK || o->kind == OP_ND_ACK)
@@ -1301,6 +1318,28 @@ static void commit_turn(struct relay *rl, int sweep)
         error_reply(o->s, r == VERR_NOSPACE ? WIRE_R_STORAGE_FULL : WIRE_R_STORAGE_ERROR,
                     "not stored; retry later");
     }
+}
+
+/*
+ * Group commit of everything that arrived in this loop turn, in transactions
+ * of about COMMIT_MAX_ITEMS envelopes: LMDB's cost per page grows with the
+ * transaction, and acknowledgements of the first part go out sooner
+ * (BENCHMARKS.md item 4).
+ */
+static void commit_turn(struct relay *rl, int sweep)
+{
+    size_t i = 0;
+
+    if (rl->nops == 0 && !sweep)
+        return;
+    do {
+        size_t j = i, w = 0;
+
+        while (j < rl->nops && (j == i || w + op_weight(rl, &rl->ops[j]) <= COMMIT_MAX_ITEMS))
+            w += op_weight(rl, &rl->ops[j++]);
+        commit_chunk(rl, i, j, sweep && i == 0);
+        i = j;
+    } while (i < rl->nops);
     release_ops(rl);
 }
 

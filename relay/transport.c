@@ -183,6 +183,9 @@ int tp_create(struct tp **out, const struct tp_opts *o, const struct tp_handlers
     info.protocols = t->protocols;
     info.user = t;
     info.timeout_secs = o->handshake_timeout;
+    /* The socket read size is the context's service buffer, not the protocol's
+     * rx_buffer_size: read 64 KiB at a time (DESIGN.md limits, BENCHMARKS.md item 3). */
+    info.pt_serv_buf_size = (unsigned int)o->rx_buffer;
     info.fd_limit_per_thread = o->max_fds;
     info.options = 0;
     if (o->tls_cert != NULL) {
@@ -222,7 +225,17 @@ int tp_port(const struct tp *t)
 
 int tp_service(struct tp *t)
 {
-    return lws_service(t->ctx, 0) < 0 ? VERR_NET : 0;
+    if (lws_service(t->ctx, 0) < 0)
+        return VERR_NET;
+    /*
+     * lws hands over one message per connection per poll and keeps the rest
+     * of what it read for "forced service" (lws-service.h): drain it now, so
+     * everything read in this turn joins this turn's commit.
+     */
+    for (int i = 0; i < 256 && lws_service_adjust_timeout(t->ctx, 1, 0) == 0; i++)
+        if (lws_service_tsi(t->ctx, -1, 0) < 0)
+            return VERR_NET;
+    return 0;
 }
 
 void tp_cancel(struct tp *t)
