@@ -1449,12 +1449,11 @@ static int each_find_message(void *ctx, const uint8_t *k, size_t kl, const uint8
 {
     struct mb_find *f = ctx;
     struct mb_outrec o;
+    struct inner in;
 
-    if (kl != 8 || mb_outrec_parse(v, vl, &o) != 0)
+    if (kl != 8 || mb_outrec_parse(v, vl, &o) != 0 || inner_parse(o.inner, o.inner_len, &in) != 0)
         return VERR_BAD_FORMAT;
-    /* The inner id sits at offset 2 of the signed encoding (inner.h). */
-    if (o.kind == MB_KIND_MESSAGE && o.inner_len > 2 + INNER_ID_LEN &&
-        memcmp(o.inner + 2, f->id, INNER_ID_LEN) == 0) {
+    if (o.kind == MB_KIND_MESSAGE && memcmp(in.id, f->id, INNER_ID_LEN) == 0) {
         memcpy(f->key, k, 8);
         f->found = 1;
         return 1;

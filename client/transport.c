@@ -10,6 +10,7 @@
 #include "text.h"
 
 enum { CTP_HOST_MAX = 255, CTP_PATH_MAX = 255, CTP_RX_BUFFER = 65536 };
+#define CTP_QUEUE_MAX ((size_t)64 << 20) /* received bytes waiting for ctp_recv */
 
 struct ctp_msg {
     struct ctp_msg *next;
@@ -26,6 +27,7 @@ struct ctp {
     int timed_out, closing;
     lws_sorted_usec_list_t timer;
     struct ctp_msg *in_head, *in_tail;
+    size_t in_bytes; /* received, not yet taken by ctp_recv */
     struct ctp_msg *out_head, *out_tail;
     struct buf rx; /* the message being reassembled */
     int rx_live;
@@ -131,6 +133,8 @@ static int ctp_rx(struct ctp *c, struct lws *wsi, const uint8_t *p, size_t len)
     }
     if (len > 0 && buf_put_bytes(&c->rx, p, len) != 0)
         return -1; /* over CTP_MSG_MAX: close */
+    if (c->in_bytes + buf_size(&c->rx) > CTP_QUEUE_MAX)
+        return -1; /* the relay sends faster than we take: close, nothing is lost */
     if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi) != 0)
         return 0;
     if ((m = calloc(1, sizeof(*m))) == NULL)
@@ -144,6 +148,7 @@ static int ctp_rx(struct ctp *c, struct lws *wsi, const uint8_t *p, size_t len)
         memcpy(m->data, buf_data(&c->rx), m->len);
     buf_free(&c->rx);
     c->rx_live = 0;
+    c->in_bytes += m->len;
     if (c->in_tail != NULL)
         c->in_tail->next = m;
     else
@@ -373,6 +378,7 @@ int ctp_recv(struct ctp *c, struct buf *out, unsigned timeout_ms)
             return r;
     }
     m = c->in_head;
+    c->in_bytes -= m->len;
     c->in_head = m->next;
     if (c->in_head == NULL)
         c->in_tail = NULL;

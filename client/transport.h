@@ -14,7 +14,8 @@
  *  - ctp_send queues a copy; it is written while the loop runs.
  *  - ctp_recv returns the next whole message (out initialised here), or
  *    VERR_TIMEOUT (connection still usable), or VERR_NET once the connection
- *    is closed or failed. A message over CTP_MSG_MAX closes the connection.
+ *    is closed or failed. A message over CTP_MSG_MAX, or more than 64 MiB
+ *    received and not yet taken, closes the connection.
  */
 #ifndef VALISE_CLIENT_TRANSPORT_H
 #define VALISE_CLIENT_TRANSPORT_H
