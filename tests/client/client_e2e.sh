@@ -189,6 +189,25 @@ for _ in $(seq 50); do
   sleep 0.2
 done
 [ $got -eq 1 ] || fail "valise run did not receive the live message: $(cat run.err)"
+# The relay goes away and comes back on the same port: run reconnects by itself.
+RUNPORT=$PORT
+stop_relay
+rm -f port
+"$RELAY" --data data --org-pub org/org.pub --directory dir.bin --listen "127.0.0.1:$RUNPORT" \
+  --port-file port --log-level warn --otk-low 99 2>>relay.log &
+RPID=$!
+for _ in $(seq 100); do [ -s port ] && break; sleep 0.05; done
+echo "after the outage" >m4.txt
+run "send after relay restart" V send --home hq --to ambassador@JKT --subject "Back" --file m4.txt
+ID4=$(awk '{print $2}' out.txt)
+run "hq sync (after restart)" V sync --home hq --wait-ms 200
+got=0
+for _ in $(seq 60); do
+  V inbox --home jkt1 >out.txt 2>/dev/null && grep -q "$ID4" out.txt && { got=1; break; }
+  sleep 0.25
+done
+[ $got -eq 1 ] || fail "valise run did not reconnect and receive: $(cat run.err)"
+grep -q "reconnecting in" run.err || fail "valise run did not report its reconnection: $(cat run.err)"
 kill -TERM $RUNPID
 wait $RUNPID || fail "valise run did not exit cleanly on SIGTERM: $(cat run.err)"
 
