@@ -272,7 +272,7 @@ int averify_state(const struct alogdata *d, const struct audit_state *st, struct
         return 0;
     }
     if (lsize == rem->size) {
-        if (memcmp(latest->cp.root, rem->root, MERKLE_HASH_LEN) != 0) {
+        if (latest != NULL && memcmp(latest->cp.root, rem->root, MERKLE_HASH_LEN) != 0) {
             verdict(o, AV_FORK,
                     "two checkpoints signed for size %llu with different roots: the log was "
                     "forked",

@@ -347,27 +347,41 @@ static int default_state_path(char *out, size_t outsz, int make_dir)
     return file_join(out, outsz, dir, "state");
 }
 
-static int write_evidence(const char *path, const struct audit_state *st, const struct acp *seen,
-                          const char *reason)
+static int put_text(struct buf *b, const char *t)
+{
+    return buf_put_bytes(b, (const uint8_t *)t, strlen(t));
+}
+
+/*
+ * Writes the evidence of an alarm to base, or base.1 .. base.99 if taken:
+ * never over an earlier alarm's evidence (O_EXCL). The path used goes to used.
+ */
+static int write_evidence(const char *base, char used[static PATH_MAX_LEN],
+                          const struct audit_state *st, const struct acp *seen, const char *reason)
 {
     struct buf b = {0};
-    static const char none[] = "(the log has no checkpoint)\n";
     int r;
 
     if ((r = buf_init(&b, 4 * NOTE_MAX_LEN, 0)) != 0)
         return r;
-    if ((r = buf_put_bytes(&b, (const uint8_t *)"ALARM: ", 7)) != 0 ||
-        (r = buf_put_bytes(&b, (const uint8_t *)reason, strlen(reason))) != 0 ||
-        (r = buf_put_bytes(&b,
-                           (const uint8_t *)"\n\n--- checkpoint verified before (state file) ---\n",
-                           50)) != 0 ||
+    if ((r = put_text(&b, "ALARM: ")) != 0 || (r = put_text(&b, reason)) != 0 ||
+        (r = put_text(&b, "\n\n--- checkpoint verified before (state file) ---\n")) != 0 ||
         (r = buf_put_bytes(&b, st->note, st->note_len)) != 0 ||
-        (r = buf_put_bytes(&b, (const uint8_t *)"--- checkpoint in the log now ---\n", 34)) != 0 ||
+        (r = put_text(&b, "--- checkpoint in the log now ---\n")) != 0 ||
         (r = seen != NULL ? buf_put_bytes(&b, seen->note, seen->len)
-                          : buf_put_bytes(&b, (const uint8_t *)none, sizeof(none) - 1)) != 0)
+                          : put_text(&b, "(the log has no checkpoint)\n")) != 0)
         goto out;
     fwrite(buf_data(&b), 1, buf_size(&b), stdout);
-    r = file_replace(path, buf_data(&b), buf_size(&b), 0600);
+    r = VERR_EXISTS;
+    for (int i = 0; i < 100 && r == VERR_EXISTS; i++) {
+        int n = i == 0 ? snprintf(used, PATH_MAX_LEN, "%s", base)
+                       : snprintf(used, PATH_MAX_LEN, "%s.%d", base, i);
+        if (n < 0 || n >= PATH_MAX_LEN) {
+            r = VERR_TOO_LARGE;
+            break;
+        }
+        r = file_write_new(used, buf_data(&b), buf_size(&b), 0600);
+    }
 out:
     buf_free(&b);
     return r;
@@ -375,7 +389,8 @@ out:
 
 static int cmd_verify(struct ctx *c)
 {
-    char path[PATH_MAX_LEN], evpath[PATH_MAX_LEN], root[NOTE_HASH_B64_LEN + 1];
+    char path[PATH_MAX_LEN], evpath[PATH_MAX_LEN], used[PATH_MAX_LEN];
+    char root[NOTE_HASH_B64_LEN + 1];
     struct audit_state *st = NULL, *nst = NULL;
     struct buf b = {0};
     const struct acp *latest;
@@ -427,10 +442,11 @@ static int cmd_verify(struct ctx *c)
                 status = fail(EXIT_ERR, "state path too long");
                 goto out;
             }
-            r = write_evidence(evpath, st, c->res.evidence, c->res.reason);
-            status = fail(EXIT_ALARM, "ALARM %s: %s; evidence (both signed checkpoints) %s%s",
-                          averdict_name(c->res.verdict), c->res.reason,
-                          r == 0 ? "written to " : "could not be written to ", evpath);
+            r = write_evidence(evpath, used, st, c->res.evidence, c->res.reason);
+            status =
+                fail(EXIT_ALARM, "ALARM %s: %s; evidence (both signed checkpoints) %s%s",
+                     averdict_name(c->res.verdict), c->res.reason,
+                     r == 0 ? "written to " : "could not be written to ", r == 0 ? used : evpath);
             goto out;
         }
     }

@@ -770,6 +770,9 @@ static void test_rollback_older_copy(void **state)
         assert_int_equal(sigs, 2);
     }
     buf_free(&f);
+    /* a second alarm keeps the first evidence and writes beside it */
+    expect_run(argv, 3, ".evidence.1");
+    assert_true(file_exists(ev));
     /* the state was not moved back */
     verify(S.pki.data_path, st, 0, "consistent");
 }
