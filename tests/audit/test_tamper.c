@@ -416,6 +416,12 @@ static int setup(void **state)
     assert_int_equal(tc_expect(&ca, &msg, &m, WIRE_SUBMIT_ACK, TWAIT), 0);
     wsc_close(&ca);
     auditor_over_the_wire(relay.port);
+    /* valise-audit reads the live relay's data dir (MDB_RDONLY, one snapshot) */
+    {
+        char live[TPATH];
+        assert_int_equal(file_join(live, sizeof(live), S.pki.dir, "live.state"), 0);
+        verify(S.pki.data_path, live, 0, "first verification");
+    }
     st = trelay_signal(&relay, SIGTERM);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     buf_free(&msg);
