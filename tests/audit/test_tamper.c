@@ -570,6 +570,60 @@ static void proof_from_json(const struct vj_object *o, struct merkle_proof *p)
     }
 }
 
+static size_t lines(void)
+{
+    size_t n = 0;
+
+    for (const char *p = out; *p != '\0'; p++)
+        n += *p == '\n';
+    return n;
+}
+
+static void test_search(void **state)
+{
+    char ha[33], prefix[9], id[33];
+    const char *by_event[] = {VALISE_AUDIT_BIN, "search",          "--data", S.pki.data_path,
+                              "--event",        "auth_fail",       "--post", "HQ",
+                              "--org-pub",      S.pki.orgpub_path, NULL};
+    const char *by_device[] = {
+        VALISE_AUDIT_BIN,    "search", "--data", S.pki.data_path, "--device", prefix, "--event",
+        "envelope_accepted", NULL};
+    const char *by_post[] = {VALISE_AUDIT_BIN, "search",          "--data",
+                             S.pki.data_path,  "--post",          "JKT",
+                             "--org-pub",      S.pki.orgpub_path, NULL};
+    const char *future[] = {VALISE_AUDIT_BIN, "search",     "--data", S.pki.data_path,
+                            "--from",         "2999-01-01", NULL};
+    const char *past[] = {VALISE_AUDIT_BIN,       "search", "--data", S.pki.data_path, "--to",
+                          "1970-01-02T00:00:00Z", NULL};
+    const char *bad_time[] = {VALISE_AUDIT_BIN, "search",     "--data", S.pki.data_path,
+                              "--from",         "2026-13-01", NULL};
+    const char *no_org[] = {VALISE_AUDIT_BIN, "search", "--data", S.pki.data_path,
+                            "--post",         "HQ",     NULL};
+
+    (void)state;
+    expect_run(by_event, 0, "\"reason\":\"bad_signature\"");
+    assert_int_equal(lines(), 2); /* the impostor and the revoked device, both at HQ */
+    assert_non_null(strstr(out, "\"reason\":\"revoked\""));
+    assert_non_null(strstr(out, "\"post\":\"HQ\""));
+    hex(ha, S.a.cert.device_id);
+    memcpy(prefix, ha, 8);
+    prefix[8] = '\0';
+    expect_run(by_device, 0, ha);
+    assert_int_equal(lines(), 4);
+    for (int i = 0; i < 4; i++) {
+        hex(id, S.ids[i]);
+        assert_non_null(strstr(out, id));
+    }
+    expect_run(by_post, 0, NULL);
+    assert_int_equal(lines(), 0); /* every test device is at HQ */
+    expect_run(future, 0, NULL);
+    assert_int_equal(lines(), 0);
+    expect_run(past, 0, NULL);
+    assert_int_equal(lines(), 0);
+    expect_run(bad_time, 1, "--from: expected");
+    expect_run(no_org, 1, "--post needs --org-pub");
+}
+
 static void test_proofs(void **state)
 {
     char idx[24], size[24];
@@ -946,6 +1000,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_records_match_session),
         cmocka_unit_test(test_report),
+        cmocka_unit_test(test_search),
         cmocka_unit_test(test_proofs),
         cmocka_unit_test(test_flip_byte),
         cmocka_unit_test(test_delete_record),
