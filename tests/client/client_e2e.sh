@@ -111,7 +111,7 @@ if [ "$URL2" != "$URL" ]; then
   done
 fi
 grep -qa "$MARKER" data/* && fail "the relay's files hold the plaintext"
-run "jkt1 sync" V sync --home jkt1 --wait-ms 300
+run "jkt1 sync" V sync --home jkt1 --wait-ms 1000
 # HQ took one of jkt1's one-time prekeys: the relay's PREKEY_LOW makes jkt1 replenish.
 grep -q "uploaded 100 one-time prekeys" out.txt || fail "no replenishment on PREKEY_LOW: $(cat out.txt)"
 run "jkt1 inbox" V inbox --home jkt1
@@ -124,7 +124,7 @@ grep -q "Certificate: verified" out.txt || fail "read: certificate not verified"
 grep -q "Label:      SECRET" out.txt || fail "read: label"
 grep -q "$MARKER" out.txt || fail "read: content"
 grep -qa "$MARKER" jkt1/store/* && fail "the client store holds the plaintext"
-run "jkt2 sync" V sync --home jkt2 --wait-ms 300
+run "jkt2 sync" V sync --home jkt2 --wait-ms 1000
 run "jkt2 inbox" V inbox --home jkt2
 grep -q "$ID" out.txt || fail "the second JKT device did not get it: $(cat out.txt)"
 if V sync --home jkt3 --wait-ms 300 >out.txt 2>err.txt; then fail "revoked device could sync"; fi
@@ -134,7 +134,7 @@ grep -q "$ID" out.txt && fail "the revoked device got the message"
 
 # receipts: delivered (jkt2) and read (jkt1) come back end to end
 run "jkt1 sync (read receipt)" V sync --home jkt1 --wait-ms 200
-run "hq sync (receipts)" V sync --home hq --wait-ms 300
+run "hq sync (receipts)" V sync --home hq --wait-ms 1000
 run "hq outbox" V outbox --home hq
 grep -q "Person jkt1.*: read" out.txt || fail "read receipt not shown: $(cat out.txt)"
 grep -q ": delivered" out.txt || fail "delivery receipt not shown: $(cat out.txt)"
@@ -153,8 +153,8 @@ for h in hq jkt1; do
 done
 run "hq sync after outage" V sync --home hq --wait-ms 200
 run "hq sync again (no duplicate)" V sync --home hq --wait-ms 200
-run "jkt1 sync" V sync --home jkt1 --wait-ms 300
-run "jkt1 sync again" V sync --home jkt1 --wait-ms 300
+run "jkt1 sync" V sync --home jkt1 --wait-ms 1000
+run "jkt1 sync again" V sync --home jkt1 --wait-ms 1000
 run "jkt1 inbox" V inbox --home jkt1
 [ "$(grep -c "$ID2" out.txt)" -eq 1 ] || fail "offline message not delivered exactly once: $(cat out.txt)"
 [ "$(grep -c "$ID" out.txt)" -eq 1 ] || fail "first message duplicated: $(cat out.txt)"
@@ -165,7 +165,7 @@ run "send ROUTINE" V send --home hq --to ambassador@JKT --precedence ROUTINE --s
 run "send IMMEDIATE" V send --home hq --to ambassador@JKT --precedence IMMEDIATE --subject "Immediate-1" --file r.txt
 run "send FLASH" V send --home hq --to ambassador@JKT --precedence FLASH --subject "Flash-2" --file r.txt
 run "hq sync (precedences)" V sync --home hq --wait-ms 200
-run "jkt1 sync (precedences)" V sync --home jkt1 --wait-ms 300
+run "jkt1 sync (precedences)" V sync --home jkt1 --wait-ms 1000
 run "jkt1 inbox (order)" V inbox --home jkt1
 lf=$(grep -n "Flash-2" out.txt | cut -d: -f1)
 li=$(grep -n "Immediate-1" out.txt | cut -d: -f1)

@@ -56,8 +56,8 @@ for ms in 150 250 300 350 400 450 500 550 600 700 800 1000; do
   (timeout -s KILL "$s" "$VALISE" sync --home jkt --wait-ms 300 --passphrase-file dpw) >/dev/null 2>&1
 done
 for _ in 1 2; do
-  run "hq clean sync" V sync --home hq --wait-ms 300
-  run "jkt clean sync" V sync --home jkt --wait-ms 300
+  run "hq clean sync" V sync --home hq --wait-ms 1000
+  run "jkt clean sync" V sync --home jkt --wait-ms 1000
 done
 run "jkt inbox" V inbox --home jkt
 for i in $(seq -w 1 $N); do
