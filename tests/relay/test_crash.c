@@ -22,7 +22,7 @@
 #include "fileio.h"
 #include "relaytest.h"
 
-enum { MAX_ENV = 20000, BATCH = 20, CT_LEN = 48 };
+enum { MAX_ENV = 200000, BATCH = 20, CT_LEN = 48 };
 
 struct env_state {
     uint8_t id[WIRE_ID_LEN];
@@ -163,13 +163,17 @@ static void test_kill9_loop(void **state)
 {
     struct fixture *f = *state;
     const char *rounds_env = getenv("VALISE_CRASH_ROUNDS");
-    long rounds = rounds_env != NULL ? strtol(rounds_env, NULL, 10) : 20;
+    const char *long_env = getenv("VALISE_LONG"); /* scripts/test.sh --long */
+    long rounds = rounds_env != NULL                               ? strtol(rounds_env, NULL, 10)
+                  : long_env != NULL && strcmp(long_env, "1") == 0 ? 200
+                                                                   : 20;
     struct wsc ca, cb;
     uint16_t reason;
     size_t acked_total = 0, unacked = 0, received = 0;
 
     if (rounds <= 0 || rounds > 1000)
         rounds = 20;
+    /* at most 25 batches of BATCH per round: MAX_ENV covers 400 rounds */
     for (long round = 0; round < rounds; round++) {
         uint64_t t0, stop_after = 20 + randombytes_uniform(130);
 
