@@ -45,6 +45,8 @@ uint64_t hist_q(struct bench_hist *h, double q);
 /* CPU seconds (user + system) and resident KiB of a process; 0 if gone. */
 double proc_cpu(pid_t pid);
 uint64_t proc_rss_kib(pid_t pid);
+/* Anonymous resident KiB (RssAnon): memory of its own, not pages of mapped files (LMDB). */
+uint64_t proc_anon_kib(pid_t pid);
 /* Bytes written to all block devices so far (/sys/block/ * /stat), whoever wrote them. */
 uint64_t disk_written_bytes(void);
 

@@ -76,7 +76,7 @@ def main():
          "flash.probe.p99_ms", "ms", lambda v: v < 5),
         ("concurrent authenticated idle connections", "10,000",
          "idle.connections", "count", lambda v: v >= 10000),
-        ("memory per idle connection (relay RSS growth / connections, no TLS)", "<= 8 KiB",
+        ("memory per idle connection (growth of the server's anonymous RSS / connections, no TLS)", "<= 8 KiB",
          "idle.kib_per_conn", "KiB", lambda v: v <= 8),
         (f"backlog drained after reconnect ({fmt(backlog)} envelopes queued)", ">= 100,000 /s",
          "backlog.drain_per_s", "1/s", lambda v: v >= 100000),

@@ -112,17 +112,27 @@ double proc_cpu(pid_t pid)
     return (double)(ut + st) / (double)(tck > 0 ? tck : 100);
 }
 
-uint64_t proc_rss_kib(pid_t pid)
+static uint64_t proc_status_kib(pid_t pid, const char *field)
 {
     char path[64], s[4096], *p;
     unsigned long long kib = 0;
 
     snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    if (read_small(path, s, sizeof(s)) != 0 || (p = strstr(s, "VmRSS:")) == NULL)
+    if (read_small(path, s, sizeof(s)) != 0 || (p = strstr(s, field)) == NULL)
         return 0;
-    if (sscanf(p + 6, "%llu", &kib) != 1)
+    if (sscanf(p + strlen(field), "%llu", &kib) != 1)
         return 0;
     return kib;
+}
+
+uint64_t proc_rss_kib(pid_t pid)
+{
+    return proc_status_kib(pid, "VmRSS:");
+}
+
+uint64_t proc_anon_kib(pid_t pid)
+{
+    return proc_status_kib(pid, "RssAnon:");
 }
 
 uint64_t disk_written_bytes(void)
