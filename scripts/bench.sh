@@ -37,6 +37,7 @@ else
   commit=${BENCH_COMMIT:-unknown}
 fi
 
+scripts/deps.sh --bench
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$build" -j"$(nproc)" --target valise-relay valise-bench >/dev/null
 relay=$root/$build/relay/valise-relay
