@@ -975,6 +975,74 @@ static void test_relay_refuses_bad_tree_state(void **state)
     }
 }
 
+/* The newest checkpoint's size in the live data dir dir, read as valise-audit does. */
+static uint64_t newest_checkpoint(const char *dir, const char *key)
+{
+    char st[TPATH];
+    const char *argv[] = {VALISE_AUDIT_BIN, "verify", "--data", dir, "--key", key,
+                          "--state",        st,       NULL};
+    const char *p;
+
+    assert_int_equal(file_join(st, sizeof(st), S.pki.dir, "policy.state"), 0);
+    unlink(st);
+    expect_run(argv, 0, "ok: ");
+    if ((p = strstr(out, "newest checkpoint: size ")) == NULL)
+        fail_msg("no checkpoint line in: %s", out);
+    return strtoull(p + strlen("newest checkpoint: size "), NULL, 10);
+}
+
+static void test_checkpoint_policy(void **state)
+{
+    struct tpki pki;
+    struct tdev a;
+    const struct tdev *devs[1];
+    struct trelay relay;
+    struct wsc c;
+    uint16_t reason;
+    uint64_t now = tnow(), n0, n1;
+    char key[NOTE_VERIFIER_KEY_MAX];
+    const char *by_time[] = {"--checkpoint-records", "1000000", "--checkpoint-seconds", "1", NULL};
+    const char *rare[] = {"--checkpoint-records", "1000000", "--checkpoint-seconds", "86400", NULL};
+    int st;
+
+    (void)state;
+    assert_int_equal(tpki_init(&pki), 0);
+    assert_int_equal(tdev_make(&pki, &a, 1, now - 60, now + 86400), 0);
+    devs[0] = &a;
+    assert_int_equal(tpki_write_dir(&pki, 1, devs, 1, NULL, 0), 0);
+    /* T = 1 s: a checkpoint appears while the relay runs, without N records */
+    assert_int_equal(trelay_start(&relay, &pki, by_time), 0);
+    {
+        const char *argv[] = {VALISE_RELAY_BIN, "--print-audit-key", "--data", pki.data_path, NULL};
+        expect_run(argv, 0, "valise/valise-relay+");
+        out[strcspn(out, "\n")] = '\0';
+        memcpy(key, out, strlen(out) + 1);
+    }
+    assert_int_equal(tc_auth(&c, relay.port, &a, &reason), 0);
+    wsc_close(&c);
+    sleep(3);
+    n0 = newest_checkpoint(pki.data_path, key);
+    assert_true(n0 >= 4); /* directory, enrolled, start, auth_ok: signed by time alone */
+    st = trelay_signal(&relay, SIGTERM);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    /* rare checkpoints: none while running, one at the clean stop */
+    assert_int_equal(trelay_start(&relay, &pki, rare), 0);
+    assert_int_equal(tc_auth(&c, relay.port, &a, &reason), 0);
+    wsc_close(&c);
+    sleep(2);
+    n1 = newest_checkpoint(pki.data_path, key);
+    assert_non_null(strstr(out, "not signed yet")); /* this run's records wait for a checkpoint */
+    st = trelay_signal(&relay, SIGTERM);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_true(n1 >= n0);
+    {
+        uint64_t n2 = newest_checkpoint(pki.data_path, key);
+        assert_true(n2 > n1);
+        assert_null(strstr(out, "not signed yet")); /* the stop signed everything */
+    }
+    tpki_cleanup(&pki);
+}
+
 static void test_wrong_key_and_usage(void **state)
 {
     uint8_t pk[SIG_PK_LEN], sk[SIG_SK_LEN];
@@ -1010,6 +1078,7 @@ int main(void)
         cmocka_unit_test(test_fork_signed_with_audit_key),
         cmocka_unit_test(test_rewritten_history_grows),
         cmocka_unit_test(test_relay_refuses_bad_tree_state),
+        cmocka_unit_test(test_checkpoint_policy),
         cmocka_unit_test(test_wrong_key_and_usage),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
