@@ -139,6 +139,20 @@ run "hq outbox" V outbox --home hq
 grep -q "Person jkt1.*: read" out.txt || fail "read receipt not shown: $(cat out.txt)"
 grep -q ": delivered" out.txt || fail "delivery receipt not shown: $(cat out.txt)"
 
+# --- the sender's own other devices get a copy (jkt1 and jkt2 are one person) ---
+echo "reply from the ambassador" >reply.txt
+run "jkt1 replies" V send --home jkt1 --to duty@HQ --subject "Reply" --file reply.txt
+IDR=$(awk '{print $2}' out.txt)
+run "jkt1 sync (reply)" V sync --home jkt1 --wait-ms 200
+run "hq sync (reply)" V sync --home hq --wait-ms 1000
+run "hq inbox (reply)" V inbox --home hq
+grep -q "$IDR" out.txt || fail "HQ did not get the reply: $(cat out.txt)"
+run "jkt2 sync (own copy)" V sync --home jkt2 --wait-ms 1000
+run "jkt2 inbox (own copy)" V inbox --home jkt2
+grep -q "$IDR" out.txt || fail "the sender's other device did not get its copy: $(cat out.txt)"
+run "jkt2 read (own copy)" V read --home jkt2 "$IDR"
+grep -q "Signature:  verified" out.txt || fail "own copy not verified: $(cat out.txt)"
+
 # --- relay down: send queues, later delivered exactly once ---
 stop_relay
 echo "while the relay is down" >m2.txt
