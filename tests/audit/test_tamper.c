@@ -74,7 +74,8 @@ static int run(const char *const *argv)
     assert_int_equal(waitpid(pid, &st, 0), pid);
     out[0] = '\0';
     if (file_read(path, OUT_MAX - 1, 0, &f) == 0) {
-        memcpy(out, buf_data(&f), buf_size(&f));
+        if (buf_size(&f) > 0)
+            memcpy(out, buf_data(&f), buf_size(&f));
         out[buf_size(&f)] = '\0';
         buf_free(&f);
     }
