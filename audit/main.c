@@ -40,7 +40,7 @@ enum {
 
 static const char *const usage_text =
     "usage: valise-audit VERB [options]   (valise-audit VERB --help)\n"
-    "  verify       --data DIR --key KEY [--state FILE] [--evidence FILE]\n"
+    "  verify       --data DIR [--key KEY] [--state FILE] [--evidence FILE]\n"
     "  proof        --data DIR --key KEY --index N [--size S]\n"
     "  consistency  --data DIR --key KEY --from S1 [--to S2]\n"
     "  search       --data DIR [--key KEY] [--from T] [--to T] [--device HEX] [--post P]\n"
@@ -275,9 +275,11 @@ static int open_log(struct ctx *c, int key_required)
 {
     int r;
 
-    if ((r = load_key(&c->o, &c->v, c->key, sizeof(c->key), key_required)) < 0)
-        return EXIT_ERR;
-    c->have_key = r == 0;
+    if (!c->have_key) { /* verify may have taken it from the state file */
+        if ((r = load_key(&c->o, &c->v, c->key, sizeof(c->key), key_required)) < 0)
+            return EXIT_ERR;
+        c->have_key = r == 0;
+    }
     if ((r = aload(&c->d, c->o.data)) != 0)
         return fail(EXIT_ERR, "--data %s: cannot read the relay's log (%s)", c->o.data,
                     verr_str(r));
@@ -397,10 +399,6 @@ static int cmd_verify(struct ctx *c)
     uint64_t uncovered;
     int have_state = 0, r, status = EXIT_ERR;
 
-    if ((status = open_log(c, 1)) != EXIT_OK)
-        return status;
-    status = EXIT_ERR;
-    latest = c->res.latest;
     if (c->o.state != NULL) {
         if (strlen(c->o.state) >= sizeof(path))
             return fail(EXIT_ERR, "--state: path too long");
@@ -422,6 +420,25 @@ static int cmd_verify(struct ctx *c)
         }
         buf_free(&b);
         have_state = 1;
+    }
+    /* DESIGN.md: "valise-audit verify --data DIR": the key is remembered after the first run */
+    if (c->o.key == NULL && c->o.key_file == NULL) {
+        if (!have_state) {
+            status = fail(EXIT_ERR,
+                          "the first verification needs --key KEY (it is then "
+                          "remembered in %s)",
+                          path);
+            goto out;
+        }
+        memcpy(c->key, st->key, sizeof(c->key));
+        c->v = st->v;
+        c->have_key = 1;
+    }
+    if ((status = open_log(c, 1)) != EXIT_OK)
+        goto out;
+    status = EXIT_ERR;
+    latest = c->res.latest;
+    if (have_state) {
         if (strcmp(st->key, c->key) != 0) {
             status = fail(EXIT_ERR, "state file %s remembers a log with another key (%s)", path,
                           st->key);

@@ -1050,7 +1050,13 @@ static void test_wrong_key_and_usage(void **state)
     char other[NOTE_VERIFIER_KEY_MAX], st[TPATH];
     const char *argv[] = {VALISE_AUDIT_BIN, "verify", "--data", S.pki.data_path, "--key", other,
                           "--state",        st,       NULL};
-    const char *nokey[] = {VALISE_AUDIT_BIN, "verify", "--data", S.pki.data_path, NULL};
+    char none[TPATH], remembered[TPATH];
+    const char *nokey[] = {VALISE_AUDIT_BIN, "verify", "--data", S.pki.data_path,
+                           "--state",        none,     NULL};
+    const char *keyless[] = {VALISE_AUDIT_BIN, "verify",   "--data", S.pki.data_path,
+                             "--state",        remembered, NULL};
+    const char *other_tool[] = {VALISE_AUDIT_BIN, "proof", "--data", S.pki.data_path,
+                                "--index",        "0",     NULL};
     const char *help[] = {VALISE_AUDIT_BIN, "verify", "--help", NULL};
     const char *unknown[] = {VALISE_AUDIT_BIN, "frobnicate", NULL};
 
@@ -1059,7 +1065,12 @@ static void test_wrong_key_and_usage(void **state)
     assert_int_equal(note_verifier_format(other, sizeof(other), "valise/valise-relay", pk), 0);
     assert_int_equal(file_join(st, sizeof(st), S.pki.dir, "other.state"), 0);
     expect_run(argv, 2, "does not verify with the key");
-    expect_run(nokey, 1, "--key KEY (or --key-file FILE) is required");
+    assert_int_equal(file_join(none, sizeof(none), S.pki.dir, "absent.state"), 0);
+    expect_run(nokey, 1, "the first verification needs --key KEY");
+    /* DESIGN.md "valise-audit verify --data DIR": the key remembered in the state file */
+    state_copy(remembered);
+    expect_run(keyless, 0, "consistent with the checkpoint verified before");
+    expect_run(other_tool, 1, "--key KEY (or --key-file FILE) is required");
     expect_run(help, 0, "usage: valise-audit");
     expect_run(unknown, 1, "unknown verb");
 }
