@@ -1,6 +1,8 @@
 /* transport.c - websocket client on libwebsockets (see transport.h). */
 #include "transport.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,9 +42,18 @@ struct ctp_url {
     int port, tls;
 };
 
+/* A numeric loopback address (127.0.0.0/8 or ::1) or "localhost"; never a name like 127.x.example.
+ */
 static int ctp_is_loopback(const char *h)
 {
-    return strcmp(h, "localhost") == 0 || strcmp(h, "::1") == 0 || strncmp(h, "127.", 4) == 0;
+    struct in_addr a4;
+    struct in6_addr a6;
+
+    if (strcmp(h, "localhost") == 0)
+        return 1;
+    if (inet_pton(AF_INET, h, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    return inet_pton(AF_INET6, h, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
 }
 
 static int ctp_url_parse(const char *url, struct ctp_url *u)
