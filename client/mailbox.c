@@ -1045,6 +1045,26 @@ static int sy_tried(const struct sync *s, const uint8_t dev[static DEVICE_ID_LEN
 }
 
 /*
+ * A new envelope id: 48-bit Unix time in milliseconds, big-endian, then 80
+ * random bits (the layout of UUIDv7, RFC 9562 5.7). Ids sent about the same
+ * time sort together, so the relay's per-recipient id index is written in few
+ * pages (docs/relay-protocol.md "Envelope ids"); uniqueness rests on the
+ * random bits alone.
+ */
+static void mb_envelope_id(uint8_t id[static WIRE_ID_LEN])
+{
+    struct timespec ts;
+    uint64_t ms = 0;
+
+    _Static_assert(WIRE_ID_LEN == 16, "6 bytes of time then 10 random bytes");
+    if (clock_gettime(CLOCK_REALTIME, &ts) == 0 && ts.tv_sec >= 0)
+        ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    for (size_t i = 0; i < 6; i++)
+        id[i] = (uint8_t)(ms >> (40 - 8 * i));
+    randombytes_buf(id + 6, WIRE_ID_LEN - 6);
+}
+
+/*
  * Encrypts the inner message for one device and stores the envelope with the
  * advanced session in one transaction (so a retry resends the same bytes).
  */
@@ -1119,7 +1139,7 @@ static int sy_encrypt_for(struct sync *s, const uint8_t key[static ENV_KEY_LEN],
     } else if ((r = buf_put_bytes(&ct, buf_data(&rm), buf_size(&rm))) != 0) {
         goto out;
     }
-    randombytes_buf(e.env_id, WIRE_ID_LEN);
+    mb_envelope_id(e.env_id);
     e.state = MBOX_ENV_SENDING;
     e.reason = 0;
     e.precedence = precedence;
