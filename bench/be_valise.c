@@ -686,7 +686,7 @@ static int v_submit(struct be *b, int peer, size_t to, int flash, const uint8_t 
         if ((r = wire_batch_begin(&c->sub, WIRE_SUBMIT, &c->sub_cnt_off)) != 0)
             return r;
     }
-    if (b->ordered_ids) {
+    if (b->ordered_ids == 1) {
         /* This run's nonce, then peer and counter big-endian: ids grow per sender. */
         memcpy(e.id, v->nonce, 8);
         for (int i = 0; i < 4; i++) {
@@ -694,13 +694,23 @@ static int v_submit(struct be *b, int peer, size_t to, int flash, const uint8_t 
             e.id[12 + i] = (uint8_t)(c->seq >> (24 - 8 * i));
         }
     } else {
-        /* Random, as the client makes them (client/mailbox.c), from a pooled draw. */
+        /* Random bits from a pooled draw (the client draws them per envelope). */
         if (v->id_off + WIRE_ID_LEN > ID_POOL) {
             randombytes_buf(v->id_pool, ID_POOL);
             v->id_off = 0;
         }
         memcpy(e.id, v->id_pool + v->id_off, WIRE_ID_LEN);
         v->id_off += WIRE_ID_LEN;
+        if (b->ordered_ids == 0) {
+            /* The client's layout (client/mailbox.c): 48-bit ms time, then random. */
+            struct timespec ts;
+            uint64_t ms;
+
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+            for (int i = 0; i < 6; i++)
+                e.id[i] = (uint8_t)(ms >> (40 - 8 * i));
+        }
     }
     c->seq++;
     memcpy(e.peer, b->keys->dev[to].id, DEVICE_ID_LEN);

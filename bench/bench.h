@@ -161,7 +161,7 @@ struct be {
     const struct bench_keys *keys;
     int port;
     size_t batch;    /* submissions per SUBMIT message (Valise) */
-    int ordered_ids; /* envelope ids increase per sender instead of random (Valise) */
+    int ordered_ids; /* Valise ids: 0 as the client (ms time | random), 1 counter, 2 random */
     void *priv;
 };
 

@@ -619,7 +619,7 @@ static void usage(void)
         "         [--rate R] [--light-rate R]\n"
         "         [--duration S] [--warmup S] [--payload BYTES] [--batch N] [--window N]\n"
         "         [--conns C] [--backlog M] [--backlog-senders N] [--relay-flags \"...\"]\n"
-        "         [--workdir DIR] [--keep] [--ordered-ids]\n"
+        "         [--workdir DIR] [--keep] [--ordered-ids | --random-ids]\n"
         "Starts the server(s) on loopback with fresh data directories, runs the scenarios\n"
         "and prints RESULT lines; with --backend both, one ratio per figure.\n");
 }
@@ -657,6 +657,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
                                        {"workdir", 1, 0, 'D'},
                                        {"keep", 0, 0, 'k'},
                                        {"ordered-ids", 0, 0, 'O'},
+                                       {"random-ids", 0, 0, 'X'},
                                        {"light-rate", 1, 0, 'L'},
                                        {"help", 0, 0, 'h'},
                                        {0, 0, 0, 0}};
@@ -705,6 +706,9 @@ static int parse_opts(int argc, char **argv, struct opts *o)
             break;
         case 'O':
             o->ordered_ids = 1;
+            break;
+        case 'X':
+            o->ordered_ids = 2; /* wholly random, as clients made them before UUIDv7 ids */
             break;
         case 'h':
             usage();
