@@ -8,7 +8,7 @@
  *            (each sender keeps `window` submissions unacknowledged)
  *   rate     the same at a fixed offered rate (latency target)
  *   light    the same at a lower rate the server can carry (latency below saturation)
- *   flash    a FLASH probe (1 per ms) while ROUTINE traffic saturates
+ *   flash    a FLASH probe (100 per s from one device) while ROUTINE traffic saturates
  *   idle     C authenticated idle connections, server memory per connection
  *   backlog  M envelopes to an offline device, server restart with them
  *            queued, then the drain rate when it connects
@@ -45,7 +45,7 @@ struct opts {
     const char *relay_bin, *mosq_bin, *workdir, *relay_flags, *scenarios, *backend;
     size_t pairs, payload, batch, window, conns, backlog, backlog_senders;
     int ordered_ids;
-    double rate, light_rate, duration, warmup;
+    double rate, light_rate, probe_rate, duration, warmup;
     int keep;
 };
 
@@ -338,7 +338,7 @@ static int scenario_traffic(struct run *rn, const char *name, double rate, int p
     reset_peers(rn);
     printf("\n== %s: %s, %zu pairs, %s, %zu-byte payloads, batch %zu, window %zu%s\n",
            rn->b->ops->name, name, P, rate > 0 ? "fixed rate" : "maximum rate", rn->o.payload,
-           rn->o.batch, rn->o.window, probe ? ", FLASH probe 1/ms" : "");
+           rn->o.batch, rn->o.window, probe ? ", FLASH probe" : "");
     if (rate > 0)
         printf("   offered: %.0f envelopes/s\n", rate);
     if ((r = server_start(rn, rn->dir_small)) != 0)
@@ -397,7 +397,7 @@ static int scenario_traffic(struct run *rn, const char *name, double rate, int p
         /* Every probe that is due, each stamped now: a slow turn delays the probe too. */
         while (probe && rn->peers[probe_peer].ready && now >= next_probe) {
             (void)submit_one(rn, (int)probe_peer, P + (size_t)(probe_seq++ % P), 1, now);
-            next_probe += 1000000;
+            next_probe += (uint64_t)(1e9 / rn->o.probe_rate);
         }
         if ((r = turn(rn, 1)) != 0)
             goto out;
@@ -659,6 +659,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
                                        {"ordered-ids", 0, 0, 'O'},
                                        {"random-ids", 0, 0, 'X'},
                                        {"light-rate", 1, 0, 'L'},
+                                       {"probe-rate", 1, 0, 'P'},
                                        {"help", 0, 0, 'h'},
                                        {0, 0, 0, 0}};
     double v;
@@ -671,6 +672,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
     o->pairs = 50;
     o->rate = 50000;
     o->light_rate = 10000;
+    o->probe_rate = 100;
     o->duration = 5;
     o->warmup = 1;
     o->payload = 1024;
@@ -714,6 +716,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
             usage();
             return 1;
         case 'r':
+        case 'P':
         case 'L':
         case 'd':
         case 'w':
@@ -723,6 +726,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
                 o->rate = v;
             else if (c == 'L')
                 o->light_rate = v;
+            else if (c == 'P')
+                o->probe_rate = v > 0 ? v : 1;
             else if (c == 'd')
                 o->duration = v;
             else

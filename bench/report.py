@@ -130,7 +130,7 @@ def main():
     L.append("")
     L.append("Scenario names: `max` = every sender keeps up to 256 envelopes in flight end to "
              "end (submitted, not yet received), 50 sender/recipient pairs; `rate` = the same "
-             "at 50,000/s offered; `light` = the same at 10,000/s offered; `flash` = `max` plus one FLASH envelope per ms from a "
+             "at 50,000/s offered; `light` = the same at 10,000/s offered; `flash` = `max` plus 100 FLASH envelopes per second from a "
              "separate device (`probe`); `idle` = authenticated connections doing nothing; "
              "`backlog` = 16 senders fill one offline device's queue, `restart` = the server "
              "is stopped with that queue and started again. `server_cpu` is from "
