@@ -38,7 +38,7 @@ enum { OUT_MAX = 1 << 20 };
 
 struct session {
     struct tpki pki;
-    struct tdev a, b, c, impostor, auditor;
+    struct tdev a, b, c, impostor, auditor, e; /* e: enrolled by an uploaded directory */
     uint8_t ids[4][WIRE_ID_LEN];
     uint8_t ct[64];
     char key[NOTE_VERIFIER_KEY_MAX];
@@ -415,6 +415,23 @@ static int setup(void **state)
     tc_envelope(&e[3], S.ids[3], &S.b, 3, tnow() + 3600, S.ct, sizeof(S.ct));
     assert_int_equal(tc_submit(&ca, &e[3], 1), 0);
     assert_int_equal(tc_expect(&ca, &msg, &m, WIRE_SUBMIT_ACK, TWAIT), 0);
+    /* a directory v3 adding device e, uploaded over the wire (DIRECTORY_PUT) */
+    {
+        const struct tdev *all[5] = {&S.a, &S.b, &S.c, &S.auditor, &S.e};
+        struct buf file, put;
+
+        assert_int_equal(tdev_make(&S.pki, &S.e, 5, now - 60, now + 86400), 0);
+        assert_int_equal(tpki_write_dir(&S.pki, 3, all, 5, rev, 1), 0);
+        assert_int_equal(file_read(S.pki.dir_path, 1 << 20, 0, &file), 0);
+        assert_int_equal(buf_init(&put, 2 << 20, 0), 0);
+        assert_int_equal(
+            wire_put_directory(&put, WIRE_DIRECTORY_PUT, buf_data(&file), buf_size(&file)), 0);
+        assert_int_equal(tc_send(&ca, &put), 0);
+        assert_int_equal(tc_expect(&ca, &msg, &m, WIRE_DIRECTORY_OK, TWAIT), 0);
+        assert_int_equal(m.u.dir_version, 3);
+        buf_free(&file);
+        buf_free(&put);
+    }
     wsc_close(&ca);
     auditor_over_the_wire(relay.port);
     /* valise-audit reads the live relay's data dir (MDB_RDONLY, one snapshot) */
@@ -498,6 +515,13 @@ static void test_records_match_session(void **state)
     assert_true(has_line("device_enrolled", "device", hb));
     assert_true(has_line("device_enrolled", "device", hc));
     assert_true(has_line("device_revoked", "device", hc));
+    {
+        char he[33];
+        hex(he, S.e.cert.device_id);
+        /* only e is new in v3: enrolled once, by the uploaded directory */
+        assert_true(has_line("device_enrolled", "device", he));
+        assert_true(has_line("directory_installed", "device", ha)); /* a uploaded v3 */
+    }
     assert_true(has_line("auth_ok", "device", ha));
     assert_true(has_line("auth_ok", "device", hb));
     assert_true(has_line("auth_fail", "reason", "bad_signature"));
@@ -535,7 +559,7 @@ static void test_report(void **state)
     assert_non_null(strstr(out, hb));
     assert_non_null(strstr(out, "revoked-device attempts and revoked sessions (devices): 1"));
     assert_non_null(strstr(out, "expired undelivered (by recipient post): 1"));
-    assert_non_null(strstr(out, "devices enrolled: 4, revoked: 1"));
+    assert_non_null(strstr(out, "devices enrolled: 5, revoked: 1"));
     assert_non_null(strstr(out, "relay starts: 2, of which 0 after a run that ended"));
 }
 
