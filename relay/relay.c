@@ -66,6 +66,7 @@ struct session {
 struct op {
     uint8_t kind;
     uint8_t rate_limited;
+    uint8_t flash; /* a SUBMIT carrying a FLASH envelope: committed ahead of the turn */
     struct session *s;
     size_t off, len; /* message bytes in the arena */
     struct audit_record rec;
@@ -115,6 +116,8 @@ struct relay {
     /* this turn */
     struct op *ops;
     size_t nops, ops_cap;
+    struct op *ops_tmp; /* for putting FLASH ops first (ops_cap entries) */
+    size_t ops_tmp_cap;
     struct vec arena;          /* message bytes of queued ops */
     struct buf replies;        /* staged reply messages */
     struct staged *staged;
@@ -518,6 +521,22 @@ static int rate_take(struct session *s, size_t n)
     return 1;
 }
 
+/* A header pass over the batch (decoded already): does it carry a FLASH envelope? */
+static uint8_t submit_has_flash(const struct wire_msg *m)
+{
+    struct wire_iter it;
+    struct wire_envelope e;
+
+    wire_iter_init(&it, m);
+    for (size_t i = 0; i < m->u.batch.n; i++) {
+        if (wire_next_envelope(&it, &e) != 0)
+            return 0;
+        if (e.precedence == WIRE_FLASH)
+            return 1;
+    }
+    return 0;
+}
+
 static void handle_msg(struct session *s, const uint8_t *p, size_t len)
 {
     struct relay *rl = s->rl;
@@ -584,8 +603,11 @@ static void handle_msg(struct session *s, const uint8_t *p, size_t len)
             error_reply(s, WIRE_R_BATCH_TOO_LARGE, "too many envelopes in one SUBMIT");
             return;
         }
-        if ((r = op_with_msg(rl, OP_SUBMIT, s, p, len, &o)) == 0 && !rate_take(s, m.u.batch.n))
-            o->rate_limited = 1;
+        if ((r = op_with_msg(rl, OP_SUBMIT, s, p, len, &o)) == 0) {
+            if (!rate_take(s, m.u.batch.n))
+                o->rate_limited = 1;
+            o->flash = submit_has_flash(&m);
+        }
         break;
     case WIRE_DELIVER_ACK:
         r = op_with_msg(rl, OP_DELIVER_ACK, s, p, len, NULL);
@@ -1326,18 +1348,53 @@ static void commit_chunk(struct relay *rl, size_t from, size_t to, int sweep)
  * transaction, and acknowledgements of the first part go out sooner
  * (BENCHMARKS.md item 4).
  */
+/*
+ * Moves SUBMITs that carry FLASH to the front, keeping the order within each
+ * part; returns how many. Ops are independent of each other (each envelope id
+ * is acknowledged by itself), so a FLASH may be stored before ROUTINE that
+ * arrived earlier in the same turn (DESIGN.md "Relay": precedence).
+ */
+static size_t flash_first(struct relay *rl)
+{
+    size_t nf = 0, k = 0;
+
+    for (size_t i = 0; i < rl->nops; i++)
+        nf += rl->ops[i].flash;
+    if (nf == 0 || nf == rl->nops)
+        return nf;
+    if (rl->ops_tmp_cap < rl->nops) {
+        struct op *np = realloc(rl->ops_tmp, rl->ops_cap * sizeof(*np));
+
+        if (np == NULL)
+            return 0; /* no lane this turn: FLASH is committed in arrival order */
+        rl->ops_tmp = np;
+        rl->ops_tmp_cap = rl->ops_cap;
+    }
+    for (size_t i = 0; i < rl->nops; i++)
+        if (rl->ops[i].flash)
+            rl->ops_tmp[k++] = rl->ops[i];
+    for (size_t i = 0; i < rl->nops; i++)
+        if (!rl->ops[i].flash)
+            rl->ops_tmp[k++] = rl->ops[i];
+    memcpy(rl->ops, rl->ops_tmp, rl->nops * sizeof(*rl->ops));
+    return nf;
+}
+
 static void commit_turn(struct relay *rl, int sweep)
 {
-    size_t i = 0;
+    size_t i = 0, nflash;
 
     if (rl->nops == 0 && !sweep)
         return;
+    /* FLASH in a small transaction of its own, ahead of the ROUTINE batch (DESIGN.md targets). */
+    nflash = flash_first(rl);
     do {
-        size_t j = i, w = 0;
+        size_t j = i, w = 0, end = i < nflash ? nflash : rl->nops;
 
-        while (j < rl->nops && (j == i || w + op_weight(rl, &rl->ops[j]) <= COMMIT_MAX_ITEMS))
+        while (j < end && (j == i || w + op_weight(rl, &rl->ops[j]) <= COMMIT_MAX_ITEMS))
             w += op_weight(rl, &rl->ops[j++]);
-        commit_chunk(rl, i, j, sweep && i == 0);
+        /* the expiry sweep joins the first ROUTINE chunk (or the last, if all is FLASH) */
+        commit_chunk(rl, i, j, sweep && (i == nflash || (nflash == rl->nops && j == rl->nops)));
         i = j;
     } while (i < rl->nops);
     release_ops(rl);
@@ -1581,6 +1638,7 @@ void relay_destroy(struct relay *rl)
     free(rl->devs);
     free(rl->buckets);
     free(rl->ops);
+    free(rl->ops_tmp);
     free(rl->staged);
     vec_free(&rl->arena);
     vec_free(&rl->wake_deliver);
