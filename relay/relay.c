@@ -1523,6 +1523,7 @@ int relay_create(struct relay **out, const struct relay_config *cfg, char *err, 
         snprintf(err, errsz, "--data %s: %s", cfg->data_dir, verr_str(r));
         goto out;
     }
+    store_set_dedupe_window(rl->st, cfg->dedupe_window);
     if ((r = raudit_open(&rl->audit, cfg, rl->st, err, errsz)) != 0)
         goto out;
     /* The newest of the stored directory and the file is served. */

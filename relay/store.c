@@ -17,6 +17,7 @@ enum {
     IKEY_LEN = DEVICE_ID_LEN + WIRE_ID_LEN,        /* recipient | id */
     IVAL_LEN = 1 + DEVICE_ID_LEN + 1 + 8 + 8 + 4,  /* format | sender | prec | seq | expiry | size */
     XKEY_LEN = 8 + DEVICE_ID_LEN + WIRE_ID_LEN,    /* expiry | recipient | id */
+    TKEY_LEN = 8 + DEVICE_ID_LEN + WIRE_ID_LEN,    /* acknowledged at | recipient | id */
     NKEY_LEN = DEVICE_ID_LEN + WIRE_ID_LEN,        /* sender | id */
     NVAL_LEN = DEVICE_ID_LEN + 2 + 8,              /* recipient | reason | time */
     QSTAT_LEN = 16,                                /* count | bytes */
@@ -38,6 +39,8 @@ struct store {
     MDB_env *env;
     MDB_txn *txn; /* the open write transaction, or NULL */
     MDB_dbi queue, byid, expiry, nd, qstat, spk, otk, meta, audit, audit_leaf;
+    MDB_dbi tomb;           /* delivered ids by acknowledgement time: the dedupe window */
+    uint64_t dedupe_window; /* seconds a delivered id is still recognised */
     /* committed values, and the open transaction's working copies */
     uint64_t seq, seq_txn;
     uint64_t audit_next, audit_next_txn;
@@ -247,6 +250,7 @@ int store_open(struct store **out, const char *dir, uint64_t map_size)
     *out = NULL;
     if ((s = calloc(1, sizeof(*s))) == NULL)
         return VERR_NOMEM;
+    s->dedupe_window = STORE_DEDUPE_WINDOW;
     if ((r = buf_init(&s->rec, AUDIT_RECORD_LEN, 0)) != 0 ||
         (r = buf_init(&s->cp_note, NOTE_MAX_LEN, 0)) != 0 || (r = file_mkdir_private(dir)) != 0)
         goto out;
@@ -280,7 +284,8 @@ int store_open(struct store **out, const char *dir, uint64_t map_size)
         (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta)) != 0 ||
         (rc = mdb_dbi_open(txn, "audit", MDB_CREATE, &s->audit)) != 0 ||
         (rc = mdb_dbi_open(txn, "audit_leaf", MDB_CREATE, &s->audit_leaf)) != 0 ||
-        (rc = mdb_dbi_open(txn, "audit_cp", MDB_CREATE, &s->audit_cp)) != 0) {
+        (rc = mdb_dbi_open(txn, "audit_cp", MDB_CREATE, &s->audit_cp)) != 0 ||
+        (rc = mdb_dbi_open(txn, "tomb", MDB_CREATE, &s->tomb)) != 0) {
         r = mdb_to_verr(rc);
         goto out;
     }
@@ -396,6 +401,11 @@ void store_abort(struct store *s)
         mdb_txn_abort(s->txn);
     s->txn = NULL;
     qc_clear(s); /* it may hold this transaction's values */
+}
+
+void store_set_dedupe_window(struct store *s, uint64_t secs)
+{
+    s->dedupe_window = secs;
 }
 
 uint64_t store_audit_size(const struct store *s)
@@ -726,11 +736,12 @@ int store_envelope_ack(struct store *s, const uint8_t recipient[static DEVICE_ID
                        uint64_t recipient_serial, const uint8_t id[static WIRE_ID_LEN],
                        uint64_t now)
 {
-    uint8_t ikey[IKEY_LEN], ival[IVAL_LEN];
+    uint8_t ikey[IKEY_LEN], ival[IVAL_LEN], xkey[XKEY_LEN], tkey[TKEY_LEN];
     struct audit_record rec;
     MDB_val k, d;
     int rc, r;
 
+    _Static_assert(XKEY_LEN == 8 + IKEY_LEN && TKEY_LEN == 8 + IKEY_LEN, "time | index key");
     if (s->txn == NULL)
         return VERR_INTERNAL;
     memcpy(ikey, recipient, DEVICE_ID_LEN);
@@ -741,10 +752,23 @@ int store_envelope_ack(struct store *s, const uint8_t recipient[static DEVICE_ID
     if (d.mv_size != IVAL_LEN)
         return VERR_STORE;
     memcpy(ival, d.mv_data, sizeof(ival));
-    /* The index entry stays until expiry as a tombstone, so a late resubmission
-     * is acknowledged and not delivered twice. */
+    /* The index entry stays as the tombstone for the dedupe window, so a late
+     * resubmission is acknowledged and not delivered twice; its expiry entry
+     * goes now and a `tomb` entry keyed by this time says when the tombstone
+     * goes (docs/relay-protocol.md "Duplicates"). */
     if ((r = unqueue(s, recipient, ival)) != 0)
         return r;
+    memcpy(xkey, ival + 10 + DEVICE_ID_LEN, 8);
+    memcpy(xkey + 8, ikey, IKEY_LEN);
+    k = val(xkey, sizeof(xkey));
+    if ((rc = mdb_del(s->txn, s->expiry, &k, NULL)) != 0 && rc != MDB_NOTFOUND)
+        return mdb_to_verr(rc);
+    be64(tkey, now);
+    memcpy(tkey + 8, ikey, IKEY_LEN);
+    k = val(tkey, sizeof(tkey));
+    d = val(NULL, 0);
+    if ((rc = mdb_put(s->txn, s->tomb, &k, &d, 0)) != 0)
+        return mdb_to_verr(rc);
     audit_envelope(&rec, AUDIT_ENVELOPE_DELIVERED, now, recipient, recipient_serial, ival + 1, id,
                    rd32(ival + 18 + DEVICE_ID_LEN), ival[1 + DEVICE_ID_LEN]);
     return store_audit_append(s, &rec);
@@ -762,6 +786,71 @@ int store_nd_ack(struct store *s, const uint8_t sender[static DEVICE_ID_LEN],
     memcpy(nkey + DEVICE_ID_LEN, id, WIRE_ID_LEN);
     k = val(nkey, sizeof(nkey));
     return mdb_to_verr(mdb_del(s->txn, s->nd, &k, NULL));
+}
+
+/*
+ * Forgets up to limit delivered ids acknowledged more than the dedupe window
+ * ago: oldest first, so the scan stops at the first one still inside it.
+ */
+static int tomb_sweep(struct store *s, uint64_t now, size_t limit)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k, d, ik, id;
+    uint8_t qkey[QKEY_LEN];
+    size_t done = 0;
+    int rc, r = VERR_INTERNAL;
+
+    if (limit == 0)
+        return 0;
+    if ((rc = mdb_cursor_open(s->txn, s->tomb, &cur)) != 0)
+        return mdb_to_verr(rc);
+    for (rc = mdb_cursor_get(cur, &k, &d, MDB_FIRST); rc == 0 && done < limit;
+         rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
+        uint8_t tkey[TKEY_LEN];
+
+        if (k.mv_size != TKEY_LEN) {
+            r = VERR_STORE;
+            goto out;
+        }
+        memcpy(tkey, k.mv_data, sizeof(tkey));
+        if (rd64(tkey) > now || now - rd64(tkey) < s->dedupe_window)
+            break;
+        ik = val(tkey + 8, IKEY_LEN);
+        rc = mdb_get(s->txn, s->byid, &ik, &id);
+        if (rc == 0 && id.mv_size == IVAL_LEN) {
+            /* Only a tombstone goes: an id whose envelope is queued keeps its entry. */
+            const uint8_t *iv = id.mv_data;
+            MDB_val qk, qd;
+
+            memcpy(qkey, tkey + 8, DEVICE_ID_LEN);
+            qkey[DEVICE_ID_LEN] = iv[1 + DEVICE_ID_LEN];
+            memcpy(qkey + DEVICE_ID_LEN + 1, iv + 2 + DEVICE_ID_LEN, 8);
+            qk = val(qkey, sizeof(qkey));
+            rc = mdb_get(s->txn, s->queue, &qk, &qd);
+            if (rc == MDB_NOTFOUND)
+                rc = mdb_del(s->txn, s->byid, &ik, NULL);
+            if (rc != 0) {
+                r = mdb_to_verr(rc);
+                goto out;
+            }
+        } else if (rc != MDB_NOTFOUND && rc != 0) {
+            r = mdb_to_verr(rc);
+            goto out;
+        }
+        if ((rc = mdb_cursor_del(cur, 0)) != 0) {
+            r = mdb_to_verr(rc);
+            goto out;
+        }
+        done++;
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        r = mdb_to_verr(rc);
+        goto out;
+    }
+    r = 0;
+out:
+    mdb_cursor_close(cur);
+    return r;
 }
 
 int store_sweep(struct store *s, uint64_t now, size_t limit,
@@ -842,7 +931,7 @@ int store_sweep(struct store *s, uint64_t now, size_t limit,
         r = mdb_to_verr(rc);
         goto out;
     }
-    r = 0;
+    r = tomb_sweep(s, now, limit > done ? limit - done : 0);
 out:
     mdb_cursor_close(cur);
     return r;

@@ -17,8 +17,10 @@
  *    whole transaction is dropped, nothing is half-stored. Read functions
  *    keep working meanwhile (they use their own read transactions).
  *  - Envelope ids are scoped by recipient: (recipient, id) is stored once;
- *    the same sender resubmitting it gets WIRE_R_OK again with *duplicate set,
- *    even after delivery (a tombstone is kept until the envelope's expiry).
+ *    the same sender resubmitting it gets WIRE_R_OK again with *duplicate set
+ *    while it is queued and, after delivery, for the dedupe window (a
+ *    tombstone kept that long; store_set_dedupe_window). A resubmission
+ *    later than that is stored and delivered again.
  *  - Read scans (store_fill_*) must not run while a write transaction is
  *    open in the same thread.
  */
@@ -36,6 +38,8 @@
 
 struct store;
 
+enum { STORE_DEDUPE_WINDOW = 3600 }; /* a sender resubmits only what it saw no SUBMIT_ACK for */
+
 struct store_limits {
     uint64_t queue_max_count; /* envelopes queued per recipient device */
     uint64_t queue_max_bytes; /* ciphertext bytes queued per recipient device */
@@ -52,6 +56,9 @@ struct store_cursor {
 /* Opens (creates) the environment in dir; clears stale readers. */
 int store_open(struct store **out, const char *dir, uint64_t map_size) VL_MUST_CHECK;
 void store_close(struct store *s);
+
+/* Seconds a delivered envelope's id is remembered (default STORE_DEDUPE_WINDOW). */
+void store_set_dedupe_window(struct store *s, uint64_t secs);
 
 int store_begin(struct store *s) VL_MUST_CHECK;
 int store_commit(struct store *s) VL_MUST_CHECK;
@@ -80,7 +87,8 @@ int store_envelope_ack(struct store *s, const uint8_t recipient[static DEVICE_ID
 int store_nd_ack(struct store *s, const uint8_t sender[static DEVICE_ID_LEN],
                  const uint8_t id[static WIRE_ID_LEN]) VL_MUST_CHECK;
 /*
- * Removes up to limit envelopes and tombstones whose expiry <= now; each
+ * Removes up to limit envelopes whose expiry <= now, and then tombstones
+ * older than the dedupe window; each
  * expired envelope becomes a non-delivery notice for its sender, notify is
  * called with that sender.
  */
