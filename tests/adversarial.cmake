@@ -1,0 +1,31 @@
+# Adversarial suite (issue 6, docs/adversarial.md): fault injection on the
+# client's and relay's message paths, system-level protocol attacks,
+# websocket abuse against a live relay, fuzz regression inputs.
+
+# Fuzz regressions: every fuzz/fuzz_<name>.c linked with a plain-C driver
+# that replays fuzz/regressions/<name>/ and fuzz/corpus/<name>/ in the
+# ordinary builds (release and ASan+UBSan; libFuzzer only exists with clang).
+file(GLOB VALISE_ADV_FUZZERS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/fuzz/fuzz_*.c)
+foreach(src ${VALISE_ADV_FUZZERS})
+  get_filename_component(name ${src} NAME_WE)
+  string(REGEX REPLACE "^fuzz_" "" short ${name})
+  add_executable(replay_${name} ${src} ${CMAKE_CURRENT_LIST_DIR}/adversarial/fuzz_replay.c)
+  target_link_libraries(replay_${name} PRIVATE valise_client valise_keys_core vcore)
+  # Harnesses discard results with (void), which gcc does not accept for
+  # warn_unused_result (clang, the fuzz build's compiler, does).
+  target_compile_options(replay_${name} PRIVATE -Wno-unused-result)
+  add_test(NAME adversarial/fuzz_replay_${short}
+           COMMAND replay_${name} ${CMAKE_SOURCE_DIR}/fuzz/regressions/${short}
+                   ${CMAKE_SOURCE_DIR}/fuzz/corpus/${short})
+  set_tests_properties(adversarial/fuzz_replay_${short} PROPERTIES TIMEOUT 120 LABELS adversarial)
+endforeach()
+
+# Fault injection needs the LD_PRELOAD library of tests/fault.cmake, which
+# interposes malloc and so exists in the release build only.
+if(NOT VALISE_SANITIZE)
+  add_test(NAME adversarial/client_fault
+           COMMAND ${CMAKE_CURRENT_LIST_DIR}/adversarial/client_fault.sh
+                   $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise> $<TARGET_FILE:valise-relay>
+                   $<TARGET_FILE:faultinject>)
+  set_tests_properties(adversarial/client_fault PROPERTIES TIMEOUT 600 LABELS adversarial)
+endif()
