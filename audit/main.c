@@ -805,11 +805,12 @@ static int cmd_report(struct ctx *c)
             revocations++;
             break;
         case AUDIT_RELAY_START:
-            /* the previous run ended without its shutdown checkpoint (crash, kill) */
+            /* the previous run ended without its shutdown checkpoint (crash, kill);
+             * records before the first start (its directory) belong to no run */
             starts++;
             while (cpi < c->d.ncps && c->d.cps[cpi].key_size < i)
                 cpi++;
-            if (i > 0 && (cpi >= c->d.ncps || c->d.cps[cpi].key_size != i))
+            if (starts > 1 && (cpi >= c->d.ncps || c->d.cps[cpi].key_size != i))
                 unclean++;
             break;
         default:
