@@ -29,3 +29,19 @@ if(NOT VALISE_SANITIZE)
                    $<TARGET_FILE:faultinject>)
   set_tests_properties(adversarial/client_fault PROPERTIES TIMEOUT 600 LABELS adversarial)
 endif()
+
+if(NOT VALISE_SANITIZE)
+  add_test(NAME adversarial/relay_fault
+           COMMAND ${CMAKE_CURRENT_LIST_DIR}/adversarial/relay_fault.sh
+                   $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise> $<TARGET_FILE:valise-relay>
+                   $<TARGET_FILE:faultinject>)
+  set_tests_properties(adversarial/relay_fault PROPERTIES TIMEOUT 600 LABELS adversarial)
+endif()
+
+# Websocket abuse against a live relay (RFC 6455 violations, slowloris,
+# 1,000 unauthenticated connections, a flood from one device).
+add_executable(adversarial_test_wsabuse ${CMAKE_CURRENT_LIST_DIR}/adversarial/test_wsabuse.c)
+target_link_libraries(adversarial_test_wsabuse PRIVATE vtest_relay_support vcore PkgConfig::CMOCKA)
+add_dependencies(adversarial_test_wsabuse valise-relay)
+add_test(NAME adversarial/test_wsabuse COMMAND adversarial_test_wsabuse)
+set_tests_properties(adversarial/test_wsabuse PROPERTIES TIMEOUT 180 LABELS adversarial)

@@ -9,7 +9,10 @@
  *   VALISE_FAIL_SYNC=N   the N-th fsync/fdatasync/msync fails (EIO)
  *   VALISE_FAULT_REPORT=FILE  at exit, append "alloc=A write=W sync=S" (the
  *                        counts seen), so a loop knows when N passed the end.
- * Counting starts at the first call in the process. Test code only; never
+ *   VALISE_FAIL_AFTER_MS=M  count nothing until M ms after the first call, so
+ *                        a server's start-up is left alone and only the work
+ *                        a test drives afterwards is failed (tests/adversarial).
+ * Counting starts at the first call in the process (or M ms later). Test code only; never
  * linked into a product binary.
  */
 #include <errno.h>
@@ -21,6 +24,7 @@
 #include <sys/mman.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 extern void *__libc_malloc(size_t);
@@ -30,6 +34,8 @@ extern void *__libc_realloc(void *, size_t);
 static unsigned long fail_alloc, fail_write, fail_sync;
 static unsigned long n_alloc, n_write, n_sync;
 static int configured;
+static unsigned long after_ms;
+static struct timespec started;
 
 static unsigned long env_num(const char *name)
 {
@@ -51,11 +57,33 @@ static void configure(void)
     fail_alloc = env_num("VALISE_FAIL_ALLOC");
     fail_write = env_num("VALISE_FAIL_WRITE");
     fail_sync = env_num("VALISE_FAIL_SYNC");
+    after_ms = env_num("VALISE_FAIL_AFTER_MS");
+    if (after_ms != 0)
+        (void)clock_gettime(CLOCK_MONOTONIC, &started); /* vDSO: no allocation */
+}
+
+/* 1 while VALISE_FAIL_AFTER_MS has not yet passed. */
+static int still_starting(void)
+{
+    struct timespec now;
+    long long ms;
+
+    if (after_ms == 0)
+        return 0;
+    if (clock_gettime(CLOCK_MONOTONIC, &now) != 0)
+        return 0;
+    ms = (long long)(now.tv_sec - started.tv_sec) * 1000 + (now.tv_nsec - started.tv_nsec) / 1000000;
+    if (ms < (long long)after_ms)
+        return 1;
+    after_ms = 0; /* armed for good */
+    return 0;
 }
 
 static int should_fail(unsigned long *count, unsigned long target)
 {
     configure();
+    if (still_starting())
+        return 0;
     ++*count;
     return target != 0 && *count == target;
 }
