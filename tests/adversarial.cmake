@@ -45,3 +45,12 @@ target_link_libraries(adversarial_test_wsabuse PRIVATE vtest_relay_support vcore
 add_dependencies(adversarial_test_wsabuse valise-relay)
 add_test(NAME adversarial/test_wsabuse COMMAND adversarial_test_wsabuse)
 set_tests_properties(adversarial/test_wsabuse PROPERTIES TIMEOUT 180 LABELS adversarial)
+
+# A malicious relay rewrites the sender or recipient id of a queued envelope.
+add_executable(adversarial_lmdb_rewrite ${CMAKE_CURRENT_LIST_DIR}/adversarial/lmdb_rewrite.c)
+target_link_libraries(adversarial_lmdb_rewrite PRIVATE PkgConfig::LMDB)
+add_test(NAME adversarial/relay_rewrite
+         COMMAND ${CMAKE_CURRENT_LIST_DIR}/adversarial/relay_rewrite.sh
+                 $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise> $<TARGET_FILE:valise-relay>
+                 $<TARGET_FILE:adversarial_lmdb_rewrite>)
+set_tests_properties(adversarial/relay_rewrite PROPERTIES TIMEOUT 180 LABELS adversarial)

@@ -1,0 +1,125 @@
+/*
+ * lmdb_rewrite.c - plays a malicious relay operator for relay_rewrite.sh:
+ * edits the queued envelopes in a STOPPED relay's LMDB (layout:
+ * docs/relay-protocol.md "Storage", `queue` key recipient[16] . precedence
+ * u8 . seq u64, value id[16] . sender[16] . expiry . accepted . ciphertext).
+ *
+ *   lmdb_rewrite DATA sender    FROM TO   every envelope sent by FROM now
+ *                                         claims to come from TO
+ *   lmdb_rewrite DATA recipient FROM TO   every envelope queued for FROM is
+ *                                         moved into TO's queue
+ * FROM and TO are 32 hex digits (device ids). Prints the number rewritten;
+ * exit 1 if none or on error. Test code only.
+ */
+#include <lmdb.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { ID_LEN = 16, KEY_LEN = 16 + 1 + 8, VAL_MIN = 16 + 16 + 8 + 8, MAX_MOVE = 4096 };
+
+static int hex_id(const char *s, uint8_t out[ID_LEN])
+{
+    if (strlen(s) != 2 * ID_LEN)
+        return -1;
+    for (size_t i = 0; i < ID_LEN; i++) {
+        unsigned v = 0;
+        for (size_t j = 0; j < 2; j++) {
+            char c = s[2 * i + j];
+            v <<= 4;
+            if (c >= '0' && c <= '9')
+                v |= (unsigned)(c - '0');
+            else if (c >= 'a' && c <= 'f')
+                v |= (unsigned)(c - 'a' + 10);
+            else
+                return -1;
+        }
+        out[i] = (uint8_t)v;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static uint8_t keys[MAX_MOVE][KEY_LEN];
+    uint8_t from[ID_LEN], to[ID_LEN];
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_dbi dbi;
+    MDB_val k, v;
+    size_t n = 0, nkeys = 0;
+    int by_sender, rc = 1;
+
+    if (argc != 5 || hex_id(argv[3], from) != 0 || hex_id(argv[4], to) != 0 ||
+        (strcmp(argv[2], "sender") != 0 && strcmp(argv[2], "recipient") != 0)) {
+        fprintf(stderr, "usage: lmdb_rewrite DATA sender|recipient FROM TO\n");
+        return 2;
+    }
+    by_sender = strcmp(argv[2], "sender") == 0;
+    if (mdb_env_create(&env) != 0 || mdb_env_set_maxdbs(env, 16) != 0 ||
+        mdb_env_open(env, argv[1], 0, 0600) != 0 || mdb_txn_begin(env, NULL, 0, &txn) != 0 ||
+        mdb_dbi_open(txn, "queue", 0, &dbi) != 0 || mdb_cursor_open(txn, dbi, &cur) != 0) {
+        fprintf(stderr, "lmdb_rewrite: cannot open %s\n", argv[1]);
+        goto out;
+    }
+    for (int op = MDB_FIRST; mdb_cursor_get(cur, &k, &v, (MDB_cursor_op)op) == 0; op = MDB_NEXT) {
+        if (k.mv_size != KEY_LEN || v.mv_size < VAL_MIN)
+            continue;
+        if (by_sender && memcmp((uint8_t *)v.mv_data + 16, from, ID_LEN) == 0) {
+            uint8_t *copy = malloc(v.mv_size);
+            MDB_val nv = {v.mv_size, copy};
+            if (copy == NULL)
+                goto out;
+            memcpy(copy, v.mv_data, v.mv_size);
+            memcpy(copy + 16, to, ID_LEN);
+            if (mdb_cursor_put(cur, &k, &nv, MDB_CURRENT) != 0) {
+                free(copy);
+                goto out;
+            }
+            free(copy);
+            n++;
+        } else if (!by_sender && memcmp(k.mv_data, from, ID_LEN) == 0 && nkeys < MAX_MOVE) {
+            memcpy(keys[nkeys++], k.mv_data, KEY_LEN);
+        }
+    }
+    mdb_cursor_close(cur);
+    cur = NULL;
+    for (size_t i = 0; i < nkeys; i++) {
+        MDB_val ok = {KEY_LEN, keys[i]}, nk, val;
+        uint8_t newkey[KEY_LEN];
+        uint8_t *copy;
+        if (mdb_get(txn, dbi, &ok, &val) != 0 || (copy = malloc(val.mv_size)) == NULL)
+            goto out;
+        memcpy(copy, val.mv_data, val.mv_size);
+        memcpy(newkey, keys[i], KEY_LEN);
+        memcpy(newkey, to, ID_LEN);
+        nk.mv_size = KEY_LEN;
+        nk.mv_data = newkey;
+        val.mv_data = copy;
+        if (mdb_del(txn, dbi, &ok, NULL) != 0 || mdb_put(txn, dbi, &nk, &val, 0) != 0) {
+            free(copy);
+            goto out;
+        }
+        free(copy);
+        n++;
+    }
+    if (n == 0) {
+        fprintf(stderr, "lmdb_rewrite: no queued envelope matched\n");
+        goto out;
+    }
+    if (mdb_txn_commit(txn) != 0)
+        goto out;
+    txn = NULL;
+    printf("%zu\n", n);
+    rc = 0;
+out:
+    if (cur != NULL)
+        mdb_cursor_close(cur);
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    if (env != NULL)
+        mdb_env_close(env);
+    return rc;
+}

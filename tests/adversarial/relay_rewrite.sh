@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# relay_rewrite.sh - issue 6: a malicious relay operator rewrites the sender
+# or the recipient id of a queued envelope (direct edit of the stopped
+# relay's LMDB with lmdb_rewrite, then a restart on the same data). Over the
+# real binaries:
+#   - sender rewritten (hq's envelope now claims to come from hq2, another
+#     enrolled device): jkt refuses it (no plaintext in its inbox), its
+#     session with hq is unchanged (the next genuine message reads), and the
+#     genuine earlier message is still there exactly once;
+#   - recipient rewritten (an envelope for jkt moved into jkt2's queue): jkt2
+#     cannot read it, and still reads a genuine message afterwards.
+# The mitigations: the ratchet AD binds both device ids and identity keys,
+# and the inner message is signed by the sender for one recipient
+# (docs/adversarial.md).
+# usage: relay_rewrite.sh VALISE_KEYS VALISE VALISE_RELAY LMDB_REWRITE
+set -u
+KEYS=$1 VALISE=$2 RELAY=$3 REWRITE=$4
+T=$(mktemp -d /tmp/valise-rewrite.XXXXXX)
+RPID=
+cleanup() {
+  [ -n "$RPID" ] && kill "$RPID" 2>/dev/null && wait "$RPID" 2>/dev/null
+  rm -rf "$T"
+}
+trap cleanup EXIT
+cd "$T"
+failures=0
+fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+run() {
+  local d=$1; shift
+  if ! "$@" >out.txt 2>err.txt; then fail "$d: exit $? ($(cat err.txt))"; return 1; fi
+}
+echo "org passphrase 1" >opw
+echo "device passphrase 1" >dpw
+V() { "$VALISE" "$@" --passphrase-file dpw; }
+start_relay() { # start_relay PORT
+  rm -f port
+  "$RELAY" --data data --org-pub org/org.pub --directory dir.bin --listen "127.0.0.1:$1" \
+    --port-file port --log-level warn 2>>relay.log &
+  RPID=$!
+  for _ in $(seq 200); do [ -s port ] && return 0; sleep 0.025; done
+  fail "relay did not start: $(tail -3 relay.log)"; exit 1
+}
+stop_relay() { kill "$RPID" && wait "$RPID" 2>/dev/null; RPID=; }
+inbox_count() { V inbox --home "$1" >out.txt 2>err.txt || fail "$1 inbox: $(cat err.txt)"; grep -c " $2\$" out.txt; }
+
+run "org init" "$KEYS" init --dir org --org Ministry --passphrase-file opw || exit 1
+for d in "hq Anna HQ duty" "hq2 Carla HQ consul" "jkt Budi JKT ambassador" "jkt2 Dewi JKT deputy"; do
+  set -- $d
+  run "init $1" V init --home "$1" --name "$2" --out "$1.req" || exit 1
+  run "enroll $1" "$KEYS" enroll --dir org --request "$1.req" --post "$3" --role "$4" --out "$1.cert" --passphrase-file opw || exit 1
+done
+run "directory" "$KEYS" directory --dir org --out dir.bin --passphrase-file opw || exit 1
+id_of() { "$KEYS" list --dir org | awk -v n="$1" '$0 ~ n {print $2}'; }
+HQ=$(id_of Anna) HQ2=$(id_of Carla) JKT=$(id_of Budi) JKT2=$(id_of Dewi)
+[ ${#HQ} -eq 32 ] && [ ${#JKT2} -eq 32 ] || { fail "device ids: '$HQ' '$JKT2'"; exit 1; }
+start_relay 0
+PORT=$(cat port)
+for h in hq hq2 jkt jkt2; do
+  run "valise enroll $h" V enroll --home $h --cert $h.cert --org-pub org/org.pub --relay "ws://127.0.0.1:$PORT"
+  run "$h publishes prekeys" V sync --home $h --wait-ms 100
+done
+
+# R-1: a genuine message establishes hq -> jkt.
+echo "first" | V send --home hq --to ambassador@JKT --subject R-1 >/dev/null || fail "send R-1"
+run "hq sync R-1" V sync --home hq --wait-ms 200
+run "jkt sync R-1" V sync --home jkt --wait-ms 500
+[ "$(inbox_count jkt R-1)" -eq 1 ] || fail "R-1 not received once"
+
+# R-2: the relay rewrites its sender id to hq2.
+echo "forged sender" | V send --home hq --to ambassador@JKT --subject R-2 >/dev/null || fail "send R-2"
+run "hq sync R-2" V sync --home hq --wait-ms 200
+stop_relay
+n=$("$REWRITE" data sender "$HQ" "$HQ2") || fail "rewrite sender: $n"
+start_relay "$PORT"
+V sync --home jkt --wait-ms 500 >out.txt 2>err.txt
+rc=$?
+[ $rc -lt 128 ] || fail "jkt sync died by signal $((rc - 128)) on a rewritten sender"
+# It must have been delivered and refused, not just lost on the way.
+grep -qE "[1-9][0-9]* refused" out.txt || fail "jkt did not report the forged envelope refused: $(cat out.txt err.txt)"
+[ "$(inbox_count jkt R-2)" -eq 0 ] || fail "jkt accepted a message whose sender id the relay rewrote"
+grep -q "forged sender" jkt/store/* 2>/dev/null && fail "jkt's store holds the forged message's plaintext"
+
+# R-3: jkt's session with hq is unchanged: the next genuine message reads.
+ID3=$(echo "third" | V send --home hq --to ambassador@JKT --subject R-3 | awk '{print $2}') || fail "send R-3"
+run "hq sync R-3" V sync --home hq --wait-ms 200
+run "jkt sync R-3" V sync --home jkt --wait-ms 500
+[ "$(inbox_count jkt R-3)" -eq 1 ] || fail "after the forged envelope, the genuine R-3 is not received once (session damaged?)"
+[ "$(inbox_count jkt R-1)" -eq 1 ] || fail "R-1 no longer in the inbox exactly once"
+V read --home jkt "$ID3" >out.txt 2>err.txt || fail "read R-3: $(cat err.txt)"
+grep -q "From:       Anna, duty@HQ" out.txt || fail "R-3 sender: $(cat out.txt)"
+grep -q "Signature:  verified" out.txt || fail "R-3 signature not verified: $(cat out.txt)"
+
+# R-4: the relay moves an envelope for jkt into jkt2's queue.
+echo "misrouted" | V send --home hq --to ambassador@JKT --subject R-4 >/dev/null || fail "send R-4"
+run "hq sync R-4" V sync --home hq --wait-ms 200
+stop_relay
+n=$("$REWRITE" data recipient "$JKT" "$JKT2") || fail "rewrite recipient: $n"
+start_relay "$PORT"
+V sync --home jkt2 --wait-ms 500 >out.txt 2>err.txt
+rc=$?
+[ $rc -lt 128 ] || fail "jkt2 sync died by signal $((rc - 128)) on a re-addressed envelope"
+grep -qE "[1-9][0-9]* refused" out.txt || fail "jkt2 did not report the re-addressed envelope refused: $(cat out.txt err.txt)"
+[ "$(inbox_count jkt2 R-4)" -eq 0 ] || fail "jkt2 read an envelope addressed to jkt"
+grep -q "misrouted" jkt2/store/* 2>/dev/null && fail "jkt2's store holds the misrouted plaintext"
+# jkt2 still works: a genuine message to it reads.
+echo "for the deputy" | V send --home hq --to deputy@JKT --subject R-5 >/dev/null || fail "send R-5"
+run "hq sync R-5" V sync --home hq --wait-ms 200
+run "jkt2 sync R-5" V sync --home jkt2 --wait-ms 500
+[ "$(inbox_count jkt2 R-5)" -eq 1 ] || fail "jkt2 did not receive the genuine R-5 once"
+
+[ $failures -eq 0 ] || { echo "$failures failure(s)" >&2; exit 1; }
+echo "relay rewrite: all checks passed"
