@@ -48,7 +48,7 @@ set_tests_properties(adversarial/test_wsabuse PROPERTIES TIMEOUT 180 LABELS adve
 
 # A malicious relay rewrites the sender or recipient id of a queued envelope.
 add_executable(adversarial_lmdb_rewrite ${CMAKE_CURRENT_LIST_DIR}/adversarial/lmdb_rewrite.c)
-target_link_libraries(adversarial_lmdb_rewrite PRIVATE PkgConfig::LMDB)
+target_link_libraries(adversarial_lmdb_rewrite PRIVATE PkgConfig::LMDB PkgConfig::SODIUM)
 add_test(NAME adversarial/relay_rewrite
          COMMAND ${CMAKE_CURRENT_LIST_DIR}/adversarial/relay_rewrite.sh
                  $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise> $<TARGET_FILE:valise-relay>

@@ -8,10 +8,18 @@
  *                                         claims to come from TO
  *   lmdb_rewrite DATA recipient FROM TO   every envelope queued for FROM is
  *                                         moved into TO's queue
+ *   lmdb_rewrite DATA spk       FROM TO   FROM's signed prekey record (`spk`:
+ *                                         id u32 . spk[32] . signature[64])
+ *                                         replaced by TO's (validly signed,
+ *                                         but by another device)
+ *   lmdb_rewrite DATA spk-zero  FROM TO   FROM's signed prekey replaced by a
+ *                                         fresh random key, signature zeroed
+ *                                         (TO unused)
  * FROM and TO are 32 hex digits (device ids). Prints the number rewritten;
  * exit 1 if none or on error. Test code only.
  */
 #include <lmdb.h>
+#include <sodium.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +48,44 @@ static int hex_id(const char *s, uint8_t out[ID_LEN])
     return 0;
 }
 
+/* The relay hands out a substituted signed prekey for device `from`. */
+static int rewrite_spk(const char *data, const uint8_t from[ID_LEN], const uint8_t to[ID_LEN],
+                       int zero)
+{
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    MDB_dbi dbi;
+    MDB_val kf = {ID_LEN, (void *)(uintptr_t)from}, kt = {ID_LEN, (void *)(uintptr_t)to}, v;
+    uint8_t rec[4 + 32 + 64];
+    int rc = 1;
+
+    if (mdb_env_create(&env) != 0 || mdb_env_set_maxdbs(env, 16) != 0 ||
+        mdb_env_open(env, data, 0, 0600) != 0 || mdb_txn_begin(env, NULL, 0, &txn) != 0 ||
+        mdb_dbi_open(txn, "spk", 0, &dbi) != 0 ||
+        mdb_get(txn, dbi, zero ? &kf : &kt, &v) != 0 || v.mv_size != sizeof(rec)) {
+        fprintf(stderr, "lmdb_rewrite: no signed prekey to copy in %s\n", data);
+        goto out;
+    }
+    memcpy(rec, v.mv_data, sizeof(rec));
+    if (zero) {
+        randombytes_buf(rec + 4, 32);
+        memset(rec + 36, 0, 64);
+    }
+    v.mv_size = sizeof(rec);
+    v.mv_data = rec;
+    if (mdb_put(txn, dbi, &kf, &v, 0) != 0 || mdb_txn_commit(txn) != 0)
+        goto out;
+    txn = NULL;
+    printf("1\n");
+    rc = 0;
+out:
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    if (env != NULL)
+        mdb_env_close(env);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static uint8_t keys[MAX_MOVE][KEY_LEN];
@@ -52,11 +98,14 @@ int main(int argc, char **argv)
     size_t n = 0, nkeys = 0;
     int by_sender, rc = 1;
 
-    if (argc != 5 || hex_id(argv[3], from) != 0 || hex_id(argv[4], to) != 0 ||
-        (strcmp(argv[2], "sender") != 0 && strcmp(argv[2], "recipient") != 0)) {
-        fprintf(stderr, "usage: lmdb_rewrite DATA sender|recipient FROM TO\n");
+    if (argc != 5 || hex_id(argv[3], from) != 0 || hex_id(argv[4], to) != 0) {
+        fprintf(stderr, "usage: lmdb_rewrite DATA sender|recipient|spk|spk-zero FROM TO\n");
         return 2;
     }
+    if (strcmp(argv[2], "spk") == 0 || strcmp(argv[2], "spk-zero") == 0)
+        return rewrite_spk(argv[1], from, to, strcmp(argv[2], "spk-zero") == 0);
+    if (strcmp(argv[2], "sender") != 0 && strcmp(argv[2], "recipient") != 0)
+        return 2;
     by_sender = strcmp(argv[2], "sender") == 0;
     if (mdb_env_create(&env) != 0 || mdb_env_set_maxdbs(env, 16) != 0 ||
         mdb_env_open(env, argv[1], 0, 0600) != 0 || mdb_txn_begin(env, NULL, 0, &txn) != 0 ||

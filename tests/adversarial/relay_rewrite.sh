@@ -8,7 +8,10 @@
 #     session with hq is unchanged (the next genuine message reads), and the
 #     genuine earlier message is still there exactly once;
 #   - recipient rewritten (an envelope for jkt moved into jkt2's queue): jkt2
-#     cannot read it, and still reads a genuine message afterwards.
+#     cannot read it, and still reads a genuine message afterwards;
+#   - substituted prekey bundle (jkt's signed prekey replaced by jkt2's, or
+#     by an unsigned key): hq2 encrypts nothing to it (the message waits);
+#     with the genuine bundle restored it goes through exactly once.
 # The mitigations: the ratchet AD binds both device ids and identity keys,
 # and the inner message is signed by the sender for one recipient
 # (docs/adversarial.md).
@@ -107,6 +110,34 @@ echo "for the deputy" | V send --home hq --to deputy@JKT --subject R-5 >/dev/nul
 run "hq sync R-5" V sync --home hq --wait-ms 200
 run "jkt2 sync R-5" V sync --home jkt2 --wait-ms 500
 [ "$(inbox_count jkt2 R-5)" -eq 1 ] || fail "jkt2 did not receive the genuine R-5 once"
+
+# R-6: the relay substitutes jkt's signed prekey, first with jkt2's (validly
+# signed, by another device), then with an unsigned random key: hq2, which
+# has no session with jkt yet, must refuse the bundle and encrypt nothing.
+echo "to a substituted bundle" | V send --home hq2 --to ambassador@JKT --subject R-6 >/dev/null || fail "send R-6"
+stop_relay
+cp -a data data-genuine
+for mode in spk spk-zero; do
+  [ -n "$RPID" ] && stop_relay
+  n=$("$REWRITE" data $mode "$JKT" "$JKT2") || fail "rewrite $mode: $n"
+  start_relay "$PORT"
+  V sync --home hq2 --wait-ms 200 >out.txt 2>err.txt
+  rc=$?
+  [ $rc -lt 128 ] || fail "hq2 sync died by signal $((rc - 128)) on a substituted bundle ($mode)"
+  grep -qE "accepted [1-9]" out.txt && fail "hq2 sent to a substituted prekey ($mode): $(cat out.txt)"
+  V outbox --home hq2 >out.txt 2>err.txt || fail "hq2 outbox: $(cat err.txt)"
+  grep -qE "accepted by relay|delivered" out.txt && fail "hq2's envelope to a substituted bundle accepted ($mode): $(cat out.txt)"
+  grep -q "waiting for prekeys" out.txt || fail "hq2's envelope not held back ($mode): $(cat out.txt)"
+done
+V sync --home jkt --wait-ms 300 >/dev/null 2>&1
+[ "$(inbox_count jkt R-6)" -eq 0 ] || fail "jkt received a message encrypted to a substituted prekey"
+# Control: with the genuine bundle back, the same message goes through once.
+stop_relay
+rm -rf data; mv data-genuine data
+start_relay "$PORT"
+run "hq2 sync, genuine bundle" V sync --home hq2 --wait-ms 200
+run "jkt sync R-6" V sync --home jkt --wait-ms 500
+[ "$(inbox_count jkt R-6)" -eq 1 ] || fail "with the genuine bundle, R-6 not received once"
 
 [ $failures -eq 0 ] || { echo "$failures failure(s)" >&2; exit 1; }
 echo "relay rewrite: all checks passed"
