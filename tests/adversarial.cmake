@@ -54,3 +54,9 @@ add_test(NAME adversarial/relay_rewrite
                  $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise> $<TARGET_FILE:valise-relay>
                  $<TARGET_FILE:adversarial_lmdb_rewrite>)
 set_tests_properties(adversarial/relay_rewrite PROPERTIES TIMEOUT 180 LABELS adversarial)
+
+# A client store rolled back to an older copy.
+add_test(NAME adversarial/store_rollback
+         COMMAND ${CMAKE_CURRENT_LIST_DIR}/adversarial/store_rollback.sh
+                 $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise> $<TARGET_FILE:valise-relay>)
+set_tests_properties(adversarial/store_rollback PROPERTIES TIMEOUT 180 LABELS adversarial)
