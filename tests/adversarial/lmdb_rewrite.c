@@ -15,6 +15,12 @@
  *   lmdb_rewrite DATA spk-zero  FROM TO   FROM's signed prekey replaced by a
  *                                         fresh random key, signature zeroed
  *                                         (TO unused)
+ *   lmdb_rewrite DATA swap-type FROM TO   in every envelope sent by FROM, the
+ *                                         end-to-end type byte (ciphertext
+ *                                         byte 1, client/x3dh.h) swapped
+ *                                         between ratchet (1) and prekey (2)
+ *                                         message (TO unused); prints the new
+ *                                         type(s): "ratchet" and/or "prekey"
  * FROM and TO are 32 hex digits (device ids). Prints the number rewritten;
  * exit 1 if none or on error. Test code only.
  */
@@ -96,7 +102,8 @@ int main(int argc, char **argv)
     MDB_dbi dbi;
     MDB_val k, v;
     size_t n = 0, nkeys = 0;
-    int by_sender, rc = 1;
+    int by_sender, swap_type, rc = 1;
+    unsigned swapped_to = 0; /* bit t: some envelope now has type t */
 
     if (argc != 5 || hex_id(argv[3], from) != 0 || hex_id(argv[4], to) != 0) {
         fprintf(stderr, "usage: lmdb_rewrite DATA sender|recipient|spk|spk-zero FROM TO\n");
@@ -104,9 +111,10 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[2], "spk") == 0 || strcmp(argv[2], "spk-zero") == 0)
         return rewrite_spk(argv[1], from, to, strcmp(argv[2], "spk-zero") == 0);
-    if (strcmp(argv[2], "sender") != 0 && strcmp(argv[2], "recipient") != 0)
+    swap_type = strcmp(argv[2], "swap-type") == 0;
+    if (strcmp(argv[2], "sender") != 0 && strcmp(argv[2], "recipient") != 0 && !swap_type)
         return 2;
-    by_sender = strcmp(argv[2], "sender") == 0;
+    by_sender = strcmp(argv[2], "sender") == 0 || swap_type;
     if (mdb_env_create(&env) != 0 || mdb_env_set_maxdbs(env, 16) != 0 ||
         mdb_env_open(env, argv[1], 0, 0600) != 0 || mdb_txn_begin(env, NULL, 0, &txn) != 0 ||
         mdb_dbi_open(txn, "queue", 0, &dbi) != 0 || mdb_cursor_open(txn, dbi, &cur) != 0) {
@@ -122,7 +130,14 @@ int main(int argc, char **argv)
             if (copy == NULL)
                 goto out;
             memcpy(copy, v.mv_data, v.mv_size);
-            memcpy(copy + 16, to, ID_LEN);
+            if (!swap_type)
+                memcpy(copy + 16, to, ID_LEN);
+            else if (v.mv_size > VAL_MIN + 1 && (copy[VAL_MIN + 1] == 1 || copy[VAL_MIN + 1] == 2))
+                swapped_to |= 1u << (copy[VAL_MIN + 1] ^= 3); /* 1 <-> 2 */
+            else {
+                free(copy);
+                continue;
+            }
             if (mdb_cursor_put(cur, &k, &nv, MDB_CURRENT) != 0) {
                 free(copy);
                 goto out;
@@ -161,7 +176,10 @@ int main(int argc, char **argv)
     if (mdb_txn_commit(txn) != 0)
         goto out;
     txn = NULL;
-    printf("%zu\n", n);
+    if (swap_type) /* the new types, for the caller to check which way it went */
+        printf("%s%s\n", (swapped_to & 2u) ? "ratchet" : "", (swapped_to & 4u) ? "prekey" : "");
+    else
+        printf("%zu\n", n);
     rc = 0;
 out:
     if (cur != NULL)

@@ -14,7 +14,8 @@
 #     with the genuine bundle restored it goes through exactly once.
 # The mitigations: the ratchet AD binds both device ids and identity keys,
 # and the inner message is signed by the sender for one recipient
-# (docs/adversarial.md).
+# (docs/adversarial.md). Also message-type confusion: the end-to-end type
+# byte swapped (ratchet <-> prekey message) is refused, the session goes on.
 # usage: relay_rewrite.sh VALISE_KEYS VALISE VALISE_RELAY LMDB_REWRITE
 set -u
 KEYS=$1 VALISE=$2 RELAY=$3 REWRITE=$4
@@ -138,6 +139,30 @@ start_relay "$PORT"
 run "hq2 sync, genuine bundle" V sync --home hq2 --wait-ms 200
 run "jkt sync R-6" V sync --home jkt --wait-ms 500
 [ "$(inbox_count jkt R-6)" -eq 1 ] || fail "with the genuine bundle, R-6 not received once"
+
+# Message-type confusion: the relay swaps the end-to-end type byte, so a
+# ratchet message arrives as a prekey message (hq -> jkt, R-7) and a prekey
+# message as a ratchet message (hq2 -> jkt2, first message of a new session,
+# R-9). Each is refused, and the next genuine message (R-8, R-10) reads.
+swap_check() { # swap_check SENDER_HOME SENDER_ID TO RECIPIENT_HOME BAD GOOD NEW_TYPE
+  echo "confused" | V send --home "$1" --to "$3" --subject "$5" >/dev/null || fail "send $5"
+  run "$1 sync $5" V sync --home "$1" --wait-ms 200
+  stop_relay
+  n=$("$REWRITE" data swap-type "$2" "$2") || fail "swap-type for $5: $n"
+  [ "$n" = "$7" ] || fail "$5: expected it to arrive as a $7 message, the swap gave '$n'"
+  start_relay "$PORT"
+  V sync --home "$4" --wait-ms 500 >out.txt 2>err.txt
+  rc=$?
+  [ $rc -lt 128 ] || fail "$4 sync died by signal $((rc - 128)) on a type-swapped envelope"
+  grep -qE "[1-9][0-9]* refused" out.txt || fail "$4 did not refuse the type-swapped $5: $(cat out.txt err.txt)"
+  [ "$(inbox_count "$4" "$5")" -eq 0 ] || fail "$4 accepted the type-swapped $5"
+  echo "genuine" | V send --home "$1" --to "$3" --subject "$6" >/dev/null || fail "send $6"
+  run "$1 sync $6" V sync --home "$1" --wait-ms 200
+  run "$4 sync $6" V sync --home "$4" --wait-ms 500
+  [ "$(inbox_count "$4" "$6")" -eq 1 ] || fail "after the type-swapped $5, the genuine $6 is not received once"
+}
+swap_check hq "$HQ" ambassador@JKT jkt R-7 R-8 prekey
+swap_check hq2 "$HQ2" deputy@JKT jkt2 R-9 R-10 ratchet
 
 [ $failures -eq 0 ] || { echo "$failures failure(s)" >&2; exit 1; }
 echo "relay rewrite: all checks passed"
