@@ -27,7 +27,8 @@ if(NOT VALISE_SANITIZE)
            COMMAND ${CMAKE_CURRENT_LIST_DIR}/adversarial/client_fault.sh
                    $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise> $<TARGET_FILE:valise-relay>
                    $<TARGET_FILE:faultinject>)
-  set_tests_properties(adversarial/client_fault PROPERTIES TIMEOUT 600 LABELS adversarial)
+  # TIMEOUT covers the full sweep of VALISE_LONG=1 (about 20 min; default about 1 min).
+  set_tests_properties(adversarial/client_fault PROPERTIES TIMEOUT 3600 LABELS adversarial)
 endif()
 
 if(NOT VALISE_SANITIZE)
@@ -35,7 +36,7 @@ if(NOT VALISE_SANITIZE)
            COMMAND ${CMAKE_CURRENT_LIST_DIR}/adversarial/relay_fault.sh
                    $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise> $<TARGET_FILE:valise-relay>
                    $<TARGET_FILE:faultinject>)
-  set_tests_properties(adversarial/relay_fault PROPERTIES TIMEOUT 600 LABELS adversarial)
+  set_tests_properties(adversarial/relay_fault PROPERTIES TIMEOUT 3600 LABELS adversarial)
 endif()
 
 # Websocket abuse against a live relay (RFC 6455 violations, slowloris,

@@ -12,7 +12,8 @@
 #     to jkt exactly once, and hq's outbox shows it accepted (or delivered /
 #     read): an acknowledged envelope is never lost, none is duplicated, and
 #     the relay's LMDB still opens.
-# Default run: N = 1 and a stride (4 per class, about 90 s); VALISE_LONG=1: every N.
+# Default run (about 60 s): N = 1, the middle and the last call of each class;
+# VALISE_LONG=1 (scripts/test.sh --long): every N.
 # usage: relay_fault.sh VALISE_KEYS VALISE VALISE_RELAY FAULTINJECT_SO
 set -u
 KEYS=$1 VALISE=$2 RELAY=$3 FI=$4
@@ -91,10 +92,10 @@ for class in alloc write sync; do
   case $class in alloc) var=VALISE_FAIL_ALLOC ;; write) var=VALISE_FAIL_WRITE ;; sync) var=VALISE_FAIL_SYNC ;; esac
   total=$(sed -n "s/.*$class=\([0-9]*\).*/\1/p" "$T/report" | tail -n 1)
   [ -n "$total" ] && [ "$total" -gt 0 ] || { fail "no $class calls counted: $(cat "$T/report")"; continue; }
-  if [ "${VALISE_LONG:-0}" = 1 ] || [ "$total" -le 5 ]; then
+  if [ "${VALISE_LONG:-0}" = 1 ] || [ "$total" -le 3 ]; then
     list=$(seq 1 "$total")
   else
-    list="1 $(seq $((total / 3)) $((total / 3)) "$total" | head -3 | tr "\n" " ")"
+    list="1 $((total / 2)) $total"
   fi
   for n in $list; do
     rm -rf run; cp -a t0 run
