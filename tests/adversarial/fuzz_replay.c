@@ -29,14 +29,13 @@ static int replay_file(const char *path, unsigned long *count)
     long len;
     int r = -1;
 
-    if (f == NULL || fseek(f, 0, SEEK_END) != 0 || (len = ftell(f)) < 0 ||
-        len > REPLAY_MAX_INPUT || fseek(f, 0, SEEK_SET) != 0) {
+    if (f == NULL || fseek(f, 0, SEEK_END) != 0 || (len = ftell(f)) < 0 || len > REPLAY_MAX_INPUT ||
+        fseek(f, 0, SEEK_SET) != 0) {
         fprintf(stderr, "fuzz_replay: %s: cannot read\n", path);
         goto out;
     }
     /* one byte more than needed, so an empty input still has a buffer */
-    if ((data = malloc((size_t)len + 1)) == NULL ||
-        fread(data, 1, (size_t)len, f) != (size_t)len) {
+    if ((data = malloc((size_t)len + 1)) == NULL || fread(data, 1, (size_t)len, f) != (size_t)len) {
         fprintf(stderr, "fuzz_replay: %s: cannot read\n", path);
         goto out;
     }

@@ -67,8 +67,8 @@ static int rewrite_spk(const char *data, const uint8_t from[ID_LEN], const uint8
 
     if (mdb_env_create(&env) != 0 || mdb_env_set_maxdbs(env, 16) != 0 ||
         mdb_env_open(env, data, 0, 0600) != 0 || mdb_txn_begin(env, NULL, 0, &txn) != 0 ||
-        mdb_dbi_open(txn, "spk", 0, &dbi) != 0 ||
-        mdb_get(txn, dbi, zero ? &kf : &kt, &v) != 0 || v.mv_size != sizeof(rec)) {
+        mdb_dbi_open(txn, "spk", 0, &dbi) != 0 || mdb_get(txn, dbi, zero ? &kf : &kt, &v) != 0 ||
+        v.mv_size != sizeof(rec)) {
         fprintf(stderr, "lmdb_rewrite: no signed prekey to copy in %s\n", data);
         goto out;
     }

@@ -44,8 +44,7 @@ struct fixture {
 static int setup(void **state)
 {
     static struct fixture f;
-    static const char *const flags[] = {"--handshake-timeout", "4",
-                                        NULL};
+    static const char *const flags[] = {"--handshake-timeout", "4", NULL};
     const struct tdev *devs[4];
     uint64_t now = tnow();
     uint16_t reason;
@@ -338,12 +337,9 @@ static void test_flood_one_device(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_unmasked_frame),
-        cmocka_unit_test(test_reserved_bits),
-        cmocka_unit_test(test_invalid_opcodes),
-        cmocka_unit_test(test_control_frames),
-        cmocka_unit_test(test_slowloris),
-        cmocka_unit_test(test_thousand_unauthenticated),
+        cmocka_unit_test(test_unmasked_frame),   cmocka_unit_test(test_reserved_bits),
+        cmocka_unit_test(test_invalid_opcodes),  cmocka_unit_test(test_control_frames),
+        cmocka_unit_test(test_slowloris),        cmocka_unit_test(test_thousand_unauthenticated),
         cmocka_unit_test(test_flood_one_device),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

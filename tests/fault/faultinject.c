@@ -72,7 +72,8 @@ static int still_starting(void)
         return 0;
     if (clock_gettime(CLOCK_MONOTONIC, &now) != 0)
         return 0;
-    ms = (long long)(now.tv_sec - started.tv_sec) * 1000 + (now.tv_nsec - started.tv_nsec) / 1000000;
+    ms =
+        (long long)(now.tv_sec - started.tv_sec) * 1000 + (now.tv_nsec - started.tv_nsec) / 1000000;
     if (ms < (long long)after_ms)
         return 1;
     after_ms = 0; /* armed for good */
