@@ -1,6 +1,6 @@
 /*
  * check.h - valise-audit's view of a log loaded in memory and its
- * verification (DESIGN.md "Audit log", docs/audit-log.md "Verification").
+ * verification (DESIGN.md "Audit log", PROTOCOL.md, part 6 "Verification").
  *
  * Contract:
  *  - aload reads every record and checkpoint from one snapshot of the relay's

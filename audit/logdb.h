@@ -1,7 +1,7 @@
 /*
  * logdb.h - valise-audit's read-only view of a relay's LMDB data directory:
  * the audit records, the signed checkpoints and the stored directory
- * (layout: docs/audit-log.md "LMDB tables"). The only file of valise-audit
+ * (layout: PROTOCOL.md, part 6 "LMDB tables"). The only file of valise-audit
  * that includes lmdb.h (STYLE.md habit 7).
  *
  * Contract:

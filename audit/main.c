@@ -1,6 +1,6 @@
 /*
  * main.c - valise-audit, the security officer's tool (DESIGN.md "Audit log",
- * "Command-line contract"; docs/audit-log.md "Officer's workflow"). Links no
+ * "Command-line contract"; PROTOCOL.md, part 6 "Officer's workflow"). Links no
  * signing code (audit/CMakeLists.txt, tests/audit.cmake checks the binary).
  *
  * Exit status: 0 ok; 1 usage or operational error; 2 the log fails
@@ -500,7 +500,7 @@ out:
     return status;
 }
 
-/* ---- proofs as JSON (tests/vectors/merkle layout, docs/audit-crypto.md section 4) ---- */
+/* ---- proofs as JSON (tests/vectors/merkle layout, PROTOCOL.md, part 5 section 4) ---- */
 
 static void print_proof(const struct merkle_proof *p)
 {

@@ -1,4 +1,4 @@
-/* address.c - addresses and fan-out (see address.h, docs/client.md "Addresses"). */
+/* address.c - addresses and fan-out (see address.h, PROTOCOL.md, part 4 "Addresses"). */
 #include "address.h"
 
 #include <stdio.h>

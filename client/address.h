@@ -1,7 +1,7 @@
 /*
  * address.h - message addresses and their fan-out (DESIGN.md "Trust and
  * keys": addresses; "End-to-end encryption": fan-out). Syntax in
- * docs/client.md "Addresses":
+ * PROTOCOL.md, part 4 "Addresses":
  *
  *   role@POST        every current device with that role at that post
  *   *@POST           every current device at that post (a circular)

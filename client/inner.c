@@ -1,4 +1,4 @@
-/* inner.c - the signed inner message (see inner.h, docs/client.md "Inner message"). */
+/* inner.c - the signed inner message (see inner.h, PROTOCOL.md, part 4 "Inner message"). */
 #include "inner.h"
 
 #include <string.h>

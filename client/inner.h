@@ -1,6 +1,6 @@
 /*
  * inner.h - the inner message: what a sender signs and the ratchet encrypts
- * (DESIGN.md "End-to-end encryption"; byte layout in docs/client.md "Inner
+ * (DESIGN.md "End-to-end encryption"; byte layout in PROTOCOL.md, part 4 "Inner
  * message").
  *
  *   u8  version (1)   u8 type (1 message, 2 receipt)

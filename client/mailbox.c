@@ -1,4 +1,4 @@
-/* mailbox.c - the client's engine (see mailbox.h, docs/client.md). */
+/* mailbox.c - the client's engine (see mailbox.h, PROTOCOL.md, part 4). */
 #include "mailbox.h"
 
 #include <stdlib.h>
@@ -1048,7 +1048,7 @@ static int sy_tried(const struct sync *s, const uint8_t dev[static DEVICE_ID_LEN
  * A new envelope id: 48-bit Unix time in milliseconds, big-endian, then 80
  * random bits (the layout of UUIDv7, RFC 9562 5.7). Ids sent about the same
  * time sort together, so the relay's per-recipient id index is written in few
- * pages (docs/relay-protocol.md "Envelope ids"); uniqueness rests on the
+ * pages (PROTOCOL.md, part 2 "Envelope ids"); uniqueness rests on the
  * random bits alone.
  */
 static void mb_envelope_id(uint8_t id[static WIRE_ID_LEN])
@@ -1128,7 +1128,7 @@ static int sy_encrypt_for(struct sync *s, const uint8_t key[static ENV_KEY_LEN],
         goto out;
     have_ct = 1;
     if (ratchet_session_pending_prekey(ss.s[0], &hdr)) {
-        /* Until the first reply every message carries the X3DH header (docs/e2e.md 3). */
+        /* Until the first reply every message carries the X3DH header (PROTOCOL.md part 3, section 3). */
         struct x3dh_prekey_msg pm;
         mb_self_party(m, &pm.sender);
         pm.init = hdr;
@@ -1582,7 +1582,7 @@ static int sy_receive_one(struct sync *s, const struct wire_envelope *e)
             if (memcmp(ss.ek[i], pm.init.ek_pk, X3DH_PK_LEN) == 0)
                 break;
         if (i < ss.n) {
-            /* Another copy for a session already set up (docs/e2e.md 3). */
+            /* Another copy for a session already set up (PROTOCOL.md part 3, section 3). */
             used = i;
             r = ratchet_decrypt(ss.s[i], pm.inner, pm.inner_len, &pt);
         } else {

@@ -2,7 +2,7 @@
  * mailbox.h - the client's engine behind the `valise` verbs: enrolment,
  * the durable outbox, synchronisation with the relay, the inbox, read
  * receipts and safety numbers (DESIGN.md "End-to-end encryption",
- * "Command-line contract"; issue 4; docs/client.md).
+ * "Command-line contract"; issue 4; PROTOCOL.md, part 4).
  *
  * Contract:
  *  - A mailbox is one unlocked identity (identity.h) and its encrypted store
@@ -20,7 +20,7 @@
  *    id and bytes and the relay stores it once. A message is acknowledged to
  *    the relay only after it is durably in the inbox. Interrupting at any
  *    point loses nothing and duplicates nothing.
- *  - Envelope states (docs/client.md "Outbox states") move forward only.
+ *  - Envelope states (PROTOCOL.md, part 4 "Outbox states") move forward only.
  */
 #ifndef VALISE_MAILBOX_H
 #define VALISE_MAILBOX_H

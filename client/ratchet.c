@@ -30,9 +30,9 @@ _Static_assert(RATCHET_HEADER_LEN == X3DH_PK_LEN + 4 + 4, "header is dh || pn ||
 _Static_assert(RATCHET_MSG_MAX <= X3DH_MAX_INNER, "a ratchet message fits in a prekey message");
 _Static_assert(RATCHET_MAX_SKIP < RATCHET_MAX_SKIPPED, "one chain's skip fits in the store");
 _Static_assert(RATCHET_MSG_MAX <= UINT32_MAX, "ciphertext length fits its u32 prefix");
-_Static_assert(RT_SESSION_FIXED == 351, "session layout of docs/e2e.md section 5");
-_Static_assert(RATCHET_AD_LEN == 137, "AD layout of docs/e2e.md section 4.3");
-_Static_assert(RATCHET_MSG_OVERHEAD == 46 + RATCHET_TAG_LEN, "message layout of docs/e2e.md 4.2");
+_Static_assert(RT_SESSION_FIXED == 351, "session layout of PROTOCOL.md, part 3 section 5");
+_Static_assert(RATCHET_AD_LEN == 137, "AD layout of PROTOCOL.md, part 3 section 4.3");
+_Static_assert(RATCHET_MSG_OVERHEAD == 46 + RATCHET_TAG_LEN, "message layout of PROTOCOL.md part 3, section 4.2");
 
 static const char rt_info_root[] = "valise/v1/ratchet-root";
 static const char rt_info_msg[] = "valise/v1/ratchet-msg";

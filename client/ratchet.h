@@ -97,7 +97,7 @@ int ratchet_session_received_any(const struct ratchet_session *s);
 /*
  * 1 and *hdr filled while the session is an initiator's that has had no reply
  * yet: every message it sends then goes inside a prekey message with this
- * header (docs/e2e.md). 0 otherwise.
+ * header (PROTOCOL.md, part 3). 0 otherwise.
  */
 int ratchet_session_pending_prekey(const struct ratchet_session *s, struct x3dh_init_header *hdr);
 
@@ -122,7 +122,7 @@ int ratchet_session_encode(const struct ratchet_session *s, struct buf *out) VL_
 /* Strict parse of a whole encoded session into a new session. */
 int ratchet_session_parse(struct ratchet_session **out, const uint8_t *p, size_t len) VL_MUST_CHECK;
 
-/* Ratchet message codec (docs/e2e.md). parse: strict, keys checked, no trailing bytes. */
+/* Ratchet message codec (PROTOCOL.md, part 3). parse: strict, keys checked, no trailing bytes. */
 int ratchet_msg_parse(struct ratchet_msg *m, const uint8_t *p, size_t len) VL_MUST_CHECK;
 /* Append version || type || header || u32 ct_len || ct; nothing appended on error. */
 int ratchet_msg_encode(const uint8_t header[static RATCHET_HEADER_LEN], const uint8_t *ct,

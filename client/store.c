@@ -1,4 +1,4 @@
-/* store.c - the client's encrypted LMDB store (see store.h, docs/client.md "Store"). */
+/* store.c - the client's encrypted LMDB store (see store.h, PROTOCOL.md, part 4 "Store"). */
 #include "store.h"
 
 #include <errno.h>

@@ -2,7 +2,7 @@
  * store.h - the client's local store: one LMDB environment per home
  * (HOME/store/), every value encrypted at rest (DESIGN.md "End-to-end
  * encryption", issue 4 "Local store"). The only client file that includes
- * lmdb.h (STYLE.md habit 7). Layout and encryption: docs/client.md "Store".
+ * lmdb.h (STYLE.md habit 7). Layout and encryption: PROTOCOL.md, part 4 "Store".
  *
  * Contract:
  *  - Tables hold key -> value records. Keys are ids and sequence numbers

@@ -15,7 +15,7 @@ _Static_assert((int)X3DH_SIGN_PK_LEN == (int)SIG_PK_LEN, "Ed25519 public key siz
 _Static_assert((int)X3DH_SIGN_SK_LEN == (int)SIG_SK_LEN, "Ed25519 secret key size");
 _Static_assert((int)X3DH_SECRET_LEN == (int)HKDF_HASH_LEN, "SK is one hash length");
 _Static_assert(X3DH_MAX_INNER <= UINT32_MAX, "inner length fits its u32 prefix");
-_Static_assert(X3DH_PREKEY_MSG_FIXED == 95, "prekey message layout of docs/e2e.md section 3");
+_Static_assert(X3DH_PREKEY_MSG_FIXED == 95, "prekey message layout of PROTOCOL.md, part 3 section 3");
 _Static_assert(X3DH_SPK_BODY_LEN == 52, "signed prekey body: device_id || u32 id || key");
 
 static const char x3dh_info[] = "valise/v1/x3dh";

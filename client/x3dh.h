@@ -22,7 +22,7 @@
  *    check that the sender identity in the prekey message is the X25519 key
  *    of the sender device's verified certificate (X3DH 4.8).
  *  - Wire codec of the prekey message (the first message of a session) lives
- *    here; the ratchet message codec lives in ratchet.h. Formats: docs/e2e.md.
+ *    here; the ratchet message codec lives in ratchet.h. Formats: PROTOCOL.md, part 3.
  */
 #ifndef VALISE_X3DH_H
 #define VALISE_X3DH_H
@@ -87,7 +87,7 @@ struct x3dh_init_header {
     uint32_t opk_id;
 };
 
-/* The prekey message (docs/e2e.md); inner points into the parsed bytes. */
+/* The prekey message (PROTOCOL.md, part 3); inner points into the parsed bytes. */
 struct x3dh_prekey_msg {
     struct x3dh_party sender;
     struct x3dh_init_header init;

@@ -5,7 +5,7 @@
 
 #include "wire.h"
 
-_Static_assert(AUDIT_RECORD_LEN == 81, "audit record layout (docs/relay-protocol.md)");
+_Static_assert(AUDIT_RECORD_LEN == 81, "audit record layout (PROTOCOL.md, part 2)");
 _Static_assert((int)AUDIT_ID_LEN == (int)WIRE_ID_LEN, "envelope ids");
 
 void audit_record_init(struct audit_record *rec, uint8_t event, uint64_t time)

@@ -1,6 +1,6 @@
 /*
  * audit_record.h - one record of the relay's audit log (DESIGN.md "Audit
- * log"; byte layout in docs/relay-protocol.md "Audit records").
+ * log"; byte layout in PROTOCOL.md, part 2 "Audit records").
  *
  * Contract:
  *  - A record holds ids, sizes, times and reasons, never message content or

@@ -1,7 +1,7 @@
 /*
  * audit_state.h - the security officer's state file for valise-audit: the
  * last checkpoint it verified, so that a later run detects a rollback or a
- * fork of the relay's log (DESIGN.md "Audit log", docs/audit-log.md
+ * fork of the relay's log (DESIGN.md "Audit log", PROTOCOL.md, part 6
  * "Officer's state file").
  *
  * Format (text, every line ending in '\n'):

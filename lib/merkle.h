@@ -19,7 +19,7 @@
  *  - The tree state ("frontier", a compact range over [0, size)) is the list
  *    of roots of the perfect subtrees that the binary digits of size split
  *    the tree into, largest first: O(log n) memory, append O(log n), root
- *    O(log n). Its serialised form (docs/audit-crypto.md) is parsed strictly:
+ *    O(log n). Its serialised form (PROTOCOL.md, part 5) is parsed strictly:
  *    magic, version, exact length for the size, no trailing bytes.
  *  - Nothing here is secret; no function allocates.
  */

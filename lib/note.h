@@ -2,7 +2,7 @@
  * note.h - C2SP signed notes (c2sp.org/signed-note) with Ed25519 keys, and
  * the transparency-log checkpoints they carry (c2sp.org/tlog-checkpoint):
  * how the relay's audit log commits to its Merkle tree (DESIGN.md "Audit
- * log"). The format as Valise uses it is in docs/audit-crypto.md.
+ * log"). The format as Valise uses it is in PROTOCOL.md, part 5.
  *
  * Contract:
  *  - This file and note.c verify only. Signing (note_sign) and making a

@@ -1,4 +1,4 @@
-/* wire.c - the relay protocol codec (see wire.h, docs/relay-protocol.md). */
+/* wire.c - the relay protocol codec (see wire.h, PROTOCOL.md, part 2). */
 #include "wire.h"
 
 #include <string.h>
@@ -8,7 +8,7 @@
 _Static_assert((size_t)WIRE_DIR_MAX >= (size_t)DIR_MAX_LEN, "a whole directory fits one message");
 _Static_assert(WIRE_MAX_BATCH <= UINT16_MAX, "batch counts are u16");
 _Static_assert(WIRE_MAX_OTK <= UINT16_MAX, "prekey counts are u16");
-_Static_assert(WIRE_ENVELOPE_FIXED == 45, "envelope layout (docs/relay-protocol.md)");
+_Static_assert(WIRE_ENVELOPE_FIXED == 45, "envelope layout (PROTOCOL.md, part 2)");
 _Static_assert(WIRE_SPK_BODY_LEN == 52, "signed prekey body (client/x3dh.h)");
 
 /* ---- decoding ---- */

@@ -1,6 +1,6 @@
 /*
  * wire.h - the relay protocol codec, shared by the relay, the client and the
- * load generator (DESIGN.md "Relay"; byte layouts in docs/relay-protocol.md).
+ * load generator (DESIGN.md "Relay"; byte layouts in PROTOCOL.md, part 2).
  *
  * Contract:
  *  - One websocket binary message carries exactly one protocol message. It
@@ -51,7 +51,7 @@ enum {
     WIRE_SPK_BODY_LEN = DEVICE_ID_LEN + 4 + WIRE_PK_LEN,
 };
 
-/* Message types (docs/relay-protocol.md). C = client to relay, R = relay to client. */
+/* Message types (PROTOCOL.md, part 2). C = client to relay, R = relay to client. */
 enum wire_type {
     WIRE_CHALLENGE = 0x01,        /* R */
     WIRE_AUTH = 0x02,             /* C */
@@ -72,14 +72,14 @@ enum wire_type {
     WIRE_DELIVER_ACK = 0x33,      /* C */
     WIRE_NON_DELIVERY = 0x34,     /* R */
     WIRE_NON_DELIVERY_ACK = 0x35, /* C */
-    /* audit log, for devices whose certificate role is "auditor" (docs/audit-log.md) */
+    /* audit log, for devices whose certificate role is "auditor" (PROTOCOL.md, part 6) */
     WIRE_AUDIT_CHECKPOINT_GET = 0x40, /* C */
     WIRE_AUDIT_CHECKPOINT = 0x41,     /* R */
     WIRE_AUDIT_PROOF_GET = 0x42,      /* C */
     WIRE_AUDIT_PROOF = 0x43,          /* R */
 };
 
-/* AUDIT_PROOF_GET / AUDIT_PROOF kinds and bounds (docs/audit-log.md "Auditors"). */
+/* AUDIT_PROOF_GET / AUDIT_PROOF kinds and bounds (PROTOCOL.md, part 6 "Auditors"). */
 enum {
     WIRE_AUDIT_INCLUSION = 1,   /* a = record index, b = tree size; a < b */
     WIRE_AUDIT_CONSISTENCY = 2, /* a = size1, b = size2; 0 < a <= b */

@@ -15,7 +15,7 @@
 #include "note.h"
 #include "sig.h"
 
-_Static_assert(RAUDIT_KEY_FILE_LEN == 4 + 1 + SIG_SEED_LEN, "audit.key layout (docs/audit-log.md)");
+_Static_assert(RAUDIT_KEY_FILE_LEN == 4 + 1 + SIG_SEED_LEN, "audit.key layout (PROTOCOL.md, part 6)");
 _Static_assert((int)WIRE_AUDIT_RECORD_LEN == (int)AUDIT_RECORD_LEN,
                "AUDIT_PROOF carries one record");
 _Static_assert((int)WIRE_AUDIT_HASH_LEN == (int)MERKLE_HASH_LEN &&

@@ -2,7 +2,7 @@
  * audit.h - the relay's side of the audit log that is not storage: the
  * dedicated audit signing key, the checkpoint policy, the start-up check of
  * the Merkle tree state, and the device enrolment / revocation records of a
- * new directory (DESIGN.md "Audit log", issue 5, docs/audit-log.md).
+ * new directory (DESIGN.md "Audit log", issue 5, PROTOCOL.md, part 6).
  *
  * Contract:
  *  - The audit key is an Ed25519 key used for checkpoints and nothing else

@@ -1,6 +1,6 @@
 /*
  * config.h - valise-relay's settings: command-line flags and an optional
- * config file with the same names (docs/relay-protocol.md "Bounds").
+ * config file with the same names (PROTOCOL.md, part 2 "Bounds").
  *
  * Contract:
  *  - Every bound has a safe default; numbers are parsed whole and in range.

@@ -1,4 +1,4 @@
-/* relay.c - the relay's core (see relay.h, docs/relay-protocol.md). */
+/* relay.c - the relay's core (see relay.h, PROTOCOL.md, part 2). */
 #include "relay.h"
 
 #include <signal.h>

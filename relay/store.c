@@ -1,4 +1,4 @@
-/* store.c - the relay's LMDB storage (see store.h, docs/relay-protocol.md "Storage"). */
+/* store.c - the relay's LMDB storage (see store.h, PROTOCOL.md, part 2 "Storage"). */
 #include "store.h"
 
 #include <errno.h>
@@ -46,7 +46,7 @@ struct store {
     uint64_t audit_next, audit_next_txn;
     uint64_t queued, queued_txn;
     struct buf rec; /* one audit record being encoded: no allocation per record */
-    /* audit Merkle tree: committed state and the open transaction's copy (docs/audit-log.md) */
+    /* audit Merkle tree: committed state and the open transaction's copy (PROTOCOL.md, part 6) */
     MDB_dbi audit_cp;
     struct merkle_state tree, tree_txn;
     int tree_err;          /* the persisted state did not parse: no appends */
@@ -434,7 +434,7 @@ int store_audit_append(struct store *s, const struct audit_record *rec)
     if ((r = audit_record_encode(rec, &s->rec)) != 0)
         return r;
     merkle_leaf_hash(leaf, buf_data(&s->rec), buf_size(&s->rec));
-    /* O(log n): the frontier, persisted at commit (docs/audit-crypto.md section 2) */
+    /* O(log n): the frontier, persisted at commit (PROTOCOL.md, part 5 section 2) */
     if (s->tree_err != 0)
         return s->tree_err;
     if ((r = merkle_state_append(&s->tree_txn, leaf)) != 0)
@@ -755,7 +755,7 @@ int store_envelope_ack(struct store *s, const uint8_t recipient[static DEVICE_ID
     /* The index entry stays as the tombstone for the dedupe window, so a late
      * resubmission is acknowledged and not delivered twice; its expiry entry
      * goes now and a `tomb` entry keyed by this time says when the tombstone
-     * goes (docs/relay-protocol.md "Duplicates"). */
+     * goes (PROTOCOL.md, part 2 "Duplicates"). */
     if ((r = unqueue(s, recipient, ival)) != 0)
         return r;
     memcpy(xkey, ival + 10 + DEVICE_ID_LEN, 8);
@@ -1261,7 +1261,7 @@ out:
     return r;
 }
 
-/* ---- audit tree and checkpoints (docs/audit-log.md) ---- */
+/* ---- audit tree and checkpoints (PROTOCOL.md, part 6) ---- */
 
 void store_set_checkpoint_fn(struct store *s, store_checkpoint_fn fn, void *ctx)
 {

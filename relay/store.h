@@ -1,7 +1,7 @@
 /*
  * store.h - the relay's durable state in LMDB: ciphertext queues, the
  * envelope-id index, expiry index, non-delivery notices, prekeys, the
- * current directory and the audit log (layout: docs/relay-protocol.md
+ * current directory and the audit log (layout: PROTOCOL.md, part 2
  * "Storage"). The only file of the relay that includes lmdb.h.
  *
  * Contract:
@@ -138,7 +138,7 @@ int store_otk_count(struct store *s, const uint8_t device[static DEVICE_ID_LEN],
                     uint32_t *left) VL_MUST_CHECK;
 
 /*
- * Audit tree and checkpoints (docs/audit-log.md). The Merkle frontier is
+ * Audit tree and checkpoints (PROTOCOL.md, part 6). The Merkle frontier is
  * updated by store_audit_append and persisted by store_commit in the same
  * transaction. When the log is larger than its latest checkpoint, store_commit
  * calls fn (if set) inside the transaction with the tree to commit; fn may

@@ -1,7 +1,7 @@
 /*
  * lmdb_rewrite.c - plays a malicious relay operator for relay_rewrite.sh:
  * edits the queued envelopes in a STOPPED relay's LMDB (layout:
- * docs/relay-protocol.md "Storage", `queue` key recipient[16] . precedence
+ * PROTOCOL.md, part 2 "Storage", `queue` key recipient[16] . precedence
  * u8 . seq u64, value id[16] . sender[16] . expiry . accepted . ciphertext).
  *
  *   lmdb_rewrite DATA sender    FROM TO   every envelope sent by FROM now

@@ -1,5 +1,5 @@
 /*
- * test_dedupe.c - the dedupe window (docs/relay-protocol.md "Duplicates"): a
+ * test_dedupe.c - the dedupe window (PROTOCOL.md, part 2 "Duplicates"): a
  * delivered id is recognised as a resubmission for --dedupe-window seconds,
  * then forgotten; an id still queued is never forgotten, however old.
  */

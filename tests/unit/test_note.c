@@ -235,7 +235,7 @@ static void test_checkpoint_roundtrip(void **state)
         assert_int_equal(cp.n_extensions, 0);
         buf_free(&note);
     }
-    /* The body is exactly origin, size, root (docs/audit-crypto.md). */
+    /* The body is exactly origin, size, root (PROTOCOL.md, part 5). */
     signed_checkpoint(&note, 42, 0, sk);
     {
         static const char body[] = ORIGIN "\n42\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n";

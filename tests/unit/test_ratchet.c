@@ -1,7 +1,7 @@
 /*
  * test_ratchet.c - the Double Ratchet: conversations, out-of-order delivery,
  * MAX_SKIP, replay, reflection, forgery, tampering, skipped-key eviction, the
- * message and session codecs, and the worked example of docs/e2e.md.
+ * message and session codecs, and the worked example of PROTOCOL.md, part 3.
  * After every failed decryption the encoded session must be byte for byte
  * what it was before.
  */
@@ -25,7 +25,7 @@
 #include "e2e_testutil.h"
 
 enum {
-    SESSION_FIXED = 351, /* encoded session without skipped keys (docs/e2e.md) */
+    SESSION_FIXED = 351, /* encoded session without skipped keys (PROTOCOL.md, part 3) */
     SKIPPED_WIRE = 68,
     ANY_ERROR = 1, /* for expect_decrypt_fails: any nonzero code */
 };
@@ -1061,7 +1061,7 @@ static void test_session_strict_fields(void **state)
     pair_free(&p);
 }
 
-/* ---- worked example (docs/e2e.md): recomputed from the primitives, then frozen ---- */
+/* ---- worked example (PROTOCOL.md, part 3): recomputed from the primitives, then frozen ---- */
 
 static void hex(const char *name, const uint8_t *p, size_t n)
 {
@@ -1082,7 +1082,7 @@ static const char worked_example_hex[] =
 /*
  * The ratchet message that the spec's formulas give for chain key ck (spec
  * 5.2: mk = HMAC(ck, 0x01); key || nonce = HKDF(mk)), header dh || pn || n,
- * and the AD of docs/e2e.md 4.3, computed from libsodium primitives only.
+ * and the AD of PROTOCOL.md part 3, section 4.3, computed from libsodium primitives only.
  */
 static void expect_from_primitives(const struct buf *msg, const uint8_t ck[32],
                                    const uint8_t dh[32], uint32_t pn, uint32_t n,
@@ -1223,7 +1223,7 @@ static void test_worked_example(void **state)
         hex("ratchet message", buf_data(&inner), buf_size(&inner));
         hex("prekey message", buf_data(&wire), buf_size(&wire));
     }
-    /* Frozen bytes: a change of format or KDF shows up here (and in docs/e2e.md). */
+    /* Frozen bytes: a change of format or KDF shows up here (and in PROTOCOL.md, part 3). */
     assert_non_null(want = malloc(buf_size(&wire)));
     {
         size_t bin_len = 0;

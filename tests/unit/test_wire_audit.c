@@ -1,7 +1,7 @@
 /*
  * test_wire_audit.c - the auditor's messages of the relay protocol
  * (AUDIT_CHECKPOINT_GET, AUDIT_CHECKPOINT, AUDIT_PROOF_GET, AUDIT_PROOF;
- * lib/wire.h, docs/audit-log.md "Auditors"): valid round trips, every
+ * lib/wire.h, PROTOCOL.md, part 6 "Auditors"): valid round trips, every
  * truncation, every single-bit flip (refused, or decoded to exactly what
  * re-encodes to the flipped bytes), trailing bytes, and the bounds.
  */
