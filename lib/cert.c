@@ -163,7 +163,7 @@ int orgpub_load(const char *path, struct orgpub *o)
 
 /* ---- enrolment request ---- */
 
-static int request_put_body(const struct enrol_request *q, struct buf *out)
+int request_encode_body(const struct enrol_request *q, struct buf *out)
 {
     int r;
 
@@ -177,25 +177,6 @@ static int request_put_body(const struct enrol_request *q, struct buf *out)
         (r = buf_put_u64(out, q->created)) != 0)
         return r;
     return 0;
-}
-
-int request_encode_sign(const struct enrol_request *q, const uint8_t sign_sk[static SIG_SK_LEN],
-                        struct buf *out)
-{
-    uint8_t sig[SIG_LEN];
-    int r;
-
-    if ((r = buf_init(out, REQUEST_MAX_LEN, 0)) != 0)
-        return r;
-    if ((r = request_put_body(q, out)) != 0)
-        goto out;
-    if ((r = sig_sign(sig, SIG_CTX_REQUEST, buf_data(out), buf_size(out), sign_sk)) != 0)
-        goto out;
-    r = buf_put_bytes(out, sig, sizeof(sig));
-out:
-    if (r != 0)
-        buf_free(out);
-    return r;
 }
 
 int request_parse(const uint8_t *p, size_t len, struct enrol_request *q)
@@ -241,23 +222,6 @@ int cert_encode_body(const struct cert *c, struct buf *out)
         (r = buf_put_u64(out, c->not_before)) != 0 || (r = buf_put_u64(out, c->not_after)) != 0)
         return r;
     return 0;
-}
-
-int cert_sign(struct cert *c, const uint8_t org_sk[static SIG_SK_LEN], struct buf *out)
-{
-    int r;
-
-    if ((r = buf_init(out, CERT_MAX_LEN, 0)) != 0)
-        return r;
-    if ((r = cert_encode_body(c, out)) != 0)
-        goto out;
-    if ((r = sig_sign(c->sig, SIG_CTX_CERT, buf_data(out), buf_size(out), org_sk)) != 0)
-        goto out;
-    r = buf_put_bytes(out, c->sig, SIG_LEN);
-out:
-    if (r != 0)
-        buf_free(out);
-    return r;
 }
 
 int cert_encode(const struct cert *c, struct buf *out)

@@ -78,6 +78,9 @@ int orgpub_parse(const uint8_t *p, size_t len, struct orgpub *o) VL_MUST_CHECK;
 /* Reads and parses an org.pub file. */
 int orgpub_load(const char *path, struct orgpub *o) VL_MUST_CHECK;
 
+/* Encodes the signed body of a request (everything but the signature). */
+int request_encode_body(const struct enrol_request *q, struct buf *out) VL_MUST_CHECK;
+/* Signing (cert_sign.c, not linked into verify-only programs). */
 int request_encode_sign(const struct enrol_request *q, const uint8_t sign_sk[static SIG_SK_LEN],
                         struct buf *out) VL_MUST_CHECK;
 int request_parse(const uint8_t *p, size_t len, struct enrol_request *q) VL_MUST_CHECK;
