@@ -93,7 +93,7 @@ int cstore_open(struct cstore **out, const char *home,
                              store_key, CSTORE_KEY_LEN, (const uint8_t *)info, 16 + n)) != 0)
             goto out;
     }
-    /* Durable commits: no MDB_NOSYNC, MDB_NOMETASYNC or MDB_MAPASYNC (DESIGN.md). */
+    /* Durable commits: none of LMDB's no-sync or async flags (DESIGN.md). */
     if ((rc = mdb_env_create(&s->env)) != 0 || (rc = mdb_env_set_maxdbs(s->env, CS_TABLES)) != 0 ||
         (rc = mdb_env_set_mapsize(s->env, CS_MAP_SIZE)) != 0 ||
         (rc = mdb_env_open(s->env, dir, MDB_NOTLS, 0600)) != 0) {

@@ -10,8 +10,8 @@
  *    under a per-table subkey HKDF-SHA256(store key, "valise/v1/store/<table>"),
  *    a fresh random 24-byte nonce, and the associated data u8 table || key,
  *    so a record moved to another key or table fails to open (VERR_DECRYPT).
- *  - Durable: the environment is opened without MDB_NOSYNC, MDB_NOMETASYNC or
- *    MDB_MAPASYNC; cstore_commit returning 0 means the change is on disk.
+ *  - Durable: the environment is opened with LMDB's default full syncs (none of
+ *    its no-sync or async flags); cstore_commit returning 0 means the change is on disk.
  *  - One transaction at a time per store (the client is single-threaded).
  *    cstore_put / cstore_del need an open write transaction; cstore_get and
  *    cstore_each use the open transaction, or a short read transaction.

@@ -260,7 +260,7 @@ int store_open(struct store **out, const char *dir, uint64_t map_size)
         r = mdb_to_verr(rc);
         goto out;
     }
-    /* Durable by design: no MDB_NOSYNC, MDB_NOMETASYNC or MDB_MAPASYNC (DESIGN.md "Relay"). */
+    /* Durable by design: none of LMDB's no-sync or async flags (DESIGN.md "Relay"). */
     if ((rc = mdb_env_open(s->env, dir, MDB_NOTLS, 0600)) != 0) {
         r = mdb_to_verr(rc);
         goto out;

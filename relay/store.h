@@ -5,8 +5,8 @@
  * "Storage"). The only file of the relay that includes lmdb.h.
  *
  * Contract:
- *  - Durable: the environment is opened without MDB_NOSYNC, MDB_NOMETASYNC
- *    or MDB_MAPASYNC, so store_commit returning 0 means the transaction is on
+ *  - Durable: the environment is opened with LMDB's default full syncs (none
+ *    of its no-sync or async flags), so store_commit returning 0 means the transaction is on
  *    disk. Nothing is acknowledged to a peer before that (DESIGN.md "Relay").
  *  - Group commit: store_begin opens one write transaction; every store_*
  *    mutation between it and store_commit / store_abort joins it. Audit
