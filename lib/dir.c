@@ -179,8 +179,25 @@ const struct dir_revocation *dir_revoked_at(const struct directory *d, size_t i)
     return i < d->nrevs ? &d->revs[i] : NULL;
 }
 
-int dir_is_revoked(const struct directory *d, uint64_t serial,
-                   const uint8_t id[static DEVICE_ID_LEN])
+const struct cert *dir_find_serial(const struct directory *d, uint64_t serial)
+{
+    size_t lo = 0, hi = d->ncerts;
+
+    /* Certificates are sorted by strictly increasing serial (checked at parse). */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+
+        if (d->certs[mid].serial == serial)
+            return &d->certs[mid];
+        if (d->certs[mid].serial < serial)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+int dir_revokes_serial(const struct directory *d, uint64_t serial)
 {
     size_t lo = 0, hi = d->nrevs;
 
@@ -194,6 +211,14 @@ int dir_is_revoked(const struct directory *d, uint64_t serial,
         else
             hi = mid;
     }
+    return 0;
+}
+
+int dir_is_revoked(const struct directory *d, uint64_t serial,
+                   const uint8_t id[static DEVICE_ID_LEN])
+{
+    if (dir_revokes_serial(d, serial))
+        return 1;
     /* A revoked device stays revoked whatever certificate it presents. */
     for (size_t i = 0; i < d->nrevs; i++)
         if (memcmp(d->revs[i].device_id, id, DEVICE_ID_LEN) == 0)

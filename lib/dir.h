@@ -60,6 +60,10 @@ const struct dir_revocation *dir_revoked_at(const struct directory *d, size_t i)
 /* The listed, unrevoked certificate of a device, or NULL. */
 const struct cert *dir_find_device(const struct directory *d,
                                    const uint8_t id[static DEVICE_ID_LEN]);
+/* The listed certificate with this serial (revoked or not), or NULL. */
+const struct cert *dir_find_serial(const struct directory *d, uint64_t serial);
+/* 1 if the directory's revocation list holds this serial. */
+int dir_revokes_serial(const struct directory *d, uint64_t serial);
 /* 1 if the serial or the device id is revoked. */
 int dir_is_revoked(const struct directory *d, uint64_t serial,
                    const uint8_t id[static DEVICE_ID_LEN]);

@@ -260,41 +260,15 @@ void raudit_force_checkpoint(struct raudit *ra)
         ra->force = 1;
 }
 
+/* The previous directory may be absent (first start). */
 static int has_cert_serial(const struct directory *d, uint64_t serial)
 {
-    size_t lo = 0, hi = d != NULL ? dir_cert_count(d) : 0;
-
-    /* certificates are sorted by strictly increasing serial (dir.h) */
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        uint64_t s = dir_cert_at(d, mid)->serial;
-
-        if (s == serial)
-            return 1;
-        if (s < serial)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return 0;
+    return d != NULL && dir_find_serial(d, serial) != NULL;
 }
 
 static int has_revoked_serial(const struct directory *d, uint64_t serial)
 {
-    size_t lo = 0, hi = d != NULL ? dir_revoked_count(d) : 0;
-
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        uint64_t s = dir_revoked_at(d, mid)->serial;
-
-        if (s == serial)
-            return 1;
-        if (s < serial)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return 0;
+    return d != NULL && dir_revokes_serial(d, serial);
 }
 
 int raudit_directory_changes(struct store *st, const struct directory *old,

@@ -270,6 +270,10 @@ static void test_directory(void **state)
     assert_int_equal(dir_cert_count(d), 2);
     assert_non_null(dir_find_device(d, certs[0].device_id));
     assert_null(dir_find_device(d, certs[2].device_id));
+    assert_ptr_equal(dir_find_serial(d, 2), dir_cert_at(d, 1));
+    assert_null(dir_find_serial(d, 3)); /* revoked: not listed */
+    assert_int_equal(dir_revokes_serial(d, 3), 1);
+    assert_int_equal(dir_revokes_serial(d, 1), 0);
     assert_int_equal(dir_check_cert(d, &certs[0], &org_a.pub, NOW), 0);
     assert_int_equal(dir_check_cert(d, &certs[2], &org_a.pub, NOW), VERR_REVOKED);
     assert_int_equal(dir_check_cert(d, &certs[0], &org_a.pub, certs[0].not_after + 1),
