@@ -32,7 +32,10 @@ _Static_assert(RATCHET_MAX_SKIP < RATCHET_MAX_SKIPPED, "one chain's skip fits in
 _Static_assert(RATCHET_MSG_MAX <= UINT32_MAX, "ciphertext length fits its u32 prefix");
 _Static_assert(RT_SESSION_FIXED == 351, "session layout of PROTOCOL.md, part 3 section 5");
 _Static_assert(RATCHET_AD_LEN == 137, "AD layout of PROTOCOL.md, part 3 section 4.3");
-_Static_assert(RATCHET_MSG_OVERHEAD == 46 + RATCHET_TAG_LEN, "message layout of PROTOCOL.md part 3, section 4.2");
+_Static_assert((size_t)RT_AEAD_NONCE_LEN == (size_t)RATCHET_NONCE_LEN,
+               "the sent nonce is the AEAD nonce");
+_Static_assert(RATCHET_MSG_OVERHEAD == 70 + RATCHET_TAG_LEN,
+               "message layout of PROTOCOL.md part 3, section 4.2");
 
 static const char rt_info_root[] = "valise/v1/ratchet-root";
 static const char rt_info_msg[] = "valise/v1/ratchet-msg";
@@ -147,11 +150,14 @@ static void rt_kdf_ck(uint8_t ck[static RATCHET_KEY_LEN], uint8_t mk[static RATC
     sodium_memzero(next, sizeof(next));
 }
 
-/* Message key -> AEAD key || nonce (spec 5.2 derives key material from mk with HKDF). */
-static int rt_msg_keys(uint8_t okm[static RT_AEAD_KEY_LEN + RT_AEAD_NONCE_LEN],
-                       const uint8_t mk[static RATCHET_KEY_LEN])
+/*
+ * Message key -> AEAD key (spec 5.2 derives key material from mk with HKDF).
+ * The nonce is random and sent (ratchet.h): a rolled-back state that derives
+ * this key again must not also repeat the nonce.
+ */
+static int rt_msg_key(uint8_t key[static RT_AEAD_KEY_LEN], const uint8_t mk[static RATCHET_KEY_LEN])
 {
-    return hkdf_sha256(okm, RT_AEAD_KEY_LEN + RT_AEAD_NONCE_LEN, NULL, 0, mk, RATCHET_KEY_LEN,
+    return hkdf_sha256(key, RT_AEAD_KEY_LEN, NULL, 0, mk, RATCHET_KEY_LEN,
                        (const uint8_t *)rt_info_msg, sizeof(rt_info_msg) - 1);
 }
 
@@ -269,7 +275,7 @@ out:
 /* ---- message codec ---- */
 
 static int rt_msg_put_prefix(struct buf *out, const uint8_t header[static RATCHET_HEADER_LEN],
-                             size_t ct_len)
+                             const uint8_t nonce[static RATCHET_NONCE_LEN], size_t ct_len)
 {
     int r;
 
@@ -278,18 +284,20 @@ static int rt_msg_put_prefix(struct buf *out, const uint8_t header[static RATCHE
     if ((r = buf_put_u8(out, E2E_WIRE_VERSION)) != 0 ||
         (r = buf_put_u8(out, E2E_TYPE_RATCHET)) != 0 ||
         (r = buf_put_bytes(out, header, RATCHET_HEADER_LEN)) != 0 ||
+        (r = buf_put_bytes(out, nonce, RATCHET_NONCE_LEN)) != 0 ||
         (r = buf_put_u32(out, (uint32_t)ct_len)) != 0)
         return r;
     return 0;
 }
 
-int ratchet_msg_encode(const uint8_t header[static RATCHET_HEADER_LEN], const uint8_t *ct,
+int ratchet_msg_encode(const uint8_t header[static RATCHET_HEADER_LEN],
+                       const uint8_t nonce[static RATCHET_NONCE_LEN], const uint8_t *ct,
                        size_t ct_len, struct buf *out)
 {
     size_t save = buf_size(out);
     int r;
 
-    if ((r = rt_msg_put_prefix(out, header, ct_len)) != 0 ||
+    if ((r = rt_msg_put_prefix(out, header, nonce, ct_len)) != 0 ||
         (r = buf_put_bytes(out, ct, ct_len)) != 0)
         buf_truncate(out, save);
     return r;
@@ -297,7 +305,7 @@ int ratchet_msg_encode(const uint8_t header[static RATCHET_HEADER_LEN], const ui
 
 int ratchet_msg_parse(struct ratchet_msg *m, const uint8_t *p, size_t len)
 {
-    struct buf b, ct;
+    struct buf b, ct, nonce;
     uint8_t v, t;
     int r;
 
@@ -315,6 +323,9 @@ int ratchet_msg_parse(struct ratchet_msg *m, const uint8_t *p, size_t len)
         return r;
     if ((r = x3dh_pk_check(m->dh)) != 0)
         return r;
+    if ((r = buf_get_view(&b, RATCHET_NONCE_LEN, &nonce)) != 0)
+        return r;
+    m->nonce = buf_data(&nonce);
     if ((r = buf_get_view32(&b, RATCHET_MAX_PLAINTEXT + RATCHET_TAG_LEN, &ct)) != 0)
         return r;
     /* A message carries at least one plaintext byte. */
@@ -332,13 +343,13 @@ int ratchet_msg_parse(struct ratchet_msg *m, const uint8_t *p, size_t len)
 struct rt_msg_secrets {
     uint8_t ck[RATCHET_KEY_LEN];
     uint8_t mk[RATCHET_KEY_LEN];
-    uint8_t okm[RT_AEAD_KEY_LEN + RT_AEAD_NONCE_LEN];
+    uint8_t key[RT_AEAD_KEY_LEN];
 };
 
 int ratchet_encrypt(struct ratchet_session *s, const uint8_t *pt, size_t pt_len, struct buf *out)
 {
     struct rt_msg_secrets k;
-    uint8_t header[RATCHET_HEADER_LEN], ad[RATCHET_AD_LEN];
+    uint8_t header[RATCHET_HEADER_LEN], ad[RATCHET_AD_LEN], nonce[RATCHET_NONCE_LEN];
     size_t save = buf_size(out);
     uint8_t *ct;
     unsigned long long ct_len = 0;
@@ -365,17 +376,18 @@ int ratchet_encrypt(struct ratchet_session *s, const uint8_t *pt, size_t pt_len,
     /* CKs, mk = KDF_CK(CKs), on a copy until the message is written. */
     memcpy(k.ck, s->cks, RATCHET_KEY_LEN);
     rt_kdf_ck(k.ck, k.mk);
-    if ((r = rt_msg_keys(k.okm, k.mk)) != 0)
+    if ((r = rt_msg_key(k.key, k.mk)) != 0)
         goto out;
+    randombytes_buf(nonce, sizeof(nonce));
     memcpy(header, s->dhs_pk, X3DH_PK_LEN);
     rt_store32(header + 32, s->pn);
     rt_store32(header + 36, s->ns);
     rt_ad(ad, &s->self, &s->peer, header);
-    if ((r = rt_msg_put_prefix(out, header, pt_len + RATCHET_TAG_LEN)) != 0 ||
+    if ((r = rt_msg_put_prefix(out, header, nonce, pt_len + RATCHET_TAG_LEN)) != 0 ||
         (r = buf_reserve(out, pt_len + RATCHET_TAG_LEN, &ct)) != 0)
         goto out;
     if (crypto_aead_xchacha20poly1305_ietf_encrypt(ct, &ct_len, pt, pt_len, ad, sizeof(ad), NULL,
-                                                   k.okm + RT_AEAD_KEY_LEN, k.okm) != 0 ||
+                                                   nonce, k.key) != 0 ||
         ct_len != pt_len + RATCHET_TAG_LEN) {
         r = VERR_INTERNAL;
         goto out;
@@ -396,22 +408,22 @@ out:
 static int rt_open(const struct ratchet_session *w, const uint8_t mk[static RATCHET_KEY_LEN],
                    const struct ratchet_msg *m, uint8_t *pt)
 {
-    uint8_t okm[RT_AEAD_KEY_LEN + RT_AEAD_NONCE_LEN], ad[RATCHET_AD_LEN];
+    uint8_t key[RT_AEAD_KEY_LEN], ad[RATCHET_AD_LEN];
     unsigned long long pt_len = 0;
     int r;
 
-    if ((r = rt_msg_keys(okm, mk)) != 0)
+    if ((r = rt_msg_key(key, mk)) != 0)
         goto out;
     /* The sender is the peer: a message reflected back to its sender fails here. */
     rt_ad(ad, &w->peer, &w->self, m->header);
     if (crypto_aead_xchacha20poly1305_ietf_decrypt(pt, &pt_len, NULL, m->ct, m->ct_len, ad,
-                                                   sizeof(ad), okm + RT_AEAD_KEY_LEN, okm) != 0) {
+                                                   sizeof(ad), m->nonce, key) != 0) {
         r = VERR_DECRYPT;
         goto out;
     }
     r = 0;
 out:
-    sodium_memzero(okm, sizeof(okm));
+    sodium_memzero(key, sizeof(key));
     return r;
 }
 

@@ -10,10 +10,14 @@
  *    info "valise/v1/ratchet-root") -> RK' || CK; KDF_CK = HMAC-SHA256(CK,
  *    0x01) for the message key, HMAC-SHA256(CK, 0x02) for the next chain key;
  *    the message key gives HKDF-SHA256(salt = 0^32, IKM = MK, info
- *    "valise/v1/ratchet-msg") -> 32-byte AEAD key || 24-byte nonce for
- *    XChaCha20-Poly1305-IETF. Each message key encrypts exactly one message,
- *    so a derived nonce is never reused; XChaCha20-Poly1305 is AES-free
- *    (constant time in software on any CPU) and is libsodium's recommended AEAD.
+ *    "valise/v1/ratchet-msg") -> the 32-byte XChaCha20-Poly1305-IETF key; the
+ *    24-byte nonce is drawn at random for every message and sent with it.
+ *    A message key normally encrypts one message, but a device whose state
+ *    was rolled back (a restored backup, a cloned disk) derives the same key
+ *    again for a different message: with a random 192-bit nonce that is still
+ *    safe, where a nonce derived from the key would repeat (key, nonce).
+ *    XChaCha20-Poly1305 is AES-free (constant time in software on any CPU)
+ *    and is libsodium's recommended AEAD.
  *  - Associated data (spec 3.4 "AD", X3DH 3.3): version byte || sender
  *    device id || recipient device id || sender identity key || recipient
  *    identity key || encoded header (dh || u32 pn || u32 n). The direction is
@@ -48,7 +52,8 @@ enum {
     RATCHET_KEY_LEN = 32,
     RATCHET_TAG_LEN = 16,    /* Poly1305 */
     RATCHET_HEADER_LEN = 40, /* dh || u32 pn || u32 n */
-    RATCHET_MSG_OVERHEAD = 2 + RATCHET_HEADER_LEN + 4 + RATCHET_TAG_LEN,
+    RATCHET_NONCE_LEN = 24,  /* XChaCha20-Poly1305 nonce, random per message */
+    RATCHET_MSG_OVERHEAD = 2 + RATCHET_HEADER_LEN + RATCHET_NONCE_LEN + 4 + RATCHET_TAG_LEN,
     /* AD: version || sender id || recipient id || sender ik || recipient ik || header */
     RATCHET_AD_LEN = 1 + 2 * X3DH_DEVICE_ID_LEN + 2 * X3DH_PK_LEN + RATCHET_HEADER_LEN,
 };
@@ -61,6 +66,7 @@ struct ratchet_msg {
     uint32_t pn;             /* messages in the sender's previous sending chain */
     uint32_t n;              /* number of this message in its chain */
     const uint8_t *header;   /* RATCHET_HEADER_LEN bytes: dh || pn || n */
+    const uint8_t *nonce;    /* RATCHET_NONCE_LEN bytes */
     const uint8_t *ct;       /* ciphertext || tag */
     size_t ct_len;
 };
@@ -124,8 +130,9 @@ int ratchet_session_parse(struct ratchet_session **out, const uint8_t *p, size_t
 
 /* Ratchet message codec (PROTOCOL.md, part 3). parse: strict, keys checked, no trailing bytes. */
 int ratchet_msg_parse(struct ratchet_msg *m, const uint8_t *p, size_t len) VL_MUST_CHECK;
-/* Append version || type || header || u32 ct_len || ct; nothing appended on error. */
-int ratchet_msg_encode(const uint8_t header[static RATCHET_HEADER_LEN], const uint8_t *ct,
+/* Append version || type || header || nonce || u32 ct_len || ct; nothing appended on error. */
+int ratchet_msg_encode(const uint8_t header[static RATCHET_HEADER_LEN],
+                       const uint8_t nonce[static RATCHET_NONCE_LEN], const uint8_t *ct,
                        size_t ct_len, struct buf *out) VL_MUST_CHECK;
 
 #endif

@@ -53,7 +53,7 @@ enum {
 };
 
 /* Hard cap on the ratchet message carried inside a prekey message. */
-#define X3DH_MAX_INNER ((size_t)(1u << 20) + 64u)
+#define X3DH_MAX_INNER ((size_t)(1u << 20) + 128u)
 /* Fixed part of a prekey message before the inner message bytes. */
 enum {
     X3DH_PREKEY_MSG_FIXED = 1 + 1 + X3DH_DEVICE_ID_LEN + X3DH_PK_LEN + X3DH_PK_LEN + 4 + 1 + 4 + 4,

@@ -52,8 +52,8 @@ static void fz_ratchet_msg(const uint8_t *data, size_t size)
     if (ratchet_msg_parse(&m, data, size) == 0) {
         if (buf_init(&out, RATCHET_MSG_MAX, 0) != 0)
             abort();
-        if (ratchet_msg_encode(m.header, m.ct, m.ct_len, &out) != 0 || buf_size(&out) != size ||
-            memcmp(buf_data(&out), data, size) != 0)
+        if (ratchet_msg_encode(m.header, m.nonce, m.ct, m.ct_len, &out) != 0 ||
+            buf_size(&out) != size || memcmp(buf_data(&out), data, size) != 0)
             abort();
         buf_free(&out);
     }

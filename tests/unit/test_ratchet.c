@@ -509,11 +509,11 @@ static void test_forged_plausible_header(void **state)
     /* 1: the header of the next message (n = 1), random ciphertext. */
     assert_int_equal(buf_put_bytes(&forged, buf_data(&m1), buf_size(&m1)), 0);
     f = (uint8_t *)(uintptr_t)buf_data(&forged);
-    randombytes_buf(f + 46, buf_size(&forged) - 46);
+    randombytes_buf(f + 70, buf_size(&forged) - 70);
     expect_buf_fails(p.b, &forged, VERR_DECRYPT);
     /* 2: a later number in the window (would skip keys), random ciphertext. */
-    memcpy(f, buf_data(&m2), 46);
-    randombytes_buf(f + 46, buf_size(&forged) - 46);
+    memcpy(f, buf_data(&m2), 70);
+    randombytes_buf(f + 70, buf_size(&forged) - 70);
     expect_buf_fails(p.b, &forged, VERR_DECRYPT);
     /* 3: a fresh ratchet key (would turn the DH ratchet), random ciphertext. */
     assert_int_equal(x3dh_keypair(fresh_pk, fresh_sk), 0);
@@ -522,8 +522,8 @@ static void test_forged_plausible_header(void **state)
     /* 4: the slot of a stored skipped key. */
     dec_ok(p.b, &m2, "genuine two");
     assert_int_equal(skipped_count(p.b), 1);
-    memcpy(f, buf_data(&m1), 46);
-    randombytes_buf(f + 46, buf_size(&forged) - 46);
+    memcpy(f, buf_data(&m1), 70);
+    randombytes_buf(f + 70, buf_size(&forged) - 70);
     expect_buf_fails(p.b, &forged, VERR_DECRYPT);
     assert_int_equal(skipped_count(p.b), 1);
     dec_ok(p.b, &m1, "genuine one");
@@ -545,7 +545,7 @@ static void test_forged_no_receiving_chain(void **state)
     static const char info_msg[] = "valise/v1/ratchet-msg";
     static const char text[] = "forged";
     struct pair p;
-    uint8_t zero_ck[32] = {0}, mk[32], kn[56], header[40], ad[RATCHET_AD_LEN];
+    uint8_t zero_ck[32] = {0}, mk[32], kn[32], header[40], ad[RATCHET_AD_LEN], nonce[24];
     uint8_t ct[sizeof(text) - 1 + 16], c1 = 1;
     unsigned long long ct_len;
     struct buf m, first;
@@ -554,7 +554,8 @@ static void test_forged_no_receiving_chain(void **state)
     pair_make(&p);
     crypto_auth_hmacsha256(mk, &c1, 1, zero_ck);
     assert_int_equal(
-        hkdf_sha256(kn, 56, NULL, 0, mk, 32, (const uint8_t *)info_msg, sizeof(info_msg) - 1), 0);
+        hkdf_sha256(kn, 32, NULL, 0, mk, 32, (const uint8_t *)info_msg, sizeof(info_msg) - 1), 0);
+    randombytes_buf(nonce, sizeof(nonce));
     memcpy(header, bob.spk_pk, 32);
     memset(header + 32, 0, 8);
     ad[0] = 0x01;
@@ -565,10 +566,10 @@ static void test_forged_no_receiving_chain(void **state)
     memcpy(ad + 97, header, 40);
     assert_int_equal(crypto_aead_xchacha20poly1305_ietf_encrypt(ct, &ct_len, (const uint8_t *)text,
                                                                 sizeof(text) - 1, ad, sizeof(ad),
-                                                                NULL, kn + 32, kn),
+                                                                NULL, nonce, kn),
                      0);
     assert_int_equal(buf_init(&m, RATCHET_MSG_MAX, 0), 0);
-    assert_int_equal(ratchet_msg_encode(header, ct, sizeof(ct), &m), 0);
+    assert_int_equal(ratchet_msg_encode(header, nonce, ct, sizeof(ct), &m), 0);
     expect_buf_fails(p.a, &m, ANY_ERROR);
     /* Also after Alice has sent (her state moved, still no receiving chain). */
     enc(p.a, "real", &first);
@@ -576,6 +577,48 @@ static void test_forged_no_receiving_chain(void **state)
     dec_ok(p.b, &first, "real");
     buf_free(&first);
     buf_free(&m);
+    pair_free(&p);
+}
+
+/*
+ * A device whose stored session was rolled back (restored backup, cloned
+ * disk) derives the same message key again for a different message. The
+ * nonce is random, so the two never share (key, nonce): the keystreams
+ * differ (ct1 ^ ct2 != pt1 ^ pt2), and the peer, which already used that
+ * message number, refuses the second as a replay and stays unchanged.
+ */
+static void test_rolled_back_sender(void **state)
+{
+    static const char t1[] = "original text 1", t2[] = "different txt 2";
+    struct pair p;
+    struct buf saved, m1, m2;
+    struct ratchet_session *old = NULL;
+    size_t same = 0;
+
+    (void)state;
+    _Static_assert(sizeof(t1) == sizeof(t2), "same length");
+    pair_make(&p);
+    enc(p.a, "first", &m1);
+    dec_ok(p.b, &m1, "first");
+    buf_free(&m1);
+    session_bytes(p.a, &saved); /* the copy the backup holds */
+    enc(p.a, t1, &m1);
+    dec_ok(p.b, &m1, t1);
+    assert_int_equal(ratchet_session_parse(&old, buf_data(&saved), buf_size(&saved)), 0);
+    enc(old, t2, &m2);
+    /* Same header (same chain, same n), so the same message key. */
+    assert_memory_equal(buf_data(&m1) + 2, buf_data(&m2) + 2, RATCHET_HEADER_LEN);
+    assert_memory_not_equal(buf_data(&m1) + 42, buf_data(&m2) + 42, RATCHET_NONCE_LEN);
+    for (size_t i = 0; i < sizeof(t1) - 1; i++)
+        same +=
+            (uint8_t)(buf_data(&m1)[70 + i] ^ buf_data(&m2)[70 + i]) == (uint8_t)(t1[i] ^ t2[i]);
+    if (same == sizeof(t1) - 1)
+        fail_msg("rolled-back sender reused the keystream (ct1 ^ ct2 == pt1 ^ pt2)");
+    expect_buf_fails(p.b, &m2, VERR_REPLAY);
+    ratchet_session_free(old);
+    buf_free(&saved);
+    buf_free(&m1);
+    buf_free(&m2);
     pair_free(&p);
 }
 
@@ -757,9 +800,10 @@ static void test_msg_codec(void **state)
     assert_int_equal(got.pn, 0);
     assert_int_equal(got.n, 0);
     assert_ptr_equal(got.header, buf_data(&m) + 2);
+    assert_ptr_equal(got.nonce, buf_data(&m) + 42);
     assert_int_equal(got.ct_len, 5 + RATCHET_TAG_LEN);
     assert_int_equal(buf_init(&again, RATCHET_MSG_MAX, 0), 0);
-    assert_int_equal(ratchet_msg_encode(got.header, got.ct, got.ct_len, &again), 0);
+    assert_int_equal(ratchet_msg_encode(got.header, got.nonce, got.ct, got.ct_len, &again), 0);
     assert_memory_equal(buf_data(&again), buf_data(&m), n);
     buf_free(&again);
     for (size_t len = 0; len < n; len++)
@@ -778,7 +822,7 @@ static void test_msg_codec(void **state)
             continue;
         accepted++;
         assert_int_equal(buf_init(&again, RATCHET_MSG_MAX, 0), 0);
-        assert_int_equal(ratchet_msg_encode(got.header, got.ct, got.ct_len, &again), 0);
+        assert_int_equal(ratchet_msg_encode(got.header, got.nonce, got.ct, got.ct_len, &again), 0);
         assert_memory_equal(buf_data(&again), f, n);
         buf_free(&again);
     }
@@ -796,12 +840,12 @@ static void test_msg_codec(void **state)
     memcpy(f + 2, e2e_small_order[3], 32);
     assert_int_equal(ratchet_msg_parse(&got, f, n), VERR_BAD_KEY);
     memcpy(f, buf_data(&m), n);
-    f[42] = 0x7f; /* declared ciphertext length over the cap */
+    f[66] = 0x7f; /* declared ciphertext length over the cap */
     assert_int_equal(ratchet_msg_parse(&got, f, n), VERR_TOO_LARGE);
     /* A ciphertext that is only a tag (empty plaintext) is refused. */
     memcpy(f, buf_data(&m), n);
-    f[45] = RATCHET_TAG_LEN;
-    assert_int_equal(ratchet_msg_parse(&got, f, 46 + RATCHET_TAG_LEN), VERR_BAD_FORMAT);
+    f[69] = RATCHET_TAG_LEN;
+    assert_int_equal(ratchet_msg_parse(&got, f, 70 + RATCHET_TAG_LEN), VERR_BAD_FORMAT);
     /* An n of 2^32-1 can never be received (the counter would wrap). */
     memcpy(f, buf_data(&m), n);
     memset(f + 38, 0xff, 4);
@@ -1074,15 +1118,17 @@ static void hex(const char *name, const uint8_t *p, size_t n)
 static const char worked_example_hex[] =
     "01022734414e5b6875828f9ca9b6c3d0ddea8b41f1e39e475279f019478c7a49"
     "a89e38e6bc51319cbc9c8e8c265907e8935656ad077faba1ee7ee9e3e16eab73"
-    "09192bb90f8ac63322a0180d99f5eaeb5c010100000201020000020000005101"
+    "09192bb90f8ac63322a0180d99f5eaeb5c010100000201020000020000006901"
     "017a3aaedefcd7509486139d779658d4a3f3ddf8a71311867e219585c514fac7"
-    "04000000000000000000000023190f09fbf794964b77579e23ceaa0926b3f30f"
-    "ae51accf57fd56352f84b70849f28974";
+    "0400000000000000002dfc570d2d23d71a73e1b14eaa4e5dac6da07386890cc8"
+    "310000002336bb5e353874712593a22278c60c00f420b4ac7f1bc857fb4185fd"
+    "8ab8df84f695d7d6";
 
 /*
  * The ratchet message that the spec's formulas give for chain key ck (spec
- * 5.2: mk = HMAC(ck, 0x01); key || nonce = HKDF(mk)), header dh || pn || n,
- * and the AD of PROTOCOL.md part 3, section 4.3, computed from libsodium primitives only.
+ * 5.2: mk = HMAC(ck, 0x01); key = HKDF(mk)), header dh || pn || n, the
+ * message's own random nonce and the AD of PROTOCOL.md part 3, section 4.3,
+ * computed from libsodium primitives only.
  */
 static void expect_from_primitives(const struct buf *msg, const uint8_t ck[32],
                                    const uint8_t dh[32], uint32_t pn, uint32_t n,
@@ -1090,22 +1136,23 @@ static void expect_from_primitives(const struct buf *msg, const uint8_t ck[32],
                                    const char *text)
 {
     static const char info_msg[] = "valise/v1/ratchet-msg";
-    uint8_t mk[32], kn[56], ad[RATCHET_AD_LEN], c1 = 1, *want;
-    size_t len = strlen(text), wlen = 46 + len + 16;
+    uint8_t mk[32], key[32], ad[RATCHET_AD_LEN], c1 = 1, *want;
+    size_t len = strlen(text), wlen = 70 + len + 16;
     unsigned long long ct_len;
 
     crypto_auth_hmacsha256(mk, &c1, 1, ck);
-    assert_int_equal(hkdf_sha256(kn, 56, NULL, 0, mk, 32, (const uint8_t *)info_msg,
-                                 sizeof(info_msg) - 1),
-                     0);
+    assert_int_equal(
+        hkdf_sha256(key, 32, NULL, 0, mk, 32, (const uint8_t *)info_msg, sizeof(info_msg) - 1), 0);
+    assert_int_equal(buf_size(msg), wlen);
     assert_non_null(want = malloc(wlen));
     want[0] = 0x01;
     want[1] = 0x01;
     memcpy(want + 2, dh, 32);
+    memcpy(want + 42, buf_data(msg) + 42, 24); /* the nonce is random: taken as sent */
     for (int i = 0; i < 4; i++) {
         want[34 + i] = (uint8_t)(pn >> (24 - 8 * i));
         want[38 + i] = (uint8_t)(n >> (24 - 8 * i));
-        want[42 + i] = (uint8_t)((len + 16) >> (24 - 8 * i));
+        want[66 + i] = (uint8_t)((len + 16) >> (24 - 8 * i));
     }
     ad[0] = 0x01;
     memcpy(ad + 1, from->device_id, 16);
@@ -1113,11 +1160,10 @@ static void expect_from_primitives(const struct buf *msg, const uint8_t ck[32],
     memcpy(ad + 33, from->identity_pk, 32);
     memcpy(ad + 65, to->identity_pk, 32);
     memcpy(ad + 97, want + 2, 40);
-    assert_int_equal(crypto_aead_xchacha20poly1305_ietf_encrypt(want + 46, &ct_len,
+    assert_int_equal(crypto_aead_xchacha20poly1305_ietf_encrypt(want + 70, &ct_len,
                                                                 (const uint8_t *)text, len, ad,
-                                                                sizeof(ad), NULL, kn + 32, kn),
+                                                                sizeof(ad), NULL, want + 42, key),
                      0);
-    assert_int_equal(buf_size(msg), wlen);
     assert_memory_equal(buf_data(msg), want, wlen);
     free(want);
 }
@@ -1130,7 +1176,7 @@ static void test_worked_example(void **state)
     struct x3dh_prekey_msg pm;
     struct ratchet_session *a = NULL, *b = NULL;
     struct buf inner, wire, pt;
-    uint8_t sk[32], ek_sk[32], dhs_sk[32], dhs_pk[32], dh[32], okm[64], mk[32], kn[56];
+    uint8_t sk[32], ek_sk[32], dhs_sk[32], dhs_pk[32], dh[32], okm[64], mk[32], kn[32], nonce[24];
     uint8_t header[40], ad[RATCHET_AD_LEN], ct[sizeof(text) - 1 + 16];
     uint8_t c1 = 1, *want;
     unsigned long long ct_len;
@@ -1155,13 +1201,14 @@ static void test_worked_example(void **state)
     e2e_rng_seed(0x42);
     randombytes_buf(ek_sk, 32);  /* X3DH ephemeral */
     randombytes_buf(dhs_sk, 32); /* Alice's first ratchet key */
+    randombytes_buf(nonce, 24);  /* the first message's nonce */
     assert_int_equal(crypto_scalarmult_base(dhs_pk, dhs_sk), 0);
     assert_int_equal(crypto_scalarmult(dh, dhs_sk, bob.spk_pk), 0);
     assert_int_equal(
         hkdf_sha256(okm, 64, sk, 32, dh, 32, (const uint8_t *)info_root, sizeof(info_root) - 1), 0);
     crypto_auth_hmacsha256(mk, &c1, 1, okm + 32); /* mk = HMAC(CKs, 0x01) */
     assert_int_equal(
-        hkdf_sha256(kn, 56, NULL, 0, mk, 32, (const uint8_t *)info_msg, sizeof(info_msg) - 1), 0);
+        hkdf_sha256(kn, 32, NULL, 0, mk, 32, (const uint8_t *)info_msg, sizeof(info_msg) - 1), 0);
     memcpy(header, dhs_pk, 32);
     memset(header + 32, 0, 8); /* PN = 0, N = 0 */
     ad[0] = 0x01;
@@ -1172,14 +1219,15 @@ static void test_worked_example(void **state)
     memcpy(ad + 97, header, 40);
     assert_int_equal(crypto_aead_xchacha20poly1305_ietf_encrypt(ct, &ct_len, (const uint8_t *)text,
                                                                 sizeof(text) - 1, ad, sizeof(ad),
-                                                                NULL, kn + 32, kn),
+                                                                NULL, nonce, kn),
                      0);
-    assert_int_equal(buf_size(&inner), 2 + 40 + 4 + sizeof(ct));
+    assert_int_equal(buf_size(&inner), 2 + 40 + 24 + 4 + sizeof(ct));
     assert_int_equal(buf_data(&inner)[0], 1);
     assert_int_equal(buf_data(&inner)[1], 1);
     assert_memory_equal(buf_data(&inner) + 2, header, 40);
-    assert_int_equal(buf_data(&inner)[45], sizeof(ct));
-    assert_memory_equal(buf_data(&inner) + 46, ct, sizeof(ct));
+    assert_memory_equal(buf_data(&inner) + 42, nonce, 24);
+    assert_int_equal(buf_data(&inner)[69], sizeof(ct));
+    assert_memory_equal(buf_data(&inner) + 70, ct, sizeof(ct));
 
     if (print) {
         hex("Alice device id", alice.party.device_id, 16);
@@ -1217,7 +1265,7 @@ static void test_worked_example(void **state)
         hex("CKs", okm + 32, 32);
         hex("MK = HMAC(CKs, 0x01)", mk, 32);
         hex("AEAD key", kn, 32);
-        hex("AEAD nonce", kn + 32, 24);
+        hex("AEAD nonce (random, sent)", nonce, 24);
         hex("AD", ad, sizeof(ad));
         printf("plaintext: \"%s\"\n", text);
         hex("ratchet message", buf_data(&inner), buf_size(&inner));
@@ -1312,6 +1360,7 @@ int main(void)
         cmocka_unit_test(test_session_bitflips),
         cmocka_unit_test(test_session_strict_fields),
         cmocka_unit_test(test_worked_example),
+        cmocka_unit_test(test_rolled_back_sender),
     };
 
     e2e_rng_install();
