@@ -128,6 +128,45 @@ static int cfg_put_u64(struct mbox *m, const char *name, uint64_t v)
     return cfg_put(m, name, p, 8);
 }
 
+/*
+ * Rollback marks (PROTOCOL.md part 4 "Rollback detection"): the highest
+ * envelope id this device ever created ("mark-sent") and ever acknowledged
+ * ("mark-acked"), raised in the transaction that stores the envelope or the
+ * received message, before the relay can see the id. The relay keeps the same
+ * maxima; if its are higher, this store is older than the device's history.
+ */
+static const char *const mb_mark_name[2] = {"mark-sent", "mark-acked"};
+
+static int mb_mark_get(struct mbox *m, int which, uint8_t mark[static WIRE_ID_LEN])
+{
+    struct buf b;
+    int r;
+
+    memset(mark, 0, WIRE_ID_LEN);
+    if ((r = cfg_get(m, mb_mark_name[which], &b)) == VERR_UNKNOWN)
+        return 0;
+    if (r != 0)
+        return r;
+    r = buf_size(&b) == WIRE_ID_LEN ? 0 : VERR_BAD_FORMAT;
+    if (r == 0)
+        memcpy(mark, buf_data(&b), WIRE_ID_LEN);
+    buf_free(&b);
+    return r;
+}
+
+/* In the open write transaction. */
+static int mb_mark_raise(struct mbox *m, int which, const uint8_t id[static WIRE_ID_LEN])
+{
+    uint8_t cur[WIRE_ID_LEN];
+    int r;
+
+    if ((r = mb_mark_get(m, which, cur)) != 0)
+        return r;
+    if (memcmp(id, cur, WIRE_ID_LEN) <= 0)
+        return 0;
+    return cfg_put(m, mb_mark_name[which], id, WIRE_ID_LEN);
+}
+
 /* The next sequence number, in the open write transaction. */
 static int mb_next_seq(struct mbox *m, uint64_t *seq)
 {
@@ -893,6 +932,33 @@ static int sy_wait(struct sync *s, uint8_t want, struct buf *raw, struct wire_ms
     }
 }
 
+/*
+ * A relay that has seen this device submit or acknowledge an envelope id
+ * higher than any this store holds is talking to a store that was rolled
+ * back (restored backup) or copied (a second device with these keys): its
+ * ratchet state is stale, so nothing is sent or received until IT re-enrols
+ * the device (PROTOCOL.md part 4 "Rollback detection").
+ */
+static int sy_check_marks(struct sync *s, const uint8_t hi_sub[static WIRE_ID_LEN],
+                          const uint8_t hi_ack[static WIRE_ID_LEN])
+{
+    uint8_t mine[WIRE_ID_LEN];
+    int r;
+
+    if ((r = mb_mark_get(s->m, 0, mine)) != 0)
+        return r;
+    if (memcmp(hi_sub, mine, WIRE_ID_LEN) > 0)
+        goto rolled_back;
+    if ((r = mb_mark_get(s->m, 1, mine)) != 0)
+        return r;
+    if (memcmp(hi_ack, mine, WIRE_ID_LEN) > 0)
+        goto rolled_back;
+    return 0;
+rolled_back:
+    s->st->store_rolled_back = 1;
+    return VERR_ROLLBACK;
+}
+
 static int sy_auth(struct sync *s, uint64_t *relay_dir_version)
 {
     struct buf raw, body, msg;
@@ -921,8 +987,9 @@ out_raw:
     if ((r = sy_wait(s, WIRE_AUTH_OK, &raw, &wm, s->o->timeout_ms)) != 0)
         return r == VERR_DENIED ? sy_reason_err(s->last_reason) : r;
     *relay_dir_version = wm.u.auth_ok.dir_version;
+    r = sy_check_marks(s, wm.u.auth_ok.hi_submitted, wm.u.auth_ok.hi_acked);
     buf_free(&raw);
-    return 0;
+    return r;
 }
 
 static int sy_directory(struct sync *s, uint64_t relay_version)
@@ -1149,7 +1216,7 @@ static int sy_encrypt_for(struct sync *s, const uint8_t key[static ENV_KEY_LEN],
     if ((r = cstore_begin(m->st, 1)) != 0)
         goto out;
     if ((r = mb_sessions_put(m, dev, &ss)) != 0 || (r = mb_envrec_put(m, key, &e)) != 0 ||
-        (r = cstore_commit(m->st)) != 0) {
+        (r = mb_mark_raise(m, 0, e.env_id)) != 0 || (r = cstore_commit(m->st)) != 0) {
         cstore_abort(m->st);
         goto out;
     }
@@ -1716,6 +1783,9 @@ static int sy_on_deliver(struct sync *s, const struct wire_msg *wm)
             r = 0;
         }
     }
+    /* The acknowledged ids raise the mark with the rest of the batch. */
+    for (size_t i = 0; r == 0 && i < nack; i++)
+        r = mb_mark_raise(s->m, 1, ids + i * WIRE_ID_LEN);
     if (r != 0) {
         cstore_abort(s->m->st);
         goto out;

@@ -95,6 +95,7 @@ struct mbox_sync_stats {
     size_t prekeys_uploaded; /* one-time prekeys published (first sync, PREKEY_LOW) */
     uint64_t dir_version;
     uint16_t relay_reason; /* reason of a relay ERROR that ended the sync */
+    int store_rolled_back; /* VERR_ROLLBACK: the relay has seen this device further than its store */
 };
 int mbox_sync(struct mbox *m, const struct mbox_sync_opts *o,
               struct mbox_sync_stats *st) VL_MUST_CHECK;

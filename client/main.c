@@ -420,6 +420,9 @@ static const char *sync_failure(int r, const struct mbox_sync_stats *st)
 {
     static char msg[160];
 
+    if (r == VERR_ROLLBACK && st->store_rolled_back)
+        return "this device's store is older than the relay's record of it (restored from a "
+               "backup or copied): nothing sent or received; IT must re-enrol the device";
     switch (r) {
     case VERR_NET:
         return "relay unreachable (the outbox is kept; try again later)";

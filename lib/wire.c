@@ -180,9 +180,11 @@ static int get_body(struct buf *b, struct wire_msg *m)
             return r;
         return buf_get_bytes(b, m->u.auth.sig, SIG_LEN);
     case WIRE_AUTH_OK:
-        if ((r = buf_get_u64(b, &m->u.auth_ok.dir_version)) != 0)
+        if ((r = buf_get_u64(b, &m->u.auth_ok.dir_version)) != 0 ||
+            (r = buf_get_u64(b, &m->u.auth_ok.time)) != 0 ||
+            (r = buf_get_bytes(b, m->u.auth_ok.hi_submitted, WIRE_ID_LEN)) != 0)
             return r;
-        return buf_get_u64(b, &m->u.auth_ok.time);
+        return buf_get_bytes(b, m->u.auth_ok.hi_acked, WIRE_ID_LEN);
     case WIRE_ERROR:
         if ((r = buf_get_u16(b, &m->u.error.reason)) != 0)
             return r;
@@ -371,13 +373,17 @@ int wire_put_auth(struct buf *out, const uint8_t *cert, size_t cert_len,
     WIRE_ENCODE_END(out, save, r);
 }
 
-int wire_put_auth_ok(struct buf *out, uint64_t dir_version, uint64_t time)
+int wire_put_auth_ok(struct buf *out, uint64_t dir_version, uint64_t time,
+                     const uint8_t hi_submitted[static WIRE_ID_LEN],
+                     const uint8_t hi_acked[static WIRE_ID_LEN])
 {
     size_t save = buf_size(out);
     int r;
 
-    if ((r = put_header(out, WIRE_AUTH_OK)) == 0 && (r = buf_put_u64(out, dir_version)) == 0)
-        r = buf_put_u64(out, time);
+    if ((r = put_header(out, WIRE_AUTH_OK)) == 0 && (r = buf_put_u64(out, dir_version)) == 0 &&
+        (r = buf_put_u64(out, time)) == 0 &&
+        (r = buf_put_bytes(out, hi_submitted, WIRE_ID_LEN)) == 0)
+        r = buf_put_bytes(out, hi_acked, WIRE_ID_LEN);
     WIRE_ENCODE_END(out, save, r);
 }
 

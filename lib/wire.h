@@ -177,6 +177,11 @@ struct wire_msg {
         struct {
             uint64_t dir_version;
             uint64_t time;
+            /* Highest envelope ids the relay holds on record for this device:
+             * submitted by it, and acknowledged by it (rollback detection,
+             * PROTOCOL.md part 2 "Authentication"). All zero: none. */
+            uint8_t hi_submitted[WIRE_ID_LEN];
+            uint8_t hi_acked[WIRE_ID_LEN];
         } auth_ok;
         struct {
             uint16_t reason;
@@ -246,7 +251,9 @@ int wire_put_challenge(struct buf *out, const uint8_t nonce[static WIRE_NONCE_LE
                        const char *relay_id) VL_MUST_CHECK;
 int wire_put_auth(struct buf *out, const uint8_t *cert, size_t cert_len,
                   const uint8_t sig[static SIG_LEN]) VL_MUST_CHECK;
-int wire_put_auth_ok(struct buf *out, uint64_t dir_version, uint64_t time) VL_MUST_CHECK;
+int wire_put_auth_ok(struct buf *out, uint64_t dir_version, uint64_t time,
+                     const uint8_t hi_submitted[static WIRE_ID_LEN],
+                     const uint8_t hi_acked[static WIRE_ID_LEN]) VL_MUST_CHECK;
 /* text: NULL or at most WIRE_ERROR_TEXT_MAX printable bytes (longer is cut). */
 int wire_put_error(struct buf *out, uint16_t reason, const char *text) VL_MUST_CHECK;
 /* type: WIRE_DIRECTORY_GET (p ignored), WIRE_DIRECTORY or WIRE_DIRECTORY_PUT. */

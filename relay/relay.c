@@ -482,9 +482,17 @@ static void handle_auth(struct session *s, const struct wire_msg *m)
     audit_event(rl, AUDIT_AUTH_OK, s, 0, 0);
     rlog(RLOG_INFO, "device %s serial %llu authenticated", rlog_hex(hex, s->device_id),
          (unsigned long long)s->serial);
-    buf_reset(&rl->scratch);
-    if (wire_put_auth_ok(&rl->scratch, dir_version(rl->dir), now_s()) == 0)
-        (void)send_scratch(s);
+    {
+        uint8_t hi_sub[WIRE_ID_LEN], hi_ack[WIRE_ID_LEN];
+
+        /* A mark that cannot be read is sent as none: detection is the
+         * client's bonus, not a reason to refuse service. */
+        if (store_devmark_get(rl->st, s->device_id, hi_sub, hi_ack) != 0)
+            rlog(RLOG_WARN, "device %s: rollback marks unreadable", rlog_hex(hex, s->device_id));
+        buf_reset(&rl->scratch);
+        if (wire_put_auth_ok(&rl->scratch, dir_version(rl->dir), now_s(), hi_sub, hi_ack) == 0)
+            (void)send_scratch(s);
+    }
     /* An owner that was offline when its prekeys ran low is told now. */
     {
         uint32_t left;

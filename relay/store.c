@@ -40,6 +40,7 @@ struct store {
     MDB_txn *txn; /* the open write transaction, or NULL */
     MDB_dbi queue, byid, expiry, nd, qstat, spk, otk, meta, audit, audit_leaf;
     MDB_dbi tomb;           /* delivered ids by acknowledgement time: the dedupe window */
+    MDB_dbi devmark;        /* device id -> highest envelope id submitted || acknowledged */
     uint64_t dedupe_window; /* seconds a delivered id is still recognised */
     /* committed values, and the open transaction's working copies */
     uint64_t seq, seq_txn;
@@ -285,7 +286,8 @@ int store_open(struct store **out, const char *dir, uint64_t map_size)
         (rc = mdb_dbi_open(txn, "audit", MDB_CREATE, &s->audit)) != 0 ||
         (rc = mdb_dbi_open(txn, "audit_leaf", MDB_CREATE, &s->audit_leaf)) != 0 ||
         (rc = mdb_dbi_open(txn, "audit_cp", MDB_CREATE, &s->audit_cp)) != 0 ||
-        (rc = mdb_dbi_open(txn, "tomb", MDB_CREATE, &s->tomb)) != 0) {
+        (rc = mdb_dbi_open(txn, "tomb", MDB_CREATE, &s->tomb)) != 0 ||
+        (rc = mdb_dbi_open(txn, "devmark", MDB_CREATE, &s->devmark)) != 0) {
         r = mdb_to_verr(rc);
         goto out;
     }
@@ -619,6 +621,64 @@ static int qstat_add(struct store *s, const uint8_t dev[static DEVICE_ID_LEN], i
     return qstat_put(s, dev, count, bytes);
 }
 
+/*
+ * Raises the device's mark (which: 0 submitted, 1 acknowledged) to id if id
+ * is higher. The client records the same maximum durably before it submits
+ * or acknowledges, so the relay's mark never exceeds the client's; a client
+ * that finds it does knows its store was rolled back (PROTOCOL.md part 4).
+ */
+static int devmark_raise(struct store *s, const uint8_t dev[static DEVICE_ID_LEN], int which,
+                         const uint8_t id[static WIRE_ID_LEN])
+{
+    uint8_t mark[STORE_DEVMARK_LEN];
+    MDB_val k = val(dev, DEVICE_ID_LEN), d;
+    int rc;
+
+    rc = mdb_get(s->txn, s->devmark, &k, &d);
+    if (rc == MDB_NOTFOUND)
+        memset(mark, 0, sizeof(mark));
+    else if (rc != 0)
+        return mdb_to_verr(rc);
+    else if (d.mv_size != sizeof(mark))
+        return VERR_STORE;
+    else
+        memcpy(mark, d.mv_data, sizeof(mark));
+    if (memcmp(id, mark + which * WIRE_ID_LEN, WIRE_ID_LEN) <= 0)
+        return 0;
+    memcpy(mark + which * WIRE_ID_LEN, id, WIRE_ID_LEN);
+    k = val(dev, DEVICE_ID_LEN);
+    d = val(mark, sizeof(mark));
+    return mdb_to_verr(mdb_put(s->txn, s->devmark, &k, &d, 0));
+}
+
+int store_devmark_get(struct store *s, const uint8_t device[static DEVICE_ID_LEN],
+                      uint8_t hi_submitted[static WIRE_ID_LEN],
+                      uint8_t hi_acked[static WIRE_ID_LEN])
+{
+    MDB_txn *txn = NULL;
+    MDB_val k = val(device, DEVICE_ID_LEN), d;
+    int rc, r;
+
+    memset(hi_submitted, 0, WIRE_ID_LEN);
+    memset(hi_acked, 0, WIRE_ID_LEN);
+    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0)
+        return mdb_to_verr(rc);
+    rc = mdb_get(txn, s->devmark, &k, &d);
+    if (rc == MDB_NOTFOUND) {
+        r = 0;
+    } else if (rc != 0) {
+        r = mdb_to_verr(rc);
+    } else if (d.mv_size != STORE_DEVMARK_LEN) {
+        r = VERR_STORE;
+    } else {
+        memcpy(hi_submitted, d.mv_data, WIRE_ID_LEN);
+        memcpy(hi_acked, (const uint8_t *)d.mv_data + WIRE_ID_LEN, WIRE_ID_LEN);
+        r = 0;
+    }
+    mdb_txn_abort(txn);
+    return r;
+}
+
 static void audit_envelope(struct audit_record *rec, uint8_t event, uint64_t now,
                            const uint8_t *device, uint64_t serial, const uint8_t *peer,
                            const uint8_t *id, uint32_t size, uint8_t prec)
@@ -704,7 +764,8 @@ int store_envelope_put(struct store *s, const uint8_t sender[static DEVICE_ID_LE
     d = val(NULL, 0);
     if ((rc = mdb_put(s->txn, s->expiry, &k, &d, 0)) != 0)
         return mdb_to_verr(rc);
-    if ((r = qstat_put(s, e->peer, count + 1, bytes + e->ct_len)) != 0)
+    if ((r = qstat_put(s, e->peer, count + 1, bytes + e->ct_len)) != 0 ||
+        (r = devmark_raise(s, sender, 0, e->id)) != 0)
         return r;
     s->queued_txn++;
     audit_envelope(&rec, AUDIT_ENVELOPE_ACCEPTED, now, sender, sender_serial, e->peer, e->id,
@@ -769,6 +830,8 @@ int store_envelope_ack(struct store *s, const uint8_t recipient[static DEVICE_ID
     d = val(NULL, 0);
     if ((rc = mdb_put(s->txn, s->tomb, &k, &d, 0)) != 0)
         return mdb_to_verr(rc);
+    if ((r = devmark_raise(s, recipient, 1, id)) != 0)
+        return r;
     audit_envelope(&rec, AUDIT_ENVELOPE_DELIVERED, now, recipient, recipient_serial, ival + 1, id,
                    rd32(ival + 18 + DEVICE_ID_LEN), ival[1 + DEVICE_ID_LEN]);
     return store_audit_append(s, &rec);

@@ -161,6 +161,17 @@ int store_checkpoint_latest(struct store *s, uint64_t *size, struct buf *out) VL
 int store_audit_proof(struct store *s, int inclusion, uint64_t a, uint64_t b,
                       struct merkle_proof *proof, uint8_t *rec) VL_MUST_CHECK;
 
+/*
+ * Rollback marks (PROTOCOL.md part 2 "Authentication"): the highest envelope
+ * id the device submitted that was stored, and the highest it acknowledged,
+ * raised in the transaction that stores or deletes the envelope. Read from
+ * committed state; both all zero when the device has none.
+ */
+enum { STORE_DEVMARK_LEN = 2 * WIRE_ID_LEN };
+int store_devmark_get(struct store *s, const uint8_t device[static DEVICE_ID_LEN],
+                      uint8_t hi_submitted[static WIRE_ID_LEN],
+                      uint8_t hi_acked[static WIRE_ID_LEN]) VL_MUST_CHECK;
+
 /* Envelopes queued in total (committed), for /metrics. */
 uint64_t store_queue_total(const struct store *s);
 

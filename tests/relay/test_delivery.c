@@ -174,6 +174,49 @@ static void test_offline(void **state)
     wsc_close(&cb);
 }
 
+/*
+ * Rollback marks (PROTOCOL.md part 2 "Authentication"): AUTH_OK carries the
+ * highest envelope id the device submitted and the highest it acknowledged,
+ * the maximum and not the latest, kept across connections.
+ */
+static void test_rollback_marks(void **state)
+{
+    struct fixture *f = *state;
+    struct wsc ca, cc;
+    struct wire_msg ok;
+    struct got g;
+    uint16_t reason;
+    uint8_t hi[WIRE_ID_LEN], lo[WIRE_ID_LEN];
+
+    memset(hi, 0xff, sizeof(hi)); /* above any random id of the other tests */
+    memset(lo, 0xff, sizeof(lo));
+    lo[WIRE_ID_LEN - 1] = 0x00;
+    assert_int_equal(tc_auth(&ca, f->relay.port, &f->a, &reason), 0);
+    submit_one(f, &ca, hi, &f->c, WIRE_ROUTINE, tnow() + 3600, "mark-high", WIRE_R_OK);
+    submit_one(f, &ca, lo, &f->c, WIRE_ROUTINE, tnow() + 3600, "mark-low", WIRE_R_OK);
+    wsc_close(&ca);
+    assert_int_equal(tc_auth_ok(&ca, f->relay.port, &f->a, &reason, &ok), 0);
+    assert_memory_equal(ok.u.auth_ok.hi_submitted, hi, WIRE_ID_LEN);
+    wsc_close(&ca);
+    /* c acknowledges the lower id first: its mark is that id, then the higher. */
+    assert_int_equal(tc_auth(&cc, f->relay.port, &f->c, &reason), 0);
+    collect(f, &cc, &g, 400, 0);
+    assert_int_equal(tc_deliver_ack(&cc, lo, 1), 0);
+    wsc_close(&cc);
+    assert_int_equal(tc_auth_ok(&cc, f->relay.port, &f->c, &reason, &ok), 0);
+    assert_memory_equal(ok.u.auth_ok.hi_acked, lo, WIRE_ID_LEN);
+    assert_int_equal(tc_deliver_ack(&cc, hi, 1), 0);
+    wsc_close(&cc);
+    assert_int_equal(tc_auth_ok(&cc, f->relay.port, &f->c, &reason, &ok), 0);
+    assert_memory_equal(ok.u.auth_ok.hi_acked, hi, WIRE_ID_LEN);
+    /* Acknowledging again (no longer queued) and submitting lower ids lower nothing. */
+    assert_int_equal(tc_deliver_ack(&cc, lo, 1), 0);
+    wsc_close(&cc);
+    assert_int_equal(tc_auth_ok(&cc, f->relay.port, &f->c, &reason, &ok), 0);
+    assert_memory_equal(ok.u.auth_ok.hi_acked, hi, WIRE_ID_LEN);
+    wsc_close(&cc);
+}
+
 /* FLASH before IMMEDIATE before PRIORITY before ROUTINE, oldest first within each. */
 static void test_precedence(void **state)
 {
@@ -321,6 +364,7 @@ static void test_batch(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rollback_marks),
         cmocka_unit_test(test_online),
         cmocka_unit_test(test_offline),
         cmocka_unit_test(test_precedence),

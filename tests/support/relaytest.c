@@ -278,6 +278,14 @@ int tc_send(struct wsc *c, const struct buf *msg)
 
 int tc_auth(struct wsc *c, int port, const struct tdev *d, uint16_t *reason)
 {
+    struct wire_msg ok;
+
+    return tc_auth_ok(c, port, d, reason, &ok);
+}
+
+int tc_auth_ok(struct wsc *c, int port, const struct tdev *d, uint16_t *reason,
+               struct wire_msg *ok)
+{
     struct buf msg, body, out;
     struct wire_msg m;
     uint8_t sig[SIG_LEN];
@@ -307,6 +315,8 @@ int tc_auth(struct wsc *c, int port, const struct tdev *d, uint16_t *reason)
     r = tc_expect(c, &msg, &m, WIRE_AUTH_OK, TWAIT);
     if (r == VERR_DENIED)
         *reason = m.u.error.reason;
+    if (r == 0)
+        *ok = m;
 out:
     buf_free(&msg);
     buf_free(&body);

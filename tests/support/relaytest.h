@@ -57,6 +57,9 @@ int trelay_log_contains(const struct trelay *r, const uint8_t *p, size_t len);
 
 /* Connects and authenticates d; 0 on AUTH_OK, else VERR_DENIED with *reason from ERROR. */
 int tc_auth(struct wsc *c, int port, const struct tdev *d, uint16_t *reason) VL_MUST_CHECK;
+/* The same; on success *ok is the decoded AUTH_OK (its fields are values, no pointers). */
+int tc_auth_ok(struct wsc *c, int port, const struct tdev *d, uint16_t *reason,
+               struct wire_msg *ok) VL_MUST_CHECK;
 /* Receives one message into msg and decodes it into m. */
 int tc_recv(struct wsc *c, struct buf *msg, struct wire_msg *m, int timeout_ms) VL_MUST_CHECK;
 /* Receives until a message of type arrives (others are skipped, counted in *skipped). */

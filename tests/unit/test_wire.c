@@ -47,7 +47,7 @@ static void make_sample(size_t i, struct buf *out)
     switch (i) {
     case 0: r = wire_put_challenge(out, nonce, "relay-1"); break;
     case 1: r = wire_put_auth(out, cert_bytes, sizeof(cert_bytes), sig); break;
-    case 2: r = wire_put_auth_ok(out, 3, 1700000000); break;
+    case 2: r = wire_put_auth_ok(out, 3, 1700000000, env[0].id, nds[0].id); break;
     case 3: r = wire_put_error(out, WIRE_R_RATE_LIMITED, "slow down"); break;
     case 4: r = wire_put_directory(out, WIRE_DIRECTORY_GET, NULL, 0); break;
     case 5: r = wire_put_directory(out, WIRE_DIRECTORY, otk, 20); break;
