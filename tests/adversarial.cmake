@@ -20,24 +20,21 @@ foreach(src ${VALISE_ADV_FUZZERS})
   set_tests_properties(adversarial/fuzz_replay_${short} PROPERTIES TIMEOUT 120 LABELS adversarial)
 endforeach()
 
-# Fault injection needs the LD_PRELOAD library of tests/fault.cmake, which
-# interposes malloc and so exists in the release build only.
-if(NOT VALISE_SANITIZE)
-  add_test(NAME adversarial/client_fault
-           COMMAND ${CMAKE_CURRENT_LIST_DIR}/adversarial/client_fault.sh
-                   $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise> $<TARGET_FILE:valise-relay>
-                   $<TARGET_FILE:faultinject>)
-  # TIMEOUT covers the full sweep of VALISE_LONG=1 (about 20 min; default about 1 min).
-  set_tests_properties(adversarial/client_fault PROPERTIES TIMEOUT 3600 LABELS adversarial)
-endif()
-
-if(NOT VALISE_SANITIZE)
-  add_test(NAME adversarial/relay_fault
-           COMMAND ${CMAKE_CURRENT_LIST_DIR}/adversarial/relay_fault.sh
-                   $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise> $<TARGET_FILE:valise-relay>
-                   $<TARGET_FILE:faultinject>)
-  set_tests_properties(adversarial/relay_fault PROPERTIES TIMEOUT 3600 LABELS adversarial)
-endif()
+# Fault injection with the LD_PRELOAD library of tests/fault.cmake; in the
+# sanitizer build under LeakSanitizer (VALISE_FAULT_ENV).
+add_test(NAME adversarial/client_fault
+         COMMAND ${CMAKE_CURRENT_LIST_DIR}/adversarial/client_fault.sh
+                 $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise> $<TARGET_FILE:valise-relay>
+                 $<TARGET_FILE:faultinject>)
+# TIMEOUT covers the full sweep of VALISE_LONG=1 (about 20 min; default about 1 min).
+set_tests_properties(adversarial/client_fault PROPERTIES TIMEOUT 3600 LABELS adversarial
+                     ENVIRONMENT "${VALISE_FAULT_ENV}")
+add_test(NAME adversarial/relay_fault
+         COMMAND ${CMAKE_CURRENT_LIST_DIR}/adversarial/relay_fault.sh
+                 $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise> $<TARGET_FILE:valise-relay>
+                 $<TARGET_FILE:faultinject>)
+set_tests_properties(adversarial/relay_fault PROPERTIES TIMEOUT 3600 LABELS adversarial
+                     ENVIRONMENT "${VALISE_FAULT_ENV}")
 
 # Websocket abuse against a live relay (RFC 6455 violations, slowloris,
 # 1,000 unauthenticated connections, a flood from one device).
@@ -61,3 +58,10 @@ add_test(NAME adversarial/store_rollback
          COMMAND ${CMAKE_CURRENT_LIST_DIR}/adversarial/store_rollback.sh
                  $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise> $<TARGET_FILE:valise-relay>)
 set_tests_properties(adversarial/store_rollback PROPERTIES TIMEOUT 180 LABELS adversarial)
+
+# Insiders with a certificate for another post or role try to read a post's traffic.
+add_test(NAME adversarial/wrong_post
+         COMMAND ${CMAKE_CURRENT_LIST_DIR}/adversarial/wrong_post.sh
+                 $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise> $<TARGET_FILE:valise-relay>
+                 $<TARGET_FILE:adversarial_lmdb_rewrite>)
+set_tests_properties(adversarial/wrong_post PROPERTIES TIMEOUT 180 LABELS adversarial)

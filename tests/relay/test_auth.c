@@ -123,6 +123,33 @@ static void test_bad_signature(void **state)
     expect_refused(f, &wrong, WIRE_R_BAD_SIGNATURE);
 }
 
+/*
+ * Issue 6: a valid device edits its own certificate to claim another post or
+ * role (to be handed that post's traffic): the root's signature no longer
+ * covers it, so the relay refuses it before anything is delivered.
+ */
+static void test_edited_post_or_role(void **state)
+{
+    static const struct {
+        const char *from, *to;
+    } edits[] = {{"HQ", "JK"}, {"duty", "amba"}};
+    struct fixture *f = *state;
+
+    for (size_t i = 0; i < sizeof(edits) / sizeof(edits[0]); i++) {
+        struct tdev forged = f->good;
+        size_t n = strlen(edits[i].from), hits = 0;
+
+        /* str8 fields: the length byte then the text, edited in place. */
+        for (size_t at = 1; at + n <= forged.cert_len; at++)
+            if (forged.cert_bytes[at - 1] == n && memcmp(forged.cert_bytes + at, edits[i].from, n) == 0) {
+                memcpy(forged.cert_bytes + at, edits[i].to, n);
+                hits++;
+            }
+        assert_int_equal(hits, 1);
+        expect_refused(f, &forged, WIRE_R_BAD_SIGNATURE);
+    }
+}
+
 /* The answer to connection 1's challenge is worthless on connection 2. */
 static void test_replayed_answer(void **state)
 {
@@ -211,6 +238,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_auth_ok),
         cmocka_unit_test(test_other_org),
+        cmocka_unit_test(test_edited_post_or_role),
         cmocka_unit_test(test_expired),
         cmocka_unit_test(test_not_yet_valid),
         cmocka_unit_test(test_revoked),
