@@ -12,8 +12,15 @@
  *   VALISE_FAIL_AFTER_MS=M  count nothing until M ms after the first call, so
  *                        a server's start-up is left alone and only the work
  *                        a test drives afterwards is failed (tests/adversarial).
- * Counting starts at the first call in the process (or M ms later). Test code only; never
+ * Counting starts just before main (or M ms later). Test code only; never
  * linked into a product binary.
+ *
+ * The real allocator is the next one in symbol order (dlsym RTLD_NEXT): glibc's
+ * in the release build, the sanitizer's in the ASan build (run with
+ * ASAN_OPTIONS=verify_asan_link_order=0, since this library is preloaded ahead
+ * of libasan), so LeakSanitizer sees every allocation and reports what a
+ * failure path leaked. While dlsym itself runs, allocations come from a small
+ * static arena that is never handed to the real free.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,9 +34,45 @@
 #include <time.h>
 #include <unistd.h>
 
-extern void *__libc_malloc(size_t);
-extern void *__libc_calloc(size_t, size_t);
-extern void *__libc_realloc(void *, size_t);
+#include <dlfcn.h>
+#include <stdint.h>
+
+static void *(*real_malloc)(size_t);
+static void *(*real_calloc)(size_t, size_t);
+static void *(*real_realloc)(void *, size_t);
+static void (*real_free)(void *);
+static int resolving;
+static _Alignas(16) unsigned char arena[16384];
+static size_t arena_used;
+
+static void *arena_alloc(size_t n)
+{
+    void *p;
+
+    n = (n + 15) & ~(size_t)15;
+    if (n > sizeof(arena) - arena_used)
+        return NULL;
+    p = arena + arena_used;
+    arena_used += n;
+    return p; /* static storage: already zero, as calloc wants */
+}
+
+static int in_arena(const void *p)
+{
+    return (uintptr_t)p >= (uintptr_t)arena && (uintptr_t)p < (uintptr_t)(arena + sizeof(arena));
+}
+
+static void resolve(void)
+{
+    if (real_free != NULL || resolving)
+        return;
+    resolving = 1;
+    *(void **)&real_malloc = dlsym(RTLD_NEXT, "malloc");
+    *(void **)&real_calloc = dlsym(RTLD_NEXT, "calloc");
+    *(void **)&real_realloc = dlsym(RTLD_NEXT, "realloc");
+    *(void **)&real_free = dlsym(RTLD_NEXT, "free");
+    resolving = 0;
+}
 
 static unsigned long fail_alloc, fail_write, fail_sync;
 static unsigned long n_alloc, n_write, n_sync;
@@ -62,6 +105,20 @@ static void configure(void)
         (void)clock_gettime(CLOCK_MONOTONIC, &started); /* vDSO: no allocation */
 }
 
+/*
+ * Runs after the libraries' initialisers, just before main. Under ASan the
+ * first allocations come from the sanitizer's start-up, before libc has set
+ * up the environment (getenv sees nothing then), so the configuration is read
+ * again here and counting starts here: N is the N-th allocation of the
+ * program's own run, the same in both builds.
+ */
+__attribute__((constructor)) static void fault_start(void)
+{
+    configured = 0;
+    configure();
+    n_alloc = n_write = n_sync = 0;
+}
+
 /* 1 while VALISE_FAIL_AFTER_MS has not yet passed. */
 static int still_starting(void)
 {
@@ -91,32 +148,57 @@ static int should_fail(unsigned long *count, unsigned long target)
 
 void *malloc(size_t n)
 {
+    resolve();
+    if (real_malloc == NULL)
+        return arena_alloc(n);
     if (should_fail(&n_alloc, fail_alloc)) {
         errno = ENOMEM;
         return NULL;
     }
-    return __libc_malloc(n);
+    return real_malloc(n);
 }
 
 void *calloc(size_t a, size_t b)
 {
+    resolve();
+    if (real_calloc == NULL)
+        return b != 0 && a > SIZE_MAX / b ? NULL : arena_alloc(a * b);
     if (should_fail(&n_alloc, fail_alloc)) {
         errno = ENOMEM;
         return NULL;
     }
-    return __libc_calloc(a, b);
+    return real_calloc(a, b);
 }
 
 void *realloc(void *p, size_t n)
 {
+    resolve();
+    if (in_arena(p) || real_realloc == NULL) {
+        void *q = malloc(n); /* an arena block moves to the real heap; never shrinks */
+        if (q != NULL && p != NULL)
+            memcpy(q, p,
+                   n < (size_t)(arena + sizeof(arena) - (unsigned char *)p)
+                       ? n
+                       : (size_t)(arena + sizeof(arena) - (unsigned char *)p));
+        return q;
+    }
     if (n != 0 && should_fail(&n_alloc, fail_alloc)) {
         errno = ENOMEM;
         return NULL;
     }
-    return __libc_realloc(p, n);
+    return real_realloc(p, n);
 }
 
-#define WRAP_IO(ret, name, counter, target, err, params, args)                                    \
+void free(void *p)
+{
+    if (p == NULL || in_arena(p))
+        return;
+    resolve();
+    if (real_free != NULL)
+        real_free(p);
+}
+
+#define WRAP_IO(ret, name, counter, target, err, params, args)                                     \
     ret name params                                                                                \
     {                                                                                              \
         static ret(*real) params;                                                                  \
@@ -129,7 +211,6 @@ void *realloc(void *p, size_t n)
         return real args;                                                                          \
     }
 
-#include <dlfcn.h>
 static void *dlsym_next(const char *name)
 {
     return dlsym(RTLD_NEXT, name);
@@ -138,8 +219,8 @@ static void *dlsym_next(const char *name)
 WRAP_IO(ssize_t, write, n_write, fail_write, ENOSPC, (int fd, const void *b, size_t n), (fd, b, n))
 WRAP_IO(ssize_t, pwrite, n_write, fail_write, ENOSPC, (int fd, const void *b, size_t n, off_t o),
         (fd, b, n, o))
-WRAP_IO(ssize_t, pwrite64, n_write, fail_write, ENOSPC,
-        (int fd, const void *b, size_t n, off_t o), (fd, b, n, o))
+WRAP_IO(ssize_t, pwrite64, n_write, fail_write, ENOSPC, (int fd, const void *b, size_t n, off_t o),
+        (fd, b, n, o))
 WRAP_IO(ssize_t, writev, n_write, fail_write, ENOSPC, (int fd, const struct iovec *v, int c),
         (fd, v, c))
 WRAP_IO(ssize_t, pwritev, n_write, fail_write, ENOSPC,
