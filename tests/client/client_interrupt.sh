@@ -4,7 +4,13 @@
 # sides run `valise sync` killed with SIGKILL at a spread of moments (during
 # the passphrase KDF, authentication, bundle fetch, encryption, submission,
 # download, acknowledgement), then sync cleanly; every message must be in
-# the recipient's inbox exactly once.
+# the recipient's inbox exactly once. Then random rounds under load (issue 6:
+# "kill -9 at random points, hundreds of rounds"): both clients and, every
+# third round, the relay killed with SIGKILL at random moments while new
+# telegrams keep being queued; 10 rounds by default, 200 with VALISE_LONG=1.
+# Afterwards every telegram is in the inbox exactly once and accepted in the
+# outbox, and no sync took a store for a rolled-back one (a crash between a
+# commit and its acknowledgement must never leave the relay's marks ahead).
 # usage: client_interrupt.sh VALISE_KEYS VALISE VALISE_RELAY
 set -u
 KEYS=$1
@@ -34,12 +40,17 @@ run "init jkt" V init --home jkt --name "Budi" --out jkt.req || exit 1
 run "enroll hq" "$KEYS" enroll --dir org --request hq.req --post HQ --role duty --out hq.cert --passphrase-file opw
 run "enroll jkt" "$KEYS" enroll --dir org --request jkt.req --post JKT --role ambassador --out jkt.cert --passphrase-file opw
 run "directory" "$KEYS" directory --dir org --out dir.bin --passphrase-file opw
-"$RELAY" --data data --org-pub org/org.pub --directory dir.bin --listen 127.0.0.1:0 \
-  --port-file port --log-level warn 2>>relay.log &
-RPID=$!
-for _ in $(seq 100); do [ -s port ] && break; sleep 0.05; done
-[ -s port ] || { fail "relay did not start"; exit 1; }
-URL="ws://127.0.0.1:$(cat port)"
+start_relay() { # start_relay PORT (0: any)
+  rm -f port
+  "$RELAY" --data data --org-pub org/org.pub --directory dir.bin --listen "127.0.0.1:$1" \
+    --port-file port --log-level warn 2>>relay.log &
+  RPID=$!
+  for _ in $(seq 100); do [ -s port ] && break; sleep 0.05; done
+  [ -s port ] || { fail "relay did not start"; exit 1; }
+}
+start_relay 0
+PORT=$(cat port)
+URL="ws://127.0.0.1:$PORT"
 run "valise enroll hq" V enroll --home hq --cert hq.cert --org-pub org/org.pub --relay "$URL"
 run "valise enroll jkt" V enroll --home jkt --cert jkt.cert --org-pub org/org.pub --relay "$URL"
 run "jkt publishes prekeys" V sync --home jkt --wait-ms 100
@@ -55,12 +66,43 @@ for ms in 150 250 300 350 400 450 500 550 600 700 800 1000; do
   (timeout -s KILL "$s" "$VALISE" sync --home hq --wait-ms 300 --passphrase-file dpw) >/dev/null 2>&1
   (timeout -s KILL "$s" "$VALISE" sync --home jkt --wait-ms 300 --passphrase-file dpw) >/dev/null 2>&1
 done
+# Random rounds under load: both sides killed at a random moment, the relay
+# killed with SIGKILL too in every third round (restarted on the same data),
+# a new telegram queued every other round. 10 rounds by default, 200 with
+# VALISE_LONG=1 (scripts/test.sh --long).
+ROUNDS=10
+[ "${VALISE_LONG:-0}" = 1 ] && ROUNDS=200
+for r in $(seq 1 $ROUNDS); do
+  if [ $((r % 2)) -eq 0 ]; then
+    N=$((N + 1)); i=$(printf '%02d' $N)
+    echo "telegram $i" | V send --home hq --to ambassador@JKT --subject "T-$i" >/dev/null 2>err.txt ||
+      fail "send $i: $(cat err.txt)"
+  fi
+  ms=$((100 + RANDOM % 1400))
+  s=$(awk "BEGIN { print $ms / 1000 }")
+  if [ $((r % 3)) -eq 0 ]; then
+    rk=$(awk "BEGIN { print (50 + $RANDOM % 900) / 1000 }")
+    (sleep "$rk"; kill -KILL "$RPID" 2>/dev/null) &
+    killer=$!
+  fi
+  (timeout -s KILL "$s" "$VALISE" sync --home hq --wait-ms 300 --passphrase-file dpw) >/dev/null 2>&1 &
+  hqpid=$!
+  (timeout -s KILL "$s" "$VALISE" sync --home jkt --wait-ms 300 --passphrase-file dpw) >/dev/null 2>&1
+  wait "$hqpid" 2>/dev/null
+  if [ $((r % 3)) -eq 0 ]; then
+    wait "$killer" 2>/dev/null
+    wait "$RPID" 2>/dev/null
+    start_relay "$PORT"
+  fi
+done
+echo "random rounds: $ROUNDS, telegrams: $N"
 for _ in 1 2; do
   run "hq clean sync" V sync --home hq --wait-ms 1000
   run "jkt clean sync" V sync --home jkt --wait-ms 1000
 done
 run "jkt inbox" V inbox --home jkt
-for i in $(seq -w 1 $N); do
+for n in $(seq 1 $N); do
+  i=$(printf '%02d' "$n")
   c=$(grep -c " T-$i\$" out.txt)
   [ "$c" -eq 1 ] || fail "T-$i is in the inbox $c times (expected once)"
 done
