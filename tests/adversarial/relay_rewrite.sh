@@ -19,50 +19,18 @@
 # usage: relay_rewrite.sh VALISE_KEYS VALISE VALISE_RELAY LMDB_REWRITE
 set -u
 KEYS=$1 VALISE=$2 RELAY=$3 REWRITE=$4
-T=$(mktemp -d /tmp/valise-rewrite.XXXXXX)
-RPID=
-cleanup() {
-  [ -n "$RPID" ] && kill "$RPID" 2>/dev/null && wait "$RPID" 2>/dev/null
-  rm -rf "$T"
-}
-trap cleanup EXIT
-cd "$T"
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
-run() {
-  local d=$1; shift
-  if ! "$@" >out.txt 2>err.txt; then fail "$d: exit $? ($(cat err.txt))"; return 1; fi
-}
-echo "org passphrase 1" >opw
-echo "device passphrase 1" >dpw
-V() { "$VALISE" "$@" --passphrase-file dpw; }
-start_relay() { # start_relay PORT
-  rm -f port
-  "$RELAY" --data data --org-pub org/org.pub --directory dir.bin --listen "127.0.0.1:$1" \
-    --port-file port --log-level warn 2>>relay.log &
-  RPID=$!
-  for _ in $(seq 200); do [ -s port ] && return 0; sleep 0.025; done
-  fail "relay did not start: $(tail -3 relay.log)"; exit 1
-}
-stop_relay() { kill "$RPID" && wait "$RPID" 2>/dev/null; RPID=; }
+. "$(dirname "$0")/../harness.sh"
+harness_init rewrite
+start_relay() { relay_start "$1" data dir.bin; }
+stop_relay() { relay_stop; }
 inbox_count() { V inbox --home "$1" >out.txt 2>err.txt || fail "$1 inbox: $(cat err.txt)"; grep -c " $2\$" out.txt; }
 
-run "org init" "$KEYS" init --dir org --org Ministry --passphrase-file opw || exit 1
-for d in "hq Anna HQ duty" "hq2 Carla HQ consul" "jkt Budi JKT ambassador" "jkt2 Dewi JKT deputy"; do
-  set -- $d
-  run "init $1" V init --home "$1" --name "$2" --out "$1.req" || exit 1
-  run "enroll $1" "$KEYS" enroll --dir org --request "$1.req" --post "$3" --role "$4" --out "$1.cert" --passphrase-file opw || exit 1
-done
-run "directory" "$KEYS" directory --dir org --out dir.bin --passphrase-file opw || exit 1
-id_of() { "$KEYS" list --dir org | awk -v n="$1" '$0 ~ n {print $2}'; }
-HQ=$(id_of Anna) HQ2=$(id_of Carla) JKT=$(id_of Budi) JKT2=$(id_of Dewi)
+org_setup "hq Anna HQ duty" "hq2 Carla HQ consul" "jkt Budi JKT ambassador" "jkt2 Dewi JKT deputy"
+HQ=$(device_id Anna) HQ2=$(device_id Carla) JKT=$(device_id Budi) JKT2=$(device_id Dewi)
 [ ${#HQ} -eq 32 ] && [ ${#JKT2} -eq 32 ] || { fail "device ids: '$HQ' '$JKT2'"; exit 1; }
 start_relay 0
 PORT=$(cat port)
-for h in hq hq2 jkt jkt2; do
-  run "valise enroll $h" V enroll --home $h --cert $h.cert --org-pub org/org.pub --relay "ws://127.0.0.1:$PORT"
-  run "$h publishes prekeys" V sync --home $h --wait-ms 100
-done
+join_relay hq hq2 jkt jkt2
 
 # R-1: a genuine message establishes hq -> jkt.
 echo "first" | V send --home hq --to ambassador@JKT --subject R-1 >/dev/null || fail "send R-1"
@@ -76,11 +44,7 @@ run "hq sync R-2" V sync --home hq --wait-ms 200
 stop_relay
 n=$("$REWRITE" data sender "$HQ" "$HQ2") || fail "rewrite sender: $n"
 start_relay "$PORT"
-V sync --home jkt --wait-ms 500 >out.txt 2>err.txt
-rc=$?
-[ $rc -lt 128 ] || fail "jkt sync died by signal $((rc - 128)) on a rewritten sender"
-# It must have been delivered and refused, not just lost on the way.
-grep -qE "[1-9][0-9]* refused" out.txt || fail "jkt did not report the forged envelope refused: $(cat out.txt err.txt)"
+sync_refuses jkt "an envelope whose sender id was rewritten"
 [ "$(inbox_count jkt R-2)" -eq 0 ] || fail "jkt accepted a message whose sender id the relay rewrote"
 grep -q "forged sender" jkt/store/* 2>/dev/null && fail "jkt's store holds the forged message's plaintext"
 
@@ -100,10 +64,7 @@ run "hq sync R-4" V sync --home hq --wait-ms 200
 stop_relay
 n=$("$REWRITE" data recipient "$JKT" "$JKT2") || fail "rewrite recipient: $n"
 start_relay "$PORT"
-V sync --home jkt2 --wait-ms 500 >out.txt 2>err.txt
-rc=$?
-[ $rc -lt 128 ] || fail "jkt2 sync died by signal $((rc - 128)) on a re-addressed envelope"
-grep -qE "[1-9][0-9]* refused" out.txt || fail "jkt2 did not report the re-addressed envelope refused: $(cat out.txt err.txt)"
+sync_refuses jkt2 "an envelope re-addressed from jkt"
 [ "$(inbox_count jkt2 R-4)" -eq 0 ] || fail "jkt2 read an envelope addressed to jkt"
 grep -q "misrouted" jkt2/store/* 2>/dev/null && fail "jkt2's store holds the misrouted plaintext"
 # jkt2 still works: a genuine message to it reads.
@@ -151,10 +112,7 @@ swap_check() { # swap_check SENDER_HOME SENDER_ID TO RECIPIENT_HOME BAD GOOD NEW
   n=$("$REWRITE" data swap-type "$2" "$2") || fail "swap-type for $5: $n"
   [ "$n" = "$7" ] || fail "$5: expected it to arrive as a $7 message, the swap gave '$n'"
   start_relay "$PORT"
-  V sync --home "$4" --wait-ms 500 >out.txt 2>err.txt
-  rc=$?
-  [ $rc -lt 128 ] || fail "$4 sync died by signal $((rc - 128)) on a type-swapped envelope"
-  grep -qE "[1-9][0-9]* refused" out.txt || fail "$4 did not refuse the type-swapped $5: $(cat out.txt err.txt)"
+  sync_refuses "$4" "the type-swapped $5"
   [ "$(inbox_count "$4" "$5")" -eq 0 ] || fail "$4 accepted the type-swapped $5"
   echo "genuine" | V send --home "$1" --to "$3" --subject "$6" >/dev/null || fail "send $6"
   run "$1 sync $6" V sync --home "$1" --wait-ms 200
@@ -164,5 +122,4 @@ swap_check() { # swap_check SENDER_HOME SENDER_ID TO RECIPIENT_HOME BAD GOOD NEW
 swap_check hq "$HQ" ambassador@JKT jkt R-7 R-8 prekey
 swap_check hq2 "$HQ2" deputy@JKT jkt2 R-9 R-10 ratchet
 
-[ $failures -eq 0 ] || { echo "$failures failure(s)" >&2; exit 1; }
-echo "relay rewrite: all checks passed"
+harness_done "relay rewrite"

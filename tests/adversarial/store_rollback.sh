@@ -10,47 +10,17 @@
 # usage: store_rollback.sh VALISE_KEYS VALISE VALISE_RELAY
 set -u
 KEYS=$1 VALISE=$2 RELAY=$3
-T=$(mktemp -d /tmp/valise-rollback.XXXXXX)
-RPID=
-cleanup() {
-  [ -n "$RPID" ] && kill "$RPID" 2>/dev/null && wait "$RPID" 2>/dev/null
-  rm -rf "$T"
-}
-trap cleanup EXIT
-cd "$T"
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
-run() {
-  local d=$1; shift
-  if ! "$@" >out.txt 2>err.txt; then fail "$d: exit $? ($(cat err.txt))"; return 1; fi
-}
-echo "org passphrase 1" >opw
-echo "device passphrase 1" >dpw
-V() { "$VALISE" "$@" --passphrase-file dpw; }
-start_relay() { # start_relay PORT DIRECTORY DATA
-  rm -f port
-  "$RELAY" --data "$3" --org-pub org/org.pub --directory "$2" --listen "127.0.0.1:$1" \
-    --port-file port --log-level warn 2>>relay.log &
-  RPID=$!
-  for _ in $(seq 200); do [ -s port ] && return 0; sleep 0.025; done
-  fail "relay did not start: $(tail -3 relay.log)"; exit 1
-}
-stop_relay() { kill "$RPID" && wait "$RPID" 2>/dev/null; RPID=; }
+. "$(dirname "$0")/../harness.sh"
+harness_init rollback
+start_relay() { relay_start "$1" "$3" "$2"; } # start_relay PORT DIRECTORY DATA
+stop_relay() { relay_stop; }
 count() { V "$1" --home "$2" >out.txt 2>err.txt || fail "$1 $2: $(cat err.txt)"; grep -c " $3\$" out.txt; }
 
-run "org init" "$KEYS" init --dir org --org Ministry --passphrase-file opw || exit 1
-for d in "hq Anna HQ duty" "jkt Budi JKT ambassador"; do
-  set -- $d
-  run "init $1" V init --home "$1" --name "$2" --out "$1.req" || exit 1
-  run "enroll $1" "$KEYS" enroll --dir org --request "$1.req" --post "$3" --role "$4" --out "$1.cert" --passphrase-file opw || exit 1
-done
-run "directory v1" "$KEYS" directory --dir org --out dir1.bin --passphrase-file opw || exit 1
+org_setup "hq Anna HQ duty" "jkt Budi JKT ambassador"
+mv dir.bin dir1.bin
 start_relay 0 dir1.bin data
 PORT=$(cat port)
-for h in hq jkt; do
-  run "valise enroll $h" V enroll --home $h --cert $h.cert --org-pub org/org.pub --relay "ws://127.0.0.1:$PORT"
-  run "$h prekeys" V sync --home $h --wait-ms 100
-done
+join_relay hq jkt
 echo one | V send --home hq --to ambassador@JKT --subject B-1 >/dev/null || fail "send B-1"
 run "hq sync" V sync --home hq --wait-ms 200
 run "jkt sync" V sync --home jkt --wait-ms 500
@@ -117,5 +87,4 @@ stop_relay
 start_relay "$PORT" dir2.bin data-new
 run "jkt on a relay without marks" V sync --home jkt --wait-ms 200
 
-[ $failures -eq 0 ] || { echo "$failures failure(s)" >&2; exit 1; }
-echo "store rollback: all checks passed"
+harness_done "store rollback"

@@ -13,54 +13,22 @@
 # usage: wrong_post.sh VALISE_KEYS VALISE VALISE_RELAY LMDB_REWRITE
 set -u
 KEYS=$1 VALISE=$2 RELAY=$3 REWRITE=$4
-T=$(mktemp -d /tmp/valise-wrongpost.XXXXXX)
-RPID=
-cleanup() {
-  [ -n "$RPID" ] && kill "$RPID" 2>/dev/null && wait "$RPID" 2>/dev/null
-  rm -rf "$T"
-}
-trap cleanup EXIT
-cd "$T"
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
-run() {
-  local d=$1; shift
-  if ! "$@" >out.txt 2>err.txt; then fail "$d: exit $? ($(cat err.txt))"; return 1; fi
-}
-echo "org passphrase 1" >opw
-echo "device passphrase 1" >dpw
-V() { "$VALISE" "$@" --passphrase-file dpw; }
-start_relay() { # start_relay PORT
-  rm -f port
-  "$RELAY" --data data --org-pub org/org.pub --directory dir.bin --listen "127.0.0.1:$1" \
-    --port-file port --log-level warn 2>>relay.log &
-  RPID=$!
-  for _ in $(seq 200); do [ -s port ] && return 0; sleep 0.025; done
-  fail "relay did not start: $(tail -3 relay.log)"; exit 1
-}
-stop_relay() { kill "$RPID" && wait "$RPID" 2>/dev/null; RPID=; }
+. "$(dirname "$0")/../harness.sh"
+harness_init wrongpost
+start_relay() { relay_start "$1" data dir.bin; }
+stop_relay() { relay_stop; }
 inbox_count() { V inbox --home "$1" >out.txt 2>err.txt || fail "$1 inbox: $(cat err.txt)"; grep -c " $2\$" out.txt; }
 received() { # received HOME: the number of new messages a sync took
   run "$1 sync" V sync --home "$1" --wait-ms 500
   sed -n 's/.*received \([0-9]*\) new.*/\1/p' out.txt
 }
 
-run "org init" "$KEYS" init --dir org --org Ministry --passphrase-file opw || exit 1
-for d in "hq Anna HQ duty" "amb Budi JKT ambassador" "dep Dewi JKT deputy" "gva Carla GVA consul"; do
-  set -- $d
-  run "init $1" V init --home "$1" --name "$2" --out "$1.req" || exit 1
-  run "enroll $1" "$KEYS" enroll --dir org --request "$1.req" --post "$3" --role "$4" --out "$1.cert" --passphrase-file opw || exit 1
-done
-run "directory" "$KEYS" directory --dir org --out dir.bin --passphrase-file opw || exit 1
-id_of() { "$KEYS" list --dir org | awk -v n="$1" '$0 ~ n {print $2}'; }
-AMB=$(id_of Budi) GVA=$(id_of Carla)
+org_setup "hq Anna HQ duty" "amb Budi JKT ambassador" "dep Dewi JKT deputy" "gva Carla GVA consul"
+AMB=$(device_id Budi) GVA=$(device_id Carla)
 [ ${#AMB} -eq 32 ] && [ ${#GVA} -eq 32 ] || { fail "device ids: '$AMB' '$GVA'"; exit 1; }
 start_relay 0
 PORT=$(cat port)
-for h in hq amb dep gva; do
-  run "valise enroll $h" V enroll --home $h --cert $h.cert --org-pub org/org.pub --relay "ws://127.0.0.1:$PORT"
-  run "$h publishes prekeys" V sync --home $h --wait-ms 100
-done
+join_relay hq amb dep gva
 
 # W-1: to the ambassador only.
 echo "for the ambassador" | V send --home hq --to ambassador@JKT --precedence FLASH --subject W-1 >/dev/null || fail "send W-1"
@@ -87,10 +55,7 @@ run "hq sync W-3" V sync --home hq --wait-ms 200
 stop_relay
 n=$("$REWRITE" data recipient "$AMB" "$GVA") || fail "rewrite recipient: $n"
 start_relay "$PORT"
-V sync --home gva --wait-ms 500 >out.txt 2>err.txt
-rc=$?
-[ $rc -lt 128 ] || fail "consul sync died by signal $((rc - 128))"
-grep -qE "[1-9][0-9]* refused" out.txt || fail "the consul did not report the moved envelope refused: $(cat out.txt err.txt)"
+sync_refuses gva "the ambassador's envelope moved into its queue"
 [ "$(inbox_count gva W-3)" -eq 0 ] || fail "the consul read the ambassador's W-3"
 
 # W-4: a certificate edited to claim JKT instead of GVA (same length) is refused.
@@ -107,5 +72,4 @@ if V enroll --home gva2 --cert forged.cert --org-pub org/org.pub --relay "ws://1
 fi
 [ "$(wc -l <err.txt)" -eq 1 ] || fail "edited certificate: not a one-line error: $(cat err.txt)"
 
-[ $failures -eq 0 ] || { echo "$failures failure(s)" >&2; exit 1; }
-echo "wrong post or role: all checks passed"
+harness_done "wrong post or role"
