@@ -1,6 +1,7 @@
 /* relay.c - the relay's core (see relay.h, PROTOCOL.md, part 2). */
 #include "relay.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -39,6 +40,7 @@ enum op_kind {
     OP_PREKEYS,
     OP_BUNDLE,
     OP_DIR_PUT,
+    OP_AUDIT_GET, /* read-only: answered by the writer outside any write transaction */
 };
 
 struct session {
@@ -50,6 +52,9 @@ struct session {
     uint8_t sign_pk[SIG_PK_LEN];
     uint64_t serial;
     int authed, in_table, close_after_flush;
+    /* AUTH_OK waits until everything received before the AUTH is committed */
+    struct session *auth_next; /* in rl->auth_wait */
+    uint64_t auth_epoch;
     unsigned pending_ops;
     /* reassembly of a message split over several reads */
     uint8_t *rx;
@@ -67,6 +72,7 @@ struct op {
     uint8_t kind;
     uint8_t rate_limited;
     uint8_t flash; /* a SUBMIT carrying a FLASH envelope: committed ahead of the turn */
+    uint16_t fail_reason; /* set by the writer when its transaction failed: ERROR sent at handback */
     struct session *s;
     size_t off, len; /* message bytes in the arena */
     struct audit_record rec;
@@ -97,6 +103,44 @@ struct counters {
     uint64_t accepted, duplicates, delivered, expired, rejected[WIRE_R_MAX + 1];
 };
 
+/* One transaction's figures, for the /metrics histograms. */
+struct chunk_stat {
+    double secs;
+    uint64_t envelopes;
+};
+
+/*
+ * One op list and what applying it produced. Two of them: the event loop
+ * fills one while the writer thread applies and commits the other
+ * (BENCHMARKS.md "No writer thread yet"). Ownership moves only under
+ * relay.mu, so whoever holds a batch is the only one touching it.
+ */
+struct batch {
+    struct op *ops;
+    size_t nops, ops_cap;
+    struct op *ops_tmp; /* for putting FLASH ops first (ops_cap entries) */
+    size_t ops_tmp_cap;
+    struct vec arena;   /* message bytes of queued ops */
+    size_t nflash;      /* FLASH SUBMITs among ops */
+    uint64_t epoch;     /* the fill epoch it carries; 0: only FLASH taken ahead of the rest */
+    int sweep;          /* run the expiry sweep in this batch */
+    /* results: written by the writer, read by the event loop after the handback */
+    struct buf replies;        /* staged reply messages */
+    struct staged *staged;
+    size_t nstaged, staged_cap;
+    struct vec wake_deliver;   /* device ids (16 bytes each) to wake for delivery */
+    struct vec wake_nd;        /* senders with new non-delivery notices */
+    struct vec wake_prekey;    /* owners whose one-time prekeys ran low: id | u32 left */
+    struct directory *new_dir; /* committed by this batch: installed at the handback */
+    struct directory *txn_dir; /* put by the open transaction */
+    struct counters turn;
+    struct vec stats;          /* struct chunk_stat per committed transaction */
+    uint64_t commit_failures;
+    uint64_t queued, audit_size; /* the store's committed figures after the batch */
+};
+
+enum writer_state { W_IDLE, W_BUSY, W_DONE };
+
 struct relay {
     const struct relay_config *cfg;
     struct orgpub org;
@@ -113,27 +157,29 @@ struct relay {
     volatile sig_atomic_t stop, reload;
     int shutting_down;
     uint64_t last_sweep_ms;
-    /* this turn */
-    struct op *ops;
-    size_t nops, ops_cap;
-    struct op *ops_tmp; /* for putting FLASH ops first (ops_cap entries) */
-    size_t ops_tmp_cap;
-    struct vec arena;          /* message bytes of queued ops */
-    struct buf replies;        /* staged reply messages */
-    struct staged *staged;
-    size_t nstaged, staged_cap;
-    struct vec wake_deliver;   /* device ids (16 bytes each) to wake for delivery */
-    struct vec wake_nd;        /* senders with new non-delivery notices */
-    struct vec wake_prekey;    /* owners whose one-time prekeys ran low: id | u32 left */
-    struct directory *new_dir; /* installed by this turn's commit */
-    struct counters turn;
-    struct buf scratch;        /* one outgoing message being built */
+    /* op lists: fill is the event loop's, work the writer's while wstate is W_BUSY */
+    struct batch batches[2];
+    struct batch *fill, *work;
+    pthread_t writer;
+    pthread_mutex_t mu; /* guards wstate, wquit and the swap of fill and work */
+    pthread_cond_t cv_work, cv_done;
+    enum writer_state wstate;
+    int wquit, writer_started;
+    /*
+     * Fill epochs: the list being filled is epoch fill_epoch; once a batch of
+     * epoch e is handed back, everything received before that list went to the
+     * writer is durable (epoch_done = e). Sessions in auth_wait get AUTH_OK then.
+     */
+    uint64_t fill_epoch, epoch_done;
+    struct session *auth_wait;
+    struct buf scratch;        /* one outgoing message being built (event loop only) */
     /* metrics */
     struct counters total;
     uint64_t auth_ok, auth_fail, commits, commit_failures;
     uint64_t commit_hist[HIST_COMMIT + 1], batch_hist[HIST_BATCH + 1];
     double commit_sum;
     uint64_t batch_sum;
+    uint64_t queued, audit_size; /* the store's committed figures as of the last handback */
 };
 
 /* ---- small helpers ---- */
@@ -159,7 +205,8 @@ static double now_sec_f(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static int vec_put(struct vec *v, const void *p, size_t n)
+/* Room for n more bytes. */
+static int vec_reserve(struct vec *v, size_t n)
 {
     if (n > SIZE_MAX - v->len)
         return VERR_NOMEM;
@@ -174,6 +221,15 @@ static int vec_put(struct vec *v, const void *p, size_t n)
         v->p = np;
         v->cap = ncap;
     }
+    return 0;
+}
+
+static int vec_put(struct vec *v, const void *p, size_t n)
+{
+    int r;
+
+    if ((r = vec_reserve(v, n)) != 0)
+        return r;
     memcpy(v->p + v->len, p, n);
     v->len += n;
     return 0;
@@ -356,20 +412,22 @@ static void error_reply(struct session *s, uint16_t reason, const char *text)
 
 /* ---- ops of this turn ---- */
 
+/* Ops are added by the event loop only, to the list it fills (rl->fill). */
 static struct op *op_new(struct relay *rl, uint8_t kind, struct session *s)
 {
+    struct batch *b = rl->fill;
     struct op *o;
 
-    if (rl->nops == rl->ops_cap) {
-        size_t ncap = rl->ops_cap < 64 ? 64 : rl->ops_cap * 2;
-        struct op *np = realloc(rl->ops, ncap * sizeof(*np));
+    if (b->nops == b->ops_cap) {
+        size_t ncap = b->ops_cap < 64 ? 64 : b->ops_cap * 2;
+        struct op *np = realloc(b->ops, ncap * sizeof(*np));
 
         if (np == NULL)
             return NULL;
-        rl->ops = np;
-        rl->ops_cap = ncap;
+        b->ops = np;
+        b->ops_cap = ncap;
     }
-    o = &rl->ops[rl->nops++];
+    o = &b->ops[b->nops++];
     memset(o, 0, sizeof(*o));
     o->kind = kind;
     o->s = s;
@@ -381,14 +439,15 @@ static struct op *op_new(struct relay *rl, uint8_t kind, struct session *s)
 static int op_with_msg(struct relay *rl, uint8_t kind, struct session *s, const uint8_t *p,
                        size_t len, struct op **out)
 {
-    size_t off = rl->arena.len;
+    struct vec *arena = &rl->fill->arena;
+    size_t off = arena->len;
     struct op *o;
     int r;
 
-    if ((r = vec_put(&rl->arena, p, len)) != 0)
+    if ((r = vec_put(arena, p, len)) != 0)
         return r;
     if ((o = op_new(rl, kind, s)) == NULL) {
-        rl->arena.len = off;
+        arena->len = off;
         return VERR_NOMEM;
     }
     o->off = off;
@@ -432,6 +491,52 @@ static void auth_fail(struct session *s, uint16_t reason, const struct cert *c)
          (unsigned long long)s->serial, wire_reason_name(reason));
     audit_event(rl, AUDIT_AUTH_FAIL, s, reason, 0);
     fail_session(s, reason, wire_reason_name(reason));
+}
+
+static void auth_complete(struct session *s);
+
+/* Event loop: completes s now if nothing received earlier is still uncommitted. */
+static void auth_wait_add(struct relay *rl, struct session *s)
+{
+    int busy = 0;
+
+    if (rl->writer_started) {
+        pthread_mutex_lock(&rl->mu);
+        busy = rl->wstate != W_IDLE;
+        pthread_mutex_unlock(&rl->mu);
+    }
+    if (!busy && rl->fill->nops == 0) {
+        auth_complete(s);
+        return;
+    }
+    /* the fill list's epoch if it holds ops; else the batch with the writer (fill_epoch - 1) */
+    s->auth_epoch = rl->fill->nops > 0 ? rl->fill_epoch : rl->fill_epoch - 1;
+    s->pending_ops++; /* kept alive while waiting */
+    s->auth_next = rl->auth_wait;
+    rl->auth_wait = s;
+}
+
+static void session_free(struct session *s);
+
+/* Event loop, after a handback: AUTH_OK for those whose wait is over. */
+static void auth_wait_run(struct relay *rl)
+{
+    struct session **pp = &rl->auth_wait;
+
+    while (*pp != NULL) {
+        struct session *s = *pp;
+
+        if (s->auth_epoch > rl->epoch_done) {
+            pp = &s->auth_next;
+            continue;
+        }
+        *pp = s->auth_next;
+        s->auth_next = NULL;
+        auth_complete(s);
+        s->pending_ops--;
+        if (s->pending_ops == 0 && s->conn == NULL)
+            session_free(s);
+    }
 }
 
 static void handle_auth(struct session *s, const struct wire_msg *m)
@@ -479,9 +584,24 @@ static void handle_auth(struct session *s, const struct wire_msg *m)
     s->authed = 1;
     table_insert(rl, s);
     rl->auth_ok++;
-    audit_event(rl, AUDIT_AUTH_OK, s, 0, 0);
     rlog(RLOG_INFO, "device %s serial %llu authenticated", rlog_hex(hex, s->device_id),
          (unsigned long long)s->serial);
+    auth_wait_add(rl, s);
+    audit_event(rl, AUDIT_AUTH_OK, s, 0, 0);
+}
+
+/*
+ * AUTH_OK, marks and deliveries for an authenticated session, once all that
+ * arrived before its AUTH (an earlier connection's DELIVER_ACKs, say) is
+ * committed: the marks and queue it reads are then up to date.
+ */
+static void auth_complete(struct session *s)
+{
+    struct relay *rl = s->rl;
+    char hex[9];
+
+    if (s->conn == NULL || s->close_after_flush)
+        return;
     {
         uint8_t hi_sub[WIRE_ID_LEN], hi_ack[WIRE_ID_LEN];
 
@@ -615,6 +735,7 @@ static void handle_msg(struct session *s, const uint8_t *p, size_t len)
             if (!rate_take(s, m.u.batch.n))
                 o->rate_limited = 1;
             o->flash = submit_has_flash(&m);
+            rl->fill->nflash += o->flash;
         }
         break;
     case WIRE_DELIVER_ACK:
@@ -624,15 +745,10 @@ static void handle_msg(struct session *s, const uint8_t *p, size_t len)
         r = op_with_msg(rl, OP_ND_ACK, s, p, len, NULL);
         break;
     case WIRE_AUDIT_CHECKPOINT_GET:
-    case WIRE_AUDIT_PROOF_GET: {
-        /* read-only, answered at once (relay/audit.h); auditors only */
-        const struct cert *c = dev_find(rl, s->device_id);
-
-        buf_reset(&rl->scratch);
-        if (raudit_serve(rl->st, c != NULL ? c->role : "", &m, &rl->scratch) == 0)
-            (void)send_scratch(s);
-        return;
-    }
+    case WIRE_AUDIT_PROOF_GET:
+        /* The store's committed tree is the writer's: answered by it (relay/audit.h). */
+        r = op_with_msg(rl, OP_AUDIT_GET, s, p, len, NULL);
+        break;
     case WIRE_AUTH:
         fail_session(s, WIRE_R_UNEXPECTED, "already authenticated");
         return;
@@ -917,9 +1033,9 @@ static unsigned on_http(void *ctx, const char *path, struct buf *b, const char *
             metric(b, "valise_relay_envelopes_rejected_total{reason=\"%s\"} %llu\n",
                    wire_reason_name(i), (unsigned long long)rl->total.rejected[i]);
     metric(b, "# TYPE valise_relay_queue_depth gauge\nvalise_relay_queue_depth %llu\n",
-           (unsigned long long)store_queue_total(rl->st));
+           (unsigned long long)rl->queued);
     metric(b, "# TYPE valise_relay_audit_records gauge\nvalise_relay_audit_records %llu\n",
-           (unsigned long long)store_audit_size(rl->st));
+           (unsigned long long)rl->audit_size);
     metric(b, "# TYPE valise_relay_directory_version gauge\nvalise_relay_directory_version %llu\n",
            (unsigned long long)dir_version(rl->dir));
     metric(b, "# TYPE valise_relay_commits_total counter\nvalise_relay_commits_total %llu\n",
@@ -936,42 +1052,43 @@ static unsigned on_http(void *ctx, const char *path, struct buf *b, const char *
 
 /* ---- applying a turn ---- */
 
-static int stage_reply(struct relay *rl, struct session *s, size_t off)
+static int stage_reply(struct batch *b, struct session *s, size_t off)
 {
-    if (rl->nstaged == rl->staged_cap) {
-        size_t ncap = rl->staged_cap < 64 ? 64 : rl->staged_cap * 2;
-        struct staged *np = realloc(rl->staged, ncap * sizeof(*np));
+    if (b->nstaged == b->staged_cap) {
+        size_t ncap = b->staged_cap < 64 ? 64 : b->staged_cap * 2;
+        struct staged *np = realloc(b->staged, ncap * sizeof(*np));
 
         if (np == NULL)
             return VERR_NOMEM;
-        rl->staged = np;
-        rl->staged_cap = ncap;
+        b->staged = np;
+        b->staged_cap = ncap;
     }
-    rl->staged[rl->nstaged].s = s;
-    rl->staged[rl->nstaged].off = off;
-    rl->staged[rl->nstaged].len = buf_size(&rl->replies) - off;
-    rl->nstaged++;
+    b->staged[b->nstaged].s = s;
+    b->staged[b->nstaged].off = off;
+    b->staged[b->nstaged].len = buf_size(&b->replies) - off;
+    b->nstaged++;
     return 0;
 }
 
 static void notify_nd(void *ctx, const uint8_t sender[DEVICE_ID_LEN])
 {
-    struct relay *rl = ctx;
+    struct batch *b = ctx;
 
-    if (vec_put(&rl->wake_nd, sender, DEVICE_ID_LEN) != 0)
+    if (vec_put(&b->wake_nd, sender, DEVICE_ID_LEN) != 0)
         rlog(RLOG_WARN, "out of memory: a sender learns of a non-delivery at its next connect");
 }
 
-static int apply_submit(struct relay *rl, struct op *o, const struct wire_msg *m, uint64_t now)
+static int apply_submit(struct relay *rl, struct batch *b, struct op *o, const struct wire_msg *m,
+                        uint64_t now)
 {
     struct session *s = o->s;
     struct wire_iter it;
     struct wire_envelope e;
     struct audit_record rec;
-    size_t off = buf_size(&rl->replies), cnt = 0;
+    size_t off = buf_size(&b->replies), cnt = 0;
     int r;
 
-    if ((r = wire_batch_begin(&rl->replies, WIRE_SUBMIT_ACK, &cnt)) != 0)
+    if ((r = wire_batch_begin(&b->replies, WIRE_SUBMIT_ACK, &cnt)) != 0)
         return r;
     if (o->rate_limited) {
         audit_record_init(&rec, AUDIT_RATE_LIMIT_HIT, now);
@@ -1008,15 +1125,15 @@ static int apply_submit(struct relay *rl, struct op *o, const struct wire_msg *m
                                         &rl->lim, &ack.reason, &dup)) != 0)
                 return r;
             if (ack.reason == WIRE_R_OK && !dup) {
-                rl->turn.accepted++;
-                if ((r = vec_put(&rl->wake_deliver, e.peer, DEVICE_ID_LEN)) != 0)
+                b->turn.accepted++;
+                if ((r = vec_put(&b->wake_deliver, e.peer, DEVICE_ID_LEN)) != 0)
                     return r;
             } else if (dup) {
-                rl->turn.duplicates++;
+                b->turn.duplicates++;
             }
         }
         if (ack.reason != WIRE_R_OK) {
-            rl->turn.rejected[ack.reason]++;
+            b->turn.rejected[ack.reason]++;
             if (ack.reason != WIRE_R_RATE_LIMITED) {
                 audit_record_init(&rec, ack.reason == WIRE_R_QUEUE_FULL ? AUDIT_QUOTA_HIT
                                                                           : AUDIT_ENVELOPE_REJECTED,
@@ -1032,15 +1149,16 @@ static int apply_submit(struct relay *rl, struct op *o, const struct wire_msg *m
                     return r;
             }
         }
-        if ((r = wire_put_ack(&rl->replies, &ack)) != 0)
+        if ((r = wire_put_ack(&b->replies, &ack)) != 0)
             return r;
     }
-    if ((r = wire_batch_end(&rl->replies, cnt, m->u.batch.n)) != 0)
+    if ((r = wire_batch_end(&b->replies, cnt, m->u.batch.n)) != 0)
         return r;
-    return stage_reply(rl, s, off);
+    return stage_reply(b, s, off);
 }
 
-static int apply_bundle(struct relay *rl, struct op *o, const struct wire_msg *m, uint64_t now)
+static int apply_bundle(struct relay *rl, struct batch *b, struct op *o, const struct wire_msg *m,
+                        uint64_t now)
 {
     struct session *s = o->s;
     const struct cert *owner = dev_find(rl, m->u.device_id);
@@ -1049,28 +1167,28 @@ static int apply_bundle(struct relay *rl, struct op *o, const struct wire_msg *m
     struct buf cb = {0};
     uint8_t otk_pk[WIRE_PK_LEN], low[DEVICE_ID_LEN + 4];
     uint32_t otk_id = 0, left = 0;
-    size_t off = buf_size(&rl->replies);
+    size_t off = buf_size(&b->replies);
     int has_otk = 0, r;
 
     if (owner == NULL) {
-        if ((r = wire_put_error(&rl->replies, WIRE_R_UNKNOWN_DEVICE, "no such device")) != 0)
+        if ((r = wire_put_error(&b->replies, WIRE_R_UNKNOWN_DEVICE, "no such device")) != 0)
             return r;
-        return stage_reply(rl, s, off);
+        return stage_reply(b, s, off);
     }
     r = store_bundle_take(rl->st, m->u.device_id, &spk, &has_otk, &otk_id, otk_pk, &left);
     if (r == VERR_UNKNOWN) {
-        if ((r = wire_put_error(&rl->replies, WIRE_R_NO_PREKEYS, "no prekeys uploaded")) != 0)
+        if ((r = wire_put_error(&b->replies, WIRE_R_NO_PREKEYS, "no prekeys uploaded")) != 0)
             return r;
-        return stage_reply(rl, s, off);
+        return stage_reply(b, s, off);
     }
     if (r != 0)
         return r;
     if ((r = cert_encode(owner, &cb)) != 0)
         return r;
-    r = wire_put_bundle(&rl->replies, buf_data(&cb), buf_size(&cb), &spk, otk_id,
+    r = wire_put_bundle(&b->replies, buf_data(&cb), buf_size(&cb), &spk, otk_id,
                         has_otk ? otk_pk : NULL);
     buf_free(&cb);
-    if (r != 0 || (r = stage_reply(rl, s, off)) != 0)
+    if (r != 0 || (r = stage_reply(b, s, off)) != 0)
         return r;
     audit_record_init(&rec, AUDIT_PREKEY_ISSUED, now);
     memcpy(rec.device_id, s->device_id, DEVICE_ID_LEN);
@@ -1085,23 +1203,28 @@ static int apply_bundle(struct relay *rl, struct op *o, const struct wire_msg *m
         low[DEVICE_ID_LEN + 1] = (uint8_t)(left >> 16);
         low[DEVICE_ID_LEN + 2] = (uint8_t)(left >> 8);
         low[DEVICE_ID_LEN + 3] = (uint8_t)left;
-        return vec_put(&rl->wake_prekey, low, sizeof(low));
+        return vec_put(&b->wake_prekey, low, sizeof(low));
     }
     return 0;
 }
 
-static int apply_dir_put(struct relay *rl, struct op *o, const struct wire_msg *m, uint64_t now)
+static int apply_dir_put(struct relay *rl, struct batch *b, struct op *o, const struct wire_msg *m,
+                         uint64_t now)
 {
     struct directory *d = NULL;
     struct audit_record rec;
-    size_t off = buf_size(&rl->replies);
-    uint64_t current = rl->new_dir != NULL ? dir_version(rl->new_dir) : dir_version(rl->dir);
+    size_t off = buf_size(&b->replies);
+    /* the newest of: put earlier in this transaction, committed earlier in this batch, served */
+    const struct directory *cur = b->txn_dir != NULL   ? b->txn_dir
+                                  : b->new_dir != NULL ? b->new_dir
+                                                       : rl->dir;
+    uint64_t current = dir_version(cur);
     int r;
 
     if (dir_parse_verify(m->u.directory.bytes, m->u.directory.len, &rl->org, &d) != 0) {
-        r = wire_put_error(&rl->replies, WIRE_R_DIRECTORY_INVALID, "directory does not verify");
+        r = wire_put_error(&b->replies, WIRE_R_DIRECTORY_INVALID, "directory does not verify");
     } else if (dir_version(d) <= current) {
-        r = wire_put_error(&rl->replies, WIRE_R_DIRECTORY_OLD, "not newer than the current one");
+        r = wire_put_error(&b->replies, WIRE_R_DIRECTORY_OLD, "not newer than the current one");
     } else {
         if ((r = store_dir_put(rl->st, m->u.directory.bytes, m->u.directory.len)) != 0)
             goto out;
@@ -1110,22 +1233,22 @@ static int apply_dir_put(struct relay *rl, struct op *o, const struct wire_msg *
         rec.cert_serial = o->s->serial;
         rec.value = dir_version(d);
         if ((r = store_audit_append(rl->st, &rec)) != 0 ||
-            (r = raudit_directory_changes(rl->st, rl->new_dir != NULL ? rl->new_dir : rl->dir,
-                                          d, now)) != 0 ||
-            (r = wire_put_directory_ok(&rl->replies, dir_version(d))) != 0)
+            (r = raudit_directory_changes(rl->st, cur, d, now)) != 0 ||
+            (r = wire_put_directory_ok(&b->replies, dir_version(d))) != 0)
             goto out;
-        dir_free(rl->new_dir);
-        rl->new_dir = d;
-        d = NULL; /* owned by the turn now */
+        dir_free(b->txn_dir);
+        b->txn_dir = d;
+        d = NULL; /* owned by the transaction now: the batch's once it commits */
     }
     if (r == 0)
-        r = stage_reply(rl, o->s, off);
+        r = stage_reply(b, o->s, off);
 out:
     dir_free(d);
     return r;
 }
 
-static int apply_op(struct relay *rl, struct op *o, uint64_t now, int deletions_only)
+static int apply_op(struct relay *rl, struct batch *b, struct op *o, uint64_t now,
+                    int deletions_only)
 {
     struct wire_msg m;
     struct wire_iter it;
@@ -1134,14 +1257,15 @@ static int apply_op(struct relay *rl, struct op *o, uint64_t now, int deletions_
 
     if (o->kind == OP_AUDIT)
         return deletions_only ? 0 : store_audit_append(rl->st, &o->rec);
-    if (deletions_only && o->kind != OP_DELIVER_ACK && o->kind != OP_ND_ACK)
+    if (o->kind == OP_AUDIT_GET ||
+        (deletions_only && o->kind != OP_DELIVER_ACK && o->kind != OP_ND_ACK))
         return 0;
     /* Decoded when it arrived; decoding again is a cheap pass over the headers. */
-    if ((r = wire_decode(rl->arena.p + o->off, o->len, &m)) != 0)
+    if ((r = wire_decode(b->arena.p + o->off, o->len, &m)) != 0)
         return VERR_INTERNAL;
     switch (o->kind) {
     case OP_SUBMIT:
-        return apply_submit(rl, o, &m, now);
+        return apply_submit(rl, b, o, &m, now);
     case OP_DELIVER_ACK:
         wire_iter_init(&it, &m);
         for (size_t i = 0; i < m.u.batch.n; i++) {
@@ -1149,7 +1273,7 @@ static int apply_op(struct relay *rl, struct op *o, uint64_t now, int deletions_
                 return r;
             r = store_envelope_ack(rl->st, o->s->device_id, o->s->serial, id, now);
             if (r == 0)
-                rl->turn.delivered++;
+                b->turn.delivered++;
             else if (r != VERR_UNKNOWN)
                 return r;
         }
@@ -1167,7 +1291,7 @@ static int apply_op(struct relay *rl, struct op *o, uint64_t now, int deletions_
     case OP_PREKEYS: {
         struct audit_record rec;
         uint32_t stored = 0;
-        size_t off = buf_size(&rl->replies);
+        size_t off = buf_size(&b->replies);
 
         if ((r = store_prekeys_put(rl->st, o->s->device_id, &m.u.prekey_upload.spk,
                                    m.u.prekey_upload.otk, m.u.prekey_upload.n_otk, &rl->lim,
@@ -1178,43 +1302,60 @@ static int apply_op(struct relay *rl, struct op *o, uint64_t now, int deletions_
         rec.cert_serial = o->s->serial;
         rec.value = stored;
         if ((r = store_audit_append(rl->st, &rec)) != 0 ||
-            (r = wire_put_count(&rl->replies, WIRE_PREKEY_OK, stored)) != 0)
+            (r = wire_put_count(&b->replies, WIRE_PREKEY_OK, stored)) != 0)
             return r;
-        return stage_reply(rl, o->s, off);
+        return stage_reply(b, o->s, off);
     }
     case OP_BUNDLE:
-        return apply_bundle(rl, o, &m, now);
+        return apply_bundle(rl, b, o, &m, now);
     case OP_DIR_PUT:
-        return apply_dir_put(rl, o, &m, now);
+        return apply_dir_put(rl, b, o, &m, now);
     default:
         return VERR_INTERNAL;
     }
 }
 
-static void turn_reset(struct relay *rl)
+/* What a transaction has added to the batch's results, so a failed one can be taken back. */
+struct batch_mark {
+    size_t replies, nstaged, wake_deliver, wake_nd, wake_prekey;
+    struct counters turn;
+};
+
+static void batch_mark(const struct batch *b, struct batch_mark *m)
 {
-    buf_reset(&rl->replies);
-    rl->nstaged = 0;
-    rl->wake_deliver.len = rl->wake_nd.len = rl->wake_prekey.len = 0;
-    memset(&rl->turn, 0, sizeof(rl->turn));
-    dir_free(rl->new_dir);
-    rl->new_dir = NULL;
+    m->replies = buf_size(&b->replies);
+    m->nstaged = b->nstaged;
+    m->wake_deliver = b->wake_deliver.len;
+    m->wake_nd = b->wake_nd.len;
+    m->wake_prekey = b->wake_prekey.len;
+    m->turn = b->turn;
 }
 
-/* Applies ops [from, to) and, if asked, the expiry sweep in one transaction. */
-static int apply_turn(struct relay *rl, size_t from, size_t to, uint64_t now, int sweep,
-                      int deletions_only, size_t *expired)
+static void batch_rewind(struct batch *b, const struct batch_mark *m)
+{
+    buf_truncate(&b->replies, m->replies);
+    b->nstaged = m->nstaged;
+    b->wake_deliver.len = m->wake_deliver;
+    b->wake_nd.len = m->wake_nd;
+    b->wake_prekey.len = m->wake_prekey;
+    b->turn = m->turn;
+    dir_free(b->txn_dir);
+    b->txn_dir = NULL;
+}
+
+/* Applies ops [from, to) and, if asked, the expiry sweep in one transaction (writer thread). */
+static int apply_turn(struct relay *rl, struct batch *b, size_t from, size_t to, uint64_t now,
+                      int sweep, int deletions_only, size_t *expired)
 {
     int r;
 
     *expired = 0;
-    turn_reset(rl);
     if ((r = store_begin(rl->st)) != 0)
         return r;
     for (size_t i = from; i < to; i++)
-        if ((r = apply_op(rl, &rl->ops[i], now, deletions_only)) != 0)
+        if ((r = apply_op(rl, b, &b->ops[i], now, deletions_only)) != 0)
             goto fail;
-    if (sweep && (r = store_sweep(rl->st, now, SWEEP_LIMIT, notify_nd, rl, expired)) != 0)
+    if (sweep && (r = store_sweep(rl->st, now, SWEEP_LIMIT, notify_nd, b, expired)) != 0)
         goto fail;
     /* Durable before anything is acknowledged (DESIGN.md "Relay"). */
     if ((r = store_commit(rl->st)) != 0)
@@ -1223,6 +1364,146 @@ static int apply_turn(struct relay *rl, size_t from, size_t to, uint64_t now, in
 fail:
     store_abort(rl->st);
     return r;
+}
+
+static void stat_put(struct batch *b, double secs, uint64_t envelopes)
+{
+    struct chunk_stat cs = {secs, envelopes};
+
+    if (vec_put(&b->stats, &cs, sizeof(cs)) != 0)
+        return; /* one histogram sample fewer */
+}
+
+/* One transaction for ops [from, to) (writer thread); replies wait for the handback. */
+static void commit_chunk(struct relay *rl, struct batch *b, size_t from, size_t to, int sweep)
+{
+    struct batch_mark mk;
+    uint64_t now = now_s();
+    double t0 = now_sec_f();
+    size_t expired = 0;
+    int r;
+
+    batch_mark(b, &mk);
+    r = apply_turn(rl, b, from, to, now, sweep, 0, &expired);
+    if (r == 0) {
+        if (b->txn_dir != NULL) {
+            dir_free(b->new_dir);
+            b->new_dir = b->txn_dir;
+            b->txn_dir = NULL; /* committed: installed at the handback */
+        }
+        b->turn.expired += expired;
+        stat_put(b, now_sec_f() - t0, b->turn.accepted - mk.turn.accepted);
+        if (expired > 0)
+            rlog(RLOG_INFO, "%zu envelopes expired; senders notified", expired);
+        return;
+    }
+    batch_rewind(b, &mk);
+    b->commit_failures++;
+    rlog(RLOG_ERROR, "commit failed: %s; nothing from it is acknowledged", verr_str(r));
+    /* Deletions free space: keep them going even when the map is full. */
+    if (r == VERR_NOSPACE) {
+        if (apply_turn(rl, b, from, to, now, 0, 1, &expired) == 0)
+            stat_put(b, now_sec_f() - t0, 0);
+        else
+            batch_rewind(b, &mk);
+    }
+    for (size_t i = from; i < to; i++) {
+        struct op *o = &b->ops[i];
+
+        if (o->s == NULL || o->kind == OP_DELIVER_ACK || o->kind == OP_ND_ACK ||
+            o->kind == OP_AUDIT_GET)
+            continue;
+        o->fail_reason = r == VERR_NOSPACE ? WIRE_R_STORAGE_FULL : WIRE_R_STORAGE_ERROR;
+    }
+}
+
+/* Envelopes or ids an op carries: what a transaction's size is counted in. */
+static size_t op_weight(const struct batch *b, const struct op *o)
+{
+    const uint8_t *p = b->arena.p + o->off;
+
+    if ((o->kind == OP_SUBMIT || o->kind == OP_DELIVER_ACK || o->kind == OP_ND_ACK) &&
+        o->len >= WIRE_HEADER_LEN + 2)
+        return ((size_t)p[2] << 8) | p[3]; /* the batch count, checked when it arrived */
+    return 1;
+}
+
+/*
+ * Moves SUBMITs that carry FLASH to the front, keeping the order within each
+ * part; returns how many. Ops are independent of each other (each envelope id
+ * is acknowledged by itself), so a FLASH may be stored before ROUTINE that
+ * arrived earlier (DESIGN.md "Relay": precedence).
+ */
+static size_t flash_first(struct batch *b)
+{
+    size_t nf = 0, k = 0;
+
+    for (size_t i = 0; i < b->nops; i++)
+        nf += b->ops[i].flash;
+    if (nf == 0 || nf == b->nops)
+        return nf;
+    if (b->ops_tmp_cap < b->nops) {
+        struct op *np = realloc(b->ops_tmp, b->ops_cap * sizeof(*np));
+
+        if (np == NULL)
+            return 0; /* no lane this time: FLASH is committed in arrival order */
+        b->ops_tmp = np;
+        b->ops_tmp_cap = b->ops_cap;
+    }
+    for (size_t i = 0; i < b->nops; i++)
+        if (b->ops[i].flash)
+            b->ops_tmp[k++] = b->ops[i];
+    for (size_t i = 0; i < b->nops; i++)
+        if (!b->ops[i].flash)
+            b->ops_tmp[k++] = b->ops[i];
+    memcpy(b->ops, b->ops_tmp, b->nops * sizeof(*b->ops));
+    return nf;
+}
+
+/* Read-only requests, answered from committed state with no write transaction open. */
+static void answer_audit_gets(struct relay *rl, struct batch *b)
+{
+    for (size_t i = 0; i < b->nops; i++) {
+        struct op *o = &b->ops[i];
+        const struct cert *c;
+        struct wire_msg m;
+        size_t off = buf_size(&b->replies);
+
+        if (o->kind != OP_AUDIT_GET || wire_decode(b->arena.p + o->off, o->len, &m) != 0)
+            continue;
+        c = dev_find(rl, o->s->device_id);
+        if (raudit_serve(rl->st, c != NULL ? c->role : "", &m, &b->replies) != 0 ||
+            stage_reply(b, o->s, off) != 0)
+            buf_truncate(&b->replies, off); /* unanswered; the auditor asks again */
+    }
+}
+
+/*
+ * The writer's work on one batch: group commit in transactions of about
+ * COMMIT_MAX_ITEMS envelopes (LMDB's cost per page grows with the
+ * transaction: BENCHMARKS.md item 4), FLASH first in one of its own.
+ */
+static void batch_apply(struct relay *rl, struct batch *b)
+{
+    size_t i = 0, nflash;
+
+    if (b->nops > 0 || b->sweep) {
+        nflash = flash_first(b);
+        do {
+            size_t j = i, w = 0, end = i < nflash ? nflash : b->nops;
+
+            while (j < end && (j == i || w + op_weight(b, &b->ops[j]) <= COMMIT_MAX_ITEMS))
+                w += op_weight(b, &b->ops[j++]);
+            /* the expiry sweep joins the first ROUTINE chunk (or the last, if all is FLASH) */
+            commit_chunk(rl, b, i, j,
+                         b->sweep && (i == nflash || (nflash == b->nops && j == b->nops)));
+            i = j;
+        } while (i < b->nops);
+        answer_audit_gets(rl, b);
+    }
+    /* Read here, where they are written: /metrics gets them at the handback. */
+    b->queued = store_queue_total(rl->st);
+    b->audit_size = store_audit_size(rl->st);
 }
 
 static void wake(struct relay *rl, const uint8_t *id, int nd)
@@ -1243,18 +1524,56 @@ static void wake(struct relay *rl, const uint8_t *id, int nd)
 
 static void install_directory(struct relay *rl, struct directory *d);
 
-static void after_commit(struct relay *rl, uint64_t envelopes, double secs)
+static void batch_release(struct relay *rl, struct batch *b)
 {
+    (void)rl;
+    for (size_t i = 0; i < b->nops; i++) {
+        struct session *s = b->ops[i].s;
+
+        if (s == NULL)
+            continue;
+        s->pending_ops--;
+        if (s->pending_ops == 0 && s->conn == NULL)
+            session_free(s);
+    }
+    b->nops = 0;
+    b->nflash = 0;
+    b->epoch = 0;
+    b->arena.len = 0;
+    b->sweep = 0;
+    buf_reset(&b->replies);
+    b->nstaged = 0;
+    b->wake_deliver.len = b->wake_nd.len = b->wake_prekey.len = 0;
+    b->stats.len = 0;
+    memset(&b->turn, 0, sizeof(b->turn));
+    b->commit_failures = 0;
+    dir_free(b->new_dir);
+    b->new_dir = NULL;
+    dir_free(b->txn_dir);
+    b->txn_dir = NULL;
+}
+
+/*
+ * The handback, on the event loop with the writer idle: everything in the
+ * batch is durable now, so the acknowledgements and DELIVER wake-ups go out
+ * (DESIGN.md "Relay"), then the batch's directory is installed.
+ */
+static void batch_finish(struct relay *rl, struct batch *b)
+{
+    struct directory *d;
     size_t i;
 
-    for (i = 0; i < rl->nstaged; i++)
-        (void)outq_put(rl->staged[i].s, &rl->replies, rl->staged[i].off, rl->staged[i].len);
-    for (i = 0; i + DEVICE_ID_LEN <= rl->wake_deliver.len; i += DEVICE_ID_LEN)
-        wake(rl, rl->wake_deliver.p + i, 0);
-    for (i = 0; i + DEVICE_ID_LEN <= rl->wake_nd.len; i += DEVICE_ID_LEN)
-        wake(rl, rl->wake_nd.p + i, 1);
-    for (i = 0; i + DEVICE_ID_LEN + 4 <= rl->wake_prekey.len; i += DEVICE_ID_LEN + 4) {
-        const uint8_t *id = rl->wake_prekey.p + i, *lp = id + DEVICE_ID_LEN;
+    for (i = 0; i < b->nstaged; i++)
+        (void)outq_put(b->staged[i].s, &b->replies, b->staged[i].off, b->staged[i].len);
+    for (i = 0; i < b->nops; i++)
+        if (b->ops[i].fail_reason != 0)
+            error_reply(b->ops[i].s, b->ops[i].fail_reason, "not stored; retry later");
+    for (i = 0; i + DEVICE_ID_LEN <= b->wake_deliver.len; i += DEVICE_ID_LEN)
+        wake(rl, b->wake_deliver.p + i, 0);
+    for (i = 0; i + DEVICE_ID_LEN <= b->wake_nd.len; i += DEVICE_ID_LEN)
+        wake(rl, b->wake_nd.p + i, 1);
+    for (i = 0; i + DEVICE_ID_LEN + 4 <= b->wake_prekey.len; i += DEVICE_ID_LEN + 4) {
+        const uint8_t *id = b->wake_prekey.p + i, *lp = id + DEVICE_ID_LEN;
         uint32_t left = ((uint32_t)lp[0] << 24) | ((uint32_t)lp[1] << 16) |
                         ((uint32_t)lp[2] << 8) | lp[3];
 
@@ -1266,146 +1585,181 @@ static void after_commit(struct relay *rl, uint64_t envelopes, double secs)
                 (void)send_scratch(s);
         }
     }
-    rl->total.accepted += rl->turn.accepted;
-    rl->total.duplicates += rl->turn.duplicates;
-    rl->total.delivered += rl->turn.delivered;
-    rl->total.expired += rl->turn.expired;
+    rl->total.accepted += b->turn.accepted;
+    rl->total.duplicates += b->turn.duplicates;
+    rl->total.delivered += b->turn.delivered;
+    rl->total.expired += b->turn.expired;
     for (i = 0; i <= WIRE_R_MAX; i++)
-        rl->total.rejected[i] += rl->turn.rejected[i];
-    rl->commits++;
-    rl->commit_sum += secs;
-    for (i = 0; i < HIST_COMMIT && secs > commit_bounds[i]; i++)
-        ;
-    rl->commit_hist[i]++;
-    if (envelopes > 0) {
-        rl->batch_sum += envelopes;
-        for (i = 0; i < HIST_BATCH && (double)envelopes > batch_bounds[i]; i++)
+        rl->total.rejected[i] += b->turn.rejected[i];
+    rl->commit_failures += b->commit_failures;
+    for (size_t k = 0; k + sizeof(struct chunk_stat) <= b->stats.len;
+         k += sizeof(struct chunk_stat)) {
+        struct chunk_stat cs;
+
+        memcpy(&cs, b->stats.p + k, sizeof(cs));
+        rl->commits++;
+        rl->commit_sum += cs.secs;
+        for (i = 0; i < HIST_COMMIT && cs.secs > commit_bounds[i]; i++)
             ;
-        rl->batch_hist[i]++;
+        rl->commit_hist[i]++;
+        if (cs.envelopes > 0) {
+            rl->batch_sum += cs.envelopes;
+            for (i = 0; i < HIST_BATCH && (double)cs.envelopes > batch_bounds[i]; i++)
+                ;
+            rl->batch_hist[i]++;
+        }
     }
+    rl->queued = b->queued;
+    rl->audit_size = b->audit_size;
+    if (b->epoch != 0)
+        rl->epoch_done = b->epoch;
+    d = b->new_dir;
+    b->new_dir = NULL;
+    batch_release(rl, b);
+    /* Its revocations add audit ops to the list being filled: the next batch commits them. */
+    if (d != NULL)
+        install_directory(rl, d);
+    auth_wait_run(rl);
 }
 
-static void release_ops(struct relay *rl)
-{
-    for (size_t i = 0; i < rl->nops; i++) {
-        struct session *s = rl->ops[i].s;
+/* ---- the writer thread ---- */
 
-        if (s == NULL)
+static void *writer_main(void *arg)
+{
+    struct relay *rl = arg;
+
+    pthread_mutex_lock(&rl->mu);
+    for (;;) {
+        while (rl->wstate != W_BUSY && !rl->wquit)
+            pthread_cond_wait(&rl->cv_work, &rl->mu);
+        if (rl->wstate != W_BUSY)
+            break;
+        pthread_mutex_unlock(&rl->mu);
+        batch_apply(rl, rl->work); /* rl->work is not swapped while W_BUSY */
+        pthread_mutex_lock(&rl->mu);
+        rl->wstate = W_DONE;
+        pthread_cond_signal(&rl->cv_done);
+        pthread_mutex_unlock(&rl->mu);
+        tp_cancel(rl->tp); /* the loop may be waiting in poll: the replies can go out */
+        pthread_mutex_lock(&rl->mu);
+    }
+    pthread_mutex_unlock(&rl->mu);
+    return NULL;
+}
+
+/* Event loop: takes back a batch the writer finished; wait = 1 waits for a busy one. */
+static void writer_collect(struct relay *rl, int wait)
+{
+    int done;
+
+    if (!rl->writer_started)
+        return;
+    pthread_mutex_lock(&rl->mu);
+    while (wait && rl->wstate == W_BUSY)
+        pthread_cond_wait(&rl->cv_done, &rl->mu);
+    done = rl->wstate == W_DONE;
+    if (done)
+        rl->wstate = W_IDLE;
+    pthread_mutex_unlock(&rl->mu);
+    if (done)
+        batch_finish(rl, rl->work);
+}
+
+/*
+ * Moves f's FLASH SUBMITs (ops and message bytes) to the empty batch w; the
+ * rest stays in f in its order. Nothing moves unless there is room for all.
+ */
+static int flash_split(struct batch *f, struct batch *w)
+{
+    size_t bytes = 0, k = 0;
+    int r;
+
+    for (size_t i = 0; i < f->nops; i++)
+        if (f->ops[i].flash)
+            bytes += f->ops[i].len;
+    if (w->ops_cap < f->nflash) {
+        struct op *np = realloc(w->ops, f->nflash * sizeof(*np));
+
+        if (np == NULL)
+            return VERR_NOMEM;
+        w->ops = np;
+        w->ops_cap = f->nflash;
+    }
+    if ((r = vec_reserve(&w->arena, bytes)) != 0)
+        return r;
+    for (size_t i = 0; i < f->nops; i++) {
+        struct op o = f->ops[i];
+
+        if (!o.flash) {
+            f->ops[k++] = o;
             continue;
-        s->pending_ops--;
-        if (s->pending_ops == 0 && s->conn == NULL)
-            session_free(s);
+        }
+        memcpy(w->arena.p + w->arena.len, f->arena.p + o.off, o.len);
+        o.off = w->arena.len;
+        w->arena.len += o.len;
+        w->ops[w->nops++] = o;
     }
-    rl->nops = 0;
-    rl->arena.len = 0;
+    f->nops = k;
+    w->nflash = f->nflash;
+    f->nflash = 0;
+    return 0;
 }
 
-/* Envelopes or ids an op carries: what a transaction's size is counted in. */
-static size_t op_weight(const struct relay *rl, const struct op *o)
+/*
+ * Event loop: hands the filled list to an idle writer. FLASH does not wait
+ * for ROUTINE that arrived with it: when both are pending, only the FLASH
+ * SUBMITs go, in a short transaction of their own, and the rest follows in the
+ * next (BENCHMARKS.md, FLASH). Returns 1 if the writer got work.
+ */
+static int writer_kick(struct relay *rl, int sweep)
 {
-    const uint8_t *p = rl->arena.p + o->off;
+    struct batch *f = rl->fill, *w;
+    int idle;
 
-    if ((o->kind == OP_SUBMIT || o->kind == OP_DELIVER_ACK || o->kind == OP_ND_ACK) &&
-        o->len >= WIRE_HEADER_LEN + 2)
-        return ((size_t)p[2] << 8) | p[3]; /* the batch count, checked when it arrived */
+    if (f->nops == 0 && !sweep)
+        return 0;
+    pthread_mutex_lock(&rl->mu);
+    idle = rl->wstate == W_IDLE;
+    pthread_mutex_unlock(&rl->mu);
+    if (!idle)
+        return 0;
+    w = rl->work; /* idle and collected: empty, and the loop's until W_BUSY */
+    if (f->nflash > 0 && f->nflash < f->nops && flash_split(f, w) == 0) {
+        sweep = 0; /* FLASH alone: the ROUTINE rest is in the next batch */
+        w->epoch = 0;
+    } else {
+        rl->work = f;
+        rl->fill = w;
+        f->epoch = rl->fill_epoch++;
+    }
+    rl->work->sweep = sweep;
+    pthread_mutex_lock(&rl->mu);
+    rl->wstate = W_BUSY;
+    pthread_cond_signal(&rl->cv_work);
+    pthread_mutex_unlock(&rl->mu);
     return 1;
 }
 
-/* One transaction for ops [from, to): commit, then acknowledge. */
-static void commit_chunk(struct relay *rl, size_t from, size_t to, int sweep)
+static int writer_start(struct relay *rl)
 {
-    uint64_t now = now_s();
-    double t0 = now_sec_f();
-    size_t expired = 0;
-    int r;
-
-    r = apply_turn(rl, from, to, now, sweep, 0, &expired);
-    if (r == 0) {
-        struct directory *d = rl->new_dir;
-
-        rl->new_dir = NULL; /* installed once this chunk's replies are out */
-        rl->turn.expired = expired;
-        after_commit(rl, rl->turn.accepted, now_sec_f() - t0);
-        if (expired > 0)
-            rlog(RLOG_INFO, "%zu envelopes expired; senders notified", expired);
-        turn_reset(rl);
-        /* Its revocations add audit ops, applied by a later chunk of this turn. */
-        if (d != NULL)
-            install_directory(rl, d);
-        return;
-    }
-    rl->commit_failures++;
-    rlog(RLOG_ERROR, "commit failed: %s; nothing from it is acknowledged", verr_str(r));
-    /* Deletions free space: keep them going even when the map is full. */
-    if (r == VERR_NOSPACE && apply_turn(rl, from, to, now, 0, 1, &expired) == 0)
-        after_commit(rl, 0, now_sec_f() - t0);
-    turn_reset(rl);
-    for (size_t i = from; i < to; i++) {
-        struct op *o = &rl->ops[i];
-
-        if (o->s == NULL || o->kind == OP_DELIVER_ACK || o->kind == OP_ND_ACK)
-            continue;
-        error_reply(o->s, r == VERR_NOSPACE ? WIRE_R_STORAGE_FULL : WIRE_R_STORAGE_ERROR,
-                    "not stored; retry later");
-    }
+    if (pthread_create(&rl->writer, NULL, writer_main, rl) != 0)
+        return VERR_NOMEM;
+    rl->writer_started = 1;
+    return 0;
 }
 
-/*
- * Group commit of everything that arrived in this loop turn, in transactions
- * of about COMMIT_MAX_ITEMS envelopes: LMDB's cost per page grows with the
- * transaction, and acknowledgements of the first part go out sooner
- * (BENCHMARKS.md item 4).
- */
-/*
- * Moves SUBMITs that carry FLASH to the front, keeping the order within each
- * part; returns how many. Ops are independent of each other (each envelope id
- * is acknowledged by itself), so a FLASH may be stored before ROUTINE that
- * arrived earlier in the same turn (DESIGN.md "Relay": precedence).
- */
-static size_t flash_first(struct relay *rl)
+/* Waits for the batch in progress, takes it back, and ends the thread. */
+static void writer_stop(struct relay *rl)
 {
-    size_t nf = 0, k = 0;
-
-    for (size_t i = 0; i < rl->nops; i++)
-        nf += rl->ops[i].flash;
-    if (nf == 0 || nf == rl->nops)
-        return nf;
-    if (rl->ops_tmp_cap < rl->nops) {
-        struct op *np = realloc(rl->ops_tmp, rl->ops_cap * sizeof(*np));
-
-        if (np == NULL)
-            return 0; /* no lane this turn: FLASH is committed in arrival order */
-        rl->ops_tmp = np;
-        rl->ops_tmp_cap = rl->ops_cap;
-    }
-    for (size_t i = 0; i < rl->nops; i++)
-        if (rl->ops[i].flash)
-            rl->ops_tmp[k++] = rl->ops[i];
-    for (size_t i = 0; i < rl->nops; i++)
-        if (!rl->ops[i].flash)
-            rl->ops_tmp[k++] = rl->ops[i];
-    memcpy(rl->ops, rl->ops_tmp, rl->nops * sizeof(*rl->ops));
-    return nf;
-}
-
-static void commit_turn(struct relay *rl, int sweep)
-{
-    size_t i = 0, nflash;
-
-    if (rl->nops == 0 && !sweep)
+    if (!rl->writer_started)
         return;
-    /* FLASH in a small transaction of its own, ahead of the ROUTINE batch (DESIGN.md targets). */
-    nflash = flash_first(rl);
-    do {
-        size_t j = i, w = 0, end = i < nflash ? nflash : rl->nops;
-
-        while (j < end && (j == i || w + op_weight(rl, &rl->ops[j]) <= COMMIT_MAX_ITEMS))
-            w += op_weight(rl, &rl->ops[j++]);
-        /* the expiry sweep joins the first ROUTINE chunk (or the last, if all is FLASH) */
-        commit_chunk(rl, i, j, sweep && (i == nflash || (nflash == rl->nops && j == rl->nops)));
-        i = j;
-    } while (i < rl->nops);
-    release_ops(rl);
+    writer_collect(rl, 1);
+    pthread_mutex_lock(&rl->mu);
+    rl->wquit = 1;
+    pthread_cond_signal(&rl->cv_work);
+    pthread_mutex_unlock(&rl->mu);
+    pthread_join(rl->writer, NULL);
+    rl->writer_started = 0;
 }
 
 /* ---- directory install and reload ---- */
@@ -1517,8 +1871,27 @@ int relay_create(struct relay **out, const struct relay_config *cfg, char *err, 
     rl->lim.otk_max = (uint32_t)cfg->otk_max;
     for (rl->nbuckets = 64; rl->nbuckets < cfg->max_connections; rl->nbuckets *= 2)
         ;
+    rl->fill = &rl->batches[0];
+    rl->work = &rl->batches[1];
+    rl->fill_epoch = 1;
+    if (pthread_mutex_init(&rl->mu, NULL) != 0) {
+        free(rl);
+        return VERR_NOMEM;
+    }
+    if (pthread_cond_init(&rl->cv_work, NULL) != 0) {
+        pthread_mutex_destroy(&rl->mu);
+        free(rl);
+        return VERR_NOMEM;
+    }
+    if (pthread_cond_init(&rl->cv_done, NULL) != 0) {
+        pthread_cond_destroy(&rl->cv_work);
+        pthread_mutex_destroy(&rl->mu);
+        free(rl);
+        return VERR_NOMEM;
+    }
     if ((rl->buckets = calloc(rl->nbuckets, sizeof(*rl->buckets))) == NULL ||
-        (r = buf_init(&rl->replies, SIZE_MAX, 0)) != 0 ||
+        (r = buf_init(&rl->batches[0].replies, SIZE_MAX, 0)) != 0 ||
+        (r = buf_init(&rl->batches[1].replies, SIZE_MAX, 0)) != 0 ||
         (r = buf_init(&rl->scratch, (size_t)cfg->max_frame + WIRE_DIR_MAX, 0)) != 0) {
         r = VERR_NOMEM;
         goto out;
@@ -1572,6 +1945,9 @@ int relay_create(struct relay **out, const struct relay_config *cfg, char *err, 
         goto out;
     }
     rl->last_sweep_ms = now_ms();
+    /* Single-threaded until relay_run starts the writer. */
+    rl->queued = store_queue_total(rl->st);
+    rl->audit_size = store_audit_size(rl->st);
     *out = rl;
     rl = NULL;
     r = 0;
@@ -1597,35 +1973,54 @@ void relay_request_reload(struct relay *rl)
     tp_cancel(rl->tp);
 }
 
+/* Waits for the writer, then commits and acknowledges everything queued so far. */
+static void writer_drain(struct relay *rl)
+{
+    do {
+        writer_collect(rl, 1);
+    } while (writer_kick(rl, 0));
+    writer_collect(rl, 1);
+}
+
 int relay_run(struct relay *rl)
 {
     uint64_t t;
     int r;
 
+    if ((r = writer_start(rl)) != 0) {
+        rlog(RLOG_ERROR, "cannot start the writer thread");
+        return r;
+    }
     while (!rl->stop) {
         if ((r = tp_service(rl->tp)) != 0) {
             rlog(RLOG_ERROR, "event loop failed");
+            writer_stop(rl);
             return r;
         }
+        writer_collect(rl, 0);
         if (rl->reload) {
             rl->reload = 0;
             rlog(RLOG_INFO, "SIGHUP: reloading %s", rl->cfg->directory);
+            /* The store has one write transaction: the writer must be idle. */
+            writer_collect(rl, 1);
             (void)directory_from_file(rl, 0);
         }
         t = now_ms();
-        commit_turn(rl, t - rl->last_sweep_ms >= 1000);
-        if (t - rl->last_sweep_ms >= 1000)
+        if (writer_kick(rl, t - rl->last_sweep_ms >= 1000) && t - rl->last_sweep_ms >= 1000)
             rl->last_sweep_ms = t;
     }
     /* SIGTERM: what has arrived is committed and acknowledged, then we stop. */
     rl->shutting_down = 1;
-    commit_turn(rl, 0);
+    writer_drain(rl);
     t = now_ms();
     while (now_ms() - t < 300) {
         if (tp_service(rl->tp) != 0)
             break;
-        commit_turn(rl, 0);
+        writer_collect(rl, 0);
+        (void)writer_kick(rl, 0);
     }
+    writer_drain(rl);
+    writer_stop(rl);
     raudit_force_checkpoint(rl->audit); /* the stop record is covered by a checkpoint */
     if ((r = audit_now(rl, AUDIT_RELAY_STOP)) != 0)
         rlog(RLOG_ERROR, "audit of stop failed: %s", verr_str(r));
@@ -1633,28 +2028,45 @@ int relay_run(struct relay *rl)
     return 0;
 }
 
+static void batch_free(struct relay *rl, struct batch *b)
+{
+    batch_release(rl, b);
+    free(b->ops);
+    free(b->ops_tmp);
+    free(b->staged);
+    vec_free(&b->arena);
+    vec_free(&b->wake_deliver);
+    vec_free(&b->wake_nd);
+    vec_free(&b->wake_prekey);
+    vec_free(&b->stats);
+    buf_free(&b->replies);
+}
+
 void relay_destroy(struct relay *rl)
 {
     if (rl == NULL)
         return;
+    writer_stop(rl); /* it calls tp_cancel: gone before the transport */
     tp_destroy(rl->tp); /* closes every connection: sessions are freed in on_closed */
     rl->tp = NULL;
-    release_ops(rl);
+    while (rl->auth_wait != NULL) {
+        struct session *s = rl->auth_wait;
+
+        rl->auth_wait = s->auth_next;
+        if (--s->pending_ops == 0 && s->conn == NULL)
+            session_free(s);
+    }
+    batch_free(rl, &rl->batches[0]);
+    batch_free(rl, &rl->batches[1]);
     store_close(rl->st);
     raudit_free(rl->audit);
     dir_free(rl->dir);
-    dir_free(rl->new_dir);
     free(rl->devs);
     free(rl->buckets);
-    free(rl->ops);
-    free(rl->ops_tmp);
-    free(rl->staged);
-    vec_free(&rl->arena);
-    vec_free(&rl->wake_deliver);
-    vec_free(&rl->wake_nd);
-    vec_free(&rl->wake_prekey);
-    buf_free(&rl->replies);
     buf_free(&rl->scratch);
+    pthread_cond_destroy(&rl->cv_done);
+    pthread_cond_destroy(&rl->cv_work);
+    pthread_mutex_destroy(&rl->mu);
     sodium_memzero(&rl->org, sizeof(rl->org));
     free(rl);
 }
