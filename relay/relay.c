@@ -1666,31 +1666,42 @@ static void writer_collect(struct relay *rl, int wait)
 }
 
 /*
- * Moves f's FLASH SUBMITs (ops and message bytes) to the empty batch w; the
- * rest stays in f in its order. Nothing moves unless there is room for all.
+ * Moves ops (and their message bytes) from f to the empty batch w: FLASH
+ * SUBMITs only (flash_only), or the oldest ops up to cap envelopes (at least
+ * one). The rest stays in f in its order. Nothing moves unless there is room.
  */
-static int flash_split(struct batch *f, struct batch *w)
+static int batch_move(struct batch *f, struct batch *w, int flash_only, size_t cap)
 {
-    size_t bytes = 0, k = 0;
+    size_t bytes = 0, n = 0, prefix = 0, weight = 0, k = 0;
     int r;
 
-    for (size_t i = 0; i < f->nops; i++)
-        if (f->ops[i].flash)
-            bytes += f->ops[i].len;
-    if (w->ops_cap < f->nflash) {
-        struct op *np = realloc(w->ops, f->nflash * sizeof(*np));
+    for (size_t i = 0; i < f->nops; i++) {
+        if (flash_only) {
+            if (!f->ops[i].flash)
+                continue;
+        } else {
+            if (i > 0 && weight + op_weight(f, &f->ops[i]) > cap)
+                break;
+            weight += op_weight(f, &f->ops[i]);
+            prefix = i + 1;
+        }
+        bytes += f->ops[i].len;
+        n++;
+    }
+    if (w->ops_cap < n) {
+        struct op *np = realloc(w->ops, n * sizeof(*np));
 
         if (np == NULL)
             return VERR_NOMEM;
         w->ops = np;
-        w->ops_cap = f->nflash;
+        w->ops_cap = n;
     }
     if ((r = vec_reserve(&w->arena, bytes)) != 0)
         return r;
     for (size_t i = 0; i < f->nops; i++) {
         struct op o = f->ops[i];
 
-        if (!o.flash) {
+        if (flash_only ? !o.flash : i >= prefix) {
             f->ops[k++] = o;
             continue;
         }
@@ -1698,24 +1709,29 @@ static int flash_split(struct batch *f, struct batch *w)
         o.off = w->arena.len;
         w->arena.len += o.len;
         w->ops[w->nops++] = o;
+        w->nflash += o.flash;
     }
     f->nops = k;
-    w->nflash = f->nflash;
-    f->nflash = 0;
+    f->nflash -= w->nflash;
+    if (f->nops == 0)
+        f->arena.len = 0;
     return 0;
 }
 
 /*
- * Event loop: hands the filled list to an idle writer. FLASH does not wait
- * for ROUTINE that arrived with it: when both are pending, only the FLASH
- * SUBMITs go, in a short transaction of their own, and the rest follows in the
- * next (BENCHMARKS.md, FLASH). Returns 1 if the writer got work.
+ * Event loop: hands work to an idle writer; 1 if it got some, *swept = 1 if
+ * the expiry sweep went with it. A batch is at most about COMMIT_MAX_ITEMS
+ * envelopes, one transaction, so a FLASH waits for at most one ROUTINE
+ * transaction; when FLASH is pending it goes alone, in a short transaction
+ * ahead of the ROUTINE rest (BENCHMARKS.md, FLASH).
  */
-static int writer_kick(struct relay *rl, int sweep)
+static int writer_kick(struct relay *rl, int sweep, int *swept)
 {
     struct batch *f = rl->fill, *w;
+    size_t weight = 0;
     int idle;
 
+    *swept = 0;
     if (f->nops == 0 && !sweep)
         return 0;
     pthread_mutex_lock(&rl->mu);
@@ -1724,15 +1740,23 @@ static int writer_kick(struct relay *rl, int sweep)
     if (!idle)
         return 0;
     w = rl->work; /* idle and collected: empty, and the loop's until W_BUSY */
-    if (f->nflash > 0 && f->nflash < f->nops && flash_split(f, w) == 0) {
-        sweep = 0; /* FLASH alone: the ROUTINE rest is in the next batch */
-        w->epoch = 0;
+    for (size_t i = 0; i < f->nops && weight <= COMMIT_MAX_ITEMS; i++)
+        weight += op_weight(f, &f->ops[i]);
+    if (f->nflash > 0 && f->nflash < f->nops && batch_move(f, w, 1, 0) == 0) {
+        sweep = 0; /* FLASH alone, short */
+    } else if (weight > COMMIT_MAX_ITEMS && batch_move(f, w, 0, COMMIT_MAX_ITEMS) == 0) {
+        ; /* the oldest part; the rest in the next batch */
     } else {
         rl->work = f;
         rl->fill = w;
-        f->epoch = rl->fill_epoch++;
+        f = w;
+        w = rl->work;
     }
-    rl->work->sweep = sweep;
+    /* All that was received before the list went is with the writer now. */
+    if (f->nops == 0)
+        w->epoch = rl->fill_epoch++;
+    w->sweep = sweep;
+    *swept = sweep;
     pthread_mutex_lock(&rl->mu);
     rl->wstate = W_BUSY;
     pthread_cond_signal(&rl->cv_work);
@@ -1976,16 +2000,18 @@ void relay_request_reload(struct relay *rl)
 /* Waits for the writer, then commits and acknowledges everything queued so far. */
 static void writer_drain(struct relay *rl)
 {
+    int swept;
+
     do {
         writer_collect(rl, 1);
-    } while (writer_kick(rl, 0));
+    } while (writer_kick(rl, 0, &swept));
     writer_collect(rl, 1);
 }
 
 int relay_run(struct relay *rl)
 {
     uint64_t t;
-    int r;
+    int r, swept;
 
     if ((r = writer_start(rl)) != 0) {
         rlog(RLOG_ERROR, "cannot start the writer thread");
@@ -2006,7 +2032,7 @@ int relay_run(struct relay *rl)
             (void)directory_from_file(rl, 0);
         }
         t = now_ms();
-        if (writer_kick(rl, t - rl->last_sweep_ms >= 1000) && t - rl->last_sweep_ms >= 1000)
+        if (writer_kick(rl, t - rl->last_sweep_ms >= 1000, &swept) && swept)
             rl->last_sweep_ms = t;
     }
     /* SIGTERM: what has arrived is committed and acknowledged, then we stop. */
@@ -2017,7 +2043,7 @@ int relay_run(struct relay *rl)
         if (tp_service(rl->tp) != 0)
             break;
         writer_collect(rl, 0);
-        (void)writer_kick(rl, 0);
+        (void)writer_kick(rl, 0, &swept);
     }
     writer_drain(rl);
     writer_stop(rl);
