@@ -1752,11 +1752,34 @@ out:
     return r;
 }
 
+/*
+ * Ends a DELIVER or NON_DELIVERY batch: with r != 0 nothing of it is kept;
+ * otherwise it is made durable first and only then are its n ids
+ * acknowledged, so the relay never deletes what the store does not hold
+ * (issue 4).
+ */
+static int sy_commit_then_ack(struct sync *s, int r, uint8_t type, const uint8_t *ids, size_t n)
+{
+    struct buf ack;
+
+    if (r != 0) {
+        cstore_abort(s->m->st);
+        return r;
+    }
+    if ((r = cstore_commit(s->m->st)) != 0 || n == 0)
+        return r;
+    if ((r = buf_init(&ack, 16 + n * WIRE_ID_LEN, 0)) != 0)
+        return r;
+    if ((r = wire_put_ids(&ack, type, ids, n)) == 0)
+        r = sy_send(s, &ack);
+    buf_free(&ack);
+    return r;
+}
+
 static int sy_on_deliver(struct sync *s, const struct wire_msg *wm)
 {
     struct wire_iter it;
     struct wire_envelope e;
-    struct buf ack;
     uint8_t *ids = NULL;
     size_t nack = 0;
     int r;
@@ -1786,20 +1809,7 @@ static int sy_on_deliver(struct sync *s, const struct wire_msg *wm)
     /* The acknowledged ids raise the mark with the rest of the batch. */
     for (size_t i = 0; r == 0 && i < nack; i++)
         r = mb_mark_raise(s->m, 1, ids + i * WIRE_ID_LEN);
-    if (r != 0) {
-        cstore_abort(s->m->st);
-        goto out;
-    }
-    /* Durable before the relay is told it may delete (issue 4). */
-    if ((r = cstore_commit(s->m->st)) != 0)
-        goto out;
-    if (nack > 0) {
-        if ((r = buf_init(&ack, 16 + nack * WIRE_ID_LEN, 0)) != 0)
-            goto out;
-        if ((r = wire_put_ids(&ack, WIRE_DELIVER_ACK, ids, nack)) == 0)
-            r = sy_send(s, &ack);
-        buf_free(&ack);
-    }
+    r = sy_commit_then_ack(s, r, WIRE_DELIVER_ACK, ids, nack);
 out:
     free(ids);
     return r;
@@ -1809,7 +1819,6 @@ static int sy_on_nd(struct sync *s, const struct wire_msg *wm)
 {
     struct wire_iter it;
     struct wire_nd nd;
-    struct buf ack;
     uint8_t *ids = NULL;
     size_t n = 0;
     int r;
@@ -1835,19 +1844,7 @@ static int sy_on_nd(struct sync *s, const struct wire_msg *wm)
         memcpy(ids + n * WIRE_ID_LEN, nd.id, WIRE_ID_LEN);
         n++;
     }
-    if (r != 0) {
-        cstore_abort(s->m->st);
-        goto out;
-    }
-    if ((r = cstore_commit(s->m->st)) != 0)
-        goto out;
-    if (n > 0) {
-        if ((r = buf_init(&ack, 16 + n * WIRE_ID_LEN, 0)) != 0)
-            goto out;
-        if ((r = wire_put_ids(&ack, WIRE_NON_DELIVERY_ACK, ids, n)) == 0)
-            r = sy_send(s, &ack);
-        buf_free(&ack);
-    }
+    r = sy_commit_then_ack(s, r, WIRE_NON_DELIVERY_ACK, ids, n);
 out:
     free(ids);
     return r;

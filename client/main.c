@@ -14,6 +14,7 @@
 
 #include <sodium.h>
 
+#include "cli.h"
 #include "fileio.h"
 #include "address.h"
 #include "identity.h"
@@ -689,31 +690,11 @@ static int cmd_fingerprint(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    static const struct {
-        const char *name;
-        int (*run)(int, char **);
-    } verbs[] = {
+    static const struct cli_verb verbs[] = {
         {"init", cmd_init}, {"enroll", cmd_enroll}, {"send", cmd_send},
         {"sync", cmd_sync}, {"run", cmd_run},       {"inbox", cmd_inbox},
         {"read", cmd_read}, {"outbox", cmd_outbox}, {"fingerprint", cmd_fingerprint},
     };
 
-    if (sodium_init() < 0) {
-        fputs("valise: libsodium failed to initialise\n", stderr);
-        return 1;
-    }
-    if (argc < 2) {
-        fputs(usage_main, stderr);
-        return 2;
-    }
-    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
-        strcmp(argv[1], "help") == 0) {
-        fputs(usage_main, stdout);
-        return 0;
-    }
-    for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
-        if (strcmp(argv[1], verbs[i].name) == 0)
-            return verbs[i].run(argc - 1, argv + 1);
-    fprintf(stderr, "valise: unknown verb '%s' (see valise --help)\n", argv[1]);
-    return 2;
+    return cli_main("valise", usage_main, verbs, sizeof(verbs) / sizeof(verbs[0]), argc, argv);
 }

@@ -16,6 +16,7 @@
 #include <sodium.h>
 
 #include "cert.h"
+#include "cli.h"
 #include "dir.h"
 #include "fileio.h"
 #include "keystore.h"
@@ -517,30 +518,10 @@ out:
 
 int main(int argc, char **argv)
 {
-    static const struct {
-        const char *name;
-        int (*run)(int, char **);
-    } verbs[] = {
+    static const struct cli_verb verbs[] = {
         {"init", cmd_init},     {"enroll", cmd_enroll},       {"revoke", cmd_revoke},
         {"list", cmd_list},     {"directory", cmd_directory},
     };
 
-    if (sodium_init() < 0) {
-        fputs("valise-keys: libsodium failed to initialise\n", stderr);
-        return 1;
-    }
-    if (argc < 2) {
-        fputs(usage_main, stderr);
-        return 2;
-    }
-    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
-        strcmp(argv[1], "help") == 0) {
-        fputs(usage_main, stdout);
-        return 0;
-    }
-    for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
-        if (strcmp(argv[1], verbs[i].name) == 0)
-            return verbs[i].run(argc - 1, argv + 1);
-    fprintf(stderr, "valise-keys: unknown verb '%s' (see valise-keys --help)\n", argv[1]);
-    return 2;
+    return cli_main("valise-keys", usage_main, verbs, sizeof(verbs) / sizeof(verbs[0]), argc, argv);
 }

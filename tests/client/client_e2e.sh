@@ -11,39 +11,13 @@ set -u
 KEYS=$1
 VALISE=$2
 RELAY=$3
-T=$(mktemp -d /tmp/valise-client-e2e.XXXXXX)
-RPID=
-cleanup() {
-  [ -n "$RPID" ] && kill "$RPID" 2>/dev/null && wait "$RPID" 2>/dev/null
-  rm -rf "$T"
-}
-trap cleanup EXIT
-cd "$T"
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
-run() { # run DESCRIPTION CMD...: must succeed
-  [ -n "${TRACE:-}" ] && echo "$(date +%s.%N | cut -c1-14) $1" >&2
-  local d=$1; shift
-  if ! "$@" >out.txt 2>err.txt; then fail "$d: exit $? ($(cat err.txt))"; return 1; fi
-}
-
-echo "org passphrase 1" >opw
-echo "device passphrase 1" >dpw
-V() { "$VALISE" "$@" --passphrase-file dpw; }
-
+. "$(dirname "$0")/../harness.sh"
+harness_init client-e2e
 start_relay() { # start_relay [EXTRA RELAY FLAGS...]
-  rm -f port
-  "$RELAY" --data data --org-pub org/org.pub --directory dir.bin --listen 127.0.0.1:0 \
-    --port-file port --log-level warn "$@" 2>>relay.log &
-  RPID=$!
-  for _ in $(seq 100); do [ -s port ] && break; sleep 0.05; done
-  [ -s port ] || { fail "relay did not start: $(cat relay.log)"; exit 1; }
+  relay_start 0 data dir.bin "$@"
   PORT=$(cat port)
 }
-stop_relay() {
-  kill "$RPID" && wait "$RPID" 2>/dev/null
-  RPID=
-}
+stop_relay() { relay_stop; }
 
 # --- IT staff enrol four devices ---
 run "org init" "$KEYS" init --dir org --org "Ministry of Foreign Affairs" --passphrase-file opw || exit 1

@@ -16,38 +16,10 @@ set -u
 KEYS=$1
 VALISE=$2
 RELAY=$3
-T=$(mktemp -d /tmp/valise-client-int.XXXXXX)
-RPID=
-cleanup() {
-  [ -n "$RPID" ] && kill "$RPID" 2>/dev/null && wait "$RPID" 2>/dev/null
-  rm -rf "$T"
-}
-trap cleanup EXIT
-cd "$T"
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
-run() {
-  local d=$1; shift
-  if ! "$@" >out.txt 2>err.txt; then fail "$d: exit $? ($(cat err.txt))"; return 1; fi
-}
-echo "org passphrase 1" >opw
-echo "device passphrase 1" >dpw
-V() { "$VALISE" "$@" --passphrase-file dpw; }
-
-run "org init" "$KEYS" init --dir org --org "Ministry" --passphrase-file opw || exit 1
-run "init hq" V init --home hq --name "Anna" --out hq.req || exit 1
-run "init jkt" V init --home jkt --name "Budi" --out jkt.req || exit 1
-run "enroll hq" "$KEYS" enroll --dir org --request hq.req --post HQ --role duty --out hq.cert --passphrase-file opw
-run "enroll jkt" "$KEYS" enroll --dir org --request jkt.req --post JKT --role ambassador --out jkt.cert --passphrase-file opw
-run "directory" "$KEYS" directory --dir org --out dir.bin --passphrase-file opw
-start_relay() { # start_relay PORT (0: any)
-  rm -f port
-  "$RELAY" --data data --org-pub org/org.pub --directory dir.bin --listen "127.0.0.1:$1" \
-    --port-file port --log-level warn 2>>relay.log &
-  RPID=$!
-  for _ in $(seq 100); do [ -s port ] && break; sleep 0.05; done
-  [ -s port ] || { fail "relay did not start"; exit 1; }
-}
+. "$(dirname "$0")/../harness.sh"
+harness_init client-int
+org_setup "hq Anna HQ duty" "jkt Budi JKT ambassador"
+start_relay() { relay_start "$1" data dir.bin; }
 start_relay 0
 PORT=$(cat port)
 URL="ws://127.0.0.1:$PORT"
@@ -111,8 +83,4 @@ run "hq outbox" V outbox --home hq
 bad=$(grep -cvE "accepted by relay|delivered|read|^[0-9a-f]{32} " out.txt)
 [ "$bad" -eq 0 ] || fail "envelopes not accepted: $(grep -vE 'accepted by relay|delivered|read|^[0-9a-f]{32} ' out.txt | head -3)"
 
-if [ $failures -ne 0 ]; then
-  echo "$failures failure(s)" >&2
-  exit 1
-fi
-echo "client interrupt: all checks passed"
+harness_done "client interrupt"
