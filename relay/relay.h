@@ -3,11 +3,15 @@
  * machine, group commit, delivery, expiry and metrics (DESIGN.md "Relay").
  *
  * Contract:
- *  - Single-threaded: everything runs in relay_run's event loop.
- *  - Each loop turn: the transport services every ready connection; what
- *    they sent that changes state is queued; then one LMDB transaction
- *    applies it all and commits; only then are acknowledgements queued
- *    (one SUBMIT_ACK per SUBMIT) and online recipients woken.
+ *  - Two threads: relay_run's event loop (every socket, session and reply)
+ *    and a writer thread that alone writes the store. The loop fills one op
+ *    list while the writer applies and commits the other, in transactions of
+ *    at most about 2,048 envelopes, FLASH in one of its own ahead of pending
+ *    ROUTINE; they swap under one mutex (BENCHMARKS.md).
+ *  - Only after the writer's commit is durable does the loop queue the
+ *    acknowledgements (one SUBMIT_ACK per SUBMIT) and wake online
+ *    recipients. AUTH_OK is sent once everything received before the AUTH is
+ *    committed, so its marks and the first DELIVER see it.
  *  - relay_request_stop / relay_request_reload are async-signal-safe.
  */
 #ifndef VALISE_RELAY_RELAY_H
