@@ -72,7 +72,7 @@ struct op {
     uint8_t kind;
     uint8_t rate_limited;
     uint8_t flash; /* a SUBMIT carrying a FLASH envelope: committed ahead of the turn */
-    uint16_t fail_reason; /* set by the writer when its transaction failed: ERROR sent at handback */
+    uint16_t fail_reason; /* set by the writer when its transaction failed: ERROR at handback */
     struct session *s;
     size_t off, len; /* message bytes in the arena */
     struct audit_record rec;
@@ -112,8 +112,8 @@ struct chunk_stat {
 /*
  * One op list and what applying it produced. Two of them: the event loop
  * fills one while the writer thread applies and commits the other
- * (BENCHMARKS.md "No writer thread yet"). Ownership moves only under
- * relay.mu, so whoever holds a batch is the only one touching it.
+ * (BENCHMARKS.md, item "Writer thread"). A batch changes hands only
+ * through relay.wstate under relay.mu, so one thread at a time touches it.
  */
 struct batch {
     struct op *ops;
@@ -122,7 +122,7 @@ struct batch {
     size_t ops_tmp_cap;
     struct vec arena;   /* message bytes of queued ops */
     size_t nflash;      /* FLASH SUBMITs among ops */
-    uint64_t epoch;     /* the fill epoch it carries; 0: only FLASH taken ahead of the rest */
+    uint64_t epoch;     /* the fill epoch it completes; 0: a part (FLASH, or the oldest ops) */
     int sweep;          /* run the expiry sweep in this batch */
     /* results: written by the writer, read by the event loop after the handback */
     struct buf replies;        /* staged reply messages */
@@ -161,7 +161,9 @@ struct relay {
     struct batch batches[2];
     struct batch *fill, *work;
     pthread_t writer;
-    pthread_mutex_t mu; /* guards wstate, wquit and the swap of fill and work */
+    /* mu guards wstate and wquit; fill and work are swapped only while the writer is
+     * idle and reach it by W_BUSY, set under mu */
+    pthread_mutex_t mu;
     pthread_cond_t cv_work, cv_done;
     enum writer_state wstate;
     int wquit, writer_started;
