@@ -52,6 +52,7 @@ struct session {
     uint8_t sign_pk[SIG_PK_LEN];
     uint64_t serial;
     int authed, in_table, close_after_flush;
+    int auth_pending; /* authenticated, AUTH_OK not sent yet (waiting for a commit) */
     /* AUTH_OK waits until everything received before the AUTH is committed */
     struct session *auth_next; /* in rl->auth_wait */
     uint64_t auth_epoch;
@@ -584,6 +585,7 @@ static void handle_auth(struct session *s, const struct wire_msg *m)
     memcpy(s->sign_pk, c.sign_pk, SIG_PK_LEN);
     s->serial = c.serial;
     s->authed = 1;
+    s->auth_pending = 1; /* until auth_complete: nothing is accepted or delivered */
     table_insert(rl, s);
     rl->auth_ok++;
     rlog(RLOG_INFO, "device %s serial %llu authenticated", rlog_hex(hex, s->device_id),
@@ -602,6 +604,7 @@ static void auth_complete(struct session *s)
     struct relay *rl = s->rl;
     char hex[9];
 
+    s->auth_pending = 0;
     if (s->conn == NULL || s->close_after_flush)
         return;
     {
@@ -687,6 +690,11 @@ static void handle_msg(struct session *s, const uint8_t *p, size_t len)
             auth_fail(s, WIRE_R_NOT_AUTHENTICATED, NULL);
         else
             handle_auth(s, &m);
+        return;
+    }
+    /* PROTOCOL.md part 2: nothing but AUTH before AUTH_OK, also while AUTH_OK waits. */
+    if (s->auth_pending) {
+        fail_session(s, WIRE_R_NOT_AUTHENTICATED, "message before AUTH_OK");
         return;
     }
     switch (m.type) {
@@ -920,7 +928,9 @@ static int on_writeable(void *ctx, void *sess)
     }
     if (s->close_after_flush)
         return -1;
-    if (!s->authed)
+    /* Deliveries start with auth_complete, which reads the queue once the
+     * previous connection's acknowledgements are committed. */
+    if (!s->authed || s->auth_pending)
         return 0;
     while (!tp_choked(s->conn) && (s->want_nd || s->want_deliver)) {
         buf_reset(&rl->scratch);
