@@ -28,11 +28,17 @@ enum {
     QCACHE_MIN = 1024,
 };
 
-/* A recipient's queue totals, cached so a batch reads and writes them once. */
+/*
+ * A device's queue totals and rollback marks, cached so a batch reads and
+ * writes them once per commit instead of once per envelope.
+ */
 struct qent {
     uint8_t id[DEVICE_ID_LEN];
-    uint8_t used, dirty;
+    uint8_t used, dirty;                  /* dirty: in qc_dirty, written at commit */
+    uint8_t totals_changed, mark_changed; /* what qc_flush writes */
+    uint8_t mark_loaded;
     uint64_t count, bytes;
+    uint8_t mark[STORE_DEVMARK_LEN]; /* highest submitted || highest acknowledged */
 };
 
 struct store {
@@ -380,8 +386,11 @@ int store_commit(struct store *s)
         qc_clear(s); /* the cache holds values that were not committed */
         return mdb_to_verr(rc);
     }
-    for (size_t i = 0; i < s->qc_ndirty; i++)
-        s->qc[s->qc_dirty[i]].dirty = 0;
+    for (size_t i = 0; i < s->qc_ndirty; i++) {
+        struct qent *q = &s->qc[s->qc_dirty[i]];
+
+        q->dirty = q->totals_changed = q->mark_changed = 0;
+    }
     s->qc_ndirty = 0;
     if (s->qc_n > 4 * QCACHE_MIN * 64)
         qc_clear(s); /* bounded: reloaded on demand */
@@ -576,18 +585,27 @@ static int qstat_put(struct store *s, const uint8_t dev[static DEVICE_ID_LEN], u
         return r;
     s->qc[j].count = count;
     s->qc[j].bytes = bytes;
+    s->qc[j].totals_changed = 1;
     return 0;
 }
 
-/* Writes this transaction's changed totals: once per recipient per commit. */
+/* Writes this transaction's changed totals and marks: once per device per commit. */
 static int qc_flush(struct store *s)
 {
     for (size_t i = 0; i < s->qc_ndirty; i++) {
         struct qent *q = &s->qc[s->qc_dirty[i]];
         uint8_t b[QSTAT_LEN];
         MDB_val k = val(q->id, DEVICE_ID_LEN), d = val(b, sizeof(b));
-        int rc;
+        int rc = 0;
 
+        if (q->mark_changed) {
+            MDB_val m = val(q->mark, sizeof(q->mark));
+
+            if ((rc = mdb_put(s->txn, s->devmark, &k, &m, 0)) != 0)
+                return mdb_to_verr(rc);
+        }
+        if (!q->totals_changed)
+            continue;
         if (q->count == 0) {
             rc = mdb_del(s->txn, s->qstat, &k, NULL);
             if (rc == MDB_NOTFOUND)
@@ -630,25 +648,34 @@ static int qstat_add(struct store *s, const uint8_t dev[static DEVICE_ID_LEN], i
 static int devmark_raise(struct store *s, const uint8_t dev[static DEVICE_ID_LEN], int which,
                          const uint8_t id[static WIRE_ID_LEN])
 {
-    uint8_t mark[STORE_DEVMARK_LEN];
-    MDB_val k = val(dev, DEVICE_ID_LEN), d;
-    int rc;
+    struct qent *q;
+    MDB_val k, d;
+    size_t j;
+    int rc, r;
 
-    rc = mdb_get(s->txn, s->devmark, &k, &d);
-    if (rc == MDB_NOTFOUND)
-        memset(mark, 0, sizeof(mark));
-    else if (rc != 0)
-        return mdb_to_verr(rc);
-    else if (d.mv_size != sizeof(mark))
-        return VERR_STORE;
-    else
-        memcpy(mark, d.mv_data, sizeof(mark));
-    if (memcmp(id, mark + which * WIRE_ID_LEN, WIRE_ID_LEN) <= 0)
+    if ((r = qc_slot(s, dev, &j)) != 0)
+        return r;
+    q = &s->qc[j];
+    if (!q->mark_loaded) {
+        k = val(dev, DEVICE_ID_LEN);
+        rc = mdb_get(s->txn, s->devmark, &k, &d);
+        if (rc != 0 && rc != MDB_NOTFOUND)
+            return mdb_to_verr(rc);
+        if (rc == 0 && d.mv_size != sizeof(q->mark))
+            return VERR_STORE;
+        if (rc == 0)
+            memcpy(q->mark, d.mv_data, sizeof(q->mark));
+        else
+            memset(q->mark, 0, sizeof(q->mark));
+        q->mark_loaded = 1;
+    }
+    if (memcmp(id, q->mark + which * WIRE_ID_LEN, WIRE_ID_LEN) <= 0)
         return 0;
-    memcpy(mark + which * WIRE_ID_LEN, id, WIRE_ID_LEN);
-    k = val(dev, DEVICE_ID_LEN);
-    d = val(mark, sizeof(mark));
-    return mdb_to_verr(mdb_put(s->txn, s->devmark, &k, &d, 0));
+    if ((r = qc_mark_dirty(s, j)) != 0) /* reallocates only the dirty list, not qc */
+        return r;
+    memcpy(q->mark + which * WIRE_ID_LEN, id, WIRE_ID_LEN);
+    q->mark_changed = 1;
+    return 0;
 }
 
 int store_devmark_get(struct store *s, const uint8_t device[static DEVICE_ID_LEN],
