@@ -1806,9 +1806,15 @@ static int sy_on_deliver(struct sync *s, const struct wire_msg *wm)
             r = 0;
         }
     }
-    /* The acknowledged ids raise the mark with the rest of the batch. */
-    for (size_t i = 0; r == 0 && i < nack; i++)
-        r = mb_mark_raise(s->m, 1, ids + i * WIRE_ID_LEN);
+    /* The highest acknowledged id raises the mark with the rest of the batch. */
+    if (r == 0 && nack > 0) {
+        const uint8_t *hi = ids;
+
+        for (size_t i = 1; i < nack; i++)
+            if (memcmp(ids + i * WIRE_ID_LEN, hi, WIRE_ID_LEN) > 0)
+                hi = ids + i * WIRE_ID_LEN;
+        r = mb_mark_raise(s->m, 1, hi);
+    }
     r = sy_commit_then_ack(s, r, WIRE_DELIVER_ACK, ids, nack);
 out:
     free(ids);
