@@ -160,6 +160,35 @@ static void verdict(struct averify_out *o, enum averdict v, const char *fmt, ...
     va_end(ap);
 }
 
+int akey_foreign(const struct alogdata *d, const struct note_verifier *v, char *origin,
+                 size_t originsz)
+{
+    size_t text_len, n = 0;
+
+    if (originsz == 0)
+        return 0;
+    origin[0] = '\0';
+    if (d->ncps == 0)
+        return 0;
+    /* note_open says VERR_UNKNOWN only when no signature line has v's name and id. */
+    for (size_t c = 0; c < d->ncps; c++)
+        if (note_open(d->cps[c].note, d->cps[c].len, v, &text_len) != VERR_UNKNOWN)
+            return 0;
+    while (n < d->cps[0].len && n + 1 < originsz && d->cps[0].note[n] != '\n') {
+        if (d->cps[0].note[n] <= 0x20 || d->cps[0].note[n] >= 0x7f) {
+            n = 0;
+            break;
+        }
+        origin[n] = (char)d->cps[0].note[n];
+        n++;
+    }
+    if (n == 0)
+        snprintf(origin, originsz, "?");
+    else
+        origin[n] = '\0';
+    return 1;
+}
+
 int averify_log(struct alogdata *d, const struct note_verifier *v, struct averify_out *o)
 {
     struct merkle_state tree;

@@ -71,6 +71,14 @@ void aload_free(struct alogdata *d);
 const char *averdict_name(enum averdict v);
 
 /* Fills o; returns 0 whatever the verdict, an error code only if it could not check. */
+/*
+ * 1 if the log has checkpoints and none of them carries a signature line by
+ * v (its name and key id), good or bad: the key belongs to another log, not
+ * to this one tampered with. origin gets the first checkpoint's origin line
+ * (printable ASCII only, else "?"), for the officer's message.
+ */
+int akey_foreign(const struct alogdata *d, const struct note_verifier *v, char *origin,
+                 size_t originsz);
 int averify_log(struct alogdata *d, const struct note_verifier *v,
                 struct averify_out *o) VL_MUST_CHECK;
 /* After averify_log said AV_OK: the comparison with the remembered state. */

@@ -266,6 +266,7 @@ struct ctx {
     struct note_verifier v;
     char key[NOTE_VERIFIER_KEY_MAX];
     int have_key;
+    int key_remembered; /* taken from the officer's state file, not typed */
     struct averify_out res;
     struct directory *dir;
 };
@@ -285,6 +286,21 @@ static int open_log(struct ctx *c, int key_required)
                     verr_str(r));
     if (!c->have_key)
         return EXIT_OK;
+    /*
+     * A key the officer typed that signed none of the checkpoints is the wrong
+     * key, not a tampered log. A remembered key is different: the log it
+     * verified before has been replaced, which is TAMPERED below.
+     */
+    if (!c->key_remembered) {
+        char origin[NOTE_MAX_NAME_LEN + 1];
+
+        if (akey_foreign(&c->d, &c->v, origin, sizeof(origin)))
+            return fail(EXIT_ERR,
+                        "this key is not the one that signed this log: its checkpoints are "
+                        "signed as \"%s\", the key is \"%s\" (id %08x); take the key from "
+                        "valise-relay --print-audit-key --data DIR on that relay",
+                        origin, c->v.name, (unsigned)c->v.key_id);
+    }
     if ((r = averify_log(&c->d, &c->v, &c->res)) != 0)
         return fail(EXIT_ERR, "verification failed to run: %s", verr_str(r));
     if (c->res.verdict != AV_OK)
@@ -433,6 +449,7 @@ static int cmd_verify(struct ctx *c)
         memcpy(c->key, st->key, sizeof(c->key));
         c->v = st->v;
         c->have_key = 1;
+        c->key_remembered = 1;
     }
     if ((status = open_log(c, 1)) != EXIT_OK)
         goto out;

@@ -9,6 +9,7 @@
 #include <sodium.h>
 
 #include "audit_record.h"
+#include "datadir.h"
 #include "fileio.h"
 #include "log.h"
 #include "merkle.h"
@@ -346,8 +347,8 @@ int raudit_print_wanted(int argc, char **argv)
 
 int raudit_print_main(int argc, char **argv)
 {
-    const char *data = NULL, *relay_id = "valise-relay";
-    char origin[NOTE_MAX_NAME_LEN + 1], verifier[NOTE_VERIFIER_KEY_MAX];
+    const char *data = NULL, *relay_id = NULL;
+    char stored[WIRE_RELAY_ID_MAX + 1], origin[NOTE_MAX_NAME_LEN + 1], verifier[NOTE_VERIFIER_KEY_MAX];
     uint8_t *sk = NULL, pk[SIG_PK_LEN];
     int created = 0, r, status = 1;
 
@@ -373,6 +374,25 @@ int raudit_print_main(int argc, char **argv)
         fprintf(stderr, "valise-relay: --print-audit-key needs --data DIR\n");
         return 2;
     }
+    /* The id the log is signed under is the one recorded at the first start (datadir.h). */
+    r = datadir_stored_id(data, stored, sizeof(stored));
+    if (r == VERR_UNKNOWN) {
+        fprintf(stderr, "valise-relay: %s has no %s yet (the relay records it on first start)\n",
+                data, DATADIR_ID_FILE);
+        return 1;
+    }
+    if (r != 0) {
+        fprintf(stderr, "valise-relay: %s/%s: %s\n", data, DATADIR_ID_FILE, verr_str(r));
+        return 1;
+    }
+    if (relay_id != NULL && strcmp(relay_id, stored) != 0) {
+        fprintf(stderr,
+                "valise-relay: %s belongs to relay \"%s\", not \"%s\": its log is signed as "
+                "\"%s%s\" (leave out --relay-id)\n",
+                data, stored, relay_id, RAUDIT_ORIGIN_PREFIX, stored);
+        return 2;
+    }
+    relay_id = stored;
     if (make_origin(origin, relay_id) != 0) {
         fprintf(stderr, "valise-relay: --relay-id \"%s\" cannot name an audit log\n", relay_id);
         return 2;

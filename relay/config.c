@@ -31,7 +31,7 @@ static const struct opt opts[] = {
     {"tls-cert", OPT_STR, S(tls_cert), 0, 0, "FILE TLS certificate (PEM)"},
     {"tls-key", OPT_STR, S(tls_key), 0, 0, "FILE TLS private key (PEM)"},
     {"config", OPT_CONFIG, 0, 0, 0, "FILE settings file: lines \"name value\""},
-    {"relay-id", OPT_STR, S(relay_id), 0, 0, "NAME relay identity signed by devices (default: valise-relay)"},
+    {"relay-id", OPT_STR, S(relay_id), 0, 0, "NAME relay identity; recorded in --data at the first start (default: the recorded one, else valise-relay)"},
     {"port-file", OPT_STR, S(port_file), 0, 0, "FILE write the listening port here once bound"},
     {"map-size", OPT_U64, S(map_size), 1 << 20, UINT64_C(1) << 40, "BYTES LMDB map size (8 GiB)"},
     {"max-frame", OPT_U64, S(max_frame), 1024, WIRE_DIR_MAX + 64, "BYTES largest client message (2 MiB)"},
@@ -72,7 +72,6 @@ void cfg_usage(void)
 static void defaults(struct relay_config *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
-    cfg->relay_id = "valise-relay";
     cfg->map_size = UINT64_C(8) << 30;
     cfg->max_frame = 2 << 20;
     cfg->max_envelope = 256 << 10;
@@ -309,7 +308,7 @@ int cfg_load(struct relay_config *cfg, int argc, char **argv, char *err, size_t 
         snprintf(err, errsz, "--tls-cert and --tls-key go together");
         return VERR_USAGE;
     }
-    if (strlen(cfg->relay_id) > WIRE_RELAY_ID_MAX) {
+    if (cfg->relay_id != NULL && strlen(cfg->relay_id) > WIRE_RELAY_ID_MAX) {
         snprintf(err, errsz, "--relay-id: at most %d bytes", WIRE_RELAY_ID_MAX);
         return VERR_USAGE;
     }

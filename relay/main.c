@@ -8,6 +8,7 @@
 
 #include "audit.h"
 #include "config.h"
+#include "datadir.h"
 #include "fileio.h"
 #include "log.h"
 #include "relay.h"
@@ -52,7 +53,8 @@ int main(int argc, char **argv)
 {
     struct relay_config cfg;
     struct relay *rl = NULL;
-    char err[256];
+    struct datadir dd = {.lock_fd = -1};
+    char err[512];
     int r, status = 1;
 
     if (raudit_print_wanted(argc, argv))
@@ -73,6 +75,12 @@ int main(int argc, char **argv)
         goto out;
     }
     err[0] = '\0';
+    /* One relay per data directory, always under the same relay id (datadir.h). */
+    if ((r = datadir_claim(&dd, cfg.data_dir, cfg.relay_id, err, sizeof(err))) != 0) {
+        fprintf(stderr, "valise-relay: %s\n", err);
+        goto out;
+    }
+    cfg.relay_id = dd.relay_id;
     if ((r = relay_create(&rl, &cfg, err, sizeof(err))) != 0) {
         fprintf(stderr, "valise-relay: %s\n", err[0] != '\0' ? err : verr_str(r));
         goto out;
@@ -96,6 +104,7 @@ int main(int argc, char **argv)
 out:
     the_relay = NULL;
     relay_destroy(rl);
+    datadir_release(&dd);
     cfg_free(&cfg);
     return status;
 }

@@ -137,6 +137,7 @@ struct batch {
     struct counters turn;
     struct vec stats;          /* struct chunk_stat per committed transaction */
     uint64_t commit_failures;
+    int commit_tried, commit_result; /* the batch's last transaction: 0 or its error */
     uint64_t queued, audit_size; /* the store's committed figures after the batch */
 };
 
@@ -179,6 +180,8 @@ struct relay {
     /* metrics */
     struct counters total;
     uint64_t auth_ok, auth_fail, commits, commit_failures;
+    int commit_error;          /* error of the last transaction tried, 0 when it committed */
+    uint64_t commit_error_since; /* unix s of the first failure in the current run of them */
     uint64_t commit_hist[HIST_COMMIT + 1], batch_hist[HIST_BATCH + 1];
     double commit_sum;
     uint64_t batch_sum;
@@ -1010,6 +1013,12 @@ static unsigned on_http(void *ctx, const char *path, struct buf *b, const char *
 
     *ctype = "text/plain; charset=utf-8";
     if (strcmp(path, "/healthz") == 0) {
+        /* Not healthy while nothing can be stored: a load balancer must stop sending here. */
+        if (rl->commit_error != 0) {
+            metric(b, "failing: commits fail since %llu: %s\n",
+                   (unsigned long long)rl->commit_error_since, verr_str(rl->commit_error));
+            return 503;
+        }
         metric(b, "ok\n");
         return 200;
     }
@@ -1055,6 +1064,11 @@ static unsigned on_http(void *ctx, const char *path, struct buf *b, const char *
     metric(b, "# TYPE valise_relay_commit_failures_total counter\n"
               "valise_relay_commit_failures_total %llu\n",
            (unsigned long long)rl->commit_failures);
+    metric(b, "# TYPE valise_relay_commit_failing gauge\n");
+    metric(b, "valise_relay_commit_failing{reason=\"storage_full\"} %d\n",
+           rl->commit_error == VERR_NOSPACE);
+    metric(b, "valise_relay_commit_failing{reason=\"storage_error\"} %d\n",
+           rl->commit_error != 0 && rl->commit_error != VERR_NOSPACE);
     histogram(b, "valise_relay_commit_seconds", commit_bounds, HIST_COMMIT, rl->commit_hist,
               rl->commit_sum);
     histogram(b, "valise_relay_commit_batch_envelopes", batch_bounds, HIST_BATCH, rl->batch_hist,
@@ -1397,6 +1411,8 @@ static void commit_chunk(struct relay *rl, struct batch *b, size_t from, size_t 
 
     batch_mark(b, &mk);
     r = apply_turn(rl, b, from, to, now, sweep, 0, &expired);
+    b->commit_tried = 1;
+    b->commit_result = r;
     if (r == 0) {
         if (b->txn_dir != NULL) {
             dir_free(b->new_dir);
@@ -1559,6 +1575,8 @@ static void batch_release(struct relay *rl, struct batch *b)
     b->stats.len = 0;
     memset(&b->turn, 0, sizeof(b->turn));
     b->commit_failures = 0;
+    b->commit_tried = 0;
+    b->commit_result = 0;
     dir_free(b->new_dir);
     b->new_dir = NULL;
     dir_free(b->txn_dir);
@@ -1604,6 +1622,11 @@ static void batch_finish(struct relay *rl, struct batch *b)
     for (i = 0; i <= WIRE_R_MAX; i++)
         rl->total.rejected[i] += b->turn.rejected[i];
     rl->commit_failures += b->commit_failures;
+    if (b->commit_tried) {
+        if (b->commit_result != 0 && rl->commit_error == 0)
+            rl->commit_error_since = now_s();
+        rl->commit_error = b->commit_result;
+    }
     for (size_t k = 0; k + sizeof(struct chunk_stat) <= b->stats.len;
          k += sizeof(struct chunk_stat)) {
         struct chunk_stat cs;

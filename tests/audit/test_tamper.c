@@ -1088,7 +1088,13 @@ static void test_wrong_key_and_usage(void **state)
     crypto_sign_keypair(pk, sk);
     assert_int_equal(note_verifier_format(other, sizeof(other), "valise/valise-relay", pk), 0);
     assert_int_equal(file_join(st, sizeof(st), S.pki.dir, "other.state"), 0);
-    expect_run(argv, 2, "does not verify with the key");
+    /* another key under this log's name: the wrong key, not a tampered log */
+    expect_run(argv, 1, "this key is not the one that signed this log");
+    assert_non_null(strstr(out, "signed as \"valise/valise-relay\""));
+    /* another relay's key (another --relay-id): the same */
+    assert_int_equal(note_verifier_format(other, sizeof(other), "valise/another-relay", pk), 0);
+    expect_run(argv, 1, "this key is not the one that signed this log");
+    assert_null(strstr(out, "TAMPERED"));
     assert_int_equal(file_join(none, sizeof(none), S.pki.dir, "absent.state"), 0);
     expect_run(nokey, 1, "the first verification needs --key KEY");
     /* DESIGN.md "valise-audit verify --data DIR": the key remembered in the state file */

@@ -385,6 +385,16 @@ static void test_sigterm_in_flight(void **state)
     fprintf(stderr, "SIGTERM in flight: %d acknowledged and kept, %d refused\n", acked, refused);
 }
 
+static int body_has(const struct buf *b, const char *s)
+{
+    size_t n = strlen(s);
+
+    for (size_t i = 0; n <= buf_size(b) && i <= buf_size(b) - n; i++)
+        if (memcmp(buf_data(b) + i, s, n) == 0)
+            return 1;
+    return 0;
+}
+
 /* A full LMDB map: the write fails with a reason and no acknowledgement, reads go on. */
 static void test_storage_full(void **state)
 {
@@ -418,6 +428,17 @@ static void test_storage_full(void **state)
     }
     assert_true(full);
     assert_true(stored > 0);
+    /* nothing can be stored: /healthz must not say ok, and /metrics says why */
+    {
+        struct buf body;
+
+        assert_int_equal(buf_init(&body, 1 << 20, 0), 0);
+        assert_int_equal(http_get(f->relay.port, "/healthz", &body, TWAIT), 503);
+        assert_true(body_has(&body, "failing"));
+        assert_int_equal(http_get(f->relay.port, "/metrics", &body, TWAIT), 200);
+        assert_true(body_has(&body, "valise_relay_commit_failing{reason=\"storage_full\"} 1"));
+        buf_free(&body);
+    }
     /* reads keep working */
     buf_reset(&f->msg);
     assert_int_equal(wire_put_directory(&f->msg, WIRE_DIRECTORY_GET, NULL, 0), 0);
@@ -443,10 +464,67 @@ static void test_storage_full(void **state)
     tc_envelope(&e, id, &f->b, WIRE_ROUTINE, tnow() + 3600, ct, 1000);
     assert_int_equal(tc_submit(&ca, &e, 1), 0);
     assert_int_equal(tc_expect(&ca, &f->msg, &m, WIRE_SUBMIT_ACK, TWAIT), 0);
+    {
+        struct buf body;
+
+        assert_int_equal(buf_init(&body, 1 << 20, 0), 0);
+        assert_int_equal(http_get(f->relay.port, "/healthz", &body, TWAIT), 200);
+        buf_free(&body);
+    }
     wsc_close(&ca);
     wsc_close(&cb);
     int st = trelay_signal(&f->relay, SIGTERM);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/*
+ * One relay per data directory: a second one on the same --data is refused
+ * with the pid of the first (two writers would fork the audit log), and the
+ * relay id recorded at the first start cannot silently change.
+ */
+static void test_one_relay_per_data_dir(void **state)
+{
+    struct fixture *f = *state;
+    const char *as_other[] = {"--relay-id", "another-relay", NULL};
+    const char *as_first[] = {"--relay-id", "first-relay", NULL};
+    struct trelay second;
+    char expect[128], saved[TPATH];
+    pid_t first;
+    int st;
+
+    /* a data directory of its own: the fixture's already records the default id */
+    memcpy(saved, f->pki.data_path, sizeof(saved));
+    assert_true((size_t)snprintf(f->pki.data_path, sizeof(f->pki.data_path), "%s/onlyone",
+                                 f->pki.dir) < sizeof(f->pki.data_path));
+    assert_int_equal(trelay_start(&f->relay, &f->pki, as_first), 0);
+    first = f->relay.pid;
+    assert_int_not_equal(trelay_start(&second, &f->pki, NULL), 0);
+    snprintf(expect, sizeof(expect), "is in use by another valise-relay (pid %ld)", (long)first);
+    if (!trelay_log_contains(&f->relay, (const uint8_t *)expect, strlen(expect)))
+        fail_msg("second relay not refused with \"%s\"", expect);
+    /* the first one still works */
+    {
+        struct buf body;
+
+        assert_int_equal(buf_init(&body, 1 << 20, 0), 0);
+        assert_int_equal(http_get(f->relay.port, "/healthz", &body, TWAIT), 200);
+        buf_free(&body);
+    }
+    st = trelay_signal(&f->relay, SIGTERM);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    /* another id on the same data: refused, naming the recorded one */
+    assert_int_not_equal(trelay_start(&second, &f->pki, as_other), 0);
+    snprintf(expect, sizeof(expect), "belongs to relay \"first-relay\"");
+    if (!trelay_log_contains(&f->relay, (const uint8_t *)expect, strlen(expect)))
+        fail_msg("other --relay-id not refused with \"%s\"", expect);
+    /* no --relay-id: the recorded one is used */
+    assert_int_equal(trelay_start(&f->relay, &f->pki, NULL), 0);
+    st = trelay_signal(&f->relay, SIGTERM);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    snprintf(expect, sizeof(expect), "valise/first-relay+");
+    if (!trelay_log_contains(&f->relay, (const uint8_t *)expect, strlen(expect)))
+        fail_msg("restart without --relay-id did not sign as \"%s\"", expect);
+    memcpy(f->pki.data_path, saved, sizeof(saved));
 }
 
 int main(void)
@@ -456,6 +534,7 @@ int main(void)
         cmocka_unit_test(test_no_plaintext),
         cmocka_unit_test(test_sigterm_in_flight),
         cmocka_unit_test(test_storage_full),
+        cmocka_unit_test(test_one_relay_per_data_dir),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
