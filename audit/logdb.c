@@ -149,6 +149,35 @@ out:
     return r;
 }
 
+int alog_each_cert(struct alog *l, alog_cert_fn fn, void *ctx)
+{
+    MDB_cursor *c = NULL;
+    MDB_dbi certs;
+    MDB_val k, d;
+    int rc, r = VERR_INTERNAL;
+
+    rc = mdb_dbi_open(l->txn, "certs", 0, &certs);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc != 0)
+        return mdb_err(rc);
+    if ((rc = mdb_cursor_open(l->txn, certs, &c)) != 0)
+        return mdb_err(rc);
+    for (rc = mdb_cursor_get(c, &k, &d, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &d, MDB_NEXT)) {
+        if (k.mv_size != 8) {
+            r = VERR_BAD_FORMAT;
+            goto out;
+        }
+        if ((r = fn(ctx, d.mv_data, d.mv_size)) != 0)
+            goto out;
+    }
+    r = rc == MDB_NOTFOUND ? 0 : mdb_err(rc);
+out:
+    mdb_cursor_close(c);
+    return r;
+}
+
 int alog_directory(struct alog *l, struct buf *out)
 {
     static const char name[] = "directory";

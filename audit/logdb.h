@@ -40,6 +40,14 @@ int alog_each_record(struct alog *l, alog_record_fn fn, void *ctx,
 typedef int (*alog_checkpoint_fn)(void *ctx, uint64_t key_size, const uint8_t *note, size_t len);
 int alog_each_checkpoint(struct alog *l, alog_checkpoint_fn fn, void *ctx) VL_MUST_CHECK;
 
+/*
+ * Calls fn for every certificate the relay ever installed in a directory
+ * (table `certs`, serial order), also those later directories dropped; none
+ * for a data dir from before the table existed. The bytes are unverified.
+ */
+typedef int (*alog_cert_fn)(void *ctx, const uint8_t *cert, size_t len);
+int alog_each_cert(struct alog *l, alog_cert_fn fn, void *ctx) VL_MUST_CHECK;
+
 /* The directory the relay serves (VERR_UNKNOWN if none); out is initialised here. */
 int alog_directory(struct alog *l, struct buf *out) VL_MUST_CHECK;
 

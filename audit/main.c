@@ -41,14 +41,21 @@ enum {
 static const char *const usage_text =
     "usage: valise-audit VERB [options]   (valise-audit VERB --help)\n"
     "  verify       --data DIR [--key KEY] [--state FILE] [--evidence FILE]\n"
-    "  proof        --data DIR --key KEY --index N [--size S]\n"
-    "  consistency  --data DIR --key KEY --from S1 [--to S2]\n"
-    "  search       --data DIR [--key KEY] [--from T] [--to T] [--device HEX] [--post P]\n"
-    "               [--event NAME] [--org-pub FILE]\n"
-    "  export       --data DIR [--key KEY]\n"
-    "  report       --data DIR [--key KEY] [--org-pub FILE]\n"
+    "  checkpoints  --data DIR [--key KEY] [--state FILE]     the signed tree sizes\n"
+    "  proof        --data DIR [--key KEY] [--state FILE] --index N [--size S]\n"
+    "  consistency  --data DIR [--key KEY] [--state FILE] --from S1 [--to S2]\n"
+    "  search       --data DIR [--key KEY] [--state FILE] [--from T] [--to T] [--device HEX]\n"
+    "               [--post P] [--event NAME] [--org-pub FILE]\n"
+    "  export       --data DIR [--key KEY] [--state FILE] [--org-pub FILE]\n"
+    "  report       --data DIR [--key KEY] [--state FILE] [--org-pub FILE]\n"
     "KEY is the relay's audit verifier key (valise-relay --print-audit-key), or\n"
-    "--key-file FILE holding it. Times: unix seconds, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ.\n"
+    "--key-file FILE holding it; without either, the key verify remembered in the state\n"
+    "file (default ~/.valise-audit/state). Every verb verifies the log first and refuses a\n"
+    "tampered one (exit 2). Times: unix seconds, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ.\n"
+    "Events for --event: relay_start relay_stop auth_ok auth_fail directory_installed\n"
+    "  envelope_accepted envelope_delivered envelope_expired envelope_rejected quota_hit\n"
+    "  rate_limit_hit session_revoked prekeys_uploaded prekey_issued connection_refused\n"
+    "  device_enrolled device_revoked\n"
     "Exit: 0 ok, 1 error, 2 log tampered, 3 ALARM (rollback, fork, inconsistent).\n";
 
 struct opts {
@@ -89,13 +96,16 @@ static const struct flag flags[] = {
 };
 #undef F
 
-static const char *const verb_flags[][10] = {
+enum { VERB_FLAGS_MAX = 11 };
+static const char *const verb_flags[][VERB_FLAGS_MAX] = {
     {"verify", "data", "key", "key-file", "state", "evidence", NULL},
-    {"proof", "data", "key", "key-file", "index", "size", NULL},
-    {"consistency", "data", "key", "key-file", "from", "to", NULL},
-    {"search", "data", "key", "key-file", "from", "to", "device", "post", "event", "org-pub"},
-    {"export", "data", "key", "key-file", NULL},
-    {"report", "data", "key", "key-file", "org-pub", NULL},
+    {"checkpoints", "data", "key", "key-file", "state", NULL},
+    {"proof", "data", "key", "key-file", "state", "index", "size", NULL},
+    {"consistency", "data", "key", "key-file", "state", "from", "to", NULL},
+    {"search", "data", "key", "key-file", "state", "from", "to", "device", "post", "event",
+     "org-pub"},
+    {"export", "data", "key", "key-file", "state", "org-pub", NULL},
+    {"report", "data", "key", "key-file", "state", "org-pub", NULL},
 };
 
 static int verb_allows(const char *verb, const char *flag)
@@ -103,7 +113,7 @@ static int verb_allows(const char *verb, const char *flag)
     for (size_t i = 0; i < sizeof(verb_flags) / sizeof(verb_flags[0]); i++) {
         if (strcmp(verb_flags[i][0], verb) != 0)
             continue;
-        for (size_t j = 1; j < 10 && verb_flags[i][j] != NULL; j++)
+        for (size_t j = 1; j < VERB_FLAGS_MAX && verb_flags[i][j] != NULL; j++)
             if (strcmp(verb_flags[i][j], flag) == 0)
                 return 1;
     }
@@ -269,7 +279,49 @@ struct ctx {
     int key_remembered; /* taken from the officer's state file, not typed */
     struct averify_out res;
     struct directory *dir;
+    struct orgpub org;
+    struct cert *archive; /* every certificate the relay installed, root-verified */
+    size_t narchive, archive_cap;
 };
+
+static int default_state_path(char *out, size_t outsz, int make_dir);
+
+/* The key verify remembered (--state FILE or the default), if any: 0, 1 if none. */
+static int remembered_key(struct ctx *c)
+{
+    char path[PATH_MAX_LEN];
+    struct audit_state *st;
+    struct buf b = {0};
+    int r;
+
+    if (c->o.state != NULL) {
+        if (strlen(c->o.state) >= sizeof(path))
+            return fail(-1, "--state: path too long");
+        memcpy(path, c->o.state, strlen(c->o.state) + 1);
+    } else if (default_state_path(path, sizeof(path), 0) != 0) {
+        return 1;
+    }
+    if (!file_exists(path)) {
+        if (c->o.state != NULL)
+            return fail(-1, "--state %s: no such file", path);
+        return 1;
+    }
+    if ((st = calloc(1, sizeof(*st))) == NULL)
+        return fail(-1, "out of memory");
+    if ((r = file_read(path, AUDIT_STATE_MAX_LEN, 0, &b)) != 0 ||
+        (r = audit_state_parse(st, buf_data(&b), buf_size(&b))) != 0) {
+        buf_free(&b);
+        free(st);
+        return fail(-1, "state file %s is unreadable or corrupt (%s)", path, verr_str(r));
+    }
+    buf_free(&b);
+    memcpy(c->key, st->key, sizeof(c->key));
+    c->v = st->v;
+    c->have_key = 1;
+    c->key_remembered = 1;
+    free(st);
+    return 0;
+}
 
 /* Loads the log and, with a key, verifies it; prints and returns an exit status on failure. */
 static int open_log(struct ctx *c, int key_required)
@@ -277,9 +329,17 @@ static int open_log(struct ctx *c, int key_required)
     int r;
 
     if (!c->have_key) { /* verify may have taken it from the state file */
-        if ((r = load_key(&c->o, &c->v, c->key, sizeof(c->key), key_required)) < 0)
+        if ((r = load_key(&c->o, &c->v, c->key, sizeof(c->key), 0)) < 0)
             return EXIT_ERR;
         c->have_key = r == 0;
+        /* no key typed: the one verify remembered, so nothing is shown unverified by accident */
+        if (!c->have_key && strcmp(c->o.verb, "verify") != 0 && remembered_key(c) < 0)
+            return EXIT_ERR;
+        if (!c->have_key && key_required)
+            return fail(EXIT_ERR,
+                        "%s: --key KEY (or --key-file FILE) is required: no key is remembered "
+                        "(run valise-audit verify --key KEY once)",
+                        c->o.verb);
     }
     if ((r = aload(&c->d, c->o.data)) != 0)
         return fail(EXIT_ERR, "--data %s: cannot read the relay's log (%s)", c->o.data,
@@ -308,6 +368,31 @@ static int open_log(struct ctx *c, int key_required)
     return EXIT_OK;
 }
 
+/* One archived certificate: kept only if it is this organisation's, root-signed. */
+static int archive_add(void *ctx, const uint8_t *p, size_t len)
+{
+    struct ctx *c = ctx;
+    struct cert ct;
+
+    /* validity is a question of time, not of authenticity: checked at its own start */
+    if (cert_parse(p, len, &ct) != 0 || cert_verify(&ct, &c->org, ct.not_before) != 0) {
+        fprintf(stderr, "valise-audit: warning: a certificate in the relay's archive does not "
+                        "verify with --org-pub; ignored\n");
+        return 0;
+    }
+    if (c->narchive == c->archive_cap) {
+        size_t ncap = c->archive_cap < 64 ? 64 : c->archive_cap * 2;
+        struct cert *np = realloc(c->archive, ncap * sizeof(*np));
+
+        if (np == NULL)
+            return VERR_NOMEM;
+        c->archive = np;
+        c->archive_cap = ncap;
+    }
+    c->archive[c->narchive++] = ct;
+    return 0;
+}
+
 static int load_directory(struct ctx *c)
 {
     struct orgpub org;
@@ -323,29 +408,78 @@ static int load_directory(struct ctx *c)
         alog_close(l);
         return fail(-1, "--data %s: no stored directory (%s)", c->o.data, verr_str(r));
     }
-    alog_close(l);
     r = dir_parse_verify(buf_data(&b), buf_size(&b), &org, &c->dir);
     buf_free(&b);
-    if (r != 0)
+    if (r != 0) {
+        alog_close(l);
         return fail(-1, "the relay's stored directory does not verify with --org-pub (%s)",
                     verr_str(r));
+    }
+    c->org = org;
+    r = alog_each_cert(l, archive_add, c);
+    alog_close(l);
+    if (r != 0)
+        return fail(-1, "--data %s: the relay's certificate archive is unreadable (%s)",
+                    c->o.data, verr_str(r));
     return 0;
 }
 
-static const char *post_of(const struct ctx *c, const uint8_t id[static DEVICE_ID_LEN])
+/*
+ * The certificate a device held at time t: from the archive of every
+ * certificate the relay installed (so a device that later directories
+ * dropped keeps its post), the newest issued by then, else its first; the
+ * served directory for a data dir without the archive.
+ */
+static const struct cert *cert_at(const struct ctx *c, const uint8_t id[static DEVICE_ID_LEN],
+                                  uint64_t t)
 {
     static const uint8_t zero[DEVICE_ID_LEN];
-    const struct cert *best = NULL;
+    const struct cert *best = NULL, *first = NULL;
 
     if (c->dir == NULL || memcmp(id, zero, DEVICE_ID_LEN) == 0)
         return NULL;
-    /* the newest certificate of the device, revoked or not: the post it held */
+    for (size_t i = 0; i < c->narchive; i++) {
+        const struct cert *ct = &c->archive[i];
+
+        if (memcmp(ct->device_id, id, DEVICE_ID_LEN) != 0)
+            continue;
+        if (first == NULL)
+            first = ct;
+        if (ct->not_before <= t)
+            best = ct;
+    }
+    if (best != NULL || first != NULL)
+        return best != NULL ? best : first;
     for (size_t i = 0; i < dir_cert_count(c->dir); i++) {
         const struct cert *ct = dir_cert_at(c->dir, i);
         if (memcmp(ct->device_id, id, DEVICE_ID_LEN) == 0)
             best = ct;
     }
-    return best != NULL ? best->post : NULL;
+    return best;
+}
+
+static const char *post_of(const struct ctx *c, const uint8_t id[static DEVICE_ID_LEN], uint64_t t)
+{
+    const struct cert *ct = cert_at(c, id, t);
+
+    return ct != NULL ? ct->post : NULL;
+}
+
+/* A JSON string (RFC 8259 section 7): quotes, backslash and control bytes escaped. */
+static void json_str(const char *s)
+{
+    putchar('"');
+    for (; *s != '\0'; s++) {
+        unsigned char ch = (unsigned char)*s;
+
+        if (ch == '"' || ch == '\\')
+            printf("\\%c", ch);
+        else if (ch < 0x20 || ch == 0x7f)
+            printf("\\u%04x", ch);
+        else
+            putchar(ch);
+    }
+    putchar('"');
 }
 
 /* ---- verify ---- */
@@ -613,6 +747,52 @@ static int cmd_consistency(struct ctx *c)
     return EXIT_OK;
 }
 
+/* ---- what was verified: the first line of every listing ---- */
+
+static uint64_t signed_size(const struct ctx *c)
+{
+    return c->res.latest != NULL ? c->res.latest->cp.size : 0;
+}
+
+/* First line of search and export: a JSON object saying whether the log verified. */
+static void json_verification(const struct ctx *c)
+{
+    if (!c->have_key) {
+        printf("{\"verification\":\"none\",\"why\":\"no key given and none remembered\","
+               "\"records\":%llu}\n",
+               (unsigned long long)c->d.n);
+        return;
+    }
+    printf("{\"verification\":\"ok\",\"key\":");
+    json_str(c->v.name);
+    printf(",\"keyRemembered\":%s,\"checkpoints\":%zu,\"signedSize\":%llu,\"records\":%llu}\n",
+           c->key_remembered ? "true" : "false", c->res.checkpoints,
+           (unsigned long long)signed_size(c), (unsigned long long)c->d.n);
+}
+
+/* ---- checkpoints: the signed sizes (for proof --size and consistency --from/--to) ---- */
+
+static int cmd_checkpoints(struct ctx *c)
+{
+    char root[NOTE_HASH_B64_LEN + 1], t[32];
+    int status;
+
+    if ((status = open_log(c, 1)) != EXIT_OK)
+        return status;
+    printf("verification: ok, %zu signed checkpoints by %s; %llu records\n", c->res.checkpoints,
+           c->v.name, (unsigned long long)c->d.n);
+    for (size_t i = 0; i < c->d.ncps; i++) {
+        const struct acp *cp = &c->d.cps[i];
+        uint64_t at = cp->cp.size > 0 && cp->cp.size <= c->d.n ? c->d.rec[cp->cp.size - 1].time : 0;
+
+        b64(root, cp->cp.root);
+        utc(t, at);
+        printf("size %llu  root %s  last record %s\n", (unsigned long long)cp->cp.size, root,
+               cp->cp.size > 0 ? t : "-");
+    }
+    return EXIT_OK;
+}
+
 /* ---- search, export ---- */
 
 static void print_record(const struct ctx *c, uint64_t i)
@@ -620,7 +800,7 @@ static void print_record(const struct ctx *c, uint64_t i)
     const struct audit_record *r = &c->d.rec[i];
     char dev[33], peer[33], env[33], t[32], h[NOTE_HASH_B64_LEN + 1];
     static const char *const prec[] = {"FLASH", "IMMEDIATE", "PRIORITY", "ROUTINE"};
-    const char *post = post_of(c, r->device_id), *ppost = post_of(c, r->peer_id);
+    const struct cert *dc = cert_at(c, r->device_id, r->time), *pc = cert_at(c, r->peer_id, r->time);
 
     hex16(dev, r->device_id);
     hex16(peer, r->peer_id);
@@ -637,11 +817,21 @@ static void print_record(const struct ctx *c, uint64_t i)
         printf("\"precedence\":null,");
     printf("\"reason\":\"%s\",\"value\":%llu,\"leafHash\":\"%s\"", wire_reason_name(r->reason),
            (unsigned long long)r->value, h);
-    /* posts are text from the signed directory: [A-Z0-9-] (cert.h), safe in JSON */
-    if (post != NULL)
-        printf(",\"post\":\"%s\"", post);
-    if (ppost != NULL)
-        printf(",\"peerPost\":\"%s\"", ppost);
+    /* from the root-signed certificate the device held then; escaped all the same */
+    if (dc != NULL) {
+        printf(",\"name\":");
+        json_str(dc->name);
+        printf(",\"post\":");
+        json_str(dc->post);
+        printf(",\"role\":");
+        json_str(dc->role);
+    }
+    if (pc != NULL) {
+        printf(",\"peerName\":");
+        json_str(pc->name);
+        printf(",\"peerPost\":");
+        json_str(pc->post);
+    }
     printf("}\n");
 }
 
@@ -683,11 +873,13 @@ static int cmd_search(struct ctx *c, int all)
     }
     if (c->o.org_pub != NULL && (r = load_directory(c)) != 0)
         return EXIT_ERR;
+    json_verification(c);
     for (uint64_t i = 0; i < c->d.n; i++) {
         const struct audit_record *rec = &c->d.rec[i];
 
         if (!all) {
-            const char *p1 = post_of(c, rec->device_id), *p2 = post_of(c, rec->peer_id);
+            const char *p1 = post_of(c, rec->device_id, rec->time),
+                       *p2 = post_of(c, rec->peer_id, rec->time);
 
             if (rec->time < from || rec->time > to)
                 continue;
@@ -711,6 +903,7 @@ struct tally {
     uint8_t id[DEVICE_ID_LEN];
     char post[POST_MAX + 1];
     uint64_t n, value;
+    uint64_t last; /* time of the newest record counted */
 };
 
 struct table {
@@ -718,13 +911,15 @@ struct table {
     size_t n, cap;
 };
 
-static int tally_add(struct table *tb, const uint8_t *id, const char *post, uint64_t value)
+static int tally_add(struct table *tb, const uint8_t *id, const char *post, uint64_t value,
+                     uint64_t t)
 {
     for (size_t i = 0; i < tb->n; i++) {
         if ((id != NULL && memcmp(tb->t[i].id, id, DEVICE_ID_LEN) == 0) ||
             (id == NULL && strcmp(tb->t[i].post, post) == 0)) {
             tb->t[i].n++;
             tb->t[i].value += value;
+            tb->t[i].last = t;
             return 0;
         }
     }
@@ -743,6 +938,7 @@ static int tally_add(struct table *tb, const uint8_t *id, const char *post, uint
         snprintf(tb->t[tb->n].post, sizeof(tb->t[tb->n].post), "%s", post);
     tb->t[tb->n].n = 1;
     tb->t[tb->n].value = value;
+    tb->t[tb->n].last = t;
     tb->n++;
     return 0;
 }
@@ -754,15 +950,17 @@ static void print_table(const struct ctx *c, const char *title, const struct tab
 
     printf("\n%s: %zu\n", title, tb->n);
     for (size_t i = 0; i < tb->n; i++) {
-        const char *post;
+        const struct cert *ct;
         if (by_post) {
             printf("  post %-16s %llu\n", tb->t[i].post, (unsigned long long)tb->t[i].n);
             continue;
         }
         hex16(hex, tb->t[i].id);
-        post = post_of(c, tb->t[i].id);
-        printf("  device %s%s%s  %llu", hex, post != NULL ? " post " : "", post != NULL ? post : "",
-               (unsigned long long)tb->t[i].n);
+        ct = cert_at(c, tb->t[i].id, tb->t[i].last);
+        printf("  device %s", hex);
+        if (ct != NULL) /* names: root-signed, no control characters (cert.h) */
+            printf(" %s@%s \"%s\"", ct->role, ct->post, ct->name);
+        printf("  %llu", (unsigned long long)tb->t[i].n);
         if (value_name != NULL)
             printf(" (%s %llu)", value_name, (unsigned long long)tb->t[i].value);
         printf("\n");
@@ -781,6 +979,14 @@ static int cmd_report(struct ctx *c)
         return status;
     if (c->o.org_pub != NULL && load_directory(c) != 0)
         return EXIT_ERR;
+    if (c->have_key)
+        printf("verification: ok, the log verifies against %zu signed checkpoints by %s%s "
+               "(signed size %llu)\n",
+               c->res.checkpoints, c->v.name, c->key_remembered ? " (remembered key)" : "",
+               (unsigned long long)signed_size(c));
+    else
+        printf("verification: NOT DONE: no key given and none remembered; nothing below is "
+               "verified (run valise-audit verify --key KEY once)\n");
     printf("valise-audit report for %s\n", c->o.data);
     if (c->d.n > 0) {
         utc(t0, c->d.rec[0].time);
@@ -789,10 +995,6 @@ static int cmd_report(struct ctx *c)
     } else {
         printf("records: 0\n");
     }
-    if (c->have_key)
-        printf("verification: ok, %zu signed checkpoints verified\n", c->res.checkpoints);
-    else
-        printf("verification: not done (give --key, or run valise-audit verify)\n");
     for (uint64_t i = 0; i < c->d.n && r == 0; i++) {
         const struct audit_record *rec = &c->d.rec[i];
         const char *post;
@@ -800,20 +1002,20 @@ static int cmd_report(struct ctx *c)
         switch (rec->event) {
         case AUDIT_AUTH_FAIL:
             r = tally_add(rec->reason == WIRE_R_REVOKED ? &revoked : &fails, rec->device_id, NULL,
-                          0);
+                          0, rec->time);
             break;
         case AUDIT_SESSION_REVOKED:
-            r = tally_add(&revoked, rec->device_id, NULL, 0);
+            r = tally_add(&revoked, rec->device_id, NULL, 0, rec->time);
             break;
         case AUDIT_ENVELOPE_EXPIRED:
-            post = post_of(c, rec->peer_id);
-            r = tally_add(&expired, NULL, post != NULL ? post : "(unknown)", 0);
+            post = post_of(c, rec->peer_id, rec->time);
+            r = tally_add(&expired, NULL, post != NULL ? post : "(unknown)", 0, rec->time);
             break;
         case AUDIT_QUOTA_HIT:
-            r = tally_add(&quota, rec->device_id, NULL, 0);
+            r = tally_add(&quota, rec->device_id, NULL, 0, rec->time);
             break;
         case AUDIT_RATE_LIMIT_HIT:
-            r = tally_add(&rate, rec->device_id, NULL, rec->value);
+            r = tally_add(&rate, rec->device_id, NULL, rec->value, rec->time);
             break;
         case AUDIT_DEVICE_ENROLLED:
             enrolled++;
@@ -882,6 +1084,8 @@ int main(int argc, char **argv)
     (void)parse_args(&c->o, argc, argv);
     if (strcmp(c->o.verb, "verify") == 0)
         status = cmd_verify(c);
+    else if (strcmp(c->o.verb, "checkpoints") == 0)
+        status = cmd_checkpoints(c);
     else if (strcmp(c->o.verb, "proof") == 0)
         status = cmd_proof(c);
     else if (strcmp(c->o.verb, "consistency") == 0)
@@ -894,6 +1098,7 @@ int main(int argc, char **argv)
         status = cmd_report(c);
     aload_free(&c->d);
     dir_free(c->dir);
+    free(c->archive);
     free(c);
     return status;
 }

@@ -1252,7 +1252,7 @@ static int apply_dir_put(struct relay *rl, struct batch *b, struct op *o, const 
     } else if (dir_version(d) <= current) {
         r = wire_put_error(&b->replies, WIRE_R_DIRECTORY_OLD, "not newer than the current one");
     } else {
-        if ((r = store_dir_put(rl->st, m->u.directory.bytes, m->u.directory.len)) != 0)
+        if ((r = store_dir_put(rl->st, d)) != 0)
             goto out;
         audit_record_init(&rec, AUDIT_DIRECTORY_INSTALLED, now);
         memcpy(rec.device_id, o->s->device_id, DEVICE_ID_LEN);
@@ -1859,8 +1859,6 @@ static int directory_from_file(struct relay *rl, int at_start)
 {
     struct directory *d = NULL;
     struct audit_record rec;
-    size_t len;
-    const uint8_t *p;
     int r;
 
     if ((r = dir_load(rl->cfg->directory, &rl->org, &d)) != 0) {
@@ -1875,12 +1873,11 @@ static int directory_from_file(struct relay *rl, int at_start)
         dir_free(d);
         return 0;
     }
-    p = dir_bytes(d, &len);
     if ((r = store_begin(rl->st)) != 0)
         goto out;
     audit_record_init(&rec, AUDIT_DIRECTORY_INSTALLED, now_s());
     rec.value = dir_version(d);
-    if ((r = store_dir_put(rl->st, p, len)) != 0 || (r = store_audit_append(rl->st, &rec)) != 0 ||
+    if ((r = store_dir_put(rl->st, d)) != 0 || (r = store_audit_append(rl->st, &rec)) != 0 ||
         (r = raudit_directory_changes(rl->st, rl->dir, d, rec.time)) != 0) {
         store_abort(rl->st);
         goto out;

@@ -47,6 +47,7 @@ struct store {
     MDB_dbi queue, byid, expiry, nd, qstat, spk, otk, meta, audit, audit_leaf;
     MDB_dbi tomb;           /* delivered ids by acknowledgement time: the dedupe window */
     MDB_dbi devmark;        /* device id -> highest envelope id submitted || acknowledged */
+    MDB_dbi certs;          /* serial -> every certificate any installed directory listed */
     uint64_t dedupe_window; /* seconds a delivered id is still recognised */
     /* committed values, and the open transaction's working copies */
     uint64_t seq, seq_txn;
@@ -293,7 +294,8 @@ int store_open(struct store **out, const char *dir, uint64_t map_size)
         (rc = mdb_dbi_open(txn, "audit_leaf", MDB_CREATE, &s->audit_leaf)) != 0 ||
         (rc = mdb_dbi_open(txn, "audit_cp", MDB_CREATE, &s->audit_cp)) != 0 ||
         (rc = mdb_dbi_open(txn, "tomb", MDB_CREATE, &s->tomb)) != 0 ||
-        (rc = mdb_dbi_open(txn, "devmark", MDB_CREATE, &s->devmark)) != 0) {
+        (rc = mdb_dbi_open(txn, "devmark", MDB_CREATE, &s->devmark)) != 0 ||
+        (rc = mdb_dbi_open(txn, "certs", MDB_CREATE, &s->certs)) != 0) {
         r = mdb_to_verr(rc);
         goto out;
     }
@@ -1204,13 +1206,42 @@ int store_dir_get(struct store *s, struct buf *out)
     return r;
 }
 
-int store_dir_put(struct store *s, const uint8_t *p, size_t len)
+int store_dir_put(struct store *s, const struct directory *dir)
 {
+    size_t len;
+    const uint8_t *p = dir_bytes(dir, &len);
     MDB_val k = val(meta_dir, strlen(meta_dir)), d = val(p, len);
+    struct buf cb = {0};
+    int rc, r;
 
     if (s->txn == NULL)
         return VERR_INTERNAL;
-    return mdb_to_verr(mdb_put(s->txn, s->meta, &k, &d, 0));
+    if ((rc = mdb_put(s->txn, s->meta, &k, &d, 0)) != 0)
+        return mdb_to_verr(rc);
+    /* Certificates are kept after later directories drop them, so the officer can
+     * still name the post of a revoked device's records (PROTOCOL.md part 6). */
+    if ((r = buf_init(&cb, CERT_MAX_LEN, 0)) != 0)
+        return r;
+    for (size_t i = 0; i < dir_cert_count(dir); i++) {
+        const struct cert *c = dir_cert_at(dir, i);
+        uint8_t kb[8];
+
+        be64(kb, c->serial);
+        buf_reset(&cb);
+        if ((r = cert_encode(c, &cb)) != 0)
+            goto out;
+        k = val(kb, sizeof(kb));
+        d = val(buf_data(&cb), buf_size(&cb));
+        rc = mdb_put(s->txn, s->certs, &k, &d, MDB_NOOVERWRITE);
+        if (rc != 0 && rc != MDB_KEYEXIST) {
+            r = mdb_to_verr(rc);
+            goto out;
+        }
+    }
+    r = 0;
+out:
+    buf_free(&cb);
+    return r;
 }
 
 int store_prekeys_put(struct store *s, const uint8_t device[static DEVICE_ID_LEN],

@@ -32,6 +32,7 @@
 
 #include "audit_record.h"
 #include "buf.h"
+#include "dir.h"
 #include "err.h"
 #include "merkle.h"
 #include "wire.h"
@@ -112,7 +113,8 @@ int store_fill_nd(struct store *s, const uint8_t sender[static DEVICE_ID_LEN],
 
 /* Directory: the stored bytes (VERR_UNKNOWN if none), and replacing them in the txn. */
 int store_dir_get(struct store *s, struct buf *out) VL_MUST_CHECK;
-int store_dir_put(struct store *s, const uint8_t *p, size_t len) VL_MUST_CHECK;
+/* Also adds the directory's certificates to the archive of every certificate seen. */
+int store_dir_put(struct store *s, const struct directory *dir) VL_MUST_CHECK;
 
 /*
  * Replaces the device's signed prekey and adds one-time prekeys (items of

@@ -45,6 +45,7 @@ struct session {
     char old_copy[TPATH]; /* the data dir after the first run: an older log */
     char state[TPATH];    /* the officer's state after verifying the final log */
     uint64_t n;           /* records in the final log */
+    char home[TPATH];     /* HOME of every valise-audit run: its default state file */
 };
 
 static struct session S;
@@ -62,6 +63,8 @@ static int run(const char *const *argv)
     assert_int_equal(file_join(path, sizeof(path), S.pki.dir, "run.out"), 0);
     unlink(path);
     if ((pid = fork()) == 0) {
+        /* the officer's default state file lives under HOME: the test's own */
+        setenv("HOME", S.home, 1);
         fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         if (fd >= 0) {
             dup2(fd, 1);
@@ -351,6 +354,8 @@ static int setup(void **state)
     (void)state;
     memset(&S, 0, sizeof(S));
     assert_int_equal(tpki_init(&S.pki), 0);
+    assert_int_equal(file_join(S.home, sizeof(S.home), S.pki.dir, "officer"), 0);
+    assert_int_equal(mkdir(S.home, 0700), 0);
     assert_int_equal(buf_init(&msg, 1 << 20, 0), 0);
     assert_int_equal(tdev_make(&S.pki, &S.a, 1, now - 60, now + 86400), 0);
     assert_int_equal(tdev_make(&S.pki, &S.b, 2, now - 60, now + 86400), 0);
@@ -417,11 +422,13 @@ static int setup(void **state)
     assert_int_equal(tc_expect(&ca, &msg, &m, WIRE_SUBMIT_ACK, TWAIT), 0);
     /* a directory v3 adding device e, uploaded over the wire (DIRECTORY_PUT) */
     {
-        const struct tdev *all[5] = {&S.a, &S.b, &S.c, &S.auditor, &S.e};
+        /* c is revoked and, as valise-keys does, no longer listed: its post must still be
+         * known to the officer (the relay's certificate archive) */
+        const struct tdev *all[4] = {&S.a, &S.b, &S.auditor, &S.e};
         struct buf file, put;
 
         assert_int_equal(tdev_make(&S.pki, &S.e, 5, now - 60, now + 86400), 0);
-        assert_int_equal(tpki_write_dir(&S.pki, 3, all, 5, rev, 1), 0);
+        assert_int_equal(tpki_write_dir(&S.pki, 3, all, 4, rev, 1), 0);
         assert_int_equal(file_read(S.pki.dir_path, 1 << 20, 0, &file), 0);
         assert_int_equal(buf_init(&put, 2 << 20, 0), 0);
         assert_int_equal(
@@ -595,6 +602,11 @@ static void proof_from_json(const struct vj_object *o, struct merkle_proof *p)
     }
 }
 
+static int starts_with(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
 static size_t lines(void)
 {
     size_t n = 0;
@@ -627,24 +639,28 @@ static void test_search(void **state)
 
     (void)state;
     expect_run(by_event, 0, "\"reason\":\"bad_signature\"");
-    assert_int_equal(lines(), 2); /* the impostor and the revoked device, both at HQ */
+    /* first line: what was verified (no key given, none remembered under this HOME) */
+    assert_true(starts_with(out, "{\"verification\":\"none\""));
+    /* the impostor and the revoked device, both at HQ: c is no longer in the newest
+     * directory, its post comes from the certificate it held then */
+    assert_int_equal(lines(), 1 + 2);
     assert_non_null(strstr(out, "\"reason\":\"revoked\""));
     assert_non_null(strstr(out, "\"post\":\"HQ\""));
     hex(ha, S.a.cert.device_id);
     memcpy(prefix, ha, 8);
     prefix[8] = '\0';
     expect_run(by_device, 0, ha);
-    assert_int_equal(lines(), 4);
+    assert_int_equal(lines(), 1 + 4);
     for (int i = 0; i < 4; i++) {
         hex(id, S.ids[i]);
         assert_non_null(strstr(out, id));
     }
     expect_run(by_post, 0, NULL);
-    assert_int_equal(lines(), 0); /* every test device is at HQ */
+    assert_int_equal(lines(), 1); /* every test device is at HQ */
     expect_run(future, 0, NULL);
-    assert_int_equal(lines(), 0);
+    assert_int_equal(lines(), 1);
     expect_run(past, 0, NULL);
-    assert_int_equal(lines(), 0);
+    assert_int_equal(lines(), 1);
     expect_run(bad_time, 1, "--from: expected");
     expect_run(no_org, 1, "--post needs --org-pub");
 }
@@ -762,6 +778,17 @@ static void test_flip_byte(void **state)
     state_copy(st);
     verify(dir, st, 2, "TAMPERED: records do not match the signed checkpoint at size");
     expect_range_holds(5);
+    /* no other verb presents the tampered log as if it were fine */
+    {
+        const char *search[] = {VALISE_AUDIT_BIN, "search", "--data", dir, "--key", S.key, NULL};
+        const char *report[] = {VALISE_AUDIT_BIN, "report", "--data", dir, "--state", st, NULL};
+        const char *export[] = {VALISE_AUDIT_BIN, "export", "--data", dir, "--state", st, NULL};
+
+        expect_run(search, 2, "TAMPERED");
+        assert_null(strstr(out, "\"event\""));
+        expect_run(report, 2, "TAMPERED");
+        expect_run(export, 2, "TAMPERED");
+    }
     /* the version byte: the record no longer parses */
     copy_dir(S.pki.data_path, dir);
     db_open(&d, dir);
@@ -1105,6 +1132,44 @@ static void test_wrong_key_and_usage(void **state)
     expect_run(unknown, 1, "unknown verb");
 }
 
+/*
+ * Every verb verifies with the key verify remembered, says so on its first
+ * line, and the signed sizes can be listed; --help names every event.
+ */
+static void test_remembered_key_and_checkpoints(void **state)
+{
+    const char *first[] = {VALISE_AUDIT_BIN, "verify", "--data", S.pki.data_path, "--key", S.key,
+                           NULL};
+    const char *search[] = {VALISE_AUDIT_BIN, "search", "--data", S.pki.data_path, "--event",
+                            "auth_fail", "--org-pub", S.pki.orgpub_path, NULL};
+    const char *report[] = {VALISE_AUDIT_BIN, "report", "--data", S.pki.data_path, "--org-pub",
+                            S.pki.orgpub_path, NULL};
+    const char *cps[] = {VALISE_AUDIT_BIN, "checkpoints", "--data", S.pki.data_path, NULL};
+    const char *help[] = {VALISE_AUDIT_BIN, "--help", NULL};
+    char hc[33], line[160];
+
+    (void)state;
+    expect_run(first, 0, "first verification"); /* default state file under HOME */
+    expect_run(search, 0, "{\"verification\":\"ok\"");
+    assert_true(starts_with(out, "{\"verification\":\"ok\""));
+    assert_non_null(strstr(out, "\"keyRemembered\":true"));
+    /* names and posts next to device ids */
+    assert_non_null(strstr(out, "\"name\":"));
+    expect_run(report, 0, "verification: ok");
+    assert_true(starts_with(out, "verification: ok"));
+    assert_non_null(strstr(out, "(remembered key)"));
+    hex(hc, S.c.cert.device_id);
+    snprintf(line, sizeof(line), "device %s %s@%s", hc, S.c.cert.role, S.c.cert.post);
+    assert_non_null(strstr(out, line)); /* the revoked device, named from its certificate */
+    expect_run(cps, 0, "verification: ok");
+    if (strstr(out, "\nsize ") == NULL || strstr(out, "  root ") == NULL)
+        fail_msg("checkpoints listed no size:\n%s", out);
+    expect_run(help, 0, "checkpoints");
+    for (uint8_t e = 1; e <= AUDIT_EVENT_MAX; e++)
+        if (strstr(out, audit_event_name(e)) == NULL)
+            fail_msg("--help does not name the event %s", audit_event_name(e));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1122,6 +1187,7 @@ int main(void)
         cmocka_unit_test(test_relay_refuses_bad_tree_state),
         cmocka_unit_test(test_checkpoint_policy),
         cmocka_unit_test(test_wrong_key_and_usage),
+        cmocka_unit_test(test_remembered_key_and_checkpoints),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
