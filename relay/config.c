@@ -198,8 +198,12 @@ static int load_file(struct relay_config *cfg, const char *path, char *err, size
             *--p = '\0';
         o = find_opt(name);
         if (o == NULL || o->kind == OPT_CONFIG || o->kind == OPT_HELP) {
-            snprintf(err, errsz, "--config %s line %zu: unknown setting \"%s\"", path, lineno,
-                     name);
+            /* the name is whatever the file holds: shown with only printable ASCII */
+            for (p = name; *p != '\0'; p++)
+                if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+                    *p = '?';
+            snprintf(err, errsz, "--config %s line %zu: unknown setting \"%.64s\" (see --help)",
+                     path, lineno, name);
             r = VERR_USAGE;
             goto out;
         }
@@ -212,8 +216,15 @@ static int load_file(struct relay_config *cfg, const char *path, char *err, size
             r = VERR_NOMEM;
             goto out;
         }
-        if ((r = apply(cfg, o, cfg->strings[cfg->nstrings++], err, errsz)) != 0)
+        if ((r = apply(cfg, o, cfg->strings[cfg->nstrings++], err, errsz)) != 0) {
+            char why[256];
+
+            /* the file and line, then what apply said of the setting */
+            snprintf(why, sizeof(why), "%s", err);
+            snprintf(err, errsz, "--config %s line %zu: %s", path, lineno,
+                     why[0] == '-' && why[1] == '-' ? why + 2 : why);
             goto out;
+        }
     }
     r = 0;
 out:

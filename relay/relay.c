@@ -16,6 +16,7 @@
 #include "cert.h"
 #include "dir.h"
 #include "log.h"
+#include "netcheck.h"
 #include "sig.h"
 #include "store.h"
 #include "transport.h"
@@ -1997,7 +1998,13 @@ int relay_create(struct relay **out, const struct relay_config *cfg, char *err, 
     to.handshake_timeout = (unsigned)cfg->handshake_timeout;
     to.max_fds = (unsigned)(cfg->max_connections + 64);
     if ((r = tp_create(&rl->tp, &to, &h)) != 0) {
-        snprintf(err, errsz, "cannot listen on %s: %s", cfg->listen, verr_str(r));
+        /* libwebsockets does not say why: find the cause an operator can act on */
+        if (netcheck_tls_files(cfg->tls_cert, cfg->tls_key, err, errsz) == 0 &&
+            netcheck_listen(cfg->host, cfg->port, err, errsz) == 0)
+            snprintf(err, errsz, "cannot listen on %s: %s%s", cfg->listen, verr_str(r),
+                     cfg->tls_cert != NULL ? " (check that --tls-cert and --tls-key are a "
+                                             "matching PEM certificate and key)"
+                                           : "");
         goto out;
     }
     rl->last_sweep_ms = now_ms();

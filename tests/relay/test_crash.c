@@ -12,6 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -527,6 +530,63 @@ static void test_one_relay_per_data_dir(void **state)
     memcpy(f->pki.data_path, saved, sizeof(saved));
 }
 
+/* Start-up refusals an operator can act on: each names its cause, not "network error". */
+static void test_operator_errors(void **state)
+{
+    struct fixture *f = *state;
+    struct sockaddr_in sa;
+    socklen_t slen = sizeof(sa);
+    char listen_arg[64], cfg_path[TPATH + 16], expect[TPATH + 128];
+    const char *busy[] = {"--listen", listen_arg, NULL};
+    const char *no_tls[] = {"--tls-cert", "/nonexistent/relay.crt", "--tls-key",
+                            "/nonexistent/relay.key", NULL};
+    const char *bad_cfg[] = {"--config", cfg_path, NULL};
+    static const char cfg_text[] = "# relay\nmax-frame = 12abc\n";
+    static const char cfg_junk[] = "\x1b]52;c;AAAA\x07 = 1\n";
+    struct trelay t;
+    int fd;
+
+    /* a port some other program holds */
+    assert_true((fd = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(fd, 1), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &slen), 0);
+    snprintf(listen_arg, sizeof(listen_arg), "127.0.0.1:%d", ntohs(sa.sin_port));
+    assert_int_not_equal(trelay_start(&t, &f->pki, busy), 0);
+    snprintf(expect, sizeof(expect), "port %d: the port is in use by another program",
+             ntohs(sa.sin_port));
+    if (!trelay_log_contains(&t, (const uint8_t *)expect, strlen(expect)))
+        fail_msg("a port in use was not named: expected \"%s\"", expect);
+    close(fd);
+    /* TLS files that are not there */
+    assert_int_not_equal(trelay_start(&t, &f->pki, no_tls), 0);
+    snprintf(expect, sizeof(expect), "--tls-cert /nonexistent/relay.crt: No such file");
+    if (!trelay_log_contains(&t, (const uint8_t *)expect, strlen(expect)))
+        fail_msg("a missing TLS file was not named: expected \"%s\"", expect);
+    /* a config file error names the file and line */
+    snprintf(cfg_path, sizeof(cfg_path), "%s/relay.conf", f->pki.dir);
+    assert_int_equal(file_replace(cfg_path, (const uint8_t *)cfg_text, sizeof(cfg_text) - 1, 0600),
+                     0);
+    assert_int_not_equal(trelay_start(&t, &f->pki, bad_cfg), 0);
+    snprintf(expect, sizeof(expect), "--config %s line 2: max-frame: expected a whole number",
+             cfg_path);
+    if (!trelay_log_contains(&t, (const uint8_t *)expect, strlen(expect)))
+        fail_msg("config error without file and line: expected \"%s\"", expect);
+    /* and never echoes the file's control bytes */
+    assert_int_equal(file_replace(cfg_path, (const uint8_t *)cfg_junk, sizeof(cfg_junk) - 1, 0600),
+                     0);
+    assert_int_not_equal(trelay_start(&t, &f->pki, bad_cfg), 0);
+    assert_false(trelay_log_contains(&t, (const uint8_t *)"\x1b]52", 3));
+    {
+        static const char shown[] = "unknown setting \"?]52;c;AAAA?\"";
+
+        assert_true(trelay_log_contains(&t, (const uint8_t *)shown, sizeof(shown) - 1));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -535,6 +595,7 @@ int main(void)
         cmocka_unit_test(test_sigterm_in_flight),
         cmocka_unit_test(test_storage_full),
         cmocka_unit_test(test_one_relay_per_data_dir),
+        cmocka_unit_test(test_operator_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
