@@ -398,6 +398,35 @@ int mbox_install_directory(struct mbox *m, const uint8_t *p, size_t len)
     return 0;
 }
 
+int mbox_dir_freshness(const struct mbox *m, uint64_t now, uint64_t *expires_at)
+{
+    uint64_t exp, period, warn;
+
+    *expires_at = 0;
+    if (m->dir == NULL)
+        return MBOX_DIR_NONE;
+    exp = dir_expires_at(m->dir);
+    *expires_at = exp;
+    if (now >= exp)
+        return MBOX_DIR_EXPIRED;
+    /* issued_at < expires_at holds for every parsed directory (dir.h). */
+    period = exp - dir_issued_at(m->dir);
+    warn = period / 4 < MBOX_DIR_WARN_SECS ? period / 4 : MBOX_DIR_WARN_SECS;
+    return exp - now <= warn ? MBOX_DIR_EXPIRING : MBOX_DIR_FRESH;
+}
+
+/*
+ * 1 when the newest directory is past its expires_at: a coerced relay may be
+ * serving it to hide a revocation, so nothing is encrypted to or accepted
+ * from any device until a newer one arrives (PROTOCOL.md part 4).
+ */
+static int mb_dir_stale(const struct mbox *m, uint64_t now)
+{
+    uint64_t exp;
+
+    return mbox_dir_freshness(m, now, &exp) == MBOX_DIR_EXPIRED;
+}
+
 /* ---- outbox records ---- */
 
 struct mb_outrec {
@@ -1793,6 +1822,11 @@ static int sy_on_deliver(struct sync *s, const struct wire_msg *wm)
     for (size_t i = 0; i < wm->u.batch.n; i++) {
         if ((r = wire_next_envelope(&it, &e)) != 0)
             break;
+        if (mb_dir_stale(s->m, s->now)) {
+            /* Not decrypted, not acknowledged: the relay sends it again next time. */
+            s->st->held++;
+            continue;
+        }
         r = sy_receive_one(s, &e);
         if (r == 0 || r == VERR_REPLAY) {
             memcpy(ids + nack * WIRE_ID_LEN, e.id, WIRE_ID_LEN);
@@ -1877,7 +1911,13 @@ static int sy_outbox(struct sync *s)
 
     s->now = mb_now();
     s->outbox_dirty = 0;
-    if ((r = sy_resolve(s)) != 0 || (r = sy_encrypt_all(s)) != 0 || (r = sy_submit_all(s)) != 0)
+    /*
+     * An expired directory fixes no recipient set and encrypts to no device;
+     * what was encrypted while it was fresh still goes to the relay.
+     */
+    if (!mb_dir_stale(s->m, s->now) && ((r = sy_resolve(s)) != 0 || (r = sy_encrypt_all(s)) != 0))
+        return r;
+    if ((r = sy_submit_all(s)) != 0)
         return r;
     return 0;
 }
@@ -1954,6 +1994,9 @@ int mbox_sync(struct mbox *m, const struct mbox_sync_opts *o, struct mbox_sync_s
             if ((r = sy_directory(&s, UINT64_MAX)) != 0)
                 goto out;
             st->dir_version = dir_version(m->dir);
+            /* The relay sends held envelopes again only on a new connection. */
+            if (st->held > 0 && !mb_dir_stale(m, mb_now()))
+                break;
         }
     }
     /* Make sure the last acknowledgements are on the wire before closing. */

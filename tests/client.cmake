@@ -17,3 +17,11 @@ set_tests_properties(client/bulk PROPERTIES TIMEOUT 180 LABELS client)
 add_test(NAME client/interrupt COMMAND ${CMAKE_CURRENT_LIST_DIR}/client/client_interrupt.sh
          $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise> $<TARGET_FILE:valise-relay>)
 set_tests_properties(client/interrupt PROPERTIES TIMEOUT 180 LABELS client)
+
+# A coerced relay serving an expired directory (issue 11, item 4): the
+# device's clock is moved with the test-only LD_PRELOAD shim fakeclock.
+add_test(NAME client/freshness COMMAND ${CMAKE_CURRENT_LIST_DIR}/client/client_freshness.sh
+         $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise> $<TARGET_FILE:valise-relay>
+         $<TARGET_FILE:fakeclock>)
+set_tests_properties(client/freshness PROPERTIES TIMEOUT 180 LABELS client
+                     ENVIRONMENT "${VALISE_FAULT_ENV}")

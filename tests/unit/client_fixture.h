@@ -85,7 +85,7 @@ static inline int fx_dir(const struct fx_org *o, uint64_t v, const struct fx_dev
     }
     if ((r = buf_init(bytes, DIR_MAX_LEN, 0)) != 0)
         return r;
-    if ((r = dir_encode_sign(v, (uint64_t)time(NULL), &o->pub, certs, n, rv, nrev, o->sk, bytes)) !=
+    if ((r = dir_encode_sign(v, (uint64_t)time(NULL), (uint64_t)time(NULL) + 7 * 86400, &o->pub, certs, n, rv, nrev, o->sk, bytes)) !=
         0)
         return r;
     return dir_parse_verify(buf_data(bytes), buf_size(bytes), &o->pub, out);

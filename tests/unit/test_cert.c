@@ -241,7 +241,7 @@ static void build_directory(struct buf *out, uint64_t version, struct cert certs
     rev.serial = 3;
     memcpy(rev.device_id, certs[2].device_id, DEVICE_ID_LEN);
     rev.revoked_at = NOW - 10;
-    assert_int_equal(dir_encode_sign(version, NOW, &org_a.pub, certs, 2, &rev, 1, org_a.sk, out),
+    assert_int_equal(dir_encode_sign(version, NOW, NOW + 7 * 86400, &org_a.pub, certs, 2, &rev, 1, org_a.sk, out),
                      0);
 }
 
@@ -309,7 +309,7 @@ static void test_directory_order_enforced(void **state)
     certs[0].serial = 9; /* now out of order; re-sign so only order is wrong */
     assert_int_equal(cert_sign(&certs[0], org_a.sk, &tmp), 0);
     buf_free(&tmp);
-    assert_int_equal(dir_encode_sign(1, NOW, &org_a.pub, certs, 2, NULL, 0, org_a.sk, &b),
+    assert_int_equal(dir_encode_sign(1, NOW, NOW + 7 * 86400, &org_a.pub, certs, 2, NULL, 0, org_a.sk, &b),
                      VERR_USAGE);
 }
 
