@@ -507,6 +507,8 @@ static int cmd_sync(int argc, char **argv)
            st.refused, st.expired);
     if (st.held > 0)
         printf("; %zu held on the relay (directory expired)", st.held);
+    if (st.unknown_prekey > 0)
+        printf("; %zu of the refused named an unknown one-time prekey", st.unknown_prekey);
     printf("\n");
     if (st.prekeys_uploaded > 0)
         printf("uploaded %zu one-time prekeys\n", st.prekeys_uploaded);

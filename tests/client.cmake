@@ -25,3 +25,12 @@ add_test(NAME client/freshness COMMAND ${CMAKE_CURRENT_LIST_DIR}/client/client_f
          $<TARGET_FILE:fakeclock>)
 set_tests_properties(client/freshness PROPERTIES TIMEOUT 180 LABELS client
                      ENVIRONMENT "${VALISE_FAULT_ENV}")
+
+# Message ids are the sender's choice (issue 11, item 2): an insider reusing a
+# circular's id, and a prekey message naming an unknown one-time prekey.
+add_executable(client_test_msgid ${CMAKE_CURRENT_LIST_DIR}/client/test_msgid.c)
+target_link_libraries(client_test_msgid PRIVATE vtest_relay_support valise_client vcore
+                      PkgConfig::CMOCKA)
+add_dependencies(client_test_msgid valise-relay)
+add_test(NAME client/msgid COMMAND client_test_msgid)
+set_tests_properties(client/msgid PROPERTIES TIMEOUT 180 LABELS client)
