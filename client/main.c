@@ -247,7 +247,8 @@ static const char usage_read[] =
     "usage: valise read --home HOME [--passphrase-file FILE] ID\n"
     "\n"
     "Shows one message (ID: its id in hex, or a unique prefix of at least 8\n"
-    "digits) with its sender's name, role and post, precedence, label and\n"
+    "digits; ID/SENDER when two senders used one id, SENDER being 8 or more hex\n"
+    "digits of the sender's device id) with its sender's name, role and post, precedence, label and\n"
     "time, and whether its signature and certificate verified. Marks it read\n"
     "and queues an end-to-end encrypted read receipt for the sender.\n";
 
@@ -625,7 +626,10 @@ static int cmd_read(int argc, char **argv)
     mbox_close(m);
     if (r != 0)
         return fail("read",
-                    r == VERR_USAGE ? "ambiguous or malformed message id" : "no such message", r);
+                    r == VERR_USAGE ? "ambiguous or malformed message id (give more digits, or "
+                                      "ID/SENDER with the sender's device id)"
+                                    : "no such message",
+                    r);
     if (text_hex_encode(hex, sizeof(hex), msg.id, INNER_ID_LEN) != 0 ||
         text_hex_encode(sid, sizeof(sid), msg.sender_id, DEVICE_ID_LEN) != 0) {
         mbox_msg_clear(&msg);
