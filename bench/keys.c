@@ -91,7 +91,7 @@ int keys_directory(const struct bench_keys *k, size_t n, const char *path)
         return VERR_USAGE;
     /* Certificates are in increasing serial order, as the directory requires; the encoder
      * initialises out itself. */
-    if ((r = dir_encode_sign(1, (uint64_t)time(NULL), &k->org, k->certs, n, NULL, 0, k->sks,
+    if ((r = dir_encode_sign(1, (uint64_t)time(NULL), (uint64_t)time(NULL) + 7 * 86400, &k->org, k->certs, n, NULL, 0, k->sks,
                              &out)) == 0)
         r = file_write_new(path, buf_data(&out), buf_size(&out), 0644);
     buf_free(&out);

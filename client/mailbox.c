@@ -398,6 +398,35 @@ int mbox_install_directory(struct mbox *m, const uint8_t *p, size_t len)
     return 0;
 }
 
+int mbox_dir_freshness(const struct mbox *m, uint64_t now, uint64_t *expires_at)
+{
+    uint64_t exp, period, warn;
+
+    *expires_at = 0;
+    if (m->dir == NULL)
+        return MBOX_DIR_NONE;
+    exp = dir_expires_at(m->dir);
+    *expires_at = exp;
+    if (now >= exp)
+        return MBOX_DIR_EXPIRED;
+    /* issued_at < expires_at holds for every parsed directory (dir.h). */
+    period = exp - dir_issued_at(m->dir);
+    warn = period / 4 < MBOX_DIR_WARN_SECS ? period / 4 : MBOX_DIR_WARN_SECS;
+    return exp - now <= warn ? MBOX_DIR_EXPIRING : MBOX_DIR_FRESH;
+}
+
+/*
+ * 1 when the newest directory is past its expires_at: a coerced relay may be
+ * serving it to hide a revocation, so nothing is encrypted to or accepted
+ * from any device until a newer one arrives (PROTOCOL.md part 4).
+ */
+static int mb_dir_stale(const struct mbox *m, uint64_t now)
+{
+    uint64_t exp;
+
+    return mbox_dir_freshness(m, now, &exp) == MBOX_DIR_EXPIRED;
+}
+
 /* ---- outbox records ---- */
 
 struct mb_outrec {
@@ -1607,6 +1636,52 @@ static int mb_inbox_put(struct mbox *m, uint64_t seq, uint8_t read, uint64_t rec
 }
 
 /*
+ * Replay records in the `seen` table (PROTOCOL.md part 4, "Tables"): a
+ * message id is the sender's choice, so it is remembered per sender device
+ * (key sender || id, 32 bytes); the X3DH ephemeral key of every accepted
+ * session set-up is remembered per signed prekey and sender (key 'E' || u32
+ * signed prekey id || sender || ek, 53 bytes), so a prekey message replayed
+ * after its session was evicted builds nothing.
+ */
+enum { MB_SEEN_MSG_LEN = DEVICE_ID_LEN + INNER_ID_LEN, MB_SEEN_EK_LEN = 1 + 4 + DEVICE_ID_LEN + 32 };
+_Static_assert(MB_SEEN_MSG_LEN == 32 && MB_SEEN_EK_LEN == 53, "seen keys (PROTOCOL.md part 4)");
+_Static_assert(X3DH_PK_LEN == 32, "ephemeral key in a seen key");
+
+static void mb_seen_msg_key(uint8_t key[static MB_SEEN_MSG_LEN],
+                            const uint8_t sender[static DEVICE_ID_LEN],
+                            const uint8_t id[static INNER_ID_LEN])
+{
+    memcpy(key, sender, DEVICE_ID_LEN);
+    memcpy(key + DEVICE_ID_LEN, id, INNER_ID_LEN);
+}
+
+static void mb_seen_ek_key(uint8_t key[static MB_SEEN_EK_LEN], uint32_t spk_id,
+                           const uint8_t sender[static DEVICE_ID_LEN],
+                           const uint8_t ek[static X3DH_PK_LEN])
+{
+    key[0] = 'E';
+    key[1] = (uint8_t)(spk_id >> 24);
+    key[2] = (uint8_t)(spk_id >> 16);
+    key[3] = (uint8_t)(spk_id >> 8);
+    key[4] = (uint8_t)spk_id;
+    memcpy(key + 5, sender, DEVICE_ID_LEN);
+    memcpy(key + 5 + DEVICE_ID_LEN, ek, X3DH_PK_LEN);
+}
+
+/* 0: not seen; VERR_REPLAY: seen; other: store error. */
+static int mb_seen_check(struct mbox *m, const uint8_t *key, size_t klen)
+{
+    struct buf b;
+    int r = cstore_get(m->st, CS_SEEN, key, klen, &b);
+
+    if (r == 0) {
+        buf_free(&b);
+        return VERR_REPLAY;
+    }
+    return r == VERR_UNKNOWN ? 0 : r;
+}
+
+/*
  * Decrypts, verifies and stores one envelope, in the open write transaction.
  * 0: stored; VERR_REPLAY: already had it (acknowledge, drop); other: refused.
  */
@@ -1615,12 +1690,12 @@ static int sy_receive_one(struct sync *s, const struct wire_envelope *e)
     struct mbox *m = s->m;
     const struct cert *sc = NULL, *vc = NULL;
     struct mb_sessions ss;
-    struct buf pt, seen, cb;
+    struct buf pt, cb;
     struct inner in;
     struct x3dh_prekey_msg pm;
-    uint8_t type, *secrets = NULL;
+    uint8_t type, *secrets = NULL, seen_key[MB_SEEN_MSG_LEN], ek_key[MB_SEEN_EK_LEN];
     size_t used = 0;
-    int r, replay = 0, del_opk = 0, have_pt = 0;
+    int r, replay = 0, del_opk = 0, have_pt = 0, new_session = 0;
 
     memset(&ss, 0, sizeof(ss));
     memset(&pm, 0, sizeof(pm));
@@ -1655,6 +1730,7 @@ static int sy_receive_one(struct sync *s, const struct wire_envelope *e)
         } else {
             struct ratchet_session *ns = NULL;
             struct x3dh_party self, peer;
+            mb_seen_ek_key(ek_key, pm.init.spk_id, e->peer, pm.init.ek_pk);
             if ((secrets = sodium_malloc(64 + 64 + X3DH_SECRET_LEN)) == NULL) {
                 r = VERR_NOMEM;
                 goto out;
@@ -1662,7 +1738,17 @@ static int sy_receive_one(struct sync *s, const struct wire_envelope *e)
             if ((r = pk_get(m, 'S', pm.init.spk_id, secrets)) != 0)
                 goto out;
             if (pm.init.has_opk && (r = pk_get(m, 'O', pm.init.opk_id, secrets + 64)) != 0) {
-                r = r == VERR_UNKNOWN ? VERR_REPLAY : r; /* one-time prekey already used */
+                /*
+                 * Gone because this very set-up used it (its session since
+                 * evicted): a later copy, acknowledged and dropped. Otherwise
+                 * a one-time prekey we never had: refused and counted, never
+                 * silently acknowledged (issue 11, item 2).
+                 */
+                if (r == VERR_UNKNOWN &&
+                    (r = mb_seen_check(m, ek_key, sizeof(ek_key))) == 0) {
+                    s->st->unknown_prekey++;
+                    r = VERR_UNKNOWN;
+                }
                 goto out;
             }
             if ((r = x3dh_respond(secrets + 128, &pm.init, m->id.dh_sk, secrets,
@@ -1680,6 +1766,7 @@ static int sy_receive_one(struct sync *s, const struct wire_envelope *e)
             mb_sessions_push(&ss, ns, pm.init.ek_pk);
             used = 0;
             del_opk = pm.init.has_opk;
+            new_session = 1;
         }
     } else {
         r = VERR_DECRYPT;
@@ -1702,25 +1789,36 @@ static int sy_receive_one(struct sync *s, const struct wire_envelope *e)
         (r = inner_verify(buf_data(&pt), buf_size(&pt), &in, e->peer, &m->self, m->dir, &m->org,
                           s->now, &vc)) != 0)
         goto out;
+    /*
+     * Replay protection by (sender device, message id): ids are chosen by
+     * senders, so another sender's message with the same id is its own
+     * message (the ratchet already refuses a second decryption).
+     */
+    mb_seen_msg_key(seen_key, e->peer, in.id);
+    if ((r = mb_seen_check(m, seen_key, sizeof(seen_key))) != 0) {
+        if (r != VERR_REPLAY || new_session)
+            goto out; /* a session built for a replay is never committed */
+        replay = 2;   /* an existing session advanced: stored */
+    }
     mb_sessions_front(&ss, used);
     if ((r = mb_sessions_put(m, e->peer, &ss)) != 0)
         goto out;
+    if (replay == 2) {
+        r = VERR_REPLAY;
+        goto out;
+    }
     if (del_opk) {
         uint8_t key[5];
         pk_key(key, 'O', pm.init.opk_id);
         if ((r = cstore_del(m->st, CS_PREKEYS, key, 5)) != 0)
             goto out;
     }
-    /* Replay protection by message id (the ratchet already refuses a second decryption). */
-    r = cstore_get(m->st, CS_SEEN, in.id, INNER_ID_LEN, &seen);
-    if (r == 0) {
-        buf_free(&seen);
-        r = VERR_REPLAY;
-        replay = 2; /* the session still advanced and is stored */
-        goto out;
+    if (new_session) {
+        uint8_t spk[4] = {(uint8_t)(pm.init.spk_id >> 24), (uint8_t)(pm.init.spk_id >> 16),
+                          (uint8_t)(pm.init.spk_id >> 8), (uint8_t)pm.init.spk_id};
+        if ((r = cstore_put(m->st, CS_SEEN, ek_key, sizeof(ek_key), spk, sizeof(spk))) != 0)
+            goto out;
     }
-    if (r != VERR_UNKNOWN)
-        goto out;
     if (in.type == INNER_TYPE_MESSAGE) {
         uint64_t seq;
         uint8_t sq[8];
@@ -1730,7 +1828,7 @@ static int sy_receive_one(struct sync *s, const struct wire_envelope *e)
                          buf_size(&pt));
         buf_free(&cb);
         be64(sq, seq);
-        if (r != 0 || (r = cstore_put(m->st, CS_SEEN, in.id, INNER_ID_LEN, sq, 8)) != 0)
+        if (r != 0 || (r = cstore_put(m->st, CS_SEEN, seen_key, sizeof(seen_key), sq, 8)) != 0)
             goto out;
         /* An end-to-end delivery receipt goes back to the sending device. */
         if ((r = mb_queue_receipt(m, in.id, e->peer, INNER_RECEIPT_DELIVERED, s->now)) != 0)
@@ -1740,7 +1838,7 @@ static int sy_receive_one(struct sync *s, const struct wire_envelope *e)
     } else {
         uint8_t zero[8] = {0};
         if ((r = sy_on_receipt(s, &in, e->peer)) != 0 ||
-            (r = cstore_put(m->st, CS_SEEN, in.id, INNER_ID_LEN, zero, 8)) != 0)
+            (r = cstore_put(m->st, CS_SEEN, seen_key, sizeof(seen_key), zero, 8)) != 0)
             goto out;
     }
     r = 0;
@@ -1793,6 +1891,11 @@ static int sy_on_deliver(struct sync *s, const struct wire_msg *wm)
     for (size_t i = 0; i < wm->u.batch.n; i++) {
         if ((r = wire_next_envelope(&it, &e)) != 0)
             break;
+        if (mb_dir_stale(s->m, s->now)) {
+            /* Not decrypted, not acknowledged: the relay sends it again next time. */
+            s->st->held++;
+            continue;
+        }
         r = sy_receive_one(s, &e);
         if (r == 0 || r == VERR_REPLAY) {
             memcpy(ids + nack * WIRE_ID_LEN, e.id, WIRE_ID_LEN);
@@ -1877,7 +1980,13 @@ static int sy_outbox(struct sync *s)
 
     s->now = mb_now();
     s->outbox_dirty = 0;
-    if ((r = sy_resolve(s)) != 0 || (r = sy_encrypt_all(s)) != 0 || (r = sy_submit_all(s)) != 0)
+    /*
+     * An expired directory fixes no recipient set and encrypts to no device;
+     * what was encrypted while it was fresh still goes to the relay.
+     */
+    if (!mb_dir_stale(s->m, s->now) && ((r = sy_resolve(s)) != 0 || (r = sy_encrypt_all(s)) != 0))
+        return r;
+    if ((r = sy_submit_all(s)) != 0)
         return r;
     return 0;
 }
@@ -1954,6 +2063,9 @@ int mbox_sync(struct mbox *m, const struct mbox_sync_opts *o, struct mbox_sync_s
             if ((r = sy_directory(&s, UINT64_MAX)) != 0)
                 goto out;
             st->dir_version = dir_version(m->dir);
+            /* The relay sends held envelopes again only on a new connection. */
+            if (st->held > 0 && !mb_dir_stale(m, mb_now()))
+                break;
         }
     }
     /* Make sure the last acknowledgements are on the wire before closing. */
@@ -2084,20 +2196,24 @@ int mbox_inbox(struct mbox *m, struct mbox_msg **list, size_t *n)
     return 0;
 }
 
+/* A hex prefix of 8..32 digits of a 16-byte id (message id or sender device id). */
+struct mb_prefix {
+    uint8_t b[16];
+    size_t plen; /* hex digits; 0: matches anything */
+};
+_Static_assert(INNER_ID_LEN == 16 && DEVICE_ID_LEN == 16, "ids in read are 16 bytes");
+
 struct mb_match {
-    uint8_t prefix[INNER_ID_LEN];
-    size_t plen; /* hex digits */
+    struct mb_prefix id, sender;
     uint8_t key[8];
     int count;
 };
 
-static int mb_hex_prefix(const char *s, struct mb_match *mm)
+static int mb_hex_prefix_n(const char *s, size_t n, struct mb_prefix *p)
 {
-    size_t n = strlen(s);
-
-    if (n < 8 || n > 2 * INNER_ID_LEN)
+    memset(p, 0, sizeof(*p));
+    if (n < 8 || n > 32)
         return VERR_USAGE;
-    memset(mm, 0, sizeof(*mm));
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
         int d;
@@ -2109,18 +2225,36 @@ static int mb_hex_prefix(const char *s, struct mb_match *mm)
             d = c - 'A' + 10;
         else
             return VERR_USAGE;
-        mm->prefix[i / 2] |= (uint8_t)(i % 2 == 0 ? d << 4 : d);
+        p->b[i / 2] |= (uint8_t)(i % 2 == 0 ? d << 4 : d);
     }
-    mm->plen = n;
+    p->plen = n;
     return 0;
 }
 
-static int mb_id_matches(const struct mb_match *mm, const uint8_t id[static INNER_ID_LEN])
+/*
+ * "ID" or "ID/SENDER": message ids are chosen by senders, so two senders'
+ * messages may share one; the sender's device id tells them apart
+ * (PROTOCOL.md part 4, "Commands").
+ */
+static int mb_hex_prefix(const char *s, struct mb_match *mm)
 {
-    size_t full = mm->plen / 2;
-    if (memcmp(id, mm->prefix, full) != 0)
+    const char *slash = strchr(s, '/');
+    int r;
+
+    memset(mm, 0, sizeof(*mm));
+    if (slash == NULL)
+        return mb_hex_prefix_n(s, strlen(s), &mm->id);
+    if ((r = mb_hex_prefix_n(s, (size_t)(slash - s), &mm->id)) != 0)
+        return r;
+    return mb_hex_prefix_n(slash + 1, strlen(slash + 1), &mm->sender);
+}
+
+static int mb_prefix_matches(const struct mb_prefix *p, const uint8_t id[static 16])
+{
+    size_t full = p->plen / 2;
+    if (memcmp(id, p->b, full) != 0)
         return 0;
-    return mm->plen % 2 == 0 || (id[full] & 0xf0) == mm->prefix[full];
+    return p->plen % 2 == 0 || (id[full] & 0xf0) == p->b[full];
 }
 
 static int each_match(void *ctx, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
@@ -2130,7 +2264,7 @@ static int each_match(void *ctx, const uint8_t *k, size_t kl, const uint8_t *v, 
 
     if (kl != 8 || mb_inrec_parse(v, vl, &x) != 0)
         return VERR_BAD_FORMAT;
-    if (mb_id_matches(mm, x.in.id)) {
+    if (mb_prefix_matches(&mm->id, x.in.id) && mb_prefix_matches(&mm->sender, x.in.sender)) {
         memcpy(mm->key, k, 8);
         mm->count++;
     }

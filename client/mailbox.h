@@ -84,6 +84,24 @@ int mbox_send(struct mbox *m, const struct mbox_draft *d, uint64_t now,
 /* Installs a directory if it verifies and is not older than the newest seen. */
 int mbox_install_directory(struct mbox *m, const uint8_t *p, size_t len) VL_MUST_CHECK;
 
+/*
+ * How fresh the newest directory held is at now (PROTOCOL.md part 4,
+ * "Directory freshness"). EXPIRING: within MBOX_DIR_WARN_SECS of its
+ * expires_at, or within a quarter of its validity period if that is
+ * shorter; EXPIRED: now >= expires_at. Once EXPIRED, sync encrypts to no
+ * device and accepts nothing from any device (left on the relay, counted in
+ * mbox_sync_stats.held) until a newer directory arrives. *expires_at gets
+ * the directory's expires_at (0 with no directory).
+ */
+enum mbox_dir_freshness {
+    MBOX_DIR_NONE = 0,
+    MBOX_DIR_FRESH = 1,
+    MBOX_DIR_EXPIRING = 2,
+    MBOX_DIR_EXPIRED = 3,
+};
+enum { MBOX_DIR_WARN_SECS = 48 * 3600 };
+int mbox_dir_freshness(const struct mbox *m, uint64_t now, uint64_t *expires_at);
+
 struct mbox_sync_opts {
     unsigned quiet_ms;   /* end a sync after this long with nothing to do */
     unsigned timeout_ms; /* wait for any single answer from the relay */
@@ -93,6 +111,8 @@ struct mbox_sync_opts {
 struct mbox_sync_stats {
     size_t submitted, accepted, received, receipts, refused, expired, waiting;
     size_t prekeys_uploaded; /* one-time prekeys published (first sync, PREKEY_LOW) */
+    size_t held; /* delivered while the directory had expired: left on the relay, not acked */
+    size_t unknown_prekey; /* refused (also in refused): a one-time prekey id we do not hold */
     uint64_t dir_version;
     uint16_t relay_reason; /* reason of a relay ERROR that ended the sync */
     int store_rolled_back; /* VERR_ROLLBACK: the relay has seen this device further than its store */

@@ -247,7 +247,8 @@ static const char usage_read[] =
     "usage: valise read --home HOME [--passphrase-file FILE] ID\n"
     "\n"
     "Shows one message (ID: its id in hex, or a unique prefix of at least 8\n"
-    "digits) with its sender's name, role and post, precedence, label and\n"
+    "digits; ID/SENDER when two senders used one id, SENDER being 8 or more hex\n"
+    "digits of the sender's device id) with its sender's name, role and post, precedence, label and\n"
     "time, and whether its signature and certificate verified. Marks it read\n"
     "and queues an end-to-end encrypted read receipt for the sender.\n";
 
@@ -264,6 +265,32 @@ static const char usage_fingerprint[] =
     "Shows the safety number this device shares with each device named: 60\n"
     "digits from both devices' identity keys, the same on both sides. Compare\n"
     "them by telephone or in person; a difference means a key was substituted.\n";
+
+static void print_time(char *out, size_t outsz, uint64_t t);
+
+/*
+ * One line on stderr when the newest directory is near or past its end
+ * (PROTOCOL.md part 4, "Directory freshness"); what_then says what happens
+ * to the command's work meanwhile (NULL: the general consequence).
+ */
+static void dir_warn(const char *verb, const struct mbox *m, const char *what_then)
+{
+    char t[40];
+    uint64_t exp;
+    int f = mbox_dir_freshness(m, (uint64_t)time(NULL), &exp);
+
+    if (f != MBOX_DIR_EXPIRING && f != MBOX_DIR_EXPIRED)
+        return;
+    print_time(t, sizeof(t), exp);
+    if (f == MBOX_DIR_EXPIRING)
+        fprintf(stderr, "valise %s: the directory expires at %s: IT must publish a new one; sync "
+                        "to fetch it\n", verb, t);
+    else
+        fprintf(stderr, "valise %s: the directory expired at %s: %s; IT must publish a new one; "
+                        "sync to fetch it\n", verb, t,
+                what_then != NULL ? what_then
+                                  : "nothing is sent to or accepted from any device until then");
+}
 
 static int open_mbox(const char *verb, const struct opts *o, struct mbox **m, int need_enrolled)
 {
@@ -282,6 +309,10 @@ static int open_mbox(const char *verb, const struct opts *o, struct mbox **m, in
         *m = NULL;
         return fail_msg(verb, "this device is not enrolled yet (see valise enroll)");
     }
+    /* sync and run warn after fetching the directory, send with what happens to it. */
+    if (need_enrolled && strcmp(verb, "sync") != 0 && strcmp(verb, "run") != 0 &&
+        strcmp(verb, "send") != 0)
+        dir_warn(verb, *m, NULL);
     return 0;
 }
 
@@ -407,6 +438,9 @@ static int cmd_send(int argc, char **argv)
         return r;
     }
     r = mbox_send(m, &d, (uint64_t)time(NULL), id);
+    if (r == 0)
+        dir_warn("send", m,
+                 "the message is queued and goes out once a fresh directory arrives");
     mbox_close(m);
     buf_free(&content);
     if (r != 0)
@@ -462,13 +496,21 @@ static int cmd_sync(int argc, char **argv)
     so.quiet_ms = (unsigned)wait;
     so.timeout_ms = 10000;
     r = mbox_sync(m, &so, &st);
+    if (r == 0)
+        dir_warn("sync", m,
+                 "nothing was encrypted to or accepted from any device (messages stay on the relay)");
     mbox_close(m);
     if (r != 0)
         return fail("sync", sync_failure(r, &st), r);
     printf("directory v%llu; sent %zu, accepted %zu; received %zu new, %zu receipts; "
-           "%zu refused; %zu expired\n",
+           "%zu refused; %zu expired",
            (unsigned long long)st.dir_version, st.submitted, st.accepted, st.received, st.receipts,
            st.refused, st.expired);
+    if (st.held > 0)
+        printf("; %zu held on the relay (directory expired)", st.held);
+    if (st.unknown_prekey > 0)
+        printf("; %zu of the refused named an unknown one-time prekey", st.unknown_prekey);
+    printf("\n");
     if (st.prekeys_uploaded > 0)
         printf("uploaded %zu one-time prekeys\n", st.prekeys_uploaded);
     return 0;
@@ -511,6 +553,9 @@ static int cmd_run(int argc, char **argv)
         r = mbox_sync(m, &so, &st);
         if (run_stop)
             break;
+        dir_warn("run", m, NULL);
+        if (r == 0)
+            continue; /* a fresh directory after held messages: reconnect to receive them */
         if (r == VERR_ROLLBACK || r == VERR_REVOKED || r == VERR_WRONG_ORG) {
             mbox_close(m);
             return fail("run", sync_failure(r, &st), r);
@@ -581,7 +626,10 @@ static int cmd_read(int argc, char **argv)
     mbox_close(m);
     if (r != 0)
         return fail("read",
-                    r == VERR_USAGE ? "ambiguous or malformed message id" : "no such message", r);
+                    r == VERR_USAGE ? "ambiguous or malformed message id (give more digits, or "
+                                      "ID/SENDER with the sender's device id)"
+                                    : "no such message",
+                    r);
     if (text_hex_encode(hex, sizeof(hex), msg.id, INNER_ID_LEN) != 0 ||
         text_hex_encode(sid, sizeof(sid), msg.sender_id, DEVICE_ID_LEN) != 0) {
         mbox_msg_clear(&msg);

@@ -37,7 +37,7 @@ enum cstore_table {
     CS_OUTBOX,     /* u64 seq -> outgoing message and its fan-out state */
     CS_ENVELOPES,  /* u64 outbox seq || recipient device id -> envelope and status */
     CS_INBOX,      /* u64 seq -> received, verified message */
-    CS_SEEN,       /* message id -> inbox seq (replay) */
+    CS_SEEN,       /* sender id || message id -> inbox seq; 'E'|u32 spk|sender|ek -> spk (replay) */
     CS_TABLES,
 };
 

@@ -24,7 +24,14 @@
 #include "registry.h"
 #include "text.h"
 
-enum { MAX_VALID_DAYS = 3650, DEFAULT_VALID_DAYS = 365, PATH_LEN = 4096 };
+enum {
+    MAX_VALID_DAYS = 3650,
+    DEFAULT_VALID_DAYS = 365,
+    /* A directory's validity period (PROTOCOL.md part 1 "Directory"): short, re-signed often. */
+    MAX_DIR_VALID_DAYS = 90,
+    DEFAULT_DIR_VALID_DAYS = 7,
+    PATH_LEN = 4096,
+};
 
 struct opts {
     const char *dir, *org, *request, *post, *role, *out, *device, *reason, *passfile;
@@ -76,10 +83,13 @@ static const char usage_list[] =
     "validity and status (active, expired, revoked).\n";
 
 static const char usage_directory[] =
-    "usage: valise-keys directory --dir DIR --out FILE [--passphrase-file FILE]\n"
+    "usage: valise-keys directory --dir DIR --out FILE [--valid-days N] [--passphrase-file FILE]\n"
     "\n"
     "Writes the signed directory: every active certificate and every revoked\n"
-    "serial, with a version one above the last one issued (versions only grow).\n";
+    "serial, with a version one above the last one issued (versions only grow),\n"
+    "valid for N days from now (default 7, 1 to 90). Devices stop sending to and\n"
+    "accepting from any device once their newest directory has expired: re-sign\n"
+    "and publish a new one well before then (e.g. daily from cron).\n";
 
 static int fail(const char *verb, const char *what, int err)
 {
@@ -109,10 +119,12 @@ static int parse_opts(const char *verb, int argc, char **argv, struct opts *o, c
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    int dir = strcmp(verb, "directory") == 0;
+    uint64_t max_days = dir ? MAX_DIR_VALID_DAYS : MAX_VALID_DAYS;
     int c;
 
     memset(o, 0, sizeof(*o));
-    o->valid_days = DEFAULT_VALID_DAYS;
+    o->valid_days = dir ? DEFAULT_DIR_VALID_DAYS : DEFAULT_VALID_DAYS;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -127,8 +139,12 @@ static int parse_opts(const char *verb, int argc, char **argv, struct opts *o, c
         case 'R': o->reason = optarg; break;
         case 'P': o->passfile = optarg; break;
         case 'v':
-            if (text_parse_u64(optarg, 1, MAX_VALID_DAYS, &o->valid_days) != 0)
-                return fail_msg(verb, "--valid-days must be a whole number from 1 to 3650");
+            if (text_parse_u64(optarg, 1, max_days, &o->valid_days) != 0) {
+                char msg[128];
+                snprintf(msg, sizeof(msg), "--valid-days '%.32s' must be a whole number from 1 to %llu",
+                         optarg, (unsigned long long)max_days);
+                return fail_msg(verb, msg);
+            }
             break;
         case 'h': fputs(usage, stdout); exit(0);
         default: {
@@ -453,7 +469,8 @@ static int cmd_directory(int argc, char **argv)
     struct cert *certs = NULL;
     struct dir_revocation *revs = NULL;
     struct buf sk, out;
-    char rpath[PATH_LEN];
+    char rpath[PATH_LEN], exp_text[32];
+    uint64_t issued, expires;
     size_t nc = 0, nr = 0;
     int r, ret = 1, have_out = 0, have_sk = 0;
 
@@ -485,7 +502,9 @@ static int cmd_directory(int argc, char **argv)
         goto out;
     have_sk = 1;
     g.dir_version++;
-    r = dir_encode_sign(g.dir_version, (uint64_t)time(NULL), &org, certs, nc, revs, nr,
+    issued = (uint64_t)time(NULL);
+    expires = issued + o.valid_days * 86400;
+    r = dir_encode_sign(g.dir_version, issued, expires, &org, certs, nc, revs, nr,
                         buf_data(&sk), &out);
     if (r != 0) {
         fail("directory", "signing", r);
@@ -502,8 +521,16 @@ static int cmd_directory(int argc, char **argv)
         fail("directory", o.out, r);
         goto out;
     }
-    printf("directory version %llu written to %s: %zu certificate(s), %zu revoked\n",
-           (unsigned long long)g.dir_version, o.out, nc, nr);
+    {
+        time_t tt = (time_t)expires;
+        struct tm tm;
+        if (gmtime_r(&tt, &tm) == NULL ||
+            strftime(exp_text, sizeof(exp_text), "%Y-%m-%d %H:%M:%SZ", &tm) == 0)
+            snprintf(exp_text, sizeof(exp_text), "%llu", (unsigned long long)expires);
+    }
+    printf("directory version %llu written to %s: %zu certificate(s), %zu revoked; "
+           "expires %s: publish a new one before then\n",
+           (unsigned long long)g.dir_version, o.out, nc, nr, exp_text);
     ret = 0;
 out:
     if (have_sk)

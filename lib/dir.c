@@ -9,11 +9,13 @@
 #include "fileio.h"
 
 static const uint8_t dir_magic[4] = {'V', 'D', 'I', 'R'};
-enum { DIR_FORMAT_VERSION = 1 };
+enum { DIR_FORMAT_VERSION = 2 }; /* PROTOCOL.md part 1 "Directory": 2 adds expires_at */
+_Static_assert(DIR_HEADER_LEN == 33 + ORG_ID_LEN, "directory header layout (PROTOCOL.md part 1)");
 
 struct directory {
     uint64_t version;
     uint64_t issued_at;
+    uint64_t expires_at;
     struct cert *certs;
     size_t ncerts;
     struct dir_revocation *revs;
@@ -58,8 +60,13 @@ int dir_parse_verify(const uint8_t *p, size_t len, const struct orgpub *org,
         return VERR_NOMEM;
     if ((r = buf_get_bytes(&b, org_id, sizeof(org_id))) != 0 ||
         (r = buf_get_u64(&b, &d->version)) != 0 || (r = buf_get_u64(&b, &d->issued_at)) != 0 ||
-        (r = buf_get_u32(&b, &n)) != 0)
+        (r = buf_get_u64(&b, &d->expires_at)) != 0 || (r = buf_get_u32(&b, &n)) != 0)
         goto out;
+    /* A validity period that ends before it starts is malformed, not repaired. */
+    if (d->issued_at >= d->expires_at) {
+        r = VERR_BAD_FORMAT;
+        goto out;
+    }
     if (memcmp(org_id, org->id, ORG_ID_LEN) != 0) {
         r = VERR_WRONG_ORG;
         goto out;
@@ -151,6 +158,11 @@ uint64_t dir_version(const struct directory *d)
 uint64_t dir_issued_at(const struct directory *d)
 {
     return d->issued_at;
+}
+
+uint64_t dir_expires_at(const struct directory *d)
+{
+    return d->expires_at;
 }
 
 const uint8_t *dir_bytes(const struct directory *d, size_t *len)

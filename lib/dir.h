@@ -1,14 +1,18 @@
 /*
  * dir.h - the signed directory (DESIGN.md "Trust and keys").
  *
- * One object signed by the organisation root: a version that only grows, the
- * valid device certificates and the revoked serials. The relay serves the
+ * One object signed by the organisation root: a version that only grows, a
+ * validity period (issued_at < expires_at, Unix seconds), the valid device
+ * certificates and the revoked serials. The validity period bounds how long a
+ * coerced relay can keep serving an old directory that hides a revocation:
+ * clients stop using a directory past its expires_at (PROTOCOL.md part 4). The relay serves the
  * newest one it was given; clients refuse one older than they have seen.
  *
  * Contract:
  *  - dir_parse_verify accepts exactly the canonical encoding (PROTOCOL.md
  *    "Directory"): certificates sorted by strictly increasing serial, the same
- *    for revocations, every certificate of this organisation with a valid root
+ *    for revocations, format version 2 only, issued_at < expires_at (both
+ *    covered by the signature), every certificate of this organisation with a valid root
  *    signature, no trailing bytes, and the root's signature over the whole.
  *  - A parsed directory is immutable and keeps a copy of its bytes, so it can
  *    be served as it was signed.
@@ -26,7 +30,9 @@ enum {
     DIR_MAX_CERTS = 20000,
     DIR_MAX_REVOKED = 100000,
     DIR_REVOCATION_LEN = 8 + DEVICE_ID_LEN + 8,
-    DIR_MAX_LEN = 4 + 1 + ORG_ID_LEN + 8 + 8 + 4 + DIR_MAX_CERTS * CERT_MAX_LEN + 4 +
+    /* magic, format version, org id, directory version, issued_at, expires_at, count */
+    DIR_HEADER_LEN = 4 + 1 + ORG_ID_LEN + 8 + 8 + 8 + 4,
+    DIR_MAX_LEN = DIR_HEADER_LEN + DIR_MAX_CERTS * CERT_MAX_LEN + 4 +
                   DIR_MAX_REVOKED * DIR_REVOCATION_LEN + SIG_LEN,
 };
 
@@ -42,8 +48,12 @@ int dir_parse_verify(const uint8_t *p, size_t len, const struct orgpub *org,
                      struct directory **out) VL_MUST_CHECK;
 /* Reads a directory file and verifies it against org. */
 int dir_load(const char *path, const struct orgpub *org, struct directory **out) VL_MUST_CHECK;
-/* certs and revocations must already be sorted by increasing serial. */
-int dir_encode_sign(uint64_t version, uint64_t issued_at, const struct orgpub *org,
+/*
+ * certs and revocations must already be sorted by increasing serial;
+ * issued_at < expires_at (else VERR_USAGE).
+ */
+int dir_encode_sign(uint64_t version, uint64_t issued_at, uint64_t expires_at,
+                    const struct orgpub *org,
                     const struct cert *certs, size_t ncerts, const struct dir_revocation *revs,
                     size_t nrevs, const uint8_t org_sk[static SIG_SK_LEN],
                     struct buf *out) VL_MUST_CHECK;
@@ -51,6 +61,7 @@ void dir_free(struct directory *d);
 
 uint64_t dir_version(const struct directory *d);
 uint64_t dir_issued_at(const struct directory *d);
+uint64_t dir_expires_at(const struct directory *d);
 const uint8_t *dir_bytes(const struct directory *d, size_t *len);
 size_t dir_cert_count(const struct directory *d);
 const struct cert *dir_cert_at(const struct directory *d, size_t i);

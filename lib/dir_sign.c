@@ -7,22 +7,24 @@
 #include <string.h>
 
 static const uint8_t dir_magic[4] = {'V', 'D', 'I', 'R'};
-enum { DIR_FORMAT_VERSION = 1 };
+enum { DIR_FORMAT_VERSION = 2 };
 
 static int dir_put_header(struct buf *out, const struct orgpub *org, uint64_t version,
-                          uint64_t issued_at)
+                          uint64_t issued_at, uint64_t expires_at)
 {
     int r;
 
     if ((r = buf_put_bytes(out, dir_magic, sizeof(dir_magic))) != 0 ||
         (r = buf_put_u8(out, DIR_FORMAT_VERSION)) != 0 ||
         (r = buf_put_bytes(out, org->id, ORG_ID_LEN)) != 0 ||
-        (r = buf_put_u64(out, version)) != 0 || (r = buf_put_u64(out, issued_at)) != 0)
+        (r = buf_put_u64(out, version)) != 0 || (r = buf_put_u64(out, issued_at)) != 0 ||
+        (r = buf_put_u64(out, expires_at)) != 0)
         return r;
     return 0;
 }
 
-int dir_encode_sign(uint64_t version, uint64_t issued_at, const struct orgpub *org,
+int dir_encode_sign(uint64_t version, uint64_t issued_at, uint64_t expires_at,
+                    const struct orgpub *org,
                     const struct cert *certs, size_t ncerts, const struct dir_revocation *revs,
                     size_t nrevs, const uint8_t org_sk[static SIG_SK_LEN], struct buf *out)
 {
@@ -35,7 +37,11 @@ int dir_encode_sign(uint64_t version, uint64_t issued_at, const struct orgpub *o
         r = VERR_TOO_LARGE;
         goto out;
     }
-    if ((r = dir_put_header(out, org, version, issued_at)) != 0 ||
+    if (issued_at >= expires_at) {
+        r = VERR_USAGE;
+        goto out;
+    }
+    if ((r = dir_put_header(out, org, version, issued_at, expires_at)) != 0 ||
         (r = buf_put_u32(out, (uint32_t)ncerts)) != 0)
         goto out;
     for (size_t i = 0; i < ncerts; i++) {

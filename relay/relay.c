@@ -1060,6 +1060,9 @@ static unsigned on_http(void *ctx, const char *path, struct buf *b, const char *
            (unsigned long long)rl->audit_size);
     metric(b, "# TYPE valise_relay_directory_version gauge\nvalise_relay_directory_version %llu\n",
            (unsigned long long)dir_version(rl->dir));
+    /* Unix time the served directory expires: alert well before it (PROTOCOL.md part 2). */
+    metric(b, "# TYPE valise_directory_expires_seconds gauge\nvalise_directory_expires_seconds %llu\n",
+           (unsigned long long)dir_expires_at(rl->dir));
     metric(b, "# TYPE valise_relay_commits_total counter\nvalise_relay_commits_total %llu\n",
            (unsigned long long)rl->commits);
     metric(b, "# TYPE valise_relay_commit_failures_total counter\n"
@@ -1824,6 +1827,21 @@ static void writer_stop(struct relay *rl)
 
 /* ---- directory install and reload ---- */
 
+/*
+ * The relay keeps serving what it has (it may be the coerced party; clients
+ * judge freshness themselves), but says loudly when that is an expired
+ * directory, which devices will no longer use (PROTOCOL.md part 4).
+ */
+static void warn_if_expired(const struct directory *d, const char *what)
+{
+    if (dir_expires_at(d) > now_s())
+        return;
+    rlog(RLOG_WARN,
+         "%s: directory version %llu expired at %llu (Unix time): devices refuse to send or "
+         "accept with it; IT must sign and publish a new one",
+         what, (unsigned long long)dir_version(d), (unsigned long long)dir_expires_at(d));
+}
+
 static void install_directory(struct relay *rl, struct directory *d)
 {
     struct dev_entry *devs = NULL;
@@ -1841,8 +1859,10 @@ static void install_directory(struct relay *rl, struct directory *d)
     rl->dir = d;
     rl->devs = devs;
     rl->ndevs = ndevs;
-    rlog(RLOG_INFO, "directory version %llu installed: %zu devices, %zu revoked",
-         (unsigned long long)dir_version(d), ndevs, dir_revoked_count(d));
+    rlog(RLOG_INFO, "directory version %llu installed: %zu devices, %zu revoked, expires %llu",
+         (unsigned long long)dir_version(d), ndevs, dir_revoked_count(d),
+         (unsigned long long)dir_expires_at(d));
+    warn_if_expired(d, "installed");
     /* A revoked device is refused even mid-session (issue 3). */
     for (size_t b = 0; b < rl->nbuckets; b++) {
         for (struct session *s = rl->buckets[b]; s != NULL; s = s->dev_next) {
@@ -1866,6 +1886,8 @@ static int directory_from_file(struct relay *rl, int at_start)
         rlog(RLOG_ERROR, "directory %s: %s", rl->cfg->directory, verr_str(r));
         return r;
     }
+    if (!at_start)
+        warn_if_expired(d, rl->cfg->directory);
     if (rl->dir != NULL && dir_version(d) <= dir_version(rl->dir)) {
         if (!at_start)
             rlog(RLOG_WARN, "directory %s: version %llu is not newer than %llu; kept the current",

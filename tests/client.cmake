@@ -17,3 +17,20 @@ set_tests_properties(client/bulk PROPERTIES TIMEOUT 180 LABELS client)
 add_test(NAME client/interrupt COMMAND ${CMAKE_CURRENT_LIST_DIR}/client/client_interrupt.sh
          $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise> $<TARGET_FILE:valise-relay>)
 set_tests_properties(client/interrupt PROPERTIES TIMEOUT 180 LABELS client)
+
+# A coerced relay serving an expired directory (issue 11, item 4): the
+# device's clock is moved with the test-only LD_PRELOAD shim fakeclock.
+add_test(NAME client/freshness COMMAND ${CMAKE_CURRENT_LIST_DIR}/client/client_freshness.sh
+         $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise> $<TARGET_FILE:valise-relay>
+         $<TARGET_FILE:fakeclock>)
+set_tests_properties(client/freshness PROPERTIES TIMEOUT 180 LABELS client
+                     ENVIRONMENT "${VALISE_FAULT_ENV}")
+
+# Message ids are the sender's choice (issue 11, item 2): an insider reusing a
+# circular's id, and a prekey message naming an unknown one-time prekey.
+add_executable(client_test_msgid ${CMAKE_CURRENT_LIST_DIR}/client/test_msgid.c)
+target_link_libraries(client_test_msgid PRIVATE vtest_relay_support valise_client vcore
+                      PkgConfig::CMOCKA)
+add_dependencies(client_test_msgid valise-relay)
+add_test(NAME client/msgid COMMAND client_test_msgid)
+set_tests_properties(client/msgid PROPERTIES TIMEOUT 180 LABELS client)

@@ -137,7 +137,7 @@ int tpki_write_dir(const struct tpki *p, uint64_t version, const struct tdev *co
     }
     qsort(certs, n, sizeof(*certs), by_serial);
     qsort(revs, nrev, sizeof(*revs), rev_by_serial);
-    if ((r = dir_encode_sign(version, tnow(), &p->org, certs, n, revs, nrev, p->org_sk, &b)) != 0)
+    if ((r = dir_encode_sign(version, tnow(), tnow() + 7 * 86400, &p->org, certs, n, revs, nrev, p->org_sk, &b)) != 0)
         goto out;
     r = file_replace(p->dir_path, buf_data(&b), buf_size(&b), 0644);
 out:

@@ -67,10 +67,11 @@ static inline int fx_dev_make(const struct fx_org *o, struct fx_dev *d, uint64_t
     return r;
 }
 
-/* A directory of version v listing devs (sorted by serial), revoking revs. */
-static inline int fx_dir(const struct fx_org *o, uint64_t v, const struct fx_dev *const *devs,
-                         size_t n, const struct fx_dev *const *revs, size_t nrev,
-                         struct directory **out, struct buf *bytes)
+/* A directory of version v valid from issued to expires, listing devs (sorted by serial). */
+static inline int fx_dir_valid(const struct fx_org *o, uint64_t v, uint64_t issued,
+                               uint64_t expires, const struct fx_dev *const *devs, size_t n,
+                               const struct fx_dev *const *revs, size_t nrev,
+                               struct directory **out, struct buf *bytes)
 {
     struct cert certs[32];
     struct dir_revocation rv[32];
@@ -85,10 +86,19 @@ static inline int fx_dir(const struct fx_org *o, uint64_t v, const struct fx_dev
     }
     if ((r = buf_init(bytes, DIR_MAX_LEN, 0)) != 0)
         return r;
-    if ((r = dir_encode_sign(v, (uint64_t)time(NULL), &o->pub, certs, n, rv, nrev, o->sk, bytes)) !=
-        0)
+    if ((r = dir_encode_sign(v, issued, expires, &o->pub, certs, n, rv, nrev, o->sk, bytes)) != 0)
         return r;
     return dir_parse_verify(buf_data(bytes), buf_size(bytes), &o->pub, out);
+}
+
+/* A directory of version v, issued now and valid 7 days, listing devs, revoking revs. */
+static inline int fx_dir(const struct fx_org *o, uint64_t v, const struct fx_dev *const *devs,
+                         size_t n, const struct fx_dev *const *revs, size_t nrev,
+                         struct directory **out, struct buf *bytes)
+{
+    uint64_t now = (uint64_t)time(NULL);
+
+    return fx_dir_valid(o, v, now, now + 7 * 86400, devs, n, revs, nrev, out, bytes);
 }
 
 #endif

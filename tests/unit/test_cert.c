@@ -241,7 +241,7 @@ static void build_directory(struct buf *out, uint64_t version, struct cert certs
     rev.serial = 3;
     memcpy(rev.device_id, certs[2].device_id, DEVICE_ID_LEN);
     rev.revoked_at = NOW - 10;
-    assert_int_equal(dir_encode_sign(version, NOW, &org_a.pub, certs, 2, &rev, 1, org_a.sk, out),
+    assert_int_equal(dir_encode_sign(version, NOW, NOW + 7 * 86400, &org_a.pub, certs, 2, &rev, 1, org_a.sk, out),
                      0);
 }
 
@@ -298,6 +298,61 @@ static void test_directory_mutations(void **state)
     buf_free(&dir_bytes_fixture);
 }
 
+/* Re-signs a directory body (everything before the signature) after an edit. */
+static void resign_dir(uint8_t *p, size_t len)
+{
+    assert_true(len > SIG_LEN);
+    assert_int_equal(sig_sign(p + len - SIG_LEN, SIG_CTX_DIRECTORY, p, len - SIG_LEN, org_a.sk), 0);
+}
+
+/*
+ * Directory v2's validity period (PROTOCOL.md part 1 "Directory"): it is
+ * covered by the root's signature, issued_at < expires_at is required, and
+ * format version 1 (no expiry) is refused even when properly signed.
+ */
+static void test_directory_expiry(void **state)
+{
+    enum { ISSUED_OFF = 4 + 1 + ORG_ID_LEN + 8, EXPIRES_OFF = ISSUED_OFF + 8 };
+    struct cert certs[3];
+    struct device devs[3];
+    struct directory *d = NULL;
+    struct buf b, tmp;
+    uint8_t m[2048];
+    size_t len;
+    (void)state;
+
+    build_directory(&b, 7, certs, devs);
+    len = buf_size(&b);
+    assert_true(len <= sizeof(m));
+    assert_int_equal(dir_parse_verify(buf_data(&b), len, &org_a.pub, &d), 0);
+    assert_int_equal(dir_issued_at(d), NOW);
+    assert_int_equal(dir_expires_at(d), NOW + 7 * 86400);
+    dir_free(d);
+    /* The expiry is signed: pushing it later without the root's key is refused. */
+    memcpy(m, buf_data(&b), len);
+    m[EXPIRES_OFF + 6] ^= 0x01; /* a few minutes later */
+    assert_int_equal(parse_dir(m, len, NULL), VERR_BAD_SIGNATURE);
+    /* issued_at == expires_at and issued_at > expires_at: refused, even signed by the root. */
+    memcpy(m, buf_data(&b), len);
+    memcpy(m + EXPIRES_OFF, m + ISSUED_OFF, 8);
+    resign_dir(m, len);
+    assert_int_equal(parse_dir(m, len, NULL), VERR_BAD_FORMAT);
+    m[EXPIRES_OFF + 4] = (uint8_t)(m[ISSUED_OFF + 4] - 1); /* NOW's byte 4 is not 0 */
+    resign_dir(m, len);
+    assert_int_equal(parse_dir(m, len, NULL), VERR_BAD_FORMAT);
+    /* Format version 1 is no longer read. */
+    memcpy(m, buf_data(&b), len);
+    m[4] = 1;
+    resign_dir(m, len);
+    assert_int_equal(parse_dir(m, len, NULL), VERR_BAD_VERSION);
+    /* The encoder refuses a period that ends before it starts. */
+    assert_int_equal(dir_encode_sign(8, NOW, NOW, &org_a.pub, certs, 2, NULL, 0, org_a.sk, &tmp),
+                     VERR_USAGE);
+    assert_int_equal(dir_encode_sign(8, NOW, NOW - 1, &org_a.pub, certs, 2, NULL, 0, org_a.sk, &tmp),
+                     VERR_USAGE);
+    buf_free(&b);
+}
+
 static void test_directory_order_enforced(void **state)
 {
     struct cert certs[3];
@@ -309,7 +364,7 @@ static void test_directory_order_enforced(void **state)
     certs[0].serial = 9; /* now out of order; re-sign so only order is wrong */
     assert_int_equal(cert_sign(&certs[0], org_a.sk, &tmp), 0);
     buf_free(&tmp);
-    assert_int_equal(dir_encode_sign(1, NOW, &org_a.pub, certs, 2, NULL, 0, org_a.sk, &b),
+    assert_int_equal(dir_encode_sign(1, NOW, NOW + 7 * 86400, &org_a.pub, certs, 2, NULL, 0, org_a.sk, &b),
                      VERR_USAGE);
 }
 
@@ -369,6 +424,7 @@ int main(void)
         cmocka_unit_test(test_directory),
         cmocka_unit_test(test_directory_mutations),
         cmocka_unit_test(test_directory_order_enforced),
+        cmocka_unit_test(test_directory_expiry),
         cmocka_unit_test(test_registry),
     };
     if (sodium_init() < 0)

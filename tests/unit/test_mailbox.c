@@ -145,6 +145,57 @@ static void test_directory_rollback(void **state)
     mbox_close(m);
 }
 
+static void install_valid(struct mbox *m, uint64_t v, uint64_t issued, uint64_t expires)
+{
+    const struct fx_dev *devs[] = {&self_dev, &peer};
+    struct directory *d = NULL;
+    struct buf b;
+
+    assert_int_equal(fx_dir_valid(&org, v, issued, expires, devs, 2, NULL, 0, &d, &b), 0);
+    assert_int_equal(mbox_install_directory(m, buf_data(&b), buf_size(&b)), 0);
+    dir_free(d);
+    buf_free(&b);
+}
+
+/*
+ * PROTOCOL.md part 4 "Directory freshness": warn within 48 h of expires_at
+ * (or a quarter of the period if shorter), expired from expires_at on; a
+ * newer directory makes it fresh again.
+ */
+static void test_directory_freshness(void **state)
+{
+    const uint64_t t = 1900000000, h = 3600;
+    struct mbox *m;
+    uint64_t exp;
+    (void)state;
+
+    assert_int_equal(mbox_open(&m, home, pass), 0);
+    /* 14 days: the warning starts 48 h before the end. */
+    install_valid(m, 100, t, t + 14 * 24 * h);
+    assert_int_equal(mbox_dir_freshness(m, t, &exp), MBOX_DIR_FRESH);
+    assert_int_equal(exp, t + 14 * 24 * h);
+    assert_int_equal(mbox_dir_freshness(m, t + 12 * 24 * h - 1, &exp), MBOX_DIR_FRESH);
+    assert_int_equal(mbox_dir_freshness(m, t + 12 * 24 * h, &exp), MBOX_DIR_EXPIRING);
+    assert_int_equal(mbox_dir_freshness(m, t + 14 * 24 * h - 1, &exp), MBOX_DIR_EXPIRING);
+    assert_int_equal(mbox_dir_freshness(m, t + 14 * 24 * h, &exp), MBOX_DIR_EXPIRED);
+    /* 7 days (the default): a quarter of it, 42 h, is shorter than 48 h. */
+    install_valid(m, 101, t + 14 * 24 * h, t + 21 * 24 * h);
+    assert_int_equal(mbox_dir_freshness(m, t + 21 * 24 * h - 42 * h - 1, &exp), MBOX_DIR_FRESH);
+    assert_int_equal(mbox_dir_freshness(m, t + 21 * 24 * h - 42 * h, &exp), MBOX_DIR_EXPIRING);
+    /* 1 day: a quarter of it (6 h). */
+    install_valid(m, 102, t + 10 * 24 * h, t + 11 * 24 * h);
+    assert_int_equal(mbox_dir_freshness(m, t + 10 * 24 * h + 18 * h - 1, &exp), MBOX_DIR_FRESH);
+    assert_int_equal(mbox_dir_freshness(m, t + 10 * 24 * h + 18 * h, &exp), MBOX_DIR_EXPIRING);
+    assert_int_equal(mbox_dir_freshness(m, t + 11 * 24 * h, &exp), MBOX_DIR_EXPIRED);
+    /* A newer directory unblocks; the state survives a reopen. */
+    install_valid(m, 103, t + 11 * 24 * h, t + 18 * 24 * h);
+    mbox_close(m);
+    assert_int_equal(mbox_open(&m, home, pass), 0);
+    assert_int_equal(mbox_dir_freshness(m, t + 11 * 24 * h, &exp), MBOX_DIR_FRESH);
+    assert_int_equal(exp, t + 18 * 24 * h);
+    mbox_close(m);
+}
+
 static void test_send_offline_durable_encrypted(void **state)
 {
     static const char marker[] = "MARKER-offline-telegram-4c1d";
@@ -204,6 +255,7 @@ int main(void)
         cmocka_unit_test(test_directory_rollback),
         cmocka_unit_test(test_send_offline_durable_encrypted),
         cmocka_unit_test(test_wrong_passphrase),
+        cmocka_unit_test(test_directory_freshness),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

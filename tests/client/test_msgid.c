@@ -1,0 +1,356 @@
+/*
+ * test_msgid.c - message ids are chosen by senders (issue 11, item 2), over
+ * the REAL valise-relay at the library level (client/mailbox.h):
+ *  - test_insider_reuses_circular_id: an insider co-recipient of a circular
+ *    to *@JKT sends Budi, before Budi syncs, a message reusing the circular's
+ *    id. Both are Budi's messages (replay is keyed by sender device and id),
+ *    `read ID` asks to disambiguate and `read ID/SENDER` shows each, and HQ's
+ *    outbox shows the circular delivered to Budi.
+ *  - test_unknown_one_time_prekey_refused: a prekey message naming a one-time
+ *    prekey the receiver does not hold is refused and counted, not silently
+ *    acknowledged, and stays on the relay.
+ * The insider's forged id and the lost prekey are made by editing the
+ * devices' own encrypted stores with the project's store.h and inner.h.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+#include <signal.h>
+#include <sodium.h>
+
+#include "fileio.h"
+#include "identity.h"
+#include "inner.h"
+#include "mailbox.h"
+#include "relaytest.h"
+#include "store.h"
+#include "text.h"
+
+static const char pass[] = "msgid test passphrase";
+
+struct side {
+    char home[TPATH];
+    struct mbox *m;
+    struct tdev dev;
+};
+
+static void make_side(const struct tpki *p, struct side *s, const char *name, const char *post,
+                      uint64_t serial)
+{
+    char req[TPATH + 8];
+    uint8_t devid[DEVICE_ID_LEN];
+    struct identity id;
+    struct buf b;
+
+    memset(s, 0, sizeof(*s));
+    assert_int_equal(file_join(s->home, sizeof(s->home), p->dir, name), 0);
+    snprintf(req, sizeof(req), "%s.req", s->home);
+    assert_int_equal(identity_create(s->home, name, pass, req, devid), 0);
+    assert_int_equal(identity_unlock(s->home, pass, &id), 0);
+    memcpy(s->dev.cert.device_id, id.device_id, DEVICE_ID_LEN);
+    memcpy(s->dev.cert.sign_pk, id.sign_pk, SIG_PK_LEN);
+    memcpy(s->dev.cert.dh_pk, id.dh_pk, DH_PK_LEN);
+    identity_free(&id);
+    s->dev.cert.serial = serial;
+    memcpy(s->dev.cert.org_id, p->org.id, ORG_ID_LEN);
+    snprintf(s->dev.cert.name, sizeof(s->dev.cert.name), "%s", name);
+    snprintf(s->dev.cert.post, sizeof(s->dev.cert.post), "%s", post);
+    snprintf(s->dev.cert.role, sizeof(s->dev.cert.role), "duty");
+    s->dev.cert.not_before = (uint64_t)time(NULL) - 3600;
+    s->dev.cert.not_after = (uint64_t)time(NULL) + 86400;
+    assert_int_equal(buf_init(&b, CERT_MAX_LEN, 0), 0);
+    assert_int_equal(cert_sign(&s->dev.cert, p->org_sk, &b), 0);
+    memcpy(s->dev.cert_bytes, buf_data(&b), buf_size(&b));
+    s->dev.cert_len = buf_size(&b);
+    buf_free(&b);
+}
+
+static void enroll(const struct tpki *p, struct side *s, int port)
+{
+    struct buf org;
+    char url[64];
+
+    snprintf(url, sizeof(url), "ws://127.0.0.1:%d", port);
+    assert_int_equal(mbox_open(&s->m, s->home, pass), 0);
+    assert_int_equal(file_read(p->orgpub_path, ORGPUB_MAX_LEN, 0, &org), 0);
+    assert_int_equal(mbox_enroll(s->m, s->dev.cert_bytes, s->dev.cert_len, buf_data(&org),
+                                 buf_size(&org), url, NULL, (uint64_t)time(NULL)),
+                     0);
+    buf_free(&org);
+}
+
+static void sync_ok(struct side *s, struct mbox_sync_stats *st)
+{
+    struct mbox_sync_opts o = {.quiet_ms = 300, .timeout_ms = 10000};
+    int r = mbox_sync(s->m, &o, st);
+    if (r != 0)
+        fail_msg("sync of %s failed: %s (relay reason %u)", s->home, verr_str(r), st->relay_reason);
+}
+
+static void send_msg(struct side *from, const char *to, uint8_t prec, const char *subject,
+                     uint8_t id[static INNER_ID_LEN])
+{
+    struct mbox_draft d;
+
+    memset(&d, 0, sizeof(d));
+    d.address = to;
+    d.precedence = prec;
+    d.label = "RESTRICTED";
+    d.subject = subject;
+    d.content = (const uint8_t *)subject;
+    d.content_len = strlen(subject);
+    assert_int_equal(mbox_send(from->m, &d, (uint64_t)time(NULL), id), 0);
+}
+
+static void device_addr(char out[64], const struct side *s)
+{
+    char hex[33];
+    assert_int_equal(text_hex_encode(hex, sizeof(hex), s->dev.cert.device_id, DEVICE_ID_LEN), 0);
+    snprintf(out, 64, "device:%s", hex);
+}
+
+/* ---- editing a device's own store, as a modified client could ---- */
+
+struct found {
+    uint8_t key[8];
+    int n;
+};
+
+static int each_message_rec(void *ctx, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
+{
+    struct found *f = ctx;
+    /* outbox value: u8 version, u8 kind, u8 resolved, u64 created, u32 length, inner */
+    if (kl == 8 && vl > 15 && v[1] == 1 && v[2] == 0) {
+        memcpy(f->key, k, 8);
+        f->n++;
+    }
+    return 0;
+}
+
+/* The insider's one unresolved outbox message gets the id `id`, signed again by its key. */
+static void forge_outbox_id(struct side *s, const uint8_t id[static INNER_ID_LEN])
+{
+    struct identity ident;
+    struct cstore *st = NULL;
+    struct found f;
+    struct buf rec, enc, out;
+    struct inner in;
+
+    mbox_close(s->m);
+    s->m = NULL;
+    assert_int_equal(identity_unlock(s->home, pass, &ident), 0);
+    assert_int_equal(cstore_open(&st, s->home, ident.store_key), 0);
+    memset(&f, 0, sizeof(f));
+    assert_int_equal(cstore_each(st, CS_OUTBOX, each_message_rec, &f), 0);
+    assert_int_equal(f.n, 1);
+    assert_int_equal(cstore_get(st, CS_OUTBOX, f.key, 8, &rec), 0);
+    assert_int_equal(inner_parse(buf_data(&rec) + 15, buf_size(&rec) - 15, &in), 0);
+    memcpy(in.id, id, INNER_ID_LEN);
+    assert_int_equal(buf_init(&enc, INNER_MAX_LEN, BUF_SECRET), 0);
+    assert_int_equal(inner_sign_encode(&in, ident.sign_sk, &enc), 0);
+    assert_int_equal(buf_init(&out, 16 + buf_size(&enc), BUF_SECRET), 0);
+    assert_int_equal(buf_put_bytes(&out, buf_data(&rec), 11), 0);
+    assert_int_equal(buf_put_bytes32(&out, buf_data(&enc), buf_size(&enc)), 0);
+    assert_int_equal(cstore_begin(st, 1), 0);
+    assert_int_equal(cstore_put(st, CS_OUTBOX, f.key, 8, buf_data(&out), buf_size(&out)), 0);
+    assert_int_equal(cstore_commit(st), 0);
+    buf_free(&out);
+    buf_free(&enc);
+    buf_free(&rec);
+    cstore_close(st);
+    identity_free(&ident);
+    assert_int_equal(mbox_open(&s->m, s->home, pass), 0);
+}
+
+static int each_opk(void *ctx, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
+{
+    struct mb_keys {
+        uint8_t k[256][5];
+        size_t n;
+    } *ks = ctx;
+    (void)v;
+    (void)vl;
+    if (kl == 5 && k[0] == 'O' && ks->n < 256)
+        memcpy(ks->k[ks->n++], k, 5);
+    return 0;
+}
+
+/* The device loses every one-time prekey secret (as if it never had them). */
+static void drop_one_time_prekeys(struct side *s)
+{
+    struct identity ident;
+    struct cstore *st = NULL;
+    struct {
+        uint8_t k[256][5];
+        size_t n;
+    } ks;
+
+    mbox_close(s->m);
+    s->m = NULL;
+    memset(&ks, 0, sizeof(ks));
+    assert_int_equal(identity_unlock(s->home, pass, &ident), 0);
+    assert_int_equal(cstore_open(&st, s->home, ident.store_key), 0);
+    assert_int_equal(cstore_each(st, CS_PREKEYS, each_opk, &ks), 0);
+    assert_true(ks.n > 0);
+    assert_int_equal(cstore_begin(st, 1), 0);
+    for (size_t i = 0; i < ks.n; i++)
+        assert_int_equal(cstore_del(st, CS_PREKEYS, ks.k[i], 5), 0);
+    assert_int_equal(cstore_commit(st), 0);
+    cstore_close(st);
+    identity_free(&ident);
+    assert_int_equal(mbox_open(&s->m, s->home, pass), 0);
+}
+
+static void test_insider_reuses_circular_id(void **state)
+{
+    struct tpki p;
+    struct trelay relay;
+    struct side hq, budi, insider;
+    struct mbox_sync_stats st;
+    struct mbox_msg *list = NULL, msg;
+    struct mbox_out *out = NULL;
+    size_t n = 0, nout = 0;
+    uint8_t circ_id[INNER_ID_LEN], ins_id[INNER_ID_LEN];
+    char addr[64], idhex[33], sel[80], hqhex[33], inshex[33];
+    int from_hq = 0, from_insider = 0, delivered = 0;
+    (void)state;
+
+    assert_int_equal(tpki_init(&p), 0);
+    make_side(&p, &hq, "hq", "HQ", 1);
+    make_side(&p, &budi, "budi", "JKT", 2);
+    make_side(&p, &insider, "insider", "JKT", 3);
+    {
+        const struct tdev *devs[] = {&hq.dev, &budi.dev, &insider.dev};
+        assert_int_equal(tpki_write_dir(&p, 1, devs, 3, NULL, 0), 0);
+    }
+    assert_int_equal(trelay_start(&relay, &p, NULL), 0);
+    enroll(&p, &hq, relay.port);
+    enroll(&p, &budi, relay.port);
+    enroll(&p, &insider, relay.port);
+    sync_ok(&hq, &st);
+    sync_ok(&budi, &st);
+    sync_ok(&insider, &st);
+
+    /* HQ's circular to every JKT device; the insider receives it and learns its id. */
+    send_msg(&hq, "*@JKT", 3 /* ROUTINE */, "Circular from HQ", circ_id);
+    sync_ok(&hq, &st);
+    assert_int_equal(st.accepted, 2);
+    sync_ok(&insider, &st);
+    assert_int_equal(st.received, 1);
+    /* Before Budi syncs, the insider sends Budi a FLASH (delivered first) reusing that id. */
+    device_addr(addr, &budi);
+    send_msg(&insider, addr, 0 /* FLASH */, "Insider with a borrowed id", ins_id);
+    forge_outbox_id(&insider, circ_id);
+    sync_ok(&insider, &st);
+    assert_int_equal(st.accepted, 1);
+
+    /* Budi gets both, as two messages. */
+    sync_ok(&budi, &st);
+    assert_int_equal(st.received, 2);
+    assert_int_equal(mbox_inbox(budi.m, &list, &n), 0);
+    assert_int_equal(n, 2);
+    for (size_t i = 0; i < n; i++) {
+        assert_memory_equal(list[i].id, circ_id, INNER_ID_LEN);
+        if (memcmp(list[i].sender_id, hq.dev.cert.device_id, DEVICE_ID_LEN) == 0)
+            from_hq = strcmp(list[i].subject, "Circular from HQ") == 0;
+        if (memcmp(list[i].sender_id, insider.dev.cert.device_id, DEVICE_ID_LEN) == 0)
+            from_insider = strcmp(list[i].subject, "Insider with a borrowed id") == 0;
+    }
+    free(list);
+    assert_true(from_hq);
+    assert_true(from_insider);
+
+    /* `read ID` is ambiguous; ID/SENDER picks each one. */
+    assert_int_equal(text_hex_encode(idhex, sizeof(idhex), circ_id, INNER_ID_LEN), 0);
+    assert_int_equal(text_hex_encode(hqhex, sizeof(hqhex), hq.dev.cert.device_id, DEVICE_ID_LEN), 0);
+    assert_int_equal(
+        text_hex_encode(inshex, sizeof(inshex), insider.dev.cert.device_id, DEVICE_ID_LEN), 0);
+    assert_int_equal(mbox_read(budi.m, idhex, (uint64_t)time(NULL), &msg), VERR_USAGE);
+    snprintf(sel, sizeof(sel), "%s/%.8s", idhex, hqhex);
+    assert_int_equal(mbox_read(budi.m, sel, (uint64_t)time(NULL), &msg), 0);
+    assert_string_equal(msg.subject, "Circular from HQ");
+    assert_memory_equal(msg.sender_id, hq.dev.cert.device_id, DEVICE_ID_LEN);
+    mbox_msg_clear(&msg);
+    snprintf(sel, sizeof(sel), "%.12s/%s", idhex, inshex);
+    assert_int_equal(mbox_read(budi.m, sel, (uint64_t)time(NULL), &msg), 0);
+    assert_string_equal(msg.subject, "Insider with a borrowed id");
+    mbox_msg_clear(&msg);
+    snprintf(sel, sizeof(sel), "%s/zz", idhex);
+    assert_int_equal(mbox_read(budi.m, sel, (uint64_t)time(NULL), &msg), VERR_USAGE);
+
+    /* Budi's receipts go out; HQ's outbox shows the circular delivered (or read) to Budi. */
+    sync_ok(&budi, &st);
+    sync_ok(&hq, &st);
+    assert_int_equal(mbox_outbox(hq.m, &out, &nout), 0);
+    for (size_t i = 0; i < nout; i++)
+        for (size_t j = 0; j < out[i].ndev; j++)
+            if (memcmp(out[i].dev[j].device, budi.dev.cert.device_id, DEVICE_ID_LEN) == 0)
+                delivered = out[i].dev[j].state == MBOX_ENV_DELIVERED ||
+                            out[i].dev[j].state == MBOX_ENV_READ;
+    mbox_outbox_free(out, nout);
+    assert_true(delivered);
+
+    mbox_close(hq.m);
+    mbox_close(budi.m);
+    mbox_close(insider.m);
+    assert_int_equal(trelay_signal(&relay, SIGTERM), 0);
+    tpki_cleanup(&p);
+}
+
+static void test_unknown_one_time_prekey_refused(void **state)
+{
+    struct tpki p;
+    struct trelay relay;
+    struct side a, b;
+    struct mbox_sync_stats st;
+    uint8_t id[INNER_ID_LEN];
+    char addr[64];
+    (void)state;
+
+    assert_int_equal(tpki_init(&p), 0);
+    make_side(&p, &a, "alpha", "HQ", 1);
+    make_side(&p, &b, "bravo", "JKT", 2);
+    {
+        const struct tdev *devs[] = {&a.dev, &b.dev};
+        assert_int_equal(tpki_write_dir(&p, 1, devs, 2, NULL, 0), 0);
+    }
+    assert_int_equal(trelay_start(&relay, &p, NULL), 0);
+    enroll(&p, &a, relay.port);
+    enroll(&p, &b, relay.port);
+    sync_ok(&a, &st);
+    sync_ok(&b, &st);
+    /* a's first message names one of b's published one-time prekeys ... */
+    device_addr(addr, &b);
+    send_msg(&a, addr, 3, "first contact", id);
+    sync_ok(&a, &st);
+    assert_int_equal(st.accepted, 1);
+    /* ... which b no longer holds. Refused and counted; not acknowledged, so again next time. */
+    drop_one_time_prekeys(&b);
+    for (int round = 0; round < 2; round++) {
+        sync_ok(&b, &st);
+        assert_int_equal(st.received, 0);
+        assert_int_equal(st.refused, 1);
+        assert_int_equal(st.unknown_prekey, 1);
+    }
+    mbox_close(a.m);
+    mbox_close(b.m);
+    assert_int_equal(trelay_signal(&relay, SIGTERM), 0);
+    tpki_cleanup(&p);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_insider_reuses_circular_id),
+        cmocka_unit_test(test_unknown_one_time_prekey_refused),
+    };
+    if (sodium_init() < 0)
+        return 1;
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
