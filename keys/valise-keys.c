@@ -173,6 +173,10 @@ static int parse_opts(const char *verb, int argc, char **argv, struct opts *o, c
     }
     if (optind != argc)
         return fail_msg(verb, "unexpected argument (see --help)");
+    if (o->same_person != 0 && strcmp(verb, "enroll") != 0)
+        return fail_msg(verb, "--same-person-as is for 'valise-keys enroll' only");
+    if (o->generate_pass && strcmp(verb, "init") != 0)
+        return fail_msg(verb, "--generate-passphrase is for 'valise-keys init' only");
     if (o->dir == NULL)
         return fail_msg(verb, "--dir is required");
     return 0;
