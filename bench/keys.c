@@ -54,6 +54,7 @@ int keys_create(struct bench_keys *k, const char *dir, size_t n)
         c->serial = i + 1;
         memcpy(c->org_id, k->org.id, ORG_ID_LEN);
         randombytes_buf(c->device_id, DEVICE_ID_LEN);
+        memcpy(c->person_id, c->device_id, PERSON_ID_LEN); /* one person per device */
         snprintf(c->name, sizeof(c->name), "Bench Device %zu", i);
         snprintf(c->post, sizeof(c->post), "BENCH");
         snprintf(c->role, sizeof(c->role), "d%zu", i);

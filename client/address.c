@@ -118,11 +118,35 @@ int addr_matches(const struct address *a, const struct cert *c)
     }
 }
 
-/* The sender's own other devices: same person name (DESIGN.md fan-out). */
+/* The sender's own other devices: the person id IT assigned, never the
+ * name a device asked for (issue 11 item 1; PROTOCOL.md part 4 "Addresses"). */
 static int addr_same_person(const struct cert *c, const struct cert *sender)
 {
-    return strcmp(c->name, sender->name) == 0 &&
+    return memcmp(c->person_id, sender->person_id, PERSON_ID_LEN) == 0 &&
            memcmp(c->device_id, sender->device_id, DEVICE_ID_LEN) != 0;
+}
+
+int addr_person_id(const struct address *a, const struct directory *d, const struct orgpub *org,
+                   uint64_t now, uint8_t person_id[static PERSON_ID_LEN])
+{
+    size_t count = dir_cert_count(d);
+    int found = 0;
+
+    if (a->kind != ADDR_PERSON)
+        return VERR_USAGE;
+    for (size_t i = 0; i < count; i++) {
+        const struct cert *c = dir_cert_at(d, i);
+
+        if (strcmp(a->person, c->name) != 0 || dir_check_cert(d, c, org, now) != 0)
+            continue;
+        if (!found) {
+            memcpy(person_id, c->person_id, PERSON_ID_LEN);
+            found = 1;
+        } else if (memcmp(person_id, c->person_id, PERSON_ID_LEN) != 0) {
+            return VERR_AMBIGUOUS;
+        }
+    }
+    return found ? 0 : VERR_UNKNOWN;
 }
 
 int addr_resolve(const struct address *a, const struct directory *d, const struct orgpub *org,
@@ -130,15 +154,28 @@ int addr_resolve(const struct address *a, const struct directory *d, const struc
                  size_t *n)
 {
     size_t count = dir_cert_count(d);
+    uint8_t person[PERSON_ID_LEN];
+    int have_person = 0, r;
 
     *n = 0;
+    if (a->kind == ADDR_PERSON) {
+        /* The name stands for exactly one person; their devices go by person id. */
+        r = addr_person_id(a, d, org, now, person);
+        if (r == VERR_AMBIGUOUS)
+            return r;
+        have_person = r == 0;
+    }
     for (size_t i = 0; i < count; i++) {
         const struct cert *c = dir_cert_at(d, i);
-        int dup = 0;
+        int dup = 0, named;
 
         if (memcmp(c->device_id, sender->device_id, DEVICE_ID_LEN) == 0)
             continue;
-        if (!addr_matches(a, c) && !addr_same_person(c, sender))
+        if (a->kind == ADDR_PERSON)
+            named = have_person && memcmp(c->person_id, person, PERSON_ID_LEN) == 0;
+        else
+            named = addr_matches(a, c);
+        if (!named && !addr_same_person(c, sender))
             continue;
         /* A revoked, expired or foreign certificate gets nothing. */
         if (dir_check_cert(d, c, org, now) != 0)

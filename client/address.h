@@ -7,7 +7,8 @@
  *   *@POST           every current device at that post (a circular)
  *   *@*              every current device (a circular to all posts)
  *   device:HEX32     one device, by its 16-byte id in hex
- *   person:NAME      every current device whose certificate names NAME
+ *   person:NAME      every current device of the one person (person id)
+ *                    whose current certificates carry NAME
  *
  * Contract:
  *  - addr_parse is strict (role and post syntax of cert.h, exact hex) and
@@ -16,11 +17,14 @@
  *  - addr_resolve lists the devices behind an address in the newest
  *    directory: certificates that pass dir_check_cert at now (so revoked and
  *    expired devices get nothing), plus the sender's own other devices (same
- *    person name), never the sender's own device. The order is the
- *    directory's (serial order), without duplicates.
+ *    person id, never the name), never the sender's own device. The order is
+ *    the directory's (serial order), without duplicates. person:NAME must
+ *    name exactly one person id among the current certificates:
+ *    VERR_AMBIGUOUS if two persons carry the name.
  *  - addr_includes is the receiver's check that a message's address covers
- *    it: its own certificate matches the address, or it is another device of
- *    the sender's person.
+ *    it: its own certificate matches the address (person:NAME: its own name
+ *    is NAME, which IT's uniqueness rule makes one person), or it is another
+ *    device of the sender's person (same person id).
  */
 #ifndef VALISE_ADDRESS_H
 #define VALISE_ADDRESS_H
@@ -55,6 +59,12 @@ int addr_matches(const struct address *a, const struct cert *c);
 int addr_resolve(const struct address *a, const struct directory *d, const struct orgpub *org,
                  uint64_t now, const struct cert *sender, uint8_t (*ids)[DEVICE_ID_LEN], size_t max,
                  size_t *n) VL_MUST_CHECK;
+/*
+ * person:NAME: the one person id among the current certificates of d
+ * carrying NAME into person_id. VERR_UNKNOWN if none, VERR_AMBIGUOUS if more.
+ */
+int addr_person_id(const struct address *a, const struct directory *d, const struct orgpub *org,
+                   uint64_t now, uint8_t person_id[static PERSON_ID_LEN]) VL_MUST_CHECK;
 /* 1 if a message from sender to a reaches the device of receiver. */
 int addr_includes(const struct address *a, const struct cert *receiver, const struct cert *sender);
 

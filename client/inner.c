@@ -7,6 +7,7 @@
 
 #include "address.h"
 #include "sig.h"
+#include "utf8.h"
 
 _Static_assert((int)INNER_ADDRESS_MAX == (int)ADDR_TEXT_MAX, "address text fits the inner field");
 _Static_assert(INNER_MAX_LEN < (1 << 20), "inner message fits one ratchet message");
@@ -43,13 +44,11 @@ int inner_valid_label(const char *s)
     return 1;
 }
 
-/* Subjects are one line of text: no control bytes (UTF-8 above 0x7f is kept). */
-static int inner_valid_subject(const uint8_t *p, size_t n)
+/* Subjects are one line of well-formed UTF-8 without C0, C1 or
+ * bidirectional controls (utf8.h; PROTOCOL.md part 1 "Text fields"). */
+int inner_valid_subject(const uint8_t *p, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        if (p[i] < 0x20 || p[i] == 0x7f)
-            return 0;
-    return 1;
+    return n == 0 || utf8_is_safe_text(p, n, 0);
 }
 
 static int inner_check_fields(const struct inner *m)

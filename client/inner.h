@@ -91,5 +91,7 @@ const char *inner_precedence_name(uint8_t p);
 int inner_precedence_parse(const char *s, uint8_t *p) VL_MUST_CHECK;
 /* A classification label: 1..INNER_LABEL_MAX bytes of [A-Z0-9 /_-]. */
 int inner_valid_label(const char *s);
+/* A subject: 0..INNER_SUBJECT_MAX bytes of safe UTF-8 (utf8_is_safe_text, flags 0). */
+int inner_valid_subject(const uint8_t *p, size_t n);
 
 #endif

@@ -559,6 +559,13 @@ int mbox_send(struct mbox *m, const struct mbox_draft *d, uint64_t now,
     if ((r = addr_parse(d->address, &a)) != 0 ||
         (r = addr_format(&a, in.address, sizeof(in.address))) != 0)
         return r;
+    if (a.kind == ADDR_PERSON && m->dir != NULL) {
+        /* person:NAME must be one person in the directory we hold (issue 11 item 1). */
+        uint8_t person[PERSON_ID_LEN];
+
+        if ((r = addr_person_id(&a, m->dir, &m->org, now, person)) == VERR_AMBIGUOUS)
+            return r;
+    }
     in.type = INNER_TYPE_MESSAGE;
     randombytes_buf(in.id, INNER_ID_LEN);
     memcpy(in.sender, m->id.device_id, DEVICE_ID_LEN);
@@ -1330,8 +1337,15 @@ static int sy_resolve(struct sync *s)
             (r = inner_parse(o.inner, o.inner_len, &in)) != 0 ||
             (r = addr_parse(in.address, &a)) != 0 ||
             (r = addr_resolve(&a, m->dir, &m->org, s->now, &m->self, ids, MBOX_MAX_FANOUT, &n)) !=
-                0)
+                0) {
+            /* A name that became ambiguous since send waits for a directory that
+             * makes it one person again; it is never sent to both. */
+            if (r == VERR_AMBIGUOUS) {
+                r = 0;
+                s->st->waiting++;
+            }
             goto next;
+        }
         if (n > 0) {
             for (size_t j = 0; j < n && r == 0; j++) {
                 struct mb_envrec e;

@@ -181,7 +181,8 @@ static int cmd_init(int argc, char **argv)
     if (o.name == NULL || o.out == NULL)
         return fail_msg("init", "--name and --out are required");
     if (!cert_valid_name(o.name, PERSON_NAME_MAX))
-        return fail_msg("init", "--name must be 1 to 64 printable characters");
+        return fail_msg("init", "--name must be 1 to 64 bytes of UTF-8 text without control or "
+                                "bidirectional characters");
     if ((r = pass_read(o.passfile, "New device passphrase: ", 1, &pass)) != 0)
         return fail("init", "passphrase (at least 8 characters)", r);
     r = identity_create(o.home, o.name, pass, o.out, device_id);
@@ -367,6 +368,20 @@ static int cmd_enroll(int argc, char **argv)
     }
     printf("enrolled as %s, %s@%s; relay %s\n", mbox_cert(m)->name, mbox_cert(m)->role,
            mbox_cert(m)->post, o.relay);
+    {
+        /* README: the post compares the org id with the one IT read out. */
+        struct orgpub op;
+        char id[ORG_ID_TEXT_LEN];
+
+        if ((r = orgpub_parse(buf_data(&org), buf_size(&org), &op)) != 0) {
+            r = fail("enroll", o.org_pub, r);
+            goto out;
+        }
+        orgpub_id_text(id, op.id);
+        printf("org id %s\ncompare it with the org id IT staff read to you; if it differs, do not "
+               "use this device and call IT\n",
+               id);
+    }
     r = 0;
 out:
     mbox_close(m);
@@ -400,6 +415,9 @@ static int cmd_send(int argc, char **argv)
     d.subject = o.subject != NULL ? o.subject : "";
     if (strlen(d.subject) > INNER_SUBJECT_MAX)
         return fail_msg("send", "--subject is longer than 256 bytes");
+    if (!inner_valid_subject((const uint8_t *)d.subject, strlen(d.subject)))
+        return fail_msg("send", "--subject must be UTF-8 text without control or bidirectional "
+                                "characters");
     {
         struct address a;
         if (addr_parse(o.to, &a) != 0)
@@ -443,6 +461,9 @@ static int cmd_send(int argc, char **argv)
                  "the message is queued and goes out once a fresh directory arrives");
     mbox_close(m);
     buf_free(&content);
+    if (r == VERR_AMBIGUOUS)
+        return fail_msg("send", "--to person:NAME is ambiguous: two persons in the directory carry "
+                                "this name; address one of them by role@POST or device:HEX");
     if (r != 0)
         return fail("send", "queueing the message", r);
     if (text_hex_encode(hex, sizeof(hex), id, INNER_ID_LEN) != 0)

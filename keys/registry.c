@@ -4,11 +4,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "fileio.h"
 
 static const uint8_t reg_magic[4] = {'V', 'R', 'E', 'G'};
 enum {
-    REG_VERSION = 1,
+    REG_VERSION = 2, /* 2: certificates v2 (person id), 16-byte org id */
     REG_ENTRY_MAX_LEN = CERT_MAX_LEN + 1 + 8 + 1 + REG_REASON_MAX,
     REG_MAX_LEN = 4 + 1 + ORG_ID_LEN + 8 + 8 + 4 + REG_MAX_ENTRIES * REG_ENTRY_MAX_LEN + SIG_LEN,
 };
@@ -191,4 +193,95 @@ struct reg_entry *registry_find_key(struct registry *g, const uint8_t pk[static 
         if (memcmp(g->entries[i].cert.sign_pk, pk, SIG_PK_LEN) == 0)
             return &g->entries[i];
     return NULL;
+}
+
+struct reg_entry *registry_find_serial(struct registry *g, uint64_t serial)
+{
+    for (size_t i = 0; i < g->n; i++)
+        if (g->entries[i].cert.serial == serial)
+            return &g->entries[i];
+    return NULL;
+}
+
+int registry_entry_active(const struct reg_entry *e, uint64_t now)
+{
+    return e->status == REG_ACTIVE && now >= e->cert.not_before && now < e->cert.not_after;
+}
+
+static int person_id_used(const struct registry *g, const uint8_t id[static PERSON_ID_LEN])
+{
+    for (size_t i = 0; i < g->n; i++)
+        if (memcmp(g->entries[i].cert.person_id, id, PERSON_ID_LEN) == 0)
+            return 1;
+    return 0;
+}
+
+int registry_admit(struct registry *g, const struct enrol_request *q, uint64_t same_person,
+                   uint64_t now, uint8_t person_id[static PERSON_ID_LEN], enum reg_refusal *why,
+                   const struct reg_entry **conflict)
+{
+    const struct reg_entry *p = NULL;
+    int r = VERR_INTERNAL;
+
+    *why = REG_ADMITTED;
+    *conflict = NULL;
+    /* One device, one certificate; a key serves one device (issue 11 item 1:
+     * the request proves possession of the Ed25519 key only). */
+    for (size_t i = 0; i < g->n; i++) {
+        const struct reg_entry *e = &g->entries[i];
+
+        if (memcmp(e->cert.device_id, q->device_id, DEVICE_ID_LEN) == 0)
+            *why = REG_SAME_DEVICE;
+        else if (memcmp(e->cert.sign_pk, q->sign_pk, SIG_PK_LEN) == 0)
+            *why = REG_SIGN_KEY_USED;
+        else if (memcmp(e->cert.dh_pk, q->dh_pk, DH_PK_LEN) == 0)
+            *why = REG_DH_KEY_USED;
+        if (*why != REG_ADMITTED) {
+            *conflict = e;
+            r = VERR_EXISTS;
+            goto out;
+        }
+    }
+    if (same_person != 0) {
+        if ((p = registry_find_serial(g, same_person)) == NULL) {
+            *why = REG_PERSON_UNKNOWN;
+            r = VERR_UNKNOWN;
+            goto out;
+        }
+        *conflict = p;
+        if (!registry_entry_active(p, now)) {
+            *why = REG_PERSON_INACTIVE;
+            r = VERR_DENIED;
+            goto out;
+        }
+        /* One person, one name: person:NAME stays unambiguous. */
+        if (strcmp(p->cert.name, q->name) != 0) {
+            *why = REG_PERSON_NAME;
+            r = VERR_DENIED;
+            goto out;
+        }
+        *conflict = NULL;
+        memcpy(person_id, p->cert.person_id, PERSON_ID_LEN);
+    } else {
+        do
+            randombytes_buf(person_id, PERSON_ID_LEN);
+        while (sodium_is_zero(person_id, PERSON_ID_LEN) || person_id_used(g, person_id));
+    }
+    /* A name belongs to one person among the active certificates. */
+    for (size_t i = 0; i < g->n; i++) {
+        const struct reg_entry *e = &g->entries[i];
+
+        if (registry_entry_active(e, now) && cert_names_clash(e->cert.name, q->name) &&
+            memcmp(e->cert.person_id, person_id, PERSON_ID_LEN) != 0) {
+            *why = REG_NAME_HELD;
+            *conflict = e;
+            r = VERR_DENIED;
+            goto out;
+        }
+    }
+    r = 0;
+out:
+    if (r != 0)
+        sodium_memzero(person_id, PERSON_ID_LEN);
+    return r;
 }

@@ -52,5 +52,34 @@ int registry_add(struct registry *g, const struct cert *c) VL_MUST_CHECK;
 struct reg_entry *registry_find(struct registry *g, const uint8_t id[static DEVICE_ID_LEN]);
 /* The entry holding this signing key, or NULL: a request enrolled twice. */
 struct reg_entry *registry_find_key(struct registry *g, const uint8_t pk[static SIG_PK_LEN]);
+/* The entry with this serial, or NULL. */
+struct reg_entry *registry_find_serial(struct registry *g, uint64_t serial);
+/* 1 if the entry is neither revoked nor past its not_after at now. */
+int registry_entry_active(const struct reg_entry *e, uint64_t now);
+
+/* Why registry_admit refused a request (the CLI words the message). */
+enum reg_refusal {
+    REG_ADMITTED = 0,
+    REG_SAME_DEVICE,     /* the device id is already enrolled */
+    REG_SIGN_KEY_USED,   /* the Ed25519 key is certified for another device */
+    REG_DH_KEY_USED,     /* the X25519 key is certified for another device */
+    REG_NAME_HELD,       /* another person's active certificate holds the name */
+    REG_PERSON_UNKNOWN,  /* --same-person-as names no certificate */
+    REG_PERSON_INACTIVE, /* --same-person-as names a revoked or expired certificate */
+    REG_PERSON_NAME,     /* the request's name is not that person's name */
+};
+
+/*
+ * IT's admission rules for a new certificate from request q (PROTOCOL.md
+ * "Registry", README "IT staff"). same_person: 0, or the serial of an active
+ * certificate of the person this device belongs to. Refuses (VERR_EXISTS or
+ * VERR_DENIED, *why and *conflict set) a device id, Ed25519 key or X25519 key
+ * already in any certificate (active or revoked), and a name that equals,
+ * ignoring ASCII case, the name of another person's active certificate. On
+ * success person_id is the person's id: same_person's, or a fresh random one.
+ */
+int registry_admit(struct registry *g, const struct enrol_request *q, uint64_t same_person,
+                   uint64_t now, uint8_t person_id[static PERSON_ID_LEN], enum reg_refusal *why,
+                   const struct reg_entry **conflict) VL_MUST_CHECK;
 
 #endif

@@ -31,11 +31,21 @@ enum {
     MAX_DIR_VALID_DAYS = 90,
     DEFAULT_DIR_VALID_DAYS = 7,
     PATH_LEN = 4096,
+    /* The root key guards the whole organisation: a longer passphrase than a
+     * device's (pass.h PASS_MIN_NEW), or a generated one. */
+    ROOT_PASS_MIN = 16,
+    /* --generate-passphrase: 24 base32 characters = 120 bits from randombytes,
+     * shown in 6 groups of 4. */
+    GEN_PASS_CHARS = 24,
+    GEN_PASS_GROUP = 4,
+    GEN_PASS_LEN = GEN_PASS_CHARS + GEN_PASS_CHARS / GEN_PASS_GROUP - 1,
 };
+_Static_assert(GEN_PASS_LEN >= ROOT_PASS_MIN, "a generated passphrase meets the root rule");
 
 struct opts {
     const char *dir, *org, *request, *post, *role, *out, *device, *reason, *passfile;
-    uint64_t valid_days;
+    uint64_t valid_days, same_person;
+    int generate_pass;
 };
 
 static const char usage_main[] =
@@ -54,21 +64,30 @@ static const char usage_main[] =
     "from the terminal without echo, or from --passphrase-file FILE.\n";
 
 static const char usage_init[] =
-    "usage: valise-keys init --dir DIR --org NAME [--passphrase-file FILE]\n"
+    "usage: valise-keys init --dir DIR --org NAME [--passphrase-file FILE | --generate-passphrase]\n"
     "\n"
     "Creates DIR (mode 0700) with the organisation's root Ed25519 key in org.key,\n"
     "encrypted under a passphrase (Argon2id 64 MiB, t=3; XChaCha20-Poly1305),\n"
     "org.pub to give to every device and relay, and an empty registry.\n"
+    "The passphrase must be at least 16 characters; --generate-passphrase makes\n"
+    "a random one (24 base32 characters, 120 bits), prints it once and uses it.\n"
+    "Prints the org id to read to every post over a separate channel.\n"
     "Refuses to touch a DIR that already holds an organisation.\n";
 
 static const char usage_enroll[] =
     "usage: valise-keys enroll --dir DIR --request FILE --post POST --role ROLE\n"
-    "                          [--valid-days N] --out CERT [--passphrase-file FILE]\n"
+    "                          [--same-person-as SERIAL] [--valid-days N] --out CERT\n"
+    "                          [--passphrase-file FILE]\n"
     "\n"
     "Checks the device's self-signed enrolment request (made by 'valise init')\n"
     "and issues a certificate binding its keys to POST (e.g. HQ, JKT: A-Z 0-9 -)\n"
-    "and ROLE (e.g. ambassador, duty, auditor: a-z 0-9 -), valid for N days\n"
-    "(default 365, at most 3650). Writes CERT (never overwrites) and records it.\n";
+    "and ROLE (e.g. ambassador, duty, auditor: a-z 0-9 -; both start and end\n"
+    "with a letter or digit, no '--'), valid for N days (default 365, at most\n"
+    "3650). Writes CERT (never overwrites) and records it.\n"
+    "The device gets a new person id, unless --same-person-as SERIAL says it\n"
+    "belongs to the person of that active certificate (same name required).\n"
+    "Refuses a name another person's active certificate holds (ignoring case),\n"
+    "and keys already certified for another device.\n";
 
 static const char usage_revoke[] =
     "usage: valise-keys revoke --dir DIR --device ID [--reason TEXT] [--passphrase-file FILE]\n"
@@ -79,8 +98,9 @@ static const char usage_revoke[] =
 static const char usage_list[] =
     "usage: valise-keys list --dir DIR\n"
     "\n"
-    "Lists every certificate issued: serial, device id, name, post, role,\n"
-    "validity and status (active, expired, revoked).\n";
+    "Lists every certificate issued: serial, device id, person id (first 8 hex\n"
+    "digits: one person's devices share it), name, post, role, validity and\n"
+    "status (active, expired, revoked).\n";
 
 static const char usage_directory[] =
     "usage: valise-keys directory --dir DIR --out FILE [--valid-days N] [--passphrase-file FILE]\n"
@@ -116,6 +136,8 @@ static int parse_opts(const char *verb, int argc, char **argv, struct opts *o, c
         {"device", required_argument, NULL, 'i'},
         {"reason", required_argument, NULL, 'R'},
         {"passphrase-file", required_argument, NULL, 'P'},
+        {"same-person-as", required_argument, NULL, 'S'},
+        {"generate-passphrase", no_argument, NULL, 'G'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -138,6 +160,12 @@ static int parse_opts(const char *verb, int argc, char **argv, struct opts *o, c
         case 'i': o->device = optarg; break;
         case 'R': o->reason = optarg; break;
         case 'P': o->passfile = optarg; break;
+        case 'G': o->generate_pass = 1; break;
+        case 'S':
+            if (text_parse_u64(optarg, 1, UINT64_MAX, &o->same_person) != 0)
+                return fail_msg(verb, "--same-person-as must be a certificate serial (a whole "
+                                      "number from 1, as 'valise-keys list' shows)");
+            break;
         case 'v':
             if (text_parse_u64(optarg, 1, max_days, &o->valid_days) != 0) {
                 char msg[128];
@@ -157,6 +185,10 @@ static int parse_opts(const char *verb, int argc, char **argv, struct opts *o, c
     }
     if (optind != argc)
         return fail_msg(verb, "unexpected argument (see --help)");
+    if (o->same_person != 0 && strcmp(verb, "enroll") != 0)
+        return fail_msg(verb, "--same-person-as is for 'valise-keys enroll' only");
+    if (o->generate_pass && strcmp(verb, "init") != 0)
+        return fail_msg(verb, "--generate-passphrase is for 'valise-keys init' only");
     if (o->dir == NULL)
         return fail_msg(verb, "--dir is required");
     return 0;
@@ -212,6 +244,31 @@ static int unlock_root(const char *verb, const struct opts *o, const struct orgp
     return 0;
 }
 
+/* A random root passphrase: GEN_PASS_CHARS base32 characters (RFC 4648
+ * section 6 alphabet, lower case) in groups of 4, in sodium_malloc memory. */
+static int generate_passphrase(char **out)
+{
+    static const char b32[] = "abcdefghijklmnopqrstuvwxyz234567";
+    uint8_t rnd[GEN_PASS_CHARS];
+    char *p;
+    size_t o = 0;
+
+    _Static_assert(sizeof(b32) - 1 == 32, "base32 alphabet");
+    *out = NULL;
+    if ((p = sodium_malloc(PASS_MAX + 1)) == NULL)
+        return VERR_NOMEM;
+    randombytes_buf(rnd, sizeof(rnd));
+    for (size_t i = 0; i < GEN_PASS_CHARS; i++) {
+        if (i > 0 && i % GEN_PASS_GROUP == 0)
+            p[o++] = '-';
+        p[o++] = b32[rnd[i] & 31]; /* 256 is a multiple of 32: uniform */
+    }
+    p[o] = '\0';
+    sodium_memzero(rnd, sizeof(rnd));
+    *out = p;
+    return 0;
+}
+
 static int cmd_init(int argc, char **argv)
 {
     struct opts o;
@@ -227,17 +284,33 @@ static int cmd_init(int argc, char **argv)
     if (o.org == NULL)
         return fail_msg("init", "--org is required");
     if (!cert_valid_name(o.org, ORG_NAME_MAX))
-        return fail_msg("init", "--org must be 1 to 64 printable characters");
-    if ((r = file_mkdir_private(o.dir)) != 0)
-        return fail("init", o.dir, r);
+        return fail_msg("init", "--org must be 1 to 64 bytes of UTF-8 text without control "
+                                "or bidirectional characters");
+    if (o.generate_pass && o.passfile != NULL)
+        return fail_msg("init", "give either --generate-passphrase or --passphrase-file, not both");
     if (org_path(kpath, o.dir, "org.key") != 0 || org_path(ppath, o.dir, "org.pub") != 0 ||
         org_path(rpath, o.dir, "registry") != 0)
         return fail("init", o.dir, VERR_TOO_LARGE);
     if (file_exists(kpath) || file_exists(ppath) || file_exists(rpath))
         return fail_msg("init", "an organisation already exists in this directory; refusing to "
                                 "overwrite it");
-    if ((r = pass_read(o.passfile, "New organisation passphrase: ", 1, &pass)) != 0)
-        return fail("init", "passphrase (at least 8 characters)", r);
+    /* The passphrase first: a refused one leaves nothing behind, not even DIR. */
+    if (o.generate_pass) {
+        if ((r = generate_passphrase(&pass)) != 0)
+            return fail("init", "passphrase", r);
+    } else if ((r = pass_read(o.passfile, "New organisation passphrase: ", 1, &pass)) != 0) {
+        return fail_msg("init", "the organisation passphrase must be at least 16 characters "
+                                "(typed twice alike), or use --generate-passphrase");
+    }
+    if (strlen(pass) < ROOT_PASS_MIN) {
+        pass_free(pass);
+        return fail_msg("init", "the organisation passphrase must be at least 16 characters; "
+                                "choose a longer one or use --generate-passphrase");
+    }
+    if ((r = file_mkdir_private(o.dir)) != 0) {
+        pass_free(pass);
+        return fail("init", o.dir, r);
+    }
 
     memset(&org, 0, sizeof(org));
     memcpy(org.name, o.org, strlen(o.org) + 1);
@@ -267,11 +340,17 @@ static int cmd_init(int argc, char **argv)
         goto out;
     }
     {
-        char id[2 * ORG_ID_LEN + 1];
-        if (text_hex_encode(id, sizeof(id), org.id, ORG_ID_LEN) != 0)
-            goto out;
-        printf("organisation '%s' created in %s\norg id %s\ndistribute %s to devices and relays\n",
+        char id[ORG_ID_TEXT_LEN];
+
+        orgpub_id_text(id, org.id);
+        printf("organisation '%s' created in %s\norg id %s\n"
+               "read the org id to each post over a separate channel; distribute %s to devices "
+               "and relays\n",
                org.name, o.dir, id, ppath);
+        if (o.generate_pass)
+            printf("organisation passphrase (shown once; write it down, keep it off this "
+                   "machine): %s\n",
+                   pass);
     }
     ret = 0;
 out:
@@ -288,6 +367,53 @@ out:
     return ret;
 }
 
+/* One line saying why registry_admit refused the request and what IT can do. */
+static void refuse_admission(const struct enrol_request *q, const struct opts *o,
+                             enum reg_refusal why, const struct reg_entry *e)
+{
+    unsigned long long serial = e != NULL ? (unsigned long long)e->cert.serial : 0;
+    const char *role = e != NULL ? e->cert.role : "", *post = e != NULL ? e->cert.post : "";
+
+    switch (why) {
+    case REG_SAME_DEVICE:
+        fprintf(stderr, "valise-keys enroll: this device is already enrolled (serial %llu, %s@%s): "
+                        "%s\n", serial, role, post, verr_str(VERR_EXISTS));
+        break;
+    case REG_SIGN_KEY_USED:
+        fprintf(stderr, "valise-keys enroll: %s: the request's Ed25519 key is already certified "
+                        "for another device (serial %llu, %s@%s); have the device run "
+                        "'valise init' afresh\n", o->request, serial, role, post);
+        break;
+    case REG_DH_KEY_USED:
+        fprintf(stderr, "valise-keys enroll: %s: the request's X25519 key is already certified "
+                        "for another device (serial %llu, %s@%s); have the device run "
+                        "'valise init' afresh\n", o->request, serial, role, post);
+        break;
+    case REG_NAME_HELD:
+        fprintf(stderr, "valise-keys enroll: the name '%s' is already held by another person "
+                        "(serial %llu, %s@%s); if this device is theirs add --same-person-as "
+                        "%llu, otherwise the request needs a name that tells them apart\n",
+                q->name, serial, role, post, serial);
+        break;
+    case REG_PERSON_UNKNOWN:
+        fprintf(stderr, "valise-keys enroll: --same-person-as %llu: no certificate with this "
+                        "serial (see 'valise-keys list')\n", (unsigned long long)o->same_person);
+        break;
+    case REG_PERSON_INACTIVE:
+        fprintf(stderr, "valise-keys enroll: --same-person-as %llu: that certificate is revoked or "
+                        "expired; name an active certificate of the person\n", serial);
+        break;
+    case REG_PERSON_NAME:
+        fprintf(stderr, "valise-keys enroll: --same-person-as %llu: that person is named '%s' but "
+                        "the request says '%s'; one person has one name\n", serial,
+                e != NULL ? e->cert.name : "", q->name);
+        break;
+    default:
+        fprintf(stderr, "valise-keys enroll: request refused: %s\n", verr_str(VERR_INTERNAL));
+        break;
+    }
+}
+
 static int cmd_enroll(int argc, char **argv)
 {
     struct opts o;
@@ -296,8 +422,10 @@ static int cmd_enroll(int argc, char **argv)
     struct enrol_request q;
     struct cert c;
     struct buf req, sk, out;
-    char rpath[PATH_LEN], hex[2 * DEVICE_ID_LEN + 1];
+    char rpath[PATH_LEN], hex[2 * DEVICE_ID_LEN + 1], phex[2 * PERSON_ID_LEN + 1];
     uint64_t now = (uint64_t)time(NULL);
+    enum reg_refusal why;
+    const struct reg_entry *conflict;
     int r, ret = 1;
 
     if ((r = parse_opts("enroll", argc, argv, &o, usage_enroll)) != 0)
@@ -305,9 +433,11 @@ static int cmd_enroll(int argc, char **argv)
     if (o.request == NULL || o.post == NULL || o.role == NULL || o.out == NULL)
         return fail_msg("enroll", "--request, --post, --role and --out are required");
     if (!cert_valid_post(o.post))
-        return fail_msg("enroll", "--post must be 1 to 16 of A-Z, 0-9 and -");
+        return fail_msg("enroll", "--post must be 1 to 16 of A-Z, 0-9 and -, starting and ending "
+                                  "with a letter or digit, without '--'");
     if (!cert_valid_role(o.role))
-        return fail_msg("enroll", "--role must be 1 to 32 of a-z, 0-9 and -");
+        return fail_msg("enroll", "--role must be 1 to 32 of a-z, 0-9 and -, starting and ending "
+                                  "with a letter or digit, without '--'");
     if (file_exists(o.out))
         return fail("enroll", o.out, VERR_EXISTS);
     if ((r = file_read(o.request, REQUEST_MAX_LEN, 0, &req)) != 0)
@@ -318,15 +448,16 @@ static int cmd_enroll(int argc, char **argv)
         return fail("enroll", "enrolment request rejected", r);
     if (load_org("enroll", o.dir, &org, &g) != 0)
         return 1;
-    if (registry_find(&g, q.device_id) != NULL || registry_find_key(&g, q.sign_pk) != NULL) {
+    memset(&c, 0, sizeof(c));
+    if (registry_admit(&g, &q, o.same_person, now, c.person_id, &why, &conflict) != 0) {
+        refuse_admission(&q, &o, why, conflict);
         registry_free(&g);
-        return fail("enroll", "this device is already enrolled", VERR_EXISTS);
+        return 1;
     }
     if (unlock_root("enroll", &o, &org, &sk) != 0) {
         registry_free(&g);
         return 1;
     }
-    memset(&c, 0, sizeof(c));
     c.serial = g.next_serial;
     memcpy(c.org_id, org.id, ORG_ID_LEN);
     memcpy(c.device_id, q.device_id, DEVICE_ID_LEN);
@@ -352,10 +483,12 @@ static int cmd_enroll(int argc, char **argv)
         fail("enroll", "registry", r);
         goto out_cert;
     }
-    if (text_hex_encode(hex, sizeof(hex), c.device_id, DEVICE_ID_LEN) != 0)
+    if (text_hex_encode(hex, sizeof(hex), c.device_id, DEVICE_ID_LEN) != 0 ||
+        text_hex_encode(phex, sizeof(phex), c.person_id, PERSON_ID_LEN) != 0)
         goto out_cert;
-    printf("enrolled %s as %s@%s: serial %llu, device %s, valid %llu days\n", c.name, c.role,
-           c.post, (unsigned long long)c.serial, hex, (unsigned long long)o.valid_days);
+    printf("enrolled %s as %s@%s: serial %llu, device %s, person %s (%s), valid %llu days\n",
+           c.name, c.role, c.post, (unsigned long long)c.serial, hex, phex,
+           o.same_person != 0 ? "same person" : "new person", (unsigned long long)o.valid_days);
     ret = 0;
 out_cert:
     buf_free(&out);
@@ -438,22 +571,24 @@ static int cmd_list(int argc, char **argv)
         return r;
     if (load_org("list", o.dir, &org, &g) != 0)
         return 1;
-    printf("%-6s  %-32s  %-20s  %-8s  %-14s  %-10s  %-10s  %s\n", "SERIAL", "DEVICE", "NAME",
-           "POST", "ROLE", "FROM", "UNTIL", "STATUS");
+    printf("%-6s  %-32s  %-8s  %-20s  %-8s  %-14s  %-10s  %-10s  %s\n", "SERIAL", "DEVICE",
+           "PERSON", "NAME", "POST", "ROLE", "FROM", "UNTIL", "STATUS");
     for (size_t i = 0; i < g.n; i++) {
         const struct reg_entry *e = &g.entries[i];
-        char hex[2 * DEVICE_ID_LEN + 1], from[11], until[11];
+        char hex[2 * DEVICE_ID_LEN + 1], person[2 * PERSON_ID_LEN + 1], from[11], until[11];
         const char *status = e->status == REG_REVOKED ? "revoked"
                              : now >= e->cert.not_after ? "expired"
                                                          : "active";
 
-        if (text_hex_encode(hex, sizeof(hex), e->cert.device_id, DEVICE_ID_LEN) != 0)
+        if (text_hex_encode(hex, sizeof(hex), e->cert.device_id, DEVICE_ID_LEN) != 0 ||
+            text_hex_encode(person, sizeof(person), e->cert.person_id, PERSON_ID_LEN) != 0)
             break;
+        person[8] = '\0'; /* short form: enough to tell IT's people apart */
         format_date(from, e->cert.not_before);
         format_date(until, e->cert.not_after);
-        printf("%-6llu  %s  %-20s  %-8s  %-14s  %-10s  %-10s  %s%s%s\n",
-               (unsigned long long)e->cert.serial, hex, e->cert.name, e->cert.post, e->cert.role,
-               from, until, status, e->reason[0] ? ": " : "", e->reason);
+        printf("%-6llu  %s  %-8s  %-20s  %-8s  %-14s  %-10s  %-10s  %s%s%s\n",
+               (unsigned long long)e->cert.serial, hex, person, e->cert.name, e->cert.post,
+               e->cert.role, from, until, status, e->reason[0] ? ": " : "", e->reason);
     }
     printf("%zu certificate(s); last directory version %llu\n", g.n,
            (unsigned long long)g.dir_version);

@@ -6,52 +6,81 @@
 #include <sodium.h>
 
 #include "fileio.h"
+#include "utf8.h"
 
 static const uint8_t orgpub_magic[4] = {'V', 'O', 'R', 'G'};
 static const uint8_t request_magic[4] = {'V', 'R', 'E', 'Q'};
 static const uint8_t cert_magic[4] = {'V', 'C', 'R', 'T'};
 
-enum { CERT_VERSION = 1 };
+/* org.pub and the enrolment request are at version 1; the certificate at 2
+ * (version 2 added the person id). */
+enum { OBJ_VERSION = 1, CERT_VERSION = 2 };
 
-_Static_assert(CERT_MAX_LEN == 296, "certificate layout (PROTOCOL.md)");
+_Static_assert(CERT_MAX_LEN == 320, "certificate layout (PROTOCOL.md)");
+_Static_assert(CERT_MIN_LEN == 211, "certificate layout (PROTOCOL.md)");
+_Static_assert(ORG_ID_TEXT_LEN == 40, "org id text: 8 groups of 4 hex digits");
 _Static_assert(REQUEST_MAX_LEN == 222, "request layout (PROTOCOL.md)");
 _Static_assert(crypto_sign_PUBLICKEYBYTES == SIG_PK_LEN, "Ed25519 public key size");
 _Static_assert(crypto_scalarmult_BYTES == DH_PK_LEN, "X25519 public key size");
 
+static int is_alnum_ascii(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+
+/* A post or role is a real name: its alphabet, a letter or digit at both
+ * ends, and no "--" (so "-", "-X", "X-" and "A--B" are refused). */
+static int valid_token(const char *s, size_t max, char lo, char hi)
+{
+    size_t n = strnlen(s, max + 1);
+
+    if (n == 0 || n > max)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+
+        if (!((c >= lo && c <= hi) || (c >= '0' && c <= '9') || c == '-'))
+            return 0;
+        if (c == '-' && (i == 0 || i == n - 1 || s[i - 1] == '-'))
+            return 0;
+    }
+    return is_alnum_ascii(s[0]) && is_alnum_ascii(s[n - 1]);
+}
+
 int cert_valid_post(const char *s)
 {
-    size_t n = strlen(s);
-
-    if (n == 0 || n > POST_MAX)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
-            return 0;
-    return 1;
+    return valid_token(s, POST_MAX, 'A', 'Z');
 }
 
 int cert_valid_role(const char *s)
 {
-    size_t n = strlen(s);
-
-    if (n == 0 || n > ROLE_MAX)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
-            return 0;
-    return 1;
+    return valid_token(s, ROLE_MAX, 'a', 'z');
 }
 
 int cert_valid_name(const char *s, size_t max)
 {
-    size_t n = strlen(s);
+    size_t n = strnlen(s, max + 1);
 
     if (n == 0 || n > max)
         return 0;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+    return utf8_is_safe_text((const uint8_t *)s, n, 0);
+}
+
+int cert_names_clash(const char *a, const char *b)
+{
+    size_t i;
+
+    for (i = 0; a[i] != '\0' && b[i] != '\0'; i++) {
+        char x = a[i], y = b[i];
+
+        if (x >= 'A' && x <= 'Z')
+            x = (char)(x - 'A' + 'a');
+        if (y >= 'A' && y <= 'Z')
+            y = (char)(y - 'A' + 'a');
+        if (x != y)
             return 0;
-    return 1;
+    }
+    return a[i] == b[i];
 }
 
 int cert_check_dh_pk(const uint8_t pk[static DH_PK_LEN])
@@ -75,7 +104,7 @@ static int check_sign_pk(const uint8_t pk[static SIG_PK_LEN])
     return crypto_core_ed25519_is_valid_point(pk) ? 0 : VERR_BAD_KEY;
 }
 
-static int read_header(struct buf *b, const uint8_t magic[static 4])
+static int read_header(struct buf *b, const uint8_t magic[static 4], uint8_t version)
 {
     uint8_t m[4], v;
     int r;
@@ -86,16 +115,16 @@ static int read_header(struct buf *b, const uint8_t magic[static 4])
         return VERR_BAD_MAGIC;
     if ((r = buf_get_u8(b, &v)) != 0)
         return r;
-    return v == CERT_VERSION ? 0 : VERR_BAD_VERSION;
+    return v == version ? 0 : VERR_BAD_VERSION;
 }
 
-static int put_header(struct buf *b, const uint8_t magic[static 4])
+static int put_header(struct buf *b, const uint8_t magic[static 4], uint8_t version)
 {
     int r;
 
     if ((r = buf_put_bytes(b, magic, 4)) != 0)
         return r;
-    return buf_put_u8(b, CERT_VERSION);
+    return buf_put_u8(b, version);
 }
 
 /* ---- org.pub ---- */
@@ -111,6 +140,21 @@ void orgpub_id(uint8_t id[static ORG_ID_LEN], const uint8_t pk[static SIG_PK_LEN
     crypto_hash_sha256_update(&st, pk, SIG_PK_LEN);
     crypto_hash_sha256_final(&st, h);
     memcpy(id, h, ORG_ID_LEN);
+    sodium_memzero(h, sizeof(h));
+}
+
+void orgpub_id_text(char out[static ORG_ID_TEXT_LEN], const uint8_t id[static ORG_ID_LEN])
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+
+    for (size_t i = 0; i < ORG_ID_LEN; i++) {
+        if (i > 0 && i % 2 == 0)
+            out[o++] = ' ';
+        out[o++] = hex[id[i] >> 4];
+        out[o++] = hex[id[i] & 0x0f];
+    }
+    out[o] = '\0';
 }
 
 int orgpub_encode(const struct orgpub *o, struct buf *out)
@@ -123,7 +167,7 @@ int orgpub_encode(const struct orgpub *o, struct buf *out)
         r = VERR_BAD_FORMAT;
         goto out;
     }
-    if ((r = put_header(out, orgpub_magic)) != 0 || (r = buf_put_str8(out, o->name)) != 0 ||
+    if ((r = put_header(out, orgpub_magic, OBJ_VERSION)) != 0 || (r = buf_put_str8(out, o->name)) != 0 ||
         (r = buf_put_bytes(out, o->pk, SIG_PK_LEN)) != 0)
         goto out;
     r = 0;
@@ -139,10 +183,12 @@ int orgpub_parse(const uint8_t *p, size_t len, struct orgpub *o)
     int r;
 
     buf_view(&b, p, len);
-    if ((r = read_header(&b, orgpub_magic)) != 0 ||
+    if ((r = read_header(&b, orgpub_magic, OBJ_VERSION)) != 0 ||
         (r = buf_get_str8(&b, o->name, sizeof(o->name), 1, ORG_NAME_MAX)) != 0 ||
         (r = buf_get_bytes(&b, o->pk, SIG_PK_LEN)) != 0 || (r = buf_expect_end(&b)) != 0)
         return r;
+    if (!cert_valid_name(o->name, ORG_NAME_MAX))
+        return VERR_BAD_FORMAT;
     if ((r = check_sign_pk(o->pk)) != 0)
         return r;
     orgpub_id(o->id, o->pk);
@@ -169,7 +215,7 @@ int request_encode_body(const struct enrol_request *q, struct buf *out)
 
     if (!cert_valid_name(q->name, PERSON_NAME_MAX))
         return VERR_BAD_FORMAT;
-    if ((r = put_header(out, request_magic)) != 0 ||
+    if ((r = put_header(out, request_magic, OBJ_VERSION)) != 0 ||
         (r = buf_put_bytes(out, q->device_id, DEVICE_ID_LEN)) != 0 ||
         (r = buf_put_str8(out, q->name)) != 0 ||
         (r = buf_put_bytes(out, q->sign_pk, SIG_PK_LEN)) != 0 ||
@@ -187,7 +233,7 @@ int request_parse(const uint8_t *p, size_t len, struct enrol_request *q)
     int r;
 
     buf_view(&b, p, len);
-    if ((r = read_header(&b, request_magic)) != 0 ||
+    if ((r = read_header(&b, request_magic, OBJ_VERSION)) != 0 ||
         (r = buf_get_bytes(&b, q->device_id, DEVICE_ID_LEN)) != 0 ||
         (r = buf_get_str8(&b, q->name, sizeof(q->name), 1, PERSON_NAME_MAX)) != 0 ||
         (r = buf_get_bytes(&b, q->sign_pk, SIG_PK_LEN)) != 0 ||
@@ -197,6 +243,8 @@ int request_parse(const uint8_t *p, size_t len, struct enrol_request *q)
     body_len = buf_offset(&b);
     if ((r = buf_get_bytes(&b, sig, sizeof(sig))) != 0 || (r = buf_expect_end(&b)) != 0)
         return r;
+    if (!cert_valid_name(q->name, PERSON_NAME_MAX))
+        return VERR_BAD_FORMAT;
     if ((r = check_sign_pk(q->sign_pk)) != 0 || (r = cert_check_dh_pk(q->dh_pk)) != 0)
         return r;
     /* The request proves possession of the signing key it asks to certify. */
@@ -210,11 +258,13 @@ int cert_encode_body(const struct cert *c, struct buf *out)
     int r;
 
     if (!cert_valid_name(c->name, PERSON_NAME_MAX) || !cert_valid_post(c->post) ||
-        !cert_valid_role(c->role) || c->not_after <= c->not_before)
+        !cert_valid_role(c->role) || c->not_after <= c->not_before ||
+        sodium_is_zero(c->person_id, PERSON_ID_LEN))
         return VERR_BAD_FORMAT;
-    if ((r = put_header(out, cert_magic)) != 0 || (r = buf_put_u64(out, c->serial)) != 0 ||
+    if ((r = put_header(out, cert_magic, CERT_VERSION)) != 0 || (r = buf_put_u64(out, c->serial)) != 0 ||
         (r = buf_put_bytes(out, c->org_id, ORG_ID_LEN)) != 0 ||
         (r = buf_put_bytes(out, c->device_id, DEVICE_ID_LEN)) != 0 ||
+        (r = buf_put_bytes(out, c->person_id, PERSON_ID_LEN)) != 0 ||
         (r = buf_put_str8(out, c->name)) != 0 || (r = buf_put_str8(out, c->post)) != 0 ||
         (r = buf_put_str8(out, c->role)) != 0 ||
         (r = buf_put_bytes(out, c->sign_pk, SIG_PK_LEN)) != 0 ||
@@ -239,9 +289,10 @@ int cert_read(struct buf *b, struct cert *c)
 {
     int r;
 
-    if ((r = read_header(b, cert_magic)) != 0 || (r = buf_get_u64(b, &c->serial)) != 0 ||
+    if ((r = read_header(b, cert_magic, CERT_VERSION)) != 0 || (r = buf_get_u64(b, &c->serial)) != 0 ||
         (r = buf_get_bytes(b, c->org_id, ORG_ID_LEN)) != 0 ||
         (r = buf_get_bytes(b, c->device_id, DEVICE_ID_LEN)) != 0 ||
+        (r = buf_get_bytes(b, c->person_id, PERSON_ID_LEN)) != 0 ||
         (r = buf_get_str8(b, c->name, sizeof(c->name), 1, PERSON_NAME_MAX)) != 0 ||
         (r = buf_get_str8(b, c->post, sizeof(c->post), 1, POST_MAX)) != 0 ||
         (r = buf_get_str8(b, c->role, sizeof(c->role), 1, ROLE_MAX)) != 0 ||
@@ -250,7 +301,9 @@ int cert_read(struct buf *b, struct cert *c)
         (r = buf_get_u64(b, &c->not_before)) != 0 || (r = buf_get_u64(b, &c->not_after)) != 0 ||
         (r = buf_get_bytes(b, c->sig, SIG_LEN)) != 0)
         return r;
-    if (!cert_valid_post(c->post) || !cert_valid_role(c->role) || c->not_after <= c->not_before)
+    if (!cert_valid_name(c->name, PERSON_NAME_MAX) || !cert_valid_post(c->post) ||
+        !cert_valid_role(c->role) || c->not_after <= c->not_before ||
+        sodium_is_zero(c->person_id, PERSON_ID_LEN))
         return VERR_BAD_FORMAT;
     if ((r = check_sign_pk(c->sign_pk)) != 0 || (r = cert_check_dh_pk(c->dh_pk)) != 0)
         return r;

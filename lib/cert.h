@@ -26,7 +26,9 @@
 
 enum {
     DEVICE_ID_LEN = 16,
-    ORG_ID_LEN = 8,
+    PERSON_ID_LEN = 16,
+    ORG_ID_LEN = 16,
+    ORG_ID_TEXT_LEN = 2 * ORG_ID_LEN + ORG_ID_LEN / 2 - 1 + 1, /* 8 groups of 4 hex, NUL */
     DH_PK_LEN = 32,
     ORG_NAME_MAX = 64,
     PERSON_NAME_MAX = 64,
@@ -35,8 +37,8 @@ enum {
     ORGPUB_MAX_LEN = 4 + 1 + 1 + ORG_NAME_MAX + SIG_PK_LEN,
     REQUEST_MAX_LEN = 4 + 1 + DEVICE_ID_LEN + 1 + PERSON_NAME_MAX + SIG_PK_LEN + DH_PK_LEN + 8 +
                       SIG_LEN,
-    CERT_MAX_LEN = 4 + 1 + 8 + ORG_ID_LEN + DEVICE_ID_LEN + 1 + PERSON_NAME_MAX + 1 + POST_MAX +
-                   1 + ROLE_MAX + SIG_PK_LEN + DH_PK_LEN + 8 + 8 + SIG_LEN,
+    CERT_MAX_LEN = 4 + 1 + 8 + ORG_ID_LEN + DEVICE_ID_LEN + PERSON_ID_LEN + 1 + PERSON_NAME_MAX +
+                   1 + POST_MAX + 1 + ROLE_MAX + SIG_PK_LEN + DH_PK_LEN + 8 + 8 + SIG_LEN,
     CERT_MIN_LEN = CERT_MAX_LEN - (PERSON_NAME_MAX - 1) - (POST_MAX - 1) - (ROLE_MAX - 1),
 };
 
@@ -56,11 +58,16 @@ struct enrol_request {
     uint64_t created;
 };
 
-/* A device certificate, signed by the organisation root. */
+/*
+ * A device certificate (VCRT version 2), signed by the organisation root.
+ * person_id is the person IT assigned the device to (random, never all-zero):
+ * a person's devices share it; names are for display only.
+ */
 struct cert {
     uint64_t serial;
     uint8_t org_id[ORG_ID_LEN];
     uint8_t device_id[DEVICE_ID_LEN];
+    uint8_t person_id[PERSON_ID_LEN];
     char name[PERSON_NAME_MAX + 1];
     char post[POST_MAX + 1];
     char role[ROLE_MAX + 1];
@@ -71,8 +78,10 @@ struct cert {
     uint8_t sig[SIG_LEN];
 };
 
-/* org id = first 8 bytes of SHA-256("valise/v1/org-id" || 0x00 || pk). */
+/* org id = first 16 bytes of SHA-256("valise/v1/org-id" || 0x00 || pk). */
 void orgpub_id(uint8_t id[static ORG_ID_LEN], const uint8_t pk[static SIG_PK_LEN]);
+/* The org id for reading aloud: 8 groups of 4 lower-case hex digits, space-separated. */
+void orgpub_id_text(char out[static ORG_ID_TEXT_LEN], const uint8_t id[static ORG_ID_LEN]);
 int orgpub_encode(const struct orgpub *o, struct buf *out) VL_MUST_CHECK;
 int orgpub_parse(const uint8_t *p, size_t len, struct orgpub *o) VL_MUST_CHECK;
 /* Reads and parses an org.pub file. */
@@ -96,10 +105,17 @@ int cert_read(struct buf *b, struct cert *c) VL_MUST_CHECK;
 int cert_parse(const uint8_t *p, size_t len, struct cert *c) VL_MUST_CHECK;
 int cert_verify(const struct cert *c, const struct orgpub *org, uint64_t now) VL_MUST_CHECK;
 
-/* Field syntax, shared by the CLI and the parsers. */
+/*
+ * Field syntax, shared by the CLI and the parsers (PROTOCOL.md part 1, "Text
+ * fields"). Posts and roles: 1..max of their alphabet, starting and ending
+ * with a letter or digit, no "--". Names: 1..max bytes of safe UTF-8
+ * (utf8.h: no C0, DEL, C1 or bidirectional controls, nothing malformed).
+ */
 int cert_valid_post(const char *s);   /* [A-Z0-9-]{1,16} */
 int cert_valid_role(const char *s);   /* [a-z0-9-]{1,32} */
-int cert_valid_name(const char *s, size_t max); /* 1..max printable bytes */
+int cert_valid_name(const char *s, size_t max);
+/* 1 if the names are equal ignoring the case of ASCII letters (IT's uniqueness rule). */
+int cert_names_clash(const char *a, const char *b);
 
 /* X25519 public key checks: not all-zero, not of low order. */
 int cert_check_dh_pk(const uint8_t pk[static DH_PK_LEN]) VL_MUST_CHECK;

@@ -29,6 +29,7 @@ const char *verr_str(int err)
     case VERR_LIMIT: return "limit reached";
     case VERR_PROTOCOL: return "protocol violation";
     case VERR_BAD_PROOF: return "Merkle proof does not verify";
+    case VERR_AMBIGUOUS: return "the name stands for more than one person";
     case VERR_IO: return "input/output error";
     case VERR_NOMEM: return "out of memory";
     case VERR_NOSPACE: return "no space left";

@@ -45,6 +45,7 @@ enum verr {
     VERR_LIMIT = -22,         /* a configured bound was reached */
     VERR_PROTOCOL = -23,      /* message not valid in this protocol state */
     VERR_BAD_PROOF = -24,     /* Merkle inclusion or consistency proof does not verify */
+    VERR_AMBIGUOUS = -25,     /* a name that stands for more than one person */
 
     /* system failures */
     VERR_IO = -100,       /* read, write, fsync or rename failed */

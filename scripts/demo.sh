@@ -49,7 +49,7 @@ run "$VALISE" init --home jkt-phone --name "Budi Santoso" --out budi-phone.req -
 step "IT staff check each self-signed request, issue certificates, publish the directory"
 run "$KEYS" enroll --dir org --request anna.req --post HQ --role duty --out anna.cert --passphrase-file it.pass
 run "$KEYS" enroll --dir org --request budi-laptop.req --post JKT --role ambassador --out budi-laptop.cert --passphrase-file it.pass
-run "$KEYS" enroll --dir org --request budi-phone.req --post JKT --role ambassador --out budi-phone.cert --passphrase-file it.pass
+run "$KEYS" enroll --dir org --request budi-phone.req --post JKT --role ambassador --same-person-as 2 --out budi-phone.cert --passphrase-file it.pass
 run "$KEYS" directory --dir org --out directory.bin --passphrase-file it.pass
 run "$KEYS" list --dir org
 

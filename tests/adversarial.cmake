@@ -65,3 +65,9 @@ add_test(NAME adversarial/wrong_post
                  $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise> $<TARGET_FILE:valise-relay>
                  $<TARGET_FILE:adversarial_lmdb_rewrite>)
 set_tests_properties(adversarial/wrong_post PROPERTIES TIMEOUT 180 LABELS adversarial)
+
+# Issue 11 item 1: a person is an identity IT assign, not the name a request carries.
+add_test(NAME adversarial/person_name
+         COMMAND ${CMAKE_CURRENT_LIST_DIR}/adversarial/person_name.sh
+                 $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise> $<TARGET_FILE:valise-relay>)
+set_tests_properties(adversarial/person_name PROPERTIES TIMEOUT 180 LABELS adversarial)

@@ -29,7 +29,9 @@ rm -rf jkt2 jkt2.req
 run "valise init jkt2" V init --home jkt2 --name "Person jkt1" --out jkt2.req
 run "enroll hq" "$KEYS" enroll --dir org --request hq.req --post HQ --role duty --out hq.cert --passphrase-file opw
 for h in jkt1 jkt2 jkt3; do
-  run "enroll $h" "$KEYS" enroll --dir org --request $h.req --post JKT --role ambassador --out $h.cert --passphrase-file opw
+  same=()
+  [ $h = jkt2 ] && same=(--same-person-as 2) # IT: the same person as jkt1 (serial 2)
+  run "enroll $h" "$KEYS" enroll --dir org --request $h.req --post JKT --role ambassador "${same[@]}" --out $h.cert --passphrase-file opw
 done
 run "directory v1" "$KEYS" directory --dir org --out dir.bin --passphrase-file opw
 cp dir.bin dir1.bin

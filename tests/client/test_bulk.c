@@ -51,6 +51,7 @@ static void make_side(const struct tpki *p, struct side *s, const char *name, co
     assert_int_equal(identity_create(s->home, name, pass, req, devid), 0);
     assert_int_equal(identity_unlock(s->home, pass, &id), 0);
     memcpy(s->dev.cert.device_id, id.device_id, DEVICE_ID_LEN);
+    memcpy(s->dev.cert.person_id, id.device_id, PERSON_ID_LEN); /* one person per device */
     memcpy(s->dev.cert.sign_pk, id.sign_pk, SIG_PK_LEN);
     memcpy(s->dev.cert.dh_pk, id.dh_pk, DH_PK_LEN);
     identity_free(&id);

@@ -89,6 +89,7 @@ int tdev_make(const struct tpki *p, struct tdev *d, uint64_t serial, uint64_t no
     d->cert.serial = serial;
     memcpy(d->cert.org_id, p->org.id, ORG_ID_LEN);
     randombytes_buf(d->cert.device_id, DEVICE_ID_LEN);
+    memcpy(d->cert.person_id, d->cert.device_id, PERSON_ID_LEN); /* one person per device */
     snprintf(d->cert.name, sizeof(d->cert.name), "Test Person %llu", (unsigned long long)serial);
     snprintf(d->cert.post, sizeof(d->cert.post), "HQ");
     snprintf(d->cert.role, sizeof(d->cert.role), "duty");

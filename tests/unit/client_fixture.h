@@ -48,6 +48,13 @@ static inline int fx_dev_make(const struct fx_org *o, struct fx_dev *d, uint64_t
     if (crypto_scalarmult_base(d->cert.dh_pk, d->dh_sk) != 0)
         return -1;
     randombytes_buf(d->cert.device_id, DEVICE_ID_LEN);
+    /* One person per name here, as IT's registry makes it (tests that need two
+     * persons with one name use fx_dev_set_person). */
+    {
+        uint8_t h[crypto_hash_sha256_BYTES];
+        crypto_hash_sha256(h, (const uint8_t *)name, strlen(name));
+        memcpy(d->cert.person_id, h, PERSON_ID_LEN);
+    }
     d->cert.serial = serial;
     memcpy(d->cert.org_id, o->pub.id, ORG_ID_LEN);
     memcpy(d->cert.name, name, strlen(name) + 1);
@@ -60,6 +67,21 @@ static inline int fx_dev_make(const struct fx_org *o, struct fx_dev *d, uint64_t
         d->cert.not_before = now - 10 * 86400;
         d->cert.not_after = now - 86400;
     }
+    if ((r = buf_init(&out, CERT_MAX_LEN, 0)) != 0)
+        return r;
+    r = cert_sign(&d->cert, o->sk, &out);
+    buf_free(&out);
+    return r;
+}
+
+/* Gives d the person id tag,0x11,0x11,... (another person than its name's) and re-signs it. */
+static inline int fx_dev_set_person(const struct fx_org *o, struct fx_dev *d, uint8_t tag)
+{
+    struct buf out;
+    int r;
+
+    memset(d->cert.person_id, 0x11, PERSON_ID_LEN);
+    d->cert.person_id[0] = tag;
     if ((r = buf_init(&out, CERT_MAX_LEN, 0)) != 0)
         return r;
     r = cert_sign(&d->cert, o->sk, &out);

@@ -92,6 +92,13 @@ static void test_parse_invalid(void **state)
         "ambassador@JKTJKTJKTJKTJKTJKT",
         "person:\x01"
         "bad",
+        "person:Anna\xe2\x80\xae",
+        "person:Anna\xc2\x9b",
+        "person:Anna\xff",
+        "-@HQ",
+        "duty@-",
+        "duty@UN--GVA",
+        "*@-X",
     };
     struct address a;
     (void)state;
@@ -175,12 +182,78 @@ static void test_includes(void **state)
     assert_true(addr_includes(&a, &geneva.cert, &hq.cert));
 }
 
+
+/*
+ * Issue 11 item 1: a clerk at GVA whose request said "Anna Lindqvist" is
+ * another person (IT gave it another person id). Anna's message to
+ * ambassador@JKT goes to the ambassador and Anna's own phone, never to the
+ * clerk, and the clerk's device refuses it; person:NAME with two persons
+ * behind the name is refused as ambiguous.
+ */
+static void test_namesake_is_not_the_sender(void **state)
+{
+    struct fx_dev anna, anna_phone, clerk, amb;
+    struct directory *d = NULL, *d1 = NULL;
+    struct buf b, b1;
+    struct address a;
+    uint8_t ids[8][DEVICE_ID_LEN], pid[PERSON_ID_LEN];
+    uint64_t now = (uint64_t)time(NULL);
+    size_t n = 0;
+    (void)state;
+    assert_int_equal(fx_dev_make(&org, &anna, 1, "Anna Lindqvist", "HQ", "duty", 30), 0);
+    assert_int_equal(fx_dev_make(&org, &anna_phone, 2, "Anna Lindqvist", "HQ", "duty", 30), 0);
+    assert_int_equal(fx_dev_make(&org, &amb, 3, "Budi", "JKT", "ambassador", 30), 0);
+    assert_int_equal(fx_dev_make(&org, &clerk, 4, "Anna Lindqvist", "GVA", "clerk", 30), 0);
+    assert_int_equal(fx_dev_set_person(&org, &clerk, 0xc1), 0);
+    assert_memory_equal(anna.cert.person_id, anna_phone.cert.person_id, PERSON_ID_LEN);
+    assert_memory_not_equal(anna.cert.person_id, clerk.cert.person_id, PERSON_ID_LEN);
+    const struct fx_dev *devs[] = {&anna, &anna_phone, &amb, &clerk};
+    assert_int_equal(fx_dir(&org, 1, devs, 4, NULL, 0, &d, &b), 0);
+
+    assert_int_equal(addr_parse("ambassador@JKT", &a), 0);
+    assert_int_equal(addr_resolve(&a, d, &org.pub, now, &anna.cert, ids, 8, &n), 0);
+    assert_int_equal(n, 2);
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(ids[i], clerk.cert.device_id, DEVICE_ID_LEN) == 0)
+            fail_msg("ambassador@JKT from Anna: expected the ambassador and Anna's phone, saw the "
+                     "GVA clerk who shares her name");
+    assert_true(addr_includes(&a, &amb.cert, &anna.cert));
+    assert_true(addr_includes(&a, &anna_phone.cert, &anna.cert));
+    assert_false(addr_includes(&a, &clerk.cert, &anna.cert));
+    /* nor the other way round: the clerk's messages do not reach Anna's devices */
+    assert_int_equal(addr_resolve(&a, d, &org.pub, now, &clerk.cert, ids, 8, &n), 0);
+    assert_int_equal(n, 1);
+    assert_memory_equal(ids[0], amb.cert.device_id, DEVICE_ID_LEN);
+    assert_false(addr_includes(&a, &anna.cert, &clerk.cert));
+
+    /* two persons carry the name: person:NAME is refused, not sent to both */
+    assert_int_equal(addr_parse("person:Anna Lindqvist", &a), 0);
+    assert_int_equal(addr_person_id(&a, d, &org.pub, now, pid), VERR_AMBIGUOUS);
+    assert_int_equal(addr_resolve(&a, d, &org.pub, now, &amb.cert, ids, 8, &n), VERR_AMBIGUOUS);
+    assert_int_equal(addr_parse("person:Nobody", &a), 0);
+    assert_int_equal(addr_person_id(&a, d, &org.pub, now, pid), VERR_UNKNOWN);
+
+    /* one person with the name: both of her devices, by person id */
+    const struct fx_dev *devs1[] = {&anna, &anna_phone, &amb};
+    assert_int_equal(fx_dir(&org, 2, devs1, 3, NULL, 0, &d1, &b1), 0);
+    assert_int_equal(addr_parse("person:Anna Lindqvist", &a), 0);
+    assert_int_equal(addr_person_id(&a, d1, &org.pub, now, pid), 0);
+    assert_memory_equal(pid, anna.cert.person_id, PERSON_ID_LEN);
+    assert_int_equal(addr_resolve(&a, d1, &org.pub, now, &amb.cert, ids, 8, &n), 0);
+    assert_int_equal(n, 2);
+    dir_free(d);
+    dir_free(d1);
+    buf_free(&b);
+    buf_free(&b1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_valid), cmocka_unit_test(test_parse_invalid),
         cmocka_unit_test(test_resolve),     cmocka_unit_test(test_resolve_limit),
         cmocka_unit_test(test_includes),
+        cmocka_unit_test(test_namesake_is_not_the_sender),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

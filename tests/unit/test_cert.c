@@ -51,6 +51,8 @@ static void make_cert(struct cert *c, const struct org *o, const struct device *
     c->serial = serial;
     memcpy(c->org_id, o->pub.id, ORG_ID_LEN);
     memcpy(c->device_id, d->req.device_id, DEVICE_ID_LEN);
+    randombytes_buf(c->person_id, PERSON_ID_LEN); /* a new person each time */
+    c->person_id[0] |= 1;
     memcpy(c->name, d->req.name, sizeof(c->name));
     memcpy(c->post, post, strlen(post) + 1);
     memcpy(c->role, role, strlen(role) + 1);
@@ -209,9 +211,12 @@ static void test_cert_rules(void **state)
     assert_int_equal(cert_verify(&c, &org_b.pub, NOW), VERR_WRONG_ORG);
     assert_int_equal(cert_verify(&c, &org_a.pub, c.not_after), VERR_EXPIRED);
     assert_int_equal(cert_verify(&c, &org_a.pub, c.not_before - 1), VERR_NOT_YET_VALID);
-    /* wrong version byte */
+    /* wrong version byte: version 1 (no person id) is no longer read */
     memcpy(m, buf_data(&b), buf_size(&b));
-    m[4] = 2;
+    assert_int_equal(m[4], 2);
+    m[4] = 1;
+    assert_int_equal(cert_parse(m, buf_size(&b), &forged), VERR_BAD_VERSION);
+    m[4] = 3;
     assert_int_equal(cert_parse(m, buf_size(&b), &forged), VERR_BAD_VERSION);
     buf_free(&b);
     /* claims org A but is signed by org B's key */
@@ -219,6 +224,117 @@ static void test_cert_rules(void **state)
     assert_int_equal(cert_sign(&forged, org_b.sk, &b), 0);
     assert_int_equal(cert_verify(&forged, &org_a.pub, NOW), VERR_BAD_SIGNATURE);
     buf_free(&b);
+}
+
+
+/* VCRT version 2: the person id right after the device id (PROTOCOL.md
+ * "Device certificate"), never all-zero; org id of 16 bytes. */
+static void test_cert_person_id(void **state)
+{
+    struct device d;
+    struct cert c, back;
+    struct buf b;
+    uint8_t m[CERT_MAX_LEN];
+    (void)state;
+    assert_int_equal(ORG_ID_LEN, 16);
+    assert_int_equal(CERT_MAX_LEN, 320);
+    make_device(&d, "Budi");
+    make_cert(&c, &org_a, &d, 3, "JKT", "duty", &b);
+    assert_memory_equal(buf_data(&b) + 13, org_a.pub.id, ORG_ID_LEN);
+    assert_memory_equal(buf_data(&b) + 29, d.req.device_id, DEVICE_ID_LEN);
+    assert_memory_equal(buf_data(&b) + 45, c.person_id, PERSON_ID_LEN);
+    assert_int_equal(buf_data(&b)[61], 4); /* name length */
+    assert_int_equal(cert_parse(buf_data(&b), buf_size(&b), &back), 0);
+    assert_memory_equal(back.person_id, c.person_id, PERSON_ID_LEN);
+    /* the person id is signed: another person's id breaks the root signature */
+    memcpy(m, buf_data(&b), buf_size(&b));
+    m[45] ^= 0x80;
+    assert_int_equal(parse_verify_cert(m, buf_size(&b), NULL), VERR_BAD_SIGNATURE);
+    /* an all-zero person id is refused when parsing and when encoding */
+    memset(m + 45, 0, PERSON_ID_LEN);
+    assert_int_equal(cert_parse(m, buf_size(&b), &back), VERR_BAD_FORMAT);
+    buf_free(&b);
+    memset(c.person_id, 0, PERSON_ID_LEN);
+    assert_int_equal(cert_sign(&c, org_a.sk, &b), VERR_BAD_FORMAT);
+}
+
+/* Names, posts and roles (issue 11 item 1): no control, C1 or bidirectional
+ * characters, no malformed UTF-8; posts and roles are real names. */
+static void test_text_field_rules(void **state)
+{
+    static const char *const bad_names[] = {
+        "Anna\x01", "Anna\x7f", "Anna\xc2\x85",       /* C0, DEL, C1 (NEL) */
+        "Anna\xe2\x80\xae" "tsiuqdniL",               /* U+202E RIGHT-TO-LEFT OVERRIDE */
+        "\xe2\x81\xa6" "Anna", "Anna\xe2\x80\x8f",    /* U+2066 isolate, U+200F RLM */
+        "Anna\xd8\x9c", "Anna\xe2\x80\x8e",           /* U+061C ALM, U+200E LRM */
+        "Anna\xc0\xa0", "Anna\xed\xa0\x80",           /* overlong, surrogate */
+        "Anna\xf4\x90\x80\x80", "Anna\xe2\x80",       /* > U+10FFFF, truncated */
+    };
+    static const char *const bad_posts[] = {"-", "-X", "X-", "A--B", "", "jkt", "J K"};
+    static const char *const bad_roles[] = {"-", "-x", "x-", "a--b", "", "Duty"};
+    struct device d;
+    struct cert c;
+    struct buf b;
+    uint8_t m[CERT_MAX_LEN], rq[REQUEST_MAX_LEN];
+    size_t at;
+    (void)state;
+    assert_true(cert_valid_name("Anna Lindqvist", PERSON_NAME_MAX));
+    assert_true(cert_valid_name("Zo\xc3\xab \xd8\xb9\xd9\x84\xd9\x8a", PERSON_NAME_MAX));
+    for (size_t i = 0; i < sizeof(bad_names) / sizeof(bad_names[0]); i++)
+        if (cert_valid_name(bad_names[i], PERSON_NAME_MAX))
+            fail_msg("name %zu accepted, expected refused", i);
+    assert_true(cert_valid_post("UN-GVA"));
+    assert_true(cert_valid_post("HQ"));
+    assert_true(cert_valid_post("X"));
+    assert_true(cert_valid_role("deputy-head"));
+    for (size_t i = 0; i < sizeof(bad_posts) / sizeof(bad_posts[0]); i++)
+        if (cert_valid_post(bad_posts[i]))
+            fail_msg("post '%s' accepted, expected refused", bad_posts[i]);
+    for (size_t i = 0; i < sizeof(bad_roles) / sizeof(bad_roles[0]); i++)
+        if (cert_valid_role(bad_roles[i]))
+            fail_msg("role '%s' accepted, expected refused", bad_roles[i]);
+    /* a certificate whose name bytes hide a right-to-left override does not parse */
+    make_device(&d, "Anna XYZ");
+    make_cert(&c, &org_a, &d, 4, "HQ", "duty", &b);
+    memcpy(m, buf_data(&b), buf_size(&b));
+    at = 62 + 5;
+    assert_memory_equal(m + at, "XYZ", 3);
+    memcpy(m + at, "\xe2\x80\xae", 3);
+    assert_int_equal(cert_parse(m, buf_size(&b), &c), VERR_BAD_FORMAT);
+    /* a certificate for the post "-" does not parse either */
+    buf_free(&b);
+    make_device(&d, "Anna");
+    make_cert(&c, &org_a, &d, 5, "X", "duty", &b);
+    memcpy(m, buf_data(&b), buf_size(&b));
+    at = 62 + 4; /* post str8 after the name "Anna" */
+    assert_int_equal(m[at], 1);
+    assert_int_equal(m[at + 1], 'X');
+    m[at + 1] = '-';
+    assert_int_equal(cert_parse(m, buf_size(&b), &c), VERR_BAD_FORMAT);
+    buf_free(&b);
+    c.post[0] = '-';
+    c.post[1] = '\0';
+    assert_int_equal(cert_sign(&c, org_a.sk, &b), VERR_BAD_FORMAT);
+    /* an enrolment request with such a name is refused (before its signature) */
+    make_device(&d, "Anna XYZ");
+    assert_int_equal(request_encode_sign(&d.req, d.sign_sk, &b), 0);
+    memcpy(rq, buf_data(&b), buf_size(&b));
+    at = 4 + 1 + DEVICE_ID_LEN + 1 + 5;
+    assert_memory_equal(rq + at, "XYZ", 3);
+    memcpy(rq + at, "\xe2\x81\xa6", 3);
+    assert_int_equal(parse_request(rq, buf_size(&b), NULL), VERR_BAD_FORMAT);
+    buf_free(&b);
+    memcpy(d.req.name, "Anna\xe2\x80\xae", 8);
+    assert_int_equal(request_encode_sign(&d.req, d.sign_sk, &b), VERR_BAD_FORMAT);
+    /* org id for reading aloud: 8 groups of 4 hex digits */
+    {
+        uint8_t id[ORG_ID_LEN];
+        char text[ORG_ID_TEXT_LEN];
+        for (size_t i = 0; i < ORG_ID_LEN; i++)
+            id[i] = (uint8_t)(0x10 * i + i);
+        orgpub_id_text(text, id);
+        assert_string_equal(text, "0011 2233 4455 6677 8899 aabb ccdd eeff");
+    }
 }
 
 /* ---- directory ---- */
@@ -412,6 +528,97 @@ static void test_registry(void **state)
     registry_free(&g);
 }
 
+
+/* IT's admission rules (issue 11 item 1): one person per name, keys used once. */
+static void add_entry(struct registry *g, struct device *d, const char *post, const char *role)
+{
+    struct cert c;
+    struct buf cb;
+    char name[PERSON_NAME_MAX + 1];
+
+    memcpy(name, d->req.name, sizeof(name));
+    make_device(d, name);
+    memset(&c, 0, sizeof(c));
+    make_cert(&c, &org_a, d, g->next_serial, post, role, &cb);
+    buf_free(&cb);
+    g->next_serial++;
+    assert_int_equal(registry_add(g, &c), 0);
+}
+
+static void test_registry_admit(void **state)
+{
+    struct registry g;
+    struct device anna, req, lost;
+    enum reg_refusal why;
+    const struct reg_entry *e;
+    uint8_t pid[PERSON_ID_LEN], anna_pid[PERSON_ID_LEN];
+    (void)state;
+    registry_init(&g, &org_a.pub);
+    memset(&anna, 0, sizeof(anna));
+    memcpy(anna.req.name, "Anna Lindqvist", 15);
+    add_entry(&g, &anna, "HQ", "duty");               /* serial 1 */
+    memcpy(anna_pid, g.entries[0].cert.person_id, PERSON_ID_LEN);
+    memset(&lost, 0, sizeof(lost));
+    memcpy(lost.req.name, "Carla Rossi", 12);
+    add_entry(&g, &lost, "GVA", "consul");            /* serial 2, revoked below */
+    g.entries[1].status = REG_REVOKED;
+
+    /* the issue's scenario: a clerk's request says "Anna Lindqvist" */
+    make_device(&req, "Anna Lindqvist");
+    assert_int_equal(registry_admit(&g, &req.req, 0, NOW, pid, &why, &e), VERR_DENIED);
+    assert_int_equal(why, REG_NAME_HELD);
+    assert_non_null(e);
+    assert_int_equal(e->cert.serial, 1);
+    /* also with another case */
+    make_device(&req, "ANNA lindqvist");
+    assert_int_equal(registry_admit(&g, &req.req, 0, NOW, pid, &why, &e), VERR_DENIED);
+    assert_int_equal(why, REG_NAME_HELD);
+    /* IT say it is Anna's second device: same person id */
+    make_device(&req, "Anna Lindqvist");
+    assert_int_equal(registry_admit(&g, &req.req, 1, NOW, pid, &why, &e), 0);
+    assert_memory_equal(pid, anna_pid, PERSON_ID_LEN);
+    /* ... but one person has one name */
+    make_device(&req, "Anna L.");
+    assert_int_equal(registry_admit(&g, &req.req, 1, NOW, pid, &why, &e), VERR_DENIED);
+    assert_int_equal(why, REG_PERSON_NAME);
+    /* --same-person-as must name an existing, active certificate */
+    make_device(&req, "Carla Rossi");
+    assert_int_equal(registry_admit(&g, &req.req, 9, NOW, pid, &why, &e), VERR_UNKNOWN);
+    assert_int_equal(why, REG_PERSON_UNKNOWN);
+    assert_int_equal(registry_admit(&g, &req.req, 2, NOW, pid, &why, &e), VERR_DENIED);
+    assert_int_equal(why, REG_PERSON_INACTIVE);
+    assert_int_equal(registry_admit(&g, &req.req, 1, g.entries[0].cert.not_after, pid, &why, &e),
+                     VERR_DENIED);
+    assert_int_equal(why, REG_PERSON_INACTIVE);
+    /* a revoked certificate's name is free again: a new person */
+    assert_int_equal(registry_admit(&g, &req.req, 0, NOW, pid, &why, &e), 0);
+    assert_false(sodium_is_zero(pid, PERSON_ID_LEN));
+    assert_memory_not_equal(pid, anna_pid, PERSON_ID_LEN);
+    assert_memory_not_equal(pid, g.entries[1].cert.person_id, PERSON_ID_LEN);
+    /* the same device enrolled twice */
+    req = anna;
+    assert_int_equal(registry_admit(&g, &req.req, 1, NOW, pid, &why, &e), VERR_EXISTS);
+    assert_int_equal(why, REG_SAME_DEVICE);
+    /* Anna's X25519 key in a new device's request (it proves no possession of it) */
+    make_device(&req, "Budi Santoso");
+    memcpy(req.req.dh_pk, anna.req.dh_pk, DH_PK_LEN);
+    assert_int_equal(registry_admit(&g, &req.req, 0, NOW, pid, &why, &e), VERR_EXISTS);
+    assert_int_equal(why, REG_DH_KEY_USED);
+    assert_int_equal(e->cert.serial, 1);
+    /* Anna's Ed25519 key under a new device id */
+    make_device(&req, "Budi Santoso");
+    memcpy(req.req.sign_pk, anna.req.sign_pk, SIG_PK_LEN);
+    assert_int_equal(registry_admit(&g, &req.req, 0, NOW, pid, &why, &e), VERR_EXISTS);
+    assert_int_equal(why, REG_SIGN_KEY_USED);
+    /* keys of a revoked certificate stay used */
+    make_device(&req, "Budi Santoso");
+    memcpy(req.req.dh_pk, lost.req.dh_pk, DH_PK_LEN);
+    assert_int_equal(registry_admit(&g, &req.req, 0, NOW, pid, &why, &e), VERR_EXISTS);
+    assert_int_equal(why, REG_DH_KEY_USED);
+    assert_int_equal(e->cert.serial, 2);
+    registry_free(&g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -421,11 +628,14 @@ int main(void)
         cmocka_unit_test(test_request_degenerate_dh_key_rejected),
         cmocka_unit_test(test_cert_valid_and_mutations),
         cmocka_unit_test(test_cert_rules),
+        cmocka_unit_test(test_cert_person_id),
+        cmocka_unit_test(test_text_field_rules),
         cmocka_unit_test(test_directory),
         cmocka_unit_test(test_directory_mutations),
         cmocka_unit_test(test_directory_order_enforced),
         cmocka_unit_test(test_directory_expiry),
         cmocka_unit_test(test_registry),
+        cmocka_unit_test(test_registry_admit),
     };
     if (sodium_init() < 0)
         return 1;

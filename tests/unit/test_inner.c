@@ -284,6 +284,47 @@ static void test_caps_and_fields(void **state)
     }
 }
 
+/* A peer's subject with a bidirectional override, a C1 control or malformed
+ * UTF-8 is refused by the parser, not only by our own sender (issue 11 item 1). */
+static void test_subject_text_rules(void **state)
+{
+    static const char *const bad[] = {"Dem\xe2\x80\xae", "Dem\xc2\x9b", "Dem\xc3", "Dem\xe2\x81\xa6",
+                                      "Dem\xd8\x9c"};
+    struct inner m, back;
+    struct buf b;
+    uint8_t copy[1024];
+    size_t at = SIZE_MAX;
+    (void)state;
+    assert_int_equal(buf_init(&b, INNER_MAX_LEN, 0), 0);
+    make_msg(&m, &hq, "*@*");
+    m.subject = (const uint8_t *)"D\xc3\xa9marche XYZ";
+    m.subject_len = 13;
+    assert_int_equal(inner_sign_encode(&m, hq.sign_sk, &b), 0);
+    assert_int_equal(inner_parse(buf_data(&b), buf_size(&b), &back), 0);
+    assert_true(buf_size(&b) <= sizeof(copy));
+    memcpy(copy, buf_data(&b), buf_size(&b));
+    for (size_t i = 0; i + 3 <= buf_size(&b); i++)
+        if (memcmp(copy + i, "XYZ", 3) == 0)
+            at = i;
+    assert_true(at != SIZE_MAX);
+    memcpy(copy + at, "\xe2\x80\xae", 3); /* U+202E RIGHT-TO-LEFT OVERRIDE, same length */
+    assert_int_equal(inner_parse(copy, buf_size(&b), &back), VERR_BAD_FORMAT);
+    memcpy(copy + at, "\xc2\x85Z", 3); /* C1 control NEL */
+    assert_int_equal(inner_parse(copy, buf_size(&b), &back), VERR_BAD_FORMAT);
+    memcpy(copy + at, "\xed\xa0\x80", 3); /* a surrogate */
+    assert_int_equal(inner_parse(copy, buf_size(&b), &back), VERR_BAD_FORMAT);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        buf_reset(&b);
+        make_msg(&m, &hq, "*@*");
+        m.subject = (const uint8_t *)bad[i];
+        m.subject_len = strlen(bad[i]);
+        if (inner_sign_encode(&m, hq.sign_sk, &b) != VERR_BAD_FORMAT)
+            fail_msg("subject %zu: expected refused at encoding", i);
+        assert_false(inner_valid_subject(m.subject, m.subject_len));
+    }
+    buf_free(&b);
+}
+
 /* The fuzzer's seeds are valid structure (their signatures are dummies). */
 static void test_fuzz_seeds_parse(void **state)
 {
@@ -314,6 +355,7 @@ int main(void)
         cmocka_unit_test(test_forwarded_and_role),
         cmocka_unit_test(test_revoked_and_unknown_sender),
         cmocka_unit_test(test_caps_and_fields),
+        cmocka_unit_test(test_subject_text_rules),
         cmocka_unit_test(test_fuzz_seeds_parse),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

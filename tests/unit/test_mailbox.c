@@ -240,6 +240,38 @@ static void test_send_offline_durable_encrypted(void **state)
     buf_free(&raw);
 }
 
+/* person:NAME behind two persons (two person ids carry "Budi") is refused at
+ * send as ambiguous, never queued for both (issue 11 item 1). */
+static void test_send_person_ambiguous(void **state)
+{
+    struct fx_dev namesake;
+    const struct fx_dev *devs[] = {&self_dev, &peer, &namesake};
+    struct directory *d = NULL;
+    struct mbox *m;
+    struct mbox_draft dr;
+    struct buf b;
+    uint8_t id[INNER_ID_LEN];
+    (void)state;
+
+    assert_int_equal(fx_dev_make(&org, &namesake, 3, "Budi", "GVA", "clerk", 30), 0);
+    assert_int_equal(fx_dev_set_person(&org, &namesake, 0xb0), 0);
+    assert_int_equal(mbox_open(&m, home, pass), 0);
+    assert_int_equal(fx_dir(&org, 9, devs, 3, NULL, 0, &d, &b), 0);
+    assert_int_equal(mbox_install_directory(m, buf_data(&b), buf_size(&b)), 0);
+    dir_free(d);
+    buf_free(&b);
+    memset(&dr, 0, sizeof(dr));
+    dr.address = "person:Budi";
+    dr.label = "SECRET";
+    dr.subject = "for Budi";
+    dr.content = (const uint8_t *)"x";
+    dr.content_len = 1;
+    assert_int_equal(mbox_send(m, &dr, (uint64_t)time(NULL), id), VERR_AMBIGUOUS);
+    dr.address = "ambassador@JKT"; /* the same Budi by his role: fine */
+    assert_int_equal(mbox_send(m, &dr, (uint64_t)time(NULL), id), 0);
+    mbox_close(m);
+}
+
 static void test_wrong_passphrase(void **state)
 {
     struct mbox *m = NULL;
@@ -256,6 +288,7 @@ int main(void)
         cmocka_unit_test(test_send_offline_durable_encrypted),
         cmocka_unit_test(test_wrong_passphrase),
         cmocka_unit_test(test_directory_freshness),
+        cmocka_unit_test(test_send_person_ambiguous),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
