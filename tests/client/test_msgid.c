@@ -58,6 +58,7 @@ static void make_side(const struct tpki *p, struct side *s, const char *name, co
     memcpy(s->dev.cert.dh_pk, id.dh_pk, DH_PK_LEN);
     identity_free(&id);
     s->dev.cert.serial = serial;
+    randombytes_buf(s->dev.cert.person_id, PERSON_ID_LEN); /* one person per side */
     memcpy(s->dev.cert.org_id, p->org.id, ORG_ID_LEN);
     snprintf(s->dev.cert.name, sizeof(s->dev.cert.name), "%s", name);
     snprintf(s->dev.cert.post, sizeof(s->dev.cert.post), "%s", post);

@@ -256,7 +256,7 @@ static void test_send_person_ambiguous(void **state)
     assert_int_equal(fx_dev_make(&org, &namesake, 3, "Budi", "GVA", "clerk", 30), 0);
     assert_int_equal(fx_dev_set_person(&org, &namesake, 0xb0), 0);
     assert_int_equal(mbox_open(&m, home, pass), 0);
-    assert_int_equal(fx_dir(&org, 9, devs, 3, NULL, 0, &d, &b), 0);
+    assert_int_equal(fx_dir(&org, 200, devs, 3, NULL, 0, &d, &b), 0);
     assert_int_equal(mbox_install_directory(m, buf_data(&b), buf_size(&b)), 0);
     dir_free(d);
     buf_free(&b);
