@@ -16,6 +16,7 @@
 
 #include "cli.h"
 #include "fileio.h"
+#include "harden.h"
 #include "address.h"
 #include "identity.h"
 #include "mailbox.h"
@@ -696,5 +697,10 @@ int main(int argc, char **argv)
         {"read", cmd_read}, {"outbox", cmd_outbox}, {"fingerprint", cmd_fingerprint},
     };
 
+    /* Keys, passphrases and plaintext never reach a core file (harden.h). */
+    if (harden_process() != 0) {
+        fputs("valise: cannot disable core dumps (prctl/setrlimit failed)\n", stderr);
+        return 1;
+    }
     return cli_main("valise", usage_main, verbs, sizeof(verbs) / sizeof(verbs[0]), argc, argv);
 }

@@ -9,6 +9,7 @@
 #include "audit.h"
 #include "config.h"
 #include "fileio.h"
+#include "harden.h"
 #include "log.h"
 #include "relay.h"
 
@@ -55,6 +56,11 @@ int main(int argc, char **argv)
     char err[256];
     int r, status = 1;
 
+    /* The audit key never reaches a core file (harden.h). */
+    if (harden_process() != 0) {
+        fputs("valise-relay: cannot disable core dumps (prctl/setrlimit failed)\n", stderr);
+        return 1;
+    }
     if (raudit_print_wanted(argc, argv))
         return raudit_print_main(argc, argv);
     r = cfg_load(&cfg, argc, argv, err, sizeof(err));
