@@ -208,16 +208,7 @@ static int check_tree(struct raudit *ra, struct store *st, char *err, size_t err
         r = VERR_ROLLBACK;
         goto out;
     }
-    /*
-     * The frontier alone cannot see a record rewritten below the checkpoint
-     * (PROTOCOL.md part 6 section 5): recompute the tree from the records at
-     * the signed size and at the log's size.
-     */
-    if ((r = recompute_check(st, cp.size, cp.root, "the signed checkpoint", err, errsz)) != 0)
-        goto out;
     merkle_state_root(&tree, root);
-    if ((r = recompute_check(st, records, root, "the audit tree state", err, errsz)) != 0)
-        goto out;
     if (cp.size == records && memcmp(root, cp.root, MERKLE_HASH_LEN) != 0) {
         snprintf(err, errsz,
                  "audit tree root differs from the signed checkpoint at size %llu; refusing to "
@@ -226,6 +217,14 @@ static int check_tree(struct raudit *ra, struct store *st, char *err, size_t err
         r = VERR_BAD_PROOF;
         goto out;
     }
+    /*
+     * The frontier alone cannot see a record rewritten below the checkpoint
+     * (PROTOCOL.md part 6 section 5): recompute the tree from the records at
+     * the signed size and at the log's size.
+     */
+    if ((r = recompute_check(st, cp.size, cp.root, "the signed checkpoint", err, errsz)) != 0 ||
+        (r = recompute_check(st, records, root, "the audit tree state", err, errsz)) != 0)
+        goto out;
     r = 0;
 out:
     buf_free(&note);
