@@ -596,6 +596,20 @@ static int cmd_read(int argc, char **argv)
     printf("Precedence: %s\n", inner_precedence_name(msg.precedence));
     printf("Label:      %s\n", msg.label);
     printf("Time:       %s\n", t);
+    {
+        char rt[32];
+        uint64_t age = msg.received > msg.time ? msg.received - msg.time : 0;
+
+        print_time(rt, sizeof(rt), msg.received);
+        printf("Received:   %s (%llu d %02llu h %02llu min after its time)\n", rt,
+               (unsigned long long)(age / 86400), (unsigned long long)(age % 86400 / 3600),
+               (unsigned long long)(age % 3600 / 60));
+        if (mbox_msg_delayed(&msg))
+            printf("WARNING:    it arrived later than the %s time to live (%llu days): it may "
+                   "have been held back; confirm with the sender\n",
+                   inner_precedence_name(msg.precedence),
+                   (unsigned long long)(mbox_ttl(msg.precedence) / 86400));
+    }
     printf("Subject:    %s\n", msg.subject);
     printf("Signature:  %s\n",
            msg.sig_ok ? "verified (Ed25519, sender's device key)" : "NOT VERIFIED");
