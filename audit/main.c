@@ -1005,7 +1005,9 @@ static int cmd_report(struct ctx *c)
                           0, rec->time);
             break;
         case AUDIT_SESSION_REVOKED:
-            r = tally_add(&revoked, rec->device_id, NULL, 0, rec->time);
+            /* reason cert_expired: the certificate ran out mid-session, not a revocation */
+            if (rec->reason != WIRE_R_CERT_EXPIRED)
+                r = tally_add(&revoked, rec->device_id, NULL, 0, rec->time);
             break;
         case AUDIT_ENVELOPE_EXPIRED:
             post = post_of(c, rec->peer_id, rec->time);

@@ -185,6 +185,10 @@ int inner_verify(const uint8_t *p, size_t len, const struct inner *m,
         return r;
     if (strcmp(m->role, c->role) != 0)
         return VERR_DENIED;
+    /* A time ahead of the receiver's clock could only be shown wrong: refused (and not
+     * acknowledged, so a later sync takes it once the time has come). */
+    if (m->time > now && m->time - now > INNER_MAX_FUTURE)
+        return VERR_NOT_YET_VALID;
     if (m->type == INNER_TYPE_MESSAGE) {
         if (addr_parse(m->address, &a) != 0)
             return VERR_BAD_FORMAT;

@@ -21,7 +21,9 @@
  *    key, that certificate valid and unrevoked in the newest directory
  *    (dir_check_cert), the inner sender equal to the device the envelope
  *    came from, the sender role equal to the certificate's role, and the
- *    address including the receiving device (address.h).
+ *    address including the receiving device (address.h), and the message's
+ *    time at most INNER_MAX_FUTURE seconds after the receiver's clock
+ *    (VERR_NOT_YET_VALID otherwise: PROTOCOL.md part 4, receiver checks).
  */
 #ifndef VALISE_INNER_H
 #define VALISE_INNER_H
@@ -45,6 +47,7 @@ enum {
     INNER_SUBJECT_MAX = 256,
     INNER_CONTENT_MAX = 200 * 1024, /* an envelope stays under the relay's 256 KiB default */
     INNER_PRECEDENCE_MAX = 3,       /* FLASH 0, IMMEDIATE 1, PRIORITY 2, ROUTINE 3 (wire.h) */
+    INNER_MAX_FUTURE = 600,         /* seconds of clock skew tolerated: time <= now + this */
     INNER_MAX_LEN = 2 + 2 * 16 + 1 + ROLE_MAX + 8 + 1 + INNER_ADDRESS_MAX + 1 + 1 +
                     INNER_LABEL_MAX + 2 + INNER_SUBJECT_MAX + 4 + INNER_CONTENT_MAX + SIG_LEN,
 };
@@ -79,7 +82,8 @@ int inner_parse(const uint8_t *p, size_t len, struct inner *m) VL_MUST_CHECK;
  * device the envelope came from; self: the receiving device's certificate.
  * On success *sender_cert points at the sender's certificate in d.
  * VERR_BAD_SIGNATURE, VERR_UNKNOWN (sender not in directory), VERR_REVOKED,
- * VERR_EXPIRED..., VERR_DENIED (sender, role or address mismatch).
+ * VERR_EXPIRED..., VERR_DENIED (sender, role or address mismatch),
+ * VERR_NOT_YET_VALID (time more than INNER_MAX_FUTURE after now).
  */
 int inner_verify(const uint8_t *p, size_t len, const struct inner *m,
                  const uint8_t from[static DEVICE_ID_LEN], const struct cert *self,

@@ -2095,6 +2095,16 @@ out:
 
 /* ---- inbox, read, outbox ---- */
 
+uint64_t mbox_ttl(uint8_t precedence)
+{
+    return mb_ttl[precedence < WIRE_PRECEDENCE_COUNT ? precedence : WIRE_PRECEDENCE_COUNT - 1];
+}
+
+int mbox_msg_delayed(const struct mbox_msg *msg)
+{
+    return msg->received > msg->time && msg->received - msg->time > mbox_ttl(msg->precedence);
+}
+
 void mbox_msg_clear(struct mbox_msg *msg)
 {
     if (msg == NULL)

@@ -143,6 +143,16 @@ struct mbox_msg {
     int cert_status; /* 0 or the error of dir_check_cert in the newest directory now */
 };
 void mbox_msg_clear(struct mbox_msg *msg);
+/*
+ * PROTOCOL.md part 4 (receiver checks): 1 when the message reached this
+ * device later after its signed time than its precedence's time to live
+ * (the relay's defaults: FLASH 2 days ... ROUTINE 30 days), else 0. Such a
+ * message is shown, with a warning: an outbox can hold a message that long
+ * while its sender is offline, but so can someone who held it back.
+ */
+int mbox_msg_delayed(const struct mbox_msg *msg);
+/* The time to live of a precedence (seconds): the relay's default. */
+uint64_t mbox_ttl(uint8_t precedence);
 
 /* The inbox, FLASH first, then IMMEDIATE..ROUTINE, each oldest first. Free with free(). */
 int mbox_inbox(struct mbox *m, struct mbox_msg **list, size_t *n) VL_MUST_CHECK;

@@ -16,6 +16,7 @@
 
 #include "cli.h"
 #include "fileio.h"
+#include "harden.h"
 #include "address.h"
 #include "identity.h"
 #include "mailbox.h"
@@ -664,6 +665,20 @@ static int cmd_read(int argc, char **argv)
     printf("Precedence: %s\n", inner_precedence_name(msg.precedence));
     printf("Label:      %s\n", msg.label);
     printf("Time:       %s\n", t);
+    {
+        char rt[32];
+        uint64_t age = msg.received > msg.time ? msg.received - msg.time : 0;
+
+        print_time(rt, sizeof(rt), msg.received);
+        printf("Received:   %s (%llu d %02llu h %02llu min after its time)\n", rt,
+               (unsigned long long)(age / 86400), (unsigned long long)(age % 86400 / 3600),
+               (unsigned long long)(age % 3600 / 60));
+        if (mbox_msg_delayed(&msg))
+            printf("WARNING:    it arrived later than the %s time to live (%llu days): it may "
+                   "have been held back; confirm with the sender\n",
+                   inner_precedence_name(msg.precedence),
+                   (unsigned long long)(mbox_ttl(msg.precedence) / 86400));
+    }
     printf("Subject:    %s\n", msg.subject);
     printf("Signature:  %s\n",
            msg.sig_ok ? "verified (Ed25519, sender's device key)" : "NOT VERIFIED");
@@ -765,5 +780,10 @@ int main(int argc, char **argv)
         {"read", cmd_read}, {"outbox", cmd_outbox}, {"fingerprint", cmd_fingerprint},
     };
 
+    /* Keys, passphrases and plaintext never reach a core file (harden.h). */
+    if (harden_process() != 0) {
+        fputs("valise: cannot disable core dumps (prctl/setrlimit failed)\n", stderr);
+        return 1;
+    }
     return cli_main("valise", usage_main, verbs, sizeof(verbs) / sizeof(verbs[0]), argc, argv);
 }

@@ -11,14 +11,17 @@
 enum {
     RT_AEAD_KEY_LEN = crypto_aead_xchacha20poly1305_ietf_KEYBYTES,
     RT_AEAD_NONCE_LEN = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES,
-    RT_SESSION_VERSION = 1,
+    RT_SESSION_VERSION = 2,    /* 2 adds the receiving step counter and each key's step */
+    RT_SESSION_VERSION_V1 = 1, /* still read: every stored key taken as of step 0 */
     RT_HAS_DHR = 0x01,
     RT_HAS_CKS = 0x02,
     RT_HAS_CKR = 0x04,
-    RT_SKIPPED_WIRE = X3DH_PK_LEN + 4 + RATCHET_KEY_LEN,
+    RT_SKIPPED_WIRE = X3DH_PK_LEN + 4 + 4 + RATCHET_KEY_LEN, /* dh || n || step || mk */
+    RT_SKIPPED_WIRE_V1 = X3DH_PK_LEN + 4 + RATCHET_KEY_LEN,  /* dh || n || mk */
     RT_PENDING_WIRE = X3DH_PK_LEN + 4 + 1 + 4, /* ek || spk_id || has_opk || opk_id */
     RT_SESSION_FIXED = 4 + 1 + 1 + 2 * (X3DH_DEVICE_ID_LEN + X3DH_PK_LEN) + 2 * 32 + 4 * 32 +
-                       3 * 4 + RT_PENDING_WIRE + 4,
+                       3 * 4 + RT_PENDING_WIRE + 4 + 4,
+    RT_SESSION_FIXED_V1 = RT_SESSION_FIXED - 4, /* no step counter */
 };
 #define RT_SESSION_MAX ((size_t)RT_SESSION_FIXED + (size_t)RATCHET_MAX_SKIPPED * RT_SKIPPED_WIRE)
 
@@ -30,7 +33,12 @@ _Static_assert(RATCHET_HEADER_LEN == X3DH_PK_LEN + 4 + 4, "header is dh || pn ||
 _Static_assert(RATCHET_MSG_MAX <= X3DH_MAX_INNER, "a ratchet message fits in a prekey message");
 _Static_assert(RATCHET_MAX_SKIP < RATCHET_MAX_SKIPPED, "one chain's skip fits in the store");
 _Static_assert(RATCHET_MSG_MAX <= UINT32_MAX, "ciphertext length fits its u32 prefix");
-_Static_assert(RT_SESSION_FIXED == 351, "session layout of PROTOCOL.md, part 3 section 5");
+_Static_assert(RT_SESSION_FIXED == 355, "session layout of PROTOCOL.md, part 3 section 5");
+_Static_assert(RT_SKIPPED_WIRE == 72 && RT_SKIPPED_WIRE_V1 == 68,
+               "skipped key entries of PROTOCOL.md, part 3 section 5");
+_Static_assert(RT_SESSION_FIXED_V1 + (size_t)RATCHET_MAX_SKIPPED * RT_SKIPPED_WIRE_V1 <=
+                   RT_SESSION_FIXED + (size_t)RATCHET_MAX_SKIPPED * RT_SKIPPED_WIRE,
+               "the size cap covers both versions");
 _Static_assert(RATCHET_AD_LEN == 137, "AD layout of PROTOCOL.md, part 3 section 4.3");
 _Static_assert((size_t)RT_AEAD_NONCE_LEN == (size_t)RATCHET_NONCE_LEN,
                "the sent nonce is the AEAD nonce");
@@ -44,6 +52,7 @@ static const uint8_t rt_magic[4] = {'V', 'R', 'S', 'N'};
 struct rt_skipped {
     uint8_t dh[X3DH_PK_LEN];
     uint32_t n;
+    uint32_t step; /* the session's receiving step counter when the key was stored */
     uint8_t mk[RATCHET_KEY_LEN];
 };
 
@@ -56,6 +65,7 @@ struct ratchet_session {
     uint8_t cks[RATCHET_KEY_LEN], ckr[RATCHET_KEY_LEN];
     uint8_t flags; /* RT_HAS_* */
     uint32_t ns, nr, pn;
+    uint32_t steps; /* DH ratchet steps taken on receipt (mod 2^32): ages skipped keys */
     struct x3dh_init_header pending; /* initiator before the first reply, else zero */
     uint32_t nskipped;               /* MKSKIPPED, oldest first */
     struct rt_skipped skipped[RATCHET_MAX_SKIPPED];
@@ -454,10 +464,26 @@ static int rt_skip(struct ratchet_session *w, uint32_t until)
         e = &w->skipped[w->nskipped++];
         memcpy(e->dh, w->dhr, X3DH_PK_LEN);
         e->n = w->nr;
+        e->step = w->steps;
         rt_kdf_ck(w->ckr, e->mk);
         w->nr++;
     }
     return 0;
+}
+
+/*
+ * Spec section 6 (deletion of skipped message keys): after a DH ratchet step,
+ * keys stored more than RATCHET_SKIPPED_MAX_STEPS steps ago are deleted. The
+ * table is oldest first, so they are a prefix of it.
+ */
+static void rt_skipped_age(struct ratchet_session *w)
+{
+    uint32_t old = 0;
+
+    while (old < w->nskipped && w->steps - w->skipped[old].step > RATCHET_SKIPPED_MAX_STEPS)
+        old++;
+    if (old > 0)
+        rt_skipped_remove(w, 0, old);
 }
 
 /* Spec 3.5 DHRatchet. */
@@ -478,6 +504,8 @@ static int rt_dh_ratchet(struct ratchet_session *w, const uint8_t dh[static X3DH
         (r = rt_kdf_rk(w->rk, w->cks, dh_out)) != 0)
         goto out;
     w->flags = RT_HAS_DHR | RT_HAS_CKS | RT_HAS_CKR;
+    w->steps++; /* wraps after 2^32 steps: ages are computed mod 2^32 */
+    rt_skipped_age(w);
     /* A reply arrived (if this is the initiator): no more prekey messages. */
     memset(&w->pending, 0, sizeof(w->pending));
     r = 0;
@@ -592,11 +620,13 @@ int ratchet_session_encode(const struct ratchet_session *s, struct buf *out)
         (r = buf_put_bytes(out, s->pending.ek_pk, X3DH_PK_LEN)) != 0 ||
         (r = buf_put_u32(out, s->pending.spk_id)) != 0 ||
         (r = buf_put_u8(out, s->pending.has_opk)) != 0 ||
-        (r = buf_put_u32(out, s->pending.opk_id)) != 0 || (r = buf_put_u32(out, s->nskipped)) != 0)
+        (r = buf_put_u32(out, s->pending.opk_id)) != 0 || (r = buf_put_u32(out, s->nskipped)) != 0 ||
+        (r = buf_put_u32(out, s->steps)) != 0)
         goto out;
     for (i = 0; i < s->nskipped; i++) {
         if ((r = buf_put_bytes(out, s->skipped[i].dh, X3DH_PK_LEN)) != 0 ||
             (r = buf_put_u32(out, s->skipped[i].n)) != 0 ||
+            (r = buf_put_u32(out, s->skipped[i].step)) != 0 ||
             (r = buf_put_bytes(out, s->skipped[i].mk, RATCHET_KEY_LEN)) != 0)
             goto out;
     }
@@ -612,6 +642,7 @@ int ratchet_session_parse(struct ratchet_session **out, const uint8_t *p, size_t
     struct ratchet_session *s = NULL;
     struct buf b;
     uint8_t magic[sizeof(rt_magic)], version, pk[X3DH_PK_LEN];
+    size_t entry_len;
     uint32_t i;
     int r = VERR_INTERNAL;
 
@@ -630,10 +661,11 @@ int ratchet_session_parse(struct ratchet_session **out, const uint8_t *p, size_t
     }
     if ((r = buf_get_u8(&b, &version)) != 0)
         goto out;
-    if (version != RT_SESSION_VERSION) {
+    if (version != RT_SESSION_VERSION && version != RT_SESSION_VERSION_V1) {
         r = VERR_BAD_VERSION;
         goto out;
     }
+    entry_len = version == RT_SESSION_VERSION ? RT_SKIPPED_WIRE : RT_SKIPPED_WIRE_V1;
     if ((s = rt_alloc()) == NULL) {
         r = VERR_NOMEM;
         goto out;
@@ -655,6 +687,9 @@ int ratchet_session_parse(struct ratchet_session **out, const uint8_t *p, size_t
         (r = buf_get_u32(&b, &s->pending.spk_id)) != 0 ||
         (r = buf_get_u8(&b, &s->pending.has_opk)) != 0 ||
         (r = buf_get_u32(&b, &s->pending.opk_id)) != 0 || (r = buf_get_u32(&b, &s->nskipped)) != 0)
+        goto out;
+    /* Version 1 has no step counter: its keys are taken as stored at step 0. */
+    if (version == RT_SESSION_VERSION && (r = buf_get_u32(&b, &s->steps)) != 0)
         goto out;
     /*
      * Only three phases exist: responder before its first message (no DHr,
@@ -695,17 +730,27 @@ int ratchet_session_parse(struct ratchet_session **out, const uint8_t *p, size_t
         r = VERR_TOO_LARGE;
         goto out;
     }
-    if (buf_left(&b) != (size_t)s->nskipped * RT_SKIPPED_WIRE) {
-        r = buf_left(&b) < (size_t)s->nskipped * RT_SKIPPED_WIRE ? VERR_TRUNCATED : VERR_TRAILING;
+    if (buf_left(&b) != (size_t)s->nskipped * entry_len) {
+        r = buf_left(&b) < (size_t)s->nskipped * entry_len ? VERR_TRUNCATED : VERR_TRAILING;
         goto out;
     }
     for (i = 0; i < s->nskipped; i++) {
         if ((r = buf_get_bytes(&b, s->skipped[i].dh, X3DH_PK_LEN)) != 0 ||
             (r = buf_get_u32(&b, &s->skipped[i].n)) != 0 ||
+            (version == RT_SESSION_VERSION && (r = buf_get_u32(&b, &s->skipped[i].step)) != 0) ||
             (r = buf_get_bytes(&b, s->skipped[i].mk, RATCHET_KEY_LEN)) != 0)
             goto out;
         if ((r = x3dh_pk_check(s->skipped[i].dh)) != 0)
             goto out;
+        /*
+         * No key older than the bound, none from a later step than the
+         * session's, and oldest first (ages computed mod 2^32).
+         */
+        if (s->steps - s->skipped[i].step > RATCHET_SKIPPED_MAX_STEPS ||
+            (i > 0 && s->steps - s->skipped[i].step > s->steps - s->skipped[i - 1].step)) {
+            r = VERR_BAD_FORMAT;
+            goto out;
+        }
     }
     if ((r = buf_expect_end(&b)) != 0)
         goto out;

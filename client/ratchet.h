@@ -24,7 +24,10 @@
  *    bound, so a message fed back to its sender (reflection) fails.
  *  - MAX_SKIP (spec 3.5): at most RATCHET_MAX_SKIP message keys are skipped
  *    in one chain (else VERR_LIMIT); at most RATCHET_MAX_SKIPPED keys are
- *    stored in all, the oldest evicted first (spec 6.4).
+ *    stored in all, the oldest evicted first (spec 6.4), and a skipped key
+ *    is deleted once RATCHET_SKIPPED_MAX_STEPS further DH ratchet steps were
+ *    taken on receipt (spec section 6: at most the current and the four
+ *    previous receiving chains keep keys).
  *  - ratchet_decrypt works on a copy of the state and commits only after the
  *    AEAD verified and the plaintext was handed over: after ANY failure the
  *    session (and so its encoding) is byte for byte unchanged. Likewise
@@ -49,6 +52,8 @@
 enum {
     RATCHET_MAX_SKIP = 1000,    /* skipped message keys in one chain (spec 3.5) */
     RATCHET_MAX_SKIPPED = 2000, /* stored skipped keys in all, oldest evicted */
+    /* a skipped key is deleted once this many further DH ratchet steps were taken (spec 6) */
+    RATCHET_SKIPPED_MAX_STEPS = 4,
     RATCHET_KEY_LEN = 32,
     RATCHET_TAG_LEN = 16,    /* Poly1305 */
     RATCHET_HEADER_LEN = 40, /* dh || u32 pn || u32 n */

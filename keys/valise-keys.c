@@ -19,6 +19,7 @@
 #include "cli.h"
 #include "dir.h"
 #include "fileio.h"
+#include "harden.h"
 #include "keystore.h"
 #include "pass.h"
 #include "registry.h"
@@ -685,5 +686,10 @@ int main(int argc, char **argv)
         {"list", cmd_list},     {"directory", cmd_directory},
     };
 
+    /* The root key and passphrases never reach a core file (harden.h). */
+    if (harden_process() != 0) {
+        fputs("valise-keys: cannot disable core dumps (prctl/setrlimit failed)\n", stderr);
+        return 1;
+    }
     return cli_main("valise-keys", usage_main, verbs, sizeof(verbs) / sizeof(verbs[0]), argc, argv);
 }

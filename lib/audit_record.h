@@ -42,7 +42,7 @@ enum audit_event {
     AUDIT_ENVELOPE_REJECTED = 9,  /* device = sender, peer = recipient, id, size, reason */
     AUDIT_QUOTA_HIT = 10,         /* device = sender, peer = recipient, reason */
     AUDIT_RATE_LIMIT_HIT = 11,    /* device, value = envelopes refused */
-    AUDIT_SESSION_REVOKED = 12,   /* device, serial: dropped after a new directory */
+    AUDIT_SESSION_REVOKED = 12,   /* device, serial, reason: revoked by a new directory, or cert_expired mid-session */
     AUDIT_PREKEYS_UPLOADED = 13,  /* device, value = one-time prekeys stored */
     AUDIT_PREKEY_ISSUED = 14,     /* device = requester, peer = owner, value = prekey id */
     AUDIT_CONNECTION_REFUSED = 15,/* device if known, reason */

@@ -8,6 +8,26 @@
 
 enum { BUF_VIEW = 0x100 };
 
+/*
+ * STYLE.md habit 5: a secret buffer's block comes from sodium_malloc
+ * (guard pages, canary, mlock'd so it is never swapped out) and goes back
+ * through sodium_free, which wipes it. Other buffers use malloc.
+ */
+static uint8_t *buf_block_alloc(unsigned flags, size_t n)
+{
+    if (flags & BUF_SECRET)
+        return sodium_malloc(n);
+    return malloc(n);
+}
+
+static void buf_block_free(unsigned flags, uint8_t *p)
+{
+    if (flags & BUF_SECRET)
+        sodium_free(p); /* wipes, unlocks and unmaps */
+    else
+        free(p);
+}
+
 int buf_init(struct buf *b, size_t max, unsigned flags)
 {
     memset(b, 0, sizeof(*b));
@@ -30,11 +50,8 @@ void buf_free(struct buf *b)
 {
     if (b == NULL)
         return;
-    if (!(b->p_flags & BUF_VIEW) && b->p_data != NULL) {
-        if (b->p_flags & BUF_SECRET)
-            sodium_memzero(b->p_data, b->p_alloc);
-        free(b->p_data);
-    }
+    if (!(b->p_flags & BUF_VIEW) && b->p_data != NULL)
+        buf_block_free(b->p_flags, b->p_data);
     memset(b, 0, sizeof(*b));
 }
 
@@ -241,14 +258,12 @@ int buf_reserve(struct buf *b, size_t n, uint8_t **out)
             nalloc = nalloc > SIZE_MAX / 2 ? need : nalloc * 2;
         if (nalloc > b->p_max)
             nalloc = b->p_max;
-        if ((np = malloc(nalloc)) == NULL)
+        if ((np = buf_block_alloc(b->p_flags, nalloc)) == NULL)
             return VERR_NOMEM;
         if (b->p_data != NULL) {
             memcpy(np, b->p_data, b->p_size);
-            /* Secrets are wiped before the old block goes back to malloc. */
-            if (b->p_flags & BUF_SECRET)
-                sodium_memzero(b->p_data, b->p_alloc);
-            free(b->p_data);
+            /* A secret's old block is wiped by sodium_free. */
+            buf_block_free(b->p_flags, b->p_data);
         }
         b->p_data = np;
         b->p_alloc = nalloc;

@@ -10,8 +10,9 @@
  *  - Integers are big-endian (network order) on the wire.
  *  - A nested part is read as a child view: a read-only buffer over the
  *    parent's bytes, which must outlive it. Views allocate nothing.
- *  - A buffer made with BUF_SECRET lives in sodium guarded-free memory
- *    discipline: it is wiped before it is freed or grown.
+ *  - A buffer made with BUF_SECRET lives in sodium_malloc memory (guard
+ *    pages, mlock'd): it is wiped before it is freed or grown. Needs
+ *    sodium_init() first.
  * The struct is public so views can live on the stack (no allocation on the
  * relay's hot path); its members are private to buf.c.
  */

@@ -66,7 +66,8 @@ static int ks_parse(const uint8_t *file, size_t len, enum ks_kind kind, struct k
         (r = buf_get_bytes(&b, h->nonce, sizeof(h->nonce))) != 0 ||
         (r = buf_get_u32(&b, &h->ct_len)) != 0)
         return r;
-    if (h->ct_len < KS_TAG_LEN || h->ct_len > KS_MAX_SECRET + KS_TAG_LEN)
+    /* PROTOCOL.md "Keystore": 16 < c; a bare tag would be an empty secret. */
+    if (h->ct_len <= KS_TAG_LEN || h->ct_len > KS_MAX_SECRET + KS_TAG_LEN)
         return VERR_BAD_FORMAT;
     if ((r = buf_get_view(&b, h->ct_len, ct)) != 0)
         return r;

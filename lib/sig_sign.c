@@ -15,6 +15,6 @@ int sig_sign(uint8_t sig[static SIG_LEN], const char *ctx, const uint8_t *body, 
     if ((r = sig_ctx_message(ctx, body, len, &m, &mlen)) != 0)
         return r;
     r = crypto_sign_detached(sig, NULL, m, mlen, sk) == 0 ? 0 : VERR_INTERNAL;
-    free(m);
+    sig_ctx_free(m, mlen);
     return r;
 }

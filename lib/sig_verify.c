@@ -16,6 +16,6 @@ int sig_verify(const uint8_t sig[static SIG_LEN], const char *ctx, const uint8_t
         return r;
     /* libsodium rejects small-order keys and non-canonical signatures. */
     r = crypto_sign_verify_detached(sig, m, mlen, pk) == 0 ? 0 : VERR_BAD_SIGNATURE;
-    free(m);
+    sig_ctx_free(m, mlen);
     return r;
 }

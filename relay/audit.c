@@ -132,6 +132,32 @@ static int checkpoint_fn(void *ctx, const struct merkle_state *tree, uint64_t la
     return 0;
 }
 
+/* The root recomputed from records [0, size) must be want (what names it). */
+static int recompute_check(struct store *st, uint64_t size, const uint8_t want[MERKLE_HASH_LEN],
+                           const char *what, char *err, size_t errsz)
+{
+    uint8_t root[MERKLE_HASH_LEN];
+    uint64_t bad = 0;
+    int r;
+
+    if (size == 0)
+        return 0;
+    if ((r = store_audit_recompute(st, size, root, &bad)) != 0) {
+        snprintf(err, errsz,
+                 "audit record %llu does not match its stored leaf hash (%s); refusing to start",
+                 (unsigned long long)bad, verr_str(r));
+        return r;
+    }
+    if (memcmp(root, want, MERKLE_HASH_LEN) != 0) {
+        snprintf(err, errsz,
+                 "audit records recomputed at size %llu differ from %s: records were altered; "
+                 "refusing to start",
+                 (unsigned long long)size, what);
+        return VERR_BAD_PROOF;
+    }
+    return 0;
+}
+
 /* The start-up check of audit.h: tree state against the log and the latest checkpoint. */
 static int check_tree(struct raudit *ra, struct store *st, char *err, size_t errsz)
 {
@@ -192,6 +218,14 @@ static int check_tree(struct raudit *ra, struct store *st, char *err, size_t err
         r = VERR_BAD_PROOF;
         goto out;
     }
+    /*
+     * The frontier alone cannot see a record rewritten below the checkpoint
+     * (PROTOCOL.md part 6 section 5): recompute the tree from the records at
+     * the signed size and at the log's size.
+     */
+    if ((r = recompute_check(st, cp.size, cp.root, "the signed checkpoint", err, errsz)) != 0 ||
+        (r = recompute_check(st, records, root, "the audit tree state", err, errsz)) != 0)
+        goto out;
     r = 0;
 out:
     buf_free(&note);

@@ -10,6 +10,7 @@
 #include "config.h"
 #include "datadir.h"
 #include "fileio.h"
+#include "harden.h"
 #include "log.h"
 #include "relay.h"
 
@@ -57,6 +58,11 @@ int main(int argc, char **argv)
     char err[512];
     int r, status = 1;
 
+    /* The audit key never reaches a core file (harden.h). */
+    if (harden_process() != 0) {
+        fputs("valise-relay: cannot disable core dumps (prctl/setrlimit failed)\n", stderr);
+        return 1;
+    }
     if (raudit_print_wanted(argc, argv))
         return raudit_print_main(argc, argv);
     r = cfg_load(&cfg, argc, argv, err, sizeof(err));

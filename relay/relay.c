@@ -52,6 +52,7 @@ struct session {
     uint8_t device_id[DEVICE_ID_LEN];
     uint8_t sign_pk[SIG_PK_LEN];
     uint64_t serial;
+    uint64_t not_after; /* the certificate's: the session ends there (PROTOCOL.md part 2) */
     int authed, in_table, close_after_flush;
     int auth_pending; /* authenticated, AUTH_OK not sent yet (waiting for a commit) */
     /* AUTH_OK waits until everything received before the AUTH is committed */
@@ -160,6 +161,7 @@ struct relay {
     volatile sig_atomic_t stop, reload;
     int shutting_down;
     uint64_t last_sweep_ms;
+    uint64_t last_expire_ms; /* sessions_expire, once a second */
     /* op lists: fill is the event loop's, work the writer's while wstate is W_BUSY */
     struct batch batches[2];
     struct batch *fill, *work;
@@ -588,6 +590,7 @@ static void handle_auth(struct session *s, const struct wire_msg *m)
     memcpy(s->device_id, c.device_id, DEVICE_ID_LEN);
     memcpy(s->sign_pk, c.sign_pk, SIG_PK_LEN);
     s->serial = c.serial;
+    s->not_after = c.not_after;
     s->authed = 1;
     s->auth_pending = 1; /* until auth_complete: nothing is accepted or delivered */
     table_insert(rl, s);
@@ -1875,6 +1878,28 @@ static void install_directory(struct relay *rl, struct directory *d)
     }
 }
 
+/*
+ * At the periodic sweep: a session whose certificate's not_after has passed
+ * ends with ERROR cert_expired and a session_revoked audit record (reason
+ * cert_expired, value = not_after), as AUTH would refuse it now.
+ */
+static void sessions_expire(struct relay *rl, uint64_t now)
+{
+    char hex[9];
+
+    for (size_t b = 0; b < rl->nbuckets; b++) {
+        for (struct session *s = rl->buckets[b]; s != NULL; s = s->dev_next) {
+            /* cert_verify: valid while now < not_after */
+            if (!s->authed || s->close_after_flush || now < s->not_after)
+                continue;
+            rlog(RLOG_INFO, "device %s serial %llu: certificate expired, session closed",
+                 rlog_hex(hex, s->device_id), (unsigned long long)s->serial);
+            audit_event(rl, AUDIT_SESSION_REVOKED, s, WIRE_R_CERT_EXPIRED, s->not_after);
+            fail_session(s, WIRE_R_CERT_EXPIRED, "certificate expired");
+        }
+    }
+}
+
 /* Installs the file's directory if it is newer than the served one. */
 static int directory_from_file(struct relay *rl, int at_start)
 {
@@ -2093,6 +2118,10 @@ int relay_run(struct relay *rl)
             (void)directory_from_file(rl, 0);
         }
         t = now_ms();
+        if (t - rl->last_expire_ms >= 1000) {
+            sessions_expire(rl, now_s());
+            rl->last_expire_ms = t;
+        }
         if (writer_kick(rl, t - rl->last_sweep_ms >= 1000, &swept) && swept)
             rl->last_sweep_ms = t;
     }

@@ -1457,6 +1457,56 @@ static int read_leaf(void *ctx, uint64_t index, uint8_t out[MERKLE_HASH_LEN])
     return 0;
 }
 
+struct record_reader {
+    MDB_txn *txn;
+    MDB_dbi audit, leaf;
+    uint64_t bad;
+};
+
+/* merkle_leaf_fn: the leaf hash of record index, checked against audit_leaf. */
+static int read_record_leaf(void *ctx, uint64_t index, uint8_t out[MERKLE_HASH_LEN])
+{
+    struct record_reader *rr = ctx;
+    uint8_t kb[8];
+    MDB_val k = val(kb, sizeof(kb)), d;
+    int rc;
+
+    rr->bad = index;
+    be64(kb, index);
+    if ((rc = mdb_get(rr->txn, rr->audit, &k, &d)) != 0)
+        return rc == MDB_NOTFOUND ? VERR_STORE : mdb_to_verr(rc);
+    if (d.mv_size != AUDIT_RECORD_LEN)
+        return VERR_STORE;
+    merkle_leaf_hash(out, d.mv_data, d.mv_size);
+    k = val(kb, sizeof(kb));
+    if ((rc = mdb_get(rr->txn, rr->leaf, &k, &d)) != 0)
+        return rc == MDB_NOTFOUND ? VERR_STORE : mdb_to_verr(rc);
+    if (d.mv_size != MERKLE_HASH_LEN || memcmp(d.mv_data, out, MERKLE_HASH_LEN) != 0)
+        return VERR_BAD_PROOF;
+    return 0;
+}
+
+int store_audit_recompute(struct store *s, uint64_t size, uint8_t root[static MERKLE_HASH_LEN],
+                          uint64_t *bad)
+{
+    struct record_reader rr;
+    int rc, r;
+
+    *bad = 0;
+    if (size > s->audit_next)
+        return VERR_UNKNOWN;
+    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &rr.txn)) != 0)
+        return mdb_to_verr(rc);
+    rr.audit = s->audit;
+    rr.leaf = s->audit_leaf;
+    rr.bad = 0;
+    r = merkle_root(root, size, read_record_leaf, &rr);
+    if (r != 0)
+        *bad = rr.bad;
+    mdb_txn_abort(rr.txn);
+    return r;
+}
+
 int store_audit_proof(struct store *s, int inclusion, uint64_t a, uint64_t b,
                       struct merkle_proof *proof, uint8_t *rec)
 {

@@ -155,6 +155,16 @@ int store_audit_tree(const struct store *s, struct merkle_state *out) VL_MUST_CH
 /* The latest stored checkpoint: tree size and note (out is initialised here). */
 int store_checkpoint_latest(struct store *s, uint64_t *size, struct buf *out) VL_MUST_CHECK;
 /*
+ * Start-up check (PROTOCOL.md part 6 section 5): MTH over records [0, size)
+ * recomputed from the records themselves in one read transaction, each
+ * record's leaf hash also compared with its stored `audit_leaf`.
+ * VERR_BAD_PROOF if a stored leaf hash differs from its record's (*bad is
+ * its index), VERR_STORE if a record is missing or of the wrong length
+ * (*bad likewise), VERR_UNKNOWN if size is larger than the log. O(size).
+ */
+int store_audit_recompute(struct store *s, uint64_t size, uint8_t root[static MERKLE_HASH_LEN],
+                          uint64_t *bad) VL_MUST_CHECK;
+/*
  * From the committed log's stored leaf hashes (one read transaction):
  * inclusion = 1: PATH(a, D[b]) and record a into rec (AUDIT_RECORD_LEN bytes);
  * otherwise PROOF(a, D[b]). VERR_UNKNOWN if b is larger than the log.

@@ -164,10 +164,109 @@ static void test_audit_log(void **state)
     tpki_cleanup(&pki);
 }
 
+/*
+ * As a malicious operator with the relay stopped (lmdb_rewrite.c style):
+ * rewrites record index (its time) and, to stay self-consistent, its stored
+ * leaf hash. Returns the size of the latest signed checkpoint.
+ */
+static uint64_t rewrite_record(const char *dir, uint64_t index)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi audit, leaf, cp;
+    MDB_cursor *c;
+    MDB_val k, d, ck, cd;
+    uint8_t kb[8], rec[AUDIT_RECORD_LEN], h[MERKLE_HASH_LEN];
+    uint64_t cp_size;
+
+    for (int i = 0; i < 8; i++)
+        kb[i] = (uint8_t)(index >> (56 - 8 * i));
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 16), 0);
+    assert_int_equal(mdb_env_open(env, dir, 0, 0600), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "audit", 0, &audit), 0);
+    assert_int_equal(mdb_dbi_open(txn, "audit_leaf", 0, &leaf), 0);
+    assert_int_equal(mdb_dbi_open(txn, "audit_cp", 0, &cp), 0);
+    assert_int_equal(mdb_cursor_open(txn, cp, &c), 0);
+    assert_int_equal(mdb_cursor_get(c, &ck, &cd, MDB_LAST), 0);
+    assert_int_equal(ck.mv_size, 8);
+    cp_size = be(ck.mv_data);
+    mdb_cursor_close(c);
+    k.mv_data = kb;
+    k.mv_size = sizeof(kb);
+    assert_int_equal(mdb_get(txn, audit, &k, &d), 0);
+    assert_int_equal(d.mv_size, AUDIT_RECORD_LEN);
+    memcpy(rec, d.mv_data, sizeof(rec));
+    rec[9] ^= 0x01; /* the low byte of the record's time (offset 2, u64) */
+    merkle_leaf_hash(h, rec, sizeof(rec));
+    d.mv_data = rec;
+    d.mv_size = sizeof(rec);
+    assert_int_equal(mdb_put(txn, audit, &k, &d, 0), 0);
+    d.mv_data = h;
+    d.mv_size = sizeof(h);
+    assert_int_equal(mdb_put(txn, leaf, &k, &d, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    return cp_size;
+}
+
+/*
+ * A record below the latest signed checkpoint rewritten, together with its
+ * leaf hash, while the log has grown past the checkpoint: the persisted
+ * frontier still agrees with itself, so only recomputing the tree from the
+ * records at the checkpoint's size sees it. The relay must refuse to start.
+ */
+static void test_rewritten_below_checkpoint(void **state)
+{
+    struct tpki pki;
+    struct tdev a;
+    struct trelay relay;
+    const struct tdev *devs[1];
+    struct wsc c;
+    uint16_t reason;
+    uint64_t now = tnow(), cp_size;
+    static const char *args[] = {"--checkpoint-records", "100000", "--checkpoint-seconds",
+                                 "3600", NULL};
+    static const uint8_t refused[] = "records were altered; refusing to start";
+
+    (void)state;
+    assert_int_equal(tpki_init(&pki), 0);
+    assert_int_equal(tdev_make(&pki, &a, 1, now - 60, now + 86400), 0);
+    devs[0] = &a;
+    assert_int_equal(tpki_write_dir(&pki, 1, devs, 1, NULL, 0), 0);
+    /* first run: a clean stop signs a checkpoint over everything */
+    assert_int_equal(trelay_start(&relay, &pki, args), 0);
+    assert_int_equal(tc_auth(&c, relay.port, &a, &reason), 0);
+    wsc_close(&c);
+    int st = trelay_signal(&relay, SIGTERM);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    /* second run: records past the checkpoint, then a crash (no checkpoint) */
+    assert_int_equal(trelay_start(&relay, &pki, args), 0);
+    assert_int_equal(tc_auth(&c, relay.port, &a, &reason), 0);
+    usleep(300000);
+    wsc_close(&c);
+    usleep(300000);
+    (void)trelay_signal(&relay, SIGKILL);
+    read_log(pki.data_path);
+    cp_size = rewrite_record(pki.data_path, 1);
+    if (!(cp_size > 1 && cp_size < nrecs))
+        fail_msg("expected a checkpoint below the log's size %zu, saw %llu", nrecs,
+                 (unsigned long long)cp_size);
+    /* the restart refuses, naming the cause */
+    if (trelay_start(&relay, &pki, args) == 0) {
+        (void)trelay_signal(&relay, SIGKILL);
+        fail_msg("the relay started on a log rewritten below its signed checkpoint");
+    }
+    assert_true(trelay_log_contains(&relay, refused, sizeof(refused) - 1));
+    tpki_cleanup(&pki);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_audit_log),
+        cmocka_unit_test(test_rewritten_below_checkpoint),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

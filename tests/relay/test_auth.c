@@ -100,6 +100,39 @@ static void test_expired(void **state)
     expect_refused(f, &f->expired, WIRE_R_CERT_EXPIRED);
 }
 
+/*
+ * A certificate that expires while its session is open: at the periodic
+ * sweep after not_after the relay sends ERROR cert_expired and closes the
+ * connection, and a new AUTH is refused.
+ */
+static void test_expires_mid_session(void **state)
+{
+    struct fixture *f = *state;
+    struct tdev shortlived;
+    struct buf msg;
+    struct wire_msg m;
+    struct wsc c;
+    uint16_t reason;
+    uint64_t now = tnow(), not_after = now + 2;
+    static const uint8_t logline[] = "certificate expired, session closed";
+
+    assert_int_equal(tdev_make(&f->pki, &shortlived, 6, now - 60, not_after), 0);
+    assert_int_equal(buf_init(&msg, 1 << 20, 0), 0);
+    assert_int_equal(tc_auth(&c, f->relay.port, &shortlived, &reason), 0);
+    /* served until not_after, then closed within the sweep interval */
+    assert_int_equal(tc_expect(&c, &msg, &m, WIRE_ERROR, TWAIT), 0);
+    if (m.u.error.reason != WIRE_R_CERT_EXPIRED)
+        fail_msg("expected ERROR cert_expired, saw %s", wire_reason_name(m.u.error.reason));
+    if (tnow() < not_after)
+        fail_msg("session closed at %llu, before not_after %llu", (unsigned long long)tnow(),
+                 (unsigned long long)not_after);
+    assert_true(wsc_wait_closed(&c, TWAIT));
+    wsc_close(&c);
+    assert_true(trelay_log_contains(&f->relay, logline, sizeof(logline) - 1));
+    buf_free(&msg);
+    expect_refused(f, &shortlived, WIRE_R_CERT_EXPIRED);
+}
+
 static void test_not_yet_valid(void **state)
 {
     struct fixture *f = *state;
@@ -241,6 +274,7 @@ int main(void)
         cmocka_unit_test(test_edited_post_or_role),
         cmocka_unit_test(test_expired),
         cmocka_unit_test(test_not_yet_valid),
+        cmocka_unit_test(test_expires_mid_session),
         cmocka_unit_test(test_revoked),
         cmocka_unit_test(test_bad_signature),
         cmocka_unit_test(test_replayed_answer),

@@ -200,6 +200,54 @@ static void test_wrong_recipient(void **state)
     }
 }
 
+/*
+ * The inner time against the receiver's clock: up to INNER_MAX_FUTURE
+ * seconds ahead is clock skew and accepted; one second more is refused.
+ * Old messages are accepted (an outbox may hold one for days).
+ */
+static void test_time_in_future(void **state)
+{
+    struct inner m, p;
+    struct buf b;
+    const struct cert *c;
+    uint64_t now = (uint64_t)time(NULL);
+    (void)state;
+
+    make_msg(&m, &hq, "ambassador@JKT");
+    m.time = now + INNER_MAX_FUTURE;
+    encode(&m, hq.sign_sk, &b);
+    assert_int_equal(inner_parse(buf_data(&b), buf_size(&b), &p), 0);
+    assert_int_equal(inner_verify(buf_data(&b), buf_size(&b), &p, hq.cert.device_id, &jkt.cert, dir,
+                                  &org.pub, now, &c),
+                     0);
+    /* once the receiver's clock has moved on by a second less, one second too far */
+    assert_int_equal(inner_verify(buf_data(&b), buf_size(&b), &p, hq.cert.device_id, &jkt.cert, dir,
+                                  &org.pub, now - 1, &c),
+                     VERR_NOT_YET_VALID);
+    assert_null(c);
+    buf_free(&b);
+    make_msg(&m, &hq, "ambassador@JKT");
+    m.time = now + 86400;
+    encode(&m, hq.sign_sk, &b);
+    assert_int_equal(inner_parse(buf_data(&b), buf_size(&b), &p), 0);
+    assert_int_equal(inner_verify(buf_data(&b), buf_size(&b), &p, hq.cert.device_id, &jkt.cert, dir,
+                                  &org.pub, now, &c),
+                     VERR_NOT_YET_VALID);
+    /* accepted once the receiver's clock has reached it */
+    assert_int_equal(inner_verify(buf_data(&b), buf_size(&b), &p, hq.cert.device_id, &jkt.cert, dir,
+                                  &org.pub, now + 86400, &c),
+                     0);
+    buf_free(&b);
+    make_msg(&m, &hq, "ambassador@JKT");
+    m.time = now - 60 * 86400;
+    encode(&m, hq.sign_sk, &b);
+    assert_int_equal(inner_parse(buf_data(&b), buf_size(&b), &p), 0);
+    assert_int_equal(inner_verify(buf_data(&b), buf_size(&b), &p, hq.cert.device_id, &jkt.cert, dir,
+                                  &org.pub, now, &c),
+                     0);
+    buf_free(&b);
+}
+
 static void test_forwarded_and_role(void **state)
 {
     struct inner m;
@@ -352,6 +400,7 @@ int main(void)
         cmocka_unit_test(test_wrong_key),
         cmocka_unit_test(test_wrong_context),
         cmocka_unit_test(test_wrong_recipient),
+        cmocka_unit_test(test_time_in_future),
         cmocka_unit_test(test_forwarded_and_role),
         cmocka_unit_test(test_revoked_and_unknown_sender),
         cmocka_unit_test(test_caps_and_fields),

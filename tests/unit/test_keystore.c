@@ -114,6 +114,24 @@ static void test_version_and_kind(void **state)
     assert_int_equal(ks_check(f, n, KS_KIND_ORG), VERR_BAD_MAGIC);
 }
 
+/*
+ * PROTOCOL.md "Keystore": 16 < c. A file whose ciphertext is the 16-byte tag
+ * alone (an empty secret) is malformed; 17 bytes is the smallest accepted.
+ */
+static void test_ciphertext_length_boundary(void **state)
+{
+    uint8_t f[KS_HEADER_LEN + KS_TAG_LEN + 1];
+    (void)state;
+    memcpy(f, buf_data(&sealed), KS_HEADER_LEN);
+    memset(f + KS_HEADER_LEN, 0xa5, sizeof(f) - KS_HEADER_LEN);
+    put_be32(f + KS_HEADER_LEN - 4, KS_TAG_LEN);
+    assert_int_equal(ks_check(f, KS_HEADER_LEN + KS_TAG_LEN, KS_KIND_ORG), VERR_BAD_FORMAT);
+    put_be32(f + KS_HEADER_LEN - 4, KS_TAG_LEN + 1);
+    assert_int_equal(ks_check(f, sizeof(f), KS_KIND_ORG), 0);
+    put_be32(f + KS_HEADER_LEN - 4, 0);
+    assert_int_equal(ks_check(f, KS_HEADER_LEN, KS_KIND_ORG), VERR_BAD_FORMAT);
+}
+
 static int open_with_cached_key(const uint8_t *p, size_t len, void *ctx)
 {
     struct buf out;
@@ -177,6 +195,7 @@ int main(void)
         cmocka_unit_test(test_wrong_passphrase),
         cmocka_unit_test(test_lowered_parameters_refused),
         cmocka_unit_test(test_version_and_kind),
+        cmocka_unit_test(test_ciphertext_length_boundary),
         cmocka_unit_test(test_every_mutation_rejected),
         cmocka_unit_test(test_salt_flip_fails_with_passphrase),
         cmocka_unit_test(test_file_created_exclusive_private),

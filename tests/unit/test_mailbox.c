@@ -272,6 +272,31 @@ static void test_send_person_ambiguous(void **state)
     mbox_close(m);
 }
 
+/*
+ * A message received later after its signed time than its precedence's
+ * time to live is flagged for `read` (boundary: exactly the TTL is not).
+ */
+static void test_delayed_message_flag(void **state)
+{
+    struct mbox_msg msg;
+    (void)state;
+
+    memset(&msg, 0, sizeof(msg));
+    for (uint8_t p = 0; p <= INNER_PRECEDENCE_MAX; p++) {
+        msg.precedence = p;
+        msg.time = 1800000000;
+        msg.received = msg.time + mbox_ttl(p);
+        assert_false(mbox_msg_delayed(&msg));
+        msg.received++;
+        assert_true(mbox_msg_delayed(&msg));
+        /* a time ahead of the receipt (clock skew) is never a delay */
+        msg.received = msg.time - 1;
+        assert_false(mbox_msg_delayed(&msg));
+    }
+    assert_int_equal(mbox_ttl(0), 2 * 86400);
+    assert_int_equal(mbox_ttl(3), 30 * 86400);
+}
+
 static void test_wrong_passphrase(void **state)
 {
     struct mbox *m = NULL;
@@ -289,6 +314,7 @@ int main(void)
         cmocka_unit_test(test_wrong_passphrase),
         cmocka_unit_test(test_directory_freshness),
         cmocka_unit_test(test_send_person_ambiguous),
+        cmocka_unit_test(test_delayed_message_flag),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -25,8 +25,8 @@
 #include "e2e_testutil.h"
 
 enum {
-    SESSION_FIXED = 351, /* encoded session without skipped keys (PROTOCOL.md, part 3) */
-    SKIPPED_WIRE = 68,
+    SESSION_FIXED = 355, /* encoded session without skipped keys (PROTOCOL.md, part 3) */
+    SKIPPED_WIRE = 72,
     ANY_ERROR = 1, /* for expect_decrypt_fails: any nonzero code */
 };
 
@@ -993,6 +993,95 @@ static void test_session_bitflips(void **state)
     pair_free(&p);
 }
 
+/* One turn of the conversation: bob answers, alice answers; bob takes a DH step. */
+static void turn(struct pair *p, int i)
+{
+    struct buf m;
+    char t[32];
+
+    snprintf(t, sizeof(t), "bob %d", i);
+    enc(p->b, t, &m);
+    dec_ok(p->a, &m, t);
+    buf_free(&m);
+    snprintf(t, sizeof(t), "alice %d", i);
+    enc(p->a, t, &m);
+    dec_ok(p->b, &m, t);
+    buf_free(&m);
+}
+
+/*
+ * Spec section 6: a skipped message key is deleted once
+ * RATCHET_SKIPPED_MAX_STEPS further DH ratchet steps were taken. A message
+ * held back that long can no longer be read; one step earlier it still can.
+ */
+static void test_skipped_keys_age_limit(void **state)
+{
+    struct pair p;
+    struct buf pending[2];
+
+    (void)state;
+    /* bob skips "pending 0" and "pending 1" (stored at his current step) */
+    busy_pair(&p, pending, 2);
+    assert_int_equal(skipped_count(p.b), 2);
+    for (int i = 0; i < RATCHET_SKIPPED_MAX_STEPS; i++)
+        turn(&p, i);
+    /* exactly at the bound: still kept, and readable */
+    assert_int_equal(skipped_count(p.b), 2);
+    dec_ok(p.b, &pending[0], "pending 0");
+    assert_int_equal(skipped_count(p.b), 1);
+    /* one step more: deleted, and the session survives a restore */
+    turn(&p, RATCHET_SKIPPED_MAX_STEPS);
+    assert_int_equal(skipped_count(p.b), 0);
+    expect_decrypt_fails(p.b, buf_data(&pending[1]), buf_size(&pending[1]), VERR_DECRYPT);
+    turn(&p, RATCHET_SKIPPED_MAX_STEPS + 1);
+    buf_free(&pending[0]);
+    buf_free(&pending[1]);
+    pair_free(&p);
+}
+
+/*
+ * A version 1 session (no step counter, 68-byte skipped entries) is still
+ * read, its keys taken as stored at step 0, and written back as version 2.
+ */
+static void test_session_v1_read(void **state)
+{
+    struct pair p;
+    struct ratchet_session *copy = NULL;
+    struct buf pending[2], e, again;
+    uint8_t *v1;
+    size_t n1 = SESSION_FIXED - 4 + 2 * (SKIPPED_WIRE - 4);
+
+    (void)state;
+    busy_pair(&p, pending, 2);
+    session_bytes(p.b, &e);
+    assert_int_equal(buf_size(&e), SESSION_FIXED + 2 * SKIPPED_WIRE);
+    assert_non_null(v1 = malloc(n1));
+    memcpy(v1, buf_data(&e), SESSION_FIXED - 4);
+    v1[4] = 1;
+    for (size_t i = 0; i < 2; i++) {
+        const uint8_t *src = buf_data(&e) + SESSION_FIXED + i * SKIPPED_WIRE;
+        uint8_t *dst = v1 + SESSION_FIXED - 4 + i * (SKIPPED_WIRE - 4);
+        memcpy(dst, src, 36);                         /* dh || n */
+        memcpy(dst + 36, src + 40, SKIPPED_WIRE - 40); /* mk */
+    }
+    assert_int_equal(ratchet_session_parse(&copy, v1, n1), 0);
+    session_bytes(copy, &again);
+    assert_int_equal(buf_size(&again), SESSION_FIXED + 2 * SKIPPED_WIRE);
+    assert_int_equal(buf_data(&again)[4], 2);
+    dec_ok(copy, &pending[1], "pending 1");
+    dec_ok(copy, &pending[0], "pending 0");
+    ratchet_session_free(copy);
+    /* truncated, version 1 is refused like version 2 */
+    assert_int_equal(ratchet_session_parse(&copy, v1, n1 - 1), VERR_TRUNCATED);
+    assert_null(copy);
+    free(v1);
+    buf_free(&e);
+    buf_free(&again);
+    buf_free(&pending[0]);
+    buf_free(&pending[1]);
+    pair_free(&p);
+}
+
 static void test_session_strict_fields(void **state)
 {
     struct pair p;
@@ -1011,8 +1100,18 @@ static void test_session_strict_fields(void **state)
     f[0] = 'v';
     assert_int_equal(ratchet_session_parse(&copy, f, n), VERR_BAD_MAGIC);
     RESET();
-    f[4] = 2;
+    f[4] = 3;
     assert_int_equal(ratchet_session_parse(&copy, f, n), VERR_BAD_VERSION);
+    RESET();
+    f[4] = 0;
+    assert_int_equal(ratchet_session_parse(&copy, f, n), VERR_BAD_VERSION);
+    /* A skipped key older than the bound, or from a later step than the session's. */
+    RESET();
+    f[SESSION_FIXED - 1] = (uint8_t)(f[SESSION_FIXED - 1] + RATCHET_SKIPPED_MAX_STEPS + 1);
+    assert_int_equal(ratchet_session_parse(&copy, f, n), VERR_BAD_FORMAT);
+    RESET();
+    f[SESSION_FIXED + 32 + 4 + 3] = (uint8_t)(f[SESSION_FIXED + 32 + 4 + 3] + 1);
+    assert_int_equal(ratchet_session_parse(&copy, f, n), VERR_BAD_FORMAT);
     /* Only the three phases exist. */
     for (unsigned flags = 0; flags < 256; flags++) {
         RESET();
@@ -1346,6 +1445,8 @@ int main(void)
         cmocka_unit_test(test_long_conversation),
         cmocka_unit_test(test_out_of_order),
         cmocka_unit_test(test_max_skip),
+        cmocka_unit_test(test_skipped_keys_age_limit),
+        cmocka_unit_test(test_session_v1_read),
         cmocka_unit_test(test_max_skip_previous_chain),
         cmocka_unit_test(test_replay),
         cmocka_unit_test(test_reflection),
