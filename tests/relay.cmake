@@ -30,7 +30,7 @@ add_test(NAME relay/cli_bad_number COMMAND valise-relay --data d --org-pub o --d
          --listen 127.0.0.1:0 --max-frame 12abc)
 # Each refusal must name its reason (a crash would print none of these).
 set_tests_properties(relay/cli_missing_flags PROPERTIES
-                     PASS_REGULAR_EXPRESSION "--data, --org-pub, --directory and --listen are required")
+                     PASS_REGULAR_EXPRESSION "--data, --org-pub, --directory, --listen and --relay-cert are required")
 set_tests_properties(relay/cli_refuses_plain_non_loopback PROPERTIES
                      PASS_REGULAR_EXPRESSION "without TLS")
 set_tests_properties(relay/cli_bad_number PROPERTIES
