@@ -183,7 +183,7 @@ int tpki_relay_cert(const struct tpki *p, const char *data_dir, const char *rela
 int trelay_start(struct trelay *r, const struct tpki *p, const char *const *extra)
 {
     const char *argv[64];
-    const char *relay_id = "valise-relay";
+    const char *relay_id = "valise-relay", *data = p->data_path;
     int has_cert = 0;
     size_t n = 0;
     struct buf f;
@@ -195,9 +195,11 @@ int trelay_start(struct trelay *r, const struct tpki *p, const char *const *extr
             has_cert = 1;
         if (strcmp(extra[i], "--relay-id") == 0 && extra[i + 1] != NULL)
             relay_id = extra[i + 1];
+        if (strcmp(extra[i], "--data") == 0 && extra[i + 1] != NULL)
+            data = extra[i + 1]; /* the last --data wins, as in the relay */
     }
     if (!has_cert &&
-        (rc = tpki_relay_cert(p, p->data_path, relay_id, tnow() - 60, tnow() + 86400,
+        (rc = tpki_relay_cert(p, data, relay_id, tnow() - 60, tnow() + 86400,
                               p->relaycert_path)) != 0)
         return rc;
     if ((rc = file_join(r->log_path, sizeof(r->log_path), p->dir, "relay.log")) != 0 ||
