@@ -17,3 +17,11 @@ set_tests_properties(client/bulk PROPERTIES TIMEOUT 180 LABELS client)
 add_test(NAME client/interrupt COMMAND ${CMAKE_CURRENT_LIST_DIR}/client/client_interrupt.sh
          $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise> $<TARGET_FILE:valise-relay>)
 set_tests_properties(client/interrupt PROPERTIES TIMEOUT 180 LABELS client)
+
+# The client authenticates only to the relay it was enrolled with; TLS channel binding.
+add_executable(client_test_relay_identity ${CMAKE_CURRENT_LIST_DIR}/client/test_relay_identity.c)
+target_link_libraries(client_test_relay_identity PRIVATE vtest_relay_support valise_client vcore
+                      PkgConfig::CMOCKA)
+add_dependencies(client_test_relay_identity valise-relay)
+add_test(NAME client/relay_identity COMMAND client_test_relay_identity)
+set_tests_properties(client/relay_identity PROPERTIES TIMEOUT 180 LABELS client)
