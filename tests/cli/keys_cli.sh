@@ -108,6 +108,19 @@ grep -q "Budi Santoso.*revoked: device lost" out.txt || fail "list does not show
 expect_ok "directory v2" "$KEYS" directory --dir org --out dir.bin --passphrase-file pw
 grep -q "version 2 .*1 certificate(s), 1 revoked" out.txt || fail "second directory: $(cat out.txt)"
 
+# --- relay certificate: IT certify a relay's handshake key for its relay id ---
+{ printf 'VRHP\001'; tail -c 32 org/org.pub; } >relay.pub # any valid Ed25519 point
+expect_ok "relay-cert" "$KEYS" relay-cert --dir org --relay-id mfa-relay --pubkey relay.pub --valid-days 30 --out relay.cert --passphrase-file pw
+[ "$(head -c 4 relay.cert)" = VRLC ] || fail "relay.cert does not start with VRLC"
+grep -q "relay certificate for mfa-relay written to relay.cert, valid 30 days" out.txt || fail "relay-cert output: $(cat out.txt)"
+expect_fail "relay-cert over an existing file" "exists" "$KEYS" relay-cert --dir org --relay-id mfa-relay --pubkey relay.pub --out relay.cert --passphrase-file pw
+expect_fail "relay-cert bad relay id" "relay-id" "$KEYS" relay-cert --dir org --relay-id "evil relay" --pubkey relay.pub --out r2.cert --passphrase-file pw
+head -c 20 relay.pub >short.pub
+expect_fail "relay-cert truncated key" "pubkey" "$KEYS" relay-cert --dir org --relay-id mfa-relay --pubkey short.pub --out r2.cert --passphrase-file pw
+expect_fail "relay-cert wrong passphrase" "wrong passphrase" "$KEYS" relay-cert --dir org --relay-id mfa-relay --pubkey relay.pub --out r2.cert --passphrase-file badpw
+expect_fail "relay-cert without --relay-id" "required" "$KEYS" relay-cert --dir org --pubkey relay.pub --out r2.cert --passphrase-file pw
+[ ! -e r2.cert ] || fail "a refused relay-cert left r2.cert"
+
 if [ $failures -ne 0 ]; then
   echo "$failures check(s) failed" >&2
   exit 1
