@@ -29,7 +29,7 @@ cd "$demo"
 rpid=
 cleanup() { [ -n "$rpid" ] && kill "$rpid" 2>/dev/null && wait "$rpid" 2>/dev/null; true; }
 trap cleanup EXIT
-rm -rf org hq jkt-laptop jkt-phone relay-data ./*.req ./*.cert directory.bin officer.state
+rm -rf org hq jkt-laptop jkt-phone relay-data ./*.req ./*.cert relay.pub directory.bin officer.state
 umask 077
 printf 'ministry root passphrase, kept by IT\n' >it.pass
 printf 'device passphrase of the HQ duty officer\n' >hq.pass
