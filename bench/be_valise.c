@@ -55,6 +55,7 @@ struct vconn {
     struct buf sub; /* SUBMIT being filled */
     size_t sub_cnt_off, sub_n;
     uint32_t seq;
+    uint8_t cnonce[WIRE_NONCE_LEN]; /* sent in HELLO */
     int out_armed, dirty;
 };
 
@@ -101,7 +102,7 @@ static int read_port_file(const char *path)
 static int v_start(struct be *b, int fresh)
 {
     struct vpriv *v = P(b);
-    char listen[64], extra[1024];
+    char listen[64], extra[1024], relay_cert[600];
     char *argv[16 + MAX_EXTRA_ARGS];
     size_t argc = 0;
     uint64_t deadline;
@@ -114,6 +115,11 @@ static int v_start(struct be *b, int fresh)
     snprintf(v->portfile, sizeof(v->portfile), "%s/relay.port", b->srv.workdir);
     snprintf(v->logpath, sizeof(v->logpath), "%s/relay.log", b->srv.workdir);
     unlink(v->portfile);
+    snprintf(relay_cert, sizeof(relay_cert), "%s/relay.cert", b->srv.workdir);
+    if (keys_relay_cert(b->keys, v->datadir, relay_cert) != 0) {
+        fprintf(stderr, "valise-bench: cannot make the relay certificate in %s\n", v->datadir);
+        return VERR_IO;
+    }
     snprintf(listen, sizeof(listen), "127.0.0.1:%d", b->port);
     argv[argc++] = (char *)b->srv.bin;
     argv[argc++] = "--data";
@@ -128,6 +134,8 @@ static int v_start(struct be *b, int fresh)
     argv[argc++] = v->portfile;
     argv[argc++] = "--log-level";
     argv[argc++] = "warn";
+    argv[argc++] = "--relay-cert";
+    argv[argc++] = relay_cert;
     snprintf(extra, sizeof(extra), "%s", b->srv.extra != NULL ? b->srv.extra : "");
     /* Extra flags: words separated by single spaces. */
     for (char *t = extra; *t != '\0' && argc < 15 + MAX_EXTRA_ARGS;) {
@@ -371,11 +379,17 @@ static int on_challenge(struct be *b, int peer, const struct wire_msg *m)
 {
     struct vpriv *v = P(b);
     const struct bench_device *d = &b->keys->dev[v->c[peer].device];
+    static const uint8_t binding[WIRE_BINDING_LEN]; /* plain ws:// on loopback */
+    struct relaycert rc;
     uint8_t sig[SIG_LEN];
     int r;
 
+    /* The load generator trusts its own relay: the id is read, not checked. */
+    if ((r = relaycert_parse(m->u.challenge.relay_cert, m->u.challenge.relay_cert_len, &rc)) != 0)
+        return r;
     buf_reset(&v->scratch);
-    if ((r = wire_auth_body(&v->scratch, m->u.challenge.relay_id, m->u.challenge.nonce)) != 0 ||
+    if ((r = wire_handshake_body(&v->scratch, rc.relay_id, v->c[peer].cnonce,
+                                 m->u.challenge.nonce, binding)) != 0 ||
         (r = sig_sign(sig, SIG_CTX_RELAY_AUTH, buf_data(&v->scratch), buf_size(&v->scratch),
                       d->sk)) != 0)
         return r;
@@ -519,6 +533,11 @@ static int parse_rx(struct be *b, int peer)
         }
         c->rx_off += (size_t)(end + 4 - start);
         c->state = C_WS_AUTH;
+        /* PROTOCOL.md part 2 "Authentication": the device speaks first. */
+        randombytes_buf(c->cnonce, sizeof(c->cnonce));
+        buf_reset(&v->scratch);
+        if ((r = wire_put_hello(&v->scratch, c->cnonce)) != 0 || (r = send_msg(b, peer)) != 0)
+            return r;
     }
     while (c->rx_len - c->rx_off >= 2) {
         const uint8_t *f = c->rx + c->rx_off;

@@ -91,6 +91,12 @@ int keys_create(struct bench_keys *k, const char *dir, size_t n) VL_MUST_CHECK;
 /* Writes a directory of the first n devices to path. */
 int keys_directory(const struct bench_keys *k, size_t n, const char *path) VL_MUST_CHECK;
 void keys_free(struct bench_keys *k);
+/*
+ * Makes DATA/handshake.key if absent and writes to path a relay certificate
+ * for it, relay id "valise-relay", signed by the organisation (one day).
+ */
+int keys_relay_cert(const struct bench_keys *k, const char *data_dir,
+                    const char *path) VL_MUST_CHECK;
 
 /* ---- backends ---- */
 

@@ -13,6 +13,7 @@
 
 #include "dir.h"
 #include "fileio.h"
+#include "relaycert.h"
 
 int keys_create(struct bench_keys *k, const char *dir, size_t n)
 {
@@ -108,4 +109,36 @@ void keys_free(struct bench_keys *k)
     free(k->certs);
     free(k->dev);
     memset(k, 0, sizeof(*k));
+}
+
+int keys_relay_cert(const struct bench_keys *k, const char *data_dir, const char *path)
+{
+    char key_path[512];
+    uint8_t *sk = NULL;
+    struct relaycert rc;
+    struct buf b = {0};
+    int r;
+
+    memset(&rc, 0, sizeof(rc));
+    if ((r = file_mkdir_private(data_dir)) != 0 ||
+        (r = file_join(key_path, sizeof(key_path), data_dir, RELAYKEY_FILE)) != 0)
+        return r;
+    if (!file_exists(key_path) && (r = relaykey_create(key_path, rc.pk)) != 0)
+        return r;
+    if ((sk = sodium_malloc(SIG_SK_LEN)) == NULL)
+        return VERR_NOMEM;
+    r = relaykey_load(key_path, sk, rc.pk);
+    sodium_free(sk);
+    if (r != 0)
+        return r;
+    rc.issued_at = (uint64_t)time(NULL);
+    memcpy(rc.org_id, k->org.id, ORG_ID_LEN);
+    memcpy(rc.relay_id, "valise-relay", sizeof("valise-relay"));
+    rc.not_before = rc.issued_at - 60;
+    rc.not_after = rc.issued_at + 86400;
+    if ((r = relaycert_sign(&rc, k->sks, &b)) != 0)
+        return r;
+    r = file_replace(path, buf_data(&b), buf_size(&b), 0644);
+    buf_free(&b);
+    return r;
 }

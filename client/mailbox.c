@@ -47,6 +47,7 @@ struct mbox {
     uint8_t cert_bytes[CERT_MAX_LEN];
     size_t cert_len;
     char relay[MB_URL_MAX + 1];
+    char relay_id[RELAY_ID_MAX + 1]; /* the relay this device authenticates to */
     char ca[MB_URL_MAX + 1]; /* CA file for wss://, "" for the system store */
     struct directory *dir;
     uint64_t dir_seen;
@@ -230,6 +231,17 @@ static int mb_load(struct mbox *m)
     memcpy(m->relay, buf_data(&b), buf_size(&b));
     m->relay[buf_size(&b)] = 0;
     buf_free(&b);
+    if ((r = cfg_get(m, "relay.id", &b)) != 0)
+        return r;
+    if (buf_size(&b) > RELAY_ID_MAX) {
+        buf_free(&b);
+        return VERR_BAD_FORMAT;
+    }
+    memcpy(m->relay_id, buf_data(&b), buf_size(&b));
+    m->relay_id[buf_size(&b)] = 0;
+    buf_free(&b);
+    if (!relaycert_valid_id(m->relay_id))
+        return VERR_BAD_FORMAT;
     if ((r = cfg_get(m, "ca", &b)) == 0) {
         if (buf_size(&b) > MB_URL_MAX) {
             buf_free(&b);
@@ -317,8 +329,14 @@ const struct cert *mbox_cert(const struct mbox *m)
     return &m->self;
 }
 
+const char *mbox_relay_id(const struct mbox *m)
+{
+    return m->relay_id;
+}
+
 int mbox_enroll(struct mbox *m, const uint8_t *cert, size_t cert_len, const uint8_t *orgpub,
-                size_t orgpub_len, const char *relay_url, const char *ca_file, uint64_t now)
+                size_t orgpub_len, const char *relay_url, const char *relay_id,
+                const char *ca_file, uint64_t now)
 {
     struct orgpub org;
     struct cert c;
@@ -336,6 +354,8 @@ int mbox_enroll(struct mbox *m, const uint8_t *cert, size_t cert_len, const uint
         return r;
     if (strlen(relay_url) > MB_URL_MAX || (r = ctp_url_check(relay_url)) != 0)
         return r != 0 ? r : VERR_TOO_LARGE;
+    if (!relaycert_valid_id(relay_id))
+        return VERR_USAGE;
     if (ca_file == NULL)
         ca_file = "";
     if (strlen(ca_file) > MB_URL_MAX)
@@ -348,6 +368,7 @@ int mbox_enroll(struct mbox *m, const uint8_t *cert, size_t cert_len, const uint
     if ((r = cfg_put(m, "orgpub", orgpub, orgpub_len)) != 0 ||
         (r = cfg_put(m, "cert", cert, cert_len)) != 0 ||
         (r = cfg_put(m, "relay", (const uint8_t *)relay_url, strlen(relay_url))) != 0 ||
+        (r = cfg_put(m, "relay.id", (const uint8_t *)relay_id, strlen(relay_id))) != 0 ||
         (r = mb_put_ca(m, ca_file)) != 0 || (r = cstore_commit(m->st)) != 0) {
         cstore_abort(m->st);
         return r;
@@ -357,6 +378,7 @@ int mbox_enroll(struct mbox *m, const uint8_t *cert, size_t cert_len, const uint
     memcpy(m->cert_bytes, cert, cert_len);
     m->cert_len = cert_len;
     memcpy(m->relay, relay_url, strlen(relay_url) + 1);
+    memcpy(m->relay_id, relay_id, strlen(relay_id) + 1);
     memcpy(m->ca, ca_file, strlen(ca_file) + 1);
     m->enrolled = 1;
     return 0;
@@ -995,35 +1017,89 @@ rolled_back:
     return VERR_ROLLBACK;
 }
 
-static int sy_auth(struct sync *s, uint64_t *relay_dir_version)
+/*
+ * Checks the relay's CHALLENGE (PROTOCOL.md part 2 "Authentication"): a
+ * relay certificate of this organisation, valid now, for the relay id
+ * recorded at enrolment, and its handshake key's signature over body. On
+ * failure *why says what was wrong and nothing may be signed.
+ */
+static int sy_check_relay(struct sync *s, const struct wire_msg *wm, const struct buf *body,
+                          const char **why)
 {
-    struct buf raw, body, msg;
-    struct wire_msg wm;
-    uint8_t sig[SIG_LEN];
+    struct relaycert rc;
     int r;
 
-    if ((r = sy_wait(s, WIRE_CHALLENGE, &raw, &wm, s->o->timeout_ms)) != 0)
-        return r;
-    if ((r = buf_init(&body, 256, 0)) != 0)
-        goto out_raw;
-    if ((r = wire_auth_body(&body, wm.u.challenge.relay_id, wm.u.challenge.nonce)) == 0)
-        r = sig_sign(sig, SIG_CTX_RELAY_AUTH, buf_data(&body), buf_size(&body), s->m->id.sign_sk);
-    buf_free(&body);
-    if (r != 0)
-        goto out_raw;
+    if (relaycert_parse(wm->u.challenge.relay_cert, wm->u.challenge.relay_cert_len, &rc) != 0) {
+        *why = "its relay certificate is malformed";
+        return VERR_DENIED;
+    }
+    if ((r = relaycert_verify(&rc, &s->m->org, s->now)) != 0) {
+        *why = r == VERR_WRONG_ORG        ? "its relay certificate is of another organisation"
+               : r == VERR_BAD_SIGNATURE  ? "its relay certificate is not signed by org.pub"
+               : r == VERR_EXPIRED        ? "its relay certificate has expired"
+               : r == VERR_NOT_YET_VALID  ? "its relay certificate is not valid yet"
+                                          : "its relay certificate does not verify";
+        return VERR_DENIED;
+    }
+    if (strcmp(rc.relay_id, s->m->relay_id) != 0) {
+        *why = "its relay certificate names another relay id";
+        return VERR_DENIED;
+    }
+    if (sig_verify(wm->u.challenge.sig, SIG_CTX_RELAY_CHALLENGE, buf_data(body), buf_size(body),
+                   rc.pk) != 0) {
+        *why = "its handshake signature does not verify (a relayed or altered connection)";
+        return VERR_DENIED;
+    }
+    return 0;
+}
+
+static int sy_auth(struct sync *s, uint64_t *relay_dir_version)
+{
+    struct buf raw = {0}, body = {0}, msg = {0};
+    struct wire_msg wm;
+    uint8_t cnonce[WIRE_NONCE_LEN], binding[CTP_BINDING_LEN], sig[SIG_LEN];
+    int r;
+
+    _Static_assert((int)CTP_BINDING_LEN == (int)WIRE_BINDING_LEN, "RFC 9266: 32 bytes");
+    /* The device speaks first, with a fresh nonce the relay must sign. */
+    randombytes_buf(cnonce, sizeof(cnonce));
     if ((r = buf_init(&msg, 1024, 0)) != 0)
-        goto out_raw;
+        return r;
+    if ((r = wire_put_hello(&msg, cnonce)) == 0)
+        r = sy_send(s, &msg);
+    buf_free(&msg);
+    if (r != 0)
+        return r;
+    if ((r = sy_wait(s, WIRE_CHALLENGE, &raw, &wm, s->o->timeout_ms)) != 0)
+        return r == VERR_DENIED ? sy_reason_err(s->last_reason) : r;
+    if ((r = ctp_channel_binding(s->c, binding)) != 0) {
+        s->st->relay_unproven = "the TLS connection gives no channel binding (TLS 1.3 needed)";
+        goto out;
+    }
+    if ((r = buf_init(&body, WIRE_HANDSHAKE_BODY_MAX, 0)) != 0 ||
+        (r = wire_handshake_body(&body, s->m->relay_id, cnonce, wm.u.challenge.nonce, binding)) !=
+            0)
+        goto out;
+    /* Nothing is signed for a relay that has not proven who it is. */
+    if ((r = sy_check_relay(s, &wm, &body, &s->st->relay_unproven)) != 0)
+        goto out;
+    if ((r = sig_sign(sig, SIG_CTX_RELAY_AUTH, buf_data(&body), buf_size(&body),
+                      s->m->id.sign_sk)) != 0)
+        goto out;
+    if ((r = buf_init(&msg, 1024, 0)) != 0)
+        goto out;
     if ((r = wire_put_auth(&msg, s->m->cert_bytes, s->m->cert_len, sig)) == 0)
         r = sy_send(s, &msg);
     buf_free(&msg);
-out_raw:
-    buf_free(&raw);
     if (r != 0)
-        return r;
+        goto out;
+    buf_free(&raw);
     if ((r = sy_wait(s, WIRE_AUTH_OK, &raw, &wm, s->o->timeout_ms)) != 0)
         return r == VERR_DENIED ? sy_reason_err(s->last_reason) : r;
     *relay_dir_version = wm.u.auth_ok.dir_version;
     r = sy_check_marks(s, wm.u.auth_ok.hi_submitted, wm.u.auth_ok.hi_acked);
+out:
+    buf_free(&body);
     buf_free(&raw);
     return r;
 }

@@ -61,13 +61,16 @@ const struct cert *mbox_cert(const struct mbox *m);
 
 /*
  * Checks cert (this device's id and keys, chain to org.pub, valid now) and
- * stores it with org.pub, the relay URL and the CA file that checks the
- * relay's TLS certificate (NULL: the system store). Refuses a second
- * enrolment with another organisation (VERR_EXISTS).
+ * stores it with org.pub, the relay URL, the relay id IT gave (the only
+ * relay this device will authenticate to: its CHALLENGE must carry a relay
+ * certificate of this organisation for that id, PROTOCOL.md part 2
+ * "Authentication"; VERR_USAGE if it is not a valid relay id) and the CA
+ * file that checks the relay's TLS certificate (NULL: the system store).
+ * Refuses a second enrolment with another organisation (VERR_EXISTS).
  */
 int mbox_enroll(struct mbox *m, const uint8_t *cert, size_t cert_len, const uint8_t *orgpub,
-                size_t orgpub_len, const char *relay_url, const char *ca_file,
-                uint64_t now) VL_MUST_CHECK;
+                size_t orgpub_len, const char *relay_url, const char *relay_id,
+                const char *ca_file, uint64_t now) VL_MUST_CHECK;
 
 struct mbox_draft {
     const char *address;
@@ -116,7 +119,11 @@ struct mbox_sync_stats {
     uint64_t dir_version;
     uint16_t relay_reason; /* reason of a relay ERROR that ended the sync */
     int store_rolled_back; /* VERR_ROLLBACK: the relay has seen this device further than its store */
+    /* VERR_DENIED before any AUTH: the relay did not prove it is the enrolled relay id */
+    const char *relay_unproven; /* why, or NULL */
 };
+/* The relay id recorded at enrolment. */
+const char *mbox_relay_id(const struct mbox *m);
 int mbox_sync(struct mbox *m, const struct mbox_sync_opts *o,
               struct mbox_sync_stats *st) VL_MUST_CHECK;
 

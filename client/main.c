@@ -27,7 +27,7 @@
 struct opts {
     const char *home, *name, *out, *passfile;
     const char *cert, *org_pub, *relay, *to, *precedence, *label, *subject, *file, *device;
-    const char *wait_ms, *ca;
+    const char *wait_ms, *ca, *relay_id;
     const char *arg; /* the one positional argument of `read` */
 };
 
@@ -89,6 +89,7 @@ static int parse_opts_n(const char *verb, int argc, char **argv, struct opts *o,
         {"device", required_argument, NULL, 'd'},
         {"wait-ms", required_argument, NULL, 'w'},
         {"ca", required_argument, NULL, 'a'},
+        {"relay-id", required_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -119,6 +120,9 @@ static int parse_opts_n(const char *verb, int argc, char **argv, struct opts *o,
             break;
         case 'r':
             o->relay = optarg;
+            break;
+        case 'R':
+            o->relay_id = optarg;
             break;
         case 't':
             o->to = optarg;
@@ -203,13 +207,15 @@ static int cmd_init(int argc, char **argv)
 }
 
 static const char usage_enroll[] =
-    "usage: valise enroll --home HOME --cert CERT --org-pub FILE --relay URL\n"
+    "usage: valise enroll --home HOME --cert CERT --org-pub FILE --relay URL --relay-id ID\n"
     "                     [--ca FILE] [--passphrase-file FILE]\n"
     "\n"
     "Installs the device certificate IT staff made from your request. The\n"
     "certificate must be for this device's own keys and signed by the\n"
     "organisation root in FILE (org.pub). URL is the relay: wss://HOST:PORT,\n"
-    "or ws://127.0.0.1:PORT for a relay on this machine. --ca FILE: the PEM\n"
+    "or ws://127.0.0.1:PORT for a relay on this machine. ID is the relay id IT\n"
+    "give you: this device authenticates only to a relay that proves, with a\n"
+    "relay certificate signed by org.pub, that it is ID. --ca FILE: the PEM\n"
     "certificate(s) that sign the relay's TLS certificate (default: the system's).\n";
 
 static const char usage_send[] =
@@ -337,8 +343,10 @@ static int cmd_enroll(int argc, char **argv)
 
     if ((r = parse_opts("enroll", argc, argv, &o, usage_enroll)) != 0)
         return r;
-    if (o.cert == NULL || o.org_pub == NULL || o.relay == NULL)
-        return fail_msg("enroll", "--cert, --org-pub and --relay are required");
+    if (o.cert == NULL || o.org_pub == NULL || o.relay == NULL || o.relay_id == NULL)
+        return fail_msg("enroll", "--cert, --org-pub, --relay and --relay-id are required");
+    if (!relaycert_valid_id(o.relay_id))
+        return fail_msg("enroll", "--relay-id: 1 to 64 of a-z A-Z 0-9 . _ - (the relay id IT gave you)");
     if ((r = file_read(o.cert, CERT_MAX_LEN, 0, &cert)) != 0)
         return fail("enroll", o.cert, r);
     if ((r = file_read(o.org_pub, ORGPUB_MAX_LEN, 0, &org)) != 0) {
@@ -356,7 +364,7 @@ static int cmd_enroll(int argc, char **argv)
     if ((r = open_mbox("enroll", &o, &m, 0)) != 0)
         goto out;
     r = mbox_enroll(m, buf_data(&cert), buf_size(&cert), buf_data(&org), buf_size(&org), o.relay,
-                    o.ca, (uint64_t)time(NULL));
+                    o.relay_id, o.ca, (uint64_t)time(NULL));
     if (r != 0) {
         r = fail("enroll",
                  r == VERR_DENIED       ? "the certificate is not for this device's keys"
@@ -367,8 +375,8 @@ static int cmd_enroll(int argc, char **argv)
                  r);
         goto out;
     }
-    printf("enrolled as %s, %s@%s; relay %s\n", mbox_cert(m)->name, mbox_cert(m)->role,
-           mbox_cert(m)->post, o.relay);
+    printf("enrolled as %s, %s@%s; relay %s (relay id %s)\n", mbox_cert(m)->name,
+           mbox_cert(m)->role, mbox_cert(m)->post, o.relay, o.relay_id);
     {
         /* README: the post compares the org id with the one IT read out. */
         struct orgpub op;
@@ -473,10 +481,16 @@ static int cmd_send(int argc, char **argv)
     return 0;
 }
 
-static const char *sync_failure(int r, const struct mbox_sync_stats *st)
+static const char *sync_failure(int r, const struct mbox_sync_stats *st, const char *relay_id)
 {
-    static char msg[160];
+    static char msg[256];
 
+    if (st->relay_unproven != NULL) {
+        snprintf(msg, sizeof(msg),
+                 "the relay did not prove it is %s of this organisation: %s; nothing was sent",
+                 relay_id, st->relay_unproven);
+        return msg;
+    }
     if (r == VERR_ROLLBACK && st->store_rolled_back)
         return "this device's store is older than the relay's record of it (restored from a "
                "backup or copied): nothing sent or received; IT must re-enrol the device";
@@ -505,6 +519,7 @@ static int cmd_sync(int argc, char **argv)
     struct mbox *m = NULL;
     struct mbox_sync_opts so;
     struct mbox_sync_stats st;
+    char relay_id[RELAY_ID_MAX + 1];
     uint64_t wait = 500;
     int r;
 
@@ -521,9 +536,10 @@ static int cmd_sync(int argc, char **argv)
     if (r == 0)
         dir_warn("sync", m,
                  "nothing was encrypted to or accepted from any device (messages stay on the relay)");
+    snprintf(relay_id, sizeof(relay_id), "%s", mbox_relay_id(m));
     mbox_close(m);
     if (r != 0)
-        return fail("sync", sync_failure(r, &st), r);
+        return fail("sync", sync_failure(r, &st, relay_id), r);
     printf("directory v%llu; sent %zu, accepted %zu; received %zu new, %zu receipts; "
            "%zu refused; %zu expired",
            (unsigned long long)st.dir_version, st.submitted, st.accepted, st.received, st.receipts,
@@ -579,8 +595,9 @@ static int cmd_run(int argc, char **argv)
         if (r == 0)
             continue; /* a fresh directory after held messages: reconnect to receive them */
         if (r == VERR_ROLLBACK || r == VERR_REVOKED || r == VERR_WRONG_ORG) {
+            r = fail("run", sync_failure(r, &st, mbox_relay_id(m)), r);
             mbox_close(m);
-            return fail("run", sync_failure(r, &st), r);
+            return r;
         }
         /* A connection that lasted a while resets the backoff. */
         if (time(NULL) - started > 30)
@@ -588,7 +605,7 @@ static int cmd_run(int argc, char **argv)
         {
             /* Exponential backoff with jitter: wait in [backoff/2, backoff] seconds. */
             uint32_t ms = backoff * 500u + randombytes_uniform(backoff * 500u + 1);
-            fprintf(stderr, "valise run: %s; reconnecting in %u ms\n", sync_failure(r, &st), ms);
+            fprintf(stderr, "valise run: %s; reconnecting in %u ms\n", sync_failure(r, &st, mbox_relay_id(m)), ms);
             for (uint32_t waited = 0; waited < ms && !run_stop; waited += 100)
                 (void)usleep(100000);
         }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include <libwebsockets.h>
+#include <openssl/ssl.h>
 
 #include "text.h"
 
@@ -291,6 +292,36 @@ void ctp_close(struct ctp *c)
     if (c->rx_live)
         buf_free(&c->rx);
     free(c);
+}
+
+/*
+ * RFC 9266 tls-exporter: the RFC 8446 section 7.5 exporter with label
+ * "EXPORTER-Channel-Binding" and an empty context, 32 bytes. Only TLS 1.3
+ * gives a binding unique to the connection (RFC 9266 section 3), so an older
+ * version is refused. Plain ws:// (loopback only): 32 zero bytes.
+ */
+static int channel_binding(struct lws *wsi, int tls, uint8_t out[static 32])
+{
+    static const char label[] = "EXPORTER-Channel-Binding";
+    SSL *ssl;
+
+    memset(out, 0, 32);
+    if (!tls)
+        return 0;
+    if ((ssl = lws_get_ssl(wsi)) == NULL || SSL_version(ssl) != TLS1_3_VERSION)
+        return VERR_DENIED;
+    if (SSL_export_keying_material(ssl, out, 32, label, sizeof(label) - 1, NULL, 0, 0) != 1) {
+        memset(out, 0, 32);
+        return VERR_DENIED;
+    }
+    return 0;
+}
+
+int ctp_channel_binding(struct ctp *c, uint8_t out[static CTP_BINDING_LEN])
+{
+    if (c->state != CTP_OPEN || c->wsi == NULL)
+        return VERR_NET;
+    return channel_binding(c->wsi, c->tls, out);
 }
 
 int ctp_connect(struct ctp **out, const char *url, const char *ca_file, unsigned timeout_ms)

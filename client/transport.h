@@ -29,6 +29,8 @@
 #define CTP_PROTOCOL "valise.v1"
 #define CTP_MSG_MAX ((size_t)(17u << 20))
 
+enum { CTP_BINDING_LEN = 32 };
+
 struct ctp;
 
 /* Checks the URL syntax and the loopback rule without connecting. */
@@ -38,6 +40,12 @@ int ctp_connect(struct ctp **out, const char *url, const char *ca_file,
                 unsigned timeout_ms) VL_MUST_CHECK;
 int ctp_send(struct ctp *c, const uint8_t *p, size_t len) VL_MUST_CHECK;
 int ctp_recv(struct ctp *c, struct buf *out, unsigned timeout_ms) VL_MUST_CHECK;
+/*
+ * The connection's channel binding (PROTOCOL.md part 2 "Authentication"):
+ * the RFC 9266 tls-exporter value under TLS 1.3 (wss://), 32 zero bytes on
+ * ws:// (loopback only). VERR_DENIED under TLS older than 1.3.
+ */
+int ctp_channel_binding(struct ctp *c, uint8_t out[static CTP_BINDING_LEN]) VL_MUST_CHECK;
 /* Runs the loop until every queued message is written (VERR_TIMEOUT, VERR_NET). */
 int ctp_flush(struct ctp *c, unsigned timeout_ms) VL_MUST_CHECK;
 void ctp_close(struct ctp *c);

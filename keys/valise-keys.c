@@ -23,6 +23,7 @@
 #include "keystore.h"
 #include "pass.h"
 #include "registry.h"
+#include "relaycert.h"
 #include "text.h"
 
 enum {
@@ -45,6 +46,7 @@ _Static_assert(GEN_PASS_LEN >= ROOT_PASS_MIN, "a generated passphrase meets the 
 
 struct opts {
     const char *dir, *org, *request, *post, *role, *out, *device, *reason, *passfile;
+    const char *relay_id, *pubkey;
     uint64_t valid_days, same_person;
     int generate_pass;
 };
@@ -60,6 +62,7 @@ static const char usage_main[] =
     "  revoke     revoke a device\n"
     "  list       list issued certificates and their status\n"
     "  directory  write the signed directory (certificates and revocations)\n"
+    "  relay-cert certify the relay's handshake key for its relay id\n"
     "\n"
     "Run 'valise-keys VERB --help' for a verb's options. Passphrases are read\n"
     "from the terminal without echo, or from --passphrase-file FILE.\n";
@@ -112,6 +115,15 @@ static const char usage_directory[] =
     "accepting from any device once their newest directory has expired: re-sign\n"
     "and publish a new one well before then (e.g. daily from cron).\n";
 
+static const char usage_relay_cert[] =
+    "usage: valise-keys relay-cert --dir DIR --relay-id ID --pubkey FILE [--valid-days N]\n"
+    "                              --out FILE [--passphrase-file FILE]\n"
+    "\n"
+    "Signs a relay certificate: the relay's handshake public key in FILE (made by\n"
+    "'valise-relay --init-handshake-key') for relay id ID (1..64 of a-z A-Z 0-9 . _ -,\n"
+    "the relay's --relay-id), valid N days (default 365, at most 3650). Devices\n"
+    "authenticate only to a relay that proves it holds this key. Never overwrites.\n";
+
 static int fail(const char *verb, const char *what, int err)
 {
     fprintf(stderr, "valise-keys %s: %s: %s\n", verb, what, verr_str(err));
@@ -139,6 +151,8 @@ static int parse_opts(const char *verb, int argc, char **argv, struct opts *o, c
         {"passphrase-file", required_argument, NULL, 'P'},
         {"same-person-as", required_argument, NULL, 'S'},
         {"generate-passphrase", no_argument, NULL, 'G'},
+        {"relay-id", required_argument, NULL, 'I'},
+        {"pubkey", required_argument, NULL, 'K'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -167,6 +181,8 @@ static int parse_opts(const char *verb, int argc, char **argv, struct opts *o, c
                 return fail_msg(verb, "--same-person-as must be a certificate serial (a whole "
                                       "number from 1, as 'valise-keys list' shows)");
             break;
+        case 'I': o->relay_id = optarg; break;
+        case 'K': o->pubkey = optarg; break;
         case 'v':
             if (text_parse_u64(optarg, 1, max_days, &o->valid_days) != 0) {
                 char msg[128];
@@ -679,11 +695,64 @@ out:
     return ret;
 }
 
+/* PROTOCOL.md part 1 "Relay certificate": the root vouches for the relay's handshake key. */
+static int cmd_relay_cert(int argc, char **argv)
+{
+    struct opts o;
+    struct orgpub org;
+    struct registry g;
+    struct relaycert rc;
+    struct buf pub, sk, out;
+    uint64_t now = (uint64_t)time(NULL);
+    int r, ret = 1;
+
+    if ((r = parse_opts("relay-cert", argc, argv, &o, usage_relay_cert)) != 0)
+        return r;
+    if (o.relay_id == NULL || o.pubkey == NULL || o.out == NULL)
+        return fail_msg("relay-cert", "--relay-id, --pubkey and --out are required");
+    if (!relaycert_valid_id(o.relay_id))
+        return fail_msg("relay-cert", "--relay-id must be 1 to 64 of a-z, A-Z, 0-9, '.', '_' and '-'");
+    if (file_exists(o.out))
+        return fail("relay-cert", o.out, VERR_EXISTS);
+    memset(&rc, 0, sizeof(rc));
+    if ((r = file_read(o.pubkey, RELAYPUB_FILE_LEN, 0, &pub)) != 0)
+        return fail("relay-cert", o.pubkey, r == VERR_TOO_LARGE ? VERR_TRAILING : r);
+    r = relaypub_parse(buf_data(&pub), buf_size(&pub), rc.pk);
+    buf_free(&pub);
+    if (r != 0)
+        return fail("relay-cert", "--pubkey is not a relay handshake public key", r);
+    if (load_org("relay-cert", o.dir, &org, &g) != 0)
+        return 1;
+    registry_free(&g); /* relay certificates are not device certificates: not recorded */
+    if (unlock_root("relay-cert", &o, &org, &sk) != 0)
+        return 1;
+    rc.issued_at = now;
+    memcpy(rc.org_id, org.id, ORG_ID_LEN);
+    memcpy(rc.relay_id, o.relay_id, strlen(o.relay_id) + 1);
+    rc.not_before = now;
+    rc.not_after = now + o.valid_days * 86400;
+    r = relaycert_sign(&rc, buf_data(&sk), &out);
+    buf_free(&sk);
+    if (r != 0)
+        return fail("relay-cert", "signing", r);
+    if ((r = file_write_new(o.out, buf_data(&out), buf_size(&out), 0644)) != 0) {
+        fail("relay-cert", o.out, r);
+        goto out;
+    }
+    printf("relay certificate for %s written to %s, valid %llu days: give it to the relay "
+           "operator (--relay-cert) and the relay id to every device (valise enroll --relay-id)\n",
+           o.relay_id, o.out, (unsigned long long)o.valid_days);
+    ret = 0;
+out:
+    buf_free(&out);
+    return ret;
+}
+
 int main(int argc, char **argv)
 {
     static const struct cli_verb verbs[] = {
         {"init", cmd_init},     {"enroll", cmd_enroll},       {"revoke", cmd_revoke},
-        {"list", cmd_list},     {"directory", cmd_directory},
+        {"list", cmd_list},     {"directory", cmd_directory}, {"relay-cert", cmd_relay_cert},
     };
 
     /* The root key and passphrases never reach a core file (harden.h). */

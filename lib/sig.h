@@ -22,6 +22,8 @@
 #define SIG_CTX_PREKEY "valise/v1/prekey"
 #define SIG_CTX_MESSAGE "valise/v1/message"
 #define SIG_CTX_REGISTRY "valise/v1/registry"
+#define SIG_CTX_RELAY_CERT "valise/v1/relay-cert"
+#define SIG_CTX_RELAY_CHALLENGE "valise/v1/relay-challenge"
 
 enum { SIG_LEN = 64, SIG_PK_LEN = 32, SIG_SK_LEN = 64, SIG_SEED_LEN = 32 };
 

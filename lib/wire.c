@@ -10,6 +10,8 @@ _Static_assert(WIRE_MAX_BATCH <= UINT16_MAX, "batch counts are u16");
 _Static_assert(WIRE_MAX_OTK <= UINT16_MAX, "prekey counts are u16");
 _Static_assert(WIRE_ENVELOPE_FIXED == 45, "envelope layout (PROTOCOL.md, part 2)");
 _Static_assert(WIRE_SPK_BODY_LEN == 52, "signed prekey body (client/x3dh.h)");
+_Static_assert(WIRE_HANDSHAKE_BODY_MAX == 161, "handshake body (PROTOCOL.md, part 2)");
+_Static_assert(RELAYCERT_MAX_LEN <= UINT16_MAX, "relay certificate length is u16");
 
 /* ---- decoding ---- */
 
@@ -170,11 +172,17 @@ static int get_body(struct buf *b, struct wire_msg *m)
     int r;
 
     switch (m->type) {
+    case WIRE_HELLO:
+        return buf_get_bytes(b, m->u.client_nonce, WIRE_NONCE_LEN);
     case WIRE_CHALLENGE:
-        if ((r = buf_get_bytes(b, m->u.challenge.nonce, WIRE_NONCE_LEN)) != 0)
+        if ((r = buf_get_bytes(b, m->u.challenge.nonce, WIRE_NONCE_LEN)) != 0 ||
+            (r = buf_get_view16(b, RELAYCERT_MAX_LEN, &v)) != 0)
             return r;
-        return buf_get_str8(b, m->u.challenge.relay_id, sizeof(m->u.challenge.relay_id), 1,
-                            WIRE_RELAY_ID_MAX);
+        if (buf_size(&v) < RELAYCERT_MIN_LEN)
+            return VERR_BAD_FORMAT;
+        m->u.challenge.relay_cert = buf_data(&v);
+        m->u.challenge.relay_cert_len = buf_size(&v);
+        return buf_get_bytes(b, m->u.challenge.sig, SIG_LEN);
     case WIRE_AUTH:
         if ((r = get_cert_bytes(b, &m->u.auth.cert, &m->u.auth.cert_len)) != 0)
             return r;
@@ -346,17 +354,29 @@ static int put_header(struct buf *out, uint8_t type)
         return (r);                                                                                \
     } while (0)
 
-int wire_put_challenge(struct buf *out, const uint8_t nonce[static WIRE_NONCE_LEN],
-                       const char *relay_id)
+int wire_put_hello(struct buf *out, const uint8_t client_nonce[static WIRE_NONCE_LEN])
 {
     size_t save = buf_size(out);
     int r;
 
-    if (strlen(relay_id) > WIRE_RELAY_ID_MAX)
-        return VERR_TOO_LARGE;
+    if ((r = put_header(out, WIRE_HELLO)) == 0)
+        r = buf_put_bytes(out, client_nonce, WIRE_NONCE_LEN);
+    WIRE_ENCODE_END(out, save, r);
+}
+
+int wire_put_challenge(struct buf *out, const uint8_t nonce[static WIRE_NONCE_LEN],
+                       const uint8_t *relay_cert, size_t relay_cert_len,
+                       const uint8_t sig[static SIG_LEN])
+{
+    size_t save = buf_size(out);
+    int r;
+
+    if (relay_cert_len < RELAYCERT_MIN_LEN || relay_cert_len > RELAYCERT_MAX_LEN)
+        return VERR_USAGE;
     if ((r = put_header(out, WIRE_CHALLENGE)) == 0 &&
-        (r = buf_put_bytes(out, nonce, WIRE_NONCE_LEN)) == 0)
-        r = buf_put_str8(out, relay_id);
+        (r = buf_put_bytes(out, nonce, WIRE_NONCE_LEN)) == 0 &&
+        (r = buf_put_bytes16(out, relay_cert, relay_cert_len)) == 0)
+        r = buf_put_bytes(out, sig, SIG_LEN);
     WIRE_ENCODE_END(out, save, r);
 }
 
@@ -640,16 +660,20 @@ out:
     WIRE_ENCODE_END(out, save, r);
 }
 
-int wire_auth_body(struct buf *out, const char *relay_id,
-                   const uint8_t nonce[static WIRE_NONCE_LEN])
+int wire_handshake_body(struct buf *out, const char *relay_id,
+                        const uint8_t client_nonce[static WIRE_NONCE_LEN],
+                        const uint8_t server_nonce[static WIRE_NONCE_LEN],
+                        const uint8_t binding[static WIRE_BINDING_LEN])
 {
     size_t save = buf_size(out);
     int r;
 
-    if (strlen(relay_id) > WIRE_RELAY_ID_MAX)
+    if (strlen(relay_id) == 0 || strlen(relay_id) > WIRE_RELAY_ID_MAX)
         return VERR_TOO_LARGE;
-    if ((r = buf_put_str8(out, relay_id)) == 0)
-        r = buf_put_bytes(out, nonce, WIRE_NONCE_LEN);
+    if ((r = buf_put_str8(out, relay_id)) == 0 &&
+        (r = buf_put_bytes(out, client_nonce, WIRE_NONCE_LEN)) == 0 &&
+        (r = buf_put_bytes(out, server_nonce, WIRE_NONCE_LEN)) == 0)
+        r = buf_put_bytes(out, binding, WIRE_BINDING_LEN);
     WIRE_ENCODE_END(out, save, r);
 }
 
@@ -712,6 +736,7 @@ const char *wire_type_name(uint8_t type)
     case WIRE_AUTH: return "auth";
     case WIRE_AUTH_OK: return "auth_ok";
     case WIRE_ERROR: return "error";
+    case WIRE_HELLO: return "hello";
     case WIRE_DIRECTORY_GET: return "directory_get";
     case WIRE_DIRECTORY: return "directory";
     case WIRE_DIRECTORY_PUT: return "directory_put";
@@ -744,6 +769,7 @@ const char *wire_reason_name(uint16_t reason)
         "rate_limited", "too_many_connections", "too_many_device_connections", "timeout",
         "storage_full", "storage_error", "expired", "unknown_device", "directory_old",
         "directory_invalid", "id_conflict", "no_prekeys", "shutting_down", "bad_precedence",
+        "channel_binding",
     };
     _Static_assert(sizeof(names) / sizeof(names[0]) == WIRE_R_MAX + 1, "one name per reason");
 

@@ -28,13 +28,18 @@
 #include "buf.h"
 #include "cert.h"
 #include "err.h"
+#include "relaycert.h"
 
 enum {
     WIRE_VERSION = 1,
     WIRE_HEADER_LEN = 2,
     WIRE_NONCE_LEN = 32,
     WIRE_ID_LEN = 16,
-    WIRE_RELAY_ID_MAX = 64,
+    WIRE_RELAY_ID_MAX = RELAY_ID_MAX,
+    /* RFC 9266 tls-exporter value; 32 zero bytes on plain ws:// (loopback only). */
+    WIRE_BINDING_LEN = 32,
+    /* Signed handshake body: u8 len · relay id · client nonce · server nonce · binding. */
+    WIRE_HANDSHAKE_BODY_MAX = 1 + WIRE_RELAY_ID_MAX + 2 * WIRE_NONCE_LEN + WIRE_BINDING_LEN,
     WIRE_ERROR_TEXT_MAX = 120,
     /* Hard caps of the format; the relay's configured bounds are lower. */
     WIRE_MAX_BATCH = 4096,             /* items in one SUBMIT, DELIVER, ACK... */
@@ -57,6 +62,7 @@ enum wire_type {
     WIRE_AUTH = 0x02,             /* C */
     WIRE_AUTH_OK = 0x03,          /* R */
     WIRE_ERROR = 0x04,            /* R */
+    WIRE_HELLO = 0x05,            /* C, first message of a connection */
     WIRE_DIRECTORY_GET = 0x10,    /* C */
     WIRE_DIRECTORY = 0x11,        /* R */
     WIRE_DIRECTORY_PUT = 0x12,    /* C */
@@ -129,7 +135,8 @@ enum wire_reason {
     WIRE_R_NO_PREKEYS = 26,        /* no signed prekey uploaded for that device */
     WIRE_R_SHUTTING_DOWN = 27,
     WIRE_R_BAD_PRECEDENCE = 28,
-    WIRE_R_MAX = 28,
+    WIRE_R_CHANNEL_BINDING = 29,   /* TLS channel binding unavailable (TLS below 1.3) */
+    WIRE_R_MAX = 29,
 };
 
 /* An envelope of SUBMIT (peer = recipient) or DELIVER (peer = sender). */
@@ -165,9 +172,12 @@ struct wire_signed_prekey {
 struct wire_msg {
     uint8_t type;
     union {
+        uint8_t client_nonce[WIRE_NONCE_LEN]; /* HELLO */
         struct {
-            uint8_t nonce[WIRE_NONCE_LEN];
-            char relay_id[WIRE_RELAY_ID_MAX + 1];
+            uint8_t nonce[WIRE_NONCE_LEN]; /* the relay's (server) nonce */
+            const uint8_t *relay_cert;     /* RELAYCERT_MIN_LEN..RELAYCERT_MAX_LEN bytes */
+            size_t relay_cert_len;
+            uint8_t sig[SIG_LEN];          /* context SIG_CTX_RELAY_CHALLENGE */
         } challenge;
         struct {
             const uint8_t *cert;
@@ -247,8 +257,10 @@ int wire_next_id(struct wire_iter *it, uint8_t id[static WIRE_ID_LEN]) VL_MUST_C
 int wire_next_otk(struct wire_iter *it, uint32_t *id, uint8_t pk[static WIRE_PK_LEN]) VL_MUST_CHECK;
 
 /* Encoders: each appends one whole message to out. */
+int wire_put_hello(struct buf *out, const uint8_t client_nonce[static WIRE_NONCE_LEN]) VL_MUST_CHECK;
 int wire_put_challenge(struct buf *out, const uint8_t nonce[static WIRE_NONCE_LEN],
-                       const char *relay_id) VL_MUST_CHECK;
+                       const uint8_t *relay_cert, size_t relay_cert_len,
+                       const uint8_t sig[static SIG_LEN]) VL_MUST_CHECK;
 int wire_put_auth(struct buf *out, const uint8_t *cert, size_t cert_len,
                   const uint8_t sig[static SIG_LEN]) VL_MUST_CHECK;
 int wire_put_auth_ok(struct buf *out, uint64_t dir_version, uint64_t time,
@@ -296,9 +308,16 @@ int wire_put_audit_proof_get(struct buf *out, uint8_t kind, uint64_t a, uint64_t
 int wire_put_audit_proof(struct buf *out, uint8_t kind, uint64_t a, uint64_t b,
                          const uint8_t *record, const uint8_t *hashes, size_t n) VL_MUST_CHECK;
 
-/* Auth signature body: u8 len || relay_id || nonce (context SIG_CTX_RELAY_AUTH). */
-int wire_auth_body(struct buf *out, const char *relay_id,
-                   const uint8_t nonce[static WIRE_NONCE_LEN]) VL_MUST_CHECK;
+/*
+ * The body both handshake signatures cover (PROTOCOL.md part 2
+ * "Authentication"): u8 len || relay_id || client nonce || server nonce ||
+ * channel binding. The relay signs it with context SIG_CTX_RELAY_CHALLENGE
+ * and its handshake key, the device with SIG_CTX_RELAY_AUTH and its own key.
+ */
+int wire_handshake_body(struct buf *out, const char *relay_id,
+                        const uint8_t client_nonce[static WIRE_NONCE_LEN],
+                        const uint8_t server_nonce[static WIRE_NONCE_LEN],
+                        const uint8_t binding[static WIRE_BINDING_LEN]) VL_MUST_CHECK;
 
 /* Stable names for logs and metrics; never NULL. */
 const char *wire_type_name(uint8_t type);

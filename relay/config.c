@@ -32,6 +32,7 @@ static const struct opt opts[] = {
     {"tls-key", OPT_STR, S(tls_key), 0, 0, "FILE TLS private key (PEM)"},
     {"config", OPT_CONFIG, 0, 0, 0, "FILE settings file: lines \"name value\""},
     {"relay-id", OPT_STR, S(relay_id), 0, 0, "NAME relay identity; recorded in --data at the first start (default: the recorded one, else valise-relay)"},
+    {"relay-cert", OPT_STR, S(relay_cert), 0, 0, "FILE relay certificate IT signed for --relay-id and DATA/handshake.key"},
     {"port-file", OPT_STR, S(port_file), 0, 0, "FILE write the listening port here once bound"},
     {"map-size", OPT_U64, S(map_size), 1 << 20, UINT64_C(1) << 40, "BYTES LMDB map size (8 GiB)"},
     {"max-frame", OPT_U64, S(max_frame), 1024, WIRE_DIR_MAX + 64, "BYTES largest client message (2 MiB)"},
@@ -62,7 +63,8 @@ static const struct opt opts[] = {
 void cfg_usage(void)
 {
     fprintf(stderr, "usage: valise-relay --data DIR --org-pub FILE --directory FILE --listen HOST:PORT\n"
-                    "                    [--tls-cert FILE --tls-key FILE] [options]\n"
+                    "                    --relay-cert FILE [--tls-cert FILE --tls-key FILE] [options]\n"
+                    "       valise-relay --init-handshake-key --data DIR --out FILE\n"
                     "       valise-relay --print-audit-key --data DIR [--relay-id NAME]\n"
                     "Plain ws:// is refused unless HOST is a loopback address.\n\n");
     for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
@@ -311,16 +313,18 @@ int cfg_load(struct relay_config *cfg, int argc, char **argv, char *err, size_t 
             return r;
     }
     if (cfg->data_dir == NULL || cfg->org_pub == NULL || cfg->directory == NULL ||
-        cfg->listen == NULL) {
-        snprintf(err, errsz, "--data, --org-pub, --directory and --listen are required");
+        cfg->listen == NULL || cfg->relay_cert == NULL) {
+        snprintf(err, errsz,
+                 "--data, --org-pub, --directory, --listen and --relay-cert are required");
         return VERR_USAGE;
     }
     if ((cfg->tls_cert == NULL) != (cfg->tls_key == NULL)) {
         snprintf(err, errsz, "--tls-cert and --tls-key go together");
         return VERR_USAGE;
     }
-    if (cfg->relay_id != NULL && strlen(cfg->relay_id) > WIRE_RELAY_ID_MAX) {
-        snprintf(err, errsz, "--relay-id: at most %d bytes", WIRE_RELAY_ID_MAX);
+    if (cfg->relay_id != NULL && !relaycert_valid_id(cfg->relay_id)) {
+        snprintf(err, errsz, "--relay-id \"%s\": 1..%d of a-z A-Z 0-9 . _ -", cfg->relay_id,
+                 WIRE_RELAY_ID_MAX);
         return VERR_USAGE;
     }
     if ((r = parse_listen(cfg, err, errsz)) != 0)

@@ -23,6 +23,7 @@ enum { CFG_HOST_MAX = 64, CFG_STR_MAX = 32 };
 
 struct relay_config {
     const char *data_dir, *org_pub, *directory, *listen, *tls_cert, *tls_key, *relay_id;
+    const char *relay_cert; /* the relay certificate IT signed (PROTOCOL.md part 1) */
     const char *port_file;
     char host[CFG_HOST_MAX];
     int port;

@@ -116,7 +116,7 @@ static int take_lock(struct datadir *d, const char *dir, char *err, size_t errsz
 
 int datadir_claim(struct datadir *d, const char *dir, const char *want, char *err, size_t errsz)
 {
-    char stored[WIRE_RELAY_ID_MAX + 1], path[4096];
+    char stored[WIRE_RELAY_ID_MAX + 1];
     int r;
 
     memset(d, 0, sizeof(*d));
@@ -144,29 +144,36 @@ int datadir_claim(struct datadir *d, const char *dir, const char *want, char *er
             goto out;
         }
         memcpy(d->relay_id, stored, sizeof(stored));
+        d->recorded = 1;
         return 0;
     }
     if (r != VERR_UNKNOWN) {
         snprintf(err, errsz, "--data %s: %s: %s", dir, DATADIR_ID_FILE, verr_str(r));
         goto out;
     }
-    /* First start: record the id the audit log will be signed under. */
+    /* First start: the id the audit log will be signed under, recorded once it runs. */
     snprintf(d->relay_id, sizeof(d->relay_id), "%s", want != NULL ? want : DATADIR_DEFAULT_ID);
-    {
-        char line[WIRE_RELAY_ID_MAX + 2];
-        int n = snprintf(line, sizeof(line), "%s\n", d->relay_id);
-
-        if ((r = file_join(path, sizeof(path), dir, DATADIR_ID_FILE)) != 0 || n <= 0 ||
-            (r = file_write_new(path, (const uint8_t *)line, (size_t)n, 0600)) != 0) {
-            snprintf(err, errsz, "--data %s: cannot write %s: %s", dir, DATADIR_ID_FILE,
-                     verr_str(r));
-            goto out;
-        }
-    }
     return 0;
 out:
     datadir_release(d);
     return r;
+}
+
+int datadir_record(struct datadir *d, const char *dir, char *err, size_t errsz)
+{
+    char path[4096], line[WIRE_RELAY_ID_MAX + 2];
+    int n, r;
+
+    if (d->recorded)
+        return 0;
+    n = snprintf(line, sizeof(line), "%s\n", d->relay_id);
+    if ((r = file_join(path, sizeof(path), dir, DATADIR_ID_FILE)) != 0 || n <= 0 ||
+        (r = file_write_new(path, (const uint8_t *)line, (size_t)n, 0600)) != 0) {
+        snprintf(err, errsz, "--data %s: cannot write %s: %s", dir, DATADIR_ID_FILE, verr_str(r));
+        return r != 0 ? r : VERR_INTERNAL;
+    }
+    d->recorded = 1;
+    return 0;
 }
 
 void datadir_release(struct datadir *d)

@@ -9,10 +9,11 @@
  *    VERR_EXISTS and a message naming the pid that holds it: two writers on
  *    one audit log would fork it (PROTOCOL.md part 2 "Storage").
  *  - The relay id is part of what the data directory is: its audit log's
- *    checkpoints are signed under "valise/<relay-id>". It is recorded in
- *    DIR/relay-id at the first start; later starts without --relay-id take
- *    it from there, and with a different --relay-id they are refused
- *    (VERR_DENIED) rather than silently signing under another name.
+ *    checkpoints are signed under "valise/<relay-id>". datadir_record writes
+ *    it to DIR/relay-id once the first start has succeeded (a refused start
+ *    records nothing); later starts without --relay-id take it from there,
+ *    and with a different --relay-id they are refused (VERR_DENIED) rather
+ *    than silently signing under another name.
  *  - datadir_stored_id reads the recorded id without claiming anything (for
  *    --print-audit-key, which may run beside the relay).
  *  - Errors come with one line in err naming the file and what to do.
@@ -31,6 +32,7 @@
 
 struct datadir {
     int lock_fd;                         /* -1 when not held */
+    int recorded;                        /* DIR/relay-id holds relay_id */
     char relay_id[WIRE_RELAY_ID_MAX + 1];
 };
 
@@ -40,6 +42,8 @@ struct datadir {
  */
 int datadir_claim(struct datadir *d, const char *dir, const char *want, char *err,
                   size_t errsz) VL_MUST_CHECK;
+/* Records d->relay_id in dir if this is the first start (after it succeeded). */
+int datadir_record(struct datadir *d, const char *dir, char *err, size_t errsz) VL_MUST_CHECK;
 void datadir_release(struct datadir *d);
 /* The id recorded in dir into out (size > WIRE_RELAY_ID_MAX); VERR_UNKNOWN if none yet. */
 int datadir_stored_id(const char *dir, char *out, size_t outsz) VL_MUST_CHECK;

@@ -13,6 +13,7 @@
 #include "harden.h"
 #include "log.h"
 #include "relay.h"
+#include "relaycert.h"
 
 static struct relay *the_relay;
 
@@ -50,11 +51,80 @@ static int write_port_file(const char *path, int port)
     return file_replace(path, (const uint8_t *)text, (size_t)n, 0600);
 }
 
+static int init_handshake_wanted(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--init-handshake-key") == 0)
+            return 1;
+    return 0;
+}
+
+/*
+ * valise-relay --init-handshake-key --data DIR --out FILE: creates
+ * DIR/handshake.key (O_EXCL, 0600) and writes its public half to FILE for
+ * IT, who sign a relay certificate for it (valise-keys relay-cert).
+ */
+static int init_handshake_main(int argc, char **argv)
+{
+    const char *data = NULL, *out = NULL;
+    char path[4096];
+    uint8_t pk[SIG_PK_LEN];
+    struct buf pub = {0};
+    int r;
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--init-handshake-key") == 0)
+            continue;
+        if (i + 1 < argc && strcmp(argv[i], "--data") == 0)
+            data = argv[++i];
+        else if (i + 1 < argc && strcmp(argv[i], "--out") == 0)
+            out = argv[++i];
+        else {
+            fprintf(stderr, "valise-relay: --init-handshake-key takes only --data DIR and "
+                            "--out FILE\n");
+            return 2;
+        }
+    }
+    if (data == NULL || out == NULL) {
+        fprintf(stderr, "valise-relay: --init-handshake-key needs --data DIR and --out FILE\n");
+        return 2;
+    }
+    if (sodium_init() < 0) {
+        fprintf(stderr, "valise-relay: libsodium failed to initialise\n");
+        return 1;
+    }
+    if (file_exists(out)) {
+        fprintf(stderr, "valise-relay: --out %s already exists; choose another file\n", out);
+        return 1;
+    }
+    if ((r = file_mkdir_private(data)) != 0 ||
+        (r = file_join(path, sizeof(path), data, RELAYKEY_FILE)) != 0) {
+        fprintf(stderr, "valise-relay: --data %s: %s\n", data, verr_str(r));
+        return 1;
+    }
+    if ((r = relaykey_create(path, pk)) != 0) {
+        fprintf(stderr, "valise-relay: %s: %s%s\n", path, verr_str(r),
+                r == VERR_EXISTS ? " (this relay already has a handshake key)" : "");
+        return 1;
+    }
+    if ((r = relaypub_encode(pk, &pub)) != 0 ||
+        (r = file_write_new(out, buf_data(&pub), buf_size(&pub), 0644)) != 0) {
+        buf_free(&pub);
+        unlink(path); /* nothing half-made: no key without its public file */
+        fprintf(stderr, "valise-relay: --out %s: %s\n", out, verr_str(r));
+        return 1;
+    }
+    buf_free(&pub);
+    printf("handshake key created in %s; give %s to IT for valise-keys relay-cert\n", path, out);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct relay_config cfg;
     struct relay *rl = NULL;
     struct datadir dd = {.lock_fd = -1};
+    struct relaycert cert_of_relay;
     char err[512];
     int r, status = 1;
 
@@ -65,6 +135,8 @@ int main(int argc, char **argv)
     }
     if (raudit_print_wanted(argc, argv))
         return raudit_print_main(argc, argv);
+    if (init_handshake_wanted(argc, argv))
+        return init_handshake_main(argc, argv);
     r = cfg_load(&cfg, argc, argv, err, sizeof(err));
     if (r == 1) {
         status = 0;
@@ -81,6 +153,19 @@ int main(int argc, char **argv)
         goto out;
     }
     err[0] = '\0';
+    /* Without --relay-id the relay is who its certificate says it is. */
+    if (cfg.relay_id == NULL) {
+        struct buf f = {0};
+
+        if ((r = file_read(cfg.relay_cert, RELAYCERT_MAX_LEN, 0, &f)) != 0 ||
+            (r = relaycert_parse(buf_data(&f), buf_size(&f), &cert_of_relay)) != 0) {
+            buf_free(&f);
+            fprintf(stderr, "valise-relay: --relay-cert %s: %s\n", cfg.relay_cert, verr_str(r));
+            goto out;
+        }
+        buf_free(&f);
+        cfg.relay_id = cert_of_relay.relay_id;
+    }
     /* One relay per data directory, always under the same relay id (datadir.h). */
     if ((r = datadir_claim(&dd, cfg.data_dir, cfg.relay_id, err, sizeof(err))) != 0) {
         fprintf(stderr, "valise-relay: %s\n", err);
@@ -89,6 +174,10 @@ int main(int argc, char **argv)
     cfg.relay_id = dd.relay_id;
     if ((r = relay_create(&rl, &cfg, err, sizeof(err))) != 0) {
         fprintf(stderr, "valise-relay: %s\n", err[0] != '\0' ? err : verr_str(r));
+        goto out;
+    }
+    if ((r = datadir_record(&dd, cfg.data_dir, err, sizeof(err))) != 0) {
+        fprintf(stderr, "valise-relay: %s\n", err);
         goto out;
     }
     the_relay = rl;

@@ -15,6 +15,7 @@
 #include "audit_record.h"
 #include "cert.h"
 #include "dir.h"
+#include "fileio.h"
 #include "log.h"
 #include "netcheck.h"
 #include "sig.h"
@@ -22,9 +23,11 @@
 #include "transport.h"
 #include "wire.h"
 
+_Static_assert((int)TP_BINDING_LEN == (int)WIRE_BINDING_LEN, "tls-exporter is 32 bytes (RFC 9266)");
+
 enum {
     RX_BUFFER = 64 * 1024,       /* DESIGN.md limits: read 64 KiB at a time */
-    PREAUTH_FRAME_MAX = 1024,    /* an AUTH is under 400 bytes */
+    PREAUTH_FRAME_MAX = 1024,    /* a HELLO is 34 bytes, an AUTH under 400 */
     DELIVER_MAX_BYTES = 1 << 20, /* ciphertext per DELIVER message (at least one envelope) */
     ND_BATCH = 256,
     SWEEP_LIMIT = 10000,         /* expiries per turn, so one turn stays short */
@@ -48,7 +51,10 @@ struct session {
     struct relay *rl;
     struct tp_conn *conn; /* NULL once closed */
     struct session *dev_next;
-    uint8_t nonce[WIRE_NONCE_LEN];
+    uint8_t nonce[WIRE_NONCE_LEN];        /* the relay's, sent in CHALLENGE */
+    uint8_t client_nonce[WIRE_NONCE_LEN]; /* from HELLO */
+    uint8_t binding[WIRE_BINDING_LEN];    /* tls-exporter, or zero on ws:// */
+    int challenged;                       /* CHALLENGE sent: AUTH is next */
     uint8_t device_id[DEVICE_ID_LEN];
     uint8_t sign_pk[SIG_PK_LEN];
     uint64_t serial;
@@ -148,6 +154,10 @@ enum writer_state { W_IDLE, W_BUSY, W_DONE };
 struct relay {
     const struct relay_config *cfg;
     struct orgpub org;
+    /* the relay's own identity (PROTOCOL.md part 1 "Relay certificate") */
+    uint8_t *hs_sk; /* sodium_malloc: handshake key, signs CHALLENGE only */
+    uint8_t relay_cert[RELAYCERT_MAX_LEN];
+    size_t relay_cert_len;
     struct directory *dir;
     struct dev_entry *devs;
     size_t ndevs;
@@ -548,6 +558,43 @@ static void auth_wait_run(struct relay *rl)
     }
 }
 
+/*
+ * HELLO carries the device's fresh nonce; the relay answers with CHALLENGE:
+ * its own nonce, its relay certificate and its handshake key's signature
+ * over relay id, both nonces and the channel binding, so the device can
+ * check which relay it talks to before it signs anything.
+ */
+static void handle_hello(struct session *s, const struct wire_msg *m)
+{
+    struct relay *rl = s->rl;
+    uint8_t sig[SIG_LEN];
+    struct buf body;
+    int r;
+
+    memcpy(s->client_nonce, m->u.client_nonce, WIRE_NONCE_LEN);
+    if (tp_channel_binding(s->conn, s->binding) != 0) {
+        auth_fail(s, WIRE_R_CHANNEL_BINDING, NULL);
+        return;
+    }
+    randombytes_buf(s->nonce, sizeof(s->nonce));
+    if (buf_init(&body, WIRE_HANDSHAKE_BODY_MAX, 0) != 0) {
+        auth_fail(s, WIRE_R_STORAGE_ERROR, NULL);
+        return;
+    }
+    r = wire_handshake_body(&body, rl->cfg->relay_id, s->client_nonce, s->nonce, s->binding);
+    if (r == 0)
+        r = sig_sign(sig, SIG_CTX_RELAY_CHALLENGE, buf_data(&body), buf_size(&body), rl->hs_sk);
+    buf_free(&body);
+    buf_reset(&rl->scratch);
+    if (r != 0 ||
+        wire_put_challenge(&rl->scratch, s->nonce, rl->relay_cert, rl->relay_cert_len, sig) != 0 ||
+        send_scratch(s) != 0) {
+        auth_fail(s, WIRE_R_STORAGE_ERROR, NULL);
+        return;
+    }
+    s->challenged = 1;
+}
+
 static void handle_auth(struct session *s, const struct wire_msg *m)
 {
     struct relay *rl = s->rl;
@@ -565,8 +612,9 @@ static void handle_auth(struct session *s, const struct wire_msg *m)
         auth_fail(s, reason_of_verr(r), &c);
         return;
     }
-    if (buf_init(&body, 1 + WIRE_RELAY_ID_MAX + WIRE_NONCE_LEN, 0) != 0 ||
-        wire_auth_body(&body, rl->cfg->relay_id, s->nonce) != 0) {
+    if (buf_init(&body, WIRE_HANDSHAKE_BODY_MAX, 0) != 0 ||
+        wire_handshake_body(&body, rl->cfg->relay_id, s->client_nonce, s->nonce, s->binding) !=
+            0) {
         buf_free(&body);
         auth_fail(s, WIRE_R_STORAGE_ERROR, &c);
         return;
@@ -576,6 +624,7 @@ static void handle_auth(struct session *s, const struct wire_msg *m)
     buf_free(&body);
     /* The challenge is single-use: this connection gets no second attempt. */
     sodium_memzero(s->nonce, sizeof(s->nonce));
+    sodium_memzero(s->client_nonce, sizeof(s->client_nonce));
     if (r != 0) {
         auth_fail(s, WIRE_R_BAD_SIGNATURE, &c);
         return;
@@ -693,10 +742,13 @@ static void handle_msg(struct session *s, const uint8_t *p, size_t len)
         return;
     }
     if (!s->authed) {
-        if (m.type != WIRE_AUTH)
-            auth_fail(s, WIRE_R_NOT_AUTHENTICATED, NULL);
-        else
+        /* PROTOCOL.md part 2 "Authentication": HELLO, then AUTH, nothing else. */
+        if (!s->challenged && m.type == WIRE_HELLO)
+            handle_hello(s, &m);
+        else if (s->challenged && m.type == WIRE_AUTH)
             handle_auth(s, &m);
+        else
+            auth_fail(s, WIRE_R_NOT_AUTHENTICATED, NULL);
         return;
     }
     /* PROTOCOL.md part 2: nothing but AUTH before AUTH_OK, also while AUTH_OK waits. */
@@ -808,15 +860,7 @@ static void *on_open(void *ctx, struct tp_conn *c)
         fail_session(s, reason, wire_reason_name(reason));
         return s;
     }
-    randombytes_buf(s->nonce, sizeof(s->nonce));
-    buf_reset(&rl->scratch);
-    if (wire_put_challenge(&rl->scratch, s->nonce, rl->cfg->relay_id) != 0 ||
-        send_scratch(s) != 0) {
-        rl->nconns--;
-        session_free(s);
-        return NULL;
-    }
-    /* Nothing but AUTH is accepted before this runs out. */
+    /* The device speaks first (HELLO); nothing but HELLO and AUTH before this runs out. */
     tp_set_timeout(c, (unsigned)rl->cfg->handshake_timeout);
     return s;
 }
@@ -1958,6 +2002,64 @@ static int audit_now(struct relay *rl, uint8_t event)
     return store_commit(rl->st);
 }
 
+/*
+ * The relay's identity at start: DATA/handshake.key and --relay-cert, which
+ * must verify against --org-pub now, name --relay-id and certify this key.
+ */
+static int load_identity(struct relay *rl, char *err, size_t errsz)
+{
+    const struct relay_config *cfg = rl->cfg;
+    char path[4096];
+    uint8_t pk[SIG_PK_LEN];
+    struct relaycert rc;
+    struct buf f = {0};
+    int r;
+
+    if ((rl->hs_sk = sodium_malloc(SIG_SK_LEN)) == NULL)
+        return VERR_NOMEM;
+    if ((r = file_join(path, sizeof(path), cfg->data_dir, RELAYKEY_FILE)) != 0)
+        return r;
+    if ((r = relaykey_load(path, rl->hs_sk, pk)) != 0) {
+        snprintf(err, errsz,
+                 "--data %s: handshake key %s: %s (create it once with valise-relay "
+                 "--init-handshake-key --data %s --out FILE and have IT sign a relay certificate)",
+                 cfg->data_dir, RELAYKEY_FILE, verr_str(r), cfg->data_dir);
+        return r;
+    }
+    if ((r = file_read(cfg->relay_cert, RELAYCERT_MAX_LEN, 0, &f)) != 0) {
+        snprintf(err, errsz, "--relay-cert %s: %s", cfg->relay_cert, verr_str(r));
+        return r;
+    }
+    r = relaycert_parse(buf_data(&f), buf_size(&f), &rc);
+    if (r == 0) {
+        memcpy(rl->relay_cert, buf_data(&f), buf_size(&f));
+        rl->relay_cert_len = buf_size(&f);
+    }
+    buf_free(&f);
+    if (r != 0) {
+        snprintf(err, errsz, "--relay-cert %s: %s", cfg->relay_cert, verr_str(r));
+        return r;
+    }
+    if ((r = relaycert_verify(&rc, &rl->org, now_s())) != 0) {
+        snprintf(err, errsz, "--relay-cert %s: %s (against --org-pub %s); ask IT for a new one",
+                 cfg->relay_cert, verr_str(r), cfg->org_pub);
+        return r;
+    }
+    if (strcmp(rc.relay_id, cfg->relay_id) != 0) {
+        snprintf(err, errsz, "--relay-cert %s is for relay id \"%s\", not --relay-id \"%s\"",
+                 cfg->relay_cert, rc.relay_id, cfg->relay_id);
+        return VERR_DENIED;
+    }
+    if (sodium_memcmp(rc.pk, pk, SIG_PK_LEN) != 0) {
+        snprintf(err, errsz,
+                 "--relay-cert %s certifies another handshake key than %s/%s; ask IT to sign "
+                 "this relay's public key",
+                 cfg->relay_cert, cfg->data_dir, RELAYKEY_FILE);
+        return VERR_DENIED;
+    }
+    return 0;
+}
+
 int relay_create(struct relay **out, const struct relay_config *cfg, char *err, size_t errsz)
 {
     struct relay *rl;
@@ -2008,6 +2110,8 @@ int relay_create(struct relay **out, const struct relay_config *cfg, char *err, 
         snprintf(err, errsz, "--data %s: %s", cfg->data_dir, verr_str(r));
         goto out;
     }
+    if ((r = load_identity(rl, err, errsz)) != 0)
+        goto out;
     store_set_dedupe_window(rl->st, cfg->dedupe_window);
     if ((r = raudit_open(&rl->audit, cfg, rl->st, err, errsz)) != 0)
         goto out;
@@ -2176,6 +2280,7 @@ void relay_destroy(struct relay *rl)
     batch_free(rl, &rl->batches[1]);
     store_close(rl->st);
     raudit_free(rl->audit);
+    sodium_free(rl->hs_sk); /* wipes */
     dir_free(rl->dir);
     free(rl->devs);
     free(rl->buckets);

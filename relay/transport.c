@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include <libwebsockets.h>
+#include <openssl/ssl.h>
 
 #include "log.h"
 
@@ -25,6 +26,29 @@ struct tp_psd {
     uint8_t *http_body;
     size_t http_len;
 };
+
+/*
+ * RFC 9266 tls-exporter: the RFC 8446 section 7.5 exporter with label
+ * "EXPORTER-Channel-Binding" and an empty context, 32 bytes. Only TLS 1.3
+ * gives a binding unique to the connection (RFC 9266 section 3), so an older
+ * version is refused. Plain ws:// (loopback only): 32 zero bytes.
+ */
+static int channel_binding(struct lws *wsi, int tls, uint8_t out[static 32])
+{
+    static const char label[] = "EXPORTER-Channel-Binding";
+    SSL *ssl;
+
+    memset(out, 0, 32);
+    if (!tls)
+        return 0;
+    if ((ssl = lws_get_ssl(wsi)) == NULL || SSL_version(ssl) != TLS1_3_VERSION)
+        return VERR_DENIED;
+    if (SSL_export_keying_material(ssl, out, 32, label, sizeof(label) - 1, NULL, 0, 0) != 1) {
+        memset(out, 0, 32);
+        return VERR_DENIED;
+    }
+    return 0;
+}
 
 static struct tp *tp_of(struct lws *wsi)
 {
@@ -279,4 +303,11 @@ void tp_set_timeout(struct tp_conn *c, unsigned secs)
 void tp_close_async(struct tp_conn *c)
 {
     lws_set_timeout((struct lws *)c, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
+int tp_channel_binding(struct tp_conn *c, uint8_t out[static TP_BINDING_LEN])
+{
+    struct lws *wsi = (struct lws *)c;
+
+    return channel_binding(wsi, lws_is_ssl(wsi), out);
 }

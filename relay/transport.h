@@ -24,6 +24,8 @@
 
 #define TRANSPORT_PROTOCOL "valise.v1"
 
+enum { TP_BINDING_LEN = 32 };
+
 struct tp;
 struct tp_conn;
 
@@ -62,6 +64,12 @@ int tp_choked(struct tp_conn *c);
 void tp_want_write(struct tp_conn *c);
 /* Closes the connection unless it is active again within secs seconds. */
 void tp_set_timeout(struct tp_conn *c, unsigned secs);
+/*
+ * The connection's channel binding (PROTOCOL.md part 2 "Authentication"):
+ * the RFC 9266 tls-exporter value under TLS 1.3, 32 zero bytes on plain
+ * ws://. VERR_DENIED under TLS older than 1.3 or if the export fails.
+ */
+int tp_channel_binding(struct tp_conn *c, uint8_t out[static TP_BINDING_LEN]) VL_MUST_CHECK;
 /* Closes the connection from outside a handler (soon, asynchronously). */
 void tp_close_async(struct tp_conn *c);
 

@@ -29,7 +29,7 @@ cd "$demo"
 rpid=
 cleanup() { [ -n "$rpid" ] && kill "$rpid" 2>/dev/null && wait "$rpid" 2>/dev/null; true; }
 trap cleanup EXIT
-rm -rf org hq jkt-laptop jkt-phone relay-data ./*.req ./*.cert directory.bin officer.state
+rm -rf org hq jkt-laptop jkt-phone relay-data ./*.req ./*.cert relay.pub directory.bin officer.state
 umask 077
 printf 'ministry root passphrase, kept by IT\n' >it.pass
 printf 'device passphrase of the HQ duty officer\n' >hq.pass
@@ -53,8 +53,12 @@ run "$KEYS" enroll --dir org --request budi-phone.req --post JKT --role ambassad
 run "$KEYS" directory --dir org --out directory.bin --passphrase-file it.pass
 run "$KEYS" list --dir org
 
-step "2. The relay operator starts the relay"
-"$RELAY" --data relay-data --org-pub org/org.pub --directory directory.bin \
+step "2. The relay operator makes the relay's handshake key; IT certify it for relay id demo-relay"
+run "$RELAY" --init-handshake-key --data relay-data --out relay.pub
+run "$KEYS" relay-cert --dir org --relay-id demo-relay --pubkey relay.pub --out relay.cert --passphrase-file it.pass
+
+step "The relay operator starts the relay with its relay certificate"
+"$RELAY" --data relay-data --org-pub org/org.pub --directory directory.bin --relay-cert relay.cert \
   --listen 127.0.0.1:0 --port-file relay.port --relay-id demo-relay --log-level warn 2>relay.log &
 rpid=$!
 for _ in $(seq 100); do [ -s relay.port ] && break; sleep 0.05; done
@@ -62,10 +66,10 @@ for _ in $(seq 100); do [ -s relay.port ] && break; sleep 0.05; done
 url="ws://127.0.0.1:$(cat relay.port)"
 echo "relay listening on $url (healthz: $(curl -s "http://127.0.0.1:$(cat relay.port)/healthz"))"
 
-step "Each device installs its certificate; HQ and the laptop publish their prekeys"
-run "$VALISE" enroll --home hq --cert anna.cert --org-pub org/org.pub --relay "$url" --passphrase-file hq.pass
-run "$VALISE" enroll --home jkt-laptop --cert budi-laptop.cert --org-pub org/org.pub --relay "$url" --passphrase-file jkt.pass
-run "$VALISE" enroll --home jkt-phone --cert budi-phone.cert --org-pub org/org.pub --relay "$url" --passphrase-file jkt.pass
+step "Each device installs its certificate and the relay id IT gave; the devices publish their prekeys"
+run "$VALISE" enroll --home hq --cert anna.cert --org-pub org/org.pub --relay "$url" --relay-id demo-relay --passphrase-file hq.pass
+run "$VALISE" enroll --home jkt-laptop --cert budi-laptop.cert --org-pub org/org.pub --relay "$url" --relay-id demo-relay --passphrase-file jkt.pass
+run "$VALISE" enroll --home jkt-phone --cert budi-phone.cert --org-pub org/org.pub --relay "$url" --relay-id demo-relay --passphrase-file jkt.pass
 run "$VALISE" sync --home hq --passphrase-file hq.pass
 run "$VALISE" sync --home jkt-laptop --passphrase-file jkt.pass
 run "$VALISE" sync --home jkt-phone --passphrase-file jkt.pass

@@ -71,3 +71,9 @@ add_test(NAME adversarial/person_name
          COMMAND ${CMAKE_CURRENT_LIST_DIR}/adversarial/person_name.sh
                  $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise> $<TARGET_FILE:valise-relay>)
 set_tests_properties(adversarial/person_name PROPERTIES TIMEOUT 180 LABELS adversarial)
+
+# Issue 11 item 3: a device refuses a relay that does not prove it is the one it enrolled with.
+add_test(NAME adversarial/impersonating_relay
+         COMMAND ${CMAKE_CURRENT_LIST_DIR}/adversarial/impersonating_relay.sh
+         $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise> $<TARGET_FILE:valise-relay>)
+set_tests_properties(adversarial/impersonating_relay PROPERTIES TIMEOUT 180 LABELS adversarial)

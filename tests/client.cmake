@@ -34,3 +34,11 @@ target_link_libraries(client_test_msgid PRIVATE vtest_relay_support valise_clien
 add_dependencies(client_test_msgid valise-relay)
 add_test(NAME client/msgid COMMAND client_test_msgid)
 set_tests_properties(client/msgid PROPERTIES TIMEOUT 180 LABELS client)
+
+# The client authenticates only to the relay it was enrolled with; TLS channel binding.
+add_executable(client_test_relay_identity ${CMAKE_CURRENT_LIST_DIR}/client/test_relay_identity.c)
+target_link_libraries(client_test_relay_identity PRIVATE vtest_relay_support valise_client vcore
+                      PkgConfig::CMOCKA)
+add_dependencies(client_test_relay_identity valise-relay)
+add_test(NAME client/relay_identity COMMAND client_test_relay_identity)
+set_tests_properties(client/relay_identity PROPERTIES TIMEOUT 180 LABELS client)

@@ -7,7 +7,12 @@
 #   V ARGS...                  $VALISE with the device passphrase file dpw
 #   relay_start PORT DATA DIRECTORY [FLAGS...]
 #                              valise-relay ($RELAY) with org/org.pub, waits for
-#                              its port file; PORT 0: any (read it from `port`)
+#                              its port file; PORT 0: any (read it from `port`).
+#                              Unless FLAGS hold --relay-cert, DATA gets a
+#                              handshake key and IT sign DATA.rcert for relay id
+#                              $RELAY_ID (relay_identity)
+#   relay_identity DATA ID CERT  the relay operator's and IT's steps: handshake
+#                              key in DATA, relay certificate for ID in CERT
 #   relay_stop                 SIGTERM and wait
 #   org_setup "HOME NAME POST ROLE"...
 #                              an organisation in org/ ($KEYS), each device's
@@ -22,6 +27,7 @@
 set -u
 failures=0
 RPID=
+RELAY_ID=valise-relay
 harness_cleanup() {
   [ -n "$RPID" ] && kill "$RPID" 2>/dev/null && wait "$RPID" 2>/dev/null
   rm -rf "$T"
@@ -39,9 +45,22 @@ run() {
   if ! "$@" >out.txt 2>err.txt; then fail "$d: exit $? ($(cat err.txt))"; return 1; fi
 }
 V() { "$VALISE" "$@" --passphrase-file dpw; }
+relay_identity() {
+  local data=$1 id=$2 cert=$3
+  [ -f "$data/handshake.key" ] ||
+    run "relay handshake key" "$RELAY" --init-handshake-key --data "$data" --out "$data.hspub" || exit 1
+  rm -f "$cert"
+  run "relay certificate for $id" "$KEYS" relay-cert --dir org --relay-id "$id" \
+    --pubkey "$data.hspub" --out "$cert" --passphrase-file opw || exit 1
+}
 relay_start() {
-  local port=$1 data=$2 dir=$3; shift 3
+  local port=$1 data=$2 dir=$3 a; shift 3
   rm -f port
+  for a in "$@"; do [ "$a" = --relay-cert ] && break; done
+  if [ "${a:-}" != --relay-cert ]; then
+    [ -f "$data.rcert" ] || relay_identity "$data" "$RELAY_ID" "$data.rcert"
+    set -- --relay-cert "$data.rcert" "$@"
+  fi
   "$RELAY" --data "$data" --org-pub org/org.pub --directory "$dir" --listen "127.0.0.1:$port" \
     --port-file port --log-level warn "$@" 2>>relay.log &
   RPID=$!
@@ -65,7 +84,7 @@ join_relay() {
   local h
   for h in "$@"; do
     run "valise enroll $h" V enroll --home "$h" --cert "$h.cert" --org-pub org/org.pub \
-      --relay "ws://127.0.0.1:$PORT"
+      --relay "ws://127.0.0.1:$PORT" --relay-id "$RELAY_ID"
     run "$h publishes prekeys" V sync --home "$h" --wait-ms 100
   done
 }

@@ -25,12 +25,13 @@ endforeach()
 add_test(NAME relay/cli_help COMMAND valise-relay --help)
 add_test(NAME relay/cli_missing_flags COMMAND valise-relay --listen 127.0.0.1:0)
 add_test(NAME relay/cli_refuses_plain_non_loopback COMMAND valise-relay --data /nonexistent
-         --org-pub /nonexistent --directory /nonexistent --listen 0.0.0.0:7443)
+         --org-pub /nonexistent --directory /nonexistent --relay-cert /nonexistent
+         --listen 0.0.0.0:7443)
 add_test(NAME relay/cli_bad_number COMMAND valise-relay --data d --org-pub o --directory x
          --listen 127.0.0.1:0 --max-frame 12abc)
 # Each refusal must name its reason (a crash would print none of these).
 set_tests_properties(relay/cli_missing_flags PROPERTIES
-                     PASS_REGULAR_EXPRESSION "--data, --org-pub, --directory and --listen are required")
+                     PASS_REGULAR_EXPRESSION "--data, --org-pub, --directory, --listen and --relay-cert are required")
 set_tests_properties(relay/cli_refuses_plain_non_loopback PROPERTIES
                      PASS_REGULAR_EXPRESSION "without TLS")
 set_tests_properties(relay/cli_bad_number PROPERTIES

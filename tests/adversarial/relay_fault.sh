@@ -36,7 +36,8 @@ start_relay() {
   local d=$1 p=$2; shift 2
   rm -f "$d/port"
   env "$@" "$RELAY" --data "$d/data" --org-pub "$d/org/org.pub" --directory "$d/dir.bin" \
-    --listen "127.0.0.1:$p" --port-file "$d/port" --log-level warn 2>>"$T/relay.log" &
+    --listen "127.0.0.1:$p" --port-file "$d/port" --relay-cert "$d/relay.cert" \
+    --log-level warn 2>>"$T/relay.log" &
   RPID=$!
   for _ in $(seq 200); do [ -s "$d/port" ] && return 0; sleep 0.025; done
   fail "relay did not start: $(tail -3 "$T/relay.log")"
@@ -63,12 +64,15 @@ mkdir t0
   "$VALISE" init --home jkt --name Budi --out jkt.req --passphrase-file ../dpw &&
   "$KEYS" enroll --dir org --request hq.req --post HQ --role duty --out hq.cert --passphrase-file ../opw &&
   "$KEYS" enroll --dir org --request jkt.req --post JKT --role ambassador --out jkt.cert --passphrase-file ../opw &&
-  "$KEYS" directory --dir org --out dir.bin --passphrase-file ../opw ) >/dev/null || { echo "template failed"; exit 1; }
+  "$KEYS" directory --dir org --out dir.bin --passphrase-file ../opw &&
+  "$RELAY" --init-handshake-key --data data --out relay.hspub &&
+  "$KEYS" relay-cert --dir org --relay-id valise-relay --pubkey relay.hspub --out relay.cert \
+    --passphrase-file ../opw ) >/dev/null || { echo "template failed"; exit 1; }
 start_relay t0 0
 PORT=$(cat t0/port)
 URL="ws://127.0.0.1:$PORT"
-must "enroll hq" V t0 enroll --home hq --cert hq.cert --org-pub org/org.pub --relay "$URL" || exit 1
-must "enroll jkt" V t0 enroll --home jkt --cert jkt.cert --org-pub org/org.pub --relay "$URL" || exit 1
+must "enroll hq" V t0 enroll --home hq --cert hq.cert --org-pub org/org.pub --relay "$URL" --relay-id valise-relay || exit 1
+must "enroll jkt" V t0 enroll --home jkt --cert jkt.cert --org-pub org/org.pub --relay "$URL" --relay-id valise-relay || exit 1
 must "jkt prekeys" V t0 sync --home jkt --wait-ms 100 || exit 1
 must "hq directory" V t0 sync --home hq --wait-ms 100 || exit 1
 must "send" V t0 send --home hq --to ambassador@JKT --subject F-msg --file ../opw || exit 1

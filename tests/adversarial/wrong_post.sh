@@ -67,7 +67,7 @@ if b.count(b'\x03GVA') != 1:
 open(sys.argv[2], 'wb').write(b.replace(b'\x03GVA', b'\x03JKT'))
 PY
 run "init gva2" V init --home gva2 --name Carla --out gva2.req
-if V enroll --home gva2 --cert forged.cert --org-pub org/org.pub --relay "ws://127.0.0.1:$PORT" >out.txt 2>err.txt; then
+if V enroll --home gva2 --cert forged.cert --org-pub org/org.pub --relay "ws://127.0.0.1:$PORT" --relay-id valise-relay >out.txt 2>err.txt; then
   fail "valise enroll accepted a certificate edited to another post"
 fi
 [ "$(wc -l <err.txt)" -eq 1 ] || fail "edited certificate: not a one-line error: $(cat err.txt)"

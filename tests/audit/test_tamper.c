@@ -937,7 +937,7 @@ static void test_rewritten_history_grows(void **state)
 /* Runs the relay on dir; it must refuse to start with the message. */
 static void relay_refuses(const char *dir, const char *needle)
 {
-    char port[TPATH];
+    char port[TPATH], rcert[TPATH];
     const char *argv[] = {VALISE_RELAY_BIN,
                           "--data",
                           dir,
@@ -945,6 +945,8 @@ static void relay_refuses(const char *dir, const char *needle)
                           S.pki.orgpub_path,
                           "--directory",
                           S.pki.dir_path,
+                          "--relay-cert",
+                          rcert,
                           "--listen",
                           "127.0.0.1:0",
                           "--port-file",
@@ -952,6 +954,11 @@ static void relay_refuses(const char *dir, const char *needle)
                           NULL};
 
     assert_int_equal(file_join(port, sizeof(port), S.pki.dir, "refused.port"), 0);
+    /* a valid relay identity, so the audit checks are what refuses */
+    assert_int_equal(file_join(rcert, sizeof(rcert), S.pki.dir, "refused.cert"), 0);
+    assert_int_equal(tpki_relay_cert(&S.pki, dir, "valise-relay", tnow() - 60, tnow() + 86400,
+                                     rcert),
+                     0);
     expect_run(argv, 1, needle);
 }
 

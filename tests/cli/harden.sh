@@ -67,7 +67,11 @@ VPID=$!; PIDS+=("$VPID")
 check_hardened valise "$VPID"
 kill "$VPID" 2>/dev/null; wait "$VPID" 2>/dev/null
 
-"${AS[@]}" "$RELAY" --data data --org-pub org/org.pub --directory dir.bin \
+"${AS[@]}" "$RELAY" --init-handshake-key --data data --out hs.pub >/dev/null 2>err.txt ||
+  { fail "valise-relay --init-handshake-key: $(cat err.txt)"; exit 1; }
+"${AS[@]}" "$KEYS" relay-cert --dir org --relay-id harden-test --pubkey hs.pub --out relay.cert \
+  --passphrase-file opw >/dev/null 2>err.txt || { fail "valise-keys relay-cert: $(cat err.txt)"; exit 1; }
+"${AS[@]}" "$RELAY" --data data --org-pub org/org.pub --directory dir.bin --relay-cert relay.cert \
   --listen 127.0.0.1:0 --port-file port --relay-id harden-test --log-level warn 2>relay.log &
 RPID=$!; PIDS+=("$RPID")
 for _ in $(seq 200); do [ -s port ] && break; sleep 0.025; done

@@ -86,7 +86,7 @@ grep -q "Budi Santoso.*JKT.*ambassador.*active" out.txt || fail "list lacks the 
 JKT_ID=$(awk '/Budi Santoso/ {print $2}' out.txt)
 
 # The post reads the org id at `valise enroll` and compares it with what IT read out.
-expect_ok "valise enroll hq" "$VALISE" enroll --home hq --cert hq.cert --org-pub org/org.pub --relay ws://127.0.0.1:9 --passphrase-file dpw
+expect_ok "valise enroll hq" "$VALISE" enroll --home hq --cert hq.cert --org-pub org/org.pub --relay ws://127.0.0.1:9 --relay-id valise-relay --passphrase-file dpw
 [ -n "$INIT_ORG_ID" ] && grep -qx "org id $INIT_ORG_ID" out.txt || fail "valise enroll does not show init's org id '$INIT_ORG_ID': $(cat out.txt)"
 
 # --- person identity (issue 11 item 1) ---
@@ -165,6 +165,19 @@ expect_ok "list after revoke" "$KEYS" list --dir org
 grep -q "Budi Santoso.*revoked: device lost" out.txt || fail "list does not show the revocation"
 expect_ok "directory v2" "$KEYS" directory --dir org --out dir.bin --passphrase-file pw
 grep -q "version 2 .*2 certificate(s), 1 revoked" out.txt || fail "second directory: $(cat out.txt)"
+
+# --- relay certificate: IT certify a relay's handshake key for its relay id ---
+{ printf 'VRHP\001'; tail -c 32 org/org.pub; } >relay.pub # any valid Ed25519 point
+expect_ok "relay-cert" "$KEYS" relay-cert --dir org --relay-id mfa-relay --pubkey relay.pub --valid-days 30 --out relay.cert --passphrase-file pw
+[ "$(head -c 4 relay.cert)" = VRLC ] || fail "relay.cert does not start with VRLC"
+grep -q "relay certificate for mfa-relay written to relay.cert, valid 30 days" out.txt || fail "relay-cert output: $(cat out.txt)"
+expect_fail "relay-cert over an existing file" "exists" "$KEYS" relay-cert --dir org --relay-id mfa-relay --pubkey relay.pub --out relay.cert --passphrase-file pw
+expect_fail "relay-cert bad relay id" "relay-id" "$KEYS" relay-cert --dir org --relay-id "evil relay" --pubkey relay.pub --out r2.cert --passphrase-file pw
+head -c 20 relay.pub >short.pub
+expect_fail "relay-cert truncated key" "pubkey" "$KEYS" relay-cert --dir org --relay-id mfa-relay --pubkey short.pub --out r2.cert --passphrase-file pw
+expect_fail "relay-cert wrong passphrase" "wrong passphrase" "$KEYS" relay-cert --dir org --relay-id mfa-relay --pubkey relay.pub --out r2.cert --passphrase-file badpw
+expect_fail "relay-cert without --relay-id" "required" "$KEYS" relay-cert --dir org --pubkey relay.pub --out r2.cert --passphrase-file pw
+[ ! -e r2.cert ] || fail "a refused relay-cert left r2.cert"
 
 if [ $failures -ne 0 ]; then
   echo "$failures check(s) failed" >&2

@@ -39,10 +39,10 @@ cp dir.bin dir1.bin
 start_relay --otk-low 99
 URL="ws://127.0.0.1:$PORT"
 for h in hq jkt1 jkt2 jkt3; do
-  run "valise enroll $h" V enroll --home $h --cert $h.cert --org-pub org/org.pub --relay "$URL"
+  run "valise enroll $h" V enroll --home $h --cert $h.cert --org-pub org/org.pub --relay "$URL" --relay-id valise-relay
 done
 # Someone else's certificate is refused.
-if V enroll --home hq --cert jkt1.cert --org-pub org/org.pub --relay "$URL" >out.txt 2>err.txt; then
+if V enroll --home hq --cert jkt1.cert --org-pub org/org.pub --relay "$URL" --relay-id valise-relay >out.txt 2>err.txt; then
   fail "enroll accepted another device's certificate"
 fi
 grep -q "not for this device" err.txt || fail "wrong-cert message: $(cat err.txt)"
@@ -83,7 +83,7 @@ start_relay --otk-low 99
 URL2="ws://127.0.0.1:$PORT"
 if [ "$URL2" != "$URL" ]; then
   for h in hq jkt1 jkt2 jkt3; do
-    run "re-enroll $h with new port" V enroll --home $h --cert $h.cert --org-pub org/org.pub --relay "$URL2"
+    run "re-enroll $h with new port" V enroll --home $h --cert $h.cert --org-pub org/org.pub --relay "$URL2" --relay-id valise-relay
   done
 fi
 grep -qa "$MARKER" data/* && fail "the relay's files hold the plaintext"
@@ -139,7 +139,7 @@ grep -q "unreachable" err.txt || fail "relay down message: $(cat err.txt)"
 start_relay
 URL3="ws://127.0.0.1:$PORT"
 for h in hq jkt1; do
-  run "re-enroll $h" V enroll --home $h --cert $h.cert --org-pub org/org.pub --relay "$URL3"
+  run "re-enroll $h" V enroll --home $h --cert $h.cert --org-pub org/org.pub --relay "$URL3" --relay-id valise-relay
 done
 run "hq sync after outage" V sync --home hq --wait-ms 200
 run "hq sync again (no duplicate)" V sync --home hq --wait-ms 200
@@ -176,7 +176,7 @@ run "enroll gva" "$KEYS" enroll --dir org --request gva.req --post GVA --role co
 run "directory v3" "$KEYS" directory --dir org --out dir.bin --passphrase-file opw
 kill -HUP "$RPID"
 sleep 0.3
-run "valise enroll gva" V enroll --home gva --cert gva.cert --org-pub org/org.pub --relay "$URL3"
+run "valise enroll gva" V enroll --home gva --cert gva.cert --org-pub org/org.pub --relay "$URL3" --relay-id valise-relay
 run "gva first sync" V sync --home gva --wait-ms 200
 run "hq sync (GVA known now)" V sync --home hq --wait-ms 200
 run "gva sync" V sync --home gva --wait-ms 1000
@@ -203,7 +203,7 @@ RUNPORT=$PORT
 stop_relay
 rm -f port
 "$RELAY" --data data --org-pub org/org.pub --directory dir.bin --listen "127.0.0.1:$RUNPORT" \
-  --port-file port --log-level warn --otk-low 99 2>>relay.log &
+  --relay-cert data.rcert --port-file port --log-level warn --otk-low 99 2>>relay.log &
 RPID=$!
 for _ in $(seq 100); do [ -s port ] && break; sleep 0.05; done
 echo "after the outage" >m4.txt
@@ -224,7 +224,7 @@ wait $RUNPID || fail "valise run did not exit cleanly on SIGTERM: $(cat run.err)
 stop_relay
 start_relay --ttl-routine 1
 URL4="ws://127.0.0.1:$PORT"
-run "re-enroll hq" V enroll --home hq --cert hq.cert --org-pub org/org.pub --relay "$URL4"
+run "re-enroll hq" V enroll --home hq --cert hq.cert --org-pub org/org.pub --relay "$URL4" --relay-id valise-relay
 JKT2_ID=$(awk '/Person jkt1/ {print $2}' <("$KEYS" list --dir org) | tail -1)
 run "send to be expired" V send --home hq --to "device:$JKT2_ID" --subject "Too late" --file m2.txt
 run "hq sync (submit short-lived)" V sync --home hq --wait-ms 200
@@ -248,13 +248,14 @@ B=$(grep -A1 "safety number" out.txt | tr -dc '0-9' | tail -c 60)
 
 # --- rollback: a relay serving an older directory than HQ has seen is refused ---
 stop_relay
+relay_identity data-old valise-relay data-old.rcert
 rm -f port
 "$RELAY" --data data-old --org-pub org/org.pub --directory dir1.bin --listen 127.0.0.1:0 \
-  --port-file port --log-level warn 2>>relay.log &
+  --relay-cert data-old.rcert --port-file port --log-level warn 2>>relay.log &
 RPID=$!
 for _ in $(seq 100); do [ -s port ] && break; sleep 0.05; done
 run "enroll with the rolled-back relay" V enroll --home hq --cert hq.cert --org-pub org/org.pub \
-  --relay "ws://127.0.0.1:$(cat port)"
+  --relay "ws://127.0.0.1:$(cat port)" --relay-id valise-relay
 if V sync --home hq --wait-ms 200 >out.txt 2>err.txt; then fail "sync accepted an older directory"; fi
 grep -q "older than one already seen" err.txt || fail "rollback message: $(cat err.txt)"
 
@@ -265,19 +266,19 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
   -keyout tls.key -out tls.crt >/dev/null 2>&1 || fail "openssl could not make a test certificate"
 rm -f port
 "$RELAY" --data data --org-pub org/org.pub --directory dir.bin --listen 127.0.0.1:0 \
-  --port-file port --log-level warn --tls-cert tls.crt --tls-key tls.key 2>>relay.log &
+  --relay-cert data.rcert --port-file port --log-level warn --tls-cert tls.crt --tls-key tls.key 2>>relay.log &
 RPID=$!
 for _ in $(seq 100); do [ -s port ] && break; sleep 0.05; done
 [ -s port ] || fail "TLS relay did not start: $(tail -3 relay.log)"
 run "enroll wss with --ca" V enroll --home hq --cert hq.cert --org-pub org/org.pub \
-  --relay "wss://127.0.0.1:$(cat port)" --ca tls.crt
+  --relay "wss://127.0.0.1:$(cat port)" --relay-id valise-relay --ca tls.crt
 run "sync over TLS" V sync --home hq --wait-ms 200
 run "enroll wss without --ca" V enroll --home hq --cert hq.cert --org-pub org/org.pub \
-  --relay "wss://127.0.0.1:$(cat port)"
+  --relay "wss://127.0.0.1:$(cat port)" --relay-id valise-relay
 if V sync --home hq --wait-ms 200 >out.txt 2>err.txt; then
   fail "sync trusted a relay certificate no CA vouches for"
 fi
-if V enroll --home hq --cert hq.cert --org-pub org/org.pub --relay "ws://192.0.2.1:80" >out.txt 2>err.txt; then
+if V enroll --home hq --cert hq.cert --org-pub org/org.pub --relay "ws://192.0.2.1:80" --relay-id valise-relay >out.txt 2>err.txt; then
   fail "plain ws:// to a non-loopback relay accepted"
 fi
 

@@ -23,8 +23,8 @@ start_relay() { relay_start "$1" data dir.bin; }
 start_relay 0
 PORT=$(cat port)
 URL="ws://127.0.0.1:$PORT"
-run "valise enroll hq" V enroll --home hq --cert hq.cert --org-pub org/org.pub --relay "$URL"
-run "valise enroll jkt" V enroll --home jkt --cert jkt.cert --org-pub org/org.pub --relay "$URL"
+run "valise enroll hq" V enroll --home hq --cert hq.cert --org-pub org/org.pub --relay "$URL" --relay-id valise-relay
+run "valise enroll jkt" V enroll --home jkt --cert jkt.cert --org-pub org/org.pub --relay "$URL" --relay-id valise-relay
 run "jkt publishes prekeys" V sync --home jkt --wait-ms 100
 
 N=30

@@ -78,7 +78,7 @@ static void enroll(const struct tpki *p, struct side *s, int port)
     assert_int_equal(mbox_open(&s->m, s->home, pass), 0);
     assert_int_equal(file_read(p->orgpub_path, ORGPUB_MAX_LEN, 0, &org), 0);
     assert_int_equal(mbox_enroll(s->m, s->cert_bytes, s->cert_len, buf_data(&org), buf_size(&org),
-                                 url, NULL, (uint64_t)time(NULL)),
+                                 url, "valise-relay", NULL, (uint64_t)time(NULL)),
                      0);
     buf_free(&org);
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # keys_fault.sh - SQLite-style fault injection over the provisioning commands.
 # For every verb that writes (valise init, valise-keys init/enroll/revoke/
-# directory) and for N = 1, 2, ... until the command no longer reaches an N-th
+# directory/relay-cert) and for N = 1, 2, ... until the command no longer reaches an N-th
 # call: make the N-th allocation, the N-th write, or the N-th fsync fail.
 # Each run must end with exit status 0, or with a non-zero status (no crash
 # by signal), one line on stderr, and nothing changed on disk.
@@ -23,7 +23,9 @@ mkdir tpl
   "$VALISE" init --home a --name Anna --out a.req --passphrase-file ../dpw >/dev/null
   "$VALISE" init --home b --name Budi --out b.req --passphrase-file ../dpw >/dev/null
   "$KEYS" enroll --dir org --request a.req --post HQ --role duty --out a.cert --passphrase-file ../pw >/dev/null
-  "$KEYS" directory --dir org --out dir.bin --passphrase-file ../pw >/dev/null ) || { echo "template failed"; exit 1; }
+  "$KEYS" directory --dir org --out dir.bin --passphrase-file ../pw >/dev/null &&
+  # a relay handshake public key (any valid Ed25519 point: the root's own here)
+  { printf 'VRHP\001'; tail -c 32 org/org.pub; } >relay.pub ) || { echo "template failed"; exit 1; }
 A_ID=$("$KEYS" list --dir tpl/org | awk '/Anna/ {print $2}')
 
 snapshot() { (cd "$1" && find . -type f -print0 | sort -z | xargs -0 sha256sum); }
@@ -72,6 +74,7 @@ scenario init "$KEYS" init --dir org2 --org Other --passphrase-file ../pw
 scenario enroll "$KEYS" enroll --dir org --request b.req --post JKT --role ambassador --out b.cert --passphrase-file ../pw
 scenario revoke "$KEYS" revoke --dir org --device "$A_ID" --passphrase-file ../pw
 scenario directory "$KEYS" directory --dir org --out dir2.bin --passphrase-file ../pw
+scenario relay-cert "$KEYS" relay-cert --dir org --relay-id mfa-relay --pubkey relay.pub --out relay.cert --passphrase-file ../pw
 
 echo "$runs fault-injected runs"
 [ $failures -eq 0 ] || { echo "$failures failure(s)" >&2; exit 1; }

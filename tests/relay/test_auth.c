@@ -47,8 +47,16 @@ static int setup(void **state)
                                "idle-timeout 30\nlog-level info\n";
     snprintf(conf, sizeof(conf), "%s/relay.conf", f.pki.dir);
     assert_int_equal(file_write_new(conf, (const uint8_t *)text, sizeof(text) - 1, 0600), 0);
-    static const char *args[] = {"--config", conf, "--log-level", "debug", NULL};
+    /* the relay's certificate names the relay id the config file gives */
+    static char rcert[TPATH + 32];
+    snprintf(rcert, sizeof(rcert), "%s/relay-from-config.cert", f.pki.dir);
+    assert_int_equal(tpki_relay_cert(&f.pki, f.pki.data_path, "relay-from-config", now - 60,
+                                     now + 86400, rcert),
+                     0);
+    static const char *args[] = {"--config", NULL, "--log-level", "debug", "--relay-cert", NULL,
+                                 NULL};
     args[1] = conf;
+    args[5] = rcert;
     assert_int_equal(trelay_start(&f.relay, &f.pki, args), 0);
     *state = &f;
     return 0;
@@ -188,24 +196,17 @@ static void test_replayed_answer(void **state)
 {
     struct fixture *f = *state;
     struct wsc c1, c2;
-    struct buf msg, body, auth;
+    struct buf msg, auth;
     struct wire_msg m;
-    uint8_t sig[SIG_LEN];
+    uint8_t cn1[WIRE_NONCE_LEN], cn2[WIRE_NONCE_LEN];
+    uint16_t reason;
 
     assert_int_equal(buf_init(&msg, 1 << 20, 0), 0);
-    assert_int_equal(buf_init(&body, 256, 0), 0);
     assert_int_equal(buf_init(&auth, 1024, 0), 0);
-    assert_int_equal(wsc_connect(&c1, f->relay.port, "valise.v1", TWAIT), 0);
-    assert_int_equal(tc_recv(&c1, &msg, &m, TWAIT), 0);
-    assert_int_equal(m.type, WIRE_CHALLENGE);
-    assert_string_equal(m.u.challenge.relay_id, "relay-from-config");
-    assert_int_equal(wire_auth_body(&body, m.u.challenge.relay_id, m.u.challenge.nonce), 0);
-    assert_int_equal(sig_sign(sig, SIG_CTX_RELAY_AUTH, buf_data(&body), buf_size(&body), f->good.sk), 0);
-    assert_int_equal(wire_put_auth(&auth, f->good.cert_bytes, f->good.cert_len, sig), 0);
+    assert_int_equal(tc_hello(&c1, f->relay.port, cn1, &msg, &m, &reason), 0);
+    assert_int_equal(tc_auth_msg(&f->good, cn1, &m, NULL, &auth), 0);
     /* replay on a second connection, which got a different challenge */
-    assert_int_equal(wsc_connect(&c2, f->relay.port, "valise.v1", TWAIT), 0);
-    assert_int_equal(tc_recv(&c2, &msg, &m, TWAIT), 0);
-    assert_int_equal(m.type, WIRE_CHALLENGE);
+    assert_int_equal(tc_hello(&c2, f->relay.port, cn2, &msg, &m, &reason), 0);
     assert_int_equal(tc_send(&c2, &auth), 0);
     assert_int_equal(tc_recv(&c2, &msg, &m, TWAIT), 0);
     if (m.type != WIRE_ERROR || m.u.error.reason != WIRE_R_BAD_SIGNATURE)
@@ -218,8 +219,145 @@ static void test_replayed_answer(void **state)
     wsc_close(&c1);
     wsc_close(&c2);
     buf_free(&msg);
-    buf_free(&body);
     buf_free(&auth);
+}
+
+/*
+ * The CHALLENGE proves the relay: a relay certificate of this organisation
+ * for the configured relay id, and the handshake key's signature over relay
+ * id, both nonces and the binding (32 zero bytes on ws://).
+ */
+static void test_challenge_proves_relay(void **state)
+{
+    struct fixture *f = *state;
+    static const uint8_t zero[WIRE_BINDING_LEN];
+    struct wsc c;
+    struct buf msg, body;
+    struct wire_msg m;
+    struct relaycert rc;
+    uint8_t cn[WIRE_NONCE_LEN], other[WIRE_NONCE_LEN];
+    uint16_t reason;
+
+    assert_int_equal(buf_init(&msg, 1 << 20, 0), 0);
+    assert_int_equal(buf_init(&body, WIRE_HANDSHAKE_BODY_MAX, 0), 0);
+    assert_int_equal(tc_hello(&c, f->relay.port, cn, &msg, &m, &reason), 0);
+    assert_int_equal(relaycert_parse(m.u.challenge.relay_cert, m.u.challenge.relay_cert_len, &rc), 0);
+    assert_int_equal(relaycert_verify(&rc, &f->pki.org, tnow()), 0);
+    assert_string_equal(rc.relay_id, "relay-from-config");
+    assert_int_equal(wire_handshake_body(&body, rc.relay_id, cn, m.u.challenge.nonce, zero), 0);
+    assert_int_equal(sig_verify(m.u.challenge.sig, SIG_CTX_RELAY_CHALLENGE, buf_data(&body),
+                                buf_size(&body), rc.pk),
+                     0);
+    /* the signature covers the client's nonce: another nonce does not verify */
+    memcpy(other, cn, sizeof(other));
+    other[0] ^= 1;
+    buf_reset(&body);
+    assert_int_equal(wire_handshake_body(&body, rc.relay_id, other, m.u.challenge.nonce, zero), 0);
+    assert_int_equal(sig_verify(m.u.challenge.sig, SIG_CTX_RELAY_CHALLENGE, buf_data(&body),
+                                buf_size(&body), rc.pk),
+                     VERR_BAD_SIGNATURE);
+    wsc_close(&c);
+    buf_free(&msg);
+    buf_free(&body);
+}
+
+/*
+ * An AUTH signed over another channel binding (a relayed AUTH from a TLS
+ * connection the attacker terminated) is refused.
+ */
+static void test_wrong_binding(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t bind[WIRE_BINDING_LEN], cn[WIRE_NONCE_LEN];
+    struct wsc c;
+    struct buf msg, auth;
+    struct wire_msg m;
+    uint16_t reason;
+
+    memset(bind, 0x42, sizeof(bind));
+    assert_int_equal(buf_init(&msg, 1 << 20, 0), 0);
+    assert_int_equal(buf_init(&auth, 1024, 0), 0);
+    assert_int_equal(tc_hello(&c, f->relay.port, cn, &msg, &m, &reason), 0);
+    assert_int_equal(tc_auth_msg(&f->good, cn, &m, bind, &auth), 0);
+    assert_int_equal(tc_send(&c, &auth), 0);
+    assert_int_equal(tc_recv(&c, &msg, &m, TWAIT), 0);
+    if (m.type != WIRE_ERROR || m.u.error.reason != WIRE_R_BAD_SIGNATURE)
+        fail_msg("AUTH over another binding: expected ERROR bad_signature, saw %s reason %u",
+                 wire_type_name(m.type), m.type == WIRE_ERROR ? m.u.error.reason : 0);
+    assert_true(wsc_wait_closed(&c, TWAIT));
+    wsc_close(&c);
+    buf_free(&msg);
+    buf_free(&auth);
+}
+
+/* AUTH before HELLO: there is no challenge to answer. */
+static void test_auth_before_hello(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t sig[SIG_LEN] = {0};
+    struct wsc c;
+    struct buf msg;
+    struct wire_msg m;
+
+    assert_int_equal(buf_init(&msg, 1 << 20, 0), 0);
+    assert_int_equal(wsc_connect(&c, f->relay.port, "valise.v1", TWAIT), 0);
+    assert_int_equal(wire_put_auth(&msg, f->good.cert_bytes, f->good.cert_len, sig), 0);
+    assert_int_equal(tc_send(&c, &msg), 0);
+    assert_int_equal(tc_recv(&c, &msg, &m, TWAIT), 0);
+    assert_int_equal(m.type, WIRE_ERROR);
+    assert_int_equal(m.u.error.reason, WIRE_R_NOT_AUTHENTICATED);
+    assert_true(wsc_wait_closed(&c, TWAIT));
+    wsc_close(&c);
+    buf_free(&msg);
+}
+
+/* Expects valise-relay to refuse to start (exit non-zero) with a log line holding want. */
+static void expect_start_refused(struct tpki *p, const char *const *args, const char *want)
+{
+    struct trelay r;
+
+    if (trelay_start(&r, p, args) != VERR_IO)
+        fail_msg("expected the relay to refuse to start (%s)", want);
+    if (!trelay_log_contains(&r, (const uint8_t *)want, strlen(want)))
+        fail_msg("relay log lacks \"%s\"", want);
+}
+
+/*
+ * At start the relay checks its certificate against --org-pub, its handshake
+ * key and --relay-id, and refuses to start without one.
+ */
+static void test_relay_identity_refused(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t now = tnow();
+    char path[TPATH + 32];
+    const char *args[] = {"--relay-cert", path, NULL};
+    const char *args_id[] = {"--relay-cert", path, "--relay-id", "valise-relay", NULL};
+    const char *none[] = {"--relay-cert", "/nonexistent/relay.cert", NULL};
+
+    snprintf(path, sizeof(path), "%s/start.cert", f->other.dir);
+    /* signed by another organisation's root than --org-pub */
+    assert_int_equal(tpki_relay_cert(&f->pki, f->other.data_path, "valise-relay", now - 60,
+                                     now + 86400, path),
+                     0);
+    expect_start_refused(&f->other, args, "signed by another organisation");
+    /* this organisation, another relay id */
+    assert_int_equal(tpki_relay_cert(&f->other, f->other.data_path, "evil-relay", now - 60,
+                                     now + 86400, path),
+                     0);
+    expect_start_refused(&f->other, args_id, "is for relay id \"evil-relay\"");
+    /* expired */
+    assert_int_equal(tpki_relay_cert(&f->other, f->other.data_path, "valise-relay", now - 7200,
+                                     now - 3600, path),
+                     0);
+    expect_start_refused(&f->other, args, "ask IT for a new one");
+    /* another relay's key: the certificate names the key of f->pki's relay */
+    assert_int_equal(tpki_relay_cert(&f->other, f->pki.data_path, "valise-relay", now - 60,
+                                     now + 86400, path),
+                     0);
+    expect_start_refused(&f->other, args, "certifies another handshake key");
+    /* no certificate at all */
+    expect_start_refused(&f->other, none, "--relay-cert /nonexistent/relay.cert");
 }
 
 /* Nothing but AUTH is accepted before authentication. */
@@ -232,8 +370,6 @@ static void test_message_before_auth(void **state)
 
     assert_int_equal(buf_init(&msg, 1 << 20, 0), 0);
     assert_int_equal(wsc_connect(&c, f->relay.port, "valise.v1", TWAIT), 0);
-    assert_int_equal(tc_recv(&c, &msg, &m, TWAIT), 0);
-    buf_reset(&msg);
     assert_int_equal(wire_put_directory(&msg, WIRE_DIRECTORY_GET, NULL, 0), 0);
     assert_int_equal(tc_send(&c, &msg), 0);
     assert_int_equal(tc_recv(&c, &msg, &m, TWAIT), 0);
@@ -278,6 +414,10 @@ int main(void)
         cmocka_unit_test(test_revoked),
         cmocka_unit_test(test_bad_signature),
         cmocka_unit_test(test_replayed_answer),
+        cmocka_unit_test(test_challenge_proves_relay),
+        cmocka_unit_test(test_wrong_binding),
+        cmocka_unit_test(test_auth_before_hello),
+        cmocka_unit_test(test_relay_identity_refused),
         cmocka_unit_test(test_message_before_auth),
         cmocka_unit_test(test_health_and_metrics),
     };

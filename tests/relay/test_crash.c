@@ -490,8 +490,10 @@ static void test_one_relay_per_data_dir(void **state)
     struct fixture *f = *state;
     const char *as_other[] = {"--relay-id", "another-relay", NULL};
     const char *as_first[] = {"--relay-id", "first-relay", NULL};
+    char expect[128], saved[TPATH], first_cert[TPATH + 16];
+    const char *by_cert[] = {"--relay-cert", first_cert, NULL};
     struct trelay second;
-    char expect[128], saved[TPATH];
+    struct buf cert;
     pid_t first;
     int st;
 
@@ -501,7 +503,12 @@ static void test_one_relay_per_data_dir(void **state)
                                  f->pki.dir) < sizeof(f->pki.data_path));
     assert_int_equal(trelay_start(&f->relay, &f->pki, as_first), 0);
     first = f->relay.pid;
-    assert_int_not_equal(trelay_start(&second, &f->pki, NULL), 0);
+    /* keep the certificate IT made for first-relay */
+    snprintf(first_cert, sizeof(first_cert), "%s/first.rcert", f->pki.dir);
+    assert_int_equal(file_read(f->pki.relaycert_path, 4096, 0, &cert), 0);
+    assert_int_equal(file_replace(first_cert, buf_data(&cert), buf_size(&cert), 0600), 0);
+    buf_free(&cert);
+    assert_int_not_equal(trelay_start(&second, &f->pki, as_first), 0);
     snprintf(expect, sizeof(expect), "is in use by another valise-relay (pid %ld)", (long)first);
     if (!trelay_log_contains(&f->relay, (const uint8_t *)expect, strlen(expect)))
         fail_msg("second relay not refused with \"%s\"", expect);
@@ -515,13 +522,13 @@ static void test_one_relay_per_data_dir(void **state)
     }
     st = trelay_signal(&f->relay, SIGTERM);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    /* another id on the same data: refused, naming the recorded one */
+    /* another id on the same data (with a certificate for that id): refused */
     assert_int_not_equal(trelay_start(&second, &f->pki, as_other), 0);
     snprintf(expect, sizeof(expect), "belongs to relay \"first-relay\"");
     if (!trelay_log_contains(&f->relay, (const uint8_t *)expect, strlen(expect)))
         fail_msg("other --relay-id not refused with \"%s\"", expect);
-    /* no --relay-id: the recorded one is used */
-    assert_int_equal(trelay_start(&f->relay, &f->pki, NULL), 0);
+    /* no --relay-id: the certificate's, which is the recorded one */
+    assert_int_equal(trelay_start(&f->relay, &f->pki, by_cert), 0);
     st = trelay_signal(&f->relay, SIGTERM);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     snprintf(expect, sizeof(expect), "valise/first-relay+");

@@ -16,7 +16,7 @@ trap cleanup EXIT
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -keyout "$dir/key.pem" \
     -out "$dir/cert.pem" -days 1 -nodes -subj /CN=localhost >/dev/null 2>&1 || exit 77
 "$relay" --data "$dir/data" --org-pub "$dir/org.pub" --directory "$dir/directory" \
-    --listen 127.0.0.1:0 --port-file "$dir/port" --tls-cert "$dir/cert.pem" \
+    --listen 127.0.0.1:0 --port-file "$dir/port" --relay-cert "$dir/relay.cert" --tls-cert "$dir/cert.pem" \
     --tls-key "$dir/key.pem" 2>"$dir/log" &
 pid=$!
 i=0

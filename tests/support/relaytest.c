@@ -54,7 +54,8 @@ int tpki_init(struct tpki *p)
     orgpub_id(p->org.id, pk);
     if ((r = file_join(p->orgpub_path, sizeof(p->orgpub_path), p->dir, "org.pub")) != 0 ||
         (r = file_join(p->dir_path, sizeof(p->dir_path), p->dir, "directory")) != 0 ||
-        (r = file_join(p->data_path, sizeof(p->data_path), p->dir, "data")) != 0)
+        (r = file_join(p->data_path, sizeof(p->data_path), p->dir, "data")) != 0 ||
+        (r = file_join(p->relaycert_path, sizeof(p->relaycert_path), p->dir, "relay.cert")) != 0)
         return r;
     if ((r = orgpub_encode(&p->org, &b)) != 0)
         return r;
@@ -148,14 +149,60 @@ out:
     return r;
 }
 
+int tpki_relay_cert(const struct tpki *p, const char *data_dir, const char *relay_id,
+                    uint64_t not_before, uint64_t not_after, const char *path)
+{
+    char key_path[TPATH];
+    uint8_t sk[SIG_SK_LEN];
+    struct relaycert rc;
+    struct buf b = {0};
+    int r;
+
+    memset(&rc, 0, sizeof(rc));
+    if ((r = file_mkdir_private(data_dir)) != 0 ||
+        (r = file_join(key_path, sizeof(key_path), data_dir, RELAYKEY_FILE)) != 0)
+        return r;
+    if (!file_exists(key_path) && (r = relaykey_create(key_path, rc.pk)) != 0)
+        return r;
+    if ((r = relaykey_load(key_path, sk, rc.pk)) != 0)
+        return r;
+    sodium_memzero(sk, sizeof(sk));
+    rc.issued_at = tnow();
+    memcpy(rc.org_id, p->org.id, ORG_ID_LEN);
+    if (strlen(relay_id) >= sizeof(rc.relay_id))
+        return VERR_TOO_LARGE;
+    memcpy(rc.relay_id, relay_id, strlen(relay_id) + 1);
+    rc.not_before = not_before;
+    rc.not_after = not_after;
+    if ((r = relaycert_sign(&rc, p->org_sk, &b)) != 0)
+        return r;
+    r = file_replace(path, buf_data(&b), buf_size(&b), 0644);
+    buf_free(&b);
+    return r;
+}
+
 int trelay_start(struct trelay *r, const struct tpki *p, const char *const *extra)
 {
     const char *argv[64];
+    const char *relay_id = "valise-relay", *data = p->data_path;
+    int has_cert = 0;
     size_t n = 0;
     struct buf f;
     int rc;
 
     memset(r, 0, sizeof(*r));
+    for (size_t i = 0; extra != NULL && extra[i] != NULL; i++) {
+        if (strcmp(extra[i], "--relay-cert") == 0)
+            has_cert = 1;
+        if (strcmp(extra[i], "--relay-id") == 0 && extra[i + 1] != NULL)
+            relay_id = extra[i + 1];
+        if (strcmp(extra[i], "--data") == 0 && extra[i + 1] != NULL)
+            data = extra[i + 1]; /* the last --data wins, as in the relay */
+    }
+    if (!has_cert &&
+        (rc = tpki_relay_cert(p, data, relay_id, tnow() - 60, tnow() + 86400,
+                              p->relaycert_path)) != 0)
+        return rc;
     if ((rc = file_join(r->log_path, sizeof(r->log_path), p->dir, "relay.log")) != 0 ||
         (rc = file_join(r->port_path, sizeof(r->port_path), p->dir, "relay.port")) != 0)
         return rc;
@@ -173,6 +220,10 @@ int trelay_start(struct trelay *r, const struct tpki *p, const char *const *extr
     argv[n++] = r->port_path;
     argv[n++] = "--log-level";
     argv[n++] = "debug";
+    if (!has_cert) {
+        argv[n++] = "--relay-cert";
+        argv[n++] = p->relaycert_path;
+    }
     for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 62; i++)
         argv[n++] = extra[i];
     argv[n] = NULL;
@@ -284,34 +335,66 @@ int tc_auth(struct wsc *c, int port, const struct tdev *d, uint16_t *reason)
     return tc_auth_ok(c, port, d, reason, &ok);
 }
 
-int tc_auth_ok(struct wsc *c, int port, const struct tdev *d, uint16_t *reason,
-               struct wire_msg *ok)
+int tc_hello(struct wsc *c, int port, uint8_t cnonce[static WIRE_NONCE_LEN], struct buf *msg,
+             struct wire_msg *m, uint16_t *reason)
 {
-    struct buf msg, body, out;
-    struct wire_msg m;
-    uint8_t sig[SIG_LEN];
+    struct buf hello;
     int r;
 
     *reason = 0;
     if ((r = wsc_connect(c, port, "valise.v1", TWAIT)) != 0)
         return r;
-    if ((r = buf_init(&msg, 1 << 20, 0)) != 0 || (r = buf_init(&body, 256, 0)) != 0 ||
-        (r = buf_init(&out, 1024, 0)) != 0)
+    randombytes_buf(cnonce, WIRE_NONCE_LEN);
+    if ((r = buf_init(&hello, 64, 0)) != 0)
         return r;
-    if ((r = tc_recv(c, &msg, &m, TWAIT)) != 0)
-        goto out;
-    if (m.type != WIRE_CHALLENGE) {
-        r = VERR_PROTOCOL;
-        if (m.type == WIRE_ERROR) {
-            *reason = m.u.error.reason;
-            r = VERR_DENIED;
-        }
-        goto out;
+    if ((r = wire_put_hello(&hello, cnonce)) == 0)
+        r = tc_send(c, &hello);
+    buf_free(&hello);
+    /* a refused connection may be closed before the HELLO is written: read its ERROR */
+    if ((r = tc_recv(c, msg, m, TWAIT)) != 0)
+        return r;
+    if (m->type == WIRE_ERROR) {
+        *reason = m->u.error.reason;
+        return VERR_DENIED;
     }
-    if ((r = wire_auth_body(&body, m.u.challenge.relay_id, m.u.challenge.nonce)) != 0 ||
-        (r = sig_sign(sig, SIG_CTX_RELAY_AUTH, buf_data(&body), buf_size(&body), d->sk)) != 0 ||
-        (r = wire_put_auth(&out, d->cert_bytes, d->cert_len, sig)) != 0 ||
-        (r = tc_send(c, &out)) != 0)
+    return m->type == WIRE_CHALLENGE ? 0 : VERR_PROTOCOL;
+}
+
+int tc_auth_msg(const struct tdev *d, const uint8_t cnonce[static WIRE_NONCE_LEN],
+                const struct wire_msg *m, const uint8_t *binding, struct buf *out)
+{
+    static const uint8_t zero[WIRE_BINDING_LEN];
+    struct relaycert rc;
+    struct buf body;
+    uint8_t sig[SIG_LEN];
+    int r;
+
+    if ((r = relaycert_parse(m->u.challenge.relay_cert, m->u.challenge.relay_cert_len, &rc)) != 0)
+        return r;
+    if ((r = buf_init(&body, WIRE_HANDSHAKE_BODY_MAX, 0)) != 0)
+        return r;
+    if ((r = wire_handshake_body(&body, rc.relay_id, cnonce, m->u.challenge.nonce,
+                                 binding != NULL ? binding : zero)) == 0 &&
+        (r = sig_sign(sig, SIG_CTX_RELAY_AUTH, buf_data(&body), buf_size(&body), d->sk)) == 0)
+        r = wire_put_auth(out, d->cert_bytes, d->cert_len, sig);
+    buf_free(&body);
+    return r;
+}
+
+int tc_auth_ok(struct wsc *c, int port, const struct tdev *d, uint16_t *reason,
+               struct wire_msg *ok)
+{
+    uint8_t cnonce[WIRE_NONCE_LEN];
+    struct buf msg, out;
+    struct wire_msg m;
+    int r;
+
+    *reason = 0;
+    if ((r = buf_init(&msg, 1 << 20, 0)) != 0 || (r = buf_init(&out, 1024, 0)) != 0)
+        return r;
+    if ((r = tc_hello(c, port, cnonce, &msg, &m, reason)) != 0)
+        goto out;
+    if ((r = tc_auth_msg(d, cnonce, &m, NULL, &out)) != 0 || (r = tc_send(c, &out)) != 0)
         goto out;
     r = tc_expect(c, &msg, &m, WIRE_AUTH_OK, TWAIT);
     if (r == VERR_DENIED)
@@ -320,7 +403,6 @@ int tc_auth_ok(struct wsc *c, int port, const struct tdev *d, uint16_t *reason,
         *ok = m;
 out:
     buf_free(&msg);
-    buf_free(&body);
     buf_free(&out);
     return r;
 }

@@ -13,6 +13,7 @@
 
 #include "cert.h"
 #include "dir.h"
+#include "relaycert.h"
 #include "wire.h"
 #include "wsclient.h"
 
@@ -23,6 +24,7 @@ struct tpki {
     struct orgpub org;
     char dir[TPATH];
     char orgpub_path[TPATH], dir_path[TPATH], data_path[TPATH];
+    char relaycert_path[TPATH]; /* written by trelay_start unless --relay-cert is given */
 };
 
 struct tdev {
@@ -48,13 +50,35 @@ int tdev_make(const struct tpki *p, struct tdev *d, uint64_t serial, uint64_t no
 int tpki_write_dir(const struct tpki *p, uint64_t version, const struct tdev *const *devs,
                    size_t n, const struct tdev *const *revoked, size_t nrev) VL_MUST_CHECK;
 
-/* Starts valise-relay (VALISE_RELAY_BIN) with extra flags (NULL-terminated). */
+/*
+ * Makes DATA/handshake.key if absent and writes a relay certificate for it
+ * signed by p's root, for relay_id, valid [not_before, not_after), to path.
+ */
+int tpki_relay_cert(const struct tpki *p, const char *data_dir, const char *relay_id,
+                    uint64_t not_before, uint64_t not_after, const char *path) VL_MUST_CHECK;
+/*
+ * Starts valise-relay (VALISE_RELAY_BIN) with extra flags (NULL-terminated).
+ * Unless extra holds --relay-cert, a relay certificate of p's organisation for
+ * the relay id in extra (--relay-id, default valise-relay) is made first.
+ */
 int trelay_start(struct trelay *r, const struct tpki *p, const char *const *extra) VL_MUST_CHECK;
 /* Sends sig; for SIGTERM and SIGKILL waits for the exit and returns its status. */
 int trelay_signal(struct trelay *r, int sig);
 /* 1 if the relay's log contains the bytes. */
 int trelay_log_contains(const struct trelay *r, const uint8_t *p, size_t len);
 
+/*
+ * Connects, sends HELLO with a fresh nonce (cnonce gets it) and receives the
+ * CHALLENGE into msg/m (VERR_DENIED with *reason on ERROR).
+ */
+int tc_hello(struct wsc *c, int port, uint8_t cnonce[static WIRE_NONCE_LEN], struct buf *msg,
+             struct wire_msg *m, uint16_t *reason) VL_MUST_CHECK;
+/*
+ * The AUTH a device would send for challenge m on a plain ws:// connection
+ * (binding zero), or with the given binding; relay id from m's certificate.
+ */
+int tc_auth_msg(const struct tdev *d, const uint8_t cnonce[static WIRE_NONCE_LEN],
+                const struct wire_msg *m, const uint8_t *binding, struct buf *out) VL_MUST_CHECK;
 /* Connects and authenticates d; 0 on AUTH_OK, else VERR_DENIED with *reason from ERROR. */
 int tc_auth(struct wsc *c, int port, const struct tdev *d, uint16_t *reason) VL_MUST_CHECK;
 /* The same; on success *ok is the decoded AUTH_OK (its fields are values, no pointers). */

@@ -91,20 +91,28 @@ static void test_enroll_refusals(void **state)
     buf_free(&b);
     /* Another device's certificate. */
     assert_int_equal(mbox_enroll(m, peer_cert, peer_len, buf_data(&orgpub_bytes),
-                                 buf_size(&orgpub_bytes), "ws://127.0.0.1:1", NULL, now),
+                                 buf_size(&orgpub_bytes), "ws://127.0.0.1:1", "valise-relay", NULL, now),
                      VERR_DENIED);
     /* Our certificate, but checked against another organisation's root. */
     assert_int_equal(mbox_enroll(m, cert_bytes, cert_len, buf_data(&other_orgpub_bytes),
-                                 buf_size(&other_orgpub_bytes), "ws://127.0.0.1:1", NULL, now),
+                                 buf_size(&other_orgpub_bytes), "ws://127.0.0.1:1", "valise-relay", NULL,
+                                 now),
                      VERR_WRONG_ORG);
     /* Plain websocket to another machine. */
     assert_int_equal(mbox_enroll(m, cert_bytes, cert_len, buf_data(&orgpub_bytes),
-                                 buf_size(&orgpub_bytes), "ws://relay.example:80", NULL, now),
+                                 buf_size(&orgpub_bytes), "ws://relay.example:80", "valise-relay",
+                                 NULL, now),
                      VERR_DENIED);
+    /* A relay id that is not one (PROTOCOL.md part 1 "Relay certificate"). */
+    assert_int_equal(mbox_enroll(m, cert_bytes, cert_len, buf_data(&orgpub_bytes),
+                                 buf_size(&orgpub_bytes), "ws://127.0.0.1:1", "evil relay", NULL,
+                                 now),
+                     VERR_USAGE);
     assert_false(mbox_enrolled(m));
     assert_int_equal(mbox_enroll(m, cert_bytes, cert_len, buf_data(&orgpub_bytes),
-                                 buf_size(&orgpub_bytes), "ws://127.0.0.1:1", NULL, now),
+                                 buf_size(&orgpub_bytes), "ws://127.0.0.1:1", "valise-relay", NULL, now),
                      0);
+    assert_string_equal(mbox_relay_id(m), "valise-relay");
     assert_true(mbox_enrolled(m));
     mbox_close(m);
 }

@@ -11,9 +11,10 @@
 #include "fileio.h"
 #include "wire.h"
 
-enum { NSAMPLES = 19 };
+enum { NSAMPLES = 20 };
 
 static uint8_t cert_bytes[CERT_MIN_LEN + 10];
+static uint8_t relay_cert_bytes[RELAYCERT_MIN_LEN + 5];
 
 /* Builds one valid sample of each message type into out (index i). */
 static void make_sample(size_t i, struct buf *out)
@@ -45,7 +46,9 @@ static void make_sample(size_t i, struct buf *out)
     memset(nds[0].id, 7, WIRE_ID_LEN);
     memset(nds[0].recipient, 8, DEVICE_ID_LEN);
     switch (i) {
-    case 0: r = wire_put_challenge(out, nonce, "relay-1"); break;
+    case 0:
+        r = wire_put_challenge(out, nonce, relay_cert_bytes, sizeof(relay_cert_bytes), sig);
+        break;
     case 1: r = wire_put_auth(out, cert_bytes, sizeof(cert_bytes), sig); break;
     case 2: r = wire_put_auth_ok(out, 3, 1700000000, env[0].id, nds[0].id); break;
     case 3: r = wire_put_error(out, WIRE_R_RATE_LIMITED, "slow down"); break;
@@ -64,6 +67,7 @@ static void make_sample(size_t i, struct buf *out)
     case 16: r = wire_put_ids(out, WIRE_DELIVER_ACK, ids, 3); break;
     case 17: r = wire_put_non_delivery(out, nds, 1); break;
     case 18: r = wire_put_ids(out, WIRE_NON_DELIVERY_ACK, ids, 2); break;
+    case 19: r = wire_put_hello(out, nonce); break;
     default: break;
     }
     assert_int_equal(r, 0);
@@ -72,6 +76,7 @@ static void make_sample(size_t i, struct buf *out)
 static void setup_cert(void)
 {
     memset(cert_bytes, 0xcc, sizeof(cert_bytes));
+    memset(relay_cert_bytes, 0xdd, sizeof(relay_cert_bytes));
 }
 
 static void test_roundtrip(void **state)
@@ -81,7 +86,7 @@ static void test_roundtrip(void **state)
         WIRE_DIRECTORY, WIRE_DIRECTORY_PUT, WIRE_DIRECTORY_OK, WIRE_PREKEY_UPLOAD,
         WIRE_PREKEY_OK, WIRE_BUNDLE_GET, WIRE_BUNDLE, WIRE_PREKEY_LOW, WIRE_SUBMIT,
         WIRE_SUBMIT_ACK, WIRE_DELIVER, WIRE_DELIVER_ACK, WIRE_NON_DELIVERY,
-        WIRE_NON_DELIVERY_ACK,
+        WIRE_NON_DELIVERY_ACK, WIRE_HELLO,
     };
     (void)state;
     setup_cert();
@@ -125,6 +130,19 @@ static void test_fields(void **state)
     assert_int_equal(e.precedence, WIRE_ROUTINE);
     assert_int_equal(e.ct_len, 1);
     assert_int_not_equal(wire_next_envelope(&it, &e), 0);
+    buf_reset(&b);
+
+    make_sample(0, &b);
+    assert_int_equal(wire_decode(buf_data(&b), buf_size(&b), &m), 0);
+    assert_int_equal(m.u.challenge.nonce[0], 0xa5);
+    assert_int_equal(m.u.challenge.relay_cert_len, sizeof(relay_cert_bytes));
+    assert_memory_equal(m.u.challenge.relay_cert, relay_cert_bytes, sizeof(relay_cert_bytes));
+    assert_int_equal(m.u.challenge.sig[63], 0x5a);
+    buf_reset(&b);
+
+    make_sample(19, &b);
+    assert_int_equal(wire_decode(buf_data(&b), buf_size(&b), &m), 0);
+    assert_int_equal(m.u.client_nonce[31], 0xa5);
     buf_reset(&b);
 
     make_sample(3, &b);
@@ -252,6 +270,15 @@ static void test_oversize(void **state)
     /* certificate over its cap */
     uint8_t auth[4] = {WIRE_VERSION, WIRE_AUTH, 0xff, 0xff};
     assert_int_equal(wire_decode(auth, sizeof(auth), &m), VERR_TOO_LARGE);
+    /* relay certificate in CHALLENGE over its cap, and under its minimum */
+    uint8_t ch[2 + 32 + 2] = {WIRE_VERSION, WIRE_CHALLENGE};
+    put_u16(ch + 34, RELAYCERT_MAX_LEN + 1);
+    assert_int_equal(wire_decode(ch, sizeof(ch), &m), VERR_TOO_LARGE);
+    {
+        uint8_t small[2 + 32 + 2 + RELAYCERT_MIN_LEN - 1 + 64] = {WIRE_VERSION, WIRE_CHALLENGE};
+        put_u16(small + 34, RELAYCERT_MIN_LEN - 1);
+        assert_int_equal(wire_decode(small, sizeof(small), &m), VERR_BAD_FORMAT);
+    }
     /* prekey batch over its cap */
     uint8_t pre[2 + 4 + 32 + 64 + 2] = {WIRE_VERSION, WIRE_PREKEY_UPLOAD};
     put_u16(pre + sizeof(pre) - 2, WIRE_MAX_OTK + 1);
@@ -284,11 +311,52 @@ static void test_encoder_limits(void **state)
     assert_string_equal(wire_type_name(WIRE_SUBMIT), "submit");
 }
 
+/*
+ * Frozen bytes (PROTOCOL.md part 2 "Authentication"): HELLO and the signed
+ * handshake body, byte for byte, so an implementation written from the
+ * document can compare.
+ */
+static void test_handshake_frozen(void **state)
+{
+    static const uint8_t hello[34] = {
+        0x01, 0x05, 0xa5, 0xa5, 0xa5, 0xa5, 0xa5, 0xa5, 0xa5, 0xa5, 0xa5, 0xa5, 0xa5, 0xa5,
+        0xa5, 0xa5, 0xa5, 0xa5, 0xa5, 0xa5, 0xa5, 0xa5, 0xa5, 0xa5, 0xa5, 0xa5, 0xa5, 0xa5,
+        0xa5, 0xa5, 0xa5, 0xa5, 0xa5, 0xa5,
+    };
+    uint8_t cn[WIRE_NONCE_LEN], sn[WIRE_NONCE_LEN], bind[WIRE_BINDING_LEN], nonce[WIRE_NONCE_LEN];
+    uint8_t want[1 + 7 + 32 + 32 + 32];
+    struct buf b;
+
+    (void)state;
+    memset(nonce, 0xa5, sizeof(nonce));
+    assert_int_equal(buf_init(&b, 256, 0), 0);
+    assert_int_equal(wire_put_hello(&b, nonce), 0);
+    assert_int_equal(buf_size(&b), sizeof(hello));
+    assert_memory_equal(buf_data(&b), hello, sizeof(hello));
+    buf_reset(&b);
+    memset(cn, 0x01, sizeof(cn));
+    memset(sn, 0x02, sizeof(sn));
+    memset(bind, 0x03, sizeof(bind));
+    want[0] = 7;
+    memcpy(want + 1, "relay-1", 7);
+    memcpy(want + 8, cn, 32);
+    memcpy(want + 40, sn, 32);
+    memcpy(want + 72, bind, 32);
+    assert_int_equal(wire_handshake_body(&b, "relay-1", cn, sn, bind), 0);
+    assert_int_equal(buf_size(&b), sizeof(want));
+    assert_memory_equal(buf_data(&b), want, sizeof(want));
+    buf_reset(&b);
+    /* an empty or oversize relay id writes nothing */
+    assert_int_not_equal(wire_handshake_body(&b, "", cn, sn, bind), 0);
+    assert_int_equal(buf_size(&b), 0);
+    buf_free(&b);
+}
+
 /* The fuzz seeds are valid messages, so the fuzzer starts from deep inside the codec. */
 static void test_fuzz_seeds(void **state)
 {
     static const char *const seeds[] = {
-        "challenge", "auth_ok", "error", "directory_get", "directory_put", "prekey_upload",
+        "hello", "challenge", "auth_ok", "error", "directory_get", "directory_put", "prekey_upload",
         "bundle_get", "submit", "deliver", "submit_ack", "deliver_ack", "non_delivery",
         "non_delivery_ack",
     };
@@ -315,6 +383,7 @@ int main(void)
         cmocka_unit_test(test_truncations),   cmocka_unit_test(test_trailing),
         cmocka_unit_test(test_bitflips),      cmocka_unit_test(test_oversize),
         cmocka_unit_test(test_encoder_limits), cmocka_unit_test(test_fuzz_seeds),
+        cmocka_unit_test(test_handshake_frozen),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
