@@ -4,6 +4,11 @@
  * receipts and safety numbers (DESIGN.md "End-to-end encryption",
  * "Command-line contract"; issue 4; PROTOCOL.md, part 4).
  *
+ * Modules: mbox_rec.h (the persistent state and its records),
+ * mbox_prekeys.h (own prekeys), mbox_sync.h (the sync state machine behind
+ * mbox_sync), and mailbox.c (the verbs: enrol, send, inbox, read, outbox,
+ * safety numbers). This header stays the one API commands and tests use.
+ *
  * Contract:
  *  - A mailbox is one unlocked identity (identity.h) and its encrypted store
  *    (store.h). Library code: no printing, no exit; results come back as
