@@ -420,8 +420,7 @@ static void make_prekey_msg(const struct side *from, const struct identity *fid,
     memcpy(pm.sender.identity_pk, fid->dh_pk, X3DH_PK_LEN);
     assert_int_equal(x3dh_initiate(sk, &hdr, xb, to->dev.cert.sign_pk, fid->dh_sk), 0);
     assert_int_equal(hdr.has_opk, 0);
-    assert_int_equal(ratchet_init_initiator(&rs, sk, &hdr, &pm.sender, &xb->owner, xb->spk_pk),
-                     0);
+    assert_int_equal(ratchet_init_initiator(&rs, sk, &hdr, &pm.sender, &xb->owner, xb->spk_pk), 0);
     sodium_memzero(sk, sizeof(sk));
     assert_int_equal(buf_init(&rm, RATCHET_MSG_MAX, 0), 0);
     assert_int_equal(ratchet_encrypt(rs, buf_data(&enc), buf_size(&enc), &rm), 0);
@@ -582,22 +581,20 @@ static void test_prekey_replay_after_eviction(void **state)
     /* 3. The first prekey message again, byte for byte, under a fresh envelope id. */
     submit_raw(&c, &b, &ct0);
     sync_ok(&b, &st);
-    assert_int_equal(st.received, 0);      /* not shown as a new message */
-    assert_int_equal(st.refused, 0);       /* not refused either ... */
+    assert_int_equal(st.received, 0); /* not shown as a new message */
+    assert_int_equal(st.refused, 0);  /* not refused either ... */
     assert_int_equal(st.unknown_prekey, 0);
-    assert_int_equal(st.replayed, 1);      /* ... but acknowledged and dropped as a replay */
+    assert_int_equal(st.replayed, 1); /* ... but acknowledged and dropped as a replay */
     assert_int_equal(inbox_count(&b), 1 + SESS_KEEP);
     /* The session built to decrypt it was not stored: b's sessions for a are unchanged. */
-    assert_int_equal(store_record(&b, CS_SESSIONS, a.dev.cert.device_id, DEVICE_ID_LEN, &after),
-                     0);
+    assert_int_equal(store_record(&b, CS_SESSIONS, a.dev.cert.device_id, DEVICE_ID_LEN, &after), 0);
     assert_int_equal(buf_size(&after), buf_size(&before));
     assert_memory_equal(buf_data(&after), buf_data(&before), buf_size(&before));
     buf_free(&after);
     /* Acknowledged: the relay does not deliver it again. */
     sync_ok(&b, &st);
     assert_int_equal(st.received + st.refused + st.replayed, 0);
-    assert_int_equal(store_record(&b, CS_SESSIONS, a.dev.cert.device_id, DEVICE_ID_LEN, &after),
-                     0);
+    assert_int_equal(store_record(&b, CS_SESSIONS, a.dev.cert.device_id, DEVICE_ID_LEN, &after), 0);
     assert_int_equal(buf_size(&after), buf_size(&before));
     assert_memory_equal(buf_data(&after), buf_data(&before), buf_size(&before));
     assert_int_equal(inbox_count(&b), 1 + SESS_KEEP);
