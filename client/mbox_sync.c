@@ -1109,6 +1109,8 @@ static int sy_on_deliver(struct sync *s, const struct wire_msg *wm)
         if (r == 0 || r == VERR_REPLAY) {
             memcpy(ids + nack * WIRE_ID_LEN, e.id, WIRE_ID_LEN);
             nack++;
+            if (r == VERR_REPLAY)
+                s->st->replayed++;
             r = 0;
         } else if (verr_is_system(r) || r == VERR_INTERNAL) {
             break; /* nothing of this batch is kept or acknowledged */

@@ -1227,7 +1227,7 @@ int store_dir_put(struct store *s, const struct directory *dir)
         uint8_t kb[8];
 
         be64(kb, c->serial);
-        buf_reset(&cb);
+        buf_free(&cb); /* cert_encode initialises cb anew */
         if ((r = cert_encode(c, &cb)) != 0)
             goto out;
         k = val(kb, sizeof(kb));
