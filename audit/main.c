@@ -55,7 +55,7 @@ static const char *const usage_text =
     "Events for --event: relay_start relay_stop auth_ok auth_fail directory_installed\n"
     "  envelope_accepted envelope_delivered envelope_expired envelope_rejected quota_hit\n"
     "  rate_limit_hit session_revoked prekeys_uploaded prekey_issued connection_refused\n"
-    "  device_enrolled device_revoked\n"
+    "  device_enrolled device_revoked relay_restored\n"
     "Exit: 0 ok, 1 error, 2 log tampered, 3 ALARM (rollback, fork, inconsistent).\n";
 
 struct opts {

@@ -1,6 +1,7 @@
 /* transport.c - websocket and HTTP server on libwebsockets (see transport.h). */
 #include "transport.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -310,4 +311,13 @@ int tp_channel_binding(struct tp_conn *c, uint8_t out[static TP_BINDING_LEN])
     struct lws *wsi = (struct lws *)c;
 
     return channel_binding(wsi, lws_is_ssl(wsi), out);
+}
+
+void tp_peer(struct tp_conn *c, char *out, size_t outsz)
+{
+    if (outsz == 0)
+        return;
+    out[0] = '\0';
+    if (lws_get_peer_simple((struct lws *)c, out, outsz) == NULL || out[0] == '\0')
+        snprintf(out, outsz, "?");
 }
