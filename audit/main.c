@@ -5,7 +5,9 @@
  *
  * Exit status: 0 ok; 1 usage or operational error; 2 the log fails
  * verification against its own signed checkpoints (TAMPERED); 3 ALARM:
- * rollback, fork or inconsistency against the officer's remembered checkpoint.
+ * rollback, fork or inconsistency against the officer's remembered checkpoint;
+ * 4 RESTORED: the relay was restored from a backup and says so in a signed
+ * relay_restored record (the log restarts below the remembered checkpoint).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -34,6 +36,7 @@ enum {
     EXIT_ERR = 1,
     EXIT_TAMPER = 2,
     EXIT_ALARM = 3,
+    EXIT_RESTORED = 4,
     PATH_MAX_LEN = 4096,
     KEY_FILE_MAX = 4096,
 };
@@ -56,7 +59,8 @@ static const char *const usage_text =
     "  envelope_accepted envelope_delivered envelope_expired envelope_rejected quota_hit\n"
     "  rate_limit_hit session_revoked prekeys_uploaded prekey_issued connection_refused\n"
     "  device_enrolled device_revoked relay_restored\n"
-    "Exit: 0 ok, 1 error, 2 log tampered, 3 ALARM (rollback, fork, inconsistent).\n";
+    "Exit: 0 ok, 1 error, 2 log tampered, 3 ALARM (rollback, fork, inconsistent),\n"
+    "  4 RESTORED (the relay was restored from a backup and signed a relay_restored record).\n";
 
 struct opts {
     const char *verb;
@@ -509,14 +513,16 @@ static int put_text(struct buf *b, const char *t)
  * never over an earlier alarm's evidence (O_EXCL). The path used goes to used.
  */
 static int write_evidence(const char *base, char used[static PATH_MAX_LEN],
-                          const struct audit_state *st, const struct acp *seen, const char *reason)
+                          const struct audit_state *st, const struct acp *seen, const char *label,
+                          const char *reason)
 {
     struct buf b = {0};
     int r;
 
     if ((r = buf_init(&b, 4 * NOTE_MAX_LEN, 0)) != 0)
         return r;
-    if ((r = put_text(&b, "ALARM: ")) != 0 || (r = put_text(&b, reason)) != 0 ||
+    if ((r = put_text(&b, label)) != 0 || (r = put_text(&b, ": ")) != 0 ||
+        (r = put_text(&b, reason)) != 0 ||
         (r = put_text(&b, "\n\n--- checkpoint verified before (state file) ---\n")) != 0 ||
         (r = buf_put_bytes(&b, st->note, st->note_len)) != 0 ||
         (r = put_text(&b, "--- checkpoint in the log now ---\n")) != 0 ||
@@ -547,7 +553,7 @@ static int cmd_verify(struct ctx *c)
     struct buf b = {0};
     const struct acp *latest;
     uint64_t uncovered;
-    int have_state = 0, r, status = EXIT_ERR;
+    int have_state = 0, restored = 0, r, status = EXIT_ERR;
 
     if (c->o.state != NULL) {
         if (strlen(c->o.state) >= sizeof(path))
@@ -610,7 +616,19 @@ static int cmd_verify(struct ctx *c)
                 status = fail(EXIT_ERR, "state path too long");
                 goto out;
             }
-            r = write_evidence(evpath, used, st, c->res.evidence, c->res.reason);
+            if (c->res.verdict == AV_RESTORED) {
+                /* Signed evidence kept; the restored log is what later runs check against. */
+                r = write_evidence(evpath, used, st, c->res.latest, "RESTORED", c->res.reason);
+                restored = 1;
+                if (r != 0) {
+                    status = fail(EXIT_ERR, "RESTORED: %s; the evidence could not be written to "
+                                            "%s: %s",
+                                  c->res.reason, evpath, verr_str(r));
+                    goto out;
+                }
+                goto remember;
+            }
+            r = write_evidence(evpath, used, st, c->res.evidence, "ALARM", c->res.reason);
             status =
                 fail(EXIT_ALARM, "ALARM %s: %s; evidence (both signed checkpoints) %s%s",
                      averdict_name(c->res.verdict), c->res.reason,
@@ -618,8 +636,9 @@ static int cmd_verify(struct ctx *c)
             goto out;
         }
     }
+remember:
     uncovered = c->d.n - (latest != NULL ? latest->cp.size : 0);
-    if (latest != NULL && (!have_state || latest->cp.size >= st->cp.size)) {
+    if (latest != NULL && (!have_state || restored || latest->cp.size >= st->cp.size)) {
         if ((r = audit_state_make(nst, c->key, latest->note, latest->len)) != 0 ||
             (r = buf_init(&b, AUDIT_STATE_MAX_LEN, 0)) != 0 ||
             (r = audit_state_encode(nst, &b)) != 0 ||
@@ -635,7 +654,11 @@ static int cmd_verify(struct ctx *c)
         (unsigned long long)c->d.n, c->res.checkpoints,
         (unsigned long long)(latest != NULL ? latest->cp.size : 0),
         latest != NULL ? root : "(none)");
-    if (have_state)
+    if (restored)
+        printf("RESTORED: %s\nevidence (the checkpoint verified before, the one signing the "
+               "restore) written to %s; later runs check against the restored log\n",
+               c->res.reason, used);
+    else if (have_state)
         printf("consistent with the checkpoint verified before (size %llu)\n",
                (unsigned long long)st->cp.size);
     else
@@ -643,7 +666,7 @@ static int cmd_verify(struct ctx *c)
     if (uncovered > 0)
         printf("warning: %llu records after the newest checkpoint are not signed yet\n",
                (unsigned long long)uncovered);
-    status = EXIT_OK;
+    status = restored ? fail(EXIT_RESTORED, "RESTORED: %s", c->res.reason) : EXIT_OK;
 out:
     buf_free(&b);
     free(st);
@@ -967,6 +990,28 @@ static void print_table(const struct ctx *c, const char *title, const struct tab
     }
 }
 
+/* Restores from a backup (relay_restored, PROTOCOL.md part 6 "Restores"): each one said. */
+static void report_restores(const struct ctx *c)
+{
+    uint64_t n = 0;
+
+    for (uint64_t i = 0; i < c->d.n; i++)
+        if (c->d.rec_verr[i] == 0 && c->d.rec[i].event == AUDIT_RELAY_RESTORED)
+            n++;
+    printf("\nrestores from a backup: %llu\n", (unsigned long long)n);
+    for (uint64_t i = 0; i < c->d.n; i++) {
+        const struct audit_record *rec = &c->d.rec[i];
+        char when[32];
+
+        if (c->d.rec_verr[i] != 0 || rec->event != AUDIT_RELAY_RESTORED)
+            continue;
+        utc(when, rec->time);
+        printf("  record %llu at %s: the relay was restored from a backup; its log restarts at "
+               "%llu records (what a verified checkpoint held beyond that is lost)\n",
+               (unsigned long long)i, when, (unsigned long long)rec->value);
+    }
+}
+
 static int cmd_report(struct ctx *c)
 {
     struct table fails = {0}, revoked = {0}, expired = {0}, quota = {0}, rate = {0};
@@ -1062,6 +1107,7 @@ static int cmd_report(struct ctx *c)
         printf("  %zu checkpoints; %llu records after the newest (size %llu) not signed yet\n",
                c->d.ncps, (unsigned long long)(c->d.n - c->d.cps[c->d.ncps - 1].key_size),
                (unsigned long long)c->d.cps[c->d.ncps - 1].key_size);
+    report_restores(c);
     status = EXIT_OK;
 out:
     free(fails.t);
