@@ -318,6 +318,11 @@ void tp_peer(struct tp_conn *c, char *out, size_t outsz)
     if (outsz == 0)
         return;
     out[0] = '\0';
-    if (lws_get_peer_simple((struct lws *)c, out, outsz) == NULL || out[0] == '\0')
+    if (lws_get_peer_simple((struct lws *)c, out, outsz) == NULL || out[0] == '\0') {
         snprintf(out, outsz, "?");
+        return;
+    }
+    /* An IPv4 peer on a dual-stack socket: show the address operators know. */
+    if (strncmp(out, "::ffff:", 7) == 0 && strchr(out + 7, '.') != NULL)
+        memmove(out, out + 7, strlen(out + 7) + 1);
 }
