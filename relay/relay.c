@@ -2291,6 +2291,16 @@ int relay_run(struct relay *rl)
             /* The store has one write transaction: the writer must be idle. */
             writer_collect(rl, 1);
             (void)directory_from_file(rl, 0);
+            if (rl->cfg->tls_cert != NULL) {
+                if ((r = tp_tls_reload(rl->tp, rl->cfg->tls_cert, rl->cfg->tls_key)) == 0)
+                    rlog(RLOG_INFO, "SIGHUP: TLS certificate %s and key %s reloaded; open "
+                                    "connections kept",
+                         rl->cfg->tls_cert, rl->cfg->tls_key);
+                else
+                    rlog(RLOG_ERROR, "SIGHUP: TLS certificate %s / key %s: %s (not a matching "
+                                     "PEM chain and key); kept the previous certificate",
+                         rl->cfg->tls_cert, rl->cfg->tls_key, verr_str(r));
+            }
         }
         t = now_ms();
         if (t - rl->last_expire_ms >= 1000) {
