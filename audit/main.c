@@ -132,6 +132,54 @@ static int known_verb(const char *verb)
     return 0;
 }
 
+/* What each verb does, for valise-audit VERB --help (and its man page). */
+static const char *const verb_text[][2] = {
+    {"verify", "Recomputes the Merkle tree from every record, checks every signed checkpoint and\n"
+               "their consistency, and compares the newest with the one remembered in the state\n"
+               "file; remembers the newest. An ALARM (exit 3) or a RESTORED (exit 4) writes both\n"
+               "signed checkpoints to --evidence FILE (default STATE.alarm)."},
+    {"checkpoints", "Lists the tree sizes of the log's signed checkpoints."},
+    {"proof", "Prints the RFC 6962 inclusion proof of record --index N in the tree of --size S\n"
+              "(default: the newest checkpoint), as JSON."},
+    {"consistency", "Prints the RFC 6962 consistency proof between the signed tree sizes --from S1\n"
+                    "and --to S2 (default: the newest), as JSON."},
+    {"search", "Prints the records that match every filter given, as JSON lines: --from/--to T\n"
+               "(unix seconds, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ), --device HEX (a prefix),\n"
+               "--post P (needs --org-pub), --event NAME."},
+    {"export", "Prints every record as JSON lines (with names, roles and posts given --org-pub)."},
+    {"report", "What to read first: failed authentications, revoked-device attempts, expired\n"
+               "undelivered messages by post, quota and rate-limit hits, enrolments and\n"
+               "revocations, checkpoint gaps and restores from a backup."},
+};
+
+static void verb_help(const char *verb)
+{
+    printf("usage: valise-audit %s", verb);
+    for (size_t i = 0; i < sizeof(verb_flags) / sizeof(verb_flags[0]); i++) {
+        if (strcmp(verb_flags[i][0], verb) != 0)
+            continue;
+        for (size_t j = 1; j < VERB_FLAGS_MAX && verb_flags[i][j] != NULL; j++)
+            printf(" %s--%s%s", strcmp(verb_flags[i][j], "data") == 0 ? "" : "[",
+                   verb_flags[i][j], strcmp(verb_flags[i][j], "data") == 0 ? " DIR" : " X]");
+    }
+    printf("\n\n");
+    for (size_t i = 0; i < sizeof(verb_text) / sizeof(verb_text[0]); i++)
+        if (strcmp(verb_text[i][0], verb) == 0)
+            printf("%s\n", verb_text[i][1]);
+    printf("The log is verified first, with --key KEY (or --key-file FILE), else the key\n"
+           "remembered in --state FILE (default ~/.valise-audit/state); a tampered log is\n"
+           "refused (exit 2).\n");
+    if (strcmp(verb, "search") == 0) {
+        printf("Events for --event:");
+        for (int e = 1; e <= AUDIT_EVENT_MAX; e++)
+            printf("%s%s", e % 6 == 1 ? "\n  " : " ", audit_event_name((uint8_t)e));
+        printf("\n");
+    }
+    printf("Exit: 0 ok, 1 error, 2 log tampered, 3 ALARM (rollback, fork, inconsistent),\n"
+           "  4 RESTORED (the relay was restored from a backup and signed a relay_restored "
+           "record).\n");
+}
+
 /* 0 ok, 1 help printed, -1 error printed */
 static int parse_args(struct opts *o, int argc, char **argv)
 {
@@ -149,7 +197,7 @@ static int parse_args(struct opts *o, int argc, char **argv)
         const struct flag *f = NULL;
 
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            fputs(usage_text, stdout);
+            verb_help(o->verb);
             return 1;
         }
         if (strncmp(argv[i], "--", 2) == 0 && verb_allows(o->verb, argv[i] + 2))

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "relay.h"
 #include "relaycert.h"
+#include "sdnotify.h"
 #include "store.h"
 
 static struct relay *the_relay;
@@ -274,6 +275,9 @@ int main(int argc, char **argv)
     }
     rlog(RLOG_INFO, "listening on %s port %d (%s)", cfg.host, relay_port(rl),
          cfg.tls_cert != NULL ? "wss" : "ws, loopback only");
+    /* Type=notify (contrib/valise-relay.service): ready once the listener is bound. */
+    if ((r = sdnotify_send("READY=1\nSTATUS=serving")) != 0)
+        rlog(RLOG_WARN, "NOTIFY_SOCKET: readiness not sent: %s", verr_str(r));
     if ((r = relay_run(rl)) != 0) {
         fprintf(stderr, "valise-relay: %s\n", verr_str(r));
         goto out;

@@ -18,6 +18,7 @@
 #include "fileio.h"
 #include "log.h"
 #include "netcheck.h"
+#include "sdnotify.h"
 #include "sig.h"
 #include "store.h"
 #include "transport.h"
@@ -2241,6 +2242,15 @@ void relay_request_reload(struct relay *rl)
     tp_cancel(rl->tp);
 }
 
+/* Type=notify state changes (sdnotify.h); a failure is only logged. */
+static void notify_manager(const char *state)
+{
+    int r = sdnotify_send(state);
+
+    if (r != 0)
+        rlog(RLOG_WARN, "NOTIFY_SOCKET: %s not sent: %s", state, verr_str(r));
+}
+
 /* The operator's confirmation that the shutdown is covered by a signed checkpoint. */
 static void log_final_checkpoint(struct relay *rl)
 {
@@ -2287,6 +2297,7 @@ int relay_run(struct relay *rl)
         writer_collect(rl, 0);
         if (rl->reload) {
             rl->reload = 0;
+            notify_manager("RELOADING=1");
             rlog(RLOG_INFO, "SIGHUP: reloading %s", rl->cfg->directory);
             /* The store has one write transaction: the writer must be idle. */
             writer_collect(rl, 1);
@@ -2301,6 +2312,7 @@ int relay_run(struct relay *rl)
                                      "PEM chain and key); kept the previous certificate",
                          rl->cfg->tls_cert, rl->cfg->tls_key, verr_str(r));
             }
+            notify_manager("READY=1");
         }
         t = now_ms();
         if (t - rl->last_expire_ms >= 1000) {
@@ -2312,6 +2324,7 @@ int relay_run(struct relay *rl)
     }
     /* SIGTERM: what has arrived is committed and acknowledged, then we stop. */
     rl->shutting_down = 1;
+    notify_manager("STOPPING=1");
     writer_drain(rl);
     t = now_ms();
     while (now_ms() - t < 300) {
