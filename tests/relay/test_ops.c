@@ -128,7 +128,8 @@ static void expect_log(const struct trelay *r, const char *needle)
         } else
             memcpy(out, "(no log)", sizeof("(no log)"));
     }
-    fail_msg("the relay's log never said \"%s\"; it says:\n%s", needle, out);
+    fprintf(stderr, "the relay's log:\n%s\n", out);
+    fail_msg("the relay's log never said \"%s\" (the log is printed above)", needle);
 }
 
 static void submit_one(struct fixture *f, struct wsc *c, const uint8_t id[WIRE_ID_LEN],
