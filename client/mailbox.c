@@ -420,6 +420,36 @@ int mbox_install_directory(struct mbox *m, const uint8_t *p, size_t len)
     return 0;
 }
 
+int mbox_reload_directory(struct mbox *m)
+{
+    struct buf b;
+    struct directory *d = NULL;
+    int r;
+
+    if (!m->enrolled)
+        return 0;
+    if ((r = cfg_get(m, "dir", &b)) == VERR_UNKNOWN)
+        return 0;
+    if (r != 0)
+        return r;
+    r = dir_parse_verify(buf_data(&b), buf_size(&b), &m->org, &d);
+    buf_free(&b);
+    if (r != 0)
+        return r;
+    if (m->dir != NULL && dir_version(d) <= dir_version(m->dir)) {
+        dir_free(d);
+        return 0;
+    }
+    dir_free(m->dir);
+    m->dir = d;
+    return cfg_get_u64(m, "dir.seen", &m->dir_seen);
+}
+
+const struct directory *mbox_directory(const struct mbox *m)
+{
+    return m->dir;
+}
+
 int mbox_dir_freshness(const struct mbox *m, uint64_t now, uint64_t *expires_at)
 {
     uint64_t exp, period, warn;
@@ -2115,6 +2145,8 @@ int mbox_sync(struct mbox *m, const struct mbox_sync_opts *o, struct mbox_sync_s
         struct buf raw;
         struct wire_msg wm;
 
+        if (o->alive != NULL)
+            o->alive(o->alive_ctx);
         if ((r = cfg_get_u64(m, "seq", &seq0)) != 0 || (r = sy_outbox(&s)) != 0)
             goto out;
         if (s.need_prekeys && (r = sy_prekeys(&s)) != 0)

@@ -3,9 +3,12 @@
  * Each verb parses its options, does its work through the client modules,
  * and turns an error into one line on stderr and a non-zero exit.
  */
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +21,8 @@
 #include "fileio.h"
 #include "harden.h"
 #include "address.h"
+#include "desk.h"
+#include "desk_http.h"
 #include "identity.h"
 #include "mailbox.h"
 #include "pass.h"
@@ -28,6 +33,7 @@ struct opts {
     const char *home, *name, *out, *passfile;
     const char *cert, *org_pub, *relay, *to, *precedence, *label, *subject, *file, *device;
     const char *wait_ms, *ca, *relay_id;
+    const char *port, *idle, *web; /* desk */
     const char *arg; /* the one positional argument of `read` */
 };
 
@@ -46,6 +52,7 @@ static const char usage_main[] =
     "  read        show one message with its verified sender\n"
     "  outbox      list sent messages and each recipient device's status\n"
     "  fingerprint show the safety number shared with a device\n"
+    "  desk        the desk: inbox, compose, outbox and directory in your browser\n"
     "\n"
     "Run 'valise VERB --help' for a verb's options. Passphrases are read from\n"
     "the terminal without echo, or from --passphrase-file FILE.\n";
@@ -90,6 +97,9 @@ static int parse_opts_n(const char *verb, int argc, char **argv, struct opts *o,
         {"wait-ms", required_argument, NULL, 'w'},
         {"ca", required_argument, NULL, 'a'},
         {"relay-id", required_argument, NULL, 'R'},
+        {"port", required_argument, NULL, 'O'},
+        {"idle-secs", required_argument, NULL, 'I'},
+        {"web", required_argument, NULL, 'W'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -147,6 +157,15 @@ static int parse_opts_n(const char *verb, int argc, char **argv, struct opts *o,
             break;
         case 'a':
             o->ca = optarg;
+            break;
+        case 'O':
+            o->port = optarg;
+            break;
+        case 'I':
+            o->idle = optarg;
+            break;
+        case 'W':
+            o->web = optarg;
             break;
         case 'h':
             fputs(usage, stdout);
@@ -562,58 +581,232 @@ static void on_signal(int sig)
     run_stop = 1;
 }
 
-static int cmd_run(int argc, char **argv)
+/*
+ * The `run` loop: stays connected through so (stay, stop), reconnecting with
+ * backoff, until *so->stop or a failure no retry can mend. verb names the
+ * command in its lines on stderr. Also the syncing process of `desk`.
+ */
+static int run_session(const char *verb, struct mbox *m, struct mbox_sync_opts *so)
 {
-    struct opts o;
-    struct mbox *m = NULL;
-    struct mbox_sync_opts so;
     struct mbox_sync_stats st;
-    struct sigaction sa;
     unsigned backoff = 1;
     int r;
 
-    if ((r = parse_opts("run", argc, argv, &o, usage_run)) != 0)
-        return r;
-    if ((r = open_mbox("run", &o, &m, 1)) != 0)
-        return r;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    (void)sigaction(SIGINT, &sa, NULL);
-    (void)sigaction(SIGTERM, &sa, NULL);
-    memset(&so, 0, sizeof(so));
-    so.quiet_ms = 1000;
-    so.timeout_ms = 10000;
-    so.stay = 1;
-    so.stop = &run_stop;
     while (!run_stop) {
         time_t started = time(NULL);
-        r = mbox_sync(m, &so, &st);
+        r = mbox_sync(m, so, &st);
         if (run_stop)
             break;
-        dir_warn("run", m, NULL);
+        dir_warn(verb, m, NULL);
         if (r == 0)
             continue; /* a fresh directory after held messages: reconnect to receive them */
-        if (r == VERR_ROLLBACK || r == VERR_REVOKED || r == VERR_WRONG_ORG) {
-            r = fail("run", sync_failure(r, &st, mbox_relay_id(m)), r);
-            mbox_close(m);
-            return r;
-        }
+        if (r == VERR_ROLLBACK || r == VERR_REVOKED || r == VERR_WRONG_ORG)
+            return fail(verb, sync_failure(r, &st, mbox_relay_id(m)), r);
         /* A connection that lasted a while resets the backoff. */
         if (time(NULL) - started > 30)
             backoff = 1;
         {
             /* Exponential backoff with jitter: wait in [backoff/2, backoff] seconds. */
             uint32_t ms = backoff * 500u + randombytes_uniform(backoff * 500u + 1);
-            fprintf(stderr, "valise run: %s; reconnecting in %u ms\n", sync_failure(r, &st, mbox_relay_id(m)), ms);
+            fprintf(stderr, "valise %s: %s; reconnecting in %u ms\n", verb,
+                    sync_failure(r, &st, mbox_relay_id(m)), ms);
             for (uint32_t waited = 0; waited < ms && !run_stop; waited += 100)
                 (void)usleep(100000);
         }
         if (backoff < 60)
             backoff = backoff * 2 > 60 ? 60 : backoff * 2;
     }
-    mbox_close(m);
     return 0;
+}
+
+static void on_signals(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    (void)sigaction(SIGINT, &sa, NULL);
+    (void)sigaction(SIGTERM, &sa, NULL);
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    struct opts o;
+    struct mbox *m = NULL;
+    struct mbox_sync_opts so;
+    int r;
+
+    if ((r = parse_opts("run", argc, argv, &o, usage_run)) != 0)
+        return r;
+    if ((r = open_mbox("run", &o, &m, 1)) != 0)
+        return r;
+    on_signals();
+    memset(&so, 0, sizeof(so));
+    so.quiet_ms = 1000;
+    so.timeout_ms = 10000;
+    so.stay = 1;
+    so.stop = &run_stop;
+    r = run_session("run", m, &so);
+    mbox_close(m);
+    return r;
+}
+
+static const char usage_desk[] =
+    "usage: valise desk --home HOME [--port PORT] [--idle-secs N] [--web DIR]\n"
+    "                   [--passphrase-file FILE]\n"
+    "\n"
+    "Unlocks the device once, stays connected to the relay as 'valise run' does,\n"
+    "and serves the desk (inbox, reading, compose, outbox, directory) to your\n"
+    "browser on 127.0.0.1 only. It prints a link with a one-time token: open it\n"
+    "on this machine (the token works once; restart the desk for a new one).\n"
+    "  PORT  the local port (default: any free port, printed)\n"
+    "  N     lock the page after N seconds without use (default 600, 10 to\n"
+    "        86400); the passphrase unlocks it again, in the page\n"
+    "  DIR   the page's files (default: share/valise/desk beside the program)\n"
+    "Stop with Ctrl-C.\n";
+
+static int desk_link_fd = -1;
+
+/* The syncing process: one byte to the desk for each sign of life of the relay link. */
+static void desk_alive(void *ctx)
+{
+    (void)ctx;
+    if (desk_link_fd >= 0 && write(desk_link_fd, "", 1) < 0) {
+        /* the desk reads them when it can; a full pipe loses nothing that matters */
+    }
+}
+
+/* share/valise/desk beside bin/valise (installed) or client/valise (build tree). */
+static int desk_web_dir(char *out, size_t outsz)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    char *slash;
+    int w;
+
+    if (n <= 0)
+        return -1;
+    exe[n] = 0;
+    if ((slash = strrchr(exe, '/')) == NULL)
+        return -1;
+    *slash = 0;
+    w = snprintf(out, outsz, "%s/../share/valise/desk", exe);
+    return w < 0 || (size_t)w >= outsz ? -1 : 0;
+}
+
+static int cmd_desk(int argc, char **argv)
+{
+    struct opts o;
+    struct mbox *m = NULL;
+    struct desk *d = NULL;
+    struct desk_http *h = NULL;
+    char *pass = NULL, web[PATH_MAX], index_file[PATH_MAX + 16];
+    uint64_t port = 0, idle = DESK_IDLE_DEFAULT;
+    int link[2] = {-1, -1};
+    pid_t child = -1;
+    int r;
+
+    if ((r = parse_opts("desk", argc, argv, &o, usage_desk)) != 0)
+        return r;
+    if (o.port != NULL && text_parse_u64(o.port, 1024, 65535, &port) != 0)
+        return fail_msg("desk", "--port must be a number from 1024 to 65535");
+    if (o.idle != NULL && text_parse_u64(o.idle, 2, 86400, &idle) != 0)
+        return fail_msg("desk", "--idle-secs must be a number of seconds from 10 to 86400");
+    if (o.web != NULL) {
+        if (strlen(o.web) >= sizeof(web))
+            return fail_msg("desk", "--web: path too long");
+        memcpy(web, o.web, strlen(o.web) + 1);
+    } else if (desk_web_dir(web, sizeof(web)) != 0) {
+        return fail_msg("desk", "cannot find the page's files: give --web DIR");
+    }
+    snprintf(index_file, sizeof(index_file), "%s/index.html", web);
+    if (!file_exists(index_file)) {
+        fprintf(stderr, "valise desk: %s has no index.html: give --web DIR (the desk's page "
+                        "files, share/valise/desk)\n", web);
+        return 2;
+    }
+    if ((r = pass_read(o.passfile, "Device passphrase: ", 0, &pass)) != 0)
+        return fail("desk", "passphrase", r);
+    on_signals();
+    if (pipe(link) != 0) {
+        pass_free(pass);
+        return fail("desk", "pipe", VERR_IO);
+    }
+    /*
+     * Two processes of one session, each with its own LMDB handle (LMDB: no
+     * environment across fork): the child syncs as `run`, the parent serves
+     * the page. Both unlock with the passphrase read once.
+     */
+    if ((child = fork()) < 0) {
+        pass_free(pass);
+        return fail("desk", "fork", VERR_INTERNAL);
+    }
+    if (child == 0) {
+        struct mbox_sync_opts so;
+        close(link[0]);
+        (void)prctl(PR_SET_PDEATHSIG, SIGTERM);
+        desk_link_fd = link[1];
+        (void)fcntl(link[1], F_SETFL, O_NONBLOCK);
+        r = mbox_open(&m, o.home, pass);
+        pass_free(pass);
+        if (r != 0 || !mbox_enrolled(m)) {
+            mbox_close(m);
+            _exit(1); /* the parent says why */
+        }
+        memset(&so, 0, sizeof(so));
+        so.quiet_ms = 1000;
+        so.timeout_ms = 10000;
+        so.stay = 1;
+        so.stop = &run_stop;
+        so.alive = desk_alive;
+        r = run_session("desk", m, &so);
+        mbox_close(m);
+        _exit(r == 0 ? 0 : 1);
+    }
+    close(link[1]);
+    (void)fcntl(link[0], F_SETFL, O_NONBLOCK);
+    r = mbox_open(&m, o.home, pass);
+    pass_free(pass);
+    if (r != 0) {
+        r = fail("desk", r == VERR_DECRYPT ? "wrong passphrase or damaged device.key" : o.home, r);
+        goto out;
+    }
+    if (!mbox_enrolled(m)) {
+        r = fail_msg("desk", "this device is not enrolled yet (see valise enroll)");
+        goto out;
+    }
+    dir_warn("desk", m, NULL);
+    r = desk_new(&d, o.home, m, (unsigned)idle, (uint64_t)time(NULL));
+    m = NULL; /* owned by d now */
+    if (r != 0) {
+        r = fail("desk", "starting the desk", r);
+        goto out;
+    }
+    if ((r = desk_http_start(&h, d, web, (uint16_t)port)) != 0) {
+        r = fail("desk", port != 0 ? "cannot listen on 127.0.0.1 at --port (in use?)"
+                                   : "cannot listen on 127.0.0.1", r);
+        goto out;
+    }
+    printf("valise desk: serving on 127.0.0.1:%u for this machine only\n"
+           "open this link in your browser (it works once):\n"
+           "  http://127.0.0.1:%u/login?token=%s\n",
+           (unsigned)desk_http_port(h), (unsigned)desk_http_port(h), desk_token(d));
+    fflush(stdout);
+    r = desk_http_run(h, &run_stop, link[0]);
+    if (r != 0)
+        r = fail("desk", "serving the page", r);
+out:
+    if (child > 0) {
+        (void)kill(child, SIGTERM);
+        (void)waitpid(child, NULL, 0);
+    }
+    if (link[0] >= 0)
+        close(link[0]);
+    desk_http_stop(h);
+    desk_free(d);
+    mbox_close(m);
+    return r;
 }
 
 static int cmd_inbox(int argc, char **argv)
@@ -795,6 +988,7 @@ int main(int argc, char **argv)
         {"init", cmd_init}, {"enroll", cmd_enroll}, {"send", cmd_send},
         {"sync", cmd_sync}, {"run", cmd_run},       {"inbox", cmd_inbox},
         {"read", cmd_read}, {"outbox", cmd_outbox}, {"fingerprint", cmd_fingerprint},
+        {"desk", cmd_desk},
     };
 
     /* Keys, passphrases and plaintext never reach a core file (harden.h). */
