@@ -114,17 +114,20 @@ int desk_origin_ok(const struct desk *d, const char *origin)
 
 int desk_cookie_ok(const struct desk *d, const char *h)
 {
-    static const char name[] = DESK_COOKIE_NAME "=";
+    char name[32];
+    size_t nl;
     const char *p = h;
 
     if (h == NULL || !d->logged_in)
         return 0;
+    snprintf(name, sizeof(name), "%s%u=", DESK_COOKIE_NAME, (unsigned)d->port);
+    nl = strlen(name);
     /* RFC 6265 section 5.4: "name=value" pairs separated by "; ". */
     while (p != NULL && *p != 0) {
         while (*p == ' ')
             p++;
-        if (strncmp(p, name, sizeof(name) - 1) == 0) {
-            const char *v = p + sizeof(name) - 1;
+        if (strncmp(p, name, nl) == 0) {
+            const char *v = p + nl;
             size_t vl = strcspn(v, ";");
             if (vl == DESK_SECRET_HEX && sodium_memcmp(v, d->cookie, DESK_SECRET_HEX) == 0)
                 return 1;
@@ -145,8 +148,8 @@ int desk_login(struct desk *d, const char *token, char *set_cookie, size_t sz)
         return 0;
     d->token_spent = 1; /* one time: a leaked URL (history, screen) is worth nothing later */
     sodium_memzero(d->token, sizeof(d->token));
-    n = snprintf(set_cookie, sz, "%s=%s; Path=/; HttpOnly; SameSite=Strict", DESK_COOKIE_NAME,
-                 d->cookie);
+    n = snprintf(set_cookie, sz, "%s%u=%s; Path=/; HttpOnly; SameSite=Strict", DESK_COOKIE_NAME,
+                 (unsigned)d->port, d->cookie);
     if (n < 0 || (size_t)n >= sz)
         return 0;
     d->logged_in = 1;

@@ -41,7 +41,8 @@ enum {
     DESK_IDLE_DEFAULT = 600,                  /* seconds */
     DESK_LINK_STALE = 5,                      /* seconds without a sign of life: offline */
 };
-#define DESK_COOKIE_NAME "valise_desk"
+/* "valise_desk_PORT": browsers share cookies across the ports of one host */
+#define DESK_COOKIE_NAME "valise_desk_"
 
 /* m: an open, enrolled mailbox, owned by the desk from now on (also on failure). */
 int desk_new(struct desk **out, const char *home, struct mbox *m, unsigned idle_secs,
