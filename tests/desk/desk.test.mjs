@@ -51,10 +51,10 @@ async function openDesk(url, name) {
   return page;
 }
 
-const shot = async (page, file) => {
+const shot = async (page, file, fullPage) => {
   if (!SHOTS) return;
   mkdirSync(SHOTS, { recursive: true });
-  await page.screenshot({ path: join(SHOTS, file) });
+  await page.screenshot({ path: join(SHOTS, file), fullPage: !!fullPage });
 };
 
 try {
@@ -100,7 +100,7 @@ try {
   const who = await hq.textContent('#confirm-who');
   check(who.includes('Budi Santoso') && who.includes('Dewi Lestari'), 'confirmation does not show who receives it: ' + who);
   check(!who.includes('Old Laptop'), 'confirmation lists the revoked device');
-  await shot(hq, 'compose.png');
+  await shot(hq, 'compose.png', true);
   await hq.click('#confirm-send');
   await hq.waitForSelector('#compose-ok:not(:empty)');
 

@@ -207,8 +207,8 @@ function review(ev) {
     const li = el('li', null, a + ': ' + (r.length ? r.map((x) => x.name + ' (' + x.role + '@' + x.post + ')').join('; ') : t('confirm_nobody')));
     ul.append(li);
   }
-  $('compose').hidden = true;
   $('confirm').hidden = false;
+  $('confirm').scrollIntoView();
 }
 
 async function sendNow() {
@@ -221,7 +221,6 @@ async function sendNow() {
     if (e.message !== 'locked') $('compose-error').textContent = t('err_' + (e.code || 'error'));
   }
   $('confirm').hidden = true;
-  $('compose').hidden = false;
   await refresh();
 }
 
@@ -384,7 +383,7 @@ document.addEventListener('DOMContentLoaded', async () => {
   $('flash-alert-open').addEventListener('click', () => { $('flash-alert').hidden = true; tab('inbox'); });
   $('to-add').addEventListener('click', () => { const v = $('to-pick').value; if (v && !S.to.includes(v)) S.to.push(v); renderChips(); });
   $('compose').addEventListener('submit', review);
-  $('confirm-back').addEventListener('click', () => { $('confirm').hidden = true; $('compose').hidden = false; });
+  $('confirm-back').addEventListener('click', () => { $('confirm').hidden = true; });
   $('confirm-send').addEventListener('click', sendNow);
   $('unlock').addEventListener('submit', async (ev) => {
     ev.preventDefault();
