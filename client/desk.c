@@ -429,8 +429,9 @@ static int api_read(struct desk *d, json_object *req, uint64_t now, struct desk_
 
     memset(&msg, 0, sizeof(msg));
     id = j_get_str(req, "id", &idl);
-    /* A full id (32 hex digits), optionally "/SENDER" (mbox_read). */
-    if (id == NULL || idl < 2 * INNER_ID_LEN || idl > 2 * INNER_ID_LEN + 1 + 2 * DEVICE_ID_LEN)
+    /* An id or a prefix of 8+ hex digits, optionally "/SENDER" (mbox_read). */
+    if (id == NULL || idl < 8 || idl > 2 * INNER_ID_LEN + 1 + 2 * DEVICE_ID_LEN ||
+        strspn(id, "0123456789abcdefABCDEF/") != idl)
         return reply_error(rep, 400, "bad_id");
     r = mbox_read(d->m, id, now, &msg);
     if (r == VERR_UNKNOWN || r == VERR_USAGE)

@@ -18,6 +18,7 @@
 
 #include "desk.h"
 #include "fileio.h"
+#include "session.h"
 
 enum {
     DH_MAX_PAGES = 16,   /* open websockets */
@@ -55,7 +56,8 @@ struct desk_http {
     struct lws *pages[DH_MAX_PAGES];
     struct dh_conn *page_conn[DH_MAX_PAGES];
     lws_sorted_usec_list_t sul;
-    int link_fd;
+    int link_fd, session_fd;
+    unsigned ticks;
     int failed;
 };
 
@@ -492,6 +494,12 @@ static void dh_tick(lws_sorted_usec_list_t *sul)
     char *event = NULL;
     uint8_t b[64];
 
+    if (h->session_fd >= 0)
+        session_serve(h->session_fd, h->d, dh_now());
+    if (h->ticks++ % 5 != 0) {
+        lws_sul_schedule(h->ctx, 0, &h->sul, dh_tick, 100 * LWS_US_PER_MS);
+        return;
+    }
     if (h->link_fd >= 0) {
         ssize_t n;
         int alive = 0;
@@ -503,7 +511,7 @@ static void dh_tick(lws_sorted_usec_list_t *sul)
     if (desk_tick(h->d, dh_now(), &event) == 0 && event != NULL)
         dh_broadcast(h, event);
     free(event);
-    lws_sul_schedule(h->ctx, 0, &h->sul, dh_tick, 500 * LWS_US_PER_MS);
+    lws_sul_schedule(h->ctx, 0, &h->sul, dh_tick, 100 * LWS_US_PER_MS);
 }
 
 int desk_http_start(struct desk_http **out, struct desk *d, const char *web_dir, uint16_t port)
@@ -519,6 +527,7 @@ int desk_http_start(struct desk_http **out, struct desk *d, const char *web_dir,
         return VERR_NOMEM;
     h->d = d;
     h->link_fd = -1;
+    h->session_fd = -1;
     memcpy(h->web_dir, web_dir, strlen(web_dir) + 1);
     lws_set_log_level(0, NULL); /* the desk prints its own lines; nothing from requests */
     memset(&info, 0, sizeof(info));
@@ -549,9 +558,10 @@ uint16_t desk_http_port(const struct desk_http *h)
     return h->port;
 }
 
-int desk_http_run(struct desk_http *h, volatile int *stop, int link_fd)
+int desk_http_run(struct desk_http *h, volatile int *stop, int link_fd, int session_fd)
 {
     h->link_fd = link_fd;
+    h->session_fd = session_fd;
     lws_sul_schedule(h->ctx, 0, &h->sul, dh_tick, 100 * LWS_US_PER_MS);
     while (!*stop && !h->failed)
         if (lws_service(h->ctx, 0) < 0)

@@ -19,7 +19,8 @@
  *    no-referrer and Cache-Control: no-store.
  *  - desk_http_run serves until *stop; about twice a second it reads
  *    link_fd (one byte per sign of life of the relay connection, from the
- *    syncing process) and runs desk_tick, pushing its events to every page.
+ *    syncing process) and runs desk_tick, pushing its events to every page;
+ *    ten times a second it answers the session socket (session.h).
  */
 #ifndef VALISE_CLIENT_DESK_HTTP_H
 #define VALISE_CLIENT_DESK_HTTP_H
@@ -34,8 +35,9 @@ struct desk_http;
 int desk_http_start(struct desk_http **out, struct desk *d, const char *web_dir,
                     uint16_t port) VL_MUST_CHECK;
 uint16_t desk_http_port(const struct desk_http *h);
-/* link_fd: non-blocking read end, or -1. */
-int desk_http_run(struct desk_http *h, volatile int *stop, int link_fd) VL_MUST_CHECK;
+/* link_fd: non-blocking read end, or -1; session_fd: session_listen's, or -1. */
+int desk_http_run(struct desk_http *h, volatile int *stop, int link_fd,
+                  int session_fd) VL_MUST_CHECK;
 void desk_http_stop(struct desk_http *h);
 
 #endif
