@@ -944,7 +944,7 @@ static const char usage_desk[] =
     "browser on 127.0.0.1 only. It prints a link with a one-time token: open it\n"
     "on this machine (the token works once; restart the desk for a new one).\n"
     "  PORT  the local port (default: any free port, printed)\n"
-    "  N     lock the page after N seconds without use (default 600, 10 to\n"
+    "  N     lock the page after N seconds without use (default 600, 2 to\n"
     "        86400); the passphrase unlocks it again, in the page\n"
     "  DIR   the page's files (default: share/valise/desk beside the program)\n"
     "Stop with Ctrl-C.\n";
@@ -995,7 +995,7 @@ static int cmd_desk(int argc, char **argv)
     if (o.port != NULL && text_parse_u64(o.port, 1024, 65535, &port) != 0)
         return fail_msg("desk", "--port must be a number from 1024 to 65535");
     if (o.idle != NULL && text_parse_u64(o.idle, 2, 86400, &idle) != 0)
-        return fail_msg("desk", "--idle-secs must be a number of seconds from 10 to 86400");
+        return fail_msg("desk", "--idle-secs must be a number of seconds from 2 to 86400");
     if (o.web != NULL) {
         if (strlen(o.web) >= sizeof(web))
             return fail_msg("desk", "--web: path too long");
