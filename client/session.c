@@ -117,7 +117,8 @@ static int session_write_all(int fd, const void *p, size_t n)
     const uint8_t *b = p;
 
     while (n > 0) {
-        ssize_t w = write(fd, b, n);
+        /* MSG_NOSIGNAL: a peer that went away is an error here, not SIGPIPE. */
+        ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)

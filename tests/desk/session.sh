@@ -70,7 +70,9 @@ except ConnectionResetError:
   chmod 700 hq; chmod 600 hq/session.sock
 fi
 
-kill "$DPID"; wait "$DPID" 2>/dev/null; DPID=
+kill "$DPID"; wait "$DPID"; rc=$?; DPID=
+[ $rc -eq 0 ] || fail "the desk exited with status $rc on SIGTERM: $(tail -3 desk.err)"
+grep -q Sanitizer desk.err && fail "desk: $(grep -m3 Sanitizer desk.err)"
 [ -e hq/session.sock ] && fail "the socket outlived the desk"
 if P inbox --home hq >out.txt 2>err.txt; then fail "inbox succeeded without the desk and a passphrase"; fi
 run "inbox unlocks by itself again" V inbox --home hq
