@@ -137,6 +137,36 @@ int mbox_install_directory(struct mbox *m, const uint8_t *p, size_t len)
     return 0;
 }
 
+int mbox_reload_directory(struct mbox *m)
+{
+    struct buf b;
+    struct directory *d = NULL;
+    int r;
+
+    if (!m->enrolled)
+        return 0;
+    if ((r = mb_cfg_get(m, "dir", &b)) == VERR_UNKNOWN)
+        return 0;
+    if (r != 0)
+        return r;
+    r = dir_parse_verify(buf_data(&b), buf_size(&b), &m->org, &d);
+    buf_free(&b);
+    if (r != 0)
+        return r;
+    if (m->dir != NULL && dir_version(d) <= dir_version(m->dir)) {
+        dir_free(d);
+        return 0;
+    }
+    dir_free(m->dir);
+    m->dir = d;
+    return mb_cfg_get_u64(m, "dir.seen", &m->dir_seen);
+}
+
+const struct directory *mbox_directory(const struct mbox *m)
+{
+    return m->dir;
+}
+
 int mbox_dir_freshness(const struct mbox *m, uint64_t now, uint64_t *expires_at)
 {
     uint64_t exp, period, warn;

@@ -38,6 +38,7 @@
 #include "inner.h"
 
 struct mbox;
+struct directory;
 
 enum mbox_env_state {
     MBOX_ENV_QUEUED = 1,       /* recipient known, not yet encrypted */
@@ -115,6 +116,9 @@ struct mbox_sync_opts {
     unsigned timeout_ms; /* wait for any single answer from the relay */
     int stay;            /* `run`: stay connected, pick up new outbox messages */
     volatile int *stop;  /* `run`: set by a signal handler to return */
+    /* `desk`: called (if set) each time the connection is seen alive, about every quiet_ms */
+    void (*alive)(void *ctx);
+    void *alive_ctx;
 };
 struct mbox_sync_stats {
     size_t submitted, accepted, received, receipts, refused, expired, waiting;
@@ -128,6 +132,14 @@ struct mbox_sync_stats {
     /* VERR_DENIED before any AUTH: the relay did not prove it is the enrolled relay id */
     const char *relay_unproven; /* why, or NULL */
 };
+/*
+ * `desk`: another process of the same session (the one that syncs) may have
+ * installed a newer directory in the store; take it (0 also when none is newer).
+ */
+int mbox_reload_directory(struct mbox *m) VL_MUST_CHECK;
+/* The newest directory held, or NULL. */
+const struct directory *mbox_directory(const struct mbox *m);
+
 /* The relay id recorded at enrolment. */
 const char *mbox_relay_id(const struct mbox *m);
 int mbox_sync(struct mbox *m, const struct mbox_sync_opts *o,

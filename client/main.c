@@ -3,31 +3,40 @@
  * Each verb parses its options, does its work through the client modules,
  * and turns an error into one line on stderr and a non-zero exit.
  */
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
 #include <sodium.h>
 
 #include "cli.h"
 #include "fileio.h"
 #include "harden.h"
 #include "address.h"
+#include "desk.h"
+#include "desk_http.h"
 #include "identity.h"
 #include "mailbox.h"
 #include "pass.h"
+#include "session.h"
 #include "text.h"
+#include "utf8.h"
 #include "wire.h"
 
 struct opts {
     const char *home, *name, *out, *passfile;
     const char *cert, *org_pub, *relay, *to, *precedence, *label, *subject, *file, *device;
     const char *wait_ms, *ca, *relay_id;
+    const char *port, *idle, *web; /* desk */
     const char *arg; /* the one positional argument of `read` */
 };
 
@@ -46,6 +55,7 @@ static const char usage_main[] =
     "  read        show one message with its verified sender\n"
     "  outbox      list sent messages and each recipient device's status\n"
     "  fingerprint show the safety number shared with a device\n"
+    "  desk        the desk: inbox, compose, outbox and directory in your browser\n"
     "\n"
     "Run 'valise VERB --help' for a verb's options. Passphrases are read from\n"
     "the terminal without echo, or from --passphrase-file FILE.\n";
@@ -90,6 +100,9 @@ static int parse_opts_n(const char *verb, int argc, char **argv, struct opts *o,
         {"wait-ms", required_argument, NULL, 'w'},
         {"ca", required_argument, NULL, 'a'},
         {"relay-id", required_argument, NULL, 'R'},
+        {"port", required_argument, NULL, 'O'},
+        {"idle-secs", required_argument, NULL, 'I'},
+        {"web", required_argument, NULL, 'W'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -147,6 +160,15 @@ static int parse_opts_n(const char *verb, int argc, char **argv, struct opts *o,
             break;
         case 'a':
             o->ca = optarg;
+            break;
+        case 'O':
+            o->port = optarg;
+            break;
+        case 'I':
+            o->idle = optarg;
+            break;
+        case 'W':
+            o->web = optarg;
             break;
         case 'h':
             fputs(usage, stdout);
@@ -333,6 +355,282 @@ static void print_time(char *out, size_t outsz, uint64_t t)
         snprintf(out, outsz, "%llu", (unsigned long long)t);
 }
 
+/* ---- issue 12 item 14: the verbs use a running desk's unlocked session ---- */
+
+static const char *j_s(json_object *o, const char *k)
+{
+    json_object *v;
+    return json_object_object_get_ex(o, k, &v) && json_object_is_type(v, json_type_string)
+               ? json_object_get_string(v)
+               : "";
+}
+
+static uint64_t j_u(json_object *o, const char *k)
+{
+    json_object *v;
+    int64_t x;
+    if (!json_object_object_get_ex(o, k, &v) || !json_object_is_type(v, json_type_int))
+        return 0;
+    x = json_object_get_int64(v);
+    return x < 0 ? 0 : (uint64_t)x;
+}
+
+static int j_b(json_object *o, const char *k)
+{
+    json_object *v;
+    return json_object_object_get_ex(o, k, &v) && json_object_get_boolean(v);
+}
+
+static json_object *j_arr(json_object *o, const char *k)
+{
+    json_object *v;
+    return json_object_object_get_ex(o, k, &v) && json_object_is_type(v, json_type_array) ? v
+                                                                                       : NULL;
+}
+
+/*
+ * Asks the desk serving HOME to do the verb's work (session.h): 1 and its
+ * answer (*reply, *status) when a desk answered; 0 when none did or it is
+ * locked (the verb then unlocks by itself); -1 when it could not be asked.
+ * The request is wiped once sent (a message body travels in it).
+ */
+static int via_desk(const char *verb, const char *home, json_object *req, json_object **reply,
+                    int *status)
+{
+    size_t n = 0, rl = 0;
+    const char *s = json_object_to_json_string_length(req, JSON_C_TO_STRING_PLAIN, &n);
+    char *raw = NULL;
+    json_object *top = NULL, *v;
+    int r;
+
+    *reply = NULL;
+    if (s == NULL)
+        return -1;
+    r = session_call(home, s, n, &raw, &rl);
+    sodium_memzero((char *)s, n);
+    if (r == VERR_UNKNOWN)
+        return 0;
+    if (r != 0) {
+        fprintf(stderr, "valise %s: the desk's session in %s did not answer (%s); unlocking here\n",
+                verb, home, verr_str(r));
+        return 0;
+    }
+    top = json_tokener_parse(raw);
+    sodium_free(raw);
+    if (top == NULL || !json_object_object_get_ex(top, "reply", &v) ||
+        !json_object_is_type(v, json_type_object)) {
+        json_object_put(top);
+        fprintf(stderr, "valise %s: the desk's session gave a malformed answer; unlocking here\n",
+                verb);
+        return 0;
+    }
+    *status = (int)j_u(top, "status");
+    if (*status == 423) {
+        json_object_put(top);
+        fprintf(stderr, "valise %s: the desk is locked (unlock it in its page to skip the "
+                        "passphrase); unlocking here\n", verb);
+        return 0;
+    }
+    *reply = json_object_get(v);
+    json_object_put(top);
+    fprintf(stderr, "valise %s: done by the desk running on %s (its unlocked session)\n", verb,
+            home);
+    return 1;
+}
+
+/* One line for a refusal the desk gave (its error code, a fixed word). */
+static int desk_refused(const char *verb, json_object *reply, int status)
+{
+    fprintf(stderr, "valise %s: refused by the desk (%d %s)\n", verb, status, j_s(reply, "error"));
+    json_object_put(reply);
+    return status == 404 ? 1 : 2;
+}
+
+static int inbox_via_desk(const struct opts *o)
+{
+    json_object *req = json_object_new_object(), *rep = NULL, *arr;
+    int st = 0, r;
+
+    if (req == NULL || json_object_object_add(req, "verb", json_object_new_string("inbox")) != 0) {
+        json_object_put(req);
+        return -1;
+    }
+    r = via_desk("inbox", o->home, req, &rep, &st);
+    json_object_put(req);
+    if (r != 1)
+        return -1;
+    if (st != 200)
+        return desk_refused("inbox", rep, st);
+    arr = j_arr(rep, "messages");
+    for (size_t i = 0; arr != NULL && i < json_object_array_length(arr); i++) {
+        json_object *m = json_object_array_get_idx(arr, i);
+        char t[40];
+        print_time(t, sizeof(t), j_u(m, "time"));
+        printf("%c %s %-9s %-14s %s  %s (%s@%s)  %s\n", j_b(m, "read") ? ' ' : '*', j_s(m, "id"),
+               j_s(m, "precedence"), j_s(m, "label"), t, j_s(m, "sender_name"),
+               j_s(m, "sender_role"), j_s(m, "sender_post"), j_s(m, "subject"));
+    }
+    if (arr == NULL || json_object_array_length(arr) == 0)
+        printf("inbox empty\n");
+    json_object_put(rep);
+    return 0;
+}
+
+static int outbox_via_desk(const struct opts *o)
+{
+    json_object *req = json_object_new_object(), *rep = NULL, *arr;
+    int st = 0, r;
+
+    if (req == NULL || json_object_object_add(req, "verb", json_object_new_string("outbox")) != 0) {
+        json_object_put(req);
+        return -1;
+    }
+    r = via_desk("outbox", o->home, req, &rep, &st);
+    json_object_put(req);
+    if (r != 1)
+        return -1;
+    if (st != 200)
+        return desk_refused("outbox", rep, st);
+    arr = j_arr(rep, "messages");
+    for (size_t i = 0; arr != NULL && i < json_object_array_length(arr); i++) {
+        json_object *m = json_object_array_get_idx(arr, i), *devs = j_arr(m, "devices");
+        char t[40];
+        size_t nd = devs != NULL ? json_object_array_length(devs) : 0;
+        print_time(t, sizeof(t), j_u(m, "created"));
+        printf("%s %-9s %-14s %s to %s  %s\n", j_s(m, "id"), j_s(m, "precedence"),
+               j_s(m, "label"), t, j_s(m, "to"), j_s(m, "subject"));
+        if (!j_b(m, "resolved") && nd == 0)
+            printf("    (no device yet) waiting for directory\n");
+        for (size_t j = 0; j < nd; j++) {
+            json_object *d = json_object_array_get_idx(devs, j);
+            printf("    %s %s (%s@%s): %s", j_s(d, "device"), j_s(d, "name")[0] ? j_s(d, "name") : "?",
+                   j_s(d, "role")[0] ? j_s(d, "role") : "?", j_s(d, "post")[0] ? j_s(d, "post") : "?",
+                   mbox_env_state_name((int)j_u(d, "state")));
+            if (j_s(d, "reason")[0])
+                printf(" (%s)", j_s(d, "reason"));
+            printf("\n");
+        }
+    }
+    if (arr == NULL || json_object_array_length(arr) == 0)
+        printf("outbox empty\n");
+    json_object_put(rep);
+    return 0;
+}
+
+static int read_via_desk(const struct opts *o)
+{
+    json_object *req = json_object_new_object(), *rep = NULL;
+    char t[40], rt[40];
+    int st = 0, r;
+
+    if (req == NULL || json_object_object_add(req, "verb", json_object_new_string("read")) != 0 ||
+        json_object_object_add(req, "id", json_object_new_string(o->arg)) != 0) {
+        json_object_put(req);
+        return -1;
+    }
+    r = via_desk("read", o->home, req, &rep, &st);
+    json_object_put(req);
+    if (r != 1)
+        return -1;
+    if (st != 200)
+        return desk_refused("read", rep, st);
+    print_time(t, sizeof(t), j_u(rep, "time"));
+    print_time(rt, sizeof(rt), j_u(rep, "received"));
+    printf("Message:    %s\n", j_s(rep, "id"));
+    printf("From:       %s, %s@%s (device %s)\n", j_s(rep, "sender_name"), j_s(rep, "sender_role"),
+           j_s(rep, "sender_post"), j_s(rep, "sender_device"));
+    printf("To:         %s\n", j_s(rep, "to"));
+    printf("Precedence: %s\n", j_s(rep, "precedence"));
+    printf("Label:      %s\n", j_s(rep, "label"));
+    printf("Time:       %s\n", t);
+    printf("Received:   %s\n", rt);
+    if (j_b(rep, "delayed"))
+        printf("WARNING:    it arrived later than the %s time to live (%llu days): it may have been "
+               "held back; confirm with the sender\n",
+               j_s(rep, "precedence"), (unsigned long long)j_u(rep, "ttl_days"));
+    printf("Subject:    %s\n", j_s(rep, "subject"));
+    printf("Signature:  %s\n",
+           j_b(rep, "signature_ok") ? "verified (Ed25519, sender's device key)" : "NOT VERIFIED");
+    printf("Certificate: %s; in the newest directory: %s\n",
+           j_b(rep, "certificate_ok") ? "verified (serial chained to the organisation root)"
+                                      : "NOT VERIFIED",
+           j_s(rep, "certificate_now"));
+    printf("\n%s", j_s(rep, "body"));
+    {
+        const char *b = j_s(rep, "body");
+        size_t bl = strlen(b);
+        if (bl > 0 && b[bl - 1] != '\n')
+            printf("\n");
+        sodium_memzero((char *)b, bl);
+    }
+    json_object_put(rep);
+    return 0;
+}
+
+/* 1 if p is well-formed UTF-8 (what JSON carries); other bodies are sent the usual way. */
+static int is_utf8(const uint8_t *p, size_t n)
+{
+    size_t pos = 0;
+    uint32_t cp;
+
+    while (pos < n)
+        if (utf8_decode(p, n, &pos, &cp) != 0)
+            return 0;
+    return 1;
+}
+
+/* send through the desk: 0 done, 1-2 refused, -1 no desk (d->content is wiped by the caller). */
+static int send_via_desk(const struct opts *o, const struct mbox_draft *d)
+{
+    json_object *req, *to, *rep = NULL, *ids;
+    int st = 0, r = -1;
+
+    if (d->content_len > INT32_MAX || !is_utf8(d->content, d->content_len))
+        return -1;
+    req = json_object_new_object();
+    to = json_object_new_array();
+
+    if (req == NULL || to == NULL || json_object_object_add(req, "to", to) != 0) {
+        json_object_put(to);
+        goto out;
+    }
+    if (json_object_array_add(to, json_object_new_string(d->address)) != 0 ||
+        json_object_object_add(req, "verb", json_object_new_string("send")) != 0 ||
+        json_object_object_add(req, "precedence",
+                               json_object_new_string(inner_precedence_name(d->precedence))) != 0 ||
+        json_object_object_add(req, "label", json_object_new_string(d->label)) != 0 ||
+        json_object_object_add(req, "subject", json_object_new_string(d->subject)) != 0 ||
+        json_object_object_add(req, "body", json_object_new_string_len((const char *)d->content,
+                                                                       (int)d->content_len)) != 0)
+        goto out;
+    r = via_desk("send", o->home, req, &rep, &st);
+    if (r != 1) {
+        r = -1;
+        goto out;
+    }
+    if (st != 200) {
+        r = desk_refused("send", rep, st);
+        rep = NULL;
+        goto out;
+    }
+    ids = j_arr(rep, "queued");
+    printf("queued %s to %s (%s, %s)\n",
+           ids != NULL && json_object_array_length(ids) > 0
+               ? json_object_get_string(json_object_array_get_idx(ids, 0))
+               : "?",
+           d->address, inner_precedence_name(d->precedence), d->label);
+    r = 0;
+out:
+    if (req != NULL) {
+        json_object *b;
+        if (json_object_object_get_ex(req, "body", &b))
+            sodium_memzero((char *)json_object_get_string(b), (size_t)json_object_get_string_len(b));
+    }
+    json_object_put(req);
+    json_object_put(rep);
+    return r;
+}
+
 static int cmd_enroll(int argc, char **argv)
 {
     struct opts o;
@@ -460,6 +758,10 @@ static int cmd_send(int argc, char **argv)
     }
     d.content = buf_data(&content);
     d.content_len = buf_size(&content);
+    if ((r = send_via_desk(&o, &d)) >= 0) {
+        buf_free(&content);
+        return r;
+    }
     if ((r = open_mbox("send", &o, &m, 1)) != 0) {
         buf_free(&content);
         return r;
@@ -562,58 +864,242 @@ static void on_signal(int sig)
     run_stop = 1;
 }
 
-static int cmd_run(int argc, char **argv)
+/*
+ * The `run` loop: stays connected through so (stay, stop), reconnecting with
+ * backoff, until *so->stop or a failure no retry can mend. verb names the
+ * command in its lines on stderr. Also the syncing process of `desk`.
+ */
+static int run_session(const char *verb, struct mbox *m, struct mbox_sync_opts *so)
 {
-    struct opts o;
-    struct mbox *m = NULL;
-    struct mbox_sync_opts so;
     struct mbox_sync_stats st;
-    struct sigaction sa;
     unsigned backoff = 1;
     int r;
 
-    if ((r = parse_opts("run", argc, argv, &o, usage_run)) != 0)
-        return r;
-    if ((r = open_mbox("run", &o, &m, 1)) != 0)
-        return r;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    (void)sigaction(SIGINT, &sa, NULL);
-    (void)sigaction(SIGTERM, &sa, NULL);
-    memset(&so, 0, sizeof(so));
-    so.quiet_ms = 1000;
-    so.timeout_ms = 10000;
-    so.stay = 1;
-    so.stop = &run_stop;
     while (!run_stop) {
         time_t started = time(NULL);
-        r = mbox_sync(m, &so, &st);
+        r = mbox_sync(m, so, &st);
         if (run_stop)
             break;
-        dir_warn("run", m, NULL);
+        dir_warn(verb, m, NULL);
         if (r == 0)
             continue; /* a fresh directory after held messages: reconnect to receive them */
-        if (r == VERR_ROLLBACK || r == VERR_REVOKED || r == VERR_WRONG_ORG) {
-            r = fail("run", sync_failure(r, &st, mbox_relay_id(m)), r);
-            mbox_close(m);
-            return r;
-        }
+        if (r == VERR_ROLLBACK || r == VERR_REVOKED || r == VERR_WRONG_ORG)
+            return fail(verb, sync_failure(r, &st, mbox_relay_id(m)), r);
         /* A connection that lasted a while resets the backoff. */
         if (time(NULL) - started > 30)
             backoff = 1;
         {
             /* Exponential backoff with jitter: wait in [backoff/2, backoff] seconds. */
             uint32_t ms = backoff * 500u + randombytes_uniform(backoff * 500u + 1);
-            fprintf(stderr, "valise run: %s; reconnecting in %u ms\n", sync_failure(r, &st, mbox_relay_id(m)), ms);
+            fprintf(stderr, "valise %s: %s; reconnecting in %u ms\n", verb,
+                    sync_failure(r, &st, mbox_relay_id(m)), ms);
             for (uint32_t waited = 0; waited < ms && !run_stop; waited += 100)
                 (void)usleep(100000);
         }
         if (backoff < 60)
             backoff = backoff * 2 > 60 ? 60 : backoff * 2;
     }
-    mbox_close(m);
     return 0;
+}
+
+static void on_signals(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    (void)sigaction(SIGINT, &sa, NULL);
+    (void)sigaction(SIGTERM, &sa, NULL);
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    struct opts o;
+    struct mbox *m = NULL;
+    struct mbox_sync_opts so;
+    int r;
+
+    if ((r = parse_opts("run", argc, argv, &o, usage_run)) != 0)
+        return r;
+    if ((r = open_mbox("run", &o, &m, 1)) != 0)
+        return r;
+    on_signals();
+    memset(&so, 0, sizeof(so));
+    so.quiet_ms = 1000;
+    so.timeout_ms = 10000;
+    so.stay = 1;
+    so.stop = &run_stop;
+    r = run_session("run", m, &so);
+    mbox_close(m);
+    return r;
+}
+
+static const char usage_desk[] =
+    "usage: valise desk --home HOME [--port PORT] [--idle-secs N] [--web DIR]\n"
+    "                   [--passphrase-file FILE]\n"
+    "\n"
+    "Unlocks the device once, stays connected to the relay as 'valise run' does,\n"
+    "and serves the desk (inbox, reading, compose, outbox, directory) to your\n"
+    "browser on 127.0.0.1 only. It prints a link with a one-time token: open it\n"
+    "on this machine (the token works once; restart the desk for a new one).\n"
+    "  PORT  the local port (default: any free port, printed)\n"
+    "  N     lock the page after N seconds without use (default 600, 2 to\n"
+    "        86400); the passphrase unlocks it again, in the page\n"
+    "  DIR   the page's files (default: share/valise/desk beside the program)\n"
+    "Stop with Ctrl-C.\n";
+
+static int desk_link_fd = -1;
+
+/* The syncing process: one byte to the desk for each sign of life of the relay link. */
+static void desk_alive(void *ctx)
+{
+    (void)ctx;
+    if (desk_link_fd >= 0 && write(desk_link_fd, "", 1) < 0) {
+        /* the desk reads them when it can; a full pipe loses nothing that matters */
+    }
+}
+
+/* share/valise/desk beside bin/valise (installed) or client/valise (build tree). */
+static int desk_web_dir(char *out, size_t outsz)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    char *slash;
+    int w;
+
+    if (n <= 0)
+        return -1;
+    exe[n] = 0;
+    if ((slash = strrchr(exe, '/')) == NULL)
+        return -1;
+    *slash = 0;
+    w = snprintf(out, outsz, "%s/../share/valise/desk", exe);
+    return w < 0 || (size_t)w >= outsz ? -1 : 0;
+}
+
+static int cmd_desk(int argc, char **argv)
+{
+    struct opts o;
+    struct mbox *m = NULL;
+    struct desk *d = NULL;
+    struct desk_http *h = NULL;
+    char *pass = NULL, web[PATH_MAX], index_file[PATH_MAX + 16];
+    uint64_t port = 0, idle = DESK_IDLE_DEFAULT;
+    int link[2] = {-1, -1}, session_fd = -1;
+    pid_t child = -1;
+    int r;
+
+    if ((r = parse_opts("desk", argc, argv, &o, usage_desk)) != 0)
+        return r;
+    if (o.port != NULL && text_parse_u64(o.port, 1024, 65535, &port) != 0)
+        return fail_msg("desk", "--port must be a number from 1024 to 65535");
+    if (o.idle != NULL && text_parse_u64(o.idle, 2, 86400, &idle) != 0)
+        return fail_msg("desk", "--idle-secs must be a number of seconds from 2 to 86400");
+    if (o.web != NULL) {
+        if (strlen(o.web) >= sizeof(web))
+            return fail_msg("desk", "--web: path too long");
+        memcpy(web, o.web, strlen(o.web) + 1);
+    } else if (desk_web_dir(web, sizeof(web)) != 0) {
+        return fail_msg("desk", "cannot find the page's files: give --web DIR");
+    }
+    snprintf(index_file, sizeof(index_file), "%s/index.html", web);
+    if (!file_exists(index_file)) {
+        fprintf(stderr, "valise desk: %s has no index.html: give --web DIR (the desk's page "
+                        "files, share/valise/desk)\n", web);
+        return 2;
+    }
+    if ((r = pass_read(o.passfile, "Device passphrase: ", 0, &pass)) != 0)
+        return fail("desk", "passphrase", r);
+    on_signals();
+    if (pipe(link) != 0) {
+        pass_free(pass);
+        return fail("desk", "pipe", VERR_IO);
+    }
+    /*
+     * Two processes of one session, each with its own LMDB handle (LMDB: no
+     * environment across fork): the child syncs as `run`, the parent serves
+     * the page. Both unlock with the passphrase read once.
+     */
+    if ((child = fork()) < 0) {
+        pass_free(pass);
+        return fail("desk", "fork", VERR_INTERNAL);
+    }
+    if (child == 0) {
+        struct mbox_sync_opts so;
+        close(link[0]);
+        (void)prctl(PR_SET_PDEATHSIG, SIGTERM);
+        desk_link_fd = link[1];
+        (void)fcntl(link[1], F_SETFL, O_NONBLOCK);
+        r = mbox_open(&m, o.home, pass);
+        pass_free(pass);
+        if (r != 0 || !mbox_enrolled(m)) {
+            mbox_close(m);
+            _exit(1); /* the parent says why */
+        }
+        memset(&so, 0, sizeof(so));
+        so.quiet_ms = 1000;
+        so.timeout_ms = 10000;
+        so.stay = 1;
+        so.stop = &run_stop;
+        so.alive = desk_alive;
+        r = run_session("desk", m, &so);
+        mbox_close(m);
+        _exit(r == 0 ? 0 : 1);
+    }
+    close(link[1]);
+    (void)fcntl(link[0], F_SETFL, O_NONBLOCK);
+    r = mbox_open(&m, o.home, pass);
+    pass_free(pass);
+    if (r != 0) {
+        r = fail("desk", r == VERR_DECRYPT ? "wrong passphrase or damaged device.key" : o.home, r);
+        goto out;
+    }
+    if (!mbox_enrolled(m)) {
+        r = fail_msg("desk", "this device is not enrolled yet (see valise enroll)");
+        goto out;
+    }
+    dir_warn("desk", m, NULL);
+    r = desk_new(&d, o.home, m, (unsigned)idle, (uint64_t)time(NULL));
+    m = NULL; /* owned by d now */
+    if (r != 0) {
+        r = fail("desk", "starting the desk", r);
+        goto out;
+    }
+    if ((r = desk_http_start(&h, d, web, (uint16_t)port)) != 0) {
+        r = fail("desk", port != 0 ? "cannot listen on 127.0.0.1 at --port (in use?)"
+                                   : "cannot listen on 127.0.0.1", r);
+        goto out;
+    }
+    r = session_listen(o.home, &session_fd);
+    if (r != 0)
+        fprintf(stderr, "valise desk: no session for the other verbs (%s: %s); they ask for the "
+                        "passphrase as before%s\n", o.home, verr_str(r),
+                r == VERR_DENIED ? " (the home must be yours and mode 0700: chmod 700 it)" : "");
+    printf("valise desk: serving on 127.0.0.1:%u for this machine only\n"
+           "open this link in your browser (it works once):\n"
+           "  http://127.0.0.1:%u/login?token=%s\n",
+           (unsigned)desk_http_port(h), (unsigned)desk_http_port(h), desk_token(d));
+    fflush(stdout);
+    if (session_fd >= 0)
+        printf("the other valise verbs on %s use this unlocked session (%s/%s)\n", o.home, o.home,
+               SESSION_SOCKET_NAME);
+    fflush(stdout);
+    r = desk_http_run(h, &run_stop, link[0], session_fd);
+    if (r != 0)
+        r = fail("desk", "serving the page", r);
+out:
+    if (child > 0) {
+        (void)kill(child, SIGTERM);
+        (void)waitpid(child, NULL, 0);
+    }
+    if (link[0] >= 0)
+        close(link[0]);
+    session_close(o.home, session_fd);
+    desk_http_stop(h);
+    desk_free(d);
+    mbox_close(m);
+    return r;
 }
 
 static int cmd_inbox(int argc, char **argv)
@@ -625,6 +1111,8 @@ static int cmd_inbox(int argc, char **argv)
     int r;
 
     if ((r = parse_opts("inbox", argc, argv, &o, usage_inbox)) != 0)
+        return r;
+    if ((r = inbox_via_desk(&o)) >= 0)
         return r;
     if ((r = open_mbox("inbox", &o, &m, 1)) != 0)
         return r;
@@ -659,6 +1147,8 @@ static int cmd_read(int argc, char **argv)
         return r;
     if (o.arg == NULL)
         return fail_msg("read", "the message ID is required");
+    if ((r = read_via_desk(&o)) >= 0)
+        return r;
     if ((r = open_mbox("read", &o, &m, 1)) != 0)
         return r;
     r = mbox_read(m, o.arg, (uint64_t)time(NULL), &msg);
@@ -719,6 +1209,8 @@ static int cmd_outbox(int argc, char **argv)
     int r;
 
     if ((r = parse_opts("outbox", argc, argv, &o, usage_outbox)) != 0)
+        return r;
+    if ((r = outbox_via_desk(&o)) >= 0)
         return r;
     if ((r = open_mbox("outbox", &o, &m, 1)) != 0)
         return r;
@@ -795,6 +1287,7 @@ int main(int argc, char **argv)
         {"init", cmd_init}, {"enroll", cmd_enroll}, {"send", cmd_send},
         {"sync", cmd_sync}, {"run", cmd_run},       {"inbox", cmd_inbox},
         {"read", cmd_read}, {"outbox", cmd_outbox}, {"fingerprint", cmd_fingerprint},
+        {"desk", cmd_desk},
     };
 
     /* Keys, passphrases and plaintext never reach a core file (harden.h). */

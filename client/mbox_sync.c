@@ -1236,6 +1236,8 @@ int mbox_sync(struct mbox *m, const struct mbox_sync_opts *o, struct mbox_sync_s
         struct buf raw;
         struct wire_msg wm;
 
+        if (o->alive != NULL)
+            o->alive(o->alive_ctx);
         if ((r = mb_cfg_get_u64(m, "seq", &seq0)) != 0 || (r = sy_outbox(&s)) != 0)
             goto out;
         if (s.need_prekeys && (r = sy_prekeys(&s)) != 0)

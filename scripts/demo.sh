@@ -125,3 +125,18 @@ run "$AUDIT" verify --data relay-data --key "$key" --state officer.state
 run "$AUDIT" report --data relay-data --key "$key" --org-pub org/org.pub
 
 printf '\nDemo finished in %s\n' "$demo"
+
+# The desk (issue 14) is interactive: the walk-through above stays unattended
+# and only says how to try it.
+cat <<DESK
+
+To try the desk (inbox, compose, outbox and directory in your browser):
+  1. start the relay again on the port the devices were enrolled with:
+       $RELAY --data $demo/relay-data --org-pub $demo/org/org.pub \\
+         --directory $demo/directory.bin --relay-cert $demo/relay.cert \\
+         --listen 127.0.0.1:$(cat relay.port) --relay-id demo-relay &
+  2. start the duty officer's desk (Anna Lindqvist, HQ) and open the link it prints:
+       $VALISE desk --home $demo/hq --passphrase-file $demo/hq.pass
+     and, in another terminal, the ambassador's laptop:
+       $VALISE desk --home $demo/jkt-laptop --passphrase-file $demo/jkt.pass
+DESK

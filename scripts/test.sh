@@ -2,6 +2,8 @@
 # test.sh [--long] - the whole suite: installs what is missing, builds, runs
 # every test through ctest in a release build and again under ASan+UBSan,
 # then runs every libFuzzer harness for a bounded time on its committed corpus.
+# The ctest runs include the desk in a real browser (desk/browser: Playwright
+# and Debian's chromium, installed by scripts/deps.sh).
 # --long: the slow rounds (longer fuzzing; more crash-recovery rounds).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -11,7 +11,7 @@ registered=$(ctest --test-dir "$BUILD" -N | sed -n 's/.*Test *#[0-9]*: //p')
 [ -n "$registered" ] || { echo "FAIL: no tests registered in $BUILD" >&2; exit 1; }
 docs="$SRC/THREAT_MODEL.md $SRC/docs/adversarial.md"
 # `area/name` in backticks, areas as in tests/*.cmake; fuzz_replay_<name> cited as a pattern.
-names=$(grep -ohE '`(unit|relay|client|audit|adversarial|fault|cli|lint|bench)/[a-z0-9_<>]+`' $docs | tr -d '`' | sort -u)
+names=$(grep -ohE '`(unit|relay|client|audit|adversarial|fault|cli|lint|bench|desk)/[a-z0-9_<>]+`' $docs | tr -d '`' | sort -u)
 n=0
 for t in $names; do
   n=$((n + 1))

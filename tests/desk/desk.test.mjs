@@ -1,0 +1,170 @@
+// desk.test.mjs - the desk in Debian's chromium, driven by Playwright
+// (playwright-core, no browser download). Run by desk_e2e.sh, which starts
+// the relay and three desks: HQ (Siti Rahma, duty@HQ), the ambassador
+// (Budi Santoso, ambassador@JKT) and the consul (Dewi Lestari, idle lock 4 s).
+// usage: node desk.test.mjs WORKDIR   (HQ_URL, AMB_URL, CON_URL, SHOTS in env)
+import { chromium } from 'playwright-core';
+import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const { HQ_URL, AMB_URL, CON_URL, SHOTS } = process.env;
+let failures = 0;
+const fail = (msg) => { failures++; console.error('FAIL: ' + msg); };
+const check = (cond, msg) => { if (!cond) fail(msg); };
+const step = (msg) => console.log('-- ' + msg);
+
+const profile = mkdtempSync(join(tmpdir(), 'valise-desk-chromium-'));
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: '/usr/bin/chromium',
+  headless: true,
+  viewport: { width: 1360, height: 820 },
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    '--autoplay-policy=no-user-gesture-required'],
+});
+
+// No request leaves 127.0.0.1.
+const outside = [];
+const local = (u) => /^(http|ws):\/\/127\.0\.0\.1:\d+\//.test(u) || u.startsWith('data:') || u === 'about:blank';
+context.on('request', (r) => { if (!local(r.url())) outside.push(r.url()); });
+const cspViolations = [];
+
+async function openDesk(url, name) {
+  const origin = url.replace(/\/login.*/, '');
+  await context.grantPermissions(['notifications'], { origin });
+  const page = await context.newPage();
+  page.on('websocket', (ws) => { if (!local(ws.url())) outside.push(ws.url()); });
+  page.on('console', (m) => { if (/Content Security Policy/.test(m.text())) cspViolations.push(name + ': ' + m.text()); });
+  // Record notifications (the page's own code calls new Notification).
+  await page.addInitScript(() => {
+    window.__notes = [];
+    const N = function (title, opt) { window.__notes.push({ title, body: opt && opt.body }); };
+    N.permission = 'granted';
+    N.requestPermission = () => Promise.resolve('granted');
+    window.Notification = N;
+  });
+  const resp = await page.goto(url);
+  check(resp.ok(), name + ': login answered ' + resp.status());
+  check(new URL(page.url()).pathname === '/' && !page.url().includes('token'), name + ': token left in the address bar: ' + page.url());
+  await page.waitForSelector('#me b, #lockscreen:not([hidden])', { timeout: 15000 });
+  return page;
+}
+
+const shot = async (page, file, fullPage) => {
+  if (!SHOTS) return;
+  mkdirSync(SHOTS, { recursive: true });
+  await page.screenshot({ path: join(SHOTS, file), fullPage: !!fullPage });
+};
+
+try {
+  step('log in with the token');
+  const hq = await openDesk(HQ_URL, 'hq');
+  const amb = await openDesk(AMB_URL, 'amb');
+  check((await hq.textContent('#me')).includes('Siti Rahma'), 'hq desk does not show its owner');
+  check((await amb.textContent('#me')).includes('Budi Santoso'), 'amb desk does not show its owner');
+  await amb.waitForSelector('#link.online', { timeout: 20000 });
+
+  step('a used token opens nothing');
+  const again = await context.newPage();
+  const r2 = await again.goto(HQ_URL);
+  check(r2.status() === 403, 'the token worked a second time: ' + r2.status());
+  await again.close();
+
+  step('injection attempts show as text');
+  await amb.waitForSelector('#inbox tr', { timeout: 20000 });
+  await amb.click('#inbox tr');
+  await amb.waitForSelector('#message-body');
+  const body = await amb.textContent('#message-body');
+  check(body.includes('<script>window.pwned=1</script>'), 'script tag not shown as text: ' + body);
+  check(body.includes('<img src=x onerror='), 'img tag not shown as text');
+  check(body.includes('[U+202E]evil') && body.includes('[U+001B][2J'), 'bidi / escape not made visible: ' + JSON.stringify(body));
+  check(await amb.evaluate(() => window.pwned === undefined && document.title !== '1'), 'the injected script ran');
+  check(await amb.evaluate(() => document.querySelectorAll('#reader img, #reader script, #reader b').length === 0), 'injected elements in the page');
+  check((await amb.textContent('#reader h2')).includes('<b>bold</b>'), 'subject not shown as text');
+  // CSP: an inline script put in the page does not run.
+  await amb.evaluate(() => { const s = document.createElement('script'); s.textContent = 'window.__inline = 1'; document.body.append(s); });
+  check(await amb.evaluate(() => window.__inline === undefined), 'an inline script ran (CSP)');
+
+  step('HQ composes a FLASH to *@JKT');
+  await hq.click('button[data-tab=compose]');
+  await hq.waitForSelector('#to-pick option[value="*@JKT"]', { state: 'attached' });
+  await hq.selectOption('#to-pick', '*@JKT');
+  await hq.click('#to-add');
+  await hq.selectOption('#precedence', 'FLASH');
+  await hq.fill('#label', 'SECRET');
+  await hq.fill('#subject', 'Demarche at 09:00 on the fisheries agreement');
+  await hq.fill('#body', 'Ambassador,\n\nPlease deliver the note verbale to the Foreign Ministry at 09:00 local time and report back by IMMEDIATE.\n\nDuty officer, HQ');
+  await hq.click('#compose button[type=submit]');
+  await hq.waitForSelector('#confirm:not([hidden])');
+  const who = await hq.textContent('#confirm-who');
+  check(who.includes('Budi Santoso') && who.includes('Dewi Lestari'), 'confirmation does not show who receives it: ' + who);
+  check(!who.includes('Old Laptop'), 'confirmation lists the revoked device');
+  await shot(hq, 'compose.png', true);
+  await hq.click('#confirm-send');
+  await hq.waitForSelector('#compose-ok:not(:empty)');
+
+  step('the ambassador\'s desk raises the FLASH alert');
+  await amb.waitForSelector('#flash-alert:not([hidden])', { timeout: 30000 });
+  check((await amb.textContent('#flash-alert')).includes('Siti Rahma'), 'alert does not name the sender');
+  await amb.waitForFunction(() => window.__notes.length > 0, null, { timeout: 5000 }).catch(() => fail('no browser notification'));
+  const notes = await amb.evaluate(() => window.__notes);
+  check(notes.length > 0 && !JSON.stringify(notes).includes('Demarche'), 'the notification carries the subject (plaintext outside the page): ' + JSON.stringify(notes));
+  check(await amb.evaluate(() => !!document.body.dataset.beeped), 'no audible alert');
+  const first = await amb.getAttribute('#inbox tr:first-child', 'class');
+  check(first.includes('p-FLASH'), 'FLASH is not first in the inbox: ' + first);
+  await shot(amb, 'inbox-flash.png');
+
+  step('reading shows the verification in words');
+  await amb.click('#flash-alert-open');
+  await amb.click('#inbox tr.p-FLASH');
+  await amb.waitForSelector('#verification');
+  const ver = await amb.textContent('#verification');
+  check(await amb.$('#verification.good') !== null, 'verification not good: ' + ver);
+  check(ver.includes("Signed by Siti Rahma's own device"), 'verification not in words: ' + ver);
+  const rd = await amb.textContent('#reader');
+  for (const w of ['duty@HQ', 'SECRET', 'FLASH', 'note verbale']) check(rd.includes(w), 'reader lacks ' + w);
+  await shot(amb, 'read-verified.png');
+
+  step('the read receipt reaches HQ\'s outbox, per device and per post');
+  await hq.click('button[data-tab=outbox]');
+  await hq.waitForFunction(() => /Budi Santoso.*read/.test(document.querySelector('#outbox .card')?.textContent || ''), null, { timeout: 45000 })
+    .catch(async () => fail('no read receipt in the outbox: ' + await hq.textContent('#outbox')));
+  const ob = await hq.textContent('#outbox .card');
+  check(/JKT: 2 of 2 delivered, 1 read/.test(ob), 'circular per post not shown: ' + ob);
+  await shot(hq, 'outbox.png');
+
+  step('the language switch');
+  await amb.selectOption('#lang', 'id');
+  await amb.waitForFunction(() => document.querySelector('button[data-tab=inbox]').textContent.includes('Kotak masuk'));
+  check((await amb.textContent('#inbox')).includes('KILAT'), 'precedence not translated');
+  check((await amb.textContent('#verification')).length > 0, 'reader lost');
+  await amb.selectOption('#lang', 'en');
+  await amb.waitForFunction(() => document.querySelector('button[data-tab=inbox]').textContent.includes('Inbox'));
+
+  step('the consul\'s desk locks after 4 s idle and unlocks with the passphrase');
+  const con = await openDesk(CON_URL, 'con');
+  await con.waitForSelector('#lockscreen:not([hidden])', { timeout: 20000 });
+  const st = await con.evaluate(async () => (await fetch('/api/inbox')).status);
+  check(st === 423, 'a locked desk served the inbox: ' + st);
+  await con.fill('#passphrase', 'not the passphrase');
+  await con.click('#unlock button[type=submit]');
+  await con.waitForSelector('#unlock-error:not(:empty)');
+  check((await con.textContent('#unlock-error')).includes('Wrong passphrase'), 'wrong passphrase not said');
+  await con.fill('#passphrase', 'device passphrase 1');
+  await con.click('#unlock button[type=submit]');
+  await con.waitForSelector('#lockscreen', { state: 'hidden', timeout: 15000 });
+  await con.waitForSelector('#me b', { timeout: 10000 });
+  check((await con.textContent('#me')).includes('Dewi Lestari'), 'unlocked desk does not show its owner');
+  // idle again: the desk locks by itself and tells the open page
+  await con.waitForSelector('#lockscreen:not([hidden])', { timeout: 20000 });
+} catch (e) {
+  fail('exception: ' + (e && e.stack || e));
+} finally {
+  await context.close();
+  rmSync(profile, { recursive: true, force: true });
+}
+check(outside.length === 0, 'requests left 127.0.0.1: ' + outside.join(', '));
+if (cspViolations.length) console.log('CSP refused (expected, the injected inline script): ' + cspViolations.length);
+if (failures) { console.error(failures + ' failure(s)'); process.exit(1); }
+console.log('desk browser test: all checks passed');
