@@ -1070,7 +1070,9 @@ int store_fill_deliver(struct store *s, const uint8_t recipient[static DEVICE_ID
                 r = VERR_STORE;
                 goto out;
             }
-            if (count >= max_n || (count > 0 && bytes + (d.mv_size - QVAL_FIXED) > max_bytes)) {
+            /* FLASH and IMMEDIATE go alone; only they pass a full window (max_bytes 0). */
+            if (count >= max_n || (count > 0 && bytes + (d.mv_size - QVAL_FIXED) > max_bytes) ||
+                (count > 0 && p <= WIRE_IMMEDIATE) || (max_bytes == 0 && p > WIRE_IMMEDIATE)) {
                 *more = 1;
                 break;
             }
@@ -1087,6 +1089,10 @@ int store_fill_deliver(struct store *s, const uint8_t recipient[static DEVICE_ID
                 goto out;
             count++;
             bytes += e.ct_len;
+            if (p <= WIRE_IMMEDIATE) {
+                *more = 1; /* alone: whatever follows goes in the next DELIVER */
+                break;
+            }
         }
         if (rc != 0 && rc != MDB_NOTFOUND) {
             r = mdb_to_verr(rc);
