@@ -1226,28 +1226,22 @@ int store_dir_put(struct store *s, const struct directory *dir)
         return mdb_to_verr(rc);
     /* Certificates are kept after later directories drop them, so the officer can
      * still name the post of a revoked device's records (PROTOCOL.md part 6). */
-    if ((r = buf_init(&cb, CERT_MAX_LEN, 0)) != 0)
-        return r;
     for (size_t i = 0; i < dir_cert_count(dir); i++) {
         const struct cert *c = dir_cert_at(dir, i);
         uint8_t kb[8];
 
         be64(kb, c->serial);
-        buf_reset(&cb);
+        /* cert_encode initialises cb; it is freed before the next one. */
         if ((r = cert_encode(c, &cb)) != 0)
-            goto out;
+            return r;
         k = val(kb, sizeof(kb));
         d = val(buf_data(&cb), buf_size(&cb));
         rc = mdb_put(s->txn, s->certs, &k, &d, MDB_NOOVERWRITE);
-        if (rc != 0 && rc != MDB_KEYEXIST) {
-            r = mdb_to_verr(rc);
-            goto out;
-        }
+        buf_free(&cb);
+        if (rc != 0 && rc != MDB_KEYEXIST)
+            return mdb_to_verr(rc);
     }
-    r = 0;
-out:
-    buf_free(&cb);
-    return r;
+    return 0;
 }
 
 int store_prekeys_put(struct store *s, const uint8_t device[static DEVICE_ID_LEN],
