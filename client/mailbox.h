@@ -112,8 +112,8 @@ enum { MBOX_DIR_WARN_SECS = 48 * 3600 };
 int mbox_dir_freshness(const struct mbox *m, uint64_t now, uint64_t *expires_at);
 
 struct mbox_sync_opts {
-    unsigned quiet_ms;   /* end a sync after this long with nothing to do */
-    unsigned timeout_ms; /* wait for any single answer from the relay */
+    unsigned quiet_ms;   /* `run`: look at the outbox this often (a sync ends on QUEUE_EMPTY) */
+    unsigned timeout_ms; /* give up after this long without progress (bytes moving) */
     int stay;            /* `run`: stay connected, pick up new outbox messages */
     volatile int *stop;  /* `run`: set by a signal handler to return */
     /* `desk`: called (if set) each time the connection is seen alive, about every quiet_ms */
@@ -131,6 +131,8 @@ struct mbox_sync_stats {
     int store_rolled_back; /* VERR_ROLLBACK: the relay has seen this device further than its store */
     /* VERR_DENIED before any AUTH: the relay did not prove it is the enrolled relay id */
     const char *relay_unproven; /* why, or NULL */
+    int connected; /* the relay authenticated this device (AUTH_OK) */
+    int complete;  /* sync: the outbox went out and the relay's queue was empty */
 };
 /*
  * `desk`: another process of the same session (the one that syncs) may have

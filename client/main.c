@@ -257,15 +257,20 @@ static const char usage_sync[] =
     "\n"
     "Connects to the relay, authenticates, fetches the newest directory,\n"
     "uploads prekeys when needed, sends the outbox, downloads, verifies and\n"
-    "stores new messages, and exits once the relay has been quiet for MS\n"
-    "milliseconds (default 500). Safe to interrupt and to repeat.\n";
+    "stores new messages, and exits once the relay says nothing more is\n"
+    "queued for this device. It reports what it did even when the link\n"
+    "dropped; exit status 0 only when nothing is left undone. A transfer\n"
+    "that still moves is never abandoned. --wait-ms is accepted and ignored.\n"
+    "Safe to interrupt and to repeat.\n";
 
 static const char usage_run[] =
     "usage: valise run --home HOME [--passphrase-file FILE]\n"
     "\n"
     "Stays connected to the relay, sending what 'valise send' queues and\n"
     "receiving as messages arrive; reconnects after a failure with\n"
-    "exponential backoff (1 s to 60 s) and random jitter. Stop with Ctrl-C.\n";
+    "exponential backoff and random jitter: 1 s again after a connection that\n"
+    "got through, at most 8 s while the network keeps coming back, 60 s once\n"
+    "it has been gone for 5 minutes. Stops within a second of Ctrl-C or SIGTERM.\n";
 
 static const char usage_inbox[] =
     "usage: valise inbox --home HOME [--passphrase-file FILE]\n"
@@ -840,8 +845,9 @@ static int cmd_sync(int argc, char **argv)
                  "nothing was encrypted to or accepted from any device (messages stay on the relay)");
     snprintf(relay_id, sizeof(relay_id), "%s", mbox_relay_id(m));
     mbox_close(m);
-    if (r != 0)
+    if (r != 0 && !st.connected)
         return fail("sync", sync_failure(r, &st, relay_id), r);
+    /* What was done counts also when the link dropped half-way (issue 13). */
     printf("directory v%llu; sent %zu, accepted %zu; received %zu new, %zu receipts; "
            "%zu refused; %zu expired",
            (unsigned long long)st.dir_version, st.submitted, st.accepted, st.received, st.receipts,
@@ -853,6 +859,8 @@ static int cmd_sync(int argc, char **argv)
     printf("\n");
     if (st.prekeys_uploaded > 0)
         printf("uploaded %zu one-time prekeys\n", st.prekeys_uploaded);
+    if (r != 0)
+        return fail("sync", sync_failure(r, &st, relay_id), r);
     return 0;
 }
 
@@ -873,10 +881,12 @@ static int run_session(const char *verb, struct mbox *m, struct mbox_sync_opts *
 {
     struct mbox_sync_stats st;
     unsigned backoff = 1;
+    time_t through = time(NULL); /* the last connection that got through */
     int r;
 
     while (!run_stop) {
-        time_t started = time(NULL);
+        unsigned ceiling;
+
         r = mbox_sync(m, so, &st);
         if (run_stop)
             break;
@@ -885,9 +895,11 @@ static int run_session(const char *verb, struct mbox *m, struct mbox_sync_opts *
             continue; /* a fresh directory after held messages: reconnect to receive them */
         if (r == VERR_ROLLBACK || r == VERR_REVOKED || r == VERR_WRONG_ORG)
             return fail(verb, sync_failure(r, &st, mbox_relay_id(m)), r);
-        /* A connection that lasted a while resets the backoff. */
-        if (time(NULL) - started > 30)
+        /* A connection that got through resets the backoff (issue 13). */
+        if (st.connected) {
             backoff = 1;
+            through = time(NULL);
+        }
         {
             /* Exponential backoff with jitter: wait in [backoff/2, backoff] seconds. */
             uint32_t ms = backoff * 500u + randombytes_uniform(backoff * 500u + 1);
@@ -896,8 +908,9 @@ static int run_session(const char *verb, struct mbox *m, struct mbox_sync_opts *
             for (uint32_t waited = 0; waited < ms && !run_stop; waited += 100)
                 (void)usleep(100000);
         }
-        if (backoff < 60)
-            backoff = backoff * 2 > 60 ? 60 : backoff * 2;
+        /* A small ceiling while the network keeps coming back; 60 s once it seems gone. */
+        ceiling = time(NULL) - through < 300 ? 8 : 60;
+        backoff = backoff * 2 > ceiling ? ceiling : backoff * 2;
     }
     return 0;
 }

@@ -27,7 +27,18 @@ struct sync {
     uint8_t tried[MB_TRIED_MAX][DEVICE_ID_LEN]; /* bundles asked for in vain this time */
     size_t ntried;
     uint64_t now;
+    int queue_empty;     /* QUEUE_EMPTY seen, no DELIVER since (PROTOCOL.md part 2) */
+    size_t submit_bytes; /* the current SUBMIT piece (grows while the link keeps up) */
 };
+
+/* Milliseconds of a monotonic clock (for measuring a SUBMIT's round trip). */
+static uint64_t sy_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 static uint64_t mb_now(void)
 {
@@ -92,8 +103,14 @@ static int sy_wait(struct sync *s, uint8_t want, struct buf *raw, struct wire_ms
             s->last_reason = wm->u.error.reason;
             buf_free(raw);
             return VERR_DENIED;
+        case WIRE_QUEUE_EMPTY:
+            s->queue_empty = 1;
+            buf_free(raw);
+            break;
         case WIRE_DELIVER:
         case WIRE_NON_DELIVERY:
+            if (wm->type == WIRE_DELIVER)
+                s->queue_empty = 0;
             /*
              * Handled only between steps, never in the middle of one: a step
              * waiting for its reply may hold a session in memory that this
@@ -668,6 +685,7 @@ static int sy_submit_batch(struct sync *s, uint8_t (*keys)[ENV_KEY_LEN], size_t 
     struct wire_ack ack;
     uint8_t(*eids)[WIRE_ID_LEN] = NULL;
     size_t got = 0, bytes = 0;
+    uint64_t t0, rtt;
     int r = VERR_NOMEM, have_msg = 0;
 
     if ((recs = calloc(n, sizeof(*recs))) == NULL || (ev = calloc(n, sizeof(*ev))) == NULL ||
@@ -686,9 +704,12 @@ static int sy_submit_batch(struct sync *s, uint8_t (*keys)[ENV_KEY_LEN], size_t 
         ev[got].expiry = e.expiry;
         ev[got].ct = e.ct;
         ev[got].ct_len = (uint32_t)e.ct_len;
-        /* One SUBMIT stays well under the relay's frame bound (2 MiB by default). */
+        /*
+         * One SUBMIT is a piece the link carries in a few seconds (and well
+         * under the relay's frame bound): a cut loses at most this piece.
+         */
         bytes += e.ct_len + WIRE_ENVELOPE_FIXED;
-        if (bytes >= MB_SUBMIT_BYTES) {
+        if (bytes >= s->submit_bytes) {
             got++;
             break;
         }
@@ -703,10 +724,19 @@ static int sy_submit_batch(struct sync *s, uint8_t (*keys)[ENV_KEY_LEN], size_t 
     if ((r = wire_put_envelopes(&msg, WIRE_SUBMIT, ev, n)) != 0 || (r = sy_send(s, &msg)) != 0)
         goto out;
     s->st->submitted += n;
+    t0 = sy_ms();
     if ((r = sy_wait(s, WIRE_SUBMIT_ACK, &raw, &wm, s->o->timeout_ms)) != 0) {
         r = r == VERR_DENIED ? sy_reason_err(s->last_reason) : r;
         goto out;
     }
+    /* The next piece doubles after a timely answer and halves after a slow one. */
+    rtt = sy_ms() - t0;
+    if (rtt <= MB_SUBMIT_TIMELY_MS && bytes >= s->submit_bytes / 2)
+        s->submit_bytes =
+            s->submit_bytes * 2 > MB_SUBMIT_BYTES ? MB_SUBMIT_BYTES : s->submit_bytes * 2;
+    else if (rtt > 2 * MB_SUBMIT_TIMELY_MS)
+        s->submit_bytes =
+            s->submit_bytes / 2 < MB_SUBMIT_START ? MB_SUBMIT_START : s->submit_bytes / 2;
     if ((r = cstore_begin(m->st, 1)) != 0) {
         buf_free(&raw);
         goto out;
@@ -1073,7 +1103,8 @@ static int sy_commit_then_ack(struct sync *s, int r, uint8_t type, const uint8_t
         cstore_abort(s->m->st);
         return r;
     }
-    if ((r = cstore_commit(s->m->st)) != 0 || n == 0)
+    /* Every DELIVER is answered, also with no id: the relay's flow control counts answers. */
+    if ((r = cstore_commit(s->m->st)) != 0 || (n == 0 && type != WIRE_DELIVER_ACK))
         return r;
     if ((r = buf_init(&ack, 16 + n * WIRE_ID_LEN, 0)) != 0)
         return r;
@@ -1216,9 +1247,14 @@ int mbox_sync(struct mbox *m, const struct mbox_sync_opts *o, struct mbox_sync_s
     s.o = o;
     s.st = st;
     s.now = mb_now();
-    if ((r = ctp_connect(&s.c, m->relay, m->ca[0] != 0 ? m->ca : NULL, o->timeout_ms)) != 0)
+    s.submit_bytes = MB_SUBMIT_START;
+    if ((r = ctp_connect_stop(&s.c, m->relay, m->ca[0] != 0 ? m->ca : NULL, o->timeout_ms,
+                              o->stop)) != 0)
         return r;
-    if ((r = sy_auth(&s, &relay_dir)) != 0 || (r = sy_directory(&s, relay_dir)) != 0)
+    if ((r = sy_auth(&s, &relay_dir)) != 0)
+        goto out;
+    st->connected = 1;
+    if ((r = sy_directory(&s, relay_dir)) != 0)
         goto out;
     if (m->dir == NULL) {
         r = VERR_UNKNOWN; /* the relay has no directory to give */
@@ -1244,16 +1280,23 @@ int mbox_sync(struct mbox *m, const struct mbox_sync_opts *o, struct mbox_sync_s
             goto out;
         if ((r = sy_run_deferred(&s)) != 0)
             goto out;
-        /* Take what the relay pushes until it has been quiet for quiet_ms. */
+        /*
+         * Take what the relay pushes until it says its queue is empty
+         * (QUEUE_EMPTY, PROTOCOL.md part 2 "Flow control"), not until a quiet
+         * period: a slow link is not an empty queue. `run` looks at the
+         * outbox every quiet_ms meanwhile.
+         */
         for (;;) {
-            r = sy_wait(&s, 0, &raw, &wm, o->quiet_ms);
-            if (r == VERR_TIMEOUT)
+            if (o->stop != NULL && *o->stop)
+                break;
+            if (!o->stay && s.queue_empty)
+                break;
+            r = sy_wait(&s, 0, &raw, &wm, o->stay ? o->quiet_ms : o->timeout_ms);
+            if (r == VERR_TIMEOUT && o->stay)
                 break;
             if (r != 0)
                 goto out;
             if (s.outbox_dirty || s.need_prekeys)
-                break;
-            if (o->stop != NULL && *o->stop)
                 break;
         }
         if (o->stop != NULL && *o->stop)
@@ -1264,8 +1307,10 @@ int mbox_sync(struct mbox *m, const struct mbox_sync_opts *o, struct mbox_sync_s
             goto out;
         if (seq1 != seq0)
             continue; /* `valise send` or `read` queued something meanwhile */
-        if (!o->stay)
+        if (!o->stay) {
+            st->complete = 1;
             break;
+        }
         /*
          * `run`: the relay does not push directories, so ask again now and
          * then; and give devices that had no prekeys another chance.

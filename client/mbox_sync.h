@@ -12,9 +12,16 @@
  *    installed only if it verifies and is not older (mbox_install_directory).
  *  - Prekeys are uploaded on the first sync and on PREKEY_LOW.
  *  - The outbox is fanned out, encrypted (envelope and advanced session in
- *    one transaction) and submitted in batches of at most MB_SUBMIT_BATCH
- *    envelopes / MB_SUBMIT_BYTES; SUBMIT_ACK reasons move envelopes forward.
- *  - A DELIVER is acknowledged only after its messages are durably stored.
+ *    one transaction) and submitted in pieces of at most MB_SUBMIT_BATCH
+ *    envelopes, sized to the link (MB_SUBMIT_START doubling to
+ *    MB_SUBMIT_BYTES while answers come back in time), so a cut loses at
+ *    most one piece; SUBMIT_ACK reasons move envelopes forward.
+ *  - A DELIVER is acknowledged only after its messages are durably stored;
+ *    every DELIVER is answered by one DELIVER_ACK, in order, empty if
+ *    nothing of it was kept (the relay's flow control counts answers).
+ *  - `sync` ends when the relay has said QUEUE_EMPTY after the outbox went
+ *    out and nothing new is to be sent (stats.complete = 1); waits time out
+ *    only after timeout_ms without progress (transport.h).
  *    DELIVER and NON_DELIVERY arriving while a step waits for its reply are
  *    held (at most MB_DEFER_MAX / MB_DEFER_BYTES, the rest left unacknowledged
  *    for the relay to send again) and handled between steps.
@@ -25,6 +32,10 @@
 
 enum {
     MB_SUBMIT_BATCH = 64, /* envelopes per SUBMIT */
+    /* A SUBMIT piece starts at MB_SUBMIT_START bytes and doubles after each
+     * answer within MB_SUBMIT_TIMELY_MS, up to MB_SUBMIT_BYTES (issue 13). */
+    MB_SUBMIT_START = 4096,
+    MB_SUBMIT_TIMELY_MS = 3000,
     MB_SUBMIT_BYTES = 512 * 1024,
     MB_DEFER_MAX = 1024, /* DELIVER messages held until the current step is done */
     MB_DEFER_BYTES = 64 << 20,

@@ -2,17 +2,25 @@
 #include "transport.h"
 
 #include <arpa/inet.h>
+#include <linux/tcp.h>
 #include <netinet/in.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 
 #include <libwebsockets.h>
 #include <openssl/ssl.h>
 
 #include "text.h"
 
-enum { CTP_HOST_MAX = 255, CTP_PATH_MAX = 255, CTP_RX_BUFFER = 65536 };
+enum {
+    CTP_HOST_MAX = 255,
+    CTP_PATH_MAX = 255,
+    CTP_RX_BUFFER = 65536,
+    CTP_TICK_MS = 200, /* how often a wait looks for progress and for a stop */
+};
 #define CTP_QUEUE_MAX ((size_t)64 << 20) /* received bytes waiting for ctp_recv */
 
 struct ctp_msg {
@@ -36,6 +44,9 @@ struct ctp {
     int rx_live;
     char host[CTP_HOST_MAX + 1], path[CTP_PATH_MAX + 1];
     int port, tls;
+    /* progress: bytes received and handed to the socket */
+    uint64_t rx_total, tx_total;
+    volatile int *stop;
 };
 
 struct ctp_url {
@@ -145,6 +156,7 @@ static int ctp_rx(struct ctp *c, struct lws *wsi, const uint8_t *p, size_t len)
     }
     if (len > 0 && buf_put_bytes(&c->rx, p, len) != 0)
         return -1; /* over CTP_MSG_MAX: close */
+    c->rx_total += len;
     if (c->in_bytes + buf_size(&c->rx) > CTP_QUEUE_MAX)
         return -1; /* the relay sends faster than we take: close, nothing is lost */
     if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi) != 0)
@@ -206,6 +218,7 @@ static int ctp_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
             break;
         if (lws_write(wsi, m->data + LWS_PRE, m->len, LWS_WRITE_BINARY) < (int)m->len)
             return -1;
+        c->tx_total += m->len;
         c->out_head = m->next;
         if (c->out_head == NULL)
             c->out_tail = NULL;
@@ -225,21 +238,76 @@ static const struct lws_protocols ctp_protocols[] = {
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
-/* Runs the loop until done(c) or the time-out; VERR_TIMEOUT or 0. */
+static uint64_t ctp_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/*
+ * TCP's own count of bytes received and of bytes the peer acknowledged
+ * (Linux TCP_INFO, RFC 4898 names): it moves while a long message is still
+ * arriving or leaving, before libwebsockets hands over or takes any of it.
+ */
+static uint64_t ctp_tcp_bytes(const struct ctp *c)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+    int fd;
+
+    memset(&ti, 0, sizeof(ti));
+    if (c->wsi == NULL || (fd = (int)lws_get_socket_fd(c->wsi)) < 0 ||
+        getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
+        return 0;
+    return ti.tcpi_bytes_received + ti.tcpi_bytes_acked;
+}
+
+/*
+ * Runs the loop until done(c), or until timeout_ms pass without progress:
+ * a byte received or acknowledged by the peer (TCP's counts), or a message
+ * taken or handed over. A transfer that still
+ * moves is never abandoned (issue 13). A set stop flag ends the wait within
+ * CTP_TICK_MS. VERR_TIMEOUT or 0 (or VERR_NET once closed).
+ */
 static int ctp_loop(struct ctp *c, int (*done)(const struct ctp *), unsigned timeout_ms)
 {
-    c->timed_out = 0;
-    lws_sul_schedule(c->ctx, 0, &c->timer, ctp_on_timer, (lws_usec_t)timeout_ms * 1000);
-    while (!done(c) && !c->timed_out && c->state != CTP_CLOSED) {
-        if (lws_service(c->ctx, 0) < 0) {
-            c->state = CTP_CLOSED;
-            break;
+    uint64_t now = ctp_now_ms(), deadline = now + timeout_ms;
+    uint64_t rx = c->rx_total, tx = c->tx_total, tcp = ctp_tcp_bytes(c);
+
+    while (!done(c) && c->state != CTP_CLOSED && !(c->stop != NULL && *c->stop)) {
+        uint64_t tick, t;
+
+        now = ctp_now_ms();
+        t = ctp_tcp_bytes(c);
+        if (c->rx_total != rx || c->tx_total != tx || t != tcp) {
+            rx = c->rx_total;
+            tx = c->tx_total;
+            tcp = t;
+            deadline = now + timeout_ms;
         }
+        if (now >= deadline)
+            break;
+        tick = deadline - now < CTP_TICK_MS ? deadline - now : CTP_TICK_MS;
+        c->timed_out = 0;
+        lws_sul_schedule(c->ctx, 0, &c->timer, ctp_on_timer, (lws_usec_t)tick * 1000);
+        while (!done(c) && !c->timed_out && c->state != CTP_CLOSED) {
+            if (lws_service(c->ctx, 0) < 0) {
+                c->state = CTP_CLOSED;
+                break;
+            }
+        }
+        lws_sul_cancel(&c->timer);
     }
-    lws_sul_cancel(&c->timer);
     if (done(c))
         return 0;
     return c->state == CTP_CLOSED ? VERR_NET : VERR_TIMEOUT;
+}
+
+void ctp_set_stop(struct ctp *c, volatile int *stop)
+{
+    c->stop = stop;
 }
 
 static int ctp_is_open(const struct ctp *c)
@@ -326,6 +394,12 @@ int ctp_channel_binding(struct ctp *c, uint8_t out[static CTP_BINDING_LEN])
 
 int ctp_connect(struct ctp **out, const char *url, const char *ca_file, unsigned timeout_ms)
 {
+    return ctp_connect_stop(out, url, ca_file, timeout_ms, NULL);
+}
+
+int ctp_connect_stop(struct ctp **out, const char *url, const char *ca_file, unsigned timeout_ms,
+                     volatile int *stop)
+{
     struct lws_context_creation_info info;
     struct lws_client_connect_info ci;
     struct ctp_url u;
@@ -341,6 +415,7 @@ int ctp_connect(struct ctp **out, const char *url, const char *ca_file, unsigned
     memcpy(c->path, u.path, sizeof(c->path));
     c->port = u.port;
     c->tls = u.tls;
+    c->stop = stop;
     lws_set_log_level(0, NULL); /* library code never prints (STYLE.md habit 3) */
     memset(&info, 0, sizeof(info));
     info.port = CONTEXT_PORT_NO_LISTEN;

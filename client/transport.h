@@ -10,7 +10,11 @@
  *    against the system CAs or ca_file), or ws://HOST:PORT[/PATH] only when
  *    HOST is a loopback address (DESIGN.md "Relay": plain only on loopback).
  *  - Blocking calls with time-outs, for a single-threaded command: the event
- *    loop only runs inside ctp_connect, ctp_recv and ctp_flush.
+ *    loop only runs inside ctp_connect, ctp_recv and ctp_flush. A time-out
+ *    counts from the last progress (a byte received or acknowledged by the
+ *    peer, TCP's own counts), not from the call: a slow transfer that
+ *    still moves is never cut (issue 13). With a stop flag set (ctp_set_stop)
+ *    a wait returns VERR_TIMEOUT within 200 ms.
  *  - ctp_send queues a copy; it is written while the loop runs.
  *  - ctp_recv returns the next whole message (out initialised here), or
  *    VERR_TIMEOUT (connection still usable), or VERR_NET once the connection
@@ -38,6 +42,9 @@ int ctp_url_check(const char *url) VL_MUST_CHECK;
 /* ca_file: NULL for the system CAs. */
 int ctp_connect(struct ctp **out, const char *url, const char *ca_file,
                 unsigned timeout_ms) VL_MUST_CHECK;
+/* The same, with the stop flag of ctp_set_stop already set (NULL: none). */
+int ctp_connect_stop(struct ctp **out, const char *url, const char *ca_file, unsigned timeout_ms,
+                     volatile int *stop) VL_MUST_CHECK;
 int ctp_send(struct ctp *c, const uint8_t *p, size_t len) VL_MUST_CHECK;
 int ctp_recv(struct ctp *c, struct buf *out, unsigned timeout_ms) VL_MUST_CHECK;
 /*
@@ -48,6 +55,8 @@ int ctp_recv(struct ctp *c, struct buf *out, unsigned timeout_ms) VL_MUST_CHECK;
 int ctp_channel_binding(struct ctp *c, uint8_t out[static CTP_BINDING_LEN]) VL_MUST_CHECK;
 /* Runs the loop until every queued message is written (VERR_TIMEOUT, VERR_NET). */
 int ctp_flush(struct ctp *c, unsigned timeout_ms) VL_MUST_CHECK;
+/* A flag (set by a signal handler) that ends every wait early; NULL: none. */
+void ctp_set_stop(struct ctp *c, volatile int *stop);
 void ctp_close(struct ctp *c);
 
 #endif

@@ -252,8 +252,10 @@ static int get_body(struct buf *b, struct wire_msg *m)
         if ((r = buf_get_u32(b, &m->u.bundle.otk_id)) != 0)
             return r;
         return buf_get_bytes(b, m->u.bundle.otk_pk, WIRE_PK_LEN);
-    case WIRE_SUBMIT:
     case WIRE_DELIVER_ACK:
+        /* Every DELIVER is answered, also one of which nothing was kept (flow control). */
+        return get_batch(b, m, 0);
+    case WIRE_SUBMIT:
     case WIRE_NON_DELIVERY_ACK:
         return get_batch(b, m, 1);
     case WIRE_DELIVER:
@@ -261,6 +263,7 @@ static int get_body(struct buf *b, struct wire_msg *m)
     case WIRE_NON_DELIVERY:
         return get_batch(b, m, 1);
     case WIRE_AUDIT_CHECKPOINT_GET:
+    case WIRE_QUEUE_EMPTY:
         return 0;
     case WIRE_AUDIT_CHECKPOINT:
         if ((r = buf_get_view32(b, WIRE_AUDIT_NOTE_MAX, &v)) != 0)
@@ -636,10 +639,19 @@ int wire_put_ids(struct buf *out, uint8_t type, const uint8_t *ids, size_t n)
 
     if (type != WIRE_DELIVER_ACK && type != WIRE_NON_DELIVERY_ACK)
         return VERR_USAGE;
-    if ((r = check_batch_n(n)) != 0)
+    if ((type != WIRE_DELIVER_ACK || n != 0) && (r = check_batch_n(n)) != 0)
         return r;
     if ((r = put_header(out, type)) == 0 && (r = buf_put_u16(out, (uint16_t)n)) == 0)
         r = buf_put_bytes(out, ids, n * WIRE_ID_LEN);
+    WIRE_ENCODE_END(out, save, r);
+}
+
+int wire_put_queue_empty(struct buf *out)
+{
+    size_t save = buf_size(out);
+    int r;
+
+    r = put_header(out, WIRE_QUEUE_EMPTY);
     WIRE_ENCODE_END(out, save, r);
 }
 
@@ -752,6 +764,7 @@ const char *wire_type_name(uint8_t type)
     case WIRE_DELIVER_ACK: return "deliver_ack";
     case WIRE_NON_DELIVERY: return "non_delivery";
     case WIRE_NON_DELIVERY_ACK: return "non_delivery_ack";
+    case WIRE_QUEUE_EMPTY: return "queue_empty";
     case WIRE_AUDIT_CHECKPOINT_GET: return "audit_checkpoint_get";
     case WIRE_AUDIT_CHECKPOINT: return "audit_checkpoint";
     case WIRE_AUDIT_PROOF_GET: return "audit_proof_get";

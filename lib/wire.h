@@ -78,6 +78,7 @@ enum wire_type {
     WIRE_DELIVER_ACK = 0x33,      /* C */
     WIRE_NON_DELIVERY = 0x34,     /* R */
     WIRE_NON_DELIVERY_ACK = 0x35, /* C */
+    WIRE_QUEUE_EMPTY = 0x36,      /* R: everything queued was delivered and acknowledged */
     /* audit log, for devices whose certificate role is "auditor" (PROTOCOL.md, part 6) */
     WIRE_AUDIT_CHECKPOINT_GET = 0x40, /* C */
     WIRE_AUDIT_CHECKPOINT = 0x41,     /* R */
@@ -285,8 +286,13 @@ int wire_put_bundle(struct buf *out, const uint8_t *cert, size_t cert_len,
 int wire_put_envelopes(struct buf *out, uint8_t type, const struct wire_envelope *e,
                        size_t n) VL_MUST_CHECK;
 int wire_put_submit_ack(struct buf *out, const struct wire_ack *a, size_t n) VL_MUST_CHECK;
-/* type: WIRE_DELIVER_ACK or WIRE_NON_DELIVERY_ACK; ids: n x WIRE_ID_LEN bytes. */
+/*
+ * type: WIRE_DELIVER_ACK or WIRE_NON_DELIVERY_ACK; ids: n x WIRE_ID_LEN bytes.
+ * A DELIVER_ACK may carry no id (n = 0): a DELIVER of which nothing was kept.
+ */
 int wire_put_ids(struct buf *out, uint8_t type, const uint8_t *ids, size_t n) VL_MUST_CHECK;
+/* QUEUE_EMPTY: the header alone (PROTOCOL.md part 2 "Flow control"). */
+int wire_put_queue_empty(struct buf *out) VL_MUST_CHECK;
 int wire_put_non_delivery(struct buf *out, const struct wire_nd *nd, size_t n) VL_MUST_CHECK;
 
 /*

@@ -30,6 +30,21 @@ enum {
     RX_BUFFER = 64 * 1024,       /* DESIGN.md limits: read 64 KiB at a time */
     PREAUTH_FRAME_MAX = 1024,    /* a HELLO is 34 bytes, an AUTH under 400 */
     DELIVER_MAX_BYTES = 1 << 20, /* ciphertext per DELIVER message (at least one envelope) */
+    /*
+     * DELIVER flow control (PROTOCOL.md part 2 "Flow control"): a connection
+     * starts with a window of FC_WINDOW_START bytes of DELIVER messages in
+     * flight (sent, not yet answered by a DELIVER_ACK); an answer within
+     * FC_TIMELY_MS grows it by the bytes answered (doubling per round trip,
+     * up to FC_WINDOW_MAX); one later than FC_SLOW_MS halves it. One DELIVER
+     * carries at most FC_PIECE_MAX bytes, so a cut loses little.
+     */
+    FC_WINDOW_START = 4096,
+    FC_WINDOW_MIN = 2048,
+    FC_WINDOW_MAX = 2 << 20,
+    FC_PIECE_MAX = 64 * 1024,
+    FC_TIMELY_MS = 4000,
+    FC_SLOW_MS = 8000,
+    FC_FLIGHT_MAX = 64, /* DELIVER messages in flight per connection */
     ND_BATCH = 256,
     SWEEP_LIMIT = 10000,         /* expiries per turn, so one turn stays short */
     COMMIT_MAX_ITEMS = 2048,     /* envelopes and ids per transaction (BENCHMARKS.md item 4) */
@@ -73,6 +88,14 @@ struct session {
     struct buf outq;
     struct store_cursor cur;
     int want_deliver, want_nd;
+    /* DELIVER flow control: the messages in flight, oldest first (a ring) */
+    struct {
+        uint32_t bytes;
+        uint64_t sent_ms;
+    } flight[FC_FLIGHT_MAX];
+    size_t flight_head, nflight;
+    size_t inflight, window; /* bytes */
+    int empty_sent;          /* QUEUE_EMPTY sent since the last DELIVER */
     double tokens;
     uint64_t refill_ms;
     uint64_t idle_set_ms; /* when the idle time-out was last restarted */
@@ -688,6 +711,7 @@ static void auth_complete(struct session *s)
         }
     }
     s->want_deliver = s->want_nd = 1;
+    s->window = FC_WINDOW_START;
     s->tokens = (double)rl->cfg->rate;
     s->refill_ms = now_ms();
     tp_set_timeout(s->conn, (unsigned)rl->cfg->idle_timeout);
@@ -728,6 +752,8 @@ static uint8_t submit_has_flash(const struct wire_msg *m)
     }
     return 0;
 }
+
+static void flight_answered(struct session *s);
 
 static void handle_msg(struct session *s, const uint8_t *p, size_t len)
 {
@@ -811,7 +837,9 @@ static void handle_msg(struct session *s, const uint8_t *p, size_t len)
         }
         break;
     case WIRE_DELIVER_ACK:
-        r = op_with_msg(rl, OP_DELIVER_ACK, s, p, len, NULL);
+        flight_answered(s);
+        if (m.u.batch.n > 0)
+            r = op_with_msg(rl, OP_DELIVER_ACK, s, p, len, NULL);
         break;
     case WIRE_NON_DELIVERY_ACK:
         r = op_with_msg(rl, OP_ND_ACK, s, p, len, NULL);
@@ -971,12 +999,49 @@ static int outq_flush(struct session *s)
     return 0;
 }
 
+/* A DELIVER message of len bytes went out: it is in flight until answered. */
+static void flight_sent(struct session *s, size_t len)
+{
+    size_t i = (s->flight_head + s->nflight) % FC_FLIGHT_MAX;
+
+    s->flight[i].bytes = (uint32_t)len;
+    s->flight[i].sent_ms = now_ms();
+    s->nflight++;
+    s->inflight += len;
+    s->empty_sent = 0;
+}
+
+/*
+ * A DELIVER_ACK answers the oldest DELIVER in flight (the device answers
+ * each, in order, PROTOCOL.md part 2 "Flow control"): the window grows on a
+ * timely answer and shrinks on a slow one.
+ */
+static void flight_answered(struct session *s)
+{
+    uint64_t rtt;
+    size_t bytes;
+
+    if (s->nflight == 0)
+        return; /* an answer to a DELIVER of an earlier connection */
+    bytes = s->flight[s->flight_head].bytes;
+    rtt = now_ms() - s->flight[s->flight_head].sent_ms;
+    s->flight_head = (s->flight_head + 1) % FC_FLIGHT_MAX;
+    s->nflight--;
+    s->inflight = s->inflight > bytes ? s->inflight - bytes : 0;
+    if (rtt <= FC_TIMELY_MS)
+        s->window = s->window + bytes > FC_WINDOW_MAX ? FC_WINDOW_MAX : s->window + bytes;
+    else if (rtt > FC_SLOW_MS)
+        s->window = s->window / 2 < FC_WINDOW_MIN ? FC_WINDOW_MIN : s->window / 2;
+    if (s->conn != NULL)
+        tp_want_write(s->conn);
+}
+
 static int on_writeable(void *ctx, void *sess)
 {
     struct relay *rl = ctx;
     struct session *s = sess;
     size_t n;
-    int more, r;
+    int more, r, stalled = 0;
 
     if ((r = outq_flush(s)) != 0)
         return -1;
@@ -991,17 +1056,30 @@ static int on_writeable(void *ctx, void *sess)
     if (!s->authed || s->auth_pending)
         return 0;
     while (!tp_choked(s->conn) && (s->want_nd || s->want_deliver)) {
+        int window_full = 0;
+
+        stalled = 0;
         buf_reset(&rl->scratch);
         if (s->want_nd) {
             r = store_fill_nd(rl->st, s->device_id, &s->cur, ND_BATCH, &rl->scratch, &n, &more);
             if (r == 0 && !more)
                 s->want_nd = 0;
         } else {
+            /* What the window leaves; 0: only a FLASH or IMMEDIATE envelope may pass. */
+            size_t budget = s->window > s->inflight ? s->window - s->inflight : 0;
+
+            if (budget > FC_PIECE_MAX)
+                budget = FC_PIECE_MAX;
+            if (s->nflight == FC_FLIGHT_MAX) {
+                stalled = 1;
+                break;
+            }
             r = store_fill_deliver(rl->st, s->device_id, &s->cur, now_s(),
-                                   (size_t)rl->cfg->deliver_batch, DELIVER_MAX_BYTES,
-                                   &rl->scratch, &n, &more);
+                                   (size_t)rl->cfg->deliver_batch, budget, &rl->scratch, &n,
+                                   &more);
             if (r == 0 && !more)
                 s->want_deliver = 0;
+            window_full = r == 0 && n == 0 && more;
         }
         if (r != 0) {
             rlog(RLOG_ERROR, "reading the queue failed: %s", verr_str(r));
@@ -1010,9 +1088,25 @@ static int on_writeable(void *ctx, void *sess)
         }
         if (n > 0 && tp_write(s->conn, buf_data(&rl->scratch), buf_size(&rl->scratch)) != 0)
             return -1;
+        if (n > 0 && buf_data(&rl->scratch)[1] == WIRE_DELIVER)
+            flight_sent(s, buf_size(&rl->scratch));
+        if (window_full) {
+            stalled = 1;
+            break; /* resumed by the next DELIVER_ACK (flight_answered) */
+        }
     }
     buf_reset(&rl->scratch);
-    if (s->want_nd || s->want_deliver)
+    /* Everything queued went out and was answered: say so, once (PROTOCOL.md part 2). */
+    if (!s->want_nd && !s->want_deliver && s->nflight == 0 && !s->empty_sent &&
+        !tp_choked(s->conn)) {
+        if (wire_put_queue_empty(&rl->scratch) == 0 &&
+            tp_write(s->conn, buf_data(&rl->scratch), buf_size(&rl->scratch)) != 0)
+            return -1;
+        s->empty_sent = 1;
+        buf_reset(&rl->scratch);
+    }
+    /* A stalled window waits for flight_answered (or a FLASH's wake), not for the socket. */
+    if (s->want_nd || (s->want_deliver && !stalled) || (tp_choked(s->conn) && !s->empty_sent))
         tp_want_write(s->conn);
     return 0;
 }

@@ -1074,7 +1074,9 @@ int store_fill_deliver(struct store *s, const uint8_t recipient[static DEVICE_ID
                 r = VERR_STORE;
                 goto out;
             }
-            if (count >= max_n || (count > 0 && bytes + (d.mv_size - QVAL_FIXED) > max_bytes)) {
+            /* FLASH and IMMEDIATE go alone; only they pass a full window (max_bytes 0). */
+            if (count >= max_n || (count > 0 && bytes + (d.mv_size - QVAL_FIXED) > max_bytes) ||
+                (count > 0 && p <= WIRE_IMMEDIATE) || (max_bytes == 0 && p > WIRE_IMMEDIATE)) {
                 *more = 1;
                 break;
             }
@@ -1091,6 +1093,10 @@ int store_fill_deliver(struct store *s, const uint8_t recipient[static DEVICE_ID
                 goto out;
             count++;
             bytes += e.ct_len;
+            if (p <= WIRE_IMMEDIATE) {
+                *more = 1; /* alone: whatever follows goes in the next DELIVER */
+                break;
+            }
         }
         if (rc != 0 && rc != MDB_NOTFOUND) {
             r = mdb_to_verr(rc);
@@ -1224,28 +1230,22 @@ int store_dir_put(struct store *s, const struct directory *dir)
         return mdb_to_verr(rc);
     /* Certificates are kept after later directories drop them, so the officer can
      * still name the post of a revoked device's records (PROTOCOL.md part 6). */
-    if ((r = buf_init(&cb, CERT_MAX_LEN, 0)) != 0)
-        return r;
     for (size_t i = 0; i < dir_cert_count(dir); i++) {
         const struct cert *c = dir_cert_at(dir, i);
         uint8_t kb[8];
 
         be64(kb, c->serial);
-        buf_free(&cb); /* cert_encode initialises cb anew */
+        /* cert_encode initialises cb; it is freed before the next one. */
         if ((r = cert_encode(c, &cb)) != 0)
-            goto out;
+            return r;
         k = val(kb, sizeof(kb));
         d = val(buf_data(&cb), buf_size(&cb));
         rc = mdb_put(s->txn, s->certs, &k, &d, MDB_NOOVERWRITE);
-        if (rc != 0 && rc != MDB_KEYEXIST) {
-            r = mdb_to_verr(rc);
-            goto out;
-        }
+        buf_free(&cb);
+        if (rc != 0 && rc != MDB_KEYEXIST)
+            return mdb_to_verr(rc);
     }
-    r = 0;
-out:
-    buf_free(&cb);
-    return r;
+    return 0;
 }
 
 int store_prekeys_put(struct store *s, const uint8_t device[static DEVICE_ID_LEN],

@@ -99,8 +99,11 @@ int store_sweep(struct store *s, uint64_t now, size_t limit,
 
 /*
  * Appends to out one DELIVER message with the recipient's next envelopes
- * after cur, precedence first then age, at most max_n items and about
- * max_bytes of ciphertext; advances cur. *n = 0: nothing to send (out
+ * after cur, precedence first then age, at most max_n items and max_bytes
+ * of ciphertext (at least one envelope, unless max_bytes is 0); advances
+ * cur. A FLASH or IMMEDIATE envelope goes alone in its DELIVER; with
+ * max_bytes 0 only such an envelope is taken (it passes a full flow-control
+ * window, PROTOCOL.md part 2 "Flow control"). *n = 0: nothing to send (out
  * unchanged). *more = 1 if it stopped at a bound.
  */
 int store_fill_deliver(struct store *s, const uint8_t recipient[static DEVICE_ID_LEN],

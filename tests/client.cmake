@@ -43,3 +43,14 @@ target_link_libraries(client_test_relay_identity PRIVATE vtest_relay_support val
 add_dependencies(client_test_relay_identity valise-relay)
 add_test(NAME client/relay_identity COMMAND client_test_relay_identity)
 set_tests_properties(client/relay_identity PROPERTIES TIMEOUT 180 LABELS client)
+
+# A post on a bad link (issue 13): the link emulator (tests/support/linkemu.c)
+# between the post's device and the real relay: 9,600 bit/s, 1 s round trip,
+# cut 5 s every 30 s. About 2 minutes; VALISE_LONG=1 a larger backlog.
+add_executable(client_test_badlink ${CMAKE_CURRENT_LIST_DIR}/client/test_badlink.c
+               ${CMAKE_CURRENT_LIST_DIR}/support/linkemu.c)
+target_link_libraries(client_test_badlink PRIVATE vtest_relay_support valise_client vcore
+                      PkgConfig::CMOCKA pthread)
+add_dependencies(client_test_badlink valise-relay)
+add_test(NAME client/badlink COMMAND client_test_badlink)
+set_tests_properties(client/badlink PROPERTIES TIMEOUT 1800 LABELS client)

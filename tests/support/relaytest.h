@@ -84,7 +84,7 @@ int tc_auth(struct wsc *c, int port, const struct tdev *d, uint16_t *reason) VL_
 /* The same; on success *ok is the decoded AUTH_OK (its fields are values, no pointers). */
 int tc_auth_ok(struct wsc *c, int port, const struct tdev *d, uint16_t *reason,
                struct wire_msg *ok) VL_MUST_CHECK;
-/* Receives one message into msg and decodes it into m. */
+/* Receives one message into msg and decodes it into m; QUEUE_EMPTY is skipped. */
 int tc_recv(struct wsc *c, struct buf *msg, struct wire_msg *m, int timeout_ms) VL_MUST_CHECK;
 /* Receives until a message of type arrives (others are skipped, counted in *skipped). */
 int tc_expect(struct wsc *c, struct buf *msg, struct wire_msg *m, uint8_t type,

@@ -358,7 +358,7 @@ static void test_fuzz_seeds(void **state)
     static const char *const seeds[] = {
         "hello", "challenge", "auth_ok", "error", "directory_get", "directory_put", "prekey_upload",
         "bundle_get", "submit", "deliver", "submit_ack", "deliver_ack", "non_delivery",
-        "non_delivery_ack",
+        "non_delivery_ack", "queue_empty", "deliver_ack-empty",
     };
     (void)state;
     for (size_t i = 0; i < sizeof(seeds) / sizeof(seeds[0]); i++) {
@@ -376,6 +376,42 @@ static void test_fuzz_seeds(void **state)
     }
 }
 
+/*
+ * Flow control (PROTOCOL.md part 2, issue 13): QUEUE_EMPTY is the header
+ * alone; a DELIVER_ACK may list no id, no other batch may be empty.
+ */
+static void test_flow_control_messages(void **state)
+{
+    static const uint8_t qe[] = {WIRE_VERSION, WIRE_QUEUE_EMPTY, 0};
+    static const uint8_t empty[][4] = {
+        {WIRE_VERSION, WIRE_DELIVER_ACK, 0, 0},
+        {WIRE_VERSION, WIRE_NON_DELIVERY_ACK, 0, 0},
+        {WIRE_VERSION, WIRE_SUBMIT, 0, 0},
+        {WIRE_VERSION, WIRE_DELIVER, 0, 0},
+    };
+    struct wire_msg m;
+    struct buf b;
+    (void)state;
+
+    assert_int_equal(buf_init(&b, 64, 0), 0);
+    assert_int_equal(wire_put_queue_empty(&b), 0);
+    assert_int_equal(buf_size(&b), 2);
+    assert_memory_equal(buf_data(&b), qe, 2);
+    assert_int_equal(wire_decode(qe, 2, &m), 0);
+    assert_int_equal(m.type, WIRE_QUEUE_EMPTY);
+    assert_int_equal(wire_decode(qe, 3, &m), VERR_TRAILING);
+    buf_reset(&b);
+    assert_int_equal(wire_put_ids(&b, WIRE_DELIVER_ACK, NULL, 0), 0);
+    assert_memory_equal(buf_data(&b), empty[0], 4);
+    assert_int_equal(wire_put_ids(&b, WIRE_NON_DELIVERY_ACK, NULL, 0), VERR_USAGE);
+    buf_free(&b);
+    assert_int_equal(wire_decode(empty[0], 4, &m), 0);
+    assert_int_equal(m.u.batch.n, 0);
+    for (size_t i = 1; i < 4; i++)
+        if (wire_decode(empty[i], 4, &m) != VERR_BAD_FORMAT)
+            fail_msg("empty batch of type 0x%02x: expected refused", empty[i][1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -383,7 +419,7 @@ int main(void)
         cmocka_unit_test(test_truncations),   cmocka_unit_test(test_trailing),
         cmocka_unit_test(test_bitflips),      cmocka_unit_test(test_oversize),
         cmocka_unit_test(test_encoder_limits), cmocka_unit_test(test_fuzz_seeds),
-        cmocka_unit_test(test_handshake_frozen),
+        cmocka_unit_test(test_handshake_frozen), cmocka_unit_test(test_flow_control_messages),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

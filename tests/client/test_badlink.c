@@ -1,0 +1,363 @@
+/*
+ * test_badlink.c - a post on a bad link (issue 13, items 1 and 4): the real
+ * valise-relay, the client library, and the userspace link emulator
+ * (tests/support/linkemu.h) between the post's device and the relay:
+ * 9,600 bit/s each way, 0.5 s one way, cut 5 s every 30 s.
+ *
+ *  - test_backlog_flash_cut_link: 50 ROUTINE and 1 FLASH of 1 KiB queued for
+ *    the post arrive completely and exactly once over the cut link, the
+ *    FLASH first and within seconds of the first connection.
+ *  - test_plain_sync_slow_link: one `sync` (no retry) receives what is
+ *    queued over the slow link and says it is complete.
+ *  - test_large_directory_slow_link: a directory that takes longer than the
+ *    old fixed 10 s answer time on this link is installed by one sync.
+ *  - test_sent_while_down: a message sent while the link is down arrives
+ *    within seconds of the link's return.
+ * VALISE_LONG=1 (scripts/test.sh --long) makes the backlog 200 ROUTINE.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <signal.h>
+#include <sodium.h>
+
+#include "fileio.h"
+#include "identity.h"
+#include "linkemu.h"
+#include "mailbox.h"
+#include "relaytest.h"
+#include "text.h"
+
+static const char pass[] = "bad link test passphrase";
+
+enum {
+    LINK_RATE = 1200, /* 9,600 bit/s */
+    LINK_DELAY = 500, /* ms one way: 1 s round trip */
+    CUT_PERIOD = 30000,
+    CUT_LEN = 5000,
+};
+
+struct side {
+    char home[TPATH];
+    struct mbox *m;
+    struct tdev dev;
+};
+
+static uint64_t ms_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void make_side(const struct tpki *p, struct side *s, const char *name, const char *post,
+                      uint64_t serial)
+{
+    char req[TPATH + 8];
+    uint8_t devid[DEVICE_ID_LEN];
+    struct identity id;
+    struct buf b;
+
+    memset(s, 0, sizeof(*s));
+    assert_int_equal(file_join(s->home, sizeof(s->home), p->dir, name), 0);
+    snprintf(req, sizeof(req), "%s.req", s->home);
+    assert_int_equal(identity_create(s->home, name, pass, req, devid), 0);
+    assert_int_equal(identity_unlock(s->home, pass, &id), 0);
+    memcpy(s->dev.cert.device_id, id.device_id, DEVICE_ID_LEN);
+    memcpy(s->dev.cert.person_id, id.device_id, PERSON_ID_LEN);
+    memcpy(s->dev.cert.sign_pk, id.sign_pk, SIG_PK_LEN);
+    memcpy(s->dev.cert.dh_pk, id.dh_pk, DH_PK_LEN);
+    identity_free(&id);
+    s->dev.cert.serial = serial;
+    memcpy(s->dev.cert.org_id, p->org.id, ORG_ID_LEN);
+    snprintf(s->dev.cert.name, sizeof(s->dev.cert.name), "%s", name);
+    snprintf(s->dev.cert.post, sizeof(s->dev.cert.post), "%s", post);
+    snprintf(s->dev.cert.role, sizeof(s->dev.cert.role), "duty");
+    s->dev.cert.not_before = (uint64_t)time(NULL) - 3600;
+    s->dev.cert.not_after = (uint64_t)time(NULL) + 86400;
+    assert_int_equal(buf_init(&b, CERT_MAX_LEN, 0), 0);
+    assert_int_equal(cert_sign(&s->dev.cert, p->org_sk, &b), 0);
+    memcpy(s->dev.cert_bytes, buf_data(&b), buf_size(&b));
+    s->dev.cert_len = buf_size(&b);
+    buf_free(&b);
+}
+
+/* Enrols (again: the relay URL changes, the organisation does not) with the relay at port. */
+static void enroll(const struct tpki *p, struct side *s, int port)
+{
+    struct buf org;
+    char url[64];
+
+    snprintf(url, sizeof(url), "ws://127.0.0.1:%d", port);
+    if (s->m == NULL)
+        assert_int_equal(mbox_open(&s->m, s->home, pass), 0);
+    assert_int_equal(file_read(p->orgpub_path, ORGPUB_MAX_LEN, 0, &org), 0);
+    assert_int_equal(mbox_enroll(s->m, s->dev.cert_bytes, s->dev.cert_len, buf_data(&org),
+                                 buf_size(&org), url, "valise-relay", NULL, (uint64_t)time(NULL)),
+                     0);
+    buf_free(&org);
+}
+
+static void sync_ok(struct side *s)
+{
+    struct mbox_sync_opts o = {.quiet_ms = 150, .timeout_ms = 10000};
+    struct mbox_sync_stats st;
+    int r = mbox_sync(s->m, &o, &st);
+
+    if (r != 0)
+        fail_msg("sync of %s failed: %s (relay reason %u)", s->home, verr_str(r), st.relay_reason);
+}
+
+static void send_to(struct side *from, const struct side *to, uint8_t prec, const char *subject,
+                    size_t body_len)
+{
+    char addr[64] = "device:", hex[33];
+    uint8_t id[INNER_ID_LEN], *body;
+    struct mbox_draft d;
+
+    assert_non_null(body = malloc(body_len));
+    memset(body, 'x', body_len);
+    assert_int_equal(text_hex_encode(hex, sizeof(hex), to->dev.cert.device_id, DEVICE_ID_LEN), 0);
+    memcpy(addr + 7, hex, 33);
+    memset(&d, 0, sizeof(d));
+    d.address = addr;
+    d.precedence = prec;
+    d.label = "RESTRICTED";
+    d.subject = subject;
+    d.content = body;
+    d.content_len = body_len;
+    assert_int_equal(mbox_send(from->m, &d, (uint64_t)time(NULL), id), 0);
+    free(body);
+}
+
+/* Two devices, HQ (direct) and the post (through a link emulator of cfg). */
+struct world {
+    struct tpki p;
+    struct trelay relay;
+    struct side hq, post;
+    struct linkemu *le;
+    int le_port;
+};
+
+static void world_start(struct world *w, const struct linkemu_cfg *cfg, size_t extra_devices)
+{
+    struct linkemu_cfg c = *cfg;
+    const struct tdev **devs;
+    struct tdev *extra = NULL;
+
+    memset(w, 0, sizeof(*w));
+    assert_int_equal(tpki_init(&w->p), 0);
+    make_side(&w->p, &w->hq, "hq", "HQ", 1);
+    make_side(&w->p, &w->post, "jakarta", "JKT", 2);
+    assert_non_null(devs = calloc(2 + extra_devices, sizeof(*devs)));
+    if (extra_devices > 0)
+        assert_non_null(extra = calloc(extra_devices, sizeof(*extra)));
+    devs[0] = &w->hq.dev;
+    devs[1] = &w->post.dev;
+    for (size_t i = 0; i < extra_devices; i++) {
+        assert_int_equal(tdev_make(&w->p, &extra[i], 100 + i, (uint64_t)time(NULL) - 3600,
+                                   (uint64_t)time(NULL) + 86400),
+                         0);
+        devs[2 + i] = &extra[i];
+    }
+    assert_int_equal(tpki_write_dir(&w->p, 1, devs, 2 + extra_devices, NULL, 0), 0);
+    free(devs);
+    free(extra);
+    assert_int_equal(trelay_start(&w->relay, &w->p, NULL), 0);
+    c.upstream_port = w->relay.port;
+    assert_int_equal(linkemu_start(&w->le, &c, &w->le_port), 0);
+    enroll(&w->p, &w->hq, w->relay.port);
+    enroll(&w->p, &w->post, w->relay.port);
+}
+
+static void world_stop(struct world *w)
+{
+    linkemu_stop(w->le);
+    mbox_close(w->hq.m);
+    mbox_close(w->post.m);
+    (void)trelay_signal(&w->relay, SIGTERM);
+    tpki_cleanup(&w->p);
+}
+
+static const struct linkemu_cfg cut_link = {
+    .up_rate = LINK_RATE, .down_rate = LINK_RATE, .delay_ms = LINK_DELAY,
+    .period_ms = CUT_PERIOD, .cut_ms = CUT_LEN,
+};
+static const struct linkemu_cfg slow_link = {
+    .up_rate = LINK_RATE, .down_rate = LINK_RATE, .delay_ms = LINK_DELAY,
+};
+
+/* Syncs over the link like `valise run` until done or deadline; 0 when complete. */
+static int sync_until_complete(struct side *s, uint64_t deadline, uint64_t *first_ok_ms)
+{
+    for (;;) {
+        struct mbox_sync_opts o = {.quiet_ms = 500, .timeout_ms = 10000};
+        struct mbox_sync_stats st;
+        int r = mbox_sync(s->m, &o, &st);
+
+        if (st.connected && first_ok_ms != NULL && *first_ok_ms == 0)
+            *first_ok_ms = ms_now();
+        if (r == 0 && st.complete)
+            return 0;
+        if (ms_now() > deadline)
+            return -1;
+        usleep(st.connected ? 200000 : 1000000); /* `run`'s backoff after a cut */
+    }
+}
+
+static void test_backlog_flash_cut_link(void **state)
+{
+    const char *lg = getenv("VALISE_LONG");
+    size_t routine = lg != NULL && strcmp(lg, "1") == 0 ? 200 : 50;
+    struct world w;
+    struct mbox_msg *list = NULL;
+    size_t n = 0;
+    uint64_t t0, first_ok = 0, flash_seq = UINT64_MAX, min_routine = UINT64_MAX;
+    time_t wall0;
+    struct linkemu_counters lc;
+    (void)state;
+
+    world_start(&w, &cut_link, 0);
+    sync_ok(&w.post); /* prekeys published over the fast path */
+    sync_ok(&w.hq);
+    for (size_t i = 0; i < routine; i++) {
+        char subj[32];
+        snprintf(subj, sizeof(subj), "routine-%04zu", i);
+        send_to(&w.hq, &w.post, WIRE_ROUTINE, subj, 1024);
+    }
+    send_to(&w.hq, &w.post, WIRE_FLASH, "flash", 1024);
+    sync_ok(&w.hq);
+    enroll(&w.p, &w.post, w.le_port); /* from now on through the bad link */
+    t0 = ms_now();
+    wall0 = time(NULL);
+    if (sync_until_complete(&w.post, t0 + (routine > 50 ? 1500000 : 400000), &first_ok) != 0)
+        fail_msg("the backlog did not arrive within the deadline");
+    linkemu_counters(w.le, &lc);
+    assert_int_equal(mbox_inbox(w.post.m, &list, &n), 0);
+    if (n != routine + 1)
+        fail_msg("expected %zu messages exactly once, saw %zu", routine + 1, n);
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(list[i].subject, "flash") == 0) {
+            flash_seq = list[i].seq;
+            /* FLASH within seconds of the first connection (its own DELIVER, first). */
+            if (list[i].received > (uint64_t)wall0 + (first_ok - t0) / 1000 + 15)
+                fail_msg("FLASH stored %llu s after the start, first connection after %llu ms",
+                         (unsigned long long)(list[i].received - (uint64_t)wall0),
+                         (unsigned long long)(first_ok - t0));
+        } else if (list[i].seq < min_routine) {
+            min_routine = list[i].seq;
+        }
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(list[i].subject, list[j].subject) == 0)
+                fail_msg("%s stored twice", list[i].subject);
+    }
+    assert_true(flash_seq < min_routine);
+    fprintf(stderr, "backlog of %zu+1 over the cut link: %llu ms, %llu connections, %llu reset, "
+                    "%llu bytes down, %llu up\n",
+            routine, (unsigned long long)(ms_now() - t0), (unsigned long long)lc.connections,
+            (unsigned long long)lc.resets, (unsigned long long)lc.down_bytes,
+            (unsigned long long)lc.up_bytes);
+    free(list);
+    world_stop(&w);
+}
+
+static void test_plain_sync_slow_link(void **state)
+{
+    struct world w;
+    struct mbox_sync_opts o = {.quiet_ms = 500, .timeout_ms = 10000};
+    struct mbox_sync_stats st;
+    int r;
+    (void)state;
+
+    world_start(&w, &slow_link, 0);
+    sync_ok(&w.post);
+    sync_ok(&w.hq);
+    send_to(&w.hq, &w.post, WIRE_ROUTINE, "one", 1024);
+    sync_ok(&w.hq);
+    enroll(&w.p, &w.post, w.le_port);
+    /* One plain sync, default quiet period, no retry (issue 13: it used to receive 0). */
+    r = mbox_sync(w.post.m, &o, &st);
+    if (r != 0)
+        fail_msg("sync over the slow link failed: %s", verr_str(r));
+    assert_int_equal(st.received, 1);
+    assert_true(st.complete);
+    world_stop(&w);
+}
+
+static void test_large_directory_slow_link(void **state)
+{
+    struct world w;
+    struct mbox_sync_opts o = {.quiet_ms = 500, .timeout_ms = 10000};
+    struct mbox_sync_stats st;
+    struct linkemu_counters lc;
+    int r;
+    (void)state;
+
+    /* 100 devices: about 20 KB of directory, over 16 s of this link. */
+    world_start(&w, &slow_link, 100);
+    enroll(&w.p, &w.post, w.le_port);
+    r = mbox_sync(w.post.m, &o, &st);
+    linkemu_counters(w.le, &lc);
+    if (r != 0)
+        fail_msg("first sync with a %llu-byte download failed: %s",
+                 (unsigned long long)lc.down_bytes, verr_str(r));
+    assert_int_equal(st.dir_version, 1);
+    if (lc.down_bytes < 11 * LINK_RATE)
+        fail_msg("the directory took only %llu bytes: not longer than 10 s on this link",
+                 (unsigned long long)lc.down_bytes);
+    world_stop(&w);
+}
+
+static void test_sent_while_down(void **state)
+{
+    struct world w;
+    struct mbox_msg *list = NULL;
+    size_t n = 0;
+    uint64_t up;
+    (void)state;
+
+    world_start(&w, &slow_link, 0);
+    sync_ok(&w.post);
+    sync_ok(&w.hq);
+    enroll(&w.p, &w.post, w.le_port);
+    linkemu_set_down(w.le, 1);
+    send_to(&w.hq, &w.post, WIRE_IMMEDIATE, "while down", 512);
+    sync_ok(&w.hq);
+    /* The post keeps trying while the link is down, as `run` does. */
+    for (int i = 0; i < 5; i++) {
+        struct mbox_sync_opts o = {.quiet_ms = 500, .timeout_ms = 10000};
+        struct mbox_sync_stats st;
+        assert_int_not_equal(mbox_sync(w.post.m, &o, &st), 0);
+        assert_false(st.connected);
+    }
+    linkemu_set_down(w.le, 0);
+    up = ms_now();
+    assert_int_equal(sync_until_complete(&w.post, up + 60000, NULL), 0);
+    assert_int_equal(mbox_inbox(w.post.m, &list, &n), 0);
+    assert_int_equal(n, 1);
+    if (ms_now() - up > 15000)
+        fail_msg("arrived %llu ms after the link came back", (unsigned long long)(ms_now() - up));
+    free(list);
+    world_stop(&w);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_plain_sync_slow_link),
+        cmocka_unit_test(test_large_directory_slow_link),
+        cmocka_unit_test(test_sent_while_down),
+        cmocka_unit_test(test_backlog_flash_cut_link),
+    };
+    if (sodium_init() < 0)
+        return 1;
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
