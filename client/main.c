@@ -21,7 +21,9 @@
 #include "identity.h"
 #include "mailbox.h"
 #include "pass.h"
+#include "termsafe.h"
 #include "text.h"
+#include "transport.h"
 #include "wire.h"
 
 struct opts {
@@ -212,8 +214,8 @@ static const char usage_enroll[] =
     "\n"
     "Installs the device certificate IT staff made from your request. The\n"
     "certificate must be for this device's own keys and signed by the\n"
-    "organisation root in FILE (org.pub). URL is the relay: wss://HOST:PORT,\n"
-    "or ws://127.0.0.1:PORT for a relay on this machine. ID is the relay id IT\n"
+    "organisation root in FILE (org.pub). URL is the relay: wss://HOST[:PORT]\n"
+    "(port 443 when omitted), or ws://127.0.0.1:PORT for a relay on this machine. ID is the relay id IT\n"
     "give you: this device authenticates only to a relay that proves, with a\n"
     "relay certificate signed by org.pub, that it is ID. --ca FILE: the PEM\n"
     "certificate(s) that sign the relay's TLS certificate (default: the system's).\n";
@@ -252,13 +254,16 @@ static const char usage_inbox[] =
     "each in order of arrival. '*' marks unread messages.\n";
 
 static const char usage_read[] =
-    "usage: valise read --home HOME [--passphrase-file FILE] ID\n"
+    "usage: valise read --home HOME [--out FILE] [--passphrase-file FILE] ID\n"
     "\n"
     "Shows one message (ID: its id in hex, or a unique prefix of at least 8\n"
     "digits; ID/SENDER when two senders used one id, SENDER being 8 or more hex\n"
     "digits of the sender's device id) with its sender's name, role and post, precedence, label and\n"
     "time, and whether its signature and certificate verified. Marks it read\n"
-    "and queues an end-to-end encrypted read receipt for the sender.\n";
+    "and queues an end-to-end encrypted read receipt for the sender.\n"
+    "Text from the sender is shown with control, bidirectional and invalid\n"
+    "characters made visible (\\x1b, \\u{202e}); a body that is not text is not\n"
+    "shown. --out FILE writes the body's exact bytes to a new FILE (mode 0600).\n";
 
 static const char usage_outbox[] =
     "usage: valise outbox --home HOME [--passphrase-file FILE]\n"
@@ -275,6 +280,23 @@ static const char usage_fingerprint[] =
     "them by telephone or in person; a difference means a key was substituted.\n";
 
 static void print_time(char *out, size_t outsz, uint64_t t);
+
+/*
+ * Fields that came from someone else (names, roles, posts, labels,
+ * addresses, subjects) are shown only through termsafe (issue 12, item 1):
+ * each gets its own buffer of a struct shown.
+ */
+enum { SHOWN_FIELD = TERMSAFE_LEN(INNER_SUBJECT_MAX) };
+_Static_assert((int)INNER_SUBJECT_MAX >= (int)INNER_ADDRESS_MAX &&
+                   (int)INNER_SUBJECT_MAX >= (int)PERSON_NAME_MAX &&
+                   (int)INNER_SUBJECT_MAX >= (int)ROLE_MAX && (int)INNER_SUBJECT_MAX >= (int)POST_MAX &&
+                   (int)INNER_SUBJECT_MAX >= (int)INNER_LABEL_MAX,
+               "a shown field holds any one-line field escaped");
+struct shown {
+    char name[SHOWN_FIELD], role[SHOWN_FIELD], post[SHOWN_FIELD], label[SHOWN_FIELD],
+        address[SHOWN_FIELD], subject[SHOWN_FIELD];
+};
+#define SAFE(sh, field, s) termsafe_str((sh)->field, sizeof((sh)->field), (s))
 
 /*
  * One line on stderr when the newest directory is near or past its end
@@ -347,6 +369,18 @@ static int cmd_enroll(int argc, char **argv)
         return fail_msg("enroll", "--cert, --org-pub, --relay and --relay-id are required");
     if (!relaycert_valid_id(o.relay_id))
         return fail_msg("enroll", "--relay-id: 1 to 64 of a-z A-Z 0-9 . _ - (the relay id IT gave you)");
+    if ((r = ctp_url_check(o.relay)) != 0) {
+        char msg[512];
+        /* Name the real cause before the passphrase is asked (issue 12, item 12). */
+        snprintf(msg, sizeof(msg),
+                 r == VERR_DENIED
+                     ? "--relay %s: plain ws:// is allowed only to this machine (127.0.0.1, ::1, "
+                       "localhost); use wss://HOST for a relay elsewhere"
+                     : "--relay %s: not a relay URL; give wss://HOST[:PORT][/PATH] (port 443 "
+                       "when omitted)",
+                 o.relay);
+        return fail_msg("enroll", msg);
+    }
     if ((r = file_read(o.cert, CERT_MAX_LEN, 0, &cert)) != 0)
         return fail("enroll", o.cert, r);
     if ((r = file_read(o.org_pub, ORGPUB_MAX_LEN, 0, &org)) != 0) {
@@ -375,8 +409,12 @@ static int cmd_enroll(int argc, char **argv)
                  r);
         goto out;
     }
-    printf("enrolled as %s, %s@%s; relay %s (relay id %s)\n", mbox_cert(m)->name,
-           mbox_cert(m)->role, mbox_cert(m)->post, o.relay, o.relay_id);
+    {
+        struct shown sh;
+        printf("enrolled as %s, %s@%s; relay %s (relay id %s)\n", SAFE(&sh, name, mbox_cert(m)->name),
+               SAFE(&sh, role, mbox_cert(m)->role), SAFE(&sh, post, mbox_cert(m)->post), o.relay,
+               o.relay_id);
+    }
     {
         /* README: the post compares the org id with the one IT read out. */
         struct orgpub op;
@@ -636,10 +674,12 @@ static int cmd_inbox(int argc, char **argv)
         char hex[2 * INNER_ID_LEN + 1], t[40];
         if (text_hex_encode(hex, sizeof(hex), list[i].id, INNER_ID_LEN) != 0)
             continue;
+        struct shown sh;
         print_time(t, sizeof(t), list[i].time);
         printf("%c %s %-9s %-14s %s  %s (%s@%s)  %s\n", list[i].read ? ' ' : '*', hex,
-               inner_precedence_name(list[i].precedence), list[i].label, t, list[i].sender_name,
-               list[i].sender_role, list[i].sender_post, list[i].subject);
+               inner_precedence_name(list[i].precedence), SAFE(&sh, label, list[i].label), t,
+               SAFE(&sh, name, list[i].sender_name), SAFE(&sh, role, list[i].sender_role),
+               SAFE(&sh, post, list[i].sender_post), SAFE(&sh, subject, list[i].subject));
     }
     if (n == 0)
         printf("inbox empty\n");
@@ -653,12 +693,18 @@ static int cmd_read(int argc, char **argv)
     struct mbox *m = NULL;
     struct mbox_msg msg;
     char hex[2 * INNER_ID_LEN + 1], sid[2 * DEVICE_ID_LEN + 1], t[40];
+    struct shown sh;
     int r;
 
     if ((r = parse_opts_n("read", argc, argv, &o, usage_read, 1)) != 0)
         return r;
     if (o.arg == NULL)
         return fail_msg("read", "the message ID is required");
+    if (o.out != NULL && file_exists(o.out)) {
+        char what[PATH_MAX + 128];
+        snprintf(what, sizeof(what), "--out %s: the file exists; give a new file name", o.out);
+        return fail_msg("read", what);
+    }
     if ((r = open_mbox("read", &o, &m, 1)) != 0)
         return r;
     r = mbox_read(m, o.arg, (uint64_t)time(NULL), &msg);
@@ -676,11 +722,11 @@ static int cmd_read(int argc, char **argv)
     }
     print_time(t, sizeof(t), msg.time);
     printf("Message:    %s\n", hex);
-    printf("From:       %s, %s@%s (device %s)\n", msg.sender_name, msg.sender_role, msg.sender_post,
-           sid);
-    printf("To:         %s\n", msg.address);
+    printf("From:       %s, %s@%s (device %s)\n", SAFE(&sh, name, msg.sender_name),
+           SAFE(&sh, role, msg.sender_role), SAFE(&sh, post, msg.sender_post), sid);
+    printf("To:         %s\n", SAFE(&sh, address, msg.address));
     printf("Precedence: %s\n", inner_precedence_name(msg.precedence));
-    printf("Label:      %s\n", msg.label);
+    printf("Label:      %s\n", SAFE(&sh, label, msg.label));
     printf("Time:       %s\n", t);
     {
         char rt[32];
@@ -696,18 +742,34 @@ static int cmd_read(int argc, char **argv)
                    inner_precedence_name(msg.precedence),
                    (unsigned long long)(mbox_ttl(msg.precedence) / 86400));
     }
-    printf("Subject:    %s\n", msg.subject);
+    printf("Subject:    %s\n", SAFE(&sh, subject, msg.subject));
     printf("Signature:  %s\n",
            msg.sig_ok ? "verified (Ed25519, sender's device key)" : "NOT VERIFIED");
     printf("Certificate: %s; in the newest directory: %s\n",
            msg.cert_ok ? "verified (serial chained to the organisation root)" : "NOT VERIFIED",
            msg.cert_status == 0 ? "valid" : verr_str(msg.cert_status));
     printf("\n");
-    fwrite(msg.content, 1, msg.content_len, stdout);
-    if (msg.content_len > 0 && msg.content[msg.content_len - 1] != '\n')
-        printf("\n");
+    r = 0;
+    if (o.out != NULL) {
+        /* The exact bytes, whatever they are (issue 12, item 1). */
+        if ((r = file_write_new(o.out, msg.content, msg.content_len, 0600)) != 0)
+            r = fail("read", o.out, r);
+        else
+            printf("(the body, %zu bytes, is written unchanged to %s)\n", msg.content_len, o.out);
+    } else if (!termsafe_is_text(msg.content, msg.content_len)) {
+        /* Not text: never dumped on a terminal (issue 12, item 1). */
+        printf("(the body is %zu bytes that are not text; to save them unchanged: valise read "
+               "--home HOME --out FILE %s)\n",
+               msg.content_len, o.arg);
+    } else {
+        /* Text from the sender: controls made visible (lib/termsafe.h). */
+        if (termsafe_fwrite(stdout, msg.content, msg.content_len, TERMSAFE_MULTILINE) != 0)
+            r = fail("read", "writing the message to standard output", VERR_IO);
+        else if (msg.content_len > 0 && msg.content[msg.content_len - 1] != '\n')
+            printf("\n");
+    }
     mbox_msg_clear(&msg);
-    return 0;
+    return r;
 }
 
 static int cmd_outbox(int argc, char **argv)
@@ -730,9 +792,11 @@ static int cmd_outbox(int argc, char **argv)
         char hex[2 * INNER_ID_LEN + 1], t[40];
         if (text_hex_encode(hex, sizeof(hex), list[i].id, INNER_ID_LEN) != 0)
             continue;
+        struct shown sh;
         print_time(t, sizeof(t), list[i].created);
         printf("%s %-9s %-14s %s to %s  %s\n", hex, inner_precedence_name(list[i].precedence),
-               list[i].label, t, list[i].address, list[i].subject);
+               SAFE(&sh, label, list[i].label), t, SAFE(&sh, address, list[i].address),
+               SAFE(&sh, subject, list[i].subject));
         if (!list[i].resolved && list[i].ndev == 0)
             printf("    (no device yet) waiting for directory\n");
         for (size_t j = 0; j < list[i].ndev; j++) {
@@ -740,9 +804,9 @@ static int cmd_outbox(int argc, char **argv)
             char dh[2 * DEVICE_ID_LEN + 1];
             if (text_hex_encode(dh, sizeof(dh), d->device, DEVICE_ID_LEN) != 0)
                 continue;
-            printf("    %s %s (%s@%s): %s", dh, d->name[0] ? d->name : "?",
-                   d->role[0] ? d->role : "?", d->post[0] ? d->post : "?",
-                   mbox_env_state_name(d->state));
+            printf("    %s %s (%s@%s): %s", dh, d->name[0] ? SAFE(&sh, name, d->name) : "?",
+                   d->role[0] ? SAFE(&sh, role, d->role) : "?",
+                   d->post[0] ? SAFE(&sh, post, d->post) : "?", mbox_env_state_name(d->state));
             if (d->reason != 0)
                 printf(" (%s)", wire_reason_name(d->reason));
             printf("\n");
@@ -779,8 +843,9 @@ static int cmd_fingerprint(int argc, char **argv)
         char dh[2 * DEVICE_ID_LEN + 1];
         if (text_hex_encode(dh, sizeof(dh), list[i].cert.device_id, DEVICE_ID_LEN) != 0)
             continue;
-        printf("%s, %s@%s (device %s)\n  safety number:", list[i].cert.name, list[i].cert.role,
-               list[i].cert.post, dh);
+        struct shown sh;
+        printf("%s, %s@%s (device %s)\n  safety number:", SAFE(&sh, name, list[i].cert.name),
+               SAFE(&sh, role, list[i].cert.role), SAFE(&sh, post, list[i].cert.post), dh);
         for (size_t g = 0; g < MBOX_SAFETY_DIGITS / 5; g++)
             printf("%s%.5s", g == 6 ? "\n                 " : " ", list[i].safety + g * 5);
         printf("\n");

@@ -42,3 +42,9 @@ target_link_libraries(client_test_relay_identity PRIVATE vtest_relay_support val
 add_dependencies(client_test_relay_identity valise-relay)
 add_test(NAME client/relay_identity COMMAND client_test_relay_identity)
 set_tests_properties(client/relay_identity PROPERTIES TIMEOUT 180 LABELS client)
+
+# What the diplomat sees and types at the edges (issue 12): terminal-safe
+# output, relay URLs, compose, several recipients, unknown addresses, errors.
+add_test(NAME client/edges COMMAND ${CMAKE_CURRENT_LIST_DIR}/client/client_edges.sh
+         $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise> $<TARGET_FILE:valise-relay>)
+set_tests_properties(client/edges PROPERTIES TIMEOUT 300 LABELS client)
