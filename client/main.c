@@ -3,12 +3,15 @@
  * Each verb parses its options, does its work through the client modules,
  * and turns an error into one line on stderr and a non-zero exit.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,6 +34,7 @@ struct opts {
     const char *cert, *org_pub, *relay, *to, *precedence, *label, *subject, *file, *device;
     const char *wait_ms, *ca, *relay_id;
     const char *arg; /* the one positional argument of `read` */
+    int yes;         /* send: no confirmation at the terminal */
 };
 
 static const char usage_main[] =
@@ -72,6 +76,33 @@ static int fail_msg(const char *verb, const char *msg)
     return 2;
 }
 
+/*
+ * The passphrase, from --passphrase-file or the terminal; on failure one
+ * line naming the file (or the terminal) and the cause (issue 12, item 11).
+ * A file others may read gets a warning, as ssh gives for a private key.
+ */
+static int get_pass(const char *verb, const char *passfile, const char *prompt, int confirm,
+                    char **pass)
+{
+    const char *why = NULL;
+    unsigned mode = 0;
+    int r;
+
+    if (passfile != NULL && pass_file_exposed(passfile, &mode))
+        fprintf(stderr,
+                "valise %s: WARNING: --passphrase-file %s is readable by others (mode %04o); "
+                "anyone who can read it can use this device's keys: chmod 600 %s\n",
+                verb, passfile, mode, passfile);
+    if ((r = pass_read_why(passfile, prompt, confirm, pass, &why)) == 0)
+        return 0;
+    if (passfile != NULL)
+        fprintf(stderr, "valise %s: --passphrase-file %s: %s\n", verb, passfile,
+                why != NULL ? why : verr_str(r));
+    else
+        fprintf(stderr, "valise %s: passphrase: %s\n", verb, why != NULL ? why : verr_str(r));
+    return 1;
+}
+
 static int parse_opts_n(const char *verb, int argc, char **argv, struct opts *o, const char *usage,
                         int npos)
 {
@@ -92,6 +123,7 @@ static int parse_opts_n(const char *verb, int argc, char **argv, struct opts *o,
         {"wait-ms", required_argument, NULL, 'w'},
         {"ca", required_argument, NULL, 'a'},
         {"relay-id", required_argument, NULL, 'R'},
+        {"yes", no_argument, NULL, 'y'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -150,6 +182,9 @@ static int parse_opts_n(const char *verb, int argc, char **argv, struct opts *o,
         case 'a':
             o->ca = optarg;
             break;
+        case 'y':
+            o->yes = 1;
+            break;
         case 'h':
             fputs(usage, stdout);
             exit(0);
@@ -190,16 +225,37 @@ static int cmd_init(int argc, char **argv)
     if (!cert_valid_name(o.name, PERSON_NAME_MAX))
         return fail_msg("init", "--name must be 1 to 64 bytes of UTF-8 text without control or "
                                 "bidirectional characters");
-    if ((r = pass_read(o.passfile, "New device passphrase: ", 1, &pass)) != 0)
-        return fail("init", "passphrase (at least 8 characters)", r);
+    {
+        /* The request's directory must exist before anything is made (issue 12, item 11). */
+        char dir[PATH_MAX], msg[PATH_MAX + 128];
+        const char *slash = strrchr(o.out, '/');
+        struct stat sd;
+
+        snprintf(dir, sizeof(dir), "%.*s", slash == NULL ? 1 : slash == o.out ? 1 : (int)(slash - o.out),
+                 slash == NULL ? "." : o.out);
+        if (file_exists(o.out) || access(o.out, F_OK) == 0) {
+            snprintf(msg, sizeof(msg), "--out %s: the file exists; give a new file name", o.out);
+            return fail_msg("init", msg);
+        }
+        if (stat(dir, &sd) != 0 || !S_ISDIR(sd.st_mode)) {
+            snprintf(msg, sizeof(msg), "--out %s: no such directory %s; give a path in an existing "
+                                       "directory", o.out, dir);
+            return fail_msg("init", msg);
+        }
+    }
+    if ((r = get_pass("init", o.passfile, "New device passphrase (at least 8 characters): ", 1,
+                      &pass)) != 0)
+        return r;
     r = identity_create(o.home, o.name, pass, o.out, device_id);
     pass_free(pass);
+    if (r == VERR_EXISTS) {
+        char msg[PATH_MAX + 128];
+        snprintf(msg, sizeof(msg), "--home %s: a device already exists here; give another --home",
+                 o.home);
+        return fail_msg("init", msg);
+    }
     if (r != 0)
-        return fail("init",
-                    r == VERR_EXISTS ? "a device already exists here, or the request "
-                                       "file exists"
-                                     : o.home,
-                    r);
+        return fail("init", o.home, r);
     if (text_hex_encode(hex, sizeof(hex), device_id, DEVICE_ID_LEN) != 0)
         return fail("init", "device id", VERR_INTERNAL);
     printf("device %s created for %s in %s\nenrolment request written to %s: give it to IT "
@@ -222,11 +278,14 @@ static const char usage_enroll[] =
 
 static const char usage_send[] =
     "usage: valise send --home HOME --to ADDRESS [--precedence P] [--label L]\n"
-    "                   [--subject S] [--file F] [--passphrase-file FILE]\n"
+    "                   [--subject S] [--file F] [--yes] [--passphrase-file FILE]\n"
     "\n"
     "Signs a message and keeps it in the encrypted outbox; it returns once the\n"
     "message is on disk and needs no network. 'valise sync' or 'valise run'\n"
-    "sends it. The content is read from F, or from standard input.\n"
+    "sends it. The content is read from F, or from standard input: at most\n"
+    "200 KiB (204800 bytes); an empty message is refused. Typed at a terminal,\n"
+    "it ends at the first Ctrl-D at the start of a line, and send shows the\n"
+    "recipients, precedence and label and asks before queueing (--yes: do not ask).\n"
     "  ADDRESS  role@POST, *@POST, *@*, device:HEX (32 digits) or person:NAME\n"
     "  P        FLASH, IMMEDIATE, PRIORITY or ROUTINE (default ROUTINE)\n"
     "  L        classification label, [A-Z0-9 /_-]{1,32} (default UNCLASSIFIED)\n"
@@ -327,13 +386,22 @@ static int open_mbox(const char *verb, const struct opts *o, struct mbox **m, in
     char *pass = NULL;
     int r;
 
-    if ((r = pass_read(o->passfile, "Device passphrase: ", 0, &pass)) != 0)
-        return fail(verb, "passphrase", r);
+    if ((r = get_pass(verb, o->passfile, "Device passphrase: ", 0, &pass)) != 0)
+        return r;
     r = mbox_open(m, o->home, pass);
     pass_free(pass);
+    if (r == VERR_DECRYPT) {
+        fprintf(stderr, "valise %s: wrong passphrase for %s/device.key (or the file is damaged); "
+                        "try again\n", verb, o->home);
+        return 1;
+    }
+    if (r == VERR_UNKNOWN) {
+        fprintf(stderr, "valise %s: --home %s: no device here; create one with valise init\n",
+                verb, o->home);
+        return 1;
+    }
     if (r != 0)
-        return fail(verb, r == VERR_DECRYPT ? "wrong passphrase or damaged device.key" : o->home,
-                    r);
+        return fail(verb, o->home, r);
     if (need_enrolled && !mbox_enrolled(*m)) {
         mbox_close(*m);
         *m = NULL;
@@ -390,7 +458,10 @@ static int cmd_enroll(int argc, char **argv)
     if (o.ca != NULL) {
         /* Stored absolute: later syncs may run from another directory. */
         if (realpath(o.ca, ca_abs) == NULL || !file_exists(ca_abs)) {
-            r = fail_msg("enroll", "--ca: no such file");
+            char msg[PATH_MAX + 128];
+            snprintf(msg, sizeof(msg), "--ca %s: no such file; give the PEM file of the CA IT "
+                                       "named", o.ca);
+            r = fail_msg("enroll", msg);
             goto out;
         }
         o.ca = ca_abs;
@@ -400,13 +471,24 @@ static int cmd_enroll(int argc, char **argv)
     r = mbox_enroll(m, buf_data(&cert), buf_size(&cert), buf_data(&org), buf_size(&org), o.relay,
                     o.relay_id, o.ca, (uint64_t)time(NULL));
     if (r != 0) {
-        r = fail("enroll",
-                 r == VERR_DENIED       ? "the certificate is not for this device's keys"
-                 : r == VERR_EXISTS     ? "already enrolled with another organisation"
-                 : r == VERR_WRONG_ORG  ? "the certificate is not signed by this org.pub"
-                 : r == VERR_BAD_FORMAT ? "bad certificate, org.pub or relay URL"
-                                        : "certificate refused",
-                 r);
+        char msg[PATH_MAX + 256];
+        /* One line naming the file and what to do, the cause said once (issue 12, item 11). */
+        if (r == VERR_DENIED)
+            snprintf(msg, sizeof(msg), "--cert %s: the certificate is not for this device's keys; "
+                                       "ask IT for the one made from this device's request", o.cert);
+        else if (r == VERR_EXISTS)
+            snprintf(msg, sizeof(msg), "--home %s: already enrolled with another organisation; "
+                                       "use a new --home for it", o.home);
+        else if (r == VERR_WRONG_ORG)
+            snprintf(msg, sizeof(msg), "--cert %s: not signed by the organisation in --org-pub %s; "
+                                       "check both files with IT", o.cert, o.org_pub);
+        else if (r == VERR_EXPIRED || r == VERR_NOT_YET_VALID)
+            snprintf(msg, sizeof(msg), "--cert %s: %s (check this machine's clock, or ask IT for "
+                                       "a new one)", o.cert, verr_str(r));
+        else
+            snprintf(msg, sizeof(msg), "--cert %s or --org-pub %s refused: %s; check them with IT",
+                     o.cert, o.org_pub, verr_str(r));
+        r = fail_msg("enroll", msg);
         goto out;
     }
     {
@@ -437,6 +519,78 @@ out:
     return r;
 }
 
+/*
+ * The message from standard input, up to the first end of file: read(2)
+ * directly, so one Ctrl-D at a terminal ends it and nothing typed after it
+ * is taken (issue 12, item 2). VERR_TOO_LARGE past INNER_CONTENT_MAX.
+ */
+static int read_stdin_message(struct buf *content)
+{
+    uint8_t chunk[4096];
+    int r;
+
+    if ((r = buf_init(content, INNER_CONTENT_MAX, BUF_SECRET)) != 0)
+        return r;
+    for (;;) {
+        ssize_t got = read(STDIN_FILENO, chunk, sizeof(chunk));
+
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            r = VERR_IO;
+            break;
+        }
+        if (got == 0)
+            break;
+        if ((size_t)got > INNER_CONTENT_MAX - buf_size(content)) {
+            r = VERR_TOO_LARGE;
+            break;
+        }
+        if ((r = buf_put_bytes(content, chunk, (size_t)got)) != 0)
+            break;
+    }
+    sodium_memzero(chunk, sizeof(chunk));
+    if (r != 0)
+        buf_free(content);
+    return r;
+}
+
+/* Nothing but spaces, tabs and line ends: an empty message (issue 12, item 11). */
+static int message_blank(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != ' ' && p[i] != '\t' && p[i] != '\n' && p[i] != '\r')
+            return 0;
+    return 1;
+}
+
+/* Asks on the terminal; 1 only for an answer of y or yes. */
+static int confirm_send(const struct mbox_draft *d, const char *to, size_t len)
+{
+    char answer[16];
+    size_t n = 0;
+    int fd, ok = 0;
+    FILE *tty;
+
+    if ((fd = open("/dev/tty", O_RDWR | O_CLOEXEC)) < 0)
+        return 0;
+    if ((tty = fdopen(fd, "r+")) == NULL) {
+        close(fd);
+        return 0;
+    }
+    fprintf(tty, "To:         %s\nPrecedence: %s\nLabel:      %s\nSubject:    %s\nSize:       "
+                 "%zu bytes\nSign and queue it? [y/N] ",
+            to, inner_precedence_name(d->precedence), d->label, d->subject, len);
+    fflush(tty);
+    if (fgets(answer, sizeof(answer), tty) != NULL) {
+        n = strcspn(answer, "\r\n");
+        answer[n] = 0;
+        ok = strcmp(answer, "y") == 0 || strcmp(answer, "Y") == 0 || strcmp(answer, "yes") == 0;
+    }
+    fclose(tty);
+    return ok;
+}
+
 static int cmd_send(int argc, char **argv)
 {
     struct opts o;
@@ -445,7 +599,7 @@ static int cmd_send(int argc, char **argv)
     struct buf content;
     uint8_t id[INNER_ID_LEN];
     char hex[2 * INNER_ID_LEN + 1];
-    int r;
+    int r, composing;
 
     if ((r = parse_opts("send", argc, argv, &o, usage_send)) != 0)
         return r;
@@ -471,36 +625,47 @@ static int cmd_send(int argc, char **argv)
             return fail_msg("send", "--to must be role@POST, *@POST, *@*, device:HEX or "
                                     "person:NAME");
     }
+    composing = o.file == NULL && isatty(STDIN_FILENO);
     if (o.file != NULL) {
-        if ((r = file_read(o.file, INNER_CONTENT_MAX, BUF_SECRET, &content)) != 0)
-            return fail("send", o.file, r);
+        if ((r = file_read(o.file, INNER_CONTENT_MAX, BUF_SECRET, &content)) != 0) {
+            char msg[PATH_MAX + 128];
+            snprintf(msg, sizeof(msg), "--file %s: %s", o.file,
+                     r == VERR_TOO_LARGE  ? "larger than 200 KiB (204800 bytes), the limit for one "
+                                            "message"
+                     : r == VERR_UNKNOWN  ? "no such file"
+                                          : verr_str(r));
+            return fail_msg("send", msg);
+        }
     } else {
-        size_t got;
-        if ((r = buf_init(&content, INNER_CONTENT_MAX, BUF_SECRET)) != 0)
-            return fail("send", "memory", r);
-        for (;;) {
-            {
-                uint8_t chunk[4096];
-                got = fread(chunk, 1, sizeof(chunk), stdin);
-                if (got > 0 && (r = buf_put_bytes(&content, chunk, got)) != 0) {
-                    sodium_memzero(chunk, sizeof(chunk));
-                    break;
-                }
-                sodium_memzero(chunk, sizeof(chunk));
-            }
-            if (got == 0)
-                break;
+        if (composing)
+            fputs("Type the message; end it with Ctrl-D at the start of a line (Ctrl-C to "
+                  "abandon it).\n",
+                  stderr);
+        if ((r = read_stdin_message(&content)) != 0) {
+            if (r == VERR_TOO_LARGE)
+                return fail_msg("send", "standard input: the message is larger than 200 KiB "
+                                        "(204800 bytes), the limit for one message");
+            return fail("send", "reading the message from standard input", r);
         }
-        if (r != 0 || ferror(stdin)) {
-            buf_free(&content);
-            return fail("send", "reading the message from standard input", r != 0 ? r : VERR_IO);
-        }
+    }
+    if (message_blank(buf_data(&content), buf_size(&content))) {
+        buf_free(&content);
+        return fail_msg("send", o.file != NULL ? "the message is empty (the --file holds no text); "
+                                                 "nothing was queued"
+                                               : "the message is empty; nothing was queued");
     }
     d.content = buf_data(&content);
     d.content_len = buf_size(&content);
     if ((r = open_mbox("send", &o, &m, 1)) != 0) {
         buf_free(&content);
         return r;
+    }
+    /* At the terminal, the diplomat confirms what goes where (issue 12, item 2). */
+    if (composing && !o.yes && !confirm_send(&d, o.to, buf_size(&content))) {
+        mbox_close(m);
+        buf_free(&content);
+        fputs("valise send: not sent; nothing was queued\n", stderr);
+        return 1;
     }
     r = mbox_send(m, &d, (uint64_t)time(NULL), id);
     if (r == 0)
@@ -687,6 +852,21 @@ static int cmd_inbox(int argc, char **argv)
     return 0;
 }
 
+/* 8..32 hex digits, optionally /SENDER of 8..32 hex digits (usage_read). */
+static int read_id_well_formed(const char *s)
+{
+    size_t a = strspn(s, "0123456789abcdefABCDEF"), b;
+
+    if (a < 8 || a > 2 * INNER_ID_LEN)
+        return 0;
+    if (s[a] == '\0')
+        return 1;
+    if (s[a] != '/')
+        return 0;
+    b = strspn(s + a + 1, "0123456789abcdefABCDEF");
+    return b >= 8 && b <= 2 * DEVICE_ID_LEN && s[a + 1 + b] == '\0';
+}
+
 static int cmd_read(int argc, char **argv)
 {
     struct opts o;
@@ -700,6 +880,13 @@ static int cmd_read(int argc, char **argv)
         return r;
     if (o.arg == NULL)
         return fail_msg("read", "the message ID is required");
+    if (!read_id_well_formed(o.arg)) {
+        char why[256];
+        snprintf(why, sizeof(why), "message id '%.40s%s': give 8 to 32 hex digits of the id as "
+                                   "'valise inbox' lists it (or ID/SENDER)",
+                 o.arg, strlen(o.arg) > 40 ? "..." : "");
+        return fail_msg("read", why);
+    }
     if (o.out != NULL && file_exists(o.out)) {
         char what[PATH_MAX + 128];
         snprintf(what, sizeof(what), "--out %s: the file exists; give a new file name", o.out);
@@ -711,7 +898,7 @@ static int cmd_read(int argc, char **argv)
     mbox_close(m);
     if (r != 0)
         return fail("read",
-                    r == VERR_USAGE ? "ambiguous or malformed message id (give more digits, or "
+                    r == VERR_USAGE ? "ambiguous message id (give more digits, or "
                                       "ID/SENDER with the sender's device id)"
                                     : "no such message",
                     r);
