@@ -3,6 +3,7 @@
  * Each verb parses its options, does its work through the client modules,
  * and turns an error into one line on stderr and a non-zero exit.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -286,7 +287,9 @@ static const char usage_send[] =
     "200 KiB (204800 bytes); an empty message is refused. Typed at a terminal,\n"
     "it ends at the first Ctrl-D at the start of a line, and send shows the\n"
     "recipients, precedence and label and asks before queueing (--yes: do not ask).\n"
-    "  ADDRESS  role@POST, *@POST, *@*, device:HEX (32 digits) or person:NAME\n"
+    "  ADDRESS  role@POST, *@POST, *@*, device:HEX (32 digits) or person:NAME;\n"
+    "           one that no other device in the newest directory has is refused,\n"
+    "           with the closest addresses it does know\n"
     "  P        FLASH, IMMEDIATE, PRIORITY or ROUTINE (default ROUTINE)\n"
     "  L        classification label, [A-Z0-9 /_-]{1,32} (default UNCLASSIFIED)\n"
     "  S        one line of at most 256 bytes\n";
@@ -591,6 +594,98 @@ static int confirm_send(const struct mbox_draft *d, const char *to, size_t len)
     return ok;
 }
 
+/* Edit distance of a and b, ASCII case folded, capped at 9 (close-match hints). */
+static unsigned edit_distance(const char *a, const char *b)
+{
+    unsigned row[ADDR_TEXT_MAX + 2];
+    size_t la = strlen(a), lb = strlen(b);
+
+    if (la > ADDR_TEXT_MAX || lb > ADDR_TEXT_MAX)
+        return 9;
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = (unsigned)j;
+    for (size_t i = 1; i <= la; i++) {
+        unsigned diag = row[0];
+        row[0] = (unsigned)i;
+        for (size_t j = 1; j <= lb; j++) {
+            unsigned up = row[j], best;
+            int same = tolower((unsigned char)a[i - 1]) == tolower((unsigned char)b[j - 1]);
+
+            best = diag + (same ? 0u : 1u);
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            diag = up;
+            row[j] = best;
+        }
+    }
+    return row[lb] > 9 ? 9 : row[lb];
+}
+
+/*
+ * Issue 12, item 7: an address that the newest directory resolves to nobody
+ * (no such post, role or person, or a role only this device holds) is
+ * refused at send, with the closest addresses the directory does know. With
+ * no directory yet, or an expired one, the message queues and waits.
+ */
+static int check_recipients(struct mbox *m, const char *to)
+{
+    struct mbox_contact *list = NULL, *all = NULL;
+    struct address want;
+    size_t n = 0, nall = 0, shown = 0;
+    uint64_t exp, now = (uint64_t)time(NULL);
+    int f = mbox_dir_freshness(m, now, &exp), r;
+
+    if (f != MBOX_DIR_FRESH && f != MBOX_DIR_EXPIRING)
+        return 0;
+    r = mbox_fingerprint(m, to, now, &list, &n);
+    free(list);
+    if (r != VERR_UNKNOWN)
+        return 0; /* resolves (or an error mbox_send reports itself) */
+    if (addr_parse(to, &want) != 0)
+        return 0;
+    fprintf(stderr, "valise send: --to %s: no other device in the newest directory has this "
+                    "address; nothing was queued",
+            to);
+    if (mbox_fingerprint(m, "*@*", now, &all, &nall) == 0) {
+        /* The closest addresses of the same kind, up to five (edit distance <= 3). */
+        for (unsigned dist = 0; dist <= 3 && shown < 5; dist++) {
+            for (size_t i = 0; i < nall && shown < 5; i++) {
+                char cand[ADDR_TEXT_MAX + 16], safe[TERMSAFE_LEN(ADDR_TEXT_MAX + 16)];
+                int dup = 0;
+
+                if (want.kind == ADDR_PERSON)
+                    snprintf(cand, sizeof(cand), "person:%s", all[i].cert.name);
+                else if (want.kind == ADDR_POST)
+                    snprintf(cand, sizeof(cand), "*@%s", all[i].cert.post);
+                else
+                    snprintf(cand, sizeof(cand), "%s@%s", all[i].cert.role, all[i].cert.post);
+                if (edit_distance(to, cand) != dist)
+                    continue;
+                for (size_t k = 0; k < i && !dup; k++) {
+                    char prev[ADDR_TEXT_MAX + 16];
+                    if (want.kind == ADDR_PERSON)
+                        snprintf(prev, sizeof(prev), "person:%s", all[k].cert.name);
+                    else if (want.kind == ADDR_POST)
+                        snprintf(prev, sizeof(prev), "*@%s", all[k].cert.post);
+                    else
+                        snprintf(prev, sizeof(prev), "%s@%s", all[k].cert.role, all[k].cert.post);
+                    dup = strcmp(prev, cand) == 0;
+                }
+                if (dup)
+                    continue;
+                fprintf(stderr, "%s%s", shown == 0 ? "; did you mean " : ", ",
+                        termsafe_str(safe, sizeof(safe), cand));
+                shown++;
+            }
+        }
+    }
+    free(all);
+    fputs(shown > 0 ? "?\n" : " (sync to fetch a newer directory if IT added it)\n", stderr);
+    return 1;
+}
+
 static int cmd_send(int argc, char **argv)
 {
     struct opts o;
@@ -657,6 +752,11 @@ static int cmd_send(int argc, char **argv)
     d.content = buf_data(&content);
     d.content_len = buf_size(&content);
     if ((r = open_mbox("send", &o, &m, 1)) != 0) {
+        buf_free(&content);
+        return r;
+    }
+    if ((r = check_recipients(m, o.to)) != 0) {
+        mbox_close(m);
         buf_free(&content);
         return r;
     }

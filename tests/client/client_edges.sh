@@ -120,6 +120,26 @@ run "jkt read (typed)" V read --home jkt "$IDT"
 sed '1,/^$/d' out.txt >body.txt
 printf 'Typed at the terminal\n' | cmp -s - body.txt || fail "typed body: $(od -c body.txt)"
 
+# --- item 7: an address that resolves to nobody is refused at send, with close matches ---
+refused_to() { # refused_to ADDRESS PATTERN
+  if echo "to nobody" | V send --home hq --to "$1" --subject Nobody >out.txt 2>err.txt; then
+    fail "send to $1 queued: $(cat out.txt)"
+  fi
+  [ "$(wc -l <err.txt)" -eq 1 ] || fail "refusal of $1 not one line: $(cat err.txt)"
+  grep -q -- "$2" err.txt || fail "refusal of $1: expected '$2': $(cat err.txt)"
+}
+run "outbox before unknown" V outbox --home hq
+before=$(grep -c "^[0-9a-f]\{32\} " out.txt)
+refused_to nobody@NOWHERE "^valise send: --to nobody@NOWHERE: no other device in the newest directory has this address; nothing was queued"
+refused_to ambassadr@JKT "did you mean ambassador@JKT?"
+refused_to "person:Nobody" "^valise send: --to person:Nobody: no other device"
+refused_to "person:budi" "did you mean person:Budi?"
+refused_to "*@JKTT" "did you mean \*@JKT?"
+refused_to duty@HQ "^valise send: --to duty@HQ: no other device" # a role only this device holds
+run "outbox after unknown" V outbox --home hq
+[ "$(grep -c "^[0-9a-f]\{32\} " out.txt)" -eq "$before" ] || fail "a refused address was queued: $(cat out.txt)"
+echo "to Budi" | V send --home hq --to person:Budi --subject Known >out.txt 2>err.txt || fail "person:Budi refused: $(cat err.txt)"
+
 # --- item 11: errors, one line each, naming what to fix ---
 one_line() { # one_line DESC PATTERN: err.txt is one line matching PATTERN
   [ "$(wc -l <err.txt)" -eq 1 ] || fail "$1: not one line: $(cat err.txt)"
