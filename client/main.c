@@ -908,7 +908,13 @@ static int cmd_run(int argc, char **argv)
         {
             /* Exponential backoff with jitter: wait in [backoff/2, backoff] seconds. */
             uint32_t ms = backoff * 500u + randombytes_uniform(backoff * 500u + 1);
-            fprintf(stderr, "valise run: %s; reconnecting in %u ms\n", sync_failure(r, &st, mbox_relay_id(m)), ms);
+            /* run retries by itself: never "try again later" (issue 12, item 8). */
+            if (r == VERR_NET)
+                fprintf(stderr, "valise run: the relay is unreachable or the link dropped; the "
+                                "outbox is kept; reconnecting by itself in %u ms\n", ms);
+            else
+                fprintf(stderr, "valise run: %s; reconnecting in %u ms\n",
+                        sync_failure(r, &st, mbox_relay_id(m)), ms);
             for (uint32_t waited = 0; waited < ms && !run_stop; waited += 100)
                 (void)usleep(100000);
         }

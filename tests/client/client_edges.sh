@@ -196,4 +196,16 @@ $TTY 'expect:New device passphrase' 'send:first passphrase\n' 'expect:Repeat pas
 grep -q "valise init: passphrase: the two entries differ" tty.txt || fail "mismatch message: $(cat tty.txt)"
 [ -e mism ] && fail "init left a home behind after a mismatch"
 
+# --- item 8: run with the relay down says it retries by itself ---
+relay_stop
+"$VALISE" run --home hq --passphrase-file dpw >run.out 2>run.err &
+RUNPID=$!
+sleep 3
+kill -TERM $RUNPID
+for _ in $(seq 100); do kill -0 $RUNPID 2>/dev/null || break; sleep 0.1; done
+kill -KILL $RUNPID 2>/dev/null && fail "run did not stop on SIGTERM"
+wait $RUNPID 2>/dev/null
+grep -q "reconnecting by itself" run.err || fail "run with the relay down: $(cat run.err)"
+grep -q "try again later" run.err && fail "run says 'try again later' while it retries: $(cat run.err)"
+
 harness_done client_edges
