@@ -136,6 +136,8 @@ const char *averdict_name(enum averdict v)
         return "fork";
     case AV_INCONSISTENT:
         return "inconsistent";
+    case AV_RESTORED:
+        return "restored";
     }
     return "unknown";
 }
@@ -276,7 +278,8 @@ int averify_log(struct alogdata *d, const struct note_verifier *v, struct averif
     return 0;
 }
 
-int averify_state(const struct alogdata *d, const struct audit_state *st, struct averify_out *o)
+static int averify_state_plain(const struct alogdata *d, const struct audit_state *st,
+                               struct averify_out *o)
 {
     const struct note_checkpoint *rem = &st->cp;
     const struct acp *latest = o->latest, *same;
@@ -323,4 +326,54 @@ int averify_state(const struct alogdata *d, const struct audit_state *st, struct
         o->evidence = latest;
     }
     return 0;
+}
+
+/*
+ * An ALARM verdict explained by a restore: the newest relay_restored record
+ * that the newest verified checkpoint covers and that restarts the log at or
+ * below the remembered size (its value is the restored log's size, equal to
+ * its own number).
+ */
+static void restore_explains(const struct alogdata *d, const struct audit_state *st,
+                             struct averify_out *o)
+{
+    const struct note_checkpoint *rem = &st->cp;
+    uint64_t covered = o->latest != NULL ? o->latest->cp.size : 0;
+
+    for (uint64_t i = covered; i-- > 0;) {
+        const struct audit_record *rec = &d->rec[i];
+
+        if (d->rec_verr[i] != 0 || rec->event != AUDIT_RELAY_RESTORED)
+            continue;
+        if (rec->value != i || i > rem->size)
+            return; /* not a restore that explains this: the alarm stands */
+        o->restore_index = i;
+        if (i == rem->size) {
+            verdict(o, AV_RESTORED,
+                    "the relay was restored from a backup: record %llu (relay_restored, time "
+                    "%llu, signed in the checkpoint of size %llu) restarts the log at %llu "
+                    "records, the size verified before",
+                    (unsigned long long)i, (unsigned long long)rec->time,
+                    (unsigned long long)covered, (unsigned long long)i);
+            return;
+        }
+        verdict(o, AV_RESTORED,
+                "the relay was restored from a backup: record %llu (relay_restored, time %llu, "
+                "signed in the checkpoint of size %llu) restarts the log at %llu records; "
+                "records %llu..%llu of the checkpoint verified before (size %llu) are not in "
+                "this log",
+                (unsigned long long)i, (unsigned long long)rec->time,
+                (unsigned long long)covered, (unsigned long long)i, (unsigned long long)i,
+                (unsigned long long)(rem->size - 1), (unsigned long long)rem->size);
+        return;
+    }
+}
+
+int averify_state(const struct alogdata *d, const struct audit_state *st, struct averify_out *o)
+{
+    int r = averify_state_plain(d, st, o);
+
+    if (r == 0 && o->verdict != AV_OK && o->verdict != AV_TAMPER)
+        restore_explains(d, st, o);
+    return r;
 }

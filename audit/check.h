@@ -14,7 +14,10 @@
  *    officer remembered: smaller is ROLLBACK, same size and another root is
  *    FORK, a larger tree that is not an extension of it (RFC 9162 2.1.4
  *    consistency proof, generated from the records and verified against both
- *    signed roots) is INCONSISTENT. These are the ALARM verdicts.
+ *    signed roots) is INCONSISTENT. These are the ALARM verdicts, unless a
+ *    relay_restored record covered by the newest verified checkpoint restarts
+ *    the log at or below the remembered size: then RESTORED (a backup put
+ *    back, PROTOCOL.md part 6 "Restores"), with the lost range in the reason.
  *  - Verdict reasons are one line of text for the officer.
  */
 #ifndef VALISE_AUDIT_CHECK_H
@@ -54,6 +57,7 @@ enum averdict {
     AV_ROLLBACK,
     AV_FORK,
     AV_INCONSISTENT,
+    AV_RESTORED, /* one of the three above, explained by a signed relay_restored record */
 };
 
 struct averify_out {
@@ -62,6 +66,7 @@ struct averify_out {
     const struct acp *latest;   /* newest verified checkpoint, or NULL */
     const struct acp *evidence; /* the log's checkpoint in an alarm, or NULL */
     size_t checkpoints;         /* verified */
+    uint64_t restore_index;     /* AV_RESTORED: the relay_restored record's number */
 };
 
 int aload(struct alogdata *d, const char *dir) VL_MUST_CHECK;

@@ -5,7 +5,9 @@
  *
  * Exit status: 0 ok; 1 usage or operational error; 2 the log fails
  * verification against its own signed checkpoints (TAMPERED); 3 ALARM:
- * rollback, fork or inconsistency against the officer's remembered checkpoint.
+ * rollback, fork or inconsistency against the officer's remembered checkpoint;
+ * 4 RESTORED: the relay was restored from a backup and says so in a signed
+ * relay_restored record (the log restarts below the remembered checkpoint).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -36,6 +38,7 @@ enum {
     EXIT_ERR = 1,
     EXIT_TAMPER = 2,
     EXIT_ALARM = 3,
+    EXIT_RESTORED = 4,
     PATH_MAX_LEN = 4096,
     KEY_FILE_MAX = 4096,
 };
@@ -57,8 +60,9 @@ static const char *const usage_text =
     "Events for --event: relay_start relay_stop auth_ok auth_fail directory_installed\n"
     "  envelope_accepted envelope_delivered envelope_expired envelope_rejected quota_hit\n"
     "  rate_limit_hit session_revoked prekeys_uploaded prekey_issued connection_refused\n"
-    "  device_enrolled device_revoked\n"
-    "Exit: 0 ok, 1 error, 2 log tampered, 3 ALARM (rollback, fork, inconsistent).\n";
+    "  device_enrolled device_revoked relay_restored\n"
+    "Exit: 0 ok, 1 error, 2 log tampered, 3 ALARM (rollback, fork, inconsistent),\n"
+    "  4 RESTORED (the relay was restored from a backup and signed a relay_restored record).\n";
 
 struct opts {
     const char *verb;
@@ -130,6 +134,54 @@ static int known_verb(const char *verb)
     return 0;
 }
 
+/* What each verb does, for valise-audit VERB --help (and its man page). */
+static const char *const verb_text[][2] = {
+    {"verify", "Recomputes the Merkle tree from every record, checks every signed checkpoint and\n"
+               "their consistency, and compares the newest with the one remembered in the state\n"
+               "file; remembers the newest. An ALARM (exit 3) or a RESTORED (exit 4) writes both\n"
+               "signed checkpoints to --evidence FILE (default STATE.alarm)."},
+    {"checkpoints", "Lists the tree sizes of the log's signed checkpoints."},
+    {"proof", "Prints the RFC 6962 inclusion proof of record --index N in the tree of --size S\n"
+              "(default: the newest checkpoint), as JSON."},
+    {"consistency", "Prints the RFC 6962 consistency proof between the signed tree sizes --from S1\n"
+                    "and --to S2 (default: the newest), as JSON."},
+    {"search", "Prints the records that match every filter given, as JSON lines: --from/--to T\n"
+               "(unix seconds, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ), --device HEX (a prefix),\n"
+               "--post P (needs --org-pub), --event NAME."},
+    {"export", "Prints every record as JSON lines (with names, roles and posts given --org-pub)."},
+    {"report", "What to read first: failed authentications, revoked-device attempts, expired\n"
+               "undelivered messages by post, quota and rate-limit hits, enrolments and\n"
+               "revocations, checkpoint gaps and restores from a backup."},
+};
+
+static void verb_help(const char *verb)
+{
+    printf("usage: valise-audit %s", verb);
+    for (size_t i = 0; i < sizeof(verb_flags) / sizeof(verb_flags[0]); i++) {
+        if (strcmp(verb_flags[i][0], verb) != 0)
+            continue;
+        for (size_t j = 1; j < VERB_FLAGS_MAX && verb_flags[i][j] != NULL; j++)
+            printf(" %s--%s%s", strcmp(verb_flags[i][j], "data") == 0 ? "" : "[",
+                   verb_flags[i][j], strcmp(verb_flags[i][j], "data") == 0 ? " DIR" : " X]");
+    }
+    printf("\n\n");
+    for (size_t i = 0; i < sizeof(verb_text) / sizeof(verb_text[0]); i++)
+        if (strcmp(verb_text[i][0], verb) == 0)
+            printf("%s\n", verb_text[i][1]);
+    printf("The log is verified first, with --key KEY (or --key-file FILE), else the key\n"
+           "remembered in --state FILE (default ~/.valise-audit/state); a tampered log is\n"
+           "refused (exit 2).\n");
+    if (strcmp(verb, "search") == 0) {
+        printf("Events for --event:");
+        for (int e = 1; e <= AUDIT_EVENT_MAX; e++)
+            printf("%s%s", e % 6 == 1 ? "\n  " : " ", audit_event_name((uint8_t)e));
+        printf("\n");
+    }
+    printf("Exit: 0 ok, 1 error, 2 log tampered, 3 ALARM (rollback, fork, inconsistent),\n"
+           "  4 RESTORED (the relay was restored from a backup and signed a relay_restored "
+           "record).\n");
+}
+
 /* 0 ok, 1 help printed, -1 error printed */
 static int parse_args(struct opts *o, int argc, char **argv)
 {
@@ -147,7 +199,7 @@ static int parse_args(struct opts *o, int argc, char **argv)
         const struct flag *f = NULL;
 
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            fputs(usage_text, stdout);
+            verb_help(o->verb);
             return 1;
         }
         if (strncmp(argv[i], "--", 2) == 0 && verb_allows(o->verb, argv[i] + 2))
@@ -528,14 +580,16 @@ static int put_text(struct buf *b, const char *t)
  * never over an earlier alarm's evidence (O_EXCL). The path used goes to used.
  */
 static int write_evidence(const char *base, char used[static PATH_MAX_LEN],
-                          const struct audit_state *st, const struct acp *seen, const char *reason)
+                          const struct audit_state *st, const struct acp *seen, const char *label,
+                          const char *reason)
 {
     struct buf b = {0};
     int r;
 
     if ((r = buf_init(&b, 4 * NOTE_MAX_LEN, 0)) != 0)
         return r;
-    if ((r = put_text(&b, "ALARM: ")) != 0 || (r = put_text(&b, reason)) != 0 ||
+    if ((r = put_text(&b, label)) != 0 || (r = put_text(&b, ": ")) != 0 ||
+        (r = put_text(&b, reason)) != 0 ||
         (r = put_text(&b, "\n\n--- checkpoint verified before (state file) ---\n")) != 0 ||
         (r = buf_put_bytes(&b, st->note, st->note_len)) != 0 ||
         (r = put_text(&b, "--- checkpoint in the log now ---\n")) != 0 ||
@@ -566,7 +620,7 @@ static int cmd_verify(struct ctx *c)
     struct buf b = {0};
     const struct acp *latest;
     uint64_t uncovered;
-    int have_state = 0, r, status = EXIT_ERR;
+    int have_state = 0, restored = 0, r, status = EXIT_ERR;
 
     if (c->o.state != NULL) {
         if (strlen(c->o.state) >= sizeof(path))
@@ -629,7 +683,19 @@ static int cmd_verify(struct ctx *c)
                 status = fail(EXIT_ERR, "state path too long");
                 goto out;
             }
-            r = write_evidence(evpath, used, st, c->res.evidence, c->res.reason);
+            if (c->res.verdict == AV_RESTORED) {
+                /* Signed evidence kept; the restored log is what later runs check against. */
+                r = write_evidence(evpath, used, st, c->res.latest, "RESTORED", c->res.reason);
+                restored = 1;
+                if (r != 0) {
+                    status = fail(EXIT_ERR, "RESTORED: %s; the evidence could not be written to "
+                                            "%s: %s",
+                                  c->res.reason, evpath, verr_str(r));
+                    goto out;
+                }
+                goto remember;
+            }
+            r = write_evidence(evpath, used, st, c->res.evidence, "ALARM", c->res.reason);
             status =
                 fail(EXIT_ALARM, "ALARM %s: %s; evidence (both signed checkpoints) %s%s",
                      averdict_name(c->res.verdict), c->res.reason,
@@ -637,8 +703,9 @@ static int cmd_verify(struct ctx *c)
             goto out;
         }
     }
+remember:
     uncovered = c->d.n - (latest != NULL ? latest->cp.size : 0);
-    if (latest != NULL && (!have_state || latest->cp.size >= st->cp.size)) {
+    if (latest != NULL && (!have_state || restored || latest->cp.size >= st->cp.size)) {
         if ((r = audit_state_make(nst, c->key, latest->note, latest->len)) != 0 ||
             (r = buf_init(&b, AUDIT_STATE_MAX_LEN, 0)) != 0 ||
             (r = audit_state_encode(nst, &b)) != 0 ||
@@ -654,7 +721,11 @@ static int cmd_verify(struct ctx *c)
         (unsigned long long)c->d.n, c->res.checkpoints,
         (unsigned long long)(latest != NULL ? latest->cp.size : 0),
         latest != NULL ? root : "(none)");
-    if (have_state)
+    if (restored)
+        printf("RESTORED: %s\nevidence (the checkpoint verified before, the one signing the "
+               "restore) written to %s; later runs check against the restored log\n",
+               c->res.reason, used);
+    else if (have_state)
         printf("consistent with the checkpoint verified before (size %llu)\n",
                (unsigned long long)st->cp.size);
     else
@@ -662,7 +733,7 @@ static int cmd_verify(struct ctx *c)
     if (uncovered > 0)
         printf("warning: %llu records after the newest checkpoint are not signed yet\n",
                (unsigned long long)uncovered);
-    status = EXIT_OK;
+    status = restored ? fail(EXIT_RESTORED, "RESTORED: %s", c->res.reason) : EXIT_OK;
 out:
     buf_free(&b);
     free(st);
@@ -990,6 +1061,28 @@ static void print_table(const struct ctx *c, const char *title, const struct tab
     }
 }
 
+/* Restores from a backup (relay_restored, PROTOCOL.md part 6 "Restores"): each one said. */
+static void report_restores(const struct ctx *c)
+{
+    uint64_t n = 0;
+
+    for (uint64_t i = 0; i < c->d.n; i++)
+        if (c->d.rec_verr[i] == 0 && c->d.rec[i].event == AUDIT_RELAY_RESTORED)
+            n++;
+    printf("\nrestores from a backup: %llu\n", (unsigned long long)n);
+    for (uint64_t i = 0; i < c->d.n; i++) {
+        const struct audit_record *rec = &c->d.rec[i];
+        char when[32];
+
+        if (c->d.rec_verr[i] != 0 || rec->event != AUDIT_RELAY_RESTORED)
+            continue;
+        utc(when, rec->time);
+        printf("  record %llu at %s: the relay was restored from a backup; its log restarts at "
+               "%llu records (what a verified checkpoint held beyond that is lost)\n",
+               (unsigned long long)i, when, (unsigned long long)rec->value);
+    }
+}
+
 static int cmd_report(struct ctx *c)
 {
     struct table fails = {0}, revoked = {0}, expired = {0}, quota = {0}, rate = {0};
@@ -1085,6 +1178,7 @@ static int cmd_report(struct ctx *c)
         printf("  %zu checkpoints; %llu records after the newest (size %llu) not signed yet\n",
                c->d.ncps, (unsigned long long)(c->d.n - c->d.cps[c->d.ncps - 1].key_size),
                (unsigned long long)c->d.cps[c->d.ncps - 1].key_size);
+    report_restores(c);
     status = EXIT_OK;
 out:
     free(fails.t);

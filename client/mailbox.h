@@ -4,6 +4,11 @@
  * receipts and safety numbers (DESIGN.md "End-to-end encryption",
  * "Command-line contract"; issue 4; PROTOCOL.md, part 4).
  *
+ * Modules: mbox_rec.h (the persistent state and its records),
+ * mbox_prekeys.h (own prekeys), mbox_sync.h (the sync state machine behind
+ * mbox_sync), and mailbox.c (the verbs: enrol, send, inbox, read, outbox,
+ * safety numbers). This header stays the one API commands and tests use.
+ *
  * Contract:
  *  - A mailbox is one unlocked identity (identity.h) and its encrypted store
  *    (store.h). Library code: no printing, no exit; results come back as
@@ -116,6 +121,7 @@ struct mbox_sync_stats {
     size_t prekeys_uploaded; /* one-time prekeys published (first sync, PREKEY_LOW) */
     size_t held; /* delivered while the directory had expired: left on the relay, not acked */
     size_t unknown_prekey; /* refused (also in refused): a one-time prekey id we do not hold */
+    size_t replayed; /* copies already had (PROTOCOL.md part 4): acknowledged and dropped */
     uint64_t dir_version;
     uint16_t relay_reason; /* reason of a relay ERROR that ended the sync */
     int store_rolled_back; /* VERR_ROLLBACK: the relay has seen this device further than its store */

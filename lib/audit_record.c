@@ -81,7 +81,7 @@ const char *audit_event_name(uint8_t event)
         "none", "relay_start", "relay_stop", "auth_ok", "auth_fail", "directory_installed",
         "envelope_accepted", "envelope_delivered", "envelope_expired", "envelope_rejected",
         "quota_hit", "rate_limit_hit", "session_revoked", "prekeys_uploaded", "prekey_issued",
-        "connection_refused", "device_enrolled", "device_revoked",
+        "connection_refused", "device_enrolled", "device_revoked", "relay_restored",
     };
     _Static_assert(sizeof(names) / sizeof(names[0]) == AUDIT_EVENT_MAX + 1, "one name per event");
 

@@ -48,7 +48,8 @@ enum audit_event {
     AUDIT_CONNECTION_REFUSED = 15,/* device if known, reason */
     AUDIT_DEVICE_ENROLLED = 16,   /* device, serial: a certificate new in an installed directory; value = its version */
     AUDIT_DEVICE_REVOKED = 17,    /* device, serial: newly revoked in an installed directory; value = its version */
-    AUDIT_EVENT_MAX = 17,
+    AUDIT_RELAY_RESTORED = 18,    /* value = records in the restored log before this one (a backup put back) */
+    AUDIT_EVENT_MAX = 18,
 };
 
 struct audit_record {

@@ -66,6 +66,8 @@ void cfg_usage(void)
                     "                    --relay-cert FILE [--tls-cert FILE --tls-key FILE] [options]\n"
                     "       valise-relay --init-handshake-key --data DIR --out FILE\n"
                     "       valise-relay --print-audit-key --data DIR [--relay-id NAME]\n"
+                    "       valise-relay backup --data DIR --out FILE     (valise-relay backup --help)\n"
+                    "       valise-relay restore --data DIR --from FILE\n"
                     "Plain ws:// is refused unless HOST is a loopback address.\n\n");
     for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
         fprintf(stderr, "  --%-24s %s\n", opts[i].name, opts[i].help);

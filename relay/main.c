@@ -14,6 +14,8 @@
 #include "log.h"
 #include "relay.h"
 #include "relaycert.h"
+#include "sdnotify.h"
+#include "store.h"
 
 static struct relay *the_relay;
 
@@ -119,6 +121,86 @@ static int init_handshake_main(int argc, char **argv)
     return 0;
 }
 
+
+/* valise-relay backup|restore: argv[1] names the verb. */
+static int storage_verb(int argc, char **argv)
+{
+    return argc >= 2 && (strcmp(argv[1], "backup") == 0 || strcmp(argv[1], "restore") == 0);
+}
+
+static const char backup_usage[] =
+    "usage: valise-relay backup --data DIR --out FILE\n"
+    "       valise-relay restore --data DIR --from FILE\n"
+    "backup: a hot, consistent, compacted copy of DIR's store (data.mdb) while the relay\n"
+    "  runs, written to FILE atomically (a new file renamed over FILE).\n"
+    "restore: puts a backup back as DIR/data.mdb; DIR must hold no data.mdb. Copy back\n"
+    "  audit.key, handshake.key and relay-id from the key backup first. The next start\n"
+    "  records relay_restored in the audit log and signs it in a checkpoint.\n"
+    "Options:\n"
+    "  --data DIR     the relay's data directory\n"
+    "  --out FILE     backup: the file to write\n"
+    "  --from FILE    restore: the backup to put back\n"
+    "  --help         this text\n";
+
+/*
+ * valise-relay backup --data DIR --out FILE / restore --data DIR --from FILE
+ * (PROTOCOL.md part 2 "Backup and restore").
+ */
+static int storage_main(int argc, char **argv)
+{
+    const int backup = strcmp(argv[1], "backup") == 0;
+    const char *data = NULL, *file = NULL, *flag = backup ? "--out" : "--from";
+    uint64_t records = 0;
+    int r;
+
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0) {
+            fputs(backup_usage, stdout);
+            return 0;
+        }
+        if (i + 1 < argc && strcmp(argv[i], "--data") == 0)
+            data = argv[++i];
+        else if (i + 1 < argc && strcmp(argv[i], flag) == 0)
+            file = argv[++i];
+        else {
+            fprintf(stderr, "valise-relay: %s takes only --data DIR and %s FILE (not \"%s\")\n",
+                    argv[1], flag, argv[i]);
+            return 2;
+        }
+    }
+    if (data == NULL || file == NULL) {
+        fprintf(stderr, "valise-relay: %s needs --data DIR and %s FILE\n", argv[1], flag);
+        return 2;
+    }
+    if (backup) {
+        if ((r = store_backup(data, file, &records)) != 0) {
+            fprintf(stderr, "valise-relay: backup of --data %s to --out %s failed: %s%s\n",
+                    data, file, verr_str(r),
+                    r == VERR_UNKNOWN ? " (no relay store there)" : "; nothing was replaced");
+            return 1;
+        }
+        printf("backup of %s written to %s: audit log of %llu records\n", data, file,
+               (unsigned long long)records);
+        return 0;
+    }
+    if ((r = store_restore(data, file, &records)) != 0) {
+        if (r == VERR_EXISTS)
+            fprintf(stderr,
+                    "valise-relay: --data %s already holds a store (data.mdb); restore only "
+                    "into a directory without one (move it away first)\n",
+                    data);
+        else
+            fprintf(stderr, "valise-relay: restore of --from %s into --data %s failed: %s%s\n",
+                    file, data, verr_str(r),
+                    r == VERR_BAD_FORMAT ? " (not a valise-relay backup)" : "");
+        return 1;
+    }
+    printf("restored %s into %s: audit log of %llu records; the next start records the "
+           "restore (relay_restored) and signs it\n",
+           file, data, (unsigned long long)records);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct relay_config cfg;
@@ -137,6 +219,8 @@ int main(int argc, char **argv)
         return raudit_print_main(argc, argv);
     if (init_handshake_wanted(argc, argv))
         return init_handshake_main(argc, argv);
+    if (storage_verb(argc, argv))
+        return storage_main(argc, argv);
     r = cfg_load(&cfg, argc, argv, err, sizeof(err));
     if (r == 1) {
         status = 0;
@@ -191,6 +275,9 @@ int main(int argc, char **argv)
     }
     rlog(RLOG_INFO, "listening on %s port %d (%s)", cfg.host, relay_port(rl),
          cfg.tls_cert != NULL ? "wss" : "ws, loopback only");
+    /* Type=notify (contrib/valise-relay.service): ready once the listener is bound. */
+    if ((r = sdnotify_send("READY=1\nSTATUS=serving")) != 0)
+        rlog(RLOG_WARN, "NOTIFY_SOCKET: readiness not sent: %s", verr_str(r));
     if ((r = relay_run(rl)) != 0) {
         fprintf(stderr, "valise-relay: %s\n", verr_str(r));
         goto out;

@@ -18,6 +18,7 @@
 #include "fileio.h"
 #include "log.h"
 #include "netcheck.h"
+#include "sdnotify.h"
 #include "sig.h"
 #include "store.h"
 #include "transport.h"
@@ -75,6 +76,8 @@ struct session {
     double tokens;
     uint64_t refill_ms;
     uint64_t idle_set_ms; /* when the idle time-out was last restarted */
+    uint64_t opened_ms;   /* for the disconnect line */
+    char peer[64];        /* numeric address, for the log (PROTOCOL.md part 2 "Logs") */
 };
 
 struct op {
@@ -506,8 +509,8 @@ static void auth_fail(struct session *s, uint16_t reason, const struct cert *c)
         s->serial = c->serial;
     }
     rl->auth_fail++;
-    rlog(RLOG_INFO, "auth failed: device %s serial %llu: %s", rlog_hex(hex, s->device_id),
-         (unsigned long long)s->serial, wire_reason_name(reason));
+    rlog(RLOG_INFO, "auth failed from %s: device %s serial %llu: %s", s->peer,
+         rlog_hex(hex, s->device_id), (unsigned long long)s->serial, wire_reason_name(reason));
     audit_event(rl, AUDIT_AUTH_FAIL, s, reason, 0);
     fail_session(s, reason, wire_reason_name(reason));
 }
@@ -644,8 +647,8 @@ static void handle_auth(struct session *s, const struct wire_msg *m)
     s->auth_pending = 1; /* until auth_complete: nothing is accepted or delivered */
     table_insert(rl, s);
     rl->auth_ok++;
-    rlog(RLOG_INFO, "device %s serial %llu authenticated", rlog_hex(hex, s->device_id),
-         (unsigned long long)s->serial);
+    rlog(RLOG_INFO, "device %s serial %llu authenticated from %s", rlog_hex(hex, s->device_id),
+         (unsigned long long)s->serial, s->peer);
     auth_wait_add(rl, s);
     audit_event(rl, AUDIT_AUTH_OK, s, 0, 0);
 }
@@ -849,6 +852,8 @@ static void *on_open(void *ctx, struct tp_conn *c)
         return NULL;
     s->rl = rl;
     s->conn = c;
+    s->opened_ms = now_ms();
+    tp_peer(c, s->peer, sizeof(s->peer));
     if (buf_init(&s->outq, OUTQ_MAX, 0) != 0) {
         free(s);
         return NULL;
@@ -856,10 +861,12 @@ static void *on_open(void *ctx, struct tp_conn *c)
     rl->nconns++;
     if (rl->nconns > rl->cfg->max_connections || rl->shutting_down) {
         uint16_t reason = rl->shutting_down ? WIRE_R_SHUTTING_DOWN : WIRE_R_TOO_MANY_CONNECTIONS;
+        rlog(RLOG_INFO, "connection from %s refused: %s", s->peer, wire_reason_name(reason));
         audit_event(rl, AUDIT_CONNECTION_REFUSED, NULL, reason, rl->nconns);
         fail_session(s, reason, wire_reason_name(reason));
         return s;
     }
+    rlog(RLOG_INFO, "connection from %s", s->peer);
     /* The device speaks first (HELLO); nothing but HELLO and AUTH before this runs out. */
     tp_set_timeout(c, (unsigned)rl->cfg->handshake_timeout);
     return s;
@@ -1014,7 +1021,15 @@ static void on_closed(void *ctx, void *sess)
 {
     struct relay *rl = ctx;
     struct session *s = sess;
+    char hex[9];
 
+    if (s->authed)
+        rlog(RLOG_INFO, "connection from %s closed: device %s serial %llu, after %llu s", s->peer,
+             rlog_hex(hex, s->device_id), (unsigned long long)s->serial,
+             (unsigned long long)((now_ms() - s->opened_ms) / 1000));
+    else
+        rlog(RLOG_INFO, "connection from %s closed before authentication, after %llu s", s->peer,
+             (unsigned long long)((now_ms() - s->opened_ms) / 1000));
     table_remove(rl, s);
     s->conn = NULL;
     if (rl->nconns > 0)
@@ -1952,15 +1967,20 @@ static int directory_from_file(struct relay *rl, int at_start)
     int r;
 
     if ((r = dir_load(rl->cfg->directory, &rl->org, &d)) != 0) {
-        rlog(RLOG_ERROR, "directory %s: %s", rl->cfg->directory, verr_str(r));
+        if (rl->dir != NULL)
+            rlog(RLOG_ERROR, "directory %s: %s; kept version %llu", rl->cfg->directory,
+                 verr_str(r), (unsigned long long)dir_version(rl->dir));
+        else
+            rlog(RLOG_ERROR, "directory %s: %s", rl->cfg->directory, verr_str(r));
         return r;
     }
     if (!at_start)
         warn_if_expired(d, rl->cfg->directory);
     if (rl->dir != NULL && dir_version(d) <= dir_version(rl->dir)) {
         if (!at_start)
-            rlog(RLOG_WARN, "directory %s: version %llu is not newer than %llu; kept the current",
+            rlog(RLOG_WARN, "directory %s: version %llu is not newer than %llu; kept version %llu",
                  rl->cfg->directory, (unsigned long long)dir_version(d),
+                 (unsigned long long)dir_version(rl->dir),
                  (unsigned long long)dir_version(rl->dir));
         dir_free(d);
         return 0;
@@ -2000,6 +2020,36 @@ static int audit_now(struct relay *rl, uint8_t event)
         return r;
     }
     return store_commit(rl->st);
+}
+
+/*
+ * First start after valise-relay restore (PROTOCOL.md part 2 "Backup and
+ * restore"): the log is the backup's, older than the one officers verified.
+ * Say so in the log itself: relay_restored, signed at once in a checkpoint,
+ * in the transaction that clears the store's restore mark.
+ */
+static int record_restore(struct relay *rl)
+{
+    struct audit_record rec;
+    uint64_t size = store_audit_size(rl->st);
+    int r;
+
+    audit_record_init(&rec, AUDIT_RELAY_RESTORED, now_s());
+    rec.value = size;
+    raudit_force_checkpoint(rl->audit);
+    if ((r = store_begin(rl->st)) != 0)
+        return r;
+    if ((r = store_audit_append(rl->st, &rec)) != 0 || (r = store_restore_clear(rl->st)) != 0) {
+        store_abort(rl->st);
+        return r;
+    }
+    if ((r = store_commit(rl->st)) != 0)
+        return r;
+    rlog(RLOG_WARN,
+         "restored from a backup: the audit log restarts at %llu records; relay_restored is "
+         "record %llu, signed in a checkpoint of size %llu",
+         (unsigned long long)size, (unsigned long long)size, (unsigned long long)(size + 1));
+    return 0;
 }
 
 /*
@@ -2129,6 +2179,11 @@ int relay_create(struct relay **out, const struct relay_config *cfg, char *err, 
         snprintf(err, errsz, "--directory %s: %s", cfg->directory, verr_str(r));
         goto out;
     }
+    if (store_restore_pending(rl->st) && (r = record_restore(rl)) != 0) {
+        snprintf(err, errsz, "--data %s: recording the restore failed: %s", cfg->data_dir,
+                 verr_str(r));
+        goto out;
+    }
     if ((r = audit_now(rl, AUDIT_RELAY_START)) != 0) {
         snprintf(err, errsz, "--data %s: %s", cfg->data_dir, verr_str(r));
         goto out;
@@ -2187,6 +2242,32 @@ void relay_request_reload(struct relay *rl)
     tp_cancel(rl->tp);
 }
 
+/* Type=notify state changes (sdnotify.h); a failure is only logged. */
+static void notify_manager(const char *state)
+{
+    int r = sdnotify_send(state);
+
+    if (r != 0)
+        rlog(RLOG_WARN, "NOTIFY_SOCKET: %s not sent: %s", state, verr_str(r));
+}
+
+/* The operator's confirmation that the shutdown is covered by a signed checkpoint. */
+static void log_final_checkpoint(struct relay *rl)
+{
+    struct buf note = {0};
+    uint64_t size = 0;
+    int r = store_checkpoint_latest(rl->st, &size, &note);
+
+    buf_free(&note);
+    if (r == 0 && size == store_audit_size(rl->st))
+        rlog(RLOG_INFO, "final checkpoint signed: tree size %llu covers relay_stop",
+             (unsigned long long)size);
+    else
+        rlog(RLOG_ERROR, "no final checkpoint covers relay_stop (latest %llu of %llu records%s%s)",
+             (unsigned long long)size, (unsigned long long)store_audit_size(rl->st),
+             r != 0 ? ": " : "", r != 0 ? verr_str(r) : "");
+}
+
 /* Waits for the writer, then commits and acknowledges everything queued so far. */
 static void writer_drain(struct relay *rl)
 {
@@ -2216,10 +2297,22 @@ int relay_run(struct relay *rl)
         writer_collect(rl, 0);
         if (rl->reload) {
             rl->reload = 0;
+            notify_manager("RELOADING=1");
             rlog(RLOG_INFO, "SIGHUP: reloading %s", rl->cfg->directory);
             /* The store has one write transaction: the writer must be idle. */
             writer_collect(rl, 1);
             (void)directory_from_file(rl, 0);
+            if (rl->cfg->tls_cert != NULL) {
+                if ((r = tp_tls_reload(rl->tp, rl->cfg->tls_cert, rl->cfg->tls_key)) == 0)
+                    rlog(RLOG_INFO, "SIGHUP: TLS certificate %s and key %s reloaded; open "
+                                    "connections kept",
+                         rl->cfg->tls_cert, rl->cfg->tls_key);
+                else
+                    rlog(RLOG_ERROR, "SIGHUP: TLS certificate %s / key %s: %s (not a matching "
+                                     "PEM chain and key); kept the previous certificate",
+                         rl->cfg->tls_cert, rl->cfg->tls_key, verr_str(r));
+            }
+            notify_manager("READY=1");
         }
         t = now_ms();
         if (t - rl->last_expire_ms >= 1000) {
@@ -2231,6 +2324,7 @@ int relay_run(struct relay *rl)
     }
     /* SIGTERM: what has arrived is committed and acknowledged, then we stop. */
     rl->shutting_down = 1;
+    notify_manager("STOPPING=1");
     writer_drain(rl);
     t = now_ms();
     while (now_ms() - t < 300) {
@@ -2243,7 +2337,9 @@ int relay_run(struct relay *rl)
     writer_stop(rl);
     raudit_force_checkpoint(rl->audit); /* the stop record is covered by a checkpoint */
     if ((r = audit_now(rl, AUDIT_RELAY_STOP)) != 0)
-        rlog(RLOG_ERROR, "audit of stop failed: %s", verr_str(r));
+        rlog(RLOG_ERROR, "audit of stop failed: %s; no final checkpoint", verr_str(r));
+    else
+        log_final_checkpoint(rl);
     rlog(RLOG_INFO, "stopped");
     return 0;
 }

@@ -2,6 +2,10 @@
 #include "store.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1227,7 +1231,7 @@ int store_dir_put(struct store *s, const struct directory *dir)
         uint8_t kb[8];
 
         be64(kb, c->serial);
-        buf_reset(&cb);
+        buf_free(&cb); /* cert_encode initialises cb anew */
         if ((r = cert_encode(c, &cb)) != 0)
             goto out;
         k = val(kb, sizeof(kb));
@@ -1535,4 +1539,278 @@ int store_audit_proof(struct store *s, int inclusion, uint64_t a, uint64_t b,
 out:
     mdb_txn_abort(lr.txn);
     return r;
+}
+
+/* ---- backup and restore (store.h; PROTOCOL.md part 2 "Backup and restore") ---- */
+
+static const char meta_restore_pending[] = "restore_pending";
+
+static int fsync_dir_of(const char *path)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    size_t n = slash == NULL ? 1 : (slash == path ? 1 : (size_t)(slash - path));
+    int fd, r = 0;
+
+    if (n >= sizeof(dir))
+        return VERR_TOO_LARGE;
+    if (slash == NULL)
+        dir[0] = '.';
+    else
+        memcpy(dir, path, n);
+    dir[n] = '\0';
+    if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+        return VERR_IO;
+    if (fsync(fd) != 0)
+        r = VERR_IO;
+    close(fd);
+    return r;
+}
+
+/* A new 0600 file "path.XXXXXX" beside path, its name in tmp. */
+static int temp_beside(const char *path, char *tmp, size_t tmpsz, int *fd)
+{
+    int n = snprintf(tmp, tmpsz, "%s.XXXXXX", path);
+
+    if (n < 0 || (size_t)n >= tmpsz)
+        return VERR_TOO_LARGE;
+    if ((*fd = mkstemp(tmp)) < 0)
+        return errno == ENOSPC || errno == EDQUOT ? VERR_NOSPACE : VERR_IO;
+    if (fchmod(*fd, 0600) != 0) {
+        close(*fd);
+        unlink(tmp);
+        *fd = -1;
+        return VERR_IO;
+    }
+    return 0;
+}
+
+/* The audit log's size (last key + 1) in an open transaction. */
+static int audit_size_in(MDB_txn *txn, uint64_t *records)
+{
+    MDB_dbi dbi;
+    MDB_cursor *cur = NULL;
+    MDB_val k, d;
+    int rc, r;
+
+    *records = 0;
+    if ((rc = mdb_dbi_open(txn, "audit", 0, &dbi)) != 0)
+        return rc == MDB_NOTFOUND ? VERR_BAD_FORMAT : mdb_to_verr(rc);
+    if ((rc = mdb_cursor_open(txn, dbi, &cur)) != 0)
+        return mdb_to_verr(rc);
+    rc = mdb_cursor_get(cur, &k, &d, MDB_LAST);
+    if (rc == MDB_NOTFOUND)
+        r = 0;
+    else if (rc != 0)
+        r = mdb_to_verr(rc);
+    else if (k.mv_size != 8)
+        r = VERR_BAD_FORMAT;
+    else {
+        *records = rd64(k.mv_data) + 1;
+        r = 0;
+    }
+    mdb_cursor_close(cur);
+    return r;
+}
+
+int store_backup(const char *dir, const char *out, uint64_t *records)
+{
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    char tmp[4096];
+    int fd = -1, rc, r = VERR_INTERNAL, placed = 0;
+
+    *records = 0;
+    tmp[0] = '\0';
+    if ((rc = mdb_env_create(&env)) != 0 || (rc = mdb_env_set_maxdbs(env, 16)) != 0) {
+        r = mdb_to_verr(rc);
+        goto out;
+    }
+    /* Read-only: a reader beside the running relay's writer (LMDB's MVCC). */
+    if ((rc = mdb_env_open(env, dir, MDB_RDONLY | MDB_NOTLS, 0600)) != 0) {
+        r = rc == ENOENT ? VERR_UNKNOWN : mdb_to_verr(rc);
+        goto out;
+    }
+    if ((rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn)) != 0) {
+        r = mdb_to_verr(rc);
+        goto out;
+    }
+    r = audit_size_in(txn, records);
+    mdb_txn_abort(txn);
+    txn = NULL;
+    if (r != 0)
+        goto out;
+    if ((r = temp_beside(out, tmp, sizeof(tmp), &fd)) != 0) {
+        tmp[0] = '\0';
+        goto out;
+    }
+    /* One read transaction, free pages dropped: a consistent, compact snapshot. */
+    if ((rc = mdb_env_copyfd2(env, fd, MDB_CP_COMPACT)) != 0) {
+        r = mdb_to_verr(rc);
+        goto out;
+    }
+    if (fsync(fd) != 0) {
+        r = VERR_IO;
+        goto out;
+    }
+    if (close(fd) != 0) {
+        fd = -1;
+        r = VERR_IO;
+        goto out;
+    }
+    fd = -1;
+    if (rename(tmp, out) != 0) {
+        r = VERR_IO;
+        goto out;
+    }
+    placed = 1;
+    r = fsync_dir_of(out);
+out:
+    if (fd >= 0)
+        close(fd);
+    if (!placed && tmp[0] != '\0')
+        unlink(tmp);
+    if (env != NULL)
+        mdb_env_close(env);
+    return r;
+}
+
+/* Copies the whole file from into fd. */
+static int copy_file_to(const char *from, int fd)
+{
+    uint8_t chunk[65536];
+    ssize_t n;
+    int in, r = 0;
+
+    if ((in = open(from, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+        return errno == ENOENT ? VERR_UNKNOWN : VERR_IO;
+    while ((n = read(in, chunk, sizeof(chunk))) != 0) {
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            r = VERR_IO;
+            break;
+        }
+        for (ssize_t off = 0; off < n;) {
+            ssize_t w = write(fd, chunk + off, (size_t)(n - off));
+
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0) {
+                r = errno == ENOSPC || errno == EDQUOT ? VERR_NOSPACE : VERR_IO;
+                goto out;
+            }
+            off += w;
+        }
+    }
+out:
+    close(in);
+    return r;
+}
+
+int store_restore(const char *dir, const char *from, uint64_t *records)
+{
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    MDB_dbi meta;
+    MDB_val k, d;
+    char target[4096], tmp[4096];
+    uint8_t one = 1;
+    int fd = -1, rc, r = VERR_INTERNAL, placed = 0;
+
+    *records = 0;
+    tmp[0] = '\0';
+    if ((r = file_join(target, sizeof(target), dir, "data.mdb")) != 0)
+        return r;
+    if (file_exists(target))
+        return VERR_EXISTS;
+    if ((r = temp_beside(target, tmp, sizeof(tmp), &fd)) != 0) {
+        tmp[0] = '\0';
+        goto out;
+    }
+    if ((r = copy_file_to(from, fd)) != 0)
+        goto out;
+    if ((rc = mdb_env_create(&env)) != 0 || (rc = mdb_env_set_maxdbs(env, 16)) != 0) {
+        r = mdb_to_verr(rc);
+        goto out;
+    }
+    /* Nobody else can know the temporary name: no lock file beside it. */
+    if ((rc = mdb_env_open(env, tmp, MDB_NOSUBDIR | MDB_NOLOCK | MDB_NOTLS, 0600)) != 0) {
+        r = rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH ? VERR_BAD_FORMAT : mdb_to_verr(rc);
+        goto out;
+    }
+    if ((rc = mdb_txn_begin(env, NULL, 0, &txn)) != 0) {
+        r = mdb_to_verr(rc);
+        goto out;
+    }
+    if ((r = audit_size_in(txn, records)) != 0)
+        goto out;
+    if ((rc = mdb_dbi_open(txn, "meta", 0, &meta)) != 0) {
+        r = rc == MDB_NOTFOUND ? VERR_BAD_FORMAT : mdb_to_verr(rc);
+        goto out;
+    }
+    k = val(meta_restore_pending, strlen(meta_restore_pending));
+    d = val(&one, 1);
+    if ((rc = mdb_put(txn, meta, &k, &d, 0)) != 0) {
+        r = mdb_to_verr(rc);
+        goto out;
+    }
+    rc = mdb_txn_commit(txn); /* synced: LMDB's default full durability */
+    txn = NULL;
+    if (rc != 0) {
+        r = mdb_to_verr(rc);
+        goto out;
+    }
+    mdb_env_close(env);
+    env = NULL;
+    if (fsync(fd) != 0 || close(fd) != 0) {
+        fd = -1;
+        r = VERR_IO;
+        goto out;
+    }
+    fd = -1;
+    if (file_exists(target)) { /* appeared meanwhile: never over a store */
+        r = VERR_EXISTS;
+        goto out;
+    }
+    if (rename(tmp, target) != 0) {
+        r = VERR_IO;
+        goto out;
+    }
+    placed = 1;
+    r = fsync_dir_of(target);
+out:
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    if (env != NULL)
+        mdb_env_close(env);
+    if (fd >= 0)
+        close(fd);
+    if (!placed && tmp[0] != '\0')
+        unlink(tmp);
+    return r;
+}
+
+int store_restore_pending(struct store *s)
+{
+    MDB_txn *txn = NULL;
+    MDB_val k = val(meta_restore_pending, strlen(meta_restore_pending)), d;
+    int found = 0;
+
+    if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) != 0)
+        return 0;
+    found = mdb_get(txn, s->meta, &k, &d) == 0;
+    mdb_txn_abort(txn);
+    return found;
+}
+
+int store_restore_clear(struct store *s)
+{
+    MDB_val k = val(meta_restore_pending, strlen(meta_restore_pending));
+    int rc;
+
+    if (s->txn == NULL)
+        return VERR_INTERNAL;
+    rc = mdb_del(s->txn, s->meta, &k, NULL);
+    return rc == MDB_NOTFOUND ? 0 : mdb_to_verr(rc);
 }

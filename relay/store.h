@@ -184,6 +184,30 @@ int store_devmark_get(struct store *s, const uint8_t device[static DEVICE_ID_LEN
                       uint8_t hi_submitted[static WIRE_ID_LEN],
                       uint8_t hi_acked[static WIRE_ID_LEN]) VL_MUST_CHECK;
 
+/*
+ * Backup and restore (PROTOCOL.md part 2 "Backup and restore").
+ *
+ * store_backup: a hot, consistent copy of DIR's store while a relay may be
+ * writing it: one LMDB read transaction copied with compaction
+ * (mdb_env_copyfd2, MDB_CP_COMPACT) to a new file beside out, fsynced, then
+ * renamed over out (the directory fsynced): out is either the old file or the
+ * whole new copy. *records gets the audit log size in the copy.
+ *
+ * store_restore: installs the backup file from as DIR/data.mdb. DIR must hold
+ * no data.mdb. The copy is written beside it, opened without a lock (nobody
+ * else can see it yet), checked to be a relay store, marked "restore
+ * pending" in its meta table and fsynced before it is renamed into place.
+ * *records gets the audit log size of the backup.
+ *
+ * store_restore_pending: 1 if the open store carries the mark (the relay's
+ * first start after a restore); store_restore_clear removes it in the open
+ * transaction, which also holds the relay_restored audit record.
+ */
+int store_backup(const char *dir, const char *out, uint64_t *records) VL_MUST_CHECK;
+int store_restore(const char *dir, const char *from, uint64_t *records) VL_MUST_CHECK;
+int store_restore_pending(struct store *s);
+int store_restore_clear(struct store *s) VL_MUST_CHECK;
+
 /* Envelopes queued in total (committed), for /metrics. */
 uint64_t store_queue_total(const struct store *s);
 

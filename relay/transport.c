@@ -1,6 +1,7 @@
 /* transport.c - websocket and HTTP server on libwebsockets (see transport.h). */
 #include "transport.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +16,7 @@ struct tp {
     struct tp_handlers h;
     struct lws_protocols protocols[3];
     lws_sorted_usec_list_t tick;
+    SSL_CTX *tls; /* the listener's, for certificate reloads; NULL without TLS */
     uint8_t *scratch; /* LWS_PRE head room + one message */
     size_t scratch_cap;
     int port;
@@ -106,6 +108,10 @@ static int tp_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
     struct tp *t;
 
     switch (reason) {
+    case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS:
+        /* user is the vhost's SSL_CTX: kept to swap the certificate on reload */
+        tp_of(wsi)->tls = user;
+        return 0;
     case LWS_CALLBACK_ESTABLISHED:
         t = tp_of(wsi);
         psd->sess = t->h.open(t->h.ctx, (struct tp_conn *)wsi);
@@ -310,4 +316,46 @@ int tp_channel_binding(struct tp_conn *c, uint8_t out[static TP_BINDING_LEN])
     struct lws *wsi = (struct lws *)c;
 
     return channel_binding(wsi, lws_is_ssl(wsi), out);
+}
+
+void tp_peer(struct tp_conn *c, char *out, size_t outsz)
+{
+    if (outsz == 0)
+        return;
+    out[0] = '\0';
+    if (lws_get_peer_simple((struct lws *)c, out, outsz) == NULL || out[0] == '\0') {
+        snprintf(out, outsz, "?");
+        return;
+    }
+    /* An IPv4 peer on a dual-stack socket: show the address operators know. */
+    if (strncmp(out, "::ffff:", 7) == 0 && strchr(out + 7, '.') != NULL)
+        memmove(out, out + 7, strlen(out + 7) + 1);
+}
+
+/* 0 if cert (a PEM chain) and key load into ctx and match. */
+static int tls_load(SSL_CTX *ctx, const char *cert, const char *key)
+{
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1)
+        return VERR_BAD_FORMAT;
+    return 0;
+}
+
+int tp_tls_reload(struct tp *t, const char *cert, const char *key)
+{
+    SSL_CTX *trial;
+    int r;
+
+    if (t->tls == NULL)
+        return VERR_INTERNAL;
+    /* Tried on a scratch context first: the listener keeps its pair if this fails. */
+    if ((trial = SSL_CTX_new(TLS_server_method())) == NULL)
+        return VERR_NOMEM;
+    r = tls_load(trial, cert, key);
+    SSL_CTX_free(trial);
+    if (r != 0)
+        return r;
+    /* New handshakes use the new pair; open connections keep their sessions. */
+    return tls_load(t->tls, cert, key);
 }

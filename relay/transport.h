@@ -70,6 +70,18 @@ void tp_set_timeout(struct tp_conn *c, unsigned secs);
  * ws://. VERR_DENIED under TLS older than 1.3 or if the export fails.
  */
 int tp_channel_binding(struct tp_conn *c, uint8_t out[static TP_BINDING_LEN]) VL_MUST_CHECK;
+/*
+ * The peer's numeric address ("192.0.2.7", "::1") into out, for the log;
+ * "?" when the socket cannot say.
+ */
+void tp_peer(struct tp_conn *c, char *out, size_t outsz);
+/*
+ * Replaces the listener's TLS certificate chain and key with the PEM files
+ * cert and key for every later handshake; open connections are untouched.
+ * The pair is loaded and matched on a scratch context first: on any error
+ * (VERR_BAD_FORMAT) the listener keeps the pair it had.
+ */
+int tp_tls_reload(struct tp *t, const char *cert, const char *key) VL_MUST_CHECK;
 /* Closes the connection from outside a handler (soon, asynchronously). */
 void tp_close_async(struct tp_conn *c);
 

@@ -13,15 +13,26 @@
 #  6. The security officer verifies the relay's audit log and reads the report.
 # Passphrases come from files so the walk-through runs unattended; at a
 # terminal each command asks for them without echo.
+#
+# VALISE_BIN_DIR=/usr/bin scripts/demo.sh walks through the installed packages'
+# programs instead (no install, no build: tests/packaging/packages.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh
-scripts/build.sh release
-bin=$PWD/build/release
-KEYS=$bin/keys/valise-keys
-VALISE=$bin/client/valise
-RELAY=$bin/relay/valise-relay
-AUDIT=$bin/audit/valise-audit
+if [ -n "${VALISE_BIN_DIR:-}" ]; then
+    bin=$VALISE_BIN_DIR
+    KEYS=$bin/valise-keys
+    VALISE=$bin/valise
+    RELAY=$bin/valise-relay
+    AUDIT=$bin/valise-audit
+else
+    scripts/deps.sh
+    scripts/build.sh release
+    bin=$PWD/build/release
+    KEYS=$bin/keys/valise-keys
+    VALISE=$bin/client/valise
+    RELAY=$bin/relay/valise-relay
+    AUDIT=$bin/audit/valise-audit
+fi
 
 demo=${VALISE_DEMO_DIR:-$(mktemp -d /tmp/valise-demo.XXXXXX)}
 mkdir -p "$demo"

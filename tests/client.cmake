@@ -27,7 +27,8 @@ set_tests_properties(client/freshness PROPERTIES TIMEOUT 180 LABELS client
                      ENVIRONMENT "${VALISE_FAULT_ENV}")
 
 # Message ids are the sender's choice (issue 11, item 2): an insider reusing a
-# circular's id, and a prekey message naming an unknown one-time prekey.
+# circular's id, a prekey message naming an unknown one-time prekey, and one
+# replayed after the session it set up was evicted.
 add_executable(client_test_msgid ${CMAKE_CURRENT_LIST_DIR}/client/test_msgid.c)
 target_link_libraries(client_test_msgid PRIVATE vtest_relay_support valise_client vcore
                       PkgConfig::CMOCKA)

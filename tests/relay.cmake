@@ -43,3 +43,11 @@ target_link_libraries(relay_mkpki PRIVATE vtest_relay_support vcore)
 add_test(NAME relay/tls COMMAND sh ${CMAKE_CURRENT_LIST_DIR}/relay/tls.sh
          $<TARGET_FILE:valise-relay> $<TARGET_FILE:relay_mkpki>)
 set_tests_properties(relay/tls PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 60 LABELS relay)
+
+# Operators (issue 15): the restore drill also runs the officer's valise-audit.
+if(TARGET relay_test_ops AND TARGET valise-audit)
+  target_compile_definitions(relay_test_ops PRIVATE
+    VALISE_RELAY_BIN="$<TARGET_FILE:valise-relay>"
+    VALISE_AUDIT_BIN="$<TARGET_FILE:valise-audit>")
+  add_dependencies(relay_test_ops valise-audit)
+endif()

@@ -9,8 +9,15 @@
  *  - test_unknown_one_time_prekey_refused: a prekey message naming a one-time
  *    prekey the receiver does not hold is refused and counted, not silently
  *    acknowledged, and stays on the relay.
+ *  - test_prekey_replay_after_eviction: a prekey message that used no
+ *    one-time prekey, replayed under a fresh envelope id after the receiver
+ *    evicted the session it set up (MB_SESS_KEEP newer sessions), builds no
+ *    session that is stored, is not shown again, and is acknowledged and
+ *    dropped as a replay (PROTOCOL.md part 4, receiver checks and `seen`).
  * The insider's forged id and the lost prekey are made by editing the
- * devices' own encrypted stores with the project's store.h and inner.h.
+ * devices' own encrypted stores with the project's store.h and inner.h; the
+ * replayed prekey messages are made with x3dh.h, ratchet.h and inner.h and
+ * submitted with the sender device's own certificate and key.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -28,9 +35,12 @@
 #include "identity.h"
 #include "inner.h"
 #include "mailbox.h"
+#include "ratchet.h"
 #include "relaytest.h"
 #include "store.h"
 #include "text.h"
+#include "wire.h"
+#include "x3dh.h"
 
 static const char pass[] = "msgid test passphrase";
 
@@ -345,11 +355,266 @@ static void test_unknown_one_time_prekey_refused(void **state)
     tpki_cleanup(&p);
 }
 
+/* ---- a sender's own prekey messages, made with the library and submitted raw ---- */
+
+enum { SESS_KEEP = 4 /* MB_SESS_KEEP in client/mailbox.c: sessions kept per peer */ };
+
+/* to's bundle, fetched as the authenticated connection c; its one-time prekey is left unused. */
+static void fetch_bundle(struct wsc *c, const struct side *to, struct x3dh_bundle *xb)
+{
+    struct buf msg;
+    struct wire_msg wm;
+
+    assert_int_equal(buf_init(&msg, 1 << 20, 0), 0);
+    assert_int_equal(wire_put_bundle_get(&msg, to->dev.cert.device_id), 0);
+    assert_int_equal(tc_send(c, &msg), 0);
+    assert_int_equal(tc_expect(c, &msg, &wm, WIRE_BUNDLE, TWAIT), 0);
+    memset(xb, 0, sizeof(*xb));
+    memcpy(xb->owner.device_id, to->dev.cert.device_id, DEVICE_ID_LEN);
+    memcpy(xb->owner.identity_pk, to->dev.cert.dh_pk, X3DH_PK_LEN);
+    xb->spk_id = wm.u.bundle.spk.id;
+    memcpy(xb->spk_pk, wm.u.bundle.spk.pk, X3DH_PK_LEN);
+    memcpy(xb->spk_sig, wm.u.bundle.spk.sig, SIG_LEN);
+    xb->has_opk = 0; /* the set-up uses the signed prekey alone */
+    buf_free(&msg);
+}
+
+/*
+ * A prekey message from `from` (keys in fid) to `to` that sets up a new
+ * session with xb's signed prekey alone; its ephemeral key into ek, the
+ * inner message's id into id, the end-to-end bytes into ct.
+ */
+static void make_prekey_msg(const struct side *from, const struct identity *fid,
+                            const struct side *to, const struct x3dh_bundle *xb,
+                            const char *subject, uint8_t id[static INNER_ID_LEN],
+                            uint8_t ek[static X3DH_PK_LEN], struct buf *ct)
+{
+    struct inner in;
+    struct buf enc, rm;
+    struct x3dh_init_header hdr;
+    struct x3dh_prekey_msg pm;
+    struct ratchet_session *rs = NULL;
+    uint8_t sk[X3DH_SECRET_LEN];
+    char addr[64];
+
+    memset(&in, 0, sizeof(in));
+    in.type = INNER_TYPE_MESSAGE;
+    randombytes_buf(in.id, INNER_ID_LEN);
+    memcpy(in.sender, from->dev.cert.device_id, DEVICE_ID_LEN);
+    snprintf(in.role, sizeof(in.role), "%s", from->dev.cert.role);
+    in.time = (uint64_t)time(NULL);
+    device_addr(addr, to);
+    snprintf(in.address, sizeof(in.address), "%s", addr);
+    in.precedence = 3; /* ROUTINE */
+    snprintf(in.label, sizeof(in.label), "RESTRICTED");
+    in.subject = (const uint8_t *)subject;
+    in.subject_len = strlen(subject);
+    in.content = (const uint8_t *)subject;
+    in.content_len = strlen(subject);
+    assert_int_equal(buf_init(&enc, INNER_MAX_LEN, BUF_SECRET), 0);
+    assert_int_equal(inner_sign_encode(&in, fid->sign_sk, &enc), 0);
+    memcpy(id, in.id, INNER_ID_LEN);
+
+    memset(&pm, 0, sizeof(pm));
+    memcpy(pm.sender.device_id, from->dev.cert.device_id, DEVICE_ID_LEN);
+    memcpy(pm.sender.identity_pk, fid->dh_pk, X3DH_PK_LEN);
+    assert_int_equal(x3dh_initiate(sk, &hdr, xb, to->dev.cert.sign_pk, fid->dh_sk), 0);
+    assert_int_equal(hdr.has_opk, 0);
+    assert_int_equal(ratchet_init_initiator(&rs, sk, &hdr, &pm.sender, &xb->owner, xb->spk_pk), 0);
+    sodium_memzero(sk, sizeof(sk));
+    assert_int_equal(buf_init(&rm, RATCHET_MSG_MAX, 0), 0);
+    assert_int_equal(ratchet_encrypt(rs, buf_data(&enc), buf_size(&enc), &rm), 0);
+    pm.init = hdr;
+    pm.inner = buf_data(&rm);
+    pm.inner_len = buf_size(&rm);
+    assert_int_equal(buf_init(ct, WIRE_CT_MAX, 0), 0);
+    assert_int_equal(x3dh_prekey_msg_encode(&pm, ct), 0);
+    memcpy(ek, hdr.ek_pk, X3DH_PK_LEN);
+    ratchet_session_free(rs);
+    buf_free(&rm);
+    buf_free(&enc);
+}
+
+/* Submits ct to `to` under a fresh envelope id over c; the relay accepts it. */
+static void submit_raw(struct wsc *c, const struct side *to, const struct buf *ct)
+{
+    struct wire_envelope e;
+    struct wire_msg wm;
+    struct wire_iter it;
+    struct wire_ack ack;
+    struct buf msg;
+    uint8_t env_id[WIRE_ID_LEN];
+
+    randombytes_buf(env_id, sizeof(env_id));
+    tc_envelope(&e, env_id, &to->dev, 3 /* ROUTINE */, tnow() + 3600, buf_data(ct),
+                (uint32_t)buf_size(ct));
+    assert_int_equal(tc_submit(c, &e, 1), 0);
+    assert_int_equal(buf_init(&msg, 1 << 20, 0), 0);
+    assert_int_equal(tc_expect(c, &msg, &wm, WIRE_SUBMIT_ACK, TWAIT), 0);
+    assert_int_equal(wm.u.batch.n, 1);
+    wire_iter_init(&it, &wm);
+    assert_int_equal(wire_next_ack(&it, &ack), 0);
+    assert_memory_equal(ack.id, env_id, WIRE_ID_LEN);
+    assert_int_equal(ack.reason, WIRE_R_OK);
+    buf_free(&msg);
+}
+
+/* The plaintext of s's record table/key (VERR_UNKNOWN: none), read with the store API. */
+static int store_record(struct side *s, enum cstore_table t, const uint8_t *key, size_t klen,
+                        struct buf *out)
+{
+    struct identity ident;
+    struct cstore *st = NULL;
+    int r;
+
+    mbox_close(s->m);
+    s->m = NULL;
+    assert_int_equal(identity_unlock(s->home, pass, &ident), 0);
+    assert_int_equal(cstore_open(&st, s->home, ident.store_key), 0);
+    r = cstore_get(st, t, key, klen, out);
+    cstore_close(st);
+    identity_free(&ident);
+    assert_int_equal(mbox_open(&s->m, s->home, pass), 0);
+    return r;
+}
+
+/* The X3DH ephemeral keys of a `sessions` record (PROTOCOL.md part 4, table 1); their count. */
+static size_t session_eks(const struct buf *rec, uint8_t ek[static SESS_KEEP][X3DH_PK_LEN])
+{
+    struct buf v, part;
+    uint8_t ver, n;
+
+    buf_view(&v, buf_data(rec), buf_size(rec));
+    assert_int_equal(buf_get_u8(&v, &ver), 0);
+    assert_int_equal(ver, 1);
+    assert_int_equal(buf_get_u8(&v, &n), 0);
+    assert_true(n >= 1 && n <= SESS_KEEP);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(buf_get_bytes(&v, ek[i], X3DH_PK_LEN), 0);
+        assert_int_equal(buf_get_view32(&v, buf_size(rec), &part), 0);
+    }
+    assert_int_equal(buf_expect_end(&v), 0);
+    return n;
+}
+
+static size_t inbox_count(struct side *s)
+{
+    struct mbox_msg *list = NULL;
+    size_t n = 0;
+
+    assert_int_equal(mbox_inbox(s->m, &list, &n), 0);
+    free(list);
+    return n;
+}
+
+static void test_prekey_replay_after_eviction(void **state)
+{
+    struct tpki p;
+    struct trelay relay;
+    struct side a, b;
+    struct identity aid;
+    struct mbox_sync_stats st;
+    struct x3dh_bundle xb;
+    struct wsc c;
+    struct buf ct0, ct, before, after, seen;
+    uint8_t id[INNER_ID_LEN], ek0[X3DH_PK_LEN], ek[X3DH_PK_LEN], kept[SESS_KEEP][X3DH_PK_LEN];
+    uint8_t ekey[1 + 4 + DEVICE_ID_LEN + X3DH_PK_LEN];
+    uint16_t reason = 0;
+    size_t n;
+    (void)state;
+
+    assert_int_equal(tpki_init(&p), 0);
+    make_side(&p, &a, "alpha", "HQ", 1);
+    make_side(&p, &b, "bravo", "JKT", 2);
+    {
+        const struct tdev *devs[] = {&a.dev, &b.dev};
+        assert_int_equal(tpki_write_dir(&p, 1, devs, 2, NULL, 0), 0);
+    }
+    assert_int_equal(trelay_start(&relay, &p, NULL), 0);
+    enroll(&p, &b, relay.port);
+    sync_ok(&b, &st); /* b's prekeys are on the relay */
+    assert_true(st.prekeys_uploaded > 0);
+    /* a is a certified device that speaks for itself, with its own certificate and keys. */
+    assert_int_equal(identity_unlock(a.home, pass, &aid), 0);
+    memcpy(a.dev.sk, aid.sign_sk, SIG_SK_LEN);
+    assert_int_equal(tc_auth(&c, relay.port, &a.dev, &reason), 0);
+    fetch_bundle(&c, &b, &xb);
+
+    /* 1. b accepts a's first contact, set up with b's signed prekey alone. */
+    make_prekey_msg(&a, &aid, &b, &xb, "first contact, signed prekey alone", id, ek0, &ct0);
+    submit_raw(&c, &b, &ct0);
+    sync_ok(&b, &st);
+    assert_int_equal(st.received, 1);
+    assert_int_equal(st.refused, 0);
+    /* The lasting record of that set-up: 'E' || u32 spk id || sender || ek (PROTOCOL.md part 4). */
+    ekey[0] = 'E';
+    ekey[1] = (uint8_t)(xb.spk_id >> 24);
+    ekey[2] = (uint8_t)(xb.spk_id >> 16);
+    ekey[3] = (uint8_t)(xb.spk_id >> 8);
+    ekey[4] = (uint8_t)xb.spk_id;
+    memcpy(ekey + 5, a.dev.cert.device_id, DEVICE_ID_LEN);
+    memcpy(ekey + 5 + DEVICE_ID_LEN, ek0, X3DH_PK_LEN);
+    assert_int_equal(store_record(&b, CS_SEEN, ekey, sizeof(ekey), &seen), 0);
+    buf_free(&seen);
+
+    /* 2. SESS_KEEP newer sessions from a: b evicts the first one. */
+    for (int k = 0; k < SESS_KEEP; k++) {
+        char subject[64];
+        snprintf(subject, sizeof(subject), "new session %d", k + 1);
+        make_prekey_msg(&a, &aid, &b, &xb, subject, id, ek, &ct);
+        submit_raw(&c, &b, &ct);
+        buf_free(&ct);
+        sync_ok(&b, &st);
+        assert_int_equal(st.received, 1);
+        assert_int_equal(st.refused, 0);
+    }
+    sync_ok(&b, &st); /* receipts and all settled: nothing more moves */
+    assert_int_equal(st.received + st.refused + st.replayed, 0);
+    assert_int_equal(inbox_count(&b), 1 + SESS_KEEP);
+    assert_int_equal(store_record(&b, CS_SESSIONS, a.dev.cert.device_id, DEVICE_ID_LEN, &before),
+                     0);
+    n = session_eks(&before, kept);
+    assert_int_equal(n, SESS_KEEP);
+    for (size_t i = 0; i < n; i++)
+        assert_memory_not_equal(kept[i], ek0, X3DH_PK_LEN);
+
+    /* 3. The first prekey message again, byte for byte, under a fresh envelope id. */
+    submit_raw(&c, &b, &ct0);
+    sync_ok(&b, &st);
+    assert_int_equal(st.received, 0); /* not shown as a new message */
+    assert_int_equal(st.refused, 0);  /* not refused either ... */
+    assert_int_equal(st.unknown_prekey, 0);
+    assert_int_equal(st.replayed, 1); /* ... but acknowledged and dropped as a replay */
+    assert_int_equal(inbox_count(&b), 1 + SESS_KEEP);
+    /* The session built to decrypt it was not stored: b's sessions for a are unchanged. */
+    assert_int_equal(store_record(&b, CS_SESSIONS, a.dev.cert.device_id, DEVICE_ID_LEN, &after), 0);
+    assert_int_equal(buf_size(&after), buf_size(&before));
+    assert_memory_equal(buf_data(&after), buf_data(&before), buf_size(&before));
+    buf_free(&after);
+    /* Acknowledged: the relay does not deliver it again. */
+    sync_ok(&b, &st);
+    assert_int_equal(st.received + st.refused + st.replayed, 0);
+    assert_int_equal(store_record(&b, CS_SESSIONS, a.dev.cert.device_id, DEVICE_ID_LEN, &after), 0);
+    assert_int_equal(buf_size(&after), buf_size(&before));
+    assert_memory_equal(buf_data(&after), buf_data(&before), buf_size(&before));
+    assert_int_equal(inbox_count(&b), 1 + SESS_KEEP);
+
+    buf_free(&after);
+    buf_free(&before);
+    buf_free(&ct0);
+    wsc_close(&c);
+    identity_free(&aid);
+    mbox_close(b.m);
+    assert_int_equal(trelay_signal(&relay, SIGTERM), 0);
+    tpki_cleanup(&p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_insider_reuses_circular_id),
         cmocka_unit_test(test_unknown_one_time_prekey_refused),
+        cmocka_unit_test(test_prekey_replay_after_eviction),
     };
     if (sodium_init() < 0)
         return 1;

@@ -1,0 +1,1292 @@
+/* mbox_sync.c - the sync state machine (see mbox_sync.h, mailbox.h; PROTOCOL.md part 2, part 4). */
+#include "mbox_sync.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sodium.h>
+
+#include "address.h"
+#include "mailbox.h"
+#include "mbox_prekeys.h"
+#include "mbox_rec.h"
+#include "transport.h"
+
+/* ---- the sync session ---- */
+
+struct sync {
+    struct mbox *m;
+    struct ctp *c;
+    const struct mbox_sync_opts *o;
+    struct mbox_sync_stats *st;
+    int dir_ready, need_prekeys, outbox_dirty;
+    uint16_t last_reason;
+    struct buf deferred[MB_DEFER_MAX];
+    size_t ndeferred, deferred_bytes;
+    uint8_t tried[MB_TRIED_MAX][DEVICE_ID_LEN]; /* bundles asked for in vain this time */
+    size_t ntried;
+    uint64_t now;
+};
+
+static uint64_t mb_now(void)
+{
+    return (uint64_t)time(NULL);
+}
+
+static int sy_reason_err(uint16_t reason)
+{
+    switch (reason) {
+    case WIRE_R_REVOKED:
+        return VERR_REVOKED;
+    case WIRE_R_CERT_EXPIRED:
+        return VERR_EXPIRED;
+    case WIRE_R_CERT_NOT_YET_VALID:
+        return VERR_NOT_YET_VALID;
+    case WIRE_R_WRONG_ORG:
+        return VERR_WRONG_ORG;
+    case WIRE_R_BAD_SIGNATURE:
+        return VERR_BAD_SIGNATURE;
+    case WIRE_R_RATE_LIMITED:
+    case WIRE_R_QUEUE_FULL:
+        return VERR_LIMIT;
+    case WIRE_R_STORAGE_FULL:
+        return VERR_NOSPACE;
+    case WIRE_R_UNKNOWN_DEVICE:
+    case WIRE_R_NO_PREKEYS:
+        return VERR_UNKNOWN;
+    default:
+        return VERR_PROTOCOL;
+    }
+}
+
+static int sy_send(struct sync *s, const struct buf *msg)
+{
+    return ctp_send(s->c, buf_data(msg), buf_size(msg));
+}
+
+static int sy_on_deliver(struct sync *s, const struct wire_msg *wm);
+static int sy_on_nd(struct sync *s, const struct wire_msg *wm);
+
+/*
+ * Receives until a message of type want arrives (0: until timeout), handling
+ * what the relay pushes meanwhile (DELIVER, NON_DELIVERY, PREKEY_LOW).
+ * ERROR ends the wait with the reason in s->last_reason.
+ */
+static int sy_wait(struct sync *s, uint8_t want, struct buf *raw, struct wire_msg *wm,
+                   unsigned timeout_ms)
+{
+    int r;
+
+    for (;;) {
+        if ((r = ctp_recv(s->c, raw, timeout_ms)) != 0)
+            return r;
+        if (wire_decode(buf_data(raw), buf_size(raw), wm) != 0) {
+            buf_free(raw);
+            return VERR_PROTOCOL;
+        }
+        if (want != 0 && wm->type == want)
+            return 0;
+        switch (wm->type) {
+        case WIRE_ERROR:
+            s->last_reason = wm->u.error.reason;
+            buf_free(raw);
+            return VERR_DENIED;
+        case WIRE_DELIVER:
+        case WIRE_NON_DELIVERY:
+            /*
+             * Handled only between steps, never in the middle of one: a step
+             * waiting for its reply may hold a session in memory that this
+             * message would advance underneath it.
+             */
+            if (want != 0 || !s->dir_ready) {
+                if (s->ndeferred == MB_DEFER_MAX || s->deferred_bytes > MB_DEFER_BYTES) {
+                    buf_free(raw);
+                    break; /* not acknowledged: the relay sends it again next time */
+                }
+                s->deferred_bytes += buf_size(raw);
+                s->deferred[s->ndeferred++] = *raw; /* owned by s now */
+                memset(raw, 0, sizeof(*raw));
+                break;
+            }
+            r = wm->type == WIRE_DELIVER ? sy_on_deliver(s, wm) : sy_on_nd(s, wm);
+            buf_free(raw);
+            if (r != 0)
+                return r;
+            break;
+        case WIRE_PREKEY_LOW:
+            s->need_prekeys = 1;
+            buf_free(raw);
+            break;
+        default:
+            buf_free(raw);
+            return VERR_PROTOCOL;
+        }
+        if (want == 0)
+            return 0; /* something was handled: the caller decides whether to go on */
+    }
+}
+
+/*
+ * A relay that has seen this device submit or acknowledge an envelope id
+ * higher than any this store holds is talking to a store that was rolled
+ * back (restored backup) or copied (a second device with these keys): its
+ * ratchet state is stale, so nothing is sent or received until IT re-enrols
+ * the device (PROTOCOL.md part 4 "Rollback detection").
+ */
+static int sy_check_marks(struct sync *s, const uint8_t hi_sub[static WIRE_ID_LEN],
+                          const uint8_t hi_ack[static WIRE_ID_LEN])
+{
+    uint8_t mine[WIRE_ID_LEN];
+    int r;
+
+    if ((r = mb_mark_get(s->m, 0, mine)) != 0)
+        return r;
+    if (memcmp(hi_sub, mine, WIRE_ID_LEN) > 0)
+        goto rolled_back;
+    if ((r = mb_mark_get(s->m, 1, mine)) != 0)
+        return r;
+    if (memcmp(hi_ack, mine, WIRE_ID_LEN) > 0)
+        goto rolled_back;
+    return 0;
+rolled_back:
+    s->st->store_rolled_back = 1;
+    return VERR_ROLLBACK;
+}
+
+/*
+ * Checks the relay's CHALLENGE (PROTOCOL.md part 2 "Authentication"): a
+ * relay certificate of this organisation, valid now, for the relay id
+ * recorded at enrolment, and its handshake key's signature over body. On
+ * failure *why says what was wrong and nothing may be signed.
+ */
+static int sy_check_relay(struct sync *s, const struct wire_msg *wm, const struct buf *body,
+                          const char **why)
+{
+    struct relaycert rc;
+    int r;
+
+    if (relaycert_parse(wm->u.challenge.relay_cert, wm->u.challenge.relay_cert_len, &rc) != 0) {
+        *why = "its relay certificate is malformed";
+        return VERR_DENIED;
+    }
+    if ((r = relaycert_verify(&rc, &s->m->org, s->now)) != 0) {
+        *why = r == VERR_WRONG_ORG        ? "its relay certificate is of another organisation"
+               : r == VERR_BAD_SIGNATURE  ? "its relay certificate is not signed by org.pub"
+               : r == VERR_EXPIRED        ? "its relay certificate has expired"
+               : r == VERR_NOT_YET_VALID  ? "its relay certificate is not valid yet"
+                                          : "its relay certificate does not verify";
+        return VERR_DENIED;
+    }
+    if (strcmp(rc.relay_id, s->m->relay_id) != 0) {
+        *why = "its relay certificate names another relay id";
+        return VERR_DENIED;
+    }
+    if (sig_verify(wm->u.challenge.sig, SIG_CTX_RELAY_CHALLENGE, buf_data(body), buf_size(body),
+                   rc.pk) != 0) {
+        *why = "its handshake signature does not verify (a relayed or altered connection)";
+        return VERR_DENIED;
+    }
+    return 0;
+}
+
+static int sy_auth(struct sync *s, uint64_t *relay_dir_version)
+{
+    struct buf raw = {0}, body = {0}, msg = {0};
+    struct wire_msg wm;
+    uint8_t cnonce[WIRE_NONCE_LEN], binding[CTP_BINDING_LEN], sig[SIG_LEN];
+    int r;
+
+    _Static_assert((int)CTP_BINDING_LEN == (int)WIRE_BINDING_LEN, "RFC 9266: 32 bytes");
+    /* The device speaks first, with a fresh nonce the relay must sign. */
+    randombytes_buf(cnonce, sizeof(cnonce));
+    if ((r = buf_init(&msg, 1024, 0)) != 0)
+        return r;
+    if ((r = wire_put_hello(&msg, cnonce)) == 0)
+        r = sy_send(s, &msg);
+    buf_free(&msg);
+    if (r != 0)
+        return r;
+    if ((r = sy_wait(s, WIRE_CHALLENGE, &raw, &wm, s->o->timeout_ms)) != 0)
+        return r == VERR_DENIED ? sy_reason_err(s->last_reason) : r;
+    if ((r = ctp_channel_binding(s->c, binding)) != 0) {
+        s->st->relay_unproven = "the TLS connection gives no channel binding (TLS 1.3 needed)";
+        goto out;
+    }
+    if ((r = buf_init(&body, WIRE_HANDSHAKE_BODY_MAX, 0)) != 0 ||
+        (r = wire_handshake_body(&body, s->m->relay_id, cnonce, wm.u.challenge.nonce, binding)) !=
+            0)
+        goto out;
+    /* Nothing is signed for a relay that has not proven who it is. */
+    if ((r = sy_check_relay(s, &wm, &body, &s->st->relay_unproven)) != 0)
+        goto out;
+    if ((r = sig_sign(sig, SIG_CTX_RELAY_AUTH, buf_data(&body), buf_size(&body),
+                      s->m->id.sign_sk)) != 0)
+        goto out;
+    if ((r = buf_init(&msg, 1024, 0)) != 0)
+        goto out;
+    if ((r = wire_put_auth(&msg, s->m->cert_bytes, s->m->cert_len, sig)) == 0)
+        r = sy_send(s, &msg);
+    buf_free(&msg);
+    if (r != 0)
+        goto out;
+    buf_free(&raw);
+    if ((r = sy_wait(s, WIRE_AUTH_OK, &raw, &wm, s->o->timeout_ms)) != 0)
+        return r == VERR_DENIED ? sy_reason_err(s->last_reason) : r;
+    *relay_dir_version = wm.u.auth_ok.dir_version;
+    r = sy_check_marks(s, wm.u.auth_ok.hi_submitted, wm.u.auth_ok.hi_acked);
+out:
+    buf_free(&body);
+    buf_free(&raw);
+    return r;
+}
+
+static int sy_directory(struct sync *s, uint64_t relay_version)
+{
+    struct buf raw, msg;
+    struct wire_msg wm;
+    int r;
+
+    /*
+     * Fetched also when the relay's is older than ours: a relay serving an
+     * old directory (rolled back, or hiding a revocation) is an alarm, not
+     * something to ignore quietly (mbox_install_directory refuses it).
+     */
+    if (s->m->dir != NULL && relay_version == dir_version(s->m->dir))
+        return 0;
+    if ((r = buf_init(&msg, 16, 0)) != 0)
+        return r;
+    if ((r = wire_put_directory(&msg, WIRE_DIRECTORY_GET, NULL, 0)) == 0)
+        r = sy_send(s, &msg);
+    buf_free(&msg);
+    if (r != 0)
+        return r;
+    if ((r = sy_wait(s, WIRE_DIRECTORY, &raw, &wm, s->o->timeout_ms)) != 0)
+        return r == VERR_DENIED ? sy_reason_err(s->last_reason) : r;
+    r = mbox_install_directory(s->m, wm.u.directory.bytes, wm.u.directory.len);
+    buf_free(&raw);
+    return r;
+}
+
+static int sy_prekeys(struct sync *s)
+{
+    struct buf msg, raw;
+    struct wire_msg wm;
+    int r;
+
+    if ((r = pk_prepare_upload(s->m, &msg)) != 0)
+        return r;
+    r = sy_send(s, &msg);
+    buf_free(&msg);
+    if (r != 0)
+        return r;
+    if ((r = sy_wait(s, WIRE_PREKEY_OK, &raw, &wm, s->o->timeout_ms)) != 0)
+        return r == VERR_DENIED ? sy_reason_err(s->last_reason) : r;
+    buf_free(&raw);
+    s->st->prekeys_uploaded += MB_OTK_BATCH;
+    if ((r = cstore_begin(s->m->st, 1)) != 0)
+        return r;
+    if ((r = mb_cfg_put_u64(s->m, "pk.up", 1)) != 0 || (r = cstore_commit(s->m->st)) != 0)
+        cstore_abort(s->m->st);
+    s->need_prekeys = 0;
+    return r;
+}
+
+/* ---- sending ---- */
+
+/* Fetches a bundle and starts a session with peer (not stored yet). */
+static int sy_start_session(struct sync *s, const struct cert *peer, struct mb_sessions *ss)
+{
+    struct buf msg, raw;
+    struct wire_msg wm;
+    struct cert bc;
+    struct x3dh_bundle xb;
+    struct x3dh_init_header hdr;
+    struct x3dh_party self, other;
+    struct ratchet_session *ns = NULL;
+    uint8_t *sk = NULL;
+    int r;
+
+    if ((r = buf_init(&msg, 64, 0)) != 0)
+        return r;
+    if ((r = wire_put_bundle_get(&msg, peer->device_id)) == 0)
+        r = sy_send(s, &msg);
+    buf_free(&msg);
+    if (r != 0)
+        return r;
+    if ((r = sy_wait(s, WIRE_BUNDLE, &raw, &wm, s->o->timeout_ms)) != 0)
+        return r;
+    /* The bundle's certificate must be the one our directory lists (not the relay's word). */
+    if ((r = cert_parse(wm.u.bundle.cert, wm.u.bundle.cert_len, &bc)) != 0)
+        goto out;
+    if (bc.serial != peer->serial || memcmp(bc.device_id, peer->device_id, DEVICE_ID_LEN) != 0 ||
+        sodium_memcmp(bc.sign_pk, peer->sign_pk, SIG_PK_LEN) != 0 ||
+        sodium_memcmp(bc.dh_pk, peer->dh_pk, DH_PK_LEN) != 0) {
+        r = VERR_BAD_KEY;
+        goto out;
+    }
+    memset(&xb, 0, sizeof(xb));
+    memcpy(xb.owner.device_id, peer->device_id, DEVICE_ID_LEN);
+    memcpy(xb.owner.identity_pk, peer->dh_pk, X3DH_PK_LEN);
+    xb.spk_id = wm.u.bundle.spk.id;
+    memcpy(xb.spk_pk, wm.u.bundle.spk.pk, X3DH_PK_LEN);
+    memcpy(xb.spk_sig, wm.u.bundle.spk.sig, SIG_LEN);
+    xb.has_opk = wm.u.bundle.has_otk ? 1 : 0;
+    xb.opk_id = wm.u.bundle.otk_id;
+    memcpy(xb.opk_pk, wm.u.bundle.otk_pk, X3DH_PK_LEN);
+    if ((sk = sodium_malloc(X3DH_SECRET_LEN)) == NULL) {
+        r = VERR_NOMEM;
+        goto out;
+    }
+    if ((r = x3dh_initiate(sk, &hdr, &xb, peer->sign_pk, s->m->id.dh_sk)) != 0)
+        goto out;
+    mb_self_party(s->m, &self);
+    other = xb.owner;
+    if ((r = ratchet_init_initiator(&ns, sk, &hdr, &self, &other, xb.spk_pk)) != 0)
+        goto out;
+    mb_sessions_push(ss, ns, hdr.ek_pk);
+    r = 0;
+out:
+    sodium_free(sk);
+    buf_free(&raw);
+    return r;
+}
+
+static int sy_tried(const struct sync *s, const uint8_t dev[static DEVICE_ID_LEN])
+{
+    for (size_t i = 0; i < s->ntried; i++)
+        if (memcmp(s->tried[i], dev, DEVICE_ID_LEN) == 0)
+            return 1;
+    return 0;
+}
+
+/*
+ * A new envelope id: 48-bit Unix time in milliseconds, big-endian, then 80
+ * random bits (the layout of UUIDv7, RFC 9562 5.7). Ids sent about the same
+ * time sort together, so the relay's per-recipient id index is written in few
+ * pages (PROTOCOL.md, part 2 "Envelope ids"); uniqueness rests on the
+ * random bits alone.
+ */
+static void mb_envelope_id(uint8_t id[static WIRE_ID_LEN])
+{
+    struct timespec ts;
+    uint64_t ms = 0;
+
+    _Static_assert(WIRE_ID_LEN == 16, "6 bytes of time then 10 random bytes");
+    if (clock_gettime(CLOCK_REALTIME, &ts) == 0 && ts.tv_sec >= 0)
+        ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    for (size_t i = 0; i < 6; i++)
+        id[i] = (uint8_t)(ms >> (40 - 8 * i));
+    randombytes_buf(id + 6, WIRE_ID_LEN - 6);
+}
+
+/*
+ * Encrypts the inner message for one device and stores the envelope with the
+ * advanced session in one transaction (so a retry resends the same bytes).
+ */
+static int sy_encrypt_for(struct sync *s, const uint8_t key[static ENV_KEY_LEN],
+                          const struct mb_envrec *old, const struct mb_outrec *o,
+                          uint8_t precedence)
+{
+    struct mbox *m = s->m;
+    const uint8_t *dev = key + 8;
+    const struct cert *peer = dir_find_device(m->dir, dev);
+    struct mb_sessions ss;
+    struct mb_envrec e;
+    struct buf rm, ct;
+    struct x3dh_init_header hdr;
+    int r, have_rm = 0, have_ct = 0;
+
+    memset(&ss, 0, sizeof(ss));
+    e = *old;
+    e.ct = NULL;
+    e.ct_len = 0;
+    if (peer == NULL || dir_check_cert(m->dir, peer, &m->org, s->now) != 0) {
+        /* Not (or no longer) a valid device in our directory: wait for a newer one. */
+        if (old->state == MBOX_ENV_WAIT_DIR)
+            return 0;
+        e.state = MBOX_ENV_WAIT_DIR;
+        goto store_state;
+    }
+    if ((r = mb_sessions_load(m, dev, &ss)) != 0)
+        return r;
+    if (ss.n == 0) {
+        if (sy_tried(s, dev))
+            return 0;
+        r = sy_start_session(s, peer, &ss);
+        /*
+         * No prekeys yet, or a bundle that does not verify against our
+         * directory (bad signature or key, another certificate): this device
+         * waits, the others go on.
+         */
+        if ((r == VERR_DENIED &&
+             (s->last_reason == WIRE_R_NO_PREKEYS || s->last_reason == WIRE_R_UNKNOWN_DEVICE)) ||
+            r == VERR_BAD_KEY || r == VERR_BAD_SIGNATURE || r == VERR_BAD_FORMAT ||
+            r == VERR_TRUNCATED || r == VERR_TRAILING || r == VERR_BAD_MAGIC ||
+            r == VERR_BAD_VERSION || r == VERR_WRONG_ORG) {
+            if (s->ntried < MB_TRIED_MAX)
+                memcpy(s->tried[s->ntried++], dev, DEVICE_ID_LEN);
+            mb_sessions_free(&ss);
+            if (old->state == MBOX_ENV_WAIT_PREKEYS)
+                return 0;
+            e.state = MBOX_ENV_WAIT_PREKEYS;
+            goto store_state;
+        }
+        if (r != 0)
+            goto out;
+    }
+    if ((r = buf_init(&rm, RATCHET_MSG_MAX, 0)) != 0)
+        goto out;
+    have_rm = 1;
+    if ((r = ratchet_encrypt(ss.s[0], o->inner, o->inner_len, &rm)) != 0)
+        goto out;
+    if ((r = buf_init(&ct, WIRE_CT_MAX, 0)) != 0)
+        goto out;
+    have_ct = 1;
+    if (ratchet_session_pending_prekey(ss.s[0], &hdr)) {
+        /* Until the first reply every message carries the X3DH header (PROTOCOL.md part 3, section 3). */
+        struct x3dh_prekey_msg pm;
+        mb_self_party(m, &pm.sender);
+        pm.init = hdr;
+        pm.inner = buf_data(&rm);
+        pm.inner_len = buf_size(&rm);
+        if ((r = x3dh_prekey_msg_encode(&pm, &ct)) != 0)
+            goto out;
+    } else if ((r = buf_put_bytes(&ct, buf_data(&rm), buf_size(&rm))) != 0) {
+        goto out;
+    }
+    mb_envelope_id(e.env_id);
+    e.state = MBOX_ENV_SENDING;
+    e.reason = 0;
+    e.precedence = precedence;
+    e.expiry = o->created + mbox_ttl(precedence);
+    e.ct = buf_data(&ct);
+    e.ct_len = buf_size(&ct);
+    if ((r = cstore_begin(m->st, 1)) != 0)
+        goto out;
+    if ((r = mb_sessions_put(m, dev, &ss)) != 0 || (r = mb_envrec_put(m, key, &e)) != 0 ||
+        (r = mb_mark_raise(m, 0, e.env_id)) != 0 || (r = cstore_commit(m->st)) != 0) {
+        cstore_abort(m->st);
+        goto out;
+    }
+    r = 0;
+    goto out;
+store_state:
+    if ((r = cstore_begin(m->st, 1)) != 0)
+        goto out;
+    if ((r = mb_envrec_put(m, key, &e)) != 0 || (r = cstore_commit(m->st)) != 0)
+        cstore_abort(m->st);
+out:
+    if (have_rm)
+        buf_free(&rm);
+    if (have_ct)
+        buf_free(&ct);
+    mb_sessions_free(&ss);
+    return r;
+}
+
+/* Collected work: keys of outbox records or envelopes, copied out of the walk. */
+struct mb_keys {
+    uint8_t (*k)[ENV_KEY_LEN];
+    size_t n, cap;
+};
+
+static int mb_keys_add(struct mb_keys *ks, const uint8_t *key, size_t klen)
+{
+    if (ks->n == ks->cap) {
+        size_t nc = ks->cap ? ks->cap * 2 : 64;
+        void *p = realloc(ks->k, nc * sizeof(*ks->k));
+        if (p == NULL)
+            return VERR_NOMEM;
+        ks->k = p;
+        ks->cap = nc;
+    }
+    memset(ks->k[ks->n], 0, ENV_KEY_LEN);
+    memcpy(ks->k[ks->n], key, klen);
+    ks->n++;
+    return 0;
+}
+
+static int each_unresolved(void *ctx, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
+{
+    struct mb_outrec o;
+    int r;
+
+    if (kl != 8 || (r = mb_outrec_parse(v, vl, &o)) != 0)
+        return VERR_BAD_FORMAT;
+    return o.resolved ? 0 : mb_keys_add(ctx, k, kl);
+}
+
+/* Fans unresolved outbox messages out to the devices behind their address. */
+static int sy_resolve(struct sync *s)
+{
+    struct mbox *m = s->m;
+    struct mb_keys ks = {0};
+    uint8_t(*ids)[DEVICE_ID_LEN] = NULL;
+    int r;
+
+    if ((r = cstore_each(m->st, CS_OUTBOX, each_unresolved, &ks)) != 0)
+        goto out;
+    if (ks.n == 0)
+        goto out;
+    if ((ids = malloc(MBOX_MAX_FANOUT * sizeof(*ids))) == NULL) {
+        r = VERR_NOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < ks.n; i++) {
+        struct buf b;
+        struct mb_outrec o;
+        struct inner in;
+        struct address a;
+        size_t n = 0;
+
+        if ((r = cstore_begin(m->st, 1)) != 0)
+            goto out;
+        if ((r = cstore_get(m->st, CS_OUTBOX, ks.k[i], 8, &b)) != 0) {
+            cstore_abort(m->st);
+            goto out;
+        }
+        if ((r = mb_outrec_parse(buf_data(&b), buf_size(&b), &o)) != 0 ||
+            (r = inner_parse(o.inner, o.inner_len, &in)) != 0 ||
+            (r = addr_parse(in.address, &a)) != 0 ||
+            (r = addr_resolve(&a, m->dir, &m->org, s->now, &m->self, ids, MBOX_MAX_FANOUT, &n)) !=
+                0) {
+            /* A name that became ambiguous since send waits for a directory that
+             * makes it one person again; it is never sent to both. */
+            if (r == VERR_AMBIGUOUS) {
+                r = 0;
+                s->st->waiting++;
+            }
+            goto next;
+        }
+        if (n > 0) {
+            for (size_t j = 0; j < n && r == 0; j++) {
+                struct mb_envrec e;
+                uint8_t key[ENV_KEY_LEN];
+                memset(&e, 0, sizeof(e));
+                e.state = MBOX_ENV_QUEUED;
+                e.precedence = in.precedence;
+                memcpy(key, ks.k[i], 8);
+                memcpy(key + 8, ids[j], DEVICE_ID_LEN);
+                r = mb_envrec_put(m, key, &e);
+            }
+            o.resolved = 1;
+            if (r == 0)
+                r = mb_outrec_put(m, mb_rd64(ks.k[i]), &o);
+        } else {
+            s->st->waiting++;
+        }
+    next:
+        buf_free(&b);
+        if (r == 0)
+            r = cstore_commit(m->st);
+        else
+            cstore_abort(m->st);
+        if (r != 0)
+            goto out;
+    }
+out:
+    free(ids);
+    free(ks.k);
+    return r;
+}
+
+static int each_to_encrypt(void *ctx, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
+{
+    struct mb_envrec e;
+
+    if (kl != ENV_KEY_LEN || mb_envrec_parse(v, vl, &e) != 0)
+        return VERR_BAD_FORMAT;
+    if (e.state == MBOX_ENV_QUEUED || e.state == MBOX_ENV_WAIT_PREKEYS ||
+        e.state == MBOX_ENV_WAIT_DIR)
+        return mb_keys_add(ctx, k, kl);
+    return 0;
+}
+
+static int sy_encrypt_all(struct sync *s)
+{
+    struct mbox *m = s->m;
+    struct mb_keys ks = {0};
+    int r;
+
+    if ((r = cstore_each(m->st, CS_ENVELOPES, each_to_encrypt, &ks)) != 0)
+        goto out;
+    for (size_t i = 0; i < ks.n; i++) {
+        struct buf eb, ob;
+        struct mb_envrec e;
+        struct mb_outrec o;
+        struct inner in;
+        uint8_t prec = WIRE_ROUTINE;
+
+        if ((r = cstore_get(m->st, CS_ENVELOPES, ks.k[i], ENV_KEY_LEN, &eb)) != 0)
+            goto out;
+        if ((r = cstore_get(m->st, CS_OUTBOX, ks.k[i], 8, &ob)) != 0) {
+            buf_free(&eb);
+            goto out;
+        }
+        if ((r = mb_envrec_parse(buf_data(&eb), buf_size(&eb), &e)) == 0 &&
+            (r = mb_outrec_parse(buf_data(&ob), buf_size(&ob), &o)) == 0 &&
+            (r = inner_parse(o.inner, o.inner_len, &in)) == 0) {
+            if (in.type == INNER_TYPE_MESSAGE)
+                prec = in.precedence;
+            r = sy_encrypt_for(s, ks.k[i], &e, &o, prec);
+        }
+        buf_free(&eb);
+        buf_free(&ob);
+        if (r != 0)
+            goto out;
+    }
+out:
+    free(ks.k);
+    return r;
+}
+
+struct mb_pending {
+    struct mb_keys keys;
+    struct buf msg; /* SUBMIT being built */
+    size_t n;
+    uint8_t (*ids)[WIRE_ID_LEN];
+};
+
+static int each_sending(void *ctx, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
+{
+    struct mb_envrec e;
+
+    if (kl != ENV_KEY_LEN || mb_envrec_parse(v, vl, &e) != 0)
+        return VERR_BAD_FORMAT;
+    return e.state == MBOX_ENV_SENDING ? mb_keys_add(ctx, k, kl) : 0;
+}
+
+/* Submits one batch (keys[from..to)) and records the acknowledgements. */
+static int sy_submit_batch(struct sync *s, uint8_t (*keys)[ENV_KEY_LEN], size_t n, size_t *used)
+{
+    struct mbox *m = s->m;
+    struct buf msg, raw, *recs = NULL;
+    struct wire_envelope *ev = NULL;
+    struct wire_msg wm;
+    struct wire_iter it;
+    struct wire_ack ack;
+    uint8_t(*eids)[WIRE_ID_LEN] = NULL;
+    size_t got = 0, bytes = 0;
+    int r = VERR_NOMEM, have_msg = 0;
+
+    if ((recs = calloc(n, sizeof(*recs))) == NULL || (ev = calloc(n, sizeof(*ev))) == NULL ||
+        (eids = calloc(n, sizeof(*eids))) == NULL)
+        goto out;
+    for (; got < n; got++) {
+        struct mb_envrec e;
+        if ((r = cstore_get(m->st, CS_ENVELOPES, keys[got], ENV_KEY_LEN, &recs[got])) != 0)
+            goto out;
+        if ((r = mb_envrec_parse(buf_data(&recs[got]), buf_size(&recs[got]), &e)) != 0)
+            goto out;
+        memcpy(ev[got].id, e.env_id, WIRE_ID_LEN);
+        memcpy(eids[got], e.env_id, WIRE_ID_LEN);
+        memcpy(ev[got].peer, keys[got] + 8, DEVICE_ID_LEN);
+        ev[got].precedence = e.precedence;
+        ev[got].expiry = e.expiry;
+        ev[got].ct = e.ct;
+        ev[got].ct_len = (uint32_t)e.ct_len;
+        /* One SUBMIT stays well under the relay's frame bound (2 MiB by default). */
+        bytes += e.ct_len + WIRE_ENVELOPE_FIXED;
+        if (bytes >= MB_SUBMIT_BYTES) {
+            got++;
+            break;
+        }
+    }
+    for (size_t i = got; i < n; i++)
+        buf_free(&recs[i]);
+    n = got;
+    *used = n;
+    if ((r = buf_init(&msg, 16u << 20, 0)) != 0)
+        goto out;
+    have_msg = 1;
+    if ((r = wire_put_envelopes(&msg, WIRE_SUBMIT, ev, n)) != 0 || (r = sy_send(s, &msg)) != 0)
+        goto out;
+    s->st->submitted += n;
+    if ((r = sy_wait(s, WIRE_SUBMIT_ACK, &raw, &wm, s->o->timeout_ms)) != 0) {
+        r = r == VERR_DENIED ? sy_reason_err(s->last_reason) : r;
+        goto out;
+    }
+    if ((r = cstore_begin(m->st, 1)) != 0) {
+        buf_free(&raw);
+        goto out;
+    }
+    wire_iter_init(&it, &wm);
+    for (size_t i = 0; i < wm.u.batch.n && r == 0; i++) {
+        size_t j;
+        uint8_t state;
+        if ((r = wire_next_ack(&it, &ack)) != 0)
+            break;
+        for (j = 0; j < n; j++)
+            if (memcmp(eids[j], ack.id, WIRE_ID_LEN) == 0)
+                break;
+        if (j == n)
+            continue; /* not ours: ignore */
+        switch (ack.reason) {
+        case WIRE_R_OK:
+            state = MBOX_ENV_ACCEPTED;
+            s->st->accepted++;
+            break;
+        case WIRE_R_QUEUE_FULL:
+        case WIRE_R_RATE_LIMITED:
+        case WIRE_R_STORAGE_FULL:
+        case WIRE_R_STORAGE_ERROR:
+        case WIRE_R_SHUTTING_DOWN:
+            continue; /* stays "sending": the same bytes go again later */
+        case WIRE_R_EXPIRED:
+            state = MBOX_ENV_EXPIRED;
+            s->st->expired++;
+            break;
+        default:
+            state = MBOX_ENV_REJECTED;
+            break;
+        }
+        r = mb_env_advance(m, keys[j], state, ack.reason);
+    }
+    buf_free(&raw);
+    if (r == 0)
+        r = cstore_commit(m->st);
+    else
+        cstore_abort(m->st);
+out:
+    if (have_msg)
+        buf_free(&msg);
+    if (recs != NULL)
+        for (size_t i = 0; i < n; i++)
+            buf_free(&recs[i]);
+    free(recs);
+    free(ev);
+    free(eids);
+    return r;
+}
+
+static int sy_submit_all(struct sync *s)
+{
+    struct mb_keys ks = {0};
+    size_t i = 0;
+    int r;
+
+    if ((r = cstore_each(s->m->st, CS_ENVELOPES, each_sending, &ks)) != 0)
+        goto out;
+    while (i < ks.n) {
+        size_t n = ks.n - i < MB_SUBMIT_BATCH ? ks.n - i : MB_SUBMIT_BATCH, used = 0;
+        if ((r = sy_submit_batch(s, &ks.k[i], n, &used)) != 0)
+            goto out;
+        i += used;
+    }
+out:
+    free(ks.k);
+    return r;
+}
+
+/* ---- receiving ---- */
+
+struct mb_find {
+    const uint8_t *id;     /* message id to find */
+    const uint8_t *env_id; /* or envelope id */
+    uint8_t key[ENV_KEY_LEN];
+    int found;
+};
+
+static int each_find_message(void *ctx, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
+{
+    struct mb_find *f = ctx;
+    struct mb_outrec o;
+    struct inner in;
+
+    if (kl != 8 || mb_outrec_parse(v, vl, &o) != 0 || inner_parse(o.inner, o.inner_len, &in) != 0)
+        return VERR_BAD_FORMAT;
+    if (o.kind == MB_KIND_MESSAGE && memcmp(in.id, f->id, INNER_ID_LEN) == 0) {
+        memcpy(f->key, k, 8);
+        f->found = 1;
+        return 1;
+    }
+    return 0;
+}
+
+static int each_find_envelope(void *ctx, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
+{
+    struct mb_find *f = ctx;
+    struct mb_envrec e;
+
+    if (kl != ENV_KEY_LEN || mb_envrec_parse(v, vl, &e) != 0)
+        return VERR_BAD_FORMAT;
+    if (e.state >= MBOX_ENV_SENDING && memcmp(e.env_id, f->env_id, WIRE_ID_LEN) == 0) {
+        memcpy(f->key, k, ENV_KEY_LEN);
+        f->found = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* A receipt from `from` about one of our messages: advance that envelope. */
+static int sy_on_receipt(struct sync *s, const struct inner *in,
+                         const uint8_t from[static DEVICE_ID_LEN])
+{
+    struct mb_find f;
+    struct buf b;
+    int r;
+
+    memset(&f, 0, sizeof(f));
+    f.id = in->ref_id;
+    if ((r = cstore_each(s->m->st, CS_OUTBOX, each_find_message, &f)) < 0)
+        return r;
+    if (!f.found)
+        return 0; /* not (or no longer) ours: nothing to update */
+    memcpy(f.key + 8, from, DEVICE_ID_LEN);
+    /* Only a device the message was sent to can confirm it. */
+    if ((r = cstore_get(s->m->st, CS_ENVELOPES, f.key, ENV_KEY_LEN, &b)) != 0)
+        return r == VERR_UNKNOWN ? 0 : r;
+    buf_free(&b);
+    s->st->receipts++;
+    return mb_env_advance(
+        s->m, f.key, in->receipt_kind == INNER_RECEIPT_READ ? MBOX_ENV_READ : MBOX_ENV_DELIVERED,
+        0);
+}
+
+/*
+ * Replay records in the `seen` table (PROTOCOL.md part 4, "Tables"): a
+ * message id is the sender's choice, so it is remembered per sender device
+ * (key sender || id, 32 bytes); the X3DH ephemeral key of every accepted
+ * session set-up is remembered per signed prekey and sender (key 'E' || u32
+ * signed prekey id || sender || ek, 53 bytes), so a prekey message replayed
+ * after its session was evicted builds nothing.
+ */
+enum { MB_SEEN_MSG_LEN = DEVICE_ID_LEN + INNER_ID_LEN, MB_SEEN_EK_LEN = 1 + 4 + DEVICE_ID_LEN + 32 };
+_Static_assert(MB_SEEN_MSG_LEN == 32 && MB_SEEN_EK_LEN == 53, "seen keys (PROTOCOL.md part 4)");
+_Static_assert(X3DH_PK_LEN == 32, "ephemeral key in a seen key");
+
+static void mb_seen_msg_key(uint8_t key[static MB_SEEN_MSG_LEN],
+                            const uint8_t sender[static DEVICE_ID_LEN],
+                            const uint8_t id[static INNER_ID_LEN])
+{
+    memcpy(key, sender, DEVICE_ID_LEN);
+    memcpy(key + DEVICE_ID_LEN, id, INNER_ID_LEN);
+}
+
+static void mb_seen_ek_key(uint8_t key[static MB_SEEN_EK_LEN], uint32_t spk_id,
+                           const uint8_t sender[static DEVICE_ID_LEN],
+                           const uint8_t ek[static X3DH_PK_LEN])
+{
+    key[0] = 'E';
+    key[1] = (uint8_t)(spk_id >> 24);
+    key[2] = (uint8_t)(spk_id >> 16);
+    key[3] = (uint8_t)(spk_id >> 8);
+    key[4] = (uint8_t)spk_id;
+    memcpy(key + 5, sender, DEVICE_ID_LEN);
+    memcpy(key + 5 + DEVICE_ID_LEN, ek, X3DH_PK_LEN);
+}
+
+/* 0: not seen; VERR_REPLAY: seen; other: store error. */
+static int mb_seen_check(struct mbox *m, const uint8_t *key, size_t klen)
+{
+    struct buf b;
+    int r = cstore_get(m->st, CS_SEEN, key, klen, &b);
+
+    if (r == 0) {
+        buf_free(&b);
+        return VERR_REPLAY;
+    }
+    return r == VERR_UNKNOWN ? 0 : r;
+}
+
+/*
+ * Decrypts, verifies and stores one envelope, in the open write transaction.
+ * 0: stored; VERR_REPLAY: already had it (acknowledge, drop); other: refused.
+ */
+static int sy_receive_one(struct sync *s, const struct wire_envelope *e)
+{
+    struct mbox *m = s->m;
+    const struct cert *sc = NULL, *vc = NULL;
+    struct mb_sessions ss;
+    struct buf pt, cb;
+    struct inner in;
+    struct x3dh_prekey_msg pm;
+    uint8_t type, *secrets = NULL, seen_key[MB_SEEN_MSG_LEN], ek_key[MB_SEEN_EK_LEN];
+    size_t used = 0;
+    int r, replay = 0, del_opk = 0, have_pt = 0, new_session = 0;
+
+    memset(&ss, 0, sizeof(ss));
+    memset(&pm, 0, sizeof(pm));
+    if ((sc = dir_find_device(m->dir, e->peer)) == NULL)
+        return VERR_UNKNOWN;
+    if ((r = dir_check_cert(m->dir, sc, &m->org, s->now)) != 0)
+        return r;
+    if ((r = x3dh_wire_type(e->ct, e->ct_len, &type)) != 0)
+        return r;
+    if ((r = mb_sessions_load(m, e->peer, &ss)) != 0)
+        return r;
+    if ((r = buf_init(&pt, RATCHET_MAX_PLAINTEXT, BUF_SECRET)) != 0)
+        goto out;
+    have_pt = 1;
+    if (type == E2E_TYPE_PREKEY) {
+        size_t i;
+        if ((r = x3dh_prekey_msg_parse(&pm, e->ct, e->ct_len)) != 0)
+            goto out;
+        /* X3DH 4.8: the identity in the message is the sender certificate's. */
+        if (memcmp(pm.sender.device_id, e->peer, DEVICE_ID_LEN) != 0 ||
+            sodium_memcmp(pm.sender.identity_pk, sc->dh_pk, DH_PK_LEN) != 0) {
+            r = VERR_DENIED;
+            goto out;
+        }
+        for (i = 0; i < ss.n; i++)
+            if (memcmp(ss.ek[i], pm.init.ek_pk, X3DH_PK_LEN) == 0)
+                break;
+        if (i < ss.n) {
+            /* Another copy for a session already set up (PROTOCOL.md part 3, section 3). */
+            used = i;
+            r = ratchet_decrypt(ss.s[i], pm.inner, pm.inner_len, &pt);
+        } else {
+            struct ratchet_session *ns = NULL;
+            struct x3dh_party self, peer;
+            mb_seen_ek_key(ek_key, pm.init.spk_id, e->peer, pm.init.ek_pk);
+            if ((secrets = sodium_malloc(64 + 64 + X3DH_SECRET_LEN)) == NULL) {
+                r = VERR_NOMEM;
+                goto out;
+            }
+            if ((r = pk_get(m, 'S', pm.init.spk_id, secrets)) != 0)
+                goto out;
+            if (pm.init.has_opk && (r = pk_get(m, 'O', pm.init.opk_id, secrets + 64)) != 0) {
+                /*
+                 * Gone because this very set-up used it (its session since
+                 * evicted): a later copy, acknowledged and dropped. Otherwise
+                 * a one-time prekey we never had: refused and counted, never
+                 * silently acknowledged (issue 11, item 2).
+                 */
+                if (r == VERR_UNKNOWN &&
+                    (r = mb_seen_check(m, ek_key, sizeof(ek_key))) == 0) {
+                    s->st->unknown_prekey++;
+                    r = VERR_UNKNOWN;
+                }
+                goto out;
+            }
+            if ((r = x3dh_respond(secrets + 128, &pm.init, m->id.dh_sk, secrets,
+                                  pm.init.has_opk ? secrets + 64 : NULL, sc->dh_pk)) != 0)
+                goto out;
+            mb_self_party(m, &self);
+            memcpy(peer.device_id, e->peer, DEVICE_ID_LEN);
+            memcpy(peer.identity_pk, sc->dh_pk, X3DH_PK_LEN);
+            if ((r = ratchet_init_responder(&ns, secrets + 128, &self, &peer, secrets)) != 0)
+                goto out;
+            if ((r = ratchet_decrypt(ns, pm.inner, pm.inner_len, &pt)) != 0) {
+                ratchet_session_free(ns);
+                goto out;
+            }
+            mb_sessions_push(&ss, ns, pm.init.ek_pk);
+            used = 0;
+            del_opk = pm.init.has_opk;
+            new_session = 1;
+        }
+    } else {
+        r = VERR_DECRYPT;
+        for (size_t i = 0; i < ss.n; i++) {
+            r = ratchet_decrypt(ss.s[i], e->ct, e->ct_len, &pt);
+            if (r == 0) {
+                used = i;
+                break;
+            }
+            if (r == VERR_REPLAY)
+                replay = 1;
+        }
+        if (r != 0 && replay)
+            r = VERR_REPLAY;
+    }
+    if (r != 0)
+        goto out;
+    /* Nothing is stored or shown before the whole check (inner.h). */
+    if ((r = inner_parse(buf_data(&pt), buf_size(&pt), &in)) != 0 ||
+        (r = inner_verify(buf_data(&pt), buf_size(&pt), &in, e->peer, &m->self, m->dir, &m->org,
+                          s->now, &vc)) != 0)
+        goto out;
+    /*
+     * Replay protection by (sender device, message id): ids are chosen by
+     * senders, so another sender's message with the same id is its own
+     * message (the ratchet already refuses a second decryption).
+     */
+    mb_seen_msg_key(seen_key, e->peer, in.id);
+    if ((r = mb_seen_check(m, seen_key, sizeof(seen_key))) != 0) {
+        if (r != VERR_REPLAY || new_session)
+            goto out; /* a session built for a replay is never committed */
+        replay = 2;   /* an existing session advanced: stored */
+    }
+    mb_sessions_front(&ss, used);
+    if ((r = mb_sessions_put(m, e->peer, &ss)) != 0)
+        goto out;
+    if (replay == 2) {
+        r = VERR_REPLAY;
+        goto out;
+    }
+    if (del_opk) {
+        uint8_t key[5];
+        pk_key(key, 'O', pm.init.opk_id);
+        if ((r = cstore_del(m->st, CS_PREKEYS, key, 5)) != 0)
+            goto out;
+    }
+    if (new_session) {
+        uint8_t spk[4] = {(uint8_t)(pm.init.spk_id >> 24), (uint8_t)(pm.init.spk_id >> 16),
+                          (uint8_t)(pm.init.spk_id >> 8), (uint8_t)pm.init.spk_id};
+        if ((r = cstore_put(m->st, CS_SEEN, ek_key, sizeof(ek_key), spk, sizeof(spk))) != 0)
+            goto out;
+    }
+    if (in.type == INNER_TYPE_MESSAGE) {
+        uint64_t seq;
+        uint8_t sq[8];
+        if ((r = mb_next_seq(m, &seq)) != 0 || (r = cert_encode(vc, &cb)) != 0)
+            goto out;
+        r = mb_inbox_put(m, seq, 0, s->now, buf_data(&cb), buf_size(&cb), buf_data(&pt),
+                         buf_size(&pt));
+        buf_free(&cb);
+        mb_be64(sq, seq);
+        if (r != 0 || (r = cstore_put(m->st, CS_SEEN, seen_key, sizeof(seen_key), sq, 8)) != 0)
+            goto out;
+        /* An end-to-end delivery receipt goes back to the sending device. */
+        if ((r = mb_queue_receipt(m, in.id, e->peer, INNER_RECEIPT_DELIVERED, s->now)) != 0)
+            goto out;
+        s->outbox_dirty = 1;
+        s->st->received++;
+    } else {
+        uint8_t zero[8] = {0};
+        if ((r = sy_on_receipt(s, &in, e->peer)) != 0 ||
+            (r = cstore_put(m->st, CS_SEEN, seen_key, sizeof(seen_key), zero, 8)) != 0)
+            goto out;
+    }
+    r = 0;
+out:
+    if (have_pt)
+        buf_free(&pt);
+    sodium_free(secrets);
+    mb_sessions_free(&ss);
+    return r;
+}
+
+/*
+ * Ends a DELIVER or NON_DELIVERY batch: with r != 0 nothing of it is kept;
+ * otherwise it is made durable first and only then are its n ids
+ * acknowledged, so the relay never deletes what the store does not hold
+ * (issue 4).
+ */
+static int sy_commit_then_ack(struct sync *s, int r, uint8_t type, const uint8_t *ids, size_t n)
+{
+    struct buf ack;
+
+    if (r != 0) {
+        cstore_abort(s->m->st);
+        return r;
+    }
+    if ((r = cstore_commit(s->m->st)) != 0 || n == 0)
+        return r;
+    if ((r = buf_init(&ack, 16 + n * WIRE_ID_LEN, 0)) != 0)
+        return r;
+    if ((r = wire_put_ids(&ack, type, ids, n)) == 0)
+        r = sy_send(s, &ack);
+    buf_free(&ack);
+    return r;
+}
+
+static int sy_on_deliver(struct sync *s, const struct wire_msg *wm)
+{
+    struct wire_iter it;
+    struct wire_envelope e;
+    uint8_t *ids = NULL;
+    size_t nack = 0;
+    int r;
+
+    if ((ids = malloc(wm->u.batch.n * WIRE_ID_LEN + 1)) == NULL)
+        return VERR_NOMEM;
+    s->now = mb_now();
+    if ((r = cstore_begin(s->m->st, 1)) != 0)
+        goto out;
+    wire_iter_init(&it, wm);
+    for (size_t i = 0; i < wm->u.batch.n; i++) {
+        if ((r = wire_next_envelope(&it, &e)) != 0)
+            break;
+        if (mb_dir_stale(s->m, s->now)) {
+            /* Not decrypted, not acknowledged: the relay sends it again next time. */
+            s->st->held++;
+            continue;
+        }
+        r = sy_receive_one(s, &e);
+        if (r == 0 || r == VERR_REPLAY) {
+            memcpy(ids + nack * WIRE_ID_LEN, e.id, WIRE_ID_LEN);
+            nack++;
+            if (r == VERR_REPLAY)
+                s->st->replayed++;
+            r = 0;
+        } else if (verr_is_system(r) || r == VERR_INTERNAL) {
+            break; /* nothing of this batch is kept or acknowledged */
+        } else {
+            /* Refused (cannot be proven): not acknowledged; the relay keeps it until expiry. */
+            s->st->refused++;
+            r = 0;
+        }
+    }
+    /* The highest acknowledged id raises the mark with the rest of the batch. */
+    if (r == 0 && nack > 0) {
+        const uint8_t *hi = ids;
+
+        for (size_t i = 1; i < nack; i++)
+            if (memcmp(ids + i * WIRE_ID_LEN, hi, WIRE_ID_LEN) > 0)
+                hi = ids + i * WIRE_ID_LEN;
+        r = mb_mark_raise(s->m, 1, hi);
+    }
+    r = sy_commit_then_ack(s, r, WIRE_DELIVER_ACK, ids, nack);
+out:
+    free(ids);
+    return r;
+}
+
+static int sy_on_nd(struct sync *s, const struct wire_msg *wm)
+{
+    struct wire_iter it;
+    struct wire_nd nd;
+    uint8_t *ids = NULL;
+    size_t n = 0;
+    int r;
+
+    if ((ids = malloc(wm->u.batch.n * WIRE_ID_LEN + 1)) == NULL)
+        return VERR_NOMEM;
+    if ((r = cstore_begin(s->m->st, 1)) != 0)
+        goto out;
+    wire_iter_init(&it, wm);
+    for (size_t i = 0; i < wm->u.batch.n && r == 0; i++) {
+        struct mb_find f;
+        if ((r = wire_next_nd(&it, &nd)) != 0)
+            break;
+        memset(&f, 0, sizeof(f));
+        f.env_id = nd.id;
+        if ((r = cstore_each(s->m->st, CS_ENVELOPES, each_find_envelope, &f)) < 0)
+            break;
+        r = 0;
+        if (f.found && memcmp(f.key + 8, nd.recipient, DEVICE_ID_LEN) == 0) {
+            r = mb_env_advance(s->m, f.key, MBOX_ENV_EXPIRED, nd.reason);
+            s->st->expired++;
+        }
+        memcpy(ids + n * WIRE_ID_LEN, nd.id, WIRE_ID_LEN);
+        n++;
+    }
+    r = sy_commit_then_ack(s, r, WIRE_NON_DELIVERY_ACK, ids, n);
+out:
+    free(ids);
+    return r;
+}
+
+static int sy_run_deferred(struct sync *s)
+{
+    int r = 0;
+
+    for (size_t i = 0; i < s->ndeferred; i++) {
+        struct wire_msg wm;
+        if (r == 0 && wire_decode(buf_data(&s->deferred[i]), buf_size(&s->deferred[i]), &wm) == 0)
+            r = wm.type == WIRE_DELIVER ? sy_on_deliver(s, &wm) : sy_on_nd(s, &wm);
+        buf_free(&s->deferred[i]);
+    }
+    s->ndeferred = 0;
+    s->deferred_bytes = 0;
+    return r;
+}
+
+static int sy_outbox(struct sync *s)
+{
+    int r;
+
+    s->now = mb_now();
+    s->outbox_dirty = 0;
+    /*
+     * An expired directory fixes no recipient set and encrypts to no device;
+     * what was encrypted while it was fresh still goes to the relay.
+     */
+    if (!mb_dir_stale(s->m, s->now) && ((r = sy_resolve(s)) != 0 || (r = sy_encrypt_all(s)) != 0))
+        return r;
+    if ((r = sy_submit_all(s)) != 0)
+        return r;
+    return 0;
+}
+
+int mbox_sync(struct mbox *m, const struct mbox_sync_opts *o, struct mbox_sync_stats *st)
+{
+    struct sync s;
+    uint64_t relay_dir = 0, up = 0, seq0 = 0, seq1 = 0, refreshed = mb_now();
+    int r;
+
+    memset(st, 0, sizeof(*st));
+    if (!m->enrolled)
+        return VERR_USAGE;
+    memset(&s, 0, sizeof(s));
+    s.m = m;
+    s.o = o;
+    s.st = st;
+    s.now = mb_now();
+    if ((r = ctp_connect(&s.c, m->relay, m->ca[0] != 0 ? m->ca : NULL, o->timeout_ms)) != 0)
+        return r;
+    if ((r = sy_auth(&s, &relay_dir)) != 0 || (r = sy_directory(&s, relay_dir)) != 0)
+        goto out;
+    if (m->dir == NULL) {
+        r = VERR_UNKNOWN; /* the relay has no directory to give */
+        goto out;
+    }
+    st->dir_version = dir_version(m->dir);
+    s.dir_ready = 1;
+    if ((r = sy_run_deferred(&s)) != 0)
+        goto out;
+    if ((r = mb_cfg_get_u64(m, "pk.up", &up)) != 0)
+        goto out;
+    if (up == 0 && (r = sy_prekeys(&s)) != 0)
+        goto out;
+    for (;;) {
+        struct buf raw;
+        struct wire_msg wm;
+
+        if ((r = mb_cfg_get_u64(m, "seq", &seq0)) != 0 || (r = sy_outbox(&s)) != 0)
+            goto out;
+        if (s.need_prekeys && (r = sy_prekeys(&s)) != 0)
+            goto out;
+        if ((r = sy_run_deferred(&s)) != 0)
+            goto out;
+        /* Take what the relay pushes until it has been quiet for quiet_ms. */
+        for (;;) {
+            r = sy_wait(&s, 0, &raw, &wm, o->quiet_ms);
+            if (r == VERR_TIMEOUT)
+                break;
+            if (r != 0)
+                goto out;
+            if (s.outbox_dirty || s.need_prekeys)
+                break;
+            if (o->stop != NULL && *o->stop)
+                break;
+        }
+        if (o->stop != NULL && *o->stop)
+            break;
+        if (s.outbox_dirty || s.need_prekeys)
+            continue;
+        if ((r = mb_cfg_get_u64(m, "seq", &seq1)) != 0)
+            goto out;
+        if (seq1 != seq0)
+            continue; /* `valise send` or `read` queued something meanwhile */
+        if (!o->stay)
+            break;
+        /*
+         * `run`: the relay does not push directories, so ask again now and
+         * then; and give devices that had no prekeys another chance.
+         */
+        if (mb_now() - refreshed >= MB_REFRESH_SECS) {
+            refreshed = mb_now();
+            s.ntried = 0;
+            if ((r = sy_directory(&s, UINT64_MAX)) != 0)
+                goto out;
+            st->dir_version = dir_version(m->dir);
+            /* The relay sends held envelopes again only on a new connection. */
+            if (st->held > 0 && !mb_dir_stale(m, mb_now()))
+                break;
+        }
+    }
+    /* Make sure the last acknowledgements are on the wire before closing. */
+    r = ctp_flush(s.c, o->timeout_ms);
+out:
+    for (size_t i = 0; i < s.ndeferred; i++)
+        buf_free(&s.deferred[i]);
+    if (r == VERR_DENIED)
+        st->relay_reason = s.last_reason;
+    ctp_close(s.c);
+    return r;
+}
+
