@@ -911,7 +911,7 @@ static int cmd_run(int argc, char **argv)
             /* run retries by itself: never "try again later" (issue 12, item 8). */
             if (r == VERR_NET)
                 fprintf(stderr, "valise run: the relay is unreachable or the link dropped; the "
-                                "outbox is kept; reconnecting by itself in %u ms\n", ms);
+                                "outbox is kept; reconnecting in %u ms, by itself\n", ms);
             else
                 fprintf(stderr, "valise run: %s; reconnecting in %u ms\n",
                         sync_failure(r, &st, mbox_relay_id(m)), ms);
@@ -1097,11 +1097,20 @@ static int cmd_outbox(int argc, char **argv)
             char dh[2 * DEVICE_ID_LEN + 1];
             if (text_hex_encode(dh, sizeof(dh), d->device, DEVICE_ID_LEN) != 0)
                 continue;
-            printf("    %s %s (%s@%s): %s", dh, d->name[0] ? SAFE(&sh, name, d->name) : "?",
-                   d->role[0] ? SAFE(&sh, role, d->role) : "?",
-                   d->post[0] ? SAFE(&sh, post, d->post) : "?", mbox_env_state_name(d->state));
+            if (d->name[0] == '\0' && d->revoked_at != 0)
+                printf("    %s (a device the directory no longer lists): %s", dh,
+                       mbox_env_state_name(d->state));
+            else
+                printf("    %s %s (%s@%s): %s", dh, d->name[0] ? SAFE(&sh, name, d->name) : "?",
+                       d->role[0] ? SAFE(&sh, role, d->role) : "?",
+                       d->post[0] ? SAFE(&sh, post, d->post) : "?", mbox_env_state_name(d->state));
             if (d->reason != 0)
                 printf(" (%s)", wire_reason_name(d->reason));
+            if (d->revoked_at != 0) {
+                char rt[40];
+                print_time(rt, sizeof(rt), d->revoked_at);
+                printf(" (device revoked by IT at %s)", rt);
+            }
             printf("\n");
         }
     }

@@ -21,7 +21,7 @@ RELAY=$3
 . "$(dirname "$0")/../harness.sh"
 harness_init client-edges
 
-org_setup "hq Anna HQ duty" "jkt Budi JKT ambassador"
+org_setup "hq Anna HQ duty" "jkt Budi JKT ambassador" "cl Clerk JKT clerk"
 
 # --- item 12: relay URLs, checked before the passphrase is asked ---
 if "$VALISE" enroll --home hq --cert hq.cert --org-pub org/org.pub --relay ws://relay.mfa.example \
@@ -48,7 +48,7 @@ grep -q "relay wss://relay.mfa.example " out.txt || fail "README URL: $(cat out.
 
 relay_start 0 data dir.bin
 PORT=$(cat port)
-join_relay hq jkt
+join_relay hq jkt cl
 
 # --- item 1: a hostile body, byte by byte ---
 # ESC[2J ESC[H clears the screen and homes the cursor, then a fake header;
@@ -196,6 +196,20 @@ $TTY 'expect:New device passphrase' 'send:first passphrase\n' 'expect:Repeat pas
 grep -q "valise init: passphrase: the two entries differ" tty.txt || fail "mismatch message: $(cat tty.txt)"
 [ -e mism ] && fail "init left a home behind after a mismatch"
 
+# --- item 9: a recipient revoked after the message went out shows as revoked, not "? (?@?)" ---
+echo "circular" | V send --home hq --to '*@JKT' --subject Circular >out.txt 2>err.txt || fail "circular: $(cat err.txt)"
+run "hq sync (circular)" V sync --home hq --wait-ms 200
+run "revoke the clerk" "$KEYS" revoke --dir org --device "$(device_id Clerk)" --reason lost --passphrase-file opw
+run "directory v2" "$KEYS" directory --dir org --out dir.bin --passphrase-file opw
+kill -HUP "$RPID"
+sleep 0.5
+run "hq sync (directory v2)" V sync --home hq --wait-ms 200
+run "hq outbox (revoked)" V outbox --home hq
+grep -q "? (?@?)" out.txt && fail "a revoked recipient shown as ? (?@?): $(cat out.txt)"
+CL_ID=$(device_id Clerk)
+grep -q "^    $CL_ID (a device the directory no longer lists): .*(device revoked by IT at 20" out.txt ||
+  fail "revoked recipient not shown as revoked: $(cat out.txt)"
+
 # --- item 8: run with the relay down says it retries by itself ---
 relay_stop
 "$VALISE" run --home hq --passphrase-file dpw >run.out 2>run.err &
@@ -205,7 +219,7 @@ kill -TERM $RUNPID
 for _ in $(seq 100); do kill -0 $RUNPID 2>/dev/null || break; sleep 0.1; done
 kill -KILL $RUNPID 2>/dev/null && fail "run did not stop on SIGTERM"
 wait $RUNPID 2>/dev/null
-grep -q "reconnecting by itself" run.err || fail "run with the relay down: $(cat run.err)"
+grep -q "reconnecting in [0-9]* ms, by itself" run.err || fail "run with the relay down: $(cat run.err)"
 grep -q "try again later" run.err && fail "run says 'try again later' while it retries: $(cat run.err)"
 
 harness_done client_edges
