@@ -28,7 +28,9 @@
 #include "logdb.h"
 #include "merkle.h"
 #include "note.h"
+#include "termsafe.h"
 #include "text.h"
+#include "utf8.h"
 #include "wire.h"
 
 enum {
@@ -517,19 +519,36 @@ static const char *post_of(const struct ctx *c, const uint8_t id[static DEVICE_I
     return ct != NULL ? ct->post : NULL;
 }
 
-/* A JSON string (RFC 8259 section 7): quotes, backslash and control bytes escaped. */
+/*
+ * A JSON string (RFC 8259 section 7): quotes, backslash and control bytes
+ * escaped; C1 and bidirectional controls too, so that a terminal showing it
+ * acts on none of them (issue 12, item 1); a byte that is not UTF-8 becomes
+ * U+FFFD.
+ */
 static void json_str(const char *s)
 {
-    putchar('"');
-    for (; *s != '\0'; s++) {
-        unsigned char ch = (unsigned char)*s;
+    const uint8_t *p = (const uint8_t *)s;
+    size_t len = strlen(s), pos = 0;
 
-        if (ch == '"' || ch == '\\')
-            printf("\\%c", ch);
-        else if (ch < 0x20 || ch == 0x7f)
-            printf("\\u%04x", ch);
-        else
-            putchar(ch);
+    putchar('"');
+    while (pos < len) {
+        uint32_t cp;
+
+        if (utf8_decode(p, len, &pos, &cp) != 0) {
+            pos++;
+            printf("\\ufffd");
+        } else if (cp == '"' || cp == '\\') {
+            printf("\\%c", (int)cp);
+        } else if (utf8_is_control(cp)) {
+            printf("\\u%04x", (unsigned)cp);
+        } else {
+            /* well formed and not a control: its own bytes */
+            char item[5] = {0};
+            size_t n = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+
+            memcpy(item, p + pos - n, n);
+            fputs(item, stdout);
+        }
     }
     putchar('"');
 }
@@ -1022,15 +1041,19 @@ static void print_table(const struct ctx *c, const char *title, const struct tab
     printf("\n%s: %zu\n", title, tb->n);
     for (size_t i = 0; i < tb->n; i++) {
         const struct cert *ct;
+        char sp[TERMSAFE_LEN(POST_MAX)], sr[TERMSAFE_LEN(ROLE_MAX)],
+            sn[TERMSAFE_LEN(PERSON_NAME_MAX)];
         if (by_post) {
-            printf("  post %-16s %llu\n", tb->t[i].post, (unsigned long long)tb->t[i].n);
+            printf("  post %-16s %llu\n", termsafe_str(sp, sizeof(sp), tb->t[i].post),
+                   (unsigned long long)tb->t[i].n);
             continue;
         }
         hex16(hex, tb->t[i].id);
         ct = cert_at(c, tb->t[i].id, tb->t[i].last);
         printf("  device %s", hex);
         if (ct != NULL) /* names: root-signed, no control characters (cert.h) */
-            printf(" %s@%s \"%s\"", ct->role, ct->post, ct->name);
+            printf(" %s@%s \"%s\"", termsafe_str(sr, sizeof(sr), ct->role),
+                   termsafe_str(sp, sizeof(sp), ct->post), termsafe_str(sn, sizeof(sn), ct->name));
         printf("  %llu", (unsigned long long)tb->t[i].n);
         if (value_name != NULL)
             printf(" (%s %llu)", value_name, (unsigned long long)tb->t[i].value);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -55,7 +56,7 @@ int identity_create(const char *home, const char *name, const char *pass, const 
     struct enrol_request q;
     struct buf req;
     uint8_t *secret = NULL;
-    int r, have_req = 0, made_key = 0, made_req = 0;
+    int r, have_req = 0, made_key = 0, made_req = 0, made_home;
 
     if (!cert_valid_name(name, PERSON_NAME_MAX))
         return VERR_USAGE;
@@ -64,10 +65,14 @@ int identity_create(const char *home, const char *name, const char *pass, const 
         return r;
     if (file_exists(kpath) || file_exists(qpath) || file_exists(out_path))
         return VERR_EXISTS;
+    made_home = access(home, F_OK) != 0;
     if ((r = file_mkdir_private(home)) != 0)
         return r;
-    if ((r = identity_alloc(&id)) != 0)
+    if ((r = identity_alloc(&id)) != 0) {
+        if (made_home)
+            (void)rmdir(home);
         return r;
+    }
     if ((secret = sodium_malloc(IDENTITY_SECRET_LEN)) == NULL) {
         r = VERR_NOMEM;
         goto out;
@@ -101,6 +106,9 @@ out:
             (void)remove(qpath);
         if (made_key)
             (void)remove(kpath);
+        /* A home this call created goes too: no empty home behind (issue 12, item 11). */
+        if (made_home)
+            (void)rmdir(home);
     }
     if (have_req)
         buf_free(&req);

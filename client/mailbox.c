@@ -577,6 +577,21 @@ static int each_env_list(void *ctx, const uint8_t *k, size_t kl, const uint8_t *
             memcpy(d->name, c->name, sizeof(d->name));
             memcpy(d->role, c->role, sizeof(d->role));
             memcpy(d->post, c->post, sizeof(d->post));
+        } else if (l->m->dir != NULL) {
+            /* Revoked since: named if the directory still lists it, and when (issue 12, item 9). */
+            for (size_t j = 0; j < dir_cert_count(l->m->dir); j++) {
+                c = dir_cert_at(l->m->dir, j);
+                if (memcmp(c->device_id, k + 8, DEVICE_ID_LEN) != 0)
+                    continue;
+                memcpy(d->name, c->name, sizeof(d->name));
+                memcpy(d->role, c->role, sizeof(d->role));
+                memcpy(d->post, c->post, sizeof(d->post));
+            }
+            for (size_t j = 0; j < dir_revoked_count(l->m->dir); j++) {
+                const struct dir_revocation *rv = dir_revoked_at(l->m->dir, j);
+                if (memcmp(rv->device_id, k + 8, DEVICE_ID_LEN) == 0)
+                    d->revoked_at = rv->revoked_at;
+            }
         }
         break;
     }

@@ -195,6 +195,7 @@ struct mbox_out_dev {
     char name[PERSON_NAME_MAX + 1], role[ROLE_MAX + 1], post[POST_MAX + 1];
     int state;
     uint16_t reason;
+    uint64_t revoked_at; /* non-zero: the newest directory revokes this device since then */
 };
 struct mbox_out {
     uint8_t id[INNER_ID_LEN];

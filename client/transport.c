@@ -94,20 +94,26 @@ static int ctp_url_parse(const char *url, struct ctp_url *u)
         hend = p + strcspn(p, ":/");
         hl = (size_t)(hend - p);
     }
-    if (hl == 0 || hl > CTP_HOST_MAX || *hend != ':')
+    if (hl == 0 || hl > CTP_HOST_MAX || (*hend != ':' && *hend != '/' && *hend != 0))
         return VERR_BAD_FORMAT;
     memcpy(u->host, p, hl);
     u->host[hl] = 0;
     for (size_t i = 0; i < hl; i++)
         if (u->host[i] <= ' ' || u->host[i] == 0x7f)
             return VERR_BAD_FORMAT;
-    pend = hend + 1 + strcspn(hend + 1, "/");
-    if ((size_t)(pend - hend - 1) == 0 || (size_t)(pend - hend - 1) >= sizeof(portbuf))
-        return VERR_BAD_FORMAT;
-    memcpy(portbuf, hend + 1, (size_t)(pend - hend - 1));
-    portbuf[pend - hend - 1] = 0;
-    if (text_parse_u64(portbuf, 1, 65535, &port) != 0)
-        return VERR_BAD_FORMAT;
+    if (*hend == ':') {
+        pend = hend + 1 + strcspn(hend + 1, "/");
+        if ((size_t)(pend - hend - 1) == 0 || (size_t)(pend - hend - 1) >= sizeof(portbuf))
+            return VERR_BAD_FORMAT;
+        memcpy(portbuf, hend + 1, (size_t)(pend - hend - 1));
+        portbuf[pend - hend - 1] = 0;
+        if (text_parse_u64(portbuf, 1, 65535, &port) != 0)
+            return VERR_BAD_FORMAT;
+    } else {
+        /* No port: the scheme's default (RFC 6455 section 3: 443 for wss, 80 for ws). */
+        pend = hend;
+        port = u->tls ? 443 : 80;
+    }
     u->port = (int)port;
     if (*pend == 0) {
         u->path[0] = '/';

@@ -6,9 +6,11 @@
  * Contract:
  *  - One connection per ctp, subprotocol "valise.v1", binary messages only;
  *    one websocket message is one protocol message (wire.h).
- *  - URLs: wss://HOST:PORT[/PATH] (TLS, the server certificate checked
- *    against the system CAs or ca_file), or ws://HOST:PORT[/PATH] only when
- *    HOST is a loopback address (DESIGN.md "Relay": plain only on loopback).
+ *  - URLs: wss://HOST[:PORT][/PATH] (TLS, the server certificate checked
+ *    against the system CAs or ca_file), or ws://HOST[:PORT][/PATH] only when
+ *    HOST is a loopback address (DESIGN.md "Relay": plain only on loopback);
+ *    without PORT, 443 for wss and 80 for ws (RFC 6455 section 3).
+ *    VERR_DENIED: well formed, but ws:// to a host that is not loopback.
  *  - Blocking calls with time-outs, for a single-threaded command: the event
  *    loop only runs inside ctp_connect, ctp_recv and ctp_flush. A time-out
  *    counts from the last progress (a byte received or acknowledged by the

@@ -54,3 +54,9 @@ target_link_libraries(client_test_badlink PRIVATE vtest_relay_support valise_cli
 add_dependencies(client_test_badlink valise-relay)
 add_test(NAME client/badlink COMMAND client_test_badlink)
 set_tests_properties(client/badlink PROPERTIES TIMEOUT 1800 LABELS client)
+
+# What the diplomat sees and types at the edges (issue 12): terminal-safe
+# output, relay URLs, compose, several recipients, unknown addresses, errors.
+add_test(NAME client/edges COMMAND ${CMAKE_CURRENT_LIST_DIR}/client/client_edges.sh
+         $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise> $<TARGET_FILE:valise-relay>)
+set_tests_properties(client/edges PROPERTIES TIMEOUT 300 LABELS client)

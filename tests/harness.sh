@@ -38,6 +38,7 @@ harness_init() {
   cd "$T" || exit 1
   echo "org passphrase 1" >opw
   echo "device passphrase 1" >dpw
+  chmod 600 opw dpw # valise warns about a passphrase file others can read
 }
 fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
 run() {

@@ -32,7 +32,7 @@ cd "$T"
 failures=0 runs=0
 fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
 echo "org passphrase 1" >opw
-echo "device passphrase 1" >dpw
+echo "device passphrase 1" >dpw && chmod 600 dpw
 
 # start_relay DIR PORT: the relay on DIR's data, 127.0.0.1:PORT (0: any).
 start_relay() {

@@ -47,7 +47,7 @@ check_hardened() {
 }
 
 echo "minister passphrase 1" >opw
-echo "device passphrase 1" >dpw
+echo "device passphrase 1" >dpw && chmod 600 dpw
 "${AS[@]}" "$KEYS" init --dir org --org Ministry --passphrase-file opw >/dev/null 2>err.txt ||
   { fail "valise-keys init: $(cat err.txt)"; exit 1; }
 "${AS[@]}" "$KEYS" directory --dir org --out dir.bin --passphrase-file opw >/dev/null 2>err.txt ||

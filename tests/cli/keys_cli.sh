@@ -36,8 +36,8 @@ expect_fail() {
 }
 
 echo "minister passphrase 1" >pw
-echo "wrong passphrase" >badpw
-echo "device passphrase 1" >dpw
+echo "wrong passphrase" >badpw && chmod 600 badpw
+echo "device passphrase 1" >dpw && chmod 600 dpw
 
 # --- provisioning walk-through ---
 expect_ok "help" "$KEYS" --help

@@ -164,13 +164,13 @@ lo=$(grep -n "$ID2" out.txt | cut -d: -f1)
 [ -n "$lf" ] && [ -n "$li" ] && [ -n "$lr" ] && [ "$lf" -lt "$li" ] && [ "$li" -lt "$lr" ] &&
   [ "$lo" -lt "$lr" ] || fail "inbox not FLASH first, then by precedence and arrival: $(cat out.txt)"
 
-# --- a post that has nobody yet: the message waits, then reaches the new device ---
+# --- a post that has nobody yet: send refuses it (issue 12 item 7); once IT enrol a device there, it goes ---
 echo "for Geneva" >g.txt
-run "send to an empty post" V send --home hq --to "*@GVA" --subject "Geneva-1" --file g.txt
-IDG=$(awk '{print $2}' out.txt)
-run "hq sync (nobody at GVA)" V sync --home hq --wait-ms 200
-run "outbox (GVA waiting)" V outbox --home hq
-grep -A1 "$IDG" out.txt | grep -q "waiting for directory" || fail "GVA message not waiting: $(cat out.txt)"
+if V send --home hq --to "*@GVA" --subject "Geneva-1" --file g.txt >out.txt 2>err.txt; then
+  fail "send to a post nobody holds was queued: $(cat out.txt)"
+fi
+grep -q "^valise send: --to \*@GVA: no other device in the newest directory has this address" err.txt ||
+  fail "send to an empty post: $(cat err.txt)"
 run "valise init gva" V init --home gva --name "Person gva" --out gva.req
 run "enroll gva" "$KEYS" enroll --dir org --request gva.req --post GVA --role consul --out gva.cert --passphrase-file opw
 run "directory v3" "$KEYS" directory --dir org --out dir.bin --passphrase-file opw
@@ -179,9 +179,12 @@ sleep 0.3
 run "valise enroll gva" V enroll --home gva --cert gva.cert --org-pub org/org.pub --relay "$URL3" --relay-id valise-relay
 run "gva first sync" V sync --home gva --wait-ms 200
 run "hq sync (GVA known now)" V sync --home hq --wait-ms 200
+run "send to GVA" V send --home hq --to "*@GVA" --subject "Geneva-1" --file g.txt
+IDG=$(awk '{print $2}' out.txt)
+run "hq sync (to GVA)" V sync --home hq --wait-ms 200
 run "gva sync" V sync --home gva --wait-ms 1000
 run "gva inbox" V inbox --home gva
-grep -q "$IDG" out.txt || fail "the new GVA device did not get the waiting message: $(cat out.txt)"
+grep -q "$IDG" out.txt || fail "the new GVA device did not get the message: $(cat out.txt)"
 
 # --- `run` stays connected and delivers what `send` queues meanwhile ---
 # Started directly (not through V): the signal must reach valise itself.

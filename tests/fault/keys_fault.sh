@@ -14,8 +14,8 @@ cd "$T"
 failures=0 runs=0
 fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
 
-echo "minister passphrase 1" >pw
-echo "device passphrase 1" >dpw
+echo "minister passphrase 1" >pw && chmod 600 pw
+echo "device passphrase 1" >dpw && chmod 600 dpw
 # The template: an organisation with one enrolled, one pending device.
 mkdir tpl
 ( cd tpl

@@ -1,7 +1,7 @@
 /*
  * test_client_url.c - the relay URL rules of the client transport
  * (client/transport.h): wss:// to any host, plain ws:// only to loopback
- * (DESIGN.md "Relay"), a port 1..65535 always given, strict syntax.
+ * (DESIGN.md "Relay"), a port 1..65535 or the scheme's default, strict syntax.
  */
 #include "testutil.h"
 
@@ -14,6 +14,9 @@ static void test_valid(void **state)
         "ws://127.0.0.1:8080",         "ws://127.0.0.1:1/",
         "ws://localhost:65535",        "ws://[::1]:9000",
         "wss://192.0.2.10:443",
+        /* README's own example: the default port (issue 12, item 12). */
+        "wss://relay.mfa.example",     "wss://relay.mfa.example/valise",
+        "ws://127.0.0.1",              "ws://[::1]/",
     };
     (void)state;
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
@@ -29,8 +32,9 @@ static void test_invalid(void **state)
         "wss://",
         "http://127.0.0.1:80",
         "ws:/127.0.0.1:80",
-        "ws://127.0.0.1",
         "ws://127.0.0.1:",
+        "wss://relay.mfa.example:/",
+        "wss://[::1]x",
         "ws://127.0.0.1:0",
         "ws://127.0.0.1:65536",
         "ws://127.0.0.1:80x",
@@ -54,6 +58,7 @@ static void test_plain_only_to_loopback(void **state)
     assert_int_equal(ctp_url_check("ws://relay.mfa.example:80"), VERR_DENIED);
     assert_int_equal(ctp_url_check("ws://127.0.0.1.evil.example:80"), VERR_DENIED);
     assert_int_equal(ctp_url_check("wss://relay.mfa.example:443"), 0);
+    assert_int_equal(ctp_url_check("ws://relay.mfa.example"), VERR_DENIED);
 }
 
 static void test_long_path(void **state)
