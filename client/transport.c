@@ -13,6 +13,7 @@
 #include <libwebsockets.h>
 #include <openssl/ssl.h>
 
+#include "tlsbind.h"
 #include "text.h"
 
 enum {
@@ -368,27 +369,13 @@ void ctp_close(struct ctp *c)
     free(c);
 }
 
-/*
- * RFC 9266 tls-exporter: the RFC 8446 section 7.5 exporter with label
- * "EXPORTER-Channel-Binding" and an empty context, 32 bytes. Only TLS 1.3
- * gives a binding unique to the connection (RFC 9266 section 3), so an older
- * version is refused. Plain ws:// (loopback only): 32 zero bytes.
- */
-static int channel_binding(struct lws *wsi, int tls, uint8_t out[static 32])
+/* The binding both ends sign (lib/tlsbind.h); 32 zero bytes on plain ws://. */
+static int channel_binding(struct lws *wsi, int tls, uint8_t out[static TLSBIND_LEN])
 {
-    static const char label[] = "EXPORTER-Channel-Binding";
-    SSL *ssl;
-
-    memset(out, 0, 32);
+    memset(out, 0, TLSBIND_LEN);
     if (!tls)
         return 0;
-    if ((ssl = lws_get_ssl(wsi)) == NULL || SSL_version(ssl) != TLS1_3_VERSION)
-        return VERR_DENIED;
-    if (SSL_export_keying_material(ssl, out, 32, label, sizeof(label) - 1, NULL, 0, 0) != 1) {
-        memset(out, 0, 32);
-        return VERR_DENIED;
-    }
-    return 0;
+    return tlsbind_exporter(lws_get_ssl(wsi), out);
 }
 
 int ctp_channel_binding(struct ctp *c, uint8_t out[static CTP_BINDING_LEN])
