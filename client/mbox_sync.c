@@ -224,8 +224,10 @@ static int sy_auth(struct sync *s, uint64_t *relay_dir_version)
     buf_free(&msg);
     if (r != 0)
         return r;
-    if ((r = sy_wait(s, WIRE_CHALLENGE, &raw, &wm, s->o->timeout_ms)) != 0)
-        return r == VERR_DENIED ? sy_reason_err(s->last_reason) : r;
+    if ((r = sy_wait(s, WIRE_CHALLENGE, &raw, &wm, s->o->timeout_ms)) != 0) {
+        r = r == VERR_DENIED ? sy_reason_err(s->last_reason) : r;
+        goto out;
+    }
     if ((r = ctp_channel_binding(s->c, binding)) != 0) {
         s->st->relay_unproven = "the TLS connection gives no channel binding (TLS 1.3 needed)";
         goto out;
@@ -248,8 +250,10 @@ static int sy_auth(struct sync *s, uint64_t *relay_dir_version)
     if (r != 0)
         goto out;
     buf_free(&raw);
-    if ((r = sy_wait(s, WIRE_AUTH_OK, &raw, &wm, s->o->timeout_ms)) != 0)
-        return r == VERR_DENIED ? sy_reason_err(s->last_reason) : r;
+    if ((r = sy_wait(s, WIRE_AUTH_OK, &raw, &wm, s->o->timeout_ms)) != 0) {
+        r = r == VERR_DENIED ? sy_reason_err(s->last_reason) : r;
+        goto out; /* body is freed there (a leak found by adversarial/client_fault) */
+    }
     *relay_dir_version = wm.u.auth_ok.dir_version;
     r = sy_check_marks(s, wm.u.auth_ok.hi_submitted, wm.u.auth_ok.hi_acked);
 out:
