@@ -126,6 +126,8 @@ struct mbox_sync_stats {
     size_t held; /* delivered while the directory had expired: left on the relay, not acked */
     size_t unknown_prekey; /* refused (also in refused): a one-time prekey id we do not hold */
     size_t replayed; /* copies already had (PROTOCOL.md part 4): acknowledged and dropped */
+    /* accepted before, lost by a relay restored from a backup: sent again (part 2) */
+    size_t resubmitted;
     uint64_t dir_version;
     uint16_t relay_reason; /* reason of a relay ERROR that ended the sync */
     int store_rolled_back; /* VERR_ROLLBACK: the relay has seen this device further than its store */

@@ -1179,6 +1179,9 @@ static int cmd_sync(int argc, char **argv)
     if (st.unknown_prekey > 0)
         printf("; %zu of the refused named an unknown one-time prekey", st.unknown_prekey);
     printf("\n");
+    if (st.resubmitted > 0)
+        printf("%zu resubmitted: the relay had lost them (restored from a backup)\n",
+               st.resubmitted);
     if (st.prekeys_uploaded > 0)
         printf("uploaded %zu one-time prekeys\n", st.prekeys_uploaded);
     if (r != 0)

@@ -361,6 +361,26 @@ int mb_env_advance(struct mbox *m, const uint8_t key[static ENV_KEY_LEN], uint8_
     return r;
 }
 
+int mb_env_resubmit(struct mbox *m, const uint8_t key[static ENV_KEY_LEN], int *moved)
+{
+    struct buf b;
+    struct mb_envrec e;
+    int r;
+
+    *moved = 0;
+    if ((r = cstore_get(m->st, CS_ENVELOPES, key, ENV_KEY_LEN, &b)) != 0)
+        return r;
+    if ((r = mb_envrec_parse(buf_data(&b), buf_size(&b), &e)) == 0 &&
+        e.state == MBOX_ENV_ACCEPTED) {
+        e.state = MBOX_ENV_SENDING;
+        e.reason = 0;
+        if ((r = mb_envrec_put(m, key, &e)) == 0)
+            *moved = 1;
+    }
+    buf_free(&b);
+    return r;
+}
+
 /* Queues a receipt for one device (in the open write transaction). */
 int mb_queue_receipt(struct mbox *m, const uint8_t ref[static INNER_ID_LEN],
                      const uint8_t to[static DEVICE_ID_LEN], uint8_t kind, uint64_t now)

@@ -10,10 +10,13 @@
  *    mailbox.h, where struct mbox stays opaque.
  *  - Record parsers are strict (version byte first, exact lengths, no
  *    trailing bytes); a parsed record points into the bytes it came from.
- *  - Every *_put, mb_next_seq, mb_mark_raise, mb_env_advance and
- *    mb_queue_receipt needs the store's open write transaction: the caller
- *    commits or aborts, so a record never changes without its companions.
- *  - Envelope states (mbox_env_state) only move forward (mb_env_advance).
+ *  - Every *_put, mb_next_seq, mb_mark_raise, mb_env_advance,
+ *    mb_env_resubmit and mb_queue_receipt needs the store's open write
+ *    transaction: the caller commits or aborts, so a record never changes
+ *    without its companions.
+ *  - Envelope states (mbox_env_state) only move forward (mb_env_advance),
+ *    except ACCEPTED back to SENDING for a relay restored from a backup
+ *    (mb_env_resubmit).
  */
 #ifndef VALISE_MBOX_REC_H
 #define VALISE_MBOX_REC_H
@@ -109,6 +112,14 @@ int mb_envrec_put(struct mbox *m, const uint8_t key[static ENV_KEY_LEN],
 /* Moves an envelope's state forward only (a late ack never undoes "read"). */
 int mb_env_advance(struct mbox *m, const uint8_t key[static ENV_KEY_LEN], uint8_t state,
                    uint16_t reason) VL_MUST_CHECK;
+/*
+ * The one step back: an envelope the relay accepted but lost (restored from
+ * a backup, PROTOCOL.md part 2 "Backup and restore") goes from ACCEPTED back
+ * to SENDING, same id and bytes. *moved = 1 if it did, 0 if it was in any
+ * other state (left as it was).
+ */
+int mb_env_resubmit(struct mbox *m, const uint8_t key[static ENV_KEY_LEN],
+                    int *moved) VL_MUST_CHECK;
 /* Queues a signed receipt of kind about ref for device to. */
 int mb_queue_receipt(struct mbox *m, const uint8_t ref[static INNER_ID_LEN],
                      const uint8_t to[static DEVICE_ID_LEN], uint8_t kind,

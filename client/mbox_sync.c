@@ -144,6 +144,66 @@ static int sy_wait(struct sync *s, uint8_t want, struct buf *raw, struct wire_ms
     }
 }
 
+/* Keys of envelopes (messages and receipts) ACCEPTED with an id above hi. */
+struct sy_lost {
+    const uint8_t *hi;
+    uint8_t (*k)[ENV_KEY_LEN];
+    size_t n, cap;
+};
+
+static int each_lost(void *ctx, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
+{
+    struct sy_lost *l = ctx;
+    struct mb_envrec e;
+
+    if (kl != ENV_KEY_LEN || mb_envrec_parse(v, vl, &e) != 0)
+        return VERR_BAD_FORMAT;
+    if (e.state != MBOX_ENV_ACCEPTED || memcmp(e.env_id, l->hi, WIRE_ID_LEN) <= 0)
+        return 0;
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? l->cap * 2 : 64;
+        void *p = realloc(l->k, nc * sizeof(*l->k));
+        if (p == NULL)
+            return VERR_NOMEM;
+        l->k = p;
+        l->cap = nc;
+    }
+    memcpy(l->k[l->n++], k, ENV_KEY_LEN);
+    return 0;
+}
+
+/*
+ * The relay's hi_submitted is below this store's mark-sent: a relay restored
+ * from a backup has lost what it accepted after the backup. Every envelope
+ * held as ACCEPTED with a higher id goes back to SENDING (one transaction),
+ * to be submitted again with the same id and bytes; one the relay still has
+ * is acknowledged as a duplicate (PROTOCOL.md part 2 "Backup and restore").
+ */
+static int sy_resubmit_lost(struct sync *s, const uint8_t hi_sub[static WIRE_ID_LEN])
+{
+    struct sy_lost l = {.hi = hi_sub};
+    size_t moved = 0;
+    int r, one;
+
+    if ((r = cstore_each(s->m->st, CS_ENVELOPES, each_lost, &l)) != 0 || l.n == 0)
+        goto out;
+    if ((r = cstore_begin(s->m->st, 1)) != 0)
+        goto out;
+    for (size_t i = 0; i < l.n && r == 0; i++) {
+        r = mb_env_resubmit(s->m, l.k[i], &one);
+        moved += r == 0 ? (size_t)one : 0;
+    }
+    if (r == 0)
+        r = cstore_commit(s->m->st);
+    else
+        cstore_abort(s->m->st);
+    if (r == 0)
+        s->st->resubmitted = moved;
+out:
+    free(l.k);
+    return r;
+}
+
 /*
  * A relay that has seen this device submit or acknowledge an envelope id
  * higher than any this store holds is talking to a store that was rolled
@@ -161,6 +221,8 @@ static int sy_check_marks(struct sync *s, const uint8_t hi_sub[static WIRE_ID_LE
         return r;
     if (memcmp(hi_sub, mine, WIRE_ID_LEN) > 0)
         goto rolled_back;
+    if (memcmp(hi_sub, mine, WIRE_ID_LEN) < 0 && (r = sy_resubmit_lost(s, hi_sub)) != 0)
+        return r;
     if ((r = mb_mark_get(s->m, 1, mine)) != 0)
         return r;
     if (memcmp(hi_ack, mine, WIRE_ID_LEN) > 0)

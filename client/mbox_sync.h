@@ -7,7 +7,9 @@
  * Contract (mbox_sync's in mailbox.h, in the order a sync runs):
  *  - HELLO / CHALLENGE / AUTH: nothing is signed for a relay that has not
  *    proven the enrolled relay id; AUTH_OK's marks are checked against
- *    this store's (VERR_ROLLBACK).
+ *    this store's (VERR_ROLLBACK). A hi_submitted below this store's
+ *    mark-sent (a relay restored from a backup) puts every ACCEPTED envelope
+ *    with a higher id back to SENDING, to go again (stats.resubmitted).
  *  - The directory is fetched when the relay's version differs from ours and
  *    installed only if it verifies and is not older (mbox_install_directory).
  *  - Prekeys are uploaded on the first sync and on PREKEY_LOW.

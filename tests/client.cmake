@@ -5,6 +5,11 @@ add_test(NAME client/e2e COMMAND ${CMAKE_CURRENT_LIST_DIR}/client/client_e2e.sh
          $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise> $<TARGET_FILE:valise-relay>)
 set_tests_properties(client/e2e PROPERTIES TIMEOUT 180 LABELS client)
 
+# A relay restored from a backup: the sender resubmits what it acknowledged after it (issue 15).
+add_test(NAME client/restore COMMAND ${CMAKE_CURRENT_LIST_DIR}/client/client_restore.sh
+         $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise> $<TARGET_FILE:valise-relay>)
+set_tests_properties(client/restore PROPERTIES TIMEOUT 180 LABELS client)
+
 # 1,000 messages both ways through the real relay, at the library level.
 add_executable(client_test_bulk ${CMAKE_CURRENT_LIST_DIR}/client/test_bulk.c)
 target_link_libraries(client_test_bulk PRIVATE vtest_relay_support valise_client vcore
