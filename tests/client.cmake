@@ -58,7 +58,8 @@ target_link_libraries(client_test_badlink PRIVATE vtest_relay_support valise_cli
                       PkgConfig::CMOCKA pthread)
 add_dependencies(client_test_badlink valise-relay)
 add_test(NAME client/badlink COMMAND client_test_badlink)
-set_tests_properties(client/badlink PROPERTIES TIMEOUT 1800 LABELS client)
+# "slow": run in the release pass only (scripts/test.sh; --long runs it under ASan too).
+set_tests_properties(client/badlink PROPERTIES TIMEOUT 1800 LABELS "client;slow")
 
 # What the diplomat sees and types at the edges (issue 12): terminal-safe
 # output, relay URLs, compose, several recipients, unknown addresses, errors.
