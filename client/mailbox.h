@@ -111,6 +111,7 @@ enum mbox_dir_freshness {
 enum { MBOX_DIR_WARN_SECS = 48 * 3600 };
 int mbox_dir_freshness(const struct mbox *m, uint64_t now, uint64_t *expires_at);
 
+struct mbox_msg;
 struct mbox_sync_opts {
     unsigned quiet_ms;   /* `run`: look at the outbox this often (a sync ends on QUEUE_EMPTY) */
     unsigned timeout_ms; /* give up after this long without progress (bytes moving) */
@@ -119,7 +120,16 @@ struct mbox_sync_opts {
     /* `desk`: called (if set) each time the connection is seen alive, about every quiet_ms */
     void (*alive)(void *ctx);
     void *alive_ctx;
+    /*
+     * `run` (issue 12, item 8): called (if set) once the relay has
+     * authenticated this device and the directory is current
+     * (MBOX_EV_CONNECTED, msg NULL), and for each new message once it is
+     * durably stored (MBOX_EV_MESSAGE, msg its header fields, no content).
+     */
+    void (*event)(void *ctx, int kind, const struct mbox_msg *msg);
+    void *event_ctx;
 };
+enum { MBOX_EV_CONNECTED = 1, MBOX_EV_MESSAGE = 2 };
 struct mbox_sync_stats {
     size_t submitted, accepted, received, receipts, refused, expired, waiting;
     size_t prekeys_uploaded; /* one-time prekeys published (first sync, PREKEY_LOW) */

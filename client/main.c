@@ -1194,6 +1194,45 @@ static void on_signal(int sig)
     run_stop = 1;
 }
 
+/* What `run` says as it happens (issue 12, item 8): one line each, on stdout. */
+struct run_ctx {
+    struct mbox *m;
+    int ever;    /* connected at least once */
+    int dropped; /* a sync failed since the last connection: the next one is "again" */
+};
+
+static void run_event(void *ctx, int kind, const struct mbox_msg *msg)
+{
+    struct run_ctx *rc = ctx;
+    const struct directory *d = mbox_directory(rc->m);
+
+    if (kind == MBOX_EV_CONNECTED) {
+        char rid[TERMSAFE_LEN(RELAY_ID_MAX)];
+        printf("%s to the relay %s (directory v%llu); new messages show here as they arrive\n",
+               rc->ever && rc->dropped ? "connected again" : "connected",
+               termsafe_str(rid, sizeof(rid), mbox_relay_id(rc->m)),
+               (unsigned long long)(d != NULL ? dir_version(d) : 0));
+        rc->ever = 1;
+        rc->dropped = 0;
+    } else if (kind == MBOX_EV_MESSAGE && msg != NULL) {
+        char name[TERMSAFE_LEN(PERSON_NAME_MAX)], role[TERMSAFE_LEN(ROLE_MAX)];
+        char post[TERMSAFE_LEN(POST_MAX)], subj[TERMSAFE_LEN(INNER_SUBJECT_MAX)];
+        char hex[2 * INNER_ID_LEN + 1];
+        /* FLASH and IMMEDIATE stand out (PROTOCOL.md precedence 0 and 1). */
+        int urgent = msg->precedence <= 1;
+        if (text_hex_encode(hex, sizeof(hex), msg->id, INNER_ID_LEN) != 0)
+            hex[0] = 0;
+        hex[8] = 0; /* the shortest prefix `read` takes */
+        printf("%snew %s message from %s (%s@%s): %s  [valise read %s]\n", urgent ? "!!! " : "",
+               inner_precedence_name(msg->precedence),
+               termsafe_str(name, sizeof(name), msg->sender_name),
+               termsafe_str(role, sizeof(role), msg->sender_role),
+               termsafe_str(post, sizeof(post), msg->sender_post),
+               termsafe_str(subj, sizeof(subj), msg->subject), hex);
+    }
+    (void)fflush(stdout);
+}
+
 /*
  * The `run` loop: stays connected through so (stay, stop), reconnecting with
  * backoff, until *so->stop or a failure no retry can mend. verb names the
@@ -1202,10 +1241,13 @@ static void on_signal(int sig)
 static int run_session(const char *verb, struct mbox *m, struct mbox_sync_opts *so)
 {
     struct mbox_sync_stats st;
+    struct run_ctx rc = {m, 0, 0};
     unsigned backoff = 1;
     time_t through = time(NULL); /* the last connection that got through */
     int r;
 
+    so->event = run_event;
+    so->event_ctx = &rc;
     while (!run_stop) {
         unsigned ceiling;
 
@@ -1215,8 +1257,10 @@ static int run_session(const char *verb, struct mbox *m, struct mbox_sync_opts *
         dir_warn(verb, m, NULL);
         if (r == 0)
             continue; /* a fresh directory after held messages: reconnect to receive them */
-        if (r == VERR_ROLLBACK || r == VERR_REVOKED || r == VERR_WRONG_ORG)
-            return fail(verb, sync_failure(r, &st, mbox_relay_id(m)), r);
+        if (r == VERR_ROLLBACK || r == VERR_REVOKED || r == VERR_WRONG_ORG) {
+            r = fail(verb, sync_failure(r, &st, mbox_relay_id(m)), r);
+            goto out;
+        }
         /* A connection that got through resets the backoff (issue 13). */
         if (st.connected) {
             backoff = 1;
@@ -1226,7 +1270,11 @@ static int run_session(const char *verb, struct mbox *m, struct mbox_sync_opts *
             /* Exponential backoff with jitter: wait in [backoff/2, backoff] seconds. */
             uint32_t ms = backoff * 500u + randombytes_uniform(backoff * 500u + 1);
             /* run retries by itself: never "try again later" (issue 12, item 8). */
-            if (r == VERR_NET)
+            rc.dropped = 1;
+            if (r == VERR_NET && st.connected)
+                fprintf(stderr, "valise %s: the link to the relay dropped; the outbox is kept; "
+                                "reconnecting in %u ms, by itself\n", verb, ms);
+            else if (r == VERR_NET)
                 fprintf(stderr, "valise %s: the relay is unreachable or the link dropped; the "
                                 "outbox is kept; reconnecting in %u ms, by itself\n", verb, ms);
             else
@@ -1239,7 +1287,11 @@ static int run_session(const char *verb, struct mbox *m, struct mbox_sync_opts *
         ceiling = time(NULL) - through < 300 ? 8 : 60;
         backoff = backoff * 2 > ceiling ? ceiling : backoff * 2;
     }
-    return 0;
+    r = 0;
+out:
+    so->event = NULL;
+    so->event_ctx = NULL;
+    return r;
 }
 
 static void on_signals(void)

@@ -29,6 +29,8 @@ struct sync {
     uint64_t now;
     int queue_empty;     /* QUEUE_EMPTY seen, no DELIVER since (PROTOCOL.md part 2) */
     size_t submit_bytes; /* the current SUBMIT piece (grows while the link keeps up) */
+    uint64_t *fresh;     /* inbox seqs of this DELIVER's new messages, told once committed */
+    size_t nfresh;
 };
 
 /* Milliseconds of a monotonic clock (for measuring a SUBMIT's round trip). */
@@ -1074,6 +1076,8 @@ static int sy_receive_one(struct sync *s, const struct wire_envelope *e)
             goto out;
         s->outbox_dirty = 1;
         s->st->received++;
+        if (s->fresh != NULL)
+            s->fresh[s->nfresh++] = seq;
     } else {
         uint8_t zero[8] = {0};
         if ((r = sy_on_receipt(s, &in, e->peer)) != 0 ||
@@ -1104,8 +1108,17 @@ static int sy_commit_then_ack(struct sync *s, int r, uint8_t type, const uint8_t
         return r;
     }
     /* Every DELIVER is answered, also with no id: the relay's flow control counts answers. */
-    if ((r = cstore_commit(s->m->st)) != 0 || (n == 0 && type != WIRE_DELIVER_ACK))
+    if ((r = cstore_commit(s->m->st)) != 0)
         return r;
+    /* Durable now: `run` may say so (issue 12, item 8). */
+    for (size_t i = 0; i < s->nfresh && s->o->event != NULL; i++) {
+        struct mbox_msg msg;
+        if (mb_inbox_msg(s->m, s->fresh[i], &msg) == 0)
+            s->o->event(s->o->event_ctx, MBOX_EV_MESSAGE, &msg);
+    }
+    s->nfresh = 0;
+    if (n == 0 && type != WIRE_DELIVER_ACK)
+        return 0;
     if ((r = buf_init(&ack, 16 + n * WIRE_ID_LEN, 0)) != 0)
         return r;
     if ((r = wire_put_ids(&ack, type, ids, n)) == 0)
@@ -1124,6 +1137,11 @@ static int sy_on_deliver(struct sync *s, const struct wire_msg *wm)
 
     if ((ids = malloc(wm->u.batch.n * WIRE_ID_LEN + 1)) == NULL)
         return VERR_NOMEM;
+    if (s->o->event != NULL && (s->fresh = calloc(wm->u.batch.n + 1, sizeof(uint64_t))) == NULL) {
+        free(ids);
+        return VERR_NOMEM;
+    }
+    s->nfresh = 0;
     s->now = mb_now();
     if ((r = cstore_begin(s->m->st, 1)) != 0)
         goto out;
@@ -1163,6 +1181,9 @@ static int sy_on_deliver(struct sync *s, const struct wire_msg *wm)
     r = sy_commit_then_ack(s, r, WIRE_DELIVER_ACK, ids, nack);
 out:
     free(ids);
+    free(s->fresh);
+    s->fresh = NULL;
+    s->nfresh = 0;
     return r;
 }
 
@@ -1262,6 +1283,8 @@ int mbox_sync(struct mbox *m, const struct mbox_sync_opts *o, struct mbox_sync_s
     }
     st->dir_version = dir_version(m->dir);
     s.dir_ready = 1;
+    if (o->event != NULL)
+        o->event(o->event_ctx, MBOX_EV_CONNECTED, NULL);
     if ((r = sy_run_deferred(&s)) != 0)
         goto out;
     if ((r = mb_cfg_get_u64(m, "pk.up", &up)) != 0)
