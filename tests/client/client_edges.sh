@@ -222,4 +222,33 @@ wait $RUNPID 2>/dev/null
 grep -q "reconnecting in [0-9]* ms, by itself" run.err || fail "run with the relay down: $(cat run.err)"
 grep -q "try again later" run.err && fail "run says 'try again later' while it retries: $(cat run.err)"
 
+# --- item 8: run says when it is connected, each new message (FLASH stands out), the drop and the return ---
+wait_for() { # FILE PATTERN WHAT: up to 60 s (a shared machine)
+  for _ in $(seq 600); do grep -q "$2" "$1" && return 0; sleep 0.1; done
+  fail "run: $3: $(cat run2.out run2.err)"
+  return 1
+}
+"$VALISE" run --home jkt --passphrase-file dpw >run2.out 2>run2.err &
+RUNPID=$!
+sleep 1
+relay_start "$PORT" data dir.bin
+wait_for run2.out "^connected to the relay $RELAY_ID (directory v2); new messages show here" "no line when connected"
+printf 'fire drill at noon\n' | V send --home hq --to ambassador@JKT --precedence FLASH \
+  --subject 'Fire drill' >out.txt 2>err.txt || fail "send FLASH: $(cat err.txt)"
+printf 'minutes\n' | V send --home hq --to ambassador@JKT --subject Minutes >out.txt 2>err.txt ||
+  fail "send ROUTINE: $(cat err.txt)"
+run "hq sync (for run)" V sync --home hq --wait-ms 200
+wait_for run2.out "^new ROUTINE message from Anna (duty@HQ): Minutes  \[valise read [0-9a-f]\{8\}\]$" \
+  "no line for a ROUTINE message"
+grep -q '^!!! new FLASH message from Anna (duty@HQ): Fire drill  \[valise read [0-9a-f]\{8\}\]$' run2.out ||
+  fail "the FLASH does not stand out: $(cat run2.out)"
+relay_stop
+wait_for run2.err "the link to the relay dropped; the outbox is kept; reconnecting in [0-9]* ms, by itself" \
+  "no line when the link drops"
+relay_start "$PORT" data dir.bin
+wait_for run2.out "^connected again to the relay $RELAY_ID" "no line when the link is back"
+kill -TERM $RUNPID
+wait $RUNPID 2>/dev/null
+[ "$(grep -c "message from Anna (duty@HQ): \(Fire drill\|Minutes\) " run2.out)" -eq 2 ] || fail "run showed messages more than once: $(cat run2.out)"
+
 harness_done client_edges
