@@ -130,8 +130,22 @@ struct mbox_sync_opts {
     void *event_ctx;
 };
 enum { MBOX_EV_CONNECTED = 1, MBOX_EV_MESSAGE = 2 };
+enum { MBOX_WHY_MAX = 4 }; /* distinct refusals a sync names (the rest only counted) */
 struct mbox_sync_stats {
+    /* submitted, accepted: message envelopes; receipts_sent: receipt envelopes (issue 12, item 9) */
     size_t submitted, accepted, received, receipts, refused, expired, waiting;
+    size_t receipts_sent;
+    size_t rejected; /* our envelopes the relay refused for good (outbox: REJECTED) */
+    struct {
+        uint16_t reason; /* WIRE_R_* */
+        size_t n;
+    } rejected_why[MBOX_WHY_MAX];
+    /* Incoming envelopes refused (in refused): by sender device and error (VERR_*). */
+    struct {
+        uint8_t sender[DEVICE_ID_LEN];
+        int err;
+        size_t n;
+    } refused_why[MBOX_WHY_MAX];
     size_t prekeys_uploaded; /* one-time prekeys published (first sync, PREKEY_LOW) */
     size_t held; /* delivered while the directory had expired: left on the relay, not acked */
     size_t unknown_prekey; /* refused (also in refused): a one-time prekey id we do not hold */

@@ -1142,6 +1142,71 @@ static const char *sync_failure(int r, const struct mbox_sync_stats *st, const c
     return "sync failed";
 }
 
+/* Why this device refused an incoming envelope, for the diplomat (issue 12, item 9). */
+static const char *refusal_why(int err)
+{
+    switch (err) {
+    case VERR_REVOKED:
+        return "the sender's device is revoked";
+    case VERR_EXPIRED:
+        return "the sender's certificate has expired";
+    case VERR_NOT_YET_VALID:
+        return "dated ahead of this device's clock or signed by a certificate not yet valid";
+    case VERR_UNKNOWN:
+        return "a sender device, session or one-time prekey this device does not know";
+    case VERR_DECRYPT:
+        return "it does not decrypt (damaged or not made for this device)";
+    case VERR_BAD_SIGNATURE:
+    case VERR_DENIED:
+        return "its signature or sender does not verify";
+    default:
+        return verr_str(err);
+    }
+}
+
+/* One line per distinct refusal a sync saw, each named (issue 12, item 9). */
+static void sync_print_refusals(const struct mbox *m, const struct mbox_sync_stats *st)
+{
+    const struct directory *d = mbox_directory(m);
+
+    for (size_t i = 0; i < MBOX_WHY_MAX && st->refused_why[i].n > 0; i++) {
+        const struct cert *c = NULL;
+        char hex[2 * DEVICE_ID_LEN + 1], who[TERMSAFE_LEN(PERSON_NAME_MAX + ROLE_MAX + POST_MAX) + 8];
+        char name[TERMSAFE_LEN(PERSON_NAME_MAX)], role[TERMSAFE_LEN(ROLE_MAX)],
+            post[TERMSAFE_LEN(POST_MAX)];
+        if (text_hex_encode(hex, sizeof(hex), st->refused_why[i].sender, DEVICE_ID_LEN) != 0)
+            hex[0] = 0;
+        /* Also a revoked device's certificate, which the directory still lists. */
+        for (size_t j = 0; d != NULL && j < dir_cert_count(d); j++)
+            if (memcmp(dir_cert_at(d, j)->device_id, st->refused_why[i].sender, DEVICE_ID_LEN) == 0)
+                c = dir_cert_at(d, j);
+        if (c != NULL)
+            snprintf(who, sizeof(who), "%s (%s@%s)", termsafe_str(name, sizeof(name), c->name),
+                     termsafe_str(role, sizeof(role), c->role),
+                     termsafe_str(post, sizeof(post), c->post));
+        else
+            snprintf(who, sizeof(who), "(a device the directory does not list)");
+        for (size_t j = 0; c == NULL && d != NULL && j < dir_revoked_count(d); j++) {
+            const struct dir_revocation *rv = dir_revoked_at(d, j);
+            char t[40];
+            if (memcmp(rv->device_id, st->refused_why[i].sender, DEVICE_ID_LEN) != 0)
+                continue;
+            print_time(t, sizeof(t), rv->revoked_at);
+            snprintf(who, sizeof(who), "(a device IT revoked at %s)", t);
+        }
+        printf("refused %zu from %s %s: %s; left on the relay until it expires\n",
+               st->refused_why[i].n, hex, who, refusal_why(st->refused_why[i].err));
+    }
+    for (size_t i = 0; i < MBOX_WHY_MAX && st->rejected_why[i].n > 0; i++)
+        printf("the relay refused %zu of this device's envelopes: %s (valise outbox shows which)\n",
+               st->rejected_why[i].n, wire_reason_name(st->rejected_why[i].reason));
+}
+
+static const char *plural(size_t n)
+{
+    return n == 1 ? "" : "s";
+}
+
 static int cmd_sync(int argc, char **argv)
 {
     struct opts o;
@@ -1166,14 +1231,18 @@ static int cmd_sync(int argc, char **argv)
         dir_warn("sync", m,
                  "nothing was encrypted to or accepted from any device (messages stay on the relay)");
     snprintf(relay_id, sizeof(relay_id), "%s", mbox_relay_id(m));
-    mbox_close(m);
-    if (r != 0 && !st.connected)
+    if (r != 0 && !st.connected) {
+        mbox_close(m);
         return fail("sync", sync_failure(r, &st, relay_id), r);
+    }
     /* What was done counts also when the link dropped half-way (issue 13). */
-    printf("directory v%llu; sent %zu, accepted %zu; received %zu new, %zu receipts; "
-           "%zu refused; %zu expired",
-           (unsigned long long)st.dir_version, st.submitted, st.accepted, st.received, st.receipts,
+    printf("directory v%llu; sent %zu message%s, %zu receipt%s; accepted %zu message%s; "
+           "received %zu new, %zu receipts; %zu refused; %zu expired",
+           (unsigned long long)st.dir_version, st.submitted, plural(st.submitted), st.receipts_sent,
+           plural(st.receipts_sent), st.accepted, plural(st.accepted), st.received, st.receipts,
            st.refused, st.expired);
+    if (st.rejected > 0)
+        printf("; %zu refused by the relay", st.rejected);
     if (st.held > 0)
         printf("; %zu held on the relay (directory expired)", st.held);
     if (st.unknown_prekey > 0)
@@ -1181,6 +1250,8 @@ static int cmd_sync(int argc, char **argv)
     printf("\n");
     if (st.prekeys_uploaded > 0)
         printf("uploaded %zu one-time prekeys\n", st.prekeys_uploaded);
+    sync_print_refusals(m, &st);
+    mbox_close(m);
     if (r != 0)
         return fail("sync", sync_failure(r, &st, relay_id), r);
     return 0;

@@ -676,6 +676,52 @@ static int each_sending(void *ctx, const uint8_t *k, size_t kl, const uint8_t *v
     return e.state == MBOX_ENV_SENDING ? mb_keys_add(ctx, k, kl) : 0;
 }
 
+/* Counts a refusal under its reason among the first MBOX_WHY_MAX distinct ones. */
+static void sy_why_rejected(struct mbox_sync_stats *st, uint16_t reason)
+{
+    st->rejected++;
+    for (size_t i = 0; i < MBOX_WHY_MAX; i++) {
+        if (st->rejected_why[i].n == 0)
+            st->rejected_why[i].reason = reason;
+        if (st->rejected_why[i].reason == reason) {
+            st->rejected_why[i].n++;
+            return;
+        }
+    }
+}
+
+static void sy_why_refused(struct mbox_sync_stats *st, const uint8_t sender[static DEVICE_ID_LEN],
+                           int err)
+{
+    st->refused++;
+    for (size_t i = 0; i < MBOX_WHY_MAX; i++) {
+        if (st->refused_why[i].n == 0) {
+            memcpy(st->refused_why[i].sender, sender, DEVICE_ID_LEN);
+            st->refused_why[i].err = err;
+        }
+        if (st->refused_why[i].err == err &&
+            memcmp(st->refused_why[i].sender, sender, DEVICE_ID_LEN) == 0) {
+            st->refused_why[i].n++;
+            return;
+        }
+    }
+}
+
+/* 1 when outbox record seq is a receipt (counted apart from messages, issue 12 item 9). */
+static int sy_is_receipt(struct mbox *m, const uint8_t seq[static 8])
+{
+    struct buf b;
+    struct mb_outrec o;
+    int receipt = 0;
+
+    if (cstore_get(m->st, CS_OUTBOX, seq, 8, &b) != 0)
+        return 0;
+    if (mb_outrec_parse(buf_data(&b), buf_size(&b), &o) == 0)
+        receipt = o.kind == MB_KIND_RECEIPT;
+    buf_free(&b);
+    return receipt;
+}
+
 /* Submits one batch (keys[from..to)) and records the acknowledgements. */
 static int sy_submit_batch(struct sync *s, uint8_t (*keys)[ENV_KEY_LEN], size_t n, size_t *used)
 {
@@ -686,12 +732,13 @@ static int sy_submit_batch(struct sync *s, uint8_t (*keys)[ENV_KEY_LEN], size_t 
     struct wire_iter it;
     struct wire_ack ack;
     uint8_t(*eids)[WIRE_ID_LEN] = NULL;
+    uint8_t *receipt = NULL;
     size_t got = 0, bytes = 0;
     uint64_t t0, rtt;
     int r = VERR_NOMEM, have_msg = 0;
 
     if ((recs = calloc(n, sizeof(*recs))) == NULL || (ev = calloc(n, sizeof(*ev))) == NULL ||
-        (eids = calloc(n, sizeof(*eids))) == NULL)
+        (eids = calloc(n, sizeof(*eids))) == NULL || (receipt = calloc(n, 1)) == NULL)
         goto out;
     for (; got < n; got++) {
         struct mb_envrec e;
@@ -701,6 +748,7 @@ static int sy_submit_batch(struct sync *s, uint8_t (*keys)[ENV_KEY_LEN], size_t 
             goto out;
         memcpy(ev[got].id, e.env_id, WIRE_ID_LEN);
         memcpy(eids[got], e.env_id, WIRE_ID_LEN);
+        receipt[got] = (uint8_t)sy_is_receipt(m, keys[got]);
         memcpy(ev[got].peer, keys[got] + 8, DEVICE_ID_LEN);
         ev[got].precedence = e.precedence;
         ev[got].expiry = e.expiry;
@@ -725,7 +773,12 @@ static int sy_submit_batch(struct sync *s, uint8_t (*keys)[ENV_KEY_LEN], size_t 
     have_msg = 1;
     if ((r = wire_put_envelopes(&msg, WIRE_SUBMIT, ev, n)) != 0 || (r = sy_send(s, &msg)) != 0)
         goto out;
-    s->st->submitted += n;
+    for (size_t i = 0; i < n; i++) {
+        if (receipt[i])
+            s->st->receipts_sent++;
+        else
+            s->st->submitted++;
+    }
     t0 = sy_ms();
     if ((r = sy_wait(s, WIRE_SUBMIT_ACK, &raw, &wm, s->o->timeout_ms)) != 0) {
         r = r == VERR_DENIED ? sy_reason_err(s->last_reason) : r;
@@ -757,7 +810,8 @@ static int sy_submit_batch(struct sync *s, uint8_t (*keys)[ENV_KEY_LEN], size_t 
         switch (ack.reason) {
         case WIRE_R_OK:
             state = MBOX_ENV_ACCEPTED;
-            s->st->accepted++;
+            if (!receipt[j])
+                s->st->accepted++;
             break;
         case WIRE_R_QUEUE_FULL:
         case WIRE_R_RATE_LIMITED:
@@ -771,6 +825,7 @@ static int sy_submit_batch(struct sync *s, uint8_t (*keys)[ENV_KEY_LEN], size_t 
             break;
         default:
             state = MBOX_ENV_REJECTED;
+            sy_why_rejected(s->st, ack.reason);
             break;
         }
         r = mb_env_advance(m, keys[j], state, ack.reason);
@@ -789,6 +844,7 @@ out:
     free(recs);
     free(ev);
     free(eids);
+    free(receipt);
     return r;
 }
 
@@ -941,7 +997,8 @@ static int sy_receive_one(struct sync *s, const struct wire_envelope *e)
     memset(&ss, 0, sizeof(ss));
     memset(&pm, 0, sizeof(pm));
     if ((sc = dir_find_device(m->dir, e->peer)) == NULL)
-        return VERR_UNKNOWN;
+        /* A device IT revoked is named as such, not as unknown (issue 12, item 9). */
+        return dir_revokes_device(m->dir, e->peer) ? VERR_REVOKED : VERR_UNKNOWN;
     if ((r = dir_check_cert(m->dir, sc, &m->org, s->now)) != 0)
         return r;
     if ((r = x3dh_wire_type(e->ct, e->ct_len, &type)) != 0)
@@ -1165,7 +1222,7 @@ static int sy_on_deliver(struct sync *s, const struct wire_msg *wm)
             break; /* nothing of this batch is kept or acknowledged */
         } else {
             /* Refused (cannot be proven): not acknowledged; the relay keeps it until expiry. */
-            s->st->refused++;
+            sy_why_refused(s->st, e.peer, r);
             r = 0;
         }
     }

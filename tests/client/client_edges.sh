@@ -199,11 +199,20 @@ grep -q "valise init: passphrase: the two entries differ" tty.txt || fail "misma
 # --- item 9: a recipient revoked after the message went out shows as revoked, not "? (?@?)" ---
 echo "circular" | V send --home hq --to '*@JKT' --subject Circular >out.txt 2>err.txt || fail "circular: $(cat err.txt)"
 run "hq sync (circular)" V sync --home hq --wait-ms 200
+# jkt and the clerk receive it; each sends a delivery receipt back, counted apart from messages.
+run "jkt sync (circular)" V sync --home jkt --wait-ms 500
+grep -q "; sent 0 messages, [1-9][0-9]* receipts\?; accepted 0 messages; received [1-9][0-9]* new," out.txt ||
+  fail "sync counts a receipt as a message sent: $(cat out.txt)"
+run "clerk sync (circular)" V sync --home cl --wait-ms 500
 run "revoke the clerk" "$KEYS" revoke --dir org --device "$(device_id Clerk)" --reason lost --passphrase-file opw
 run "directory v2" "$KEYS" directory --dir org --out dir.bin --passphrase-file opw
 kill -HUP "$RPID"
 sleep 0.5
 run "hq sync (directory v2)" V sync --home hq --wait-ms 200
+# The clerk's receipt, from a device revoked since, is refused, and sync says by whom and why.
+grep -q "; 1 refused;" out.txt || fail "hq did not refuse the revoked clerk's receipt: $(cat out.txt)"
+grep -q "^refused 1 from $(device_id Clerk) (a device IT revoked at 20[^)]*): the sender's device is revoked; left on the relay until it expires$" out.txt ||
+  fail "sync does not name what it refused and why: $(cat out.txt)"
 run "hq outbox (revoked)" V outbox --home hq
 grep -q "? (?@?)" out.txt && fail "a revoked recipient shown as ? (?@?): $(cat out.txt)"
 CL_ID=$(device_id Clerk)
