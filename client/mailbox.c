@@ -557,6 +557,8 @@ static int each_outbox(void *ctx, const uint8_t *k, size_t kl, const uint8_t *v,
     memcpy(x->label, in.label, sizeof(x->label));
     mb_text(x->subject, sizeof(x->subject), in.subject, in.subject_len);
     x->resolved = o.resolved;
+    memcpy(x->sender, in.sender, DEVICE_ID_LEN);
+    x->from_other = memcmp(in.sender, l->m->id.device_id, DEVICE_ID_LEN) != 0;
     return 0;
 }
 

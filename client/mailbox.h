@@ -135,6 +135,7 @@ struct mbox_sync_stats {
     /* submitted, accepted: message envelopes; receipts_sent: receipt envelopes (issue 12, item 9) */
     size_t submitted, accepted, received, receipts, refused, expired, waiting;
     size_t receipts_sent;
+    size_t from_own; /* sent from another device of this person: put in the outbox (item 10) */
     size_t rejected; /* our envelopes the relay refused for good (outbox: REJECTED) */
     struct {
         uint16_t reason; /* WIRE_R_* */
@@ -229,6 +230,9 @@ struct mbox_out {
     char label[INNER_LABEL_MAX + 1];
     char subject[INNER_SUBJECT_MAX + 1];
     int resolved; /* 0: waiting for a directory that knows the address */
+    /* Sent from another device of this person (issue 12, item 10): that device's id. */
+    int from_other;
+    uint8_t sender[DEVICE_ID_LEN];
     size_t ndev;
     struct mbox_out_dev *dev; /* malloc'ed */
 };

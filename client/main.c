@@ -1243,6 +1243,8 @@ static int cmd_sync(int argc, char **argv)
            st.refused, st.expired);
     if (st.rejected > 0)
         printf("; %zu refused by the relay", st.rejected);
+    if (st.from_own > 0)
+        printf("; %zu sent from your other devices (in the outbox)", st.from_own);
     if (st.held > 0)
         printf("; %zu held on the relay (directory expired)", st.held);
     if (st.unknown_prekey > 0)
@@ -1739,6 +1741,11 @@ static int cmd_outbox(int argc, char **argv)
                SAFE(&sh, subject, list[i].subject));
         if (!list[i].resolved && list[i].ndev == 0)
             printf("    (no device yet) waiting for directory\n");
+        if (list[i].from_other) {
+            char sh_[2 * DEVICE_ID_LEN + 1];
+            if (text_hex_encode(sh_, sizeof(sh_), list[i].sender, DEVICE_ID_LEN) == 0)
+                printf("    sent by you from your other device %s; read\n", sh_);
+        }
         for (size_t j = 0; j < list[i].ndev; j++) {
             const struct mbox_out_dev *d = &list[i].dev[j];
             char dh[2 * DEVICE_ID_LEN + 1];

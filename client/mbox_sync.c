@@ -1120,11 +1120,22 @@ static int sy_receive_one(struct sync *s, const struct wire_envelope *e)
     if (in.type == INNER_TYPE_MESSAGE) {
         uint64_t seq;
         uint8_t sq[8];
-        if ((r = mb_next_seq(m, &seq)) != 0 || (r = cert_encode(vc, &cb)) != 0)
+        /*
+         * Sent by another device of this same person (a sender fans out to
+         * its person's devices): kept as sent, in the outbox, not as an
+         * unread incoming message (issue 12, item 10).
+         */
+        int own = sodium_memcmp(vc->person_id, m->self.person_id, PERSON_ID_LEN) == 0;
+        if ((r = mb_next_seq(m, &seq)) != 0)
             goto out;
-        r = mb_inbox_put(m, seq, 0, s->now, buf_data(&cb), buf_size(&cb), buf_data(&pt),
-                         buf_size(&pt));
-        buf_free(&cb);
+        if (own) {
+            struct mb_outrec o = {MB_KIND_MESSAGE, 1, in.time, buf_data(&pt), buf_size(&pt)};
+            r = mb_outrec_put(m, seq, &o);
+        } else if ((r = cert_encode(vc, &cb)) == 0) {
+            r = mb_inbox_put(m, seq, 0, s->now, buf_data(&cb), buf_size(&cb), buf_data(&pt),
+                             buf_size(&pt));
+            buf_free(&cb);
+        }
         mb_be64(sq, seq);
         if (r != 0 || (r = cstore_put(m->st, CS_SEEN, seen_key, sizeof(seen_key), sq, 8)) != 0)
             goto out;
@@ -1132,8 +1143,11 @@ static int sy_receive_one(struct sync *s, const struct wire_envelope *e)
         if ((r = mb_queue_receipt(m, in.id, e->peer, INNER_RECEIPT_DELIVERED, s->now)) != 0)
             goto out;
         s->outbox_dirty = 1;
-        s->st->received++;
-        if (s->fresh != NULL)
+        if (own)
+            s->st->from_own++;
+        else
+            s->st->received++;
+        if (s->fresh != NULL && !own)
             s->fresh[s->nfresh++] = seq;
     } else {
         uint8_t zero[8] = {0};
