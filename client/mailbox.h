@@ -132,7 +132,7 @@ struct mbox_sync_opts {
 enum { MBOX_EV_CONNECTED = 1, MBOX_EV_MESSAGE = 2 };
 enum { MBOX_WHY_MAX = 4 }; /* distinct refusals a sync names (the rest only counted) */
 struct mbox_sync_stats {
-    /* submitted, accepted: message envelopes; receipts_sent: receipt envelopes (issue 12, item 9) */
+    /* submitted, accepted: message envelopes; receipts_sent: receipts (issue 12, item 9) */
     size_t submitted, accepted, received, receipts, refused, expired, waiting;
     size_t receipts_sent;
     size_t from_own; /* sent from another device of this person: put in the outbox (item 10) */

@@ -1171,7 +1171,8 @@ static void sync_print_refusals(const struct mbox *m, const struct mbox_sync_sta
 
     for (size_t i = 0; i < MBOX_WHY_MAX && st->refused_why[i].n > 0; i++) {
         const struct cert *c = NULL;
-        char hex[2 * DEVICE_ID_LEN + 1], who[TERMSAFE_LEN(PERSON_NAME_MAX + ROLE_MAX + POST_MAX) + 8];
+        char hex[2 * DEVICE_ID_LEN + 1],
+            who[TERMSAFE_LEN(PERSON_NAME_MAX + ROLE_MAX + POST_MAX) + 8];
         char name[TERMSAFE_LEN(PERSON_NAME_MAX)], role[TERMSAFE_LEN(ROLE_MAX)],
             post[TERMSAFE_LEN(POST_MAX)];
         if (text_hex_encode(hex, sizeof(hex), st->refused_why[i].sender, DEVICE_ID_LEN) != 0)
@@ -1345,8 +1346,10 @@ static int run_session(const char *verb, struct mbox *m, struct mbox_sync_opts *
             /* run retries by itself: never "try again later" (issue 12, item 8). */
             rc.dropped = 1;
             if (r == VERR_NET && st.connected)
-                fprintf(stderr, "valise %s: the link to the relay dropped; the outbox is kept; "
-                                "reconnecting in %u ms, by itself\n", verb, ms);
+                fprintf(stderr,
+                        "valise %s: the link to the relay dropped; the outbox is kept; "
+                        "reconnecting in %u ms, by itself\n",
+                        verb, ms);
             else if (r == VERR_NET)
                 fprintf(stderr, "valise %s: the relay is unreachable or the link dropped; the "
                                 "outbox is kept; reconnecting in %u ms, by itself\n", verb, ms);
