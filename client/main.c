@@ -324,7 +324,8 @@ static const char usage_sync[] =
     "queued for this device. It reports what it did even when the link\n"
     "dropped; exit status 0 only when nothing is left undone. A transfer\n"
     "that still moves is never abandoned. --wait-ms is accepted and ignored.\n"
-    "Safe to interrupt and to repeat.\n";
+    "Safe to interrupt and to repeat. Messages and receipts are counted apart;\n"
+    "each refusal is named with its sender and reason.\n";
 
 static const char usage_run[] =
     "usage: valise run --home HOME [--passphrase-file FILE]\n"
@@ -333,7 +334,9 @@ static const char usage_run[] =
     "receiving as messages arrive; reconnects after a failure with\n"
     "exponential backoff and random jitter: 1 s again after a connection that\n"
     "got through, at most 8 s while the network keeps coming back, 60 s once\n"
-    "it has been gone for 5 minutes. Stops within a second of Ctrl-C or SIGTERM.\n";
+    "it has been gone for 5 minutes. Stops within a second of Ctrl-C or SIGTERM.\n"
+    "Prints a line when connected (and connected again), one per new message\n"
+    "(FLASH and IMMEDIATE start with '!!!'), and one when the link drops.\n";
 
 static const char usage_inbox[] =
     "usage: valise inbox --home HOME [--passphrase-file FILE]\n"
