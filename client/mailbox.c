@@ -370,6 +370,23 @@ int mbox_inbox(struct mbox *m, struct mbox_msg **list, size_t *n)
     return 0;
 }
 
+int mb_inbox_msg(struct mbox *m, uint64_t seq, struct mbox_msg *msg)
+{
+    struct mb_inrec x;
+    struct buf b;
+    uint8_t key[8];
+    int r;
+
+    memset(msg, 0, sizeof(*msg));
+    mb_be64(key, seq);
+    if ((r = cstore_get(m->st, CS_INBOX, key, sizeof(key), &b)) != 0)
+        return r;
+    if ((r = mb_inrec_parse(buf_data(&b), buf_size(&b), &x)) == 0)
+        mb_fill_msg(msg, seq, &x);
+    buf_free(&b);
+    return r;
+}
+
 /* A hex prefix of 8..32 digits of a 16-byte id (message id or sender device id). */
 struct mb_prefix {
     uint8_t b[16];
@@ -540,6 +557,8 @@ static int each_outbox(void *ctx, const uint8_t *k, size_t kl, const uint8_t *v,
     memcpy(x->label, in.label, sizeof(x->label));
     mb_text(x->subject, sizeof(x->subject), in.subject, in.subject_len);
     x->resolved = o.resolved;
+    memcpy(x->sender, in.sender, DEVICE_ID_LEN);
+    x->from_other = memcmp(in.sender, l->m->id.device_id, DEVICE_ID_LEN) != 0;
     return 0;
 }
 

@@ -111,6 +111,7 @@ enum mbox_dir_freshness {
 enum { MBOX_DIR_WARN_SECS = 48 * 3600 };
 int mbox_dir_freshness(const struct mbox *m, uint64_t now, uint64_t *expires_at);
 
+struct mbox_msg;
 struct mbox_sync_opts {
     unsigned quiet_ms;   /* `run`: look at the outbox this often (a sync ends on QUEUE_EMPTY) */
     unsigned timeout_ms; /* give up after this long without progress (bytes moving) */
@@ -119,9 +120,33 @@ struct mbox_sync_opts {
     /* `desk`: called (if set) each time the connection is seen alive, about every quiet_ms */
     void (*alive)(void *ctx);
     void *alive_ctx;
+    /*
+     * `run` (issue 12, item 8): called (if set) once the relay has
+     * authenticated this device and the directory is current
+     * (MBOX_EV_CONNECTED, msg NULL), and for each new message once it is
+     * durably stored (MBOX_EV_MESSAGE, msg its header fields, no content).
+     */
+    void (*event)(void *ctx, int kind, const struct mbox_msg *msg);
+    void *event_ctx;
 };
+enum { MBOX_EV_CONNECTED = 1, MBOX_EV_MESSAGE = 2 };
+enum { MBOX_WHY_MAX = 4 }; /* distinct refusals a sync names (the rest only counted) */
 struct mbox_sync_stats {
+    /* submitted, accepted: message envelopes; receipts_sent: receipts (issue 12, item 9) */
     size_t submitted, accepted, received, receipts, refused, expired, waiting;
+    size_t receipts_sent;
+    size_t from_own; /* sent from another device of this person: put in the outbox (item 10) */
+    size_t rejected; /* our envelopes the relay refused for good (outbox: REJECTED) */
+    struct {
+        uint16_t reason; /* WIRE_R_* */
+        size_t n;
+    } rejected_why[MBOX_WHY_MAX];
+    /* Incoming envelopes refused (in refused): by sender device and error (VERR_*). */
+    struct {
+        uint8_t sender[DEVICE_ID_LEN];
+        int err;
+        size_t n;
+    } refused_why[MBOX_WHY_MAX];
     size_t prekeys_uploaded; /* one-time prekeys published (first sync, PREKEY_LOW) */
     size_t held; /* delivered while the directory had expired: left on the relay, not acked */
     size_t unknown_prekey; /* refused (also in refused): a one-time prekey id we do not hold */
@@ -207,6 +232,9 @@ struct mbox_out {
     char label[INNER_LABEL_MAX + 1];
     char subject[INNER_SUBJECT_MAX + 1];
     int resolved; /* 0: waiting for a directory that knows the address */
+    /* Sent from another device of this person (issue 12, item 10): that device's id. */
+    int from_other;
+    uint8_t sender[DEVICE_ID_LEN];
     size_t ndev;
     struct mbox_out_dev *dev; /* malloc'ed */
 };

@@ -324,7 +324,8 @@ static const char usage_sync[] =
     "queued for this device. It reports what it did even when the link\n"
     "dropped; exit status 0 only when nothing is left undone. A transfer\n"
     "that still moves is never abandoned. --wait-ms is accepted and ignored.\n"
-    "Safe to interrupt and to repeat.\n";
+    "Safe to interrupt and to repeat. Messages and receipts are counted apart;\n"
+    "each refusal is named with its sender and reason.\n";
 
 static const char usage_run[] =
     "usage: valise run --home HOME [--passphrase-file FILE]\n"
@@ -333,7 +334,9 @@ static const char usage_run[] =
     "receiving as messages arrive; reconnects after a failure with\n"
     "exponential backoff and random jitter: 1 s again after a connection that\n"
     "got through, at most 8 s while the network keeps coming back, 60 s once\n"
-    "it has been gone for 5 minutes. Stops within a second of Ctrl-C or SIGTERM.\n";
+    "it has been gone for 5 minutes. Stops within a second of Ctrl-C or SIGTERM.\n"
+    "Prints a line when connected (and connected again), one per new message\n"
+    "(FLASH and IMMEDIATE start with '!!!'), and one when the link drops.\n";
 
 static const char usage_inbox[] =
     "usage: valise inbox --home HOME [--passphrase-file FILE]\n"
@@ -1142,6 +1145,72 @@ static const char *sync_failure(int r, const struct mbox_sync_stats *st, const c
     return "sync failed";
 }
 
+/* Why this device refused an incoming envelope, for the diplomat (issue 12, item 9). */
+static const char *refusal_why(int err)
+{
+    switch (err) {
+    case VERR_REVOKED:
+        return "the sender's device is revoked";
+    case VERR_EXPIRED:
+        return "the sender's certificate has expired";
+    case VERR_NOT_YET_VALID:
+        return "dated ahead of this device's clock or signed by a certificate not yet valid";
+    case VERR_UNKNOWN:
+        return "a sender device, session or one-time prekey this device does not know";
+    case VERR_DECRYPT:
+        return "it does not decrypt (damaged or not made for this device)";
+    case VERR_BAD_SIGNATURE:
+    case VERR_DENIED:
+        return "its signature or sender does not verify";
+    default:
+        return verr_str(err);
+    }
+}
+
+/* One line per distinct refusal a sync saw, each named (issue 12, item 9). */
+static void sync_print_refusals(const struct mbox *m, const struct mbox_sync_stats *st)
+{
+    const struct directory *d = mbox_directory(m);
+
+    for (size_t i = 0; i < MBOX_WHY_MAX && st->refused_why[i].n > 0; i++) {
+        const struct cert *c = NULL;
+        char hex[2 * DEVICE_ID_LEN + 1],
+            who[TERMSAFE_LEN(PERSON_NAME_MAX + ROLE_MAX + POST_MAX) + 8];
+        char name[TERMSAFE_LEN(PERSON_NAME_MAX)], role[TERMSAFE_LEN(ROLE_MAX)],
+            post[TERMSAFE_LEN(POST_MAX)];
+        if (text_hex_encode(hex, sizeof(hex), st->refused_why[i].sender, DEVICE_ID_LEN) != 0)
+            hex[0] = 0;
+        /* Also a revoked device's certificate, which the directory still lists. */
+        for (size_t j = 0; d != NULL && j < dir_cert_count(d); j++)
+            if (memcmp(dir_cert_at(d, j)->device_id, st->refused_why[i].sender, DEVICE_ID_LEN) == 0)
+                c = dir_cert_at(d, j);
+        if (c != NULL)
+            snprintf(who, sizeof(who), "%s (%s@%s)", termsafe_str(name, sizeof(name), c->name),
+                     termsafe_str(role, sizeof(role), c->role),
+                     termsafe_str(post, sizeof(post), c->post));
+        else
+            snprintf(who, sizeof(who), "(a device the directory does not list)");
+        for (size_t j = 0; c == NULL && d != NULL && j < dir_revoked_count(d); j++) {
+            const struct dir_revocation *rv = dir_revoked_at(d, j);
+            char t[40];
+            if (memcmp(rv->device_id, st->refused_why[i].sender, DEVICE_ID_LEN) != 0)
+                continue;
+            print_time(t, sizeof(t), rv->revoked_at);
+            snprintf(who, sizeof(who), "(a device IT revoked at %s)", t);
+        }
+        printf("refused %zu from %s %s: %s; left on the relay until it expires\n",
+               st->refused_why[i].n, hex, who, refusal_why(st->refused_why[i].err));
+    }
+    for (size_t i = 0; i < MBOX_WHY_MAX && st->rejected_why[i].n > 0; i++)
+        printf("the relay refused %zu of this device's envelopes: %s (valise outbox shows which)\n",
+               st->rejected_why[i].n, wire_reason_name(st->rejected_why[i].reason));
+}
+
+static const char *plural(size_t n)
+{
+    return n == 1 ? "" : "s";
+}
+
 static int cmd_sync(int argc, char **argv)
 {
     struct opts o;
@@ -1166,14 +1235,20 @@ static int cmd_sync(int argc, char **argv)
         dir_warn("sync", m,
                  "nothing was encrypted to or accepted from any device (messages stay on the relay)");
     snprintf(relay_id, sizeof(relay_id), "%s", mbox_relay_id(m));
-    mbox_close(m);
-    if (r != 0 && !st.connected)
+    if (r != 0 && !st.connected) {
+        mbox_close(m);
         return fail("sync", sync_failure(r, &st, relay_id), r);
+    }
     /* What was done counts also when the link dropped half-way (issue 13). */
-    printf("directory v%llu; sent %zu, accepted %zu; received %zu new, %zu receipts; "
-           "%zu refused; %zu expired",
-           (unsigned long long)st.dir_version, st.submitted, st.accepted, st.received, st.receipts,
+    printf("directory v%llu; sent %zu message%s, %zu receipt%s; accepted %zu message%s; "
+           "received %zu new, %zu receipts; %zu refused; %zu expired",
+           (unsigned long long)st.dir_version, st.submitted, plural(st.submitted), st.receipts_sent,
+           plural(st.receipts_sent), st.accepted, plural(st.accepted), st.received, st.receipts,
            st.refused, st.expired);
+    if (st.rejected > 0)
+        printf("; %zu refused by the relay", st.rejected);
+    if (st.from_own > 0)
+        printf("; %zu sent from your other devices (in the outbox)", st.from_own);
     if (st.held > 0)
         printf("; %zu held on the relay (directory expired)", st.held);
     if (st.unknown_prekey > 0)
@@ -1184,6 +1259,8 @@ static int cmd_sync(int argc, char **argv)
                st.resubmitted);
     if (st.prekeys_uploaded > 0)
         printf("uploaded %zu one-time prekeys\n", st.prekeys_uploaded);
+    sync_print_refusals(m, &st);
+    mbox_close(m);
     if (r != 0)
         return fail("sync", sync_failure(r, &st, relay_id), r);
     return 0;
@@ -1197,6 +1274,45 @@ static void on_signal(int sig)
     run_stop = 1;
 }
 
+/* What `run` says as it happens (issue 12, item 8): one line each, on stdout. */
+struct run_ctx {
+    struct mbox *m;
+    int ever;    /* connected at least once */
+    int dropped; /* a sync failed since the last connection: the next one is "again" */
+};
+
+static void run_event(void *ctx, int kind, const struct mbox_msg *msg)
+{
+    struct run_ctx *rc = ctx;
+    const struct directory *d = mbox_directory(rc->m);
+
+    if (kind == MBOX_EV_CONNECTED) {
+        char rid[TERMSAFE_LEN(RELAY_ID_MAX)];
+        printf("%s to the relay %s (directory v%llu); new messages show here as they arrive\n",
+               rc->ever && rc->dropped ? "connected again" : "connected",
+               termsafe_str(rid, sizeof(rid), mbox_relay_id(rc->m)),
+               (unsigned long long)(d != NULL ? dir_version(d) : 0));
+        rc->ever = 1;
+        rc->dropped = 0;
+    } else if (kind == MBOX_EV_MESSAGE && msg != NULL) {
+        char name[TERMSAFE_LEN(PERSON_NAME_MAX)], role[TERMSAFE_LEN(ROLE_MAX)];
+        char post[TERMSAFE_LEN(POST_MAX)], subj[TERMSAFE_LEN(INNER_SUBJECT_MAX)];
+        char hex[2 * INNER_ID_LEN + 1];
+        /* FLASH and IMMEDIATE stand out (PROTOCOL.md precedence 0 and 1). */
+        int urgent = msg->precedence <= 1;
+        if (text_hex_encode(hex, sizeof(hex), msg->id, INNER_ID_LEN) != 0)
+            hex[0] = 0;
+        hex[8] = 0; /* the shortest prefix `read` takes */
+        printf("%snew %s message from %s (%s@%s): %s  [valise read %s]\n", urgent ? "!!! " : "",
+               inner_precedence_name(msg->precedence),
+               termsafe_str(name, sizeof(name), msg->sender_name),
+               termsafe_str(role, sizeof(role), msg->sender_role),
+               termsafe_str(post, sizeof(post), msg->sender_post),
+               termsafe_str(subj, sizeof(subj), msg->subject), hex);
+    }
+    (void)fflush(stdout);
+}
+
 /*
  * The `run` loop: stays connected through so (stay, stop), reconnecting with
  * backoff, until *so->stop or a failure no retry can mend. verb names the
@@ -1205,10 +1321,13 @@ static void on_signal(int sig)
 static int run_session(const char *verb, struct mbox *m, struct mbox_sync_opts *so)
 {
     struct mbox_sync_stats st;
+    struct run_ctx rc = {m, 0, 0};
     unsigned backoff = 1;
     time_t through = time(NULL); /* the last connection that got through */
     int r;
 
+    so->event = run_event;
+    so->event_ctx = &rc;
     while (!run_stop) {
         unsigned ceiling;
 
@@ -1218,8 +1337,10 @@ static int run_session(const char *verb, struct mbox *m, struct mbox_sync_opts *
         dir_warn(verb, m, NULL);
         if (r == 0)
             continue; /* a fresh directory after held messages: reconnect to receive them */
-        if (r == VERR_ROLLBACK || r == VERR_REVOKED || r == VERR_WRONG_ORG)
-            return fail(verb, sync_failure(r, &st, mbox_relay_id(m)), r);
+        if (r == VERR_ROLLBACK || r == VERR_REVOKED || r == VERR_WRONG_ORG) {
+            r = fail(verb, sync_failure(r, &st, mbox_relay_id(m)), r);
+            goto out;
+        }
         /* A connection that got through resets the backoff (issue 13). */
         if (st.connected) {
             backoff = 1;
@@ -1229,7 +1350,13 @@ static int run_session(const char *verb, struct mbox *m, struct mbox_sync_opts *
             /* Exponential backoff with jitter: wait in [backoff/2, backoff] seconds. */
             uint32_t ms = backoff * 500u + randombytes_uniform(backoff * 500u + 1);
             /* run retries by itself: never "try again later" (issue 12, item 8). */
-            if (r == VERR_NET)
+            rc.dropped = 1;
+            if (r == VERR_NET && st.connected)
+                fprintf(stderr,
+                        "valise %s: the link to the relay dropped; the outbox is kept; "
+                        "reconnecting in %u ms, by itself\n",
+                        verb, ms);
+            else if (r == VERR_NET)
                 fprintf(stderr, "valise %s: the relay is unreachable or the link dropped; the "
                                 "outbox is kept; reconnecting in %u ms, by itself\n", verb, ms);
             else
@@ -1242,7 +1369,11 @@ static int run_session(const char *verb, struct mbox *m, struct mbox_sync_opts *
         ceiling = time(NULL) - through < 300 ? 8 : 60;
         backoff = backoff * 2 > ceiling ? ceiling : backoff * 2;
     }
-    return 0;
+    r = 0;
+out:
+    so->event = NULL;
+    so->event_ctx = NULL;
+    return r;
 }
 
 static void on_signals(void)
@@ -1619,6 +1750,11 @@ static int cmd_outbox(int argc, char **argv)
                SAFE(&sh, subject, list[i].subject));
         if (!list[i].resolved && list[i].ndev == 0)
             printf("    (no device yet) waiting for directory\n");
+        if (list[i].from_other) {
+            char sh_[2 * DEVICE_ID_LEN + 1];
+            if (text_hex_encode(sh_, sizeof(sh_), list[i].sender, DEVICE_ID_LEN) == 0)
+                printf("    sent by you from your other device %s; read\n", sh_);
+        }
         for (size_t j = 0; j < list[i].ndev; j++) {
             const struct mbox_out_dev *d = &list[i].dev[j];
             char dh[2 * DEVICE_ID_LEN + 1];

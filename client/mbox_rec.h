@@ -146,5 +146,7 @@ void mb_sessions_front(struct mb_sessions *ss, size_t i);
 /* An inbox record (key: u64 seq). */
 int mb_inbox_put(struct mbox *m, uint64_t seq, uint8_t read, uint64_t received, const uint8_t *cert,
                  size_t cert_len, const uint8_t *inner, size_t len) VL_MUST_CHECK;
+/* The header fields of inbox record seq (no content), as mbox_inbox lists them. */
+int mb_inbox_msg(struct mbox *m, uint64_t seq, struct mbox_msg *msg) VL_MUST_CHECK;
 
 #endif

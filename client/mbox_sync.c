@@ -29,6 +29,8 @@ struct sync {
     uint64_t now;
     int queue_empty;     /* QUEUE_EMPTY seen, no DELIVER since (PROTOCOL.md part 2) */
     size_t submit_bytes; /* the current SUBMIT piece (grows while the link keeps up) */
+    uint64_t *fresh;     /* inbox seqs of this DELIVER's new messages, told once committed */
+    size_t nfresh;
 };
 
 /* Milliseconds of a monotonic clock (for measuring a SUBMIT's round trip). */
@@ -740,6 +742,52 @@ static int each_sending(void *ctx, const uint8_t *k, size_t kl, const uint8_t *v
     return e.state == MBOX_ENV_SENDING ? mb_keys_add(ctx, k, kl) : 0;
 }
 
+/* Counts a refusal under its reason among the first MBOX_WHY_MAX distinct ones. */
+static void sy_why_rejected(struct mbox_sync_stats *st, uint16_t reason)
+{
+    st->rejected++;
+    for (size_t i = 0; i < MBOX_WHY_MAX; i++) {
+        if (st->rejected_why[i].n == 0)
+            st->rejected_why[i].reason = reason;
+        if (st->rejected_why[i].reason == reason) {
+            st->rejected_why[i].n++;
+            return;
+        }
+    }
+}
+
+static void sy_why_refused(struct mbox_sync_stats *st, const uint8_t sender[static DEVICE_ID_LEN],
+                           int err)
+{
+    st->refused++;
+    for (size_t i = 0; i < MBOX_WHY_MAX; i++) {
+        if (st->refused_why[i].n == 0) {
+            memcpy(st->refused_why[i].sender, sender, DEVICE_ID_LEN);
+            st->refused_why[i].err = err;
+        }
+        if (st->refused_why[i].err == err &&
+            memcmp(st->refused_why[i].sender, sender, DEVICE_ID_LEN) == 0) {
+            st->refused_why[i].n++;
+            return;
+        }
+    }
+}
+
+/* 1 when outbox record seq is a receipt (counted apart from messages, issue 12 item 9). */
+static int sy_is_receipt(struct mbox *m, const uint8_t seq[static 8])
+{
+    struct buf b;
+    struct mb_outrec o;
+    int receipt = 0;
+
+    if (cstore_get(m->st, CS_OUTBOX, seq, 8, &b) != 0)
+        return 0;
+    if (mb_outrec_parse(buf_data(&b), buf_size(&b), &o) == 0)
+        receipt = o.kind == MB_KIND_RECEIPT;
+    buf_free(&b);
+    return receipt;
+}
+
 /* Submits one batch (keys[from..to)) and records the acknowledgements. */
 static int sy_submit_batch(struct sync *s, uint8_t (*keys)[ENV_KEY_LEN], size_t n, size_t *used)
 {
@@ -750,12 +798,13 @@ static int sy_submit_batch(struct sync *s, uint8_t (*keys)[ENV_KEY_LEN], size_t 
     struct wire_iter it;
     struct wire_ack ack;
     uint8_t(*eids)[WIRE_ID_LEN] = NULL;
+    uint8_t *receipt = NULL;
     size_t got = 0, bytes = 0;
     uint64_t t0, rtt;
     int r = VERR_NOMEM, have_msg = 0;
 
     if ((recs = calloc(n, sizeof(*recs))) == NULL || (ev = calloc(n, sizeof(*ev))) == NULL ||
-        (eids = calloc(n, sizeof(*eids))) == NULL)
+        (eids = calloc(n, sizeof(*eids))) == NULL || (receipt = calloc(n, 1)) == NULL)
         goto out;
     for (; got < n; got++) {
         struct mb_envrec e;
@@ -765,6 +814,7 @@ static int sy_submit_batch(struct sync *s, uint8_t (*keys)[ENV_KEY_LEN], size_t 
             goto out;
         memcpy(ev[got].id, e.env_id, WIRE_ID_LEN);
         memcpy(eids[got], e.env_id, WIRE_ID_LEN);
+        receipt[got] = (uint8_t)sy_is_receipt(m, keys[got]);
         memcpy(ev[got].peer, keys[got] + 8, DEVICE_ID_LEN);
         ev[got].precedence = e.precedence;
         ev[got].expiry = e.expiry;
@@ -789,7 +839,12 @@ static int sy_submit_batch(struct sync *s, uint8_t (*keys)[ENV_KEY_LEN], size_t 
     have_msg = 1;
     if ((r = wire_put_envelopes(&msg, WIRE_SUBMIT, ev, n)) != 0 || (r = sy_send(s, &msg)) != 0)
         goto out;
-    s->st->submitted += n;
+    for (size_t i = 0; i < n; i++) {
+        if (receipt[i])
+            s->st->receipts_sent++;
+        else
+            s->st->submitted++;
+    }
     t0 = sy_ms();
     if ((r = sy_wait(s, WIRE_SUBMIT_ACK, &raw, &wm, s->o->timeout_ms)) != 0) {
         r = r == VERR_DENIED ? sy_reason_err(s->last_reason) : r;
@@ -821,7 +876,8 @@ static int sy_submit_batch(struct sync *s, uint8_t (*keys)[ENV_KEY_LEN], size_t 
         switch (ack.reason) {
         case WIRE_R_OK:
             state = MBOX_ENV_ACCEPTED;
-            s->st->accepted++;
+            if (!receipt[j])
+                s->st->accepted++;
             break;
         case WIRE_R_QUEUE_FULL:
         case WIRE_R_RATE_LIMITED:
@@ -835,6 +891,7 @@ static int sy_submit_batch(struct sync *s, uint8_t (*keys)[ENV_KEY_LEN], size_t 
             break;
         default:
             state = MBOX_ENV_REJECTED;
+            sy_why_rejected(s->st, ack.reason);
             break;
         }
         r = mb_env_advance(m, keys[j], state, ack.reason);
@@ -853,6 +910,7 @@ out:
     free(recs);
     free(ev);
     free(eids);
+    free(receipt);
     return r;
 }
 
@@ -1005,7 +1063,8 @@ static int sy_receive_one(struct sync *s, const struct wire_envelope *e)
     memset(&ss, 0, sizeof(ss));
     memset(&pm, 0, sizeof(pm));
     if ((sc = dir_find_device(m->dir, e->peer)) == NULL)
-        return VERR_UNKNOWN;
+        /* A device IT revoked is named as such, not as unknown (issue 12, item 9). */
+        return dir_revokes_device(m->dir, e->peer) ? VERR_REVOKED : VERR_UNKNOWN;
     if ((r = dir_check_cert(m->dir, sc, &m->org, s->now)) != 0)
         return r;
     if ((r = x3dh_wire_type(e->ct, e->ct_len, &type)) != 0)
@@ -1127,11 +1186,22 @@ static int sy_receive_one(struct sync *s, const struct wire_envelope *e)
     if (in.type == INNER_TYPE_MESSAGE) {
         uint64_t seq;
         uint8_t sq[8];
-        if ((r = mb_next_seq(m, &seq)) != 0 || (r = cert_encode(vc, &cb)) != 0)
+        /*
+         * Sent by another device of this same person (a sender fans out to
+         * its person's devices): kept as sent, in the outbox, not as an
+         * unread incoming message (issue 12, item 10).
+         */
+        int own = sodium_memcmp(vc->person_id, m->self.person_id, PERSON_ID_LEN) == 0;
+        if ((r = mb_next_seq(m, &seq)) != 0)
             goto out;
-        r = mb_inbox_put(m, seq, 0, s->now, buf_data(&cb), buf_size(&cb), buf_data(&pt),
-                         buf_size(&pt));
-        buf_free(&cb);
+        if (own) {
+            struct mb_outrec o = {MB_KIND_MESSAGE, 1, in.time, buf_data(&pt), buf_size(&pt)};
+            r = mb_outrec_put(m, seq, &o);
+        } else if ((r = cert_encode(vc, &cb)) == 0) {
+            r = mb_inbox_put(m, seq, 0, s->now, buf_data(&cb), buf_size(&cb), buf_data(&pt),
+                             buf_size(&pt));
+            buf_free(&cb);
+        }
         mb_be64(sq, seq);
         if (r != 0 || (r = cstore_put(m->st, CS_SEEN, seen_key, sizeof(seen_key), sq, 8)) != 0)
             goto out;
@@ -1139,7 +1209,12 @@ static int sy_receive_one(struct sync *s, const struct wire_envelope *e)
         if ((r = mb_queue_receipt(m, in.id, e->peer, INNER_RECEIPT_DELIVERED, s->now)) != 0)
             goto out;
         s->outbox_dirty = 1;
-        s->st->received++;
+        if (own)
+            s->st->from_own++;
+        else
+            s->st->received++;
+        if (s->fresh != NULL && !own)
+            s->fresh[s->nfresh++] = seq;
     } else {
         uint8_t zero[8] = {0};
         if ((r = sy_on_receipt(s, &in, e->peer)) != 0 ||
@@ -1170,8 +1245,17 @@ static int sy_commit_then_ack(struct sync *s, int r, uint8_t type, const uint8_t
         return r;
     }
     /* Every DELIVER is answered, also with no id: the relay's flow control counts answers. */
-    if ((r = cstore_commit(s->m->st)) != 0 || (n == 0 && type != WIRE_DELIVER_ACK))
+    if ((r = cstore_commit(s->m->st)) != 0)
         return r;
+    /* Durable now: `run` may say so (issue 12, item 8). */
+    for (size_t i = 0; i < s->nfresh && s->o->event != NULL; i++) {
+        struct mbox_msg msg;
+        if (mb_inbox_msg(s->m, s->fresh[i], &msg) == 0)
+            s->o->event(s->o->event_ctx, MBOX_EV_MESSAGE, &msg);
+    }
+    s->nfresh = 0;
+    if (n == 0 && type != WIRE_DELIVER_ACK)
+        return 0;
     if ((r = buf_init(&ack, 16 + n * WIRE_ID_LEN, 0)) != 0)
         return r;
     if ((r = wire_put_ids(&ack, type, ids, n)) == 0)
@@ -1190,6 +1274,11 @@ static int sy_on_deliver(struct sync *s, const struct wire_msg *wm)
 
     if ((ids = malloc(wm->u.batch.n * WIRE_ID_LEN + 1)) == NULL)
         return VERR_NOMEM;
+    if (s->o->event != NULL && (s->fresh = calloc(wm->u.batch.n + 1, sizeof(uint64_t))) == NULL) {
+        free(ids);
+        return VERR_NOMEM;
+    }
+    s->nfresh = 0;
     s->now = mb_now();
     if ((r = cstore_begin(s->m->st, 1)) != 0)
         goto out;
@@ -1213,7 +1302,7 @@ static int sy_on_deliver(struct sync *s, const struct wire_msg *wm)
             break; /* nothing of this batch is kept or acknowledged */
         } else {
             /* Refused (cannot be proven): not acknowledged; the relay keeps it until expiry. */
-            s->st->refused++;
+            sy_why_refused(s->st, e.peer, r);
             r = 0;
         }
     }
@@ -1229,6 +1318,9 @@ static int sy_on_deliver(struct sync *s, const struct wire_msg *wm)
     r = sy_commit_then_ack(s, r, WIRE_DELIVER_ACK, ids, nack);
 out:
     free(ids);
+    free(s->fresh);
+    s->fresh = NULL;
+    s->nfresh = 0;
     return r;
 }
 
@@ -1328,6 +1420,8 @@ int mbox_sync(struct mbox *m, const struct mbox_sync_opts *o, struct mbox_sync_s
     }
     st->dir_version = dir_version(m->dir);
     s.dir_ready = 1;
+    if (o->event != NULL)
+        o->event(o->event_ctx, MBOX_EV_CONNECTED, NULL);
     if ((r = sy_run_deferred(&s)) != 0)
         goto out;
     if ((r = mb_cfg_get_u64(m, "pk.up", &up)) != 0)

@@ -19,6 +19,9 @@
  *    MB_SUBMIT_BYTES while answers come back in time), so a cut loses at
  *    most one piece; SUBMIT_ACK reasons move envelopes forward.
  *  - A DELIVER is acknowledged only after its messages are durably stored;
+ *    `run`'s event hook (mbox_sync_opts.event) hears of each new message
+ *    only after that commit; a copy sent from another device of this
+ *    person goes to the outbox, not the inbox (issue 12, items 8 and 10);
  *    every DELIVER is answered by one DELIVER_ACK, in order, empty if
  *    nothing of it was kept (the relay's flow control counts answers).
  *  - `sync` ends when the relay has said QUEUE_EMPTY after the outbox went

@@ -226,16 +226,19 @@ int dir_revokes_serial(const struct directory *d, uint64_t serial)
     return 0;
 }
 
-int dir_is_revoked(const struct directory *d, uint64_t serial,
-                   const uint8_t id[static DEVICE_ID_LEN])
+int dir_revokes_device(const struct directory *d, const uint8_t id[static DEVICE_ID_LEN])
 {
-    if (dir_revokes_serial(d, serial))
-        return 1;
-    /* A revoked device stays revoked whatever certificate it presents. */
     for (size_t i = 0; i < d->nrevs; i++)
         if (memcmp(d->revs[i].device_id, id, DEVICE_ID_LEN) == 0)
             return 1;
     return 0;
+}
+
+int dir_is_revoked(const struct directory *d, uint64_t serial,
+                   const uint8_t id[static DEVICE_ID_LEN])
+{
+    /* A revoked device stays revoked whatever certificate it presents. */
+    return dir_revokes_serial(d, serial) || dir_revokes_device(d, id);
 }
 
 const struct cert *dir_find_device(const struct directory *d,

@@ -75,6 +75,8 @@ const struct cert *dir_find_device(const struct directory *d,
 const struct cert *dir_find_serial(const struct directory *d, uint64_t serial);
 /* 1 if the directory's revocation list holds this serial. */
 int dir_revokes_serial(const struct directory *d, uint64_t serial);
+/* 1 if the revocation list names this device. */
+int dir_revokes_device(const struct directory *d, const uint8_t id[static DEVICE_ID_LEN]);
 /* 1 if the serial or the device id is revoked. */
 int dir_is_revoked(const struct directory *d, uint64_t serial,
                    const uint8_t id[static DEVICE_ID_LEN]);

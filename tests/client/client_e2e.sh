@@ -124,10 +124,15 @@ run "hq sync (reply)" V sync --home hq --wait-ms 1000
 run "hq inbox (reply)" V inbox --home hq
 grep -q "$IDR" out.txt || fail "HQ did not get the reply: $(cat out.txt)"
 run "jkt2 sync (own copy)" V sync --home jkt2 --wait-ms 1000
+grep -q "; 1 sent from your other devices (in the outbox)" out.txt ||
+  fail "the sender's other device did not get its copy: $(cat out.txt)"
+# issue 12, item 10: on the person's other device it is sent by him, not an unread incoming message.
 run "jkt2 inbox (own copy)" V inbox --home jkt2
-grep -q "$IDR" out.txt || fail "the sender's other device did not get its copy: $(cat out.txt)"
-run "jkt2 read (own copy)" V read --home jkt2 "$IDR"
-grep -q "Signature:  verified" out.txt || fail "own copy not verified: $(cat out.txt)"
+grep -q "$IDR" out.txt && fail "the own copy shows as an incoming message: $(cat out.txt)"
+run "jkt2 outbox (own copy)" V outbox --home jkt2
+grep -q "^$IDR .* to duty@HQ  Reply$" out.txt || fail "the own copy is not in the outbox: $(cat out.txt)"
+grep -q "^    sent by you from your other device $(awk '/Person jkt1/ {print $2; exit}' <("$KEYS" list --dir org)); read$" out.txt ||
+  fail "the own copy is not shown as sent from the other device, read: $(cat out.txt)"
 
 # --- relay down: send queues, later delivered exactly once ---
 stop_relay

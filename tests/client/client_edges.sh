@@ -199,11 +199,20 @@ grep -q "valise init: passphrase: the two entries differ" tty.txt || fail "misma
 # --- item 9: a recipient revoked after the message went out shows as revoked, not "? (?@?)" ---
 echo "circular" | V send --home hq --to '*@JKT' --subject Circular >out.txt 2>err.txt || fail "circular: $(cat err.txt)"
 run "hq sync (circular)" V sync --home hq --wait-ms 200
+# jkt and the clerk receive it; each sends a delivery receipt back, counted apart from messages.
+run "jkt sync (circular)" V sync --home jkt --wait-ms 500
+grep -q "; sent 0 messages, [1-9][0-9]* receipts\?; accepted 0 messages; received [1-9][0-9]* new," out.txt ||
+  fail "sync counts a receipt as a message sent: $(cat out.txt)"
+run "clerk sync (circular)" V sync --home cl --wait-ms 500
 run "revoke the clerk" "$KEYS" revoke --dir org --device "$(device_id Clerk)" --reason lost --passphrase-file opw
 run "directory v2" "$KEYS" directory --dir org --out dir.bin --passphrase-file opw
 kill -HUP "$RPID"
 sleep 0.5
 run "hq sync (directory v2)" V sync --home hq --wait-ms 200
+# The clerk's receipt, from a device revoked since, is refused, and sync says by whom and why.
+grep -q "; 1 refused;" out.txt || fail "hq did not refuse the revoked clerk's receipt: $(cat out.txt)"
+grep -q "^refused 1 from $(device_id Clerk) (a device IT revoked at 20[^)]*): the sender's device is revoked; left on the relay until it expires$" out.txt ||
+  fail "sync does not name what it refused and why: $(cat out.txt)"
 run "hq outbox (revoked)" V outbox --home hq
 grep -q "? (?@?)" out.txt && fail "a revoked recipient shown as ? (?@?): $(cat out.txt)"
 CL_ID=$(device_id Clerk)
@@ -221,5 +230,34 @@ kill -KILL $RUNPID 2>/dev/null && fail "run did not stop on SIGTERM"
 wait $RUNPID 2>/dev/null
 grep -q "reconnecting in [0-9]* ms, by itself" run.err || fail "run with the relay down: $(cat run.err)"
 grep -q "try again later" run.err && fail "run says 'try again later' while it retries: $(cat run.err)"
+
+# --- item 8: run says when it is connected, each new message (FLASH stands out), the drop and the return ---
+wait_for() { # FILE PATTERN WHAT: up to 60 s (a shared machine)
+  for _ in $(seq 600); do grep -q "$2" "$1" && return 0; sleep 0.1; done
+  fail "run: $3: $(cat run2.out run2.err)"
+  return 1
+}
+"$VALISE" run --home jkt --passphrase-file dpw >run2.out 2>run2.err &
+RUNPID=$!
+sleep 1
+relay_start "$PORT" data dir.bin
+wait_for run2.out "^connected to the relay $RELAY_ID (directory v2); new messages show here" "no line when connected"
+printf 'fire drill at noon\n' | V send --home hq --to ambassador@JKT --precedence FLASH \
+  --subject 'Fire drill' >out.txt 2>err.txt || fail "send FLASH: $(cat err.txt)"
+printf 'minutes\n' | V send --home hq --to ambassador@JKT --subject Minutes >out.txt 2>err.txt ||
+  fail "send ROUTINE: $(cat err.txt)"
+run "hq sync (for run)" V sync --home hq --wait-ms 200
+wait_for run2.out "^new ROUTINE message from Anna (duty@HQ): Minutes  \[valise read [0-9a-f]\{8\}\]$" \
+  "no line for a ROUTINE message"
+grep -q '^!!! new FLASH message from Anna (duty@HQ): Fire drill  \[valise read [0-9a-f]\{8\}\]$' run2.out ||
+  fail "the FLASH does not stand out: $(cat run2.out)"
+relay_stop
+wait_for run2.err "the link to the relay dropped; the outbox is kept; reconnecting in [0-9]* ms, by itself" \
+  "no line when the link drops"
+relay_start "$PORT" data dir.bin
+wait_for run2.out "^connected again to the relay $RELAY_ID" "no line when the link is back"
+kill -TERM $RUNPID
+wait $RUNPID 2>/dev/null
+[ "$(grep -c "message from Anna (duty@HQ): \(Fire drill\|Minutes\) " run2.out)" -eq 2 ] || fail "run showed messages more than once: $(cat run2.out)"
 
 harness_done client_edges
