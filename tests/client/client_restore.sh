@@ -22,13 +22,13 @@ join_relay anna budi carla
 echo one | V send --home anna --to ambassador@JKT --subject M-1 >/dev/null || fail "send M-1"
 echo cee | V send --home anna --to consul@GVA --subject C-1 >/dev/null || fail "send C-1"
 run "anna sync M-1" V sync --home anna --wait-ms 200
-grep -q "accepted 2;" out.txt || fail "M-1, C-1 not accepted: $(cat out.txt)"
+grep -q "accepted 2 messages;" out.txt || fail "M-1, C-1 not accepted: $(cat out.txt)"
 # The operator's hot backup, the relay running.
 run "relay backup" "$RELAY" backup --data data --out relay-backup.mdb
 [ -s relay-backup.mdb ] || fail "no backup written"
 echo two | V send --home anna --to ambassador@JKT --subject M-2 >/dev/null || fail "send M-2"
 run "anna sync M-2" V sync --home anna --wait-ms 200
-grep -q "accepted 1;" out.txt || fail "M-2 not accepted: $(cat out.txt)"
+grep -q "accepted 1 message;" out.txt || fail "M-2 not accepted: $(cat out.txt)"
 grep -q resubmitted out.txt && fail "resubmitted before any restore: $(cat out.txt)"
 # carla takes C-1 after the backup: her delivery receipt is accepted after it.
 run "carla sync C-1" V sync --home carla --wait-ms 300
@@ -52,7 +52,7 @@ relay_start "$PORT" data dir.bin
 run "anna sync after restore" V sync --home anna --wait-ms 200
 grep -q "^1 resubmitted: the relay had lost them (restored from a backup)$" out.txt ||
   fail "anna did not resubmit M-2: $(cat out.txt)"
-grep -q "accepted 1;" out.txt || fail "the resubmission was not accepted: $(cat out.txt)"
+grep -q "accepted 1 message;" out.txt || fail "the resubmission was not accepted: $(cat out.txt)"
 run "anna sync again" V sync --home anna --wait-ms 200
 grep -q resubmitted out.txt && fail "resubmitted twice: $(cat out.txt)"
 
