@@ -1224,6 +1224,22 @@ static unsigned on_http(void *ctx, const char *path, struct buf *b, const char *
     metric(b, "# TYPE valise_relay_commit_failures_total counter\n"
               "valise_relay_commit_failures_total %llu\n",
            (unsigned long long)rl->commit_failures);
+    {
+        /* for the "disk near map size" and "checkpoint overdue" alerts (README) */
+        uint64_t used = 0, size = 0, signed_size = 0;
+        struct buf note = {0};
+
+        if (store_map_usage(rl->st, &used, &size) == 0)
+            metric(b, "# TYPE valise_relay_map_used_bytes gauge\nvalise_relay_map_used_bytes %llu\n"
+                      "# TYPE valise_relay_map_size_bytes gauge\nvalise_relay_map_size_bytes %llu\n",
+                   (unsigned long long)used, (unsigned long long)size);
+        if (store_checkpoint_latest(rl->st, &signed_size, &note) != 0)
+            signed_size = 0;
+        buf_free(&note);
+        metric(b, "# TYPE valise_relay_audit_signed_records gauge\n"
+                  "valise_relay_audit_signed_records %llu\n",
+               (unsigned long long)signed_size);
+    }
     metric(b, "# TYPE valise_relay_commit_failing gauge\n");
     metric(b, "valise_relay_commit_failing{reason=\"storage_full\"} %d\n",
            rl->commit_error == VERR_NOSPACE);

@@ -435,6 +435,21 @@ uint64_t store_queue_total(const struct store *s)
     return s->queued;
 }
 
+int store_map_usage(struct store *s, uint64_t *used, uint64_t *size)
+{
+    MDB_envinfo info;
+    MDB_stat st;
+    int rc;
+
+    *used = *size = 0;
+    if ((rc = mdb_env_info(s->env, &info)) != 0 || (rc = mdb_env_stat(s->env, &st)) != 0)
+        return mdb_to_verr(rc);
+    /* pages up to the last one used, as LMDB's own mdb_stat -e reports them */
+    *used = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+    *size = info.me_mapsize;
+    return 0;
+}
+
 /*
  * The one place where the audit log grows. A later change adds the Merkle
  * frontier and checkpoints here, in the same transaction.

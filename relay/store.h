@@ -213,5 +213,7 @@ int store_restore_clear(struct store *s) VL_MUST_CHECK;
 
 /* Envelopes queued in total (committed), for /metrics. */
 uint64_t store_queue_total(const struct store *s);
+/* Bytes of the LMDB map in use (up to the last page written) and the map's size (--map-size). */
+int store_map_usage(struct store *s, uint64_t *used, uint64_t *size) VL_MUST_CHECK;
 
 #endif

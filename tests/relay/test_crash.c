@@ -440,6 +440,21 @@ static void test_storage_full(void **state)
         assert_true(body_has(&body, "failing"));
         assert_int_equal(http_get(f->relay.port, "/metrics", &body, TWAIT), 200);
         assert_true(body_has(&body, "valise_relay_commit_failing{reason=\"storage_full\"} 1"));
+        /* the map is --map-size and nearly all of it is in use */
+        assert_true(body_has(&body, "valise_relay_map_size_bytes 1048576\n"));
+        {
+            char text[16384];
+            const char *u;
+            unsigned long long used = 0;
+            size_t n = buf_size(&body) < sizeof(text) - 1 ? buf_size(&body) : sizeof(text) - 1;
+
+            memcpy(text, buf_data(&body), n);
+            text[n] = '\0';
+            assert_non_null(u = strstr(text, "\nvalise_relay_map_used_bytes "));
+            assert_int_equal(sscanf(u + 1, "valise_relay_map_used_bytes %llu", &used), 1);
+            assert_true(used > 1048576 / 2 && used <= 1048576);
+        }
+        assert_true(body_has(&body, "valise_relay_audit_signed_records "));
         buf_free(&body);
     }
     /* reads keep working */
