@@ -146,11 +146,31 @@ static int sy_wait(struct sync *s, uint8_t want, struct buf *raw, struct wire_ms
     }
 }
 
+struct mb_keys {
+    uint8_t (*k)[ENV_KEY_LEN];
+    size_t n, cap;
+};
+
+static int mb_keys_add(struct mb_keys *ks, const uint8_t *key, size_t klen)
+{
+    if (ks->n == ks->cap) {
+        size_t nc = ks->cap ? ks->cap * 2 : 64;
+        void *p = realloc(ks->k, nc * sizeof(*ks->k));
+        if (p == NULL)
+            return VERR_NOMEM;
+        ks->k = p;
+        ks->cap = nc;
+    }
+    memset(ks->k[ks->n], 0, ENV_KEY_LEN);
+    memcpy(ks->k[ks->n], key, klen);
+    ks->n++;
+    return 0;
+}
+
 /* Keys of envelopes (messages and receipts) ACCEPTED with an id above hi. */
 struct sy_lost {
     const uint8_t *hi;
-    uint8_t (*k)[ENV_KEY_LEN];
-    size_t n, cap;
+    struct mb_keys keys;
 };
 
 static int each_lost(void *ctx, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
@@ -162,16 +182,7 @@ static int each_lost(void *ctx, const uint8_t *k, size_t kl, const uint8_t *v, s
         return VERR_BAD_FORMAT;
     if (e.state != MBOX_ENV_ACCEPTED || memcmp(e.env_id, l->hi, WIRE_ID_LEN) <= 0)
         return 0;
-    if (l->n == l->cap) {
-        size_t nc = l->cap ? l->cap * 2 : 64;
-        void *p = realloc(l->k, nc * sizeof(*l->k));
-        if (p == NULL)
-            return VERR_NOMEM;
-        l->k = p;
-        l->cap = nc;
-    }
-    memcpy(l->k[l->n++], k, ENV_KEY_LEN);
-    return 0;
+    return mb_keys_add(&l->keys, k, kl);
 }
 
 /*
@@ -187,12 +198,12 @@ static int sy_resubmit_lost(struct sync *s, const uint8_t hi_sub[static WIRE_ID_
     size_t moved = 0;
     int r, one;
 
-    if ((r = cstore_each(s->m->st, CS_ENVELOPES, each_lost, &l)) != 0 || l.n == 0)
+    if ((r = cstore_each(s->m->st, CS_ENVELOPES, each_lost, &l)) != 0 || l.keys.n == 0)
         goto out;
     if ((r = cstore_begin(s->m->st, 1)) != 0)
         goto out;
-    for (size_t i = 0; i < l.n && r == 0; i++) {
-        r = mb_env_resubmit(s->m, l.k[i], &one);
+    for (size_t i = 0; i < l.keys.n && r == 0; i++) {
+        r = mb_env_resubmit(s->m, l.keys.k[i], &one);
         moved += r == 0 ? (size_t)one : 0;
     }
     if (r == 0)
@@ -202,7 +213,7 @@ static int sy_resubmit_lost(struct sync *s, const uint8_t hi_sub[static WIRE_ID_
     if (r == 0)
         s->st->resubmitted = moved;
 out:
-    free(l.k);
+    free(l.keys.k);
     return r;
 }
 
@@ -571,27 +582,6 @@ out:
 }
 
 /* Collected work: keys of outbox records or envelopes, copied out of the walk. */
-struct mb_keys {
-    uint8_t (*k)[ENV_KEY_LEN];
-    size_t n, cap;
-};
-
-static int mb_keys_add(struct mb_keys *ks, const uint8_t *key, size_t klen)
-{
-    if (ks->n == ks->cap) {
-        size_t nc = ks->cap ? ks->cap * 2 : 64;
-        void *p = realloc(ks->k, nc * sizeof(*ks->k));
-        if (p == NULL)
-            return VERR_NOMEM;
-        ks->k = p;
-        ks->cap = nc;
-    }
-    memset(ks->k[ks->n], 0, ENV_KEY_LEN);
-    memcpy(ks->k[ks->n], key, klen);
-    ks->n++;
-    return 0;
-}
-
 static int each_unresolved(void *ctx, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
 {
     struct mb_outrec o;
@@ -1004,7 +994,8 @@ static int sy_on_receipt(struct sync *s, const struct inner *in,
  * (key sender || id, 32 bytes); the X3DH ephemeral key of every accepted
  * session set-up is remembered per signed prekey and sender (key 'E' || u32
  * signed prekey id || sender || ek, 53 bytes), so a prekey message replayed
- * after its session was evicted builds nothing.
+ * after its session was evicted is decrypted on a session that is then
+ * thrown away: its (sender, id) is already seen, so nothing is committed.
  */
 enum { MB_SEEN_MSG_LEN = DEVICE_ID_LEN + INNER_ID_LEN, MB_SEEN_EK_LEN = 1 + 4 + DEVICE_ID_LEN + 32 };
 _Static_assert(MB_SEEN_MSG_LEN == 32 && MB_SEEN_EK_LEN == 53, "seen keys (PROTOCOL.md part 4)");

@@ -187,14 +187,6 @@ struct reg_entry *registry_find(struct registry *g, const uint8_t id[static DEVI
     return NULL;
 }
 
-struct reg_entry *registry_find_key(struct registry *g, const uint8_t pk[static SIG_PK_LEN])
-{
-    for (size_t i = 0; i < g->n; i++)
-        if (memcmp(g->entries[i].cert.sign_pk, pk, SIG_PK_LEN) == 0)
-            return &g->entries[i];
-    return NULL;
-}
-
 struct reg_entry *registry_find_serial(struct registry *g, uint64_t serial)
 {
     for (size_t i = 0; i < g->n; i++)

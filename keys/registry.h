@@ -50,8 +50,6 @@ void registry_free(struct registry *g);
 int registry_add(struct registry *g, const struct cert *c) VL_MUST_CHECK;
 /* The entry for a device id, or NULL. */
 struct reg_entry *registry_find(struct registry *g, const uint8_t id[static DEVICE_ID_LEN]);
-/* The entry holding this signing key, or NULL: a request enrolled twice. */
-struct reg_entry *registry_find_key(struct registry *g, const uint8_t pk[static SIG_PK_LEN]);
 /* The entry with this serial, or NULL. */
 struct reg_entry *registry_find_serial(struct registry *g, uint64_t serial);
 /* 1 if the entry is neither revoked nor past its not_after at now. */
