@@ -119,6 +119,9 @@ try {
   await amb.click('#flash-alert-open');
   await amb.click('#inbox tr.p-FLASH');
   await amb.waitForSelector('#verification');
+  // the pane may still show the message opened before: wait for this one's verification
+  await amb.waitForFunction(() => (document.querySelector('#verification') || {}).textContent
+    ?.includes('Siti Rahma'), null, { timeout: 10000 }).catch(() => {});
   const ver = await amb.textContent('#verification');
   check(await amb.$('#verification.good') !== null, 'verification not good: ' + ver);
   check(ver.includes("Signed by Siti Rahma's own device"), 'verification not in words: ' + ver);
