@@ -1158,8 +1158,6 @@ static void flight_sent(struct session *s, size_t len)
  * each, in order, PROTOCOL.md part 2 "Flow control"): the window grows on a
  * timely answer and shrinks on a slow one.
  */
-static void window_answered(struct session *s, size_t bytes, uint64_t rtt);
-
 static void flight_answered(struct session *s)
 {
     uint64_t rtt;
@@ -1709,9 +1707,9 @@ static int apply_att_open(struct relay *rl, struct batch *b, struct op *o,
     for (size_t j = 0; j < a->n_rcpt && st.reason == WIRE_R_OK; j++)
         if (dev_find(rl, a->rcpt + j * DEVICE_ID_LEN) == NULL)
             st.reason = WIRE_R_UNKNOWN_DEVICE;
-    if (st.reason != WIRE_R_OK)
-        ;
-    else if (a->ct_size > rl->cfg->max_attachment)
+    if (st.reason == WIRE_R_UNKNOWN_DEVICE)
+        goto out;
+    if (a->ct_size > rl->cfg->max_attachment)
         st.reason = WIRE_R_ATTACHMENT_TOO_LARGE;
     else if (a->ct_size < (uint64_t)WIRE_ATT_CHUNK_CT * (a->c - 1) + WIRE_ATT_CT_MIN ||
              a->ct_size > (uint64_t)WIRE_ATT_CHUNK_CT * a->c)
@@ -1726,6 +1724,7 @@ static int apply_att_open(struct relay *rl, struct batch *b, struct op *o,
         st.c = a->c;
         st.stored = stored; /* a resume: the next chunk to send */
     }
+out:
     return stage_attach(b, o, WIRE_ATTACH_STATE, &st);
 }
 

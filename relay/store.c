@@ -1435,6 +1435,9 @@ out:
 
 /* ---- attachments (PROTOCOL.md part 2 "Attachments") ---- */
 
+_Static_assert(AVAL_FIXED == 51 && AVAL_N == 49, "att value layout (PROTOCOL.md part 2 \"Storage\")");
+_Static_assert(ACKEY_LEN == 20 && AXKEY_LEN == 24, "attc and attexp keys (PROTOCOL.md part 2)");
+
 void store_att_totals(const struct store *s, uint64_t *count, uint64_t *bytes)
 {
     *count = s->att_n;
