@@ -464,10 +464,13 @@ static int run(const struct fixture *f, const char *const *argv)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-/* The stopped relay's log verifies with valise-audit against its own audit key. */
-static void expect_log_verifies(struct fixture *f)
+/*
+ * The stopped relay's log verifies with valise-audit against its own audit
+ * key (into key, for later verbs).
+ */
+static void expect_log_verifies(struct fixture *f, char key[512])
 {
-    char key[512], statef[TPATH], *nl;
+    char statef[TPATH], *nl;
     const char *pk[] = {VALISE_RELAY_BIN, "--print-audit-key", "--data", f->pki.data_path, NULL};
     const char *verify[] = {VALISE_AUDIT_BIN, "verify", "--data", f->pki.data_path, "--key", key,
                             "--state", statef, NULL};
@@ -475,7 +478,7 @@ static void expect_log_verifies(struct fixture *f)
 
     assert_int_equal(file_join(statef, sizeof(statef), f->pki.dir, "officer.state"), 0);
     st = run(f, pk);
-    if (st != 0 || strlen(out) >= sizeof(key))
+    if (st != 0 || strlen(out) >= 512)
         fail_msg("--print-audit-key: exit %d: %s", st, out);
     memcpy(key, out, strlen(out) + 1);
     if ((nl = strchr(key, '\n')) != NULL)
@@ -483,6 +486,30 @@ static void expect_log_verifies(struct fixture *f)
     st = run(f, verify);
     if (st != 0 || strstr(out, "ok:") == NULL)
         fail_msg("valise-audit verify: expected exit 0 and \"ok:\", saw exit %d:\n%s", st, out);
+}
+
+/* valise-audit VERB --data --key [extra...] exits 0 and prints needle. */
+static void expect_audit(struct fixture *f, const char *key, const char *verb, const char *flag,
+                         const char *value, const char *needle)
+{
+    const char *argv[] = {VALISE_AUDIT_BIN, verb, "--data", f->pki.data_path, "--key", key,
+                          flag, value, NULL};
+    int st = run(f, argv);
+
+    if (st != 0 || strstr(out, needle) == NULL)
+        fail_msg("valise-audit %s %s %s: expected exit 0 and \"%s\", saw exit %d:\n%s", verb,
+                 flag != NULL ? flag : "", value != NULL ? value : "", needle, st, out);
+}
+
+static void hex_id(char out_hex[33], const uint8_t id[16])
+{
+    static const char digits[] = "0123456789abcdef";
+
+    for (size_t i = 0; i < 16; i++) {
+        out_hex[2 * i] = digits[id[i] >> 4];
+        out_hex[2 * i + 1] = digits[id[i] & 15];
+    }
+    out_hex[32] = '\0';
 }
 
 /* 1 if the file holds the bytes. */
@@ -706,7 +733,18 @@ static void test_get_and_done(void **state)
     assert_int_equal(count_recs(AUDIT_ATTACHMENT_ACCEPTED, t.id, &f->a, &f->c, (uint32_t)t.ct_size), 1);
     assert_int_equal(count_recs(AUDIT_ATTACHMENT_DELIVERED, t.id, &f->b, &f->a, (uint32_t)t.ct_size), 1);
     assert_int_equal(count_recs(AUDIT_ATTACHMENT_DELIVERED, t.id, &f->c, &f->a, (uint32_t)t.ct_size), 1);
-    expect_log_verifies(f);
+    {
+        char key[512], env[33], line[128];
+
+        expect_log_verifies(f, key);
+        /* the officer finds them by event name, with the attachment id as the envelope */
+        hex_id(env, t.id);
+        snprintf(line, sizeof(line), "\"event\":\"attachment_delivered\"");
+        expect_audit(f, key, "search", "--event", "attachment_delivered", line);
+        snprintf(line, sizeof(line), "\"envelope\":\"%s\"", env);
+        expect_audit(f, key, "search", "--event", "attachment_delivered", line);
+        expect_audit(f, key, "export", NULL, NULL, "\"event\":\"attachment_accepted\"");
+    }
     tatt_free(&t);
     tatt_free(&none);
 }
@@ -862,7 +900,14 @@ static void test_expiry(void **state)
         if (n != 1)
             fail_msg("attachment_expired for recipient %zu: expected 1 record, saw %zu", i, n);
     }
-    expect_log_verifies(f);
+    {
+        char key[512];
+
+        expect_log_verifies(f, key);
+        expect_audit(f, key, "report", NULL, NULL,
+                     "expired attachments not fetched (by post: give --org-pub): 1");
+        expect_audit(f, key, "search", "--event", "attachment_expired", "\"reason\":\"expired\"");
+    }
     tatt_free(&t);
 }
 
