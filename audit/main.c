@@ -60,7 +60,8 @@ static const char *const usage_text =
     "Events for --event: relay_start relay_stop auth_ok auth_fail directory_installed\n"
     "  envelope_accepted envelope_delivered envelope_expired envelope_rejected quota_hit\n"
     "  rate_limit_hit session_revoked prekeys_uploaded prekey_issued connection_refused\n"
-    "  device_enrolled device_revoked relay_restored\n"
+    "  device_enrolled device_revoked relay_restored attachment_accepted\n"
+    "  attachment_delivered attachment_expired\n"
     "Exit: 0 ok, 1 error, 2 log tampered, 3 ALARM (rollback, fork, inconsistent),\n"
     "  4 RESTORED (the relay was restored from a backup and signed a relay_restored record).\n";
 
@@ -150,8 +151,8 @@ static const char *const verb_text[][2] = {
                "--post P (needs --org-pub), --event NAME."},
     {"export", "Prints every record as JSON lines (with names, roles and posts given --org-pub)."},
     {"report", "What to read first: failed authentications, revoked-device attempts, expired\n"
-               "undelivered messages by post, quota and rate-limit hits, enrolments and\n"
-               "revocations, checkpoint gaps and restores from a backup."},
+               "undelivered messages and attachments by post, quota and rate-limit hits,\n"
+               "enrolments and revocations, checkpoint gaps and restores from a backup."},
 };
 
 static void verb_help(const char *verb)
@@ -1085,7 +1086,8 @@ static void report_restores(const struct ctx *c)
 
 static int cmd_report(struct ctx *c)
 {
-    struct table fails = {0}, revoked = {0}, expired = {0}, quota = {0}, rate = {0};
+    struct table fails = {0}, revoked = {0}, expired = {0}, att_expired = {0}, quota = {0},
+                 rate = {0};
     char t0[32], t1[32];
     uint64_t enrolled = 0, revocations = 0, unclean = 0, starts = 0;
     size_t cpi = 0;
@@ -1129,6 +1131,10 @@ static int cmd_report(struct ctx *c)
             post = post_of(c, rec->peer_id, rec->time);
             r = tally_add(&expired, NULL, post != NULL ? post : "(unknown)", 0, rec->time);
             break;
+        case AUDIT_ATTACHMENT_EXPIRED:
+            post = post_of(c, rec->peer_id, rec->time);
+            r = tally_add(&att_expired, NULL, post != NULL ? post : "(unknown)", 0, rec->time);
+            break;
         case AUDIT_QUOTA_HIT:
             r = tally_add(&quota, rec->device_id, NULL, 0, rec->time);
             break;
@@ -1164,6 +1170,10 @@ static int cmd_report(struct ctx *c)
                 c->dir != NULL ? "expired undelivered (by recipient post)"
                                : "expired undelivered (by post: give --org-pub)",
                 &expired, 1, NULL);
+    print_table(c,
+                c->dir != NULL ? "expired attachments not fetched (by recipient post)"
+                               : "expired attachments not fetched (by post: give --org-pub)",
+                &att_expired, 1, NULL);
     print_table(c, "queue quota hits (senders)", &quota, 0, NULL);
     print_table(c, "rate-limit hits (devices)", &rate, 0, "envelopes refused");
     printf("\ndevices enrolled: %llu, revoked: %llu (in installed directories)\n",
@@ -1184,6 +1194,7 @@ out:
     free(fails.t);
     free(revoked.t);
     free(expired.t);
+    free(att_expired.t);
     free(quota.t);
     free(rate.t);
     return status;

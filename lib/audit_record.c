@@ -82,6 +82,7 @@ const char *audit_event_name(uint8_t event)
         "envelope_accepted", "envelope_delivered", "envelope_expired", "envelope_rejected",
         "quota_hit", "rate_limit_hit", "session_revoked", "prekeys_uploaded", "prekey_issued",
         "connection_refused", "device_enrolled", "device_revoked", "relay_restored",
+        "attachment_accepted", "attachment_delivered", "attachment_expired",
     };
     _Static_assert(sizeof(names) / sizeof(names[0]) == AUDIT_EVENT_MAX + 1, "one name per event");
 

@@ -49,7 +49,11 @@ enum audit_event {
     AUDIT_DEVICE_ENROLLED = 16,   /* device, serial: a certificate new in an installed directory; value = its version */
     AUDIT_DEVICE_REVOKED = 17,    /* device, serial: newly revoked in an installed directory; value = its version */
     AUDIT_RELAY_RESTORED = 18,    /* value = records in the restored log before this one (a backup put back) */
-    AUDIT_EVENT_MAX = 18,
+    /* attachments (PROTOCOL.md part 2 "Attachments"): envelope id = attachment id, size = ct_size */
+    AUDIT_ATTACHMENT_ACCEPTED = 19,  /* device = sender, peer = recipient, precedence: last chunk stored */
+    AUDIT_ATTACHMENT_DELIVERED = 20, /* device = recipient, peer = sender, precedence: ATTACH_DONE */
+    AUDIT_ATTACHMENT_EXPIRED = 21,   /* device = sender, peer = recipient not done, precedence, reason expired */
+    AUDIT_EVENT_MAX = 21,
 };
 
 struct audit_record {

@@ -53,6 +53,7 @@ static const struct opt opts[] = {
     {"otk-low", OPT_U64, S(otk_low), 0, 100000, "N send PREKEY_LOW at or below this (10)"},
     {"deliver-batch", OPT_U64, S(deliver_batch), 1, WIRE_MAX_BATCH, "N envelopes per DELIVER (1024)"},
     {"dedupe-window", OPT_U64, S(dedupe_window), 1, UINT64_C(1) << 32, "SECONDS a delivered id is still recognised as a resubmission (3600)"},
+    {"max-attachment", OPT_U64, S(max_attachment), 17, UINT32_MAX, "BYTES largest attachment ciphertext (100 MiB); needs --max-frame of 16426 or more"},
     {"checkpoint-records", OPT_U64, S(checkpoint_records), 1, UINT64_C(1) << 32, "N sign an audit checkpoint at least every N records (1000)"},
     {"checkpoint-seconds", OPT_U64, S(checkpoint_seconds), 1, 86400, "SECONDS and every T seconds while records arrive (60)"},
     {"log-level", OPT_LEVEL, S(log_level), 0, 0, "LEVEL error, warn, info (default) or debug"},
@@ -97,6 +98,7 @@ static void defaults(struct relay_config *cfg)
     cfg->otk_low = 10;
     cfg->deliver_batch = 1024; /* the 1 MiB DELIVER bound is reached first (BENCHMARKS.md) */
     cfg->dedupe_window = 3600; /* STORE_DEDUPE_WINDOW */
+    cfg->max_attachment = 100 << 20;
     cfg->log_level = RLOG_INFO;
 }
 

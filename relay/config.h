@@ -42,6 +42,7 @@ struct relay_config {
     uint64_t otk_max, otk_low;
     uint64_t deliver_batch;   /* envelopes per DELIVER message */
     uint64_t dedupe_window;   /* seconds a delivered envelope id is still a duplicate */
+    uint64_t max_attachment;  /* ciphertext bytes of one attachment (ATTACH_OPEN ct_size) */
     uint64_t checkpoint_records, checkpoint_seconds; /* audit checkpoint policy */
     int log_level;
     char *strings[CFG_STR_MAX]; /* private: values read from the config file */

@@ -50,6 +50,8 @@ enum {
     COMMIT_MAX_ITEMS = 2048,     /* envelopes and ids per transaction (BENCHMARKS.md item 4) */
     OUTQ_MAX = WIRE_DIR_MAX + (1 << 20), /* replies queued for a connection: one directory fits */
     OUTQ_KEEP = 4096,            /* an idle connection keeps at most this much allocated */
+    ATT_GETS_MAX = 16,           /* ATTACH_GETs served at once per connection (16 per message) */
+    ATT_PUT_WEIGHT = 16,         /* an ATTACH_PUT counts as 16 items in a transaction's size */
 };
 
 enum op_kind {
@@ -61,6 +63,29 @@ enum op_kind {
     OP_BUNDLE,
     OP_DIR_PUT,
     OP_AUDIT_GET, /* read-only: answered by the writer outside any write transaction */
+    OP_ATT_OPEN,
+    OP_ATT_PUT,
+    OP_ATT_DONE,
+};
+
+/*
+ * A connection's attachment downloads (PROTOCOL.md part 2 "Attachments"),
+ * allocated at its first ATTACH_GET: the GETs being served, and the
+ * ATTACH_CHUNKs in flight (sent, not yet answered by ATTACH_CHUNK_ACK),
+ * which count in the DELIVER window's bytes in flight.
+ */
+struct att_out {
+    struct {
+        uint8_t att[WIRE_ID_LEN];
+        uint32_t next; /* the next chunk index to send */
+    } get[ATT_GETS_MAX];
+    size_t nget;
+    struct {
+        uint8_t att[WIRE_ID_LEN];
+        uint32_t i, bytes;
+        uint64_t sent_ms;
+    } flight[FC_FLIGHT_MAX];
+    size_t nflight;
 };
 
 struct session {
@@ -96,6 +121,7 @@ struct session {
     size_t flight_head, nflight;
     size_t inflight, window; /* bytes */
     int empty_sent;          /* QUEUE_EMPTY sent since the last DELIVER */
+    struct att_out *att;     /* NULL until the first ATTACH_GET */
     double tokens;
     uint64_t refill_ms;
     uint64_t idle_set_ms; /* when the idle time-out was last restarted */
@@ -173,6 +199,7 @@ struct batch {
     uint64_t commit_failures;
     int commit_tried, commit_result; /* the batch's last transaction: 0 or its error */
     uint64_t queued, audit_size; /* the store's committed figures after the batch */
+    uint64_t att_count, att_bytes;
 };
 
 enum writer_state { W_IDLE, W_BUSY, W_DONE };
@@ -225,6 +252,7 @@ struct relay {
     double commit_sum;
     uint64_t batch_sum;
     uint64_t queued, audit_size; /* the store's committed figures as of the last handback */
+    uint64_t att_count, att_bytes;
 };
 
 /* ---- small helpers ---- */
@@ -754,6 +782,88 @@ static uint8_t submit_has_flash(const struct wire_msg *m)
 }
 
 static void flight_answered(struct session *s);
+static void window_answered(struct session *s, size_t bytes, uint64_t rtt);
+
+/* An ATTACH_STATE answer now (scratch is free between messages). */
+static void att_state_reply(struct session *s, const uint8_t att[static WIRE_ID_LEN],
+                            uint16_t reason, uint32_t c, uint32_t stored)
+{
+    struct wire_attach a;
+
+    memset(&a, 0, sizeof(a));
+    memcpy(a.att, att, WIRE_ID_LEN);
+    a.reason = reason;
+    a.c = c;
+    a.stored = stored;
+    buf_reset(&s->rl->scratch);
+    if (wire_put_attach(&s->rl->scratch, WIRE_ATTACH_STATE, &a) == 0)
+        (void)send_scratch(s);
+}
+
+/* 1 if an ATTACH_OPEN names a recipient twice (refused as malformed: never counted once). */
+static int att_rcpt_repeated(const struct wire_attach *a, int *repeated)
+{
+    uint8_t *ids;
+
+    *repeated = 0;
+    if ((ids = malloc(a->n_rcpt * DEVICE_ID_LEN)) == NULL)
+        return VERR_NOMEM;
+    memcpy(ids, a->rcpt, a->n_rcpt * DEVICE_ID_LEN);
+    qsort(ids, a->n_rcpt, DEVICE_ID_LEN, dev_cmp);
+    for (size_t i = 1; i < a->n_rcpt && !*repeated; i++)
+        *repeated = memcmp(ids + (i - 1) * DEVICE_ID_LEN, ids + i * DEVICE_ID_LEN,
+                           DEVICE_ID_LEN) == 0;
+    free(ids);
+    return 0;
+}
+
+/*
+ * ATTACH_GET: served by on_writeable, chunk by chunk, when no DELIVER is
+ * waiting. A GET of an attachment already being served restarts it at from.
+ */
+static void att_get_add(struct session *s, const struct wire_attach *a)
+{
+    struct att_out *ao = s->att;
+    size_t k;
+
+    if (ao == NULL && (ao = s->att = calloc(1, sizeof(*ao))) == NULL) {
+        error_reply(s, WIRE_R_STORAGE_ERROR, "relay out of memory");
+        return;
+    }
+    for (k = 0; k < ao->nget; k++)
+        if (memcmp(ao->get[k].att, a->att, WIRE_ID_LEN) == 0)
+            break;
+    if (k == ao->nget) {
+        if (ao->nget == ATT_GETS_MAX) {
+            att_state_reply(s, a->att, WIRE_R_RATE_LIMITED, 0, 0);
+            return;
+        }
+        memcpy(ao->get[k].att, a->att, WIRE_ID_LEN);
+        ao->nget++;
+    }
+    ao->get[k].next = a->i;
+    tp_want_write(s->conn);
+}
+
+/* ATTACH_CHUNK_ACK: answers that chunk in flight (normally the oldest). */
+static void att_chunk_answered(struct session *s, const struct wire_attach *a)
+{
+    struct att_out *ao = s->att;
+
+    if (ao == NULL)
+        return;
+    for (size_t k = 0; k < ao->nflight; k++) {
+        if (ao->flight[k].i != a->i || memcmp(ao->flight[k].att, a->att, WIRE_ID_LEN) != 0)
+            continue;
+        window_answered(s, ao->flight[k].bytes, now_ms() - ao->flight[k].sent_ms);
+        memmove(&ao->flight[k], &ao->flight[k + 1], (ao->nflight - k - 1) * sizeof(ao->flight[0]));
+        ao->nflight--;
+        if (s->conn != NULL)
+            tp_want_write(s->conn);
+        return;
+    }
+    /* a chunk of an earlier connection, or answered twice: nothing in flight changes */
+}
 
 static void handle_msg(struct session *s, const uint8_t *p, size_t len)
 {
@@ -849,6 +959,37 @@ static void handle_msg(struct session *s, const uint8_t *p, size_t len)
         /* The store's committed tree is the writer's: answered by it (relay/audit.h). */
         r = op_with_msg(rl, OP_AUDIT_GET, s, p, len, NULL);
         break;
+    case WIRE_ATTACH_OPEN: {
+        int repeated = 0;
+
+        if (rl->shutting_down) {
+            error_reply(s, WIRE_R_SHUTTING_DOWN, "relay is stopping; open later");
+            return;
+        }
+        if ((r = att_rcpt_repeated(&m.u.attach, &repeated)) == 0 && repeated) {
+            fail_session(s, WIRE_R_MALFORMED, "ATTACH_OPEN names a recipient twice");
+            return;
+        }
+        if (r == 0)
+            r = op_with_msg(rl, OP_ATT_OPEN, s, p, len, NULL);
+        break;
+    }
+    case WIRE_ATTACH_PUT:
+        if (rl->shutting_down) {
+            error_reply(s, WIRE_R_SHUTTING_DOWN, "relay is stopping; resume later");
+            return;
+        }
+        r = op_with_msg(rl, OP_ATT_PUT, s, p, len, NULL);
+        break;
+    case WIRE_ATTACH_DONE:
+        r = op_with_msg(rl, OP_ATT_DONE, s, p, len, NULL);
+        break;
+    case WIRE_ATTACH_GET:
+        att_get_add(s, &m.u.attach);
+        return;
+    case WIRE_ATTACH_CHUNK_ACK:
+        att_chunk_answered(s, &m.u.attach);
+        return;
     case WIRE_AUTH:
         fail_session(s, WIRE_R_UNEXPECTED, "already authenticated");
         return;
@@ -868,6 +1009,7 @@ static void session_free(struct session *s)
         return;
     free(s->rx);
     buf_free(&s->outq);
+    free(s->att);
     free(s);
 }
 
@@ -1027,6 +1169,12 @@ static void flight_answered(struct session *s)
     rtt = now_ms() - s->flight[s->flight_head].sent_ms;
     s->flight_head = (s->flight_head + 1) % FC_FLIGHT_MAX;
     s->nflight--;
+    window_answered(s, bytes, rtt);
+}
+
+/* Bytes in flight answered after rtt ms: the window grows or shrinks (FC_* above). */
+static void window_answered(struct session *s, size_t bytes, uint64_t rtt)
+{
     s->inflight = s->inflight > bytes ? s->inflight - bytes : 0;
     if (rtt <= FC_TIMELY_MS)
         s->window = s->window + bytes > FC_WINDOW_MAX ? FC_WINDOW_MAX : s->window + bytes;
@@ -1036,12 +1184,87 @@ static void flight_answered(struct session *s)
         tp_want_write(s->conn);
 }
 
+static void att_get_drop(struct att_out *ao, size_t k)
+{
+    memmove(&ao->get[k], &ao->get[k + 1], (ao->nget - k - 1) * sizeof(ao->get[0]));
+    ao->nget--;
+}
+
+/*
+ * ATTACH_CHUNKs for the GETs being served, oldest GET first, under the
+ * DELIVER window: a chunk goes while the window has room left (like the
+ * first envelope of a DELIVER) and counts in the bytes in flight until its
+ * ATTACH_CHUNK_ACK. The caller runs this only when no DELIVER is waiting.
+ * -1 when the socket failed; *stalled = 1 when the window or the flight
+ * ring is full (an ATTACH_CHUNK_ACK resumes it).
+ */
+static int att_send(struct session *s, int *stalled)
+{
+    struct relay *rl = s->rl;
+    struct att_out *ao = s->att;
+    struct store_att info;
+    char hex[9];
+    int r;
+
+    *stalled = 0;
+    while (ao != NULL && ao->nget > 0 && !tp_choked(s->conn)) {
+        uint8_t att[WIRE_ID_LEN];
+        uint32_t i = ao->get[0].next;
+
+        if (s->inflight >= s->window || ao->nflight == FC_FLIGHT_MAX) {
+            *stalled = 1;
+            break;
+        }
+        memcpy(att, ao->get[0].att, WIRE_ID_LEN);
+        buf_reset(&rl->scratch);
+        r = store_att_fetch(rl->st, s->device_id, att, now_s(), i, &rl->scratch, &info);
+        if (r != 0) {
+            if (r != VERR_UNKNOWN)
+                rlog(RLOG_ERROR, "device %s: reading an attachment failed: %s",
+                     rlog_hex(hex, s->device_id), verr_str(r));
+            att_get_drop(ao, 0);
+            /* unknown, not a recipient, expired: the same answer (PROTOCOL.md part 2) */
+            att_state_reply(s, att,
+                            r == VERR_UNKNOWN ? WIRE_R_ATTACHMENT_UNKNOWN : WIRE_R_STORAGE_ERROR,
+                            0, 0);
+            continue;
+        }
+        if (i >= info.stored) {
+            /* nothing more now (or from past the end): the device asks again later */
+            att_get_drop(ao, 0);
+            if (i > info.c)
+                att_state_reply(s, att, WIRE_R_CHUNK_INVALID, 0, 0);
+            else
+                att_state_reply(s, att, WIRE_R_OK, info.c, info.stored);
+            continue;
+        }
+        if (tp_write(s->conn, buf_data(&rl->scratch), buf_size(&rl->scratch)) != 0)
+            return -1;
+        memcpy(ao->flight[ao->nflight].att, att, WIRE_ID_LEN);
+        ao->flight[ao->nflight].i = i;
+        ao->flight[ao->nflight].bytes = (uint32_t)buf_size(&rl->scratch);
+        ao->flight[ao->nflight].sent_ms = now_ms();
+        ao->nflight++;
+        s->inflight += buf_size(&rl->scratch);
+        buf_reset(&rl->scratch);
+        if (++ao->get[0].next >= info.c)
+            att_get_drop(ao, 0); /* every chunk sent: the device says ATTACH_DONE */
+        else if (i + 1 >= info.stored) {
+            /* the upload is not complete: say how far it is (PROTOCOL.md part 2) */
+            att_get_drop(ao, 0);
+            att_state_reply(s, att, WIRE_R_OK, info.c, info.stored);
+        }
+    }
+    buf_reset(&rl->scratch);
+    return 0;
+}
+
 static int on_writeable(void *ctx, void *sess)
 {
     struct relay *rl = ctx;
     struct session *s = sess;
     size_t n;
-    int more, r, stalled = 0;
+    int more, r, stalled = 0, att_stalled = 0;
 
     if ((r = outq_flush(s)) != 0)
         return -1;
@@ -1096,6 +1319,9 @@ static int on_writeable(void *ctx, void *sess)
         }
     }
     buf_reset(&rl->scratch);
+    /* Attachment chunks only when no DELIVER is waiting: envelopes, FLASH above all, go first. */
+    if (!s->want_nd && !s->want_deliver && att_send(s, &att_stalled) != 0)
+        return -1;
     /* Everything queued went out and was answered: say so, once (PROTOCOL.md part 2). */
     if (!s->want_nd && !s->want_deliver && s->nflight == 0 && !s->empty_sent &&
         !tp_choked(s->conn)) {
@@ -1106,7 +1332,8 @@ static int on_writeable(void *ctx, void *sess)
         buf_reset(&rl->scratch);
     }
     /* A stalled window waits for flight_answered (or a FLASH's wake), not for the socket. */
-    if (s->want_nd || (s->want_deliver && !stalled) || (tp_choked(s->conn) && !s->empty_sent))
+    if (s->want_nd || (s->want_deliver && !stalled) || (tp_choked(s->conn) && !s->empty_sent) ||
+        (s->att != NULL && s->att->nget > 0 && !s->want_deliver && !att_stalled))
         tp_want_write(s->conn);
     return 0;
 }
@@ -1212,6 +1439,11 @@ static unsigned on_http(void *ctx, const char *path, struct buf *b, const char *
                    wire_reason_name(i), (unsigned long long)rl->total.rejected[i]);
     metric(b, "# TYPE valise_relay_queue_depth gauge\nvalise_relay_queue_depth %llu\n",
            (unsigned long long)rl->queued);
+    metric(b, "# TYPE valise_relay_attachments_stored gauge\nvalise_relay_attachments_stored %llu\n",
+           (unsigned long long)rl->att_count);
+    metric(b, "# TYPE valise_relay_attachment_bytes_stored gauge\n"
+              "valise_relay_attachment_bytes_stored %llu\n",
+           (unsigned long long)rl->att_bytes);
     metric(b, "# TYPE valise_relay_audit_records gauge\nvalise_relay_audit_records %llu\n",
            (unsigned long long)rl->audit_size);
     metric(b, "# TYPE valise_relay_directory_version gauge\nvalise_relay_directory_version %llu\n",
@@ -1449,6 +1681,86 @@ out:
     return r;
 }
 
+/* An ATTACH_STATE or ATTACH_PUT_ACK staged for o's session. */
+static int stage_attach(struct batch *b, struct op *o, uint8_t type, const struct wire_attach *a)
+{
+    size_t off = buf_size(&b->replies);
+    int r;
+
+    if ((r = wire_put_attach(&b->replies, type, a)) != 0)
+        return r;
+    return stage_reply(b, o->s, off);
+}
+
+/* ATTACH_OPEN, checked in the order of PROTOCOL.md part 2 "Attachments". */
+static int apply_att_open(struct relay *rl, struct batch *b, struct op *o,
+                          const struct wire_msg *m, uint64_t now)
+{
+    const struct wire_attach *a = &m->u.attach;
+    struct wire_attach st;
+    uint32_t stored = 0;
+    int r;
+
+    memset(&st, 0, sizeof(st));
+    memcpy(st.att, a->att, WIRE_ID_LEN);
+    st.reason = WIRE_R_OK;
+    for (size_t j = 0; j < a->n_rcpt && st.reason == WIRE_R_OK; j++)
+        if (dev_find(rl, a->rcpt + j * DEVICE_ID_LEN) == NULL)
+            st.reason = WIRE_R_UNKNOWN_DEVICE;
+    if (st.reason == WIRE_R_UNKNOWN_DEVICE)
+        goto out;
+    if (a->ct_size > rl->cfg->max_attachment)
+        st.reason = WIRE_R_ATTACHMENT_TOO_LARGE;
+    else if (a->ct_size < (uint64_t)WIRE_ATT_CHUNK_CT * (a->c - 1) + WIRE_ATT_CT_MIN ||
+             a->ct_size > (uint64_t)WIRE_ATT_CHUNK_CT * a->c)
+        st.reason = WIRE_R_CHUNK_INVALID; /* 16400*(c-1) + 17 <= ct_size <= 16400*c */
+    else if (a->expiry <= now)
+        st.reason = WIRE_R_EXPIRED;
+    else if ((r = store_att_open(rl->st, o->s->device_id, o->s->serial, a,
+                                 rl->cfg->ttl[a->precedence], now, &rl->lim, &st.reason,
+                                 &stored)) != 0)
+        return r;
+    if (st.reason == WIRE_R_OK) {
+        st.c = a->c;
+        st.stored = stored; /* a resume: the next chunk to send */
+    }
+out:
+    return stage_attach(b, o, WIRE_ATTACH_STATE, &st);
+}
+
+static int apply_att_put(struct relay *rl, struct batch *b, struct op *o,
+                         const struct wire_msg *m, uint64_t now)
+{
+    struct wire_attach ack;
+    int r;
+
+    memset(&ack, 0, sizeof(ack));
+    memcpy(ack.att, m->u.attach.att, WIRE_ID_LEN);
+    ack.i = m->u.attach.i;
+    if ((r = store_att_put(rl->st, o->s->device_id, o->s->serial, &m->u.attach, now,
+                           &ack.reason)) != 0)
+        return r;
+    /* staged: sent once the transaction holding the chunk has returned (durable) */
+    return stage_attach(b, o, WIRE_ATTACH_PUT_ACK, &ack);
+}
+
+static int apply_att_done(struct relay *rl, struct batch *b, struct op *o,
+                          const struct wire_msg *m, uint64_t now)
+{
+    struct wire_attach st;
+    uint32_t c = 0;
+    int r;
+
+    memset(&st, 0, sizeof(st));
+    memcpy(st.att, m->u.attach.att, WIRE_ID_LEN);
+    if ((r = store_att_done(rl->st, o->s->device_id, o->s->serial, m->u.attach.att, now,
+                            &st.reason, &c)) != 0)
+        return r;
+    if (st.reason == WIRE_R_OK)
+        st.c = st.stored = c;
+    return stage_attach(b, o, WIRE_ATTACH_STATE, &st);
+}
+
 static int apply_op(struct relay *rl, struct batch *b, struct op *o, uint64_t now,
                     int deletions_only)
 {
@@ -1512,6 +1824,12 @@ static int apply_op(struct relay *rl, struct batch *b, struct op *o, uint64_t no
         return apply_bundle(rl, b, o, &m, now);
     case OP_DIR_PUT:
         return apply_dir_put(rl, b, o, &m, now);
+    case OP_ATT_OPEN:
+        return apply_att_open(rl, b, o, &m, now);
+    case OP_ATT_PUT:
+        return apply_att_put(rl, b, o, &m, now);
+    case OP_ATT_DONE:
+        return apply_att_done(rl, b, o, &m, now);
     default:
         return VERR_INTERNAL;
     }
@@ -1547,17 +1865,20 @@ static void batch_rewind(struct batch *b, const struct batch_mark *m)
 
 /* Applies ops [from, to) and, if asked, the expiry sweep in one transaction (writer thread). */
 static int apply_turn(struct relay *rl, struct batch *b, size_t from, size_t to, uint64_t now,
-                      int sweep, int deletions_only, size_t *expired)
+                      int sweep, int deletions_only, size_t *expired, size_t *att_expired)
 {
     int r;
 
-    *expired = 0;
+    *expired = *att_expired = 0;
     if ((r = store_begin(rl->st)) != 0)
         return r;
     for (size_t i = from; i < to; i++)
         if ((r = apply_op(rl, b, &b->ops[i], now, deletions_only)) != 0)
             goto fail;
     if (sweep && (r = store_sweep(rl->st, now, SWEEP_LIMIT, notify_nd, b, expired)) != 0)
+        goto fail;
+    /* attachments past expiry, chunks included (PROTOCOL.md part 2 "Attachments") */
+    if (sweep && (r = store_att_sweep(rl->st, now, SWEEP_LIMIT, notify_nd, b, att_expired)) != 0)
         goto fail;
     /* Durable before anything is acknowledged (DESIGN.md "Relay"). */
     if ((r = store_commit(rl->st)) != 0)
@@ -1582,11 +1903,11 @@ static void commit_chunk(struct relay *rl, struct batch *b, size_t from, size_t 
     struct batch_mark mk;
     uint64_t now = now_s();
     double t0 = now_sec_f();
-    size_t expired = 0;
+    size_t expired = 0, att_expired = 0;
     int r;
 
     batch_mark(b, &mk);
-    r = apply_turn(rl, b, from, to, now, sweep, 0, &expired);
+    r = apply_turn(rl, b, from, to, now, sweep, 0, &expired, &att_expired);
     b->commit_tried = 1;
     b->commit_result = r;
     if (r == 0) {
@@ -1599,6 +1920,8 @@ static void commit_chunk(struct relay *rl, struct batch *b, size_t from, size_t 
         stat_put(b, now_sec_f() - t0, b->turn.accepted - mk.turn.accepted);
         if (expired > 0)
             rlog(RLOG_INFO, "%zu envelopes expired; senders notified", expired);
+        if (att_expired > 0)
+            rlog(RLOG_INFO, "%zu attachments expired and deleted; senders notified", att_expired);
         return;
     }
     batch_rewind(b, &mk);
@@ -1606,7 +1929,7 @@ static void commit_chunk(struct relay *rl, struct batch *b, size_t from, size_t 
     rlog(RLOG_ERROR, "commit failed: %s; nothing from it is acknowledged", verr_str(r));
     /* Deletions free space: keep them going even when the map is full. */
     if (r == VERR_NOSPACE) {
-        if (apply_turn(rl, b, from, to, now, 0, 1, &expired) == 0)
+        if (apply_turn(rl, b, from, to, now, 0, 1, &expired, &att_expired) == 0)
             stat_put(b, now_sec_f() - t0, 0);
         else
             batch_rewind(b, &mk);
@@ -1629,6 +1952,8 @@ static size_t op_weight(const struct batch *b, const struct op *o)
     if ((o->kind == OP_SUBMIT || o->kind == OP_DELIVER_ACK || o->kind == OP_ND_ACK) &&
         o->len >= WIRE_HEADER_LEN + 2)
         return ((size_t)p[2] << 8) | p[3]; /* the batch count, checked when it arrived */
+    if (o->kind == OP_ATT_PUT)
+        return ATT_PUT_WEIGHT; /* 16 KiB of chunk: a transaction holds at most 128 */
     return 1;
 }
 
@@ -1708,6 +2033,7 @@ static void batch_apply(struct relay *rl, struct batch *b)
     /* Read here, where they are written: /metrics gets them at the handback. */
     b->queued = store_queue_total(rl->st);
     b->audit_size = store_audit_size(rl->st);
+    store_att_totals(rl->st, &b->att_count, &b->att_bytes);
 }
 
 static void wake(struct relay *rl, const uint8_t *id, int nd)
@@ -1822,6 +2148,8 @@ static void batch_finish(struct relay *rl, struct batch *b)
     }
     rl->queued = b->queued;
     rl->audit_size = b->audit_size;
+    rl->att_count = b->att_count;
+    rl->att_bytes = b->att_bytes;
     if (b->epoch != 0)
         rl->epoch_done = b->epoch;
     d = b->new_dir;
@@ -2327,6 +2655,7 @@ int relay_create(struct relay **out, const struct relay_config *cfg, char *err, 
     /* Single-threaded until relay_run starts the writer. */
     rl->queued = store_queue_total(rl->st);
     rl->audit_size = store_audit_size(rl->st);
+    store_att_totals(rl->st, &rl->att_count, &rl->att_bytes);
     *out = rl;
     rl = NULL;
     r = 0;

@@ -26,6 +26,18 @@ enum {
     NVAL_LEN = DEVICE_ID_LEN + 2 + 8,              /* recipient | reason | time */
     QSTAT_LEN = 16,                                /* count | bytes */
     SPK_LEN = 4 + WIRE_PK_LEN + SIG_LEN,
+    /* att value: sender | ct_size | c | stored | precedence | expiry | accepted | n | n x recipient */
+    AVAL_FIXED = DEVICE_ID_LEN + 8 + 4 + 4 + 1 + 8 + 8 + 2,
+    AVAL_CT_SIZE = DEVICE_ID_LEN,
+    AVAL_C = AVAL_CT_SIZE + 8,
+    AVAL_STORED = AVAL_C + 4,
+    AVAL_PREC = AVAL_STORED + 4,
+    AVAL_EXPIRY = AVAL_PREC + 1,
+    AVAL_ACCEPTED = AVAL_EXPIRY + 8,
+    AVAL_N = AVAL_ACCEPTED + 8,
+    ACKEY_LEN = WIRE_ID_LEN + 4,                   /* att | chunk index */
+    AXKEY_LEN = 8 + WIRE_ID_LEN,                   /* expiry | att */
+    MAX_DBS = 32,
     /* Index value format. Whether the envelope is still queued is whether its
      * queue key exists: an acknowledgement deletes one key and writes nothing. */
     STATE_QUEUED = 1,
@@ -52,11 +64,13 @@ struct store {
     MDB_dbi tomb;           /* delivered ids by acknowledgement time: the dedupe window */
     MDB_dbi devmark;        /* device id -> highest envelope id submitted || acknowledged */
     MDB_dbi certs;          /* serial -> every certificate any installed directory listed */
+    MDB_dbi att, attc, attexp; /* attachments, their chunks, their expiry index */
     uint64_t dedupe_window; /* seconds a delivered id is still recognised */
     /* committed values, and the open transaction's working copies */
     uint64_t seq, seq_txn;
     uint64_t audit_next, audit_next_txn;
     uint64_t queued, queued_txn;
+    uint64_t att_n, att_n_txn, att_bytes, att_bytes_txn; /* attachments and chunk bytes stored */
     struct buf rec; /* one audit record being encoded: no allocation per record */
     /* audit Merkle tree: committed state and the open transaction's copy (PROTOCOL.md, part 6) */
     MDB_dbi audit_cp;
@@ -81,6 +95,8 @@ static const char meta_seq[] = "seq";
 static const char meta_queued[] = "queued";
 static const char meta_dir[] = "directory";
 static const char meta_audit_state[] = "audit_state";
+static const char meta_att_count[] = "att_count";
+static const char meta_att_bytes[] = "att_bytes";
 
 static int mdb_to_verr(int rc)
 {
@@ -266,7 +282,7 @@ int store_open(struct store **out, const char *dir, uint64_t map_size)
     if ((r = buf_init(&s->rec, AUDIT_RECORD_LEN, 0)) != 0 ||
         (r = buf_init(&s->cp_note, NOTE_MAX_LEN, 0)) != 0 || (r = file_mkdir_private(dir)) != 0)
         goto out;
-    if ((rc = mdb_env_create(&s->env)) != 0 || (rc = mdb_env_set_maxdbs(s->env, 16)) != 0 ||
+    if ((rc = mdb_env_create(&s->env)) != 0 || (rc = mdb_env_set_maxdbs(s->env, MAX_DBS)) != 0 ||
         (rc = mdb_env_set_mapsize(s->env, (size_t)map_size)) != 0 ||
         (rc = mdb_env_set_maxreaders(s->env, 126)) != 0) {
         r = mdb_to_verr(rc);
@@ -299,12 +315,17 @@ int store_open(struct store **out, const char *dir, uint64_t map_size)
         (rc = mdb_dbi_open(txn, "audit_cp", MDB_CREATE, &s->audit_cp)) != 0 ||
         (rc = mdb_dbi_open(txn, "tomb", MDB_CREATE, &s->tomb)) != 0 ||
         (rc = mdb_dbi_open(txn, "devmark", MDB_CREATE, &s->devmark)) != 0 ||
-        (rc = mdb_dbi_open(txn, "certs", MDB_CREATE, &s->certs)) != 0) {
+        (rc = mdb_dbi_open(txn, "certs", MDB_CREATE, &s->certs)) != 0 ||
+        (rc = mdb_dbi_open(txn, "att", MDB_CREATE, &s->att)) != 0 ||
+        (rc = mdb_dbi_open(txn, "attc", MDB_CREATE, &s->attc)) != 0 ||
+        (rc = mdb_dbi_open(txn, "attexp", MDB_CREATE, &s->attexp)) != 0) {
         r = mdb_to_verr(rc);
         goto out;
     }
     if ((r = meta_get_u64(txn, s->meta, meta_seq, &s->seq)) != 0 ||
-        (r = meta_get_u64(txn, s->meta, meta_queued, &s->queued)) != 0)
+        (r = meta_get_u64(txn, s->meta, meta_queued, &s->queued)) != 0 ||
+        (r = meta_get_u64(txn, s->meta, meta_att_count, &s->att_n)) != 0 ||
+        (r = meta_get_u64(txn, s->meta, meta_att_bytes, &s->att_bytes)) != 0)
         goto out;
     /* The log's size is its last key + 1: no separate counter to drift. */
     if ((rc = mdb_cursor_open(txn, s->audit, &cur)) != 0) {
@@ -370,6 +391,8 @@ int store_begin(struct store *s)
     s->tree_txn = s->tree;
     s->cp_pending = 0;
     s->queued_txn = s->queued;
+    s->att_n_txn = s->att_n;
+    s->att_bytes_txn = s->att_bytes;
     return 0;
 }
 
@@ -383,6 +406,12 @@ int store_commit(struct store *s)
         goto fail;
     if (s->queued_txn != s->queued &&
         (r = meta_put_u64(s->txn, s->meta, meta_queued, s->queued_txn)) != 0)
+        goto fail;
+    if (s->att_n_txn != s->att_n &&
+        (r = meta_put_u64(s->txn, s->meta, meta_att_count, s->att_n_txn)) != 0)
+        goto fail;
+    if (s->att_bytes_txn != s->att_bytes &&
+        (r = meta_put_u64(s->txn, s->meta, meta_att_bytes, s->att_bytes_txn)) != 0)
         goto fail;
     if ((r = qc_flush(s)) != 0 || (r = audit_tree_commit(s)) != 0)
         goto fail;
@@ -406,6 +435,8 @@ int store_commit(struct store *s)
     if (merkle_state_size(&s->tree) > s->cp_size && s->cp_pending)
         s->cp_size = merkle_state_size(&s->tree);
     s->queued = s->queued_txn;
+    s->att_n = s->att_n_txn;
+    s->att_bytes = s->att_bytes_txn;
     return 0;
 fail:
     store_abort(s);
@@ -627,7 +658,8 @@ static int qc_flush(struct store *s)
         }
         if (!q->totals_changed)
             continue;
-        if (q->count == 0) {
+        /* attachment bytes count without envelopes (PROTOCOL.md part 2 "Attachments") */
+        if (q->count == 0 && q->bytes == 0) {
             rc = mdb_del(s->txn, s->qstat, &k, NULL);
             if (rc == MDB_NOTFOUND)
                 rc = 0;
@@ -1398,6 +1430,521 @@ out:
     if (c != NULL)
         mdb_cursor_close(c);
     mdb_txn_abort(txn);
+    return r;
+}
+
+/* ---- attachments (PROTOCOL.md part 2 "Attachments") ---- */
+
+_Static_assert(AVAL_FIXED == 51 && AVAL_N == 49, "att value layout (PROTOCOL.md part 2 \"Storage\")");
+_Static_assert(ACKEY_LEN == 20 && AXKEY_LEN == 24, "attc and attexp keys (PROTOCOL.md part 2)");
+
+void store_att_totals(const struct store *s, uint64_t *count, uint64_t *bytes)
+{
+    *count = s->att_n;
+    *bytes = s->att_bytes;
+}
+
+/* Checks an `att` value's layout; *info, recipients (n x DEVICE_ID_LEN) and their count. */
+static int att_parse(const MDB_val *d, struct store_att *info, const uint8_t **rcpt, size_t *n)
+{
+    const uint8_t *p = d->mv_data;
+    size_t cnt;
+
+    if (d->mv_size < AVAL_FIXED)
+        return VERR_STORE;
+    cnt = ((size_t)p[AVAL_N] << 8) | p[AVAL_N + 1];
+    if (d->mv_size != AVAL_FIXED + cnt * DEVICE_ID_LEN || cnt > WIRE_ATT_RCPT_MAX)
+        return VERR_STORE;
+    memcpy(info->sender, p, DEVICE_ID_LEN);
+    info->ct_size = rd64(p + AVAL_CT_SIZE);
+    info->c = rd32(p + AVAL_C);
+    info->stored = rd32(p + AVAL_STORED);
+    info->precedence = p[AVAL_PREC];
+    info->expiry = rd64(p + AVAL_EXPIRY);
+    info->accepted = rd64(p + AVAL_ACCEPTED);
+    if (info->c == 0 || info->stored > info->c || info->precedence >= WIRE_PRECEDENCE_COUNT)
+        return VERR_STORE;
+    *rcpt = p + AVAL_FIXED;
+    *n = cnt;
+    return 0;
+}
+
+/* Ciphertext bytes of chunk i (PROTOCOL.md part 2 "Attachments"): 16400 but the last. */
+static uint64_t att_chunk_len(uint64_t ct_size, uint32_t c, uint32_t i)
+{
+    return i + 1 < c ? WIRE_ATT_CHUNK_CT : ct_size - (uint64_t)WIRE_ATT_CHUNK_CT * (c - 1);
+}
+
+/* Chunk bytes of the first `stored` chunks. */
+static uint64_t att_stored_bytes(const struct store_att *info)
+{
+    if (info->stored == 0)
+        return 0;
+    return (uint64_t)WIRE_ATT_CHUNK_CT * (info->stored - 1) +
+           att_chunk_len(info->ct_size, info->c, info->stored - 1);
+}
+
+static int rcpt_index(const uint8_t *rcpt, size_t n, const uint8_t dev[static DEVICE_ID_LEN],
+                      size_t *at)
+{
+    for (size_t k = 0; k < n; k++) {
+        if (memcmp(rcpt + k * DEVICE_ID_LEN, dev, DEVICE_ID_LEN) == 0) {
+            *at = k;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Adds (sign > 0) or releases an attachment's ct_size in dev's queued bytes; the count is unchanged. */
+static int qstat_att(struct store *s, const uint8_t dev[static DEVICE_ID_LEN], int sign,
+                     uint64_t size)
+{
+    uint64_t count, bytes;
+    int r;
+
+    if ((r = qstat_get(s, dev, &count, &bytes)) != 0)
+        return r;
+    if (sign > 0)
+        bytes += size;
+    else
+        bytes = bytes > size ? bytes - size : 0;
+    return qstat_put(s, dev, count, bytes);
+}
+
+static void att_audit(struct audit_record *rec, uint8_t event, uint64_t now, const uint8_t *device,
+                      uint64_t serial, const uint8_t *peer, const uint8_t *att,
+                      const struct store_att *info)
+{
+    audit_record_init(rec, event, now);
+    memcpy(rec->device_id, device, DEVICE_ID_LEN);
+    rec->cert_serial = serial;
+    memcpy(rec->peer_id, peer, DEVICE_ID_LEN);
+    memcpy(rec->envelope_id, att, WIRE_ID_LEN);
+    /* --max-attachment is below 2^32 (relay/config.c) */
+    rec->size = info->ct_size > UINT32_MAX ? UINT32_MAX : (uint32_t)info->ct_size;
+    rec->precedence = info->precedence;
+}
+
+/*
+ * Deletes an attachment: its chunks, expiry entry and record; releases the
+ * queued bytes of the n recipients still pending.
+ */
+static int att_delete(struct store *s, const uint8_t att[static WIRE_ID_LEN],
+                      const struct store_att *info, const uint8_t *rcpt, size_t n)
+{
+    uint8_t ckey[ACKEY_LEN], xkey[AXKEY_LEN];
+    MDB_val k;
+    int rc, r;
+
+    memcpy(ckey, att, WIRE_ID_LEN);
+    for (uint32_t i = 0; i < info->stored; i++) {
+        be32(ckey + WIRE_ID_LEN, i);
+        k = val(ckey, sizeof(ckey));
+        if ((rc = mdb_del(s->txn, s->attc, &k, NULL)) != 0 && rc != MDB_NOTFOUND)
+            return mdb_to_verr(rc);
+    }
+    for (size_t j = 0; j < n; j++)
+        if ((r = qstat_att(s, rcpt + j * DEVICE_ID_LEN, -1, info->ct_size)) != 0)
+            return r;
+    be64(xkey, info->expiry);
+    memcpy(xkey + 8, att, WIRE_ID_LEN);
+    k = val(xkey, sizeof(xkey));
+    if ((rc = mdb_del(s->txn, s->attexp, &k, NULL)) != 0 && rc != MDB_NOTFOUND)
+        return mdb_to_verr(rc);
+    k = val(att, WIRE_ID_LEN);
+    if ((rc = mdb_del(s->txn, s->att, &k, NULL)) != 0)
+        return mdb_to_verr(rc);
+    s->att_n_txn = s->att_n_txn > 0 ? s->att_n_txn - 1 : 0;
+    s->att_bytes_txn -= s->att_bytes_txn > att_stored_bytes(info) ? att_stored_bytes(info)
+                                                                   : s->att_bytes_txn;
+    return 0;
+}
+
+/* The same OPEN again (a resume), PROTOCOL.md part 2 "Attachments". */
+static int att_same(const struct store_att *info, const uint8_t *rcpt, size_t n,
+                    const uint8_t sender[static DEVICE_ID_LEN], const struct wire_attach *a,
+                    uint64_t ttl)
+{
+    size_t at;
+
+    if (memcmp(info->sender, sender, DEVICE_ID_LEN) != 0 || info->ct_size != a->ct_size ||
+        info->c != a->c || info->precedence != a->precedence)
+        return 0;
+    /* the stored expiry is the effective one: the sent one, or the TTL cap below it */
+    if (info->expiry != a->expiry &&
+        !(info->expiry < a->expiry && info->expiry - info->accepted == ttl))
+        return 0;
+    /* recipients leave only once it is complete (ATTACH_DONE); until then the list is whole */
+    if (info->stored < info->c)
+        return n == a->n_rcpt && memcmp(rcpt, a->rcpt, n * DEVICE_ID_LEN) == 0;
+    for (size_t j = 0; j < n; j++)
+        if (!rcpt_index(a->rcpt, a->n_rcpt, rcpt + j * DEVICE_ID_LEN, &at))
+            return 0;
+    return 1;
+}
+
+int store_att_open(struct store *s, const uint8_t sender[static DEVICE_ID_LEN],
+                   uint64_t sender_serial, const struct wire_attach *a, uint64_t ttl, uint64_t now,
+                   const struct store_limits *lim, uint16_t *reason, uint32_t *stored)
+{
+    uint8_t xkey[AXKEY_LEN], *p;
+    struct store_att info;
+    struct audit_record rec;
+    const uint8_t *rcpt;
+    uint64_t count, bytes, expiry;
+    size_t n;
+    MDB_val k = val(a->att, WIRE_ID_LEN), d;
+    int rc, r;
+
+    *reason = WIRE_R_OK;
+    *stored = 0;
+    if (s->txn == NULL || a->n_rcpt == 0 || a->n_rcpt > WIRE_ATT_RCPT_MAX)
+        return VERR_INTERNAL;
+    rc = mdb_get(s->txn, s->att, &k, &d);
+    if (rc == 0) {
+        if ((r = att_parse(&d, &info, &rcpt, &n)) != 0)
+            return r;
+        if (!att_same(&info, rcpt, n, sender, a, ttl))
+            *reason = WIRE_R_ID_CONFLICT;
+        else if (info.expiry <= now)
+            *reason = WIRE_R_EXPIRED; /* past its (capped) expiry, not swept yet */
+        else
+            *stored = info.stored;
+        return 0;
+    }
+    if (rc != MDB_NOTFOUND)
+        return mdb_to_verr(rc);
+    /* every recipient's quota first: nothing is added unless all have room */
+    for (size_t j = 0; j < a->n_rcpt; j++) {
+        const uint8_t *to = a->rcpt + j * DEVICE_ID_LEN;
+
+        if ((r = qstat_get(s, to, &count, &bytes)) != 0)
+            return r;
+        if (bytes + a->ct_size > lim->queue_max_bytes) {
+            *reason = WIRE_R_QUEUE_FULL;
+            audit_record_init(&rec, AUDIT_QUOTA_HIT, now);
+            memcpy(rec.device_id, sender, DEVICE_ID_LEN);
+            rec.cert_serial = sender_serial;
+            memcpy(rec.peer_id, to, DEVICE_ID_LEN);
+            memcpy(rec.envelope_id, a->att, WIRE_ID_LEN);
+            rec.reason = WIRE_R_QUEUE_FULL;
+            return store_audit_append(s, &rec);
+        }
+    }
+    expiry = a->expiry - now > ttl ? now + ttl : a->expiry;
+    k = val(a->att, WIRE_ID_LEN);
+    d.mv_size = AVAL_FIXED + a->n_rcpt * DEVICE_ID_LEN;
+    d.mv_data = NULL;
+    if ((rc = mdb_put(s->txn, s->att, &k, &d, MDB_RESERVE)) != 0)
+        return mdb_to_verr(rc);
+    p = d.mv_data;
+    memcpy(p, sender, DEVICE_ID_LEN);
+    be64(p + AVAL_CT_SIZE, a->ct_size);
+    be32(p + AVAL_C, a->c);
+    be32(p + AVAL_STORED, 0);
+    p[AVAL_PREC] = a->precedence;
+    be64(p + AVAL_EXPIRY, expiry);
+    be64(p + AVAL_ACCEPTED, now);
+    p[AVAL_N] = (uint8_t)(a->n_rcpt >> 8);
+    p[AVAL_N + 1] = (uint8_t)a->n_rcpt;
+    memcpy(p + AVAL_FIXED, a->rcpt, a->n_rcpt * DEVICE_ID_LEN);
+    be64(xkey, expiry);
+    memcpy(xkey + 8, a->att, WIRE_ID_LEN);
+    k = val(xkey, sizeof(xkey));
+    d = val(NULL, 0);
+    if ((rc = mdb_put(s->txn, s->attexp, &k, &d, 0)) != 0)
+        return mdb_to_verr(rc);
+    for (size_t j = 0; j < a->n_rcpt; j++)
+        if ((r = qstat_att(s, a->rcpt + j * DEVICE_ID_LEN, 1, a->ct_size)) != 0)
+            return r;
+    s->att_n_txn++;
+    return 0;
+}
+
+/* Rewrites the record's stored count (values are read-only in the map: copied, then put). */
+static int att_set_stored(struct store *s, const uint8_t att[static WIRE_ID_LEN], const MDB_val *d,
+                          uint32_t stored)
+{
+    uint8_t *copy;
+    MDB_val k = val(att, WIRE_ID_LEN), nd;
+    int rc;
+
+    if ((copy = malloc(d->mv_size)) == NULL)
+        return VERR_NOMEM;
+    memcpy(copy, d->mv_data, d->mv_size);
+    be32(copy + AVAL_STORED, stored);
+    nd = val(copy, d->mv_size);
+    rc = mdb_put(s->txn, s->att, &k, &nd, 0);
+    free(copy);
+    return mdb_to_verr(rc);
+}
+
+int store_att_put(struct store *s, const uint8_t sender[static DEVICE_ID_LEN],
+                  uint64_t sender_serial, const struct wire_attach *a, uint64_t now,
+                  uint16_t *reason)
+{
+    uint8_t ckey[ACKEY_LEN];
+    struct store_att info;
+    struct audit_record rec;
+    const uint8_t *rcpt;
+    uint8_t *copy;
+    size_t n;
+    MDB_val k = val(a->att, WIRE_ID_LEN), d, cd;
+    int rc, r;
+
+    *reason = WIRE_R_OK;
+    if (s->txn == NULL)
+        return VERR_INTERNAL;
+    rc = mdb_get(s->txn, s->att, &k, &d);
+    if (rc == MDB_NOTFOUND) {
+        *reason = WIRE_R_ATTACHMENT_UNKNOWN;
+        return 0;
+    }
+    if (rc != 0)
+        return mdb_to_verr(rc);
+    if ((r = att_parse(&d, &info, &rcpt, &n)) != 0)
+        return r;
+    if (memcmp(info.sender, sender, DEVICE_ID_LEN) != 0 || info.expiry <= now) {
+        *reason = WIRE_R_ATTACHMENT_UNKNOWN;
+        return 0;
+    }
+    if (a->i < info.stored)
+        return 0; /* a duplicate: acknowledged again, not stored again */
+    if (a->i != info.stored || a->i >= info.c ||
+        a->ct_len != att_chunk_len(info.ct_size, info.c, a->i)) {
+        *reason = WIRE_R_CHUNK_INVALID;
+        return 0;
+    }
+    /* before any other write: d is valid until the next update */
+    if ((r = att_set_stored(s, a->att, &d, a->i + 1)) != 0)
+        return r;
+    memcpy(ckey, a->att, WIRE_ID_LEN);
+    be32(ckey + WIRE_ID_LEN, a->i);
+    k = val(ckey, sizeof(ckey));
+    cd = val(a->ct, a->ct_len);
+    if ((rc = mdb_put(s->txn, s->attc, &k, &cd, MDB_NOOVERWRITE)) != 0)
+        return mdb_to_verr(rc);
+    s->att_bytes_txn += a->ct_len;
+    if (a->i + 1 < info.c)
+        return 0;
+    /* complete: one record per recipient, in this transaction (appends write the map: a copy) */
+    k = val(a->att, WIRE_ID_LEN);
+    if ((rc = mdb_get(s->txn, s->att, &k, &d)) != 0)
+        return mdb_to_verr(rc);
+    if ((r = att_parse(&d, &info, &rcpt, &n)) != 0)
+        return r;
+    if ((copy = malloc(n * DEVICE_ID_LEN + 1)) == NULL)
+        return VERR_NOMEM;
+    memcpy(copy, rcpt, n * DEVICE_ID_LEN);
+    r = 0;
+    for (size_t j = 0; j < n && r == 0; j++) {
+        att_audit(&rec, AUDIT_ATTACHMENT_ACCEPTED, now, sender, sender_serial,
+                  copy + j * DEVICE_ID_LEN, a->att, &info);
+        r = store_audit_append(s, &rec);
+    }
+    free(copy);
+    return r;
+}
+
+int store_att_done(struct store *s, const uint8_t recipient[static DEVICE_ID_LEN],
+                   uint64_t recipient_serial, const uint8_t att[static WIRE_ID_LEN], uint64_t now,
+                   uint16_t *reason, uint32_t *c)
+{
+    struct store_att info;
+    struct audit_record rec;
+    const uint8_t *rcpt;
+    uint8_t *copy = NULL;
+    size_t n, at;
+    MDB_val k = val(att, WIRE_ID_LEN), d;
+    int rc, r = VERR_INTERNAL;
+
+    *reason = WIRE_R_OK;
+    *c = 0;
+    if (s->txn == NULL)
+        return VERR_INTERNAL;
+    rc = mdb_get(s->txn, s->att, &k, &d);
+    if (rc == MDB_NOTFOUND) {
+        *reason = WIRE_R_ATTACHMENT_UNKNOWN;
+        return 0;
+    }
+    if (rc != 0)
+        return mdb_to_verr(rc);
+    if ((r = att_parse(&d, &info, &rcpt, &n)) != 0)
+        return r;
+    if (info.expiry <= now || !rcpt_index(rcpt, n, recipient, &at)) {
+        *reason = WIRE_R_ATTACHMENT_UNKNOWN;
+        return 0;
+    }
+    if (info.stored < info.c) {
+        *reason = WIRE_R_CHUNK_INVALID; /* it cannot hold every chunk yet */
+        return 0;
+    }
+    *c = info.c;
+    /* the record without this recipient (copied first: the map is read-only) */
+    if ((copy = malloc(d.mv_size)) == NULL)
+        return VERR_NOMEM;
+    memcpy(copy, d.mv_data, AVAL_FIXED + at * DEVICE_ID_LEN);
+    memcpy(copy + AVAL_FIXED + at * DEVICE_ID_LEN,
+           (const uint8_t *)d.mv_data + AVAL_FIXED + (at + 1) * DEVICE_ID_LEN,
+           (n - at - 1) * DEVICE_ID_LEN);
+    copy[AVAL_N] = (uint8_t)((n - 1) >> 8);
+    copy[AVAL_N + 1] = (uint8_t)(n - 1);
+    if ((r = qstat_att(s, recipient, -1, info.ct_size)) != 0)
+        goto out;
+    att_audit(&rec, AUDIT_ATTACHMENT_DELIVERED, now, recipient, recipient_serial, info.sender, att,
+              &info);
+    if ((r = store_audit_append(s, &rec)) != 0)
+        goto out;
+    if (n == 1) {
+        /* nobody left: the attachment and its chunks go in this transaction */
+        r = att_delete(s, att, &info, NULL, 0);
+        goto out;
+    }
+    k = val(att, WIRE_ID_LEN);
+    d = val(copy, AVAL_FIXED + (n - 1) * DEVICE_ID_LEN);
+    r = mdb_to_verr(mdb_put(s->txn, s->att, &k, &d, 0));
+out:
+    free(copy);
+    return r;
+}
+
+int store_att_fetch(struct store *s, const uint8_t recipient[static DEVICE_ID_LEN],
+                    const uint8_t att[static WIRE_ID_LEN], uint64_t now, uint32_t i,
+                    struct buf *out, struct store_att *info)
+{
+    MDB_txn *txn = NULL;
+    MDB_val k = val(att, WIRE_ID_LEN), d;
+    struct wire_attach ch;
+    uint8_t ckey[ACKEY_LEN];
+    const uint8_t *rcpt;
+    size_t n, at;
+    int rc, r;
+
+    memset(info, 0, sizeof(*info));
+    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0)
+        return mdb_to_verr(rc);
+    if ((rc = mdb_get(txn, s->att, &k, &d)) != 0) {
+        r = mdb_to_verr(rc);
+        goto out;
+    }
+    if ((r = att_parse(&d, info, &rcpt, &n)) != 0)
+        goto out;
+    /* one answer for unknown, not a recipient (or done) and expired */
+    if (info->expiry <= now || !rcpt_index(rcpt, n, recipient, &at)) {
+        memset(info, 0, sizeof(*info));
+        r = VERR_UNKNOWN;
+        goto out;
+    }
+    if (i >= info->stored) {
+        r = 0;
+        goto out;
+    }
+    memcpy(ckey, att, WIRE_ID_LEN);
+    be32(ckey + WIRE_ID_LEN, i);
+    k = val(ckey, sizeof(ckey));
+    if ((rc = mdb_get(txn, s->attc, &k, &d)) != 0) {
+        r = rc == MDB_NOTFOUND ? VERR_STORE : mdb_to_verr(rc);
+        goto out;
+    }
+    if (d.mv_size != att_chunk_len(info->ct_size, info->c, i)) {
+        r = VERR_STORE;
+        goto out;
+    }
+    memset(&ch, 0, sizeof(ch));
+    memcpy(ch.att, att, WIRE_ID_LEN);
+    ch.i = i;
+    ch.c = info->c;
+    ch.ct = d.mv_data;
+    ch.ct_len = (uint32_t)d.mv_size;
+    r = wire_put_attach(out, WIRE_ATTACH_CHUNK, &ch);
+out:
+    mdb_txn_abort(txn);
+    return r;
+}
+
+int store_att_sweep(struct store *s, uint64_t now, size_t limit,
+                    void (*notify)(void *ctx, const uint8_t sender[DEVICE_ID_LEN]), void *ctx,
+                    size_t *expired)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k, d;
+    uint8_t xkey[AXKEY_LEN], nkey[NKEY_LEN], nval[NVAL_LEN];
+    struct store_att info;
+    struct audit_record rec;
+    const uint8_t *rcpt;
+    uint8_t *copy = NULL;
+    size_t n;
+    int rc, r = VERR_INTERNAL;
+
+    *expired = 0;
+    if (s->txn == NULL)
+        return VERR_INTERNAL;
+    while (*expired < limit) {
+        /* the first entry each time: the previous one was deleted */
+        if ((rc = mdb_cursor_open(s->txn, s->attexp, &cur)) != 0)
+            return mdb_to_verr(rc);
+        rc = mdb_cursor_get(cur, &k, &d, MDB_FIRST);
+        if (rc == 0 && k.mv_size == AXKEY_LEN)
+            memcpy(xkey, k.mv_data, sizeof(xkey));
+        mdb_cursor_close(cur);
+        if (rc == MDB_NOTFOUND)
+            break;
+        if (rc != 0)
+            return mdb_to_verr(rc);
+        if (k.mv_size != AXKEY_LEN)
+            return VERR_STORE;
+        if (rd64(xkey) > now)
+            break;
+        k = val(xkey + 8, WIRE_ID_LEN);
+        rc = mdb_get(s->txn, s->att, &k, &d);
+        if (rc == MDB_NOTFOUND) { /* an index entry without its record: only it goes */
+            k = val(xkey, sizeof(xkey));
+            if ((rc = mdb_del(s->txn, s->attexp, &k, NULL)) != 0)
+                return mdb_to_verr(rc);
+            continue;
+        }
+        if (rc != 0)
+            return mdb_to_verr(rc);
+        if ((r = att_parse(&d, &info, &rcpt, &n)) != 0)
+            return r;
+        /* audit appends write the map: work on a copy of the recipients */
+        if ((copy = malloc(n * DEVICE_ID_LEN + 1)) == NULL)
+            return VERR_NOMEM;
+        memcpy(copy, rcpt, n * DEVICE_ID_LEN);
+        for (size_t j = 0; j < n; j++) {
+            att_audit(&rec, AUDIT_ATTACHMENT_EXPIRED, now, info.sender, 0,
+                      copy + j * DEVICE_ID_LEN, xkey + 8, &info);
+            rec.reason = WIRE_R_EXPIRED;
+            if ((r = store_audit_append(s, &rec)) != 0)
+                goto out;
+        }
+        if (n > 0) {
+            /* the sender is told, as for envelopes: one notice (key sender | id) */
+            memcpy(nkey, info.sender, DEVICE_ID_LEN);
+            memcpy(nkey + DEVICE_ID_LEN, xkey + 8, WIRE_ID_LEN);
+            memcpy(nval, copy, DEVICE_ID_LEN);
+            nval[DEVICE_ID_LEN] = 0;
+            nval[DEVICE_ID_LEN + 1] = WIRE_R_EXPIRED;
+            be64(nval + DEVICE_ID_LEN + 2, now);
+            k = val(nkey, sizeof(nkey));
+            d = val(nval, sizeof(nval));
+            if ((rc = mdb_put(s->txn, s->nd, &k, &d, 0)) != 0) {
+                r = mdb_to_verr(rc);
+                goto out;
+            }
+        }
+        if ((r = att_delete(s, xkey + 8, &info, copy, n)) != 0)
+            goto out;
+        if (n > 0 && notify != NULL)
+            notify(ctx, info.sender);
+        free(copy);
+        copy = NULL;
+        (*expired)++;
+    }
+    r = 0;
+out:
+    free(copy);
     return r;
 }
 

@@ -1,7 +1,7 @@
 /*
  * store.h - the relay's durable state in LMDB: ciphertext queues, the
  * envelope-id index, expiry index, non-delivery notices, prekeys, the
- * current directory and the audit log (layout: PROTOCOL.md, part 2
+ * current directory, attachments and the audit log (layout: PROTOCOL.md, part 2
  * "Storage"). The only file of the relay that includes lmdb.h.
  *
  * Contract:
@@ -210,6 +210,78 @@ int store_backup(const char *dir, const char *out, uint64_t *records) VL_MUST_CH
 int store_restore(const char *dir, const char *from, uint64_t *records) VL_MUST_CHECK;
 int store_restore_pending(struct store *s);
 int store_restore_clear(struct store *s) VL_MUST_CHECK;
+
+/*
+ * Attachments (PROTOCOL.md part 2 "Attachments"): tables `att` (one record
+ * per attachment: sender, sizes, chunks stored, expiry, the recipients not
+ * done yet), `attc` (chunk ciphertext by attachment id and index) and
+ * `attexp` (expiry index). An attachment's ct_size counts toward each
+ * pending recipient's queued bytes in `qstat` until that recipient is done
+ * or the attachment expires. Mutations join the open transaction and append
+ * their audit records to it; reasons are returned in *reason, negative
+ * values are system errors (abort the transaction).
+ */
+struct store_att {
+    uint8_t sender[DEVICE_ID_LEN];
+    uint64_t ct_size, expiry, accepted; /* expiry: effective; accepted: time of the first OPEN */
+    uint32_t c, stored;
+    uint8_t precedence;
+};
+
+/*
+ * ATTACH_OPEN from sender; the caller has checked the bounds, that c fits
+ * ct_size, that expiry is in the future and that every recipient is listed
+ * and unrevoked. A new id gets a record with expiry min(a->expiry, now +
+ * ttl) and *stored = 0. The same id opened by the same sender with the same
+ * ct_size, c, precedence, expiry (the one sent: equal to the stored
+ * effective expiry, or later when that was the TTL cap) and recipients is a
+ * resume: *stored = chunks stored. Else *reason WIRE_R_ID_CONFLICT; over a
+ * recipient's queued bytes WIRE_R_QUEUE_FULL (a quota_hit record).
+ */
+int store_att_open(struct store *s, const uint8_t sender[static DEVICE_ID_LEN],
+                   uint64_t sender_serial, const struct wire_attach *a, uint64_t ttl, uint64_t now,
+                   const struct store_limits *lim, uint16_t *reason,
+                   uint32_t *stored) VL_MUST_CHECK;
+/*
+ * ATTACH_PUT of chunk a->i from sender: stored if i equals the chunks stored
+ * and its length fits (else WIRE_R_CHUNK_INVALID); i below that is a
+ * duplicate, WIRE_R_OK and not stored again. Unknown, another sender's or
+ * expired: WIRE_R_ATTACHMENT_UNKNOWN. The last chunk appends one
+ * attachment_accepted record per recipient.
+ */
+int store_att_put(struct store *s, const uint8_t sender[static DEVICE_ID_LEN],
+                  uint64_t sender_serial, const struct wire_attach *a, uint64_t now,
+                  uint16_t *reason) VL_MUST_CHECK;
+/*
+ * ATTACH_DONE from recipient: removed from the record, its queued bytes
+ * released, an attachment_delivered record; the last one deletes the
+ * attachment and its chunks. *c = chunk count. WIRE_R_ATTACHMENT_UNKNOWN if
+ * it is not a pending recipient (or unknown, or expired); WIRE_R_CHUNK_INVALID
+ * while the upload is not complete.
+ */
+int store_att_done(struct store *s, const uint8_t recipient[static DEVICE_ID_LEN],
+                   uint64_t recipient_serial, const uint8_t att[static WIRE_ID_LEN], uint64_t now,
+                   uint16_t *reason, uint32_t *c) VL_MUST_CHECK;
+/*
+ * Read transaction: the attachment as recipient may see it (VERR_UNKNOWN
+ * if it is not a pending recipient, or the attachment is unknown or past
+ * its expiry) into *info; if i < info->stored, appends chunk i to out as
+ * one ATTACH_CHUNK message.
+ */
+int store_att_fetch(struct store *s, const uint8_t recipient[static DEVICE_ID_LEN],
+                    const uint8_t att[static WIRE_ID_LEN], uint64_t now, uint32_t i,
+                    struct buf *out, struct store_att *info) VL_MUST_CHECK;
+/*
+ * Deletes up to limit attachments whose expiry <= now, chunks included:
+ * one attachment_expired record per recipient not done and one
+ * NON_DELIVERY notice (reason expired, id = attachment id, recipient = the
+ * first not done) for the sender, notify called with it.
+ */
+int store_att_sweep(struct store *s, uint64_t now, size_t limit,
+                    void (*notify)(void *ctx, const uint8_t sender[DEVICE_ID_LEN]), void *ctx,
+                    size_t *expired) VL_MUST_CHECK;
+/* Attachments stored and their chunk bytes stored (committed), for /metrics. */
+void store_att_totals(const struct store *s, uint64_t *count, uint64_t *bytes);
 
 /* Envelopes queued in total (committed), for /metrics. */
 uint64_t store_queue_total(const struct store *s);

@@ -44,6 +44,14 @@ add_test(NAME relay/tls COMMAND sh ${CMAKE_CURRENT_LIST_DIR}/relay/tls.sh
          $<TARGET_FILE:valise-relay> $<TARGET_FILE:relay_mkpki>)
 set_tests_properties(relay/tls PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 60 LABELS relay)
 
+# Attachments (issue 13 item 2): the test runs the relay's --print-audit-key and valise-audit verify.
+if(TARGET relay_test_attach AND TARGET valise-audit)
+  target_compile_definitions(relay_test_attach PRIVATE
+    VALISE_RELAY_BIN="$<TARGET_FILE:valise-relay>"
+    VALISE_AUDIT_BIN="$<TARGET_FILE:valise-audit>")
+  add_dependencies(relay_test_attach valise-audit)
+endif()
+
 # Operators (issue 15): the restore drill also runs the officer's valise-audit.
 if(TARGET relay_test_ops AND TARGET valise-audit)
   target_compile_definitions(relay_test_ops PRIVATE

@@ -11,7 +11,7 @@
 #include "fileio.h"
 #include "wire.h"
 
-enum { NSAMPLES = 20 };
+enum { NSAMPLES = 28 };
 
 static uint8_t cert_bytes[CERT_MIN_LEN + 10];
 static uint8_t relay_cert_bytes[RELAYCERT_MIN_LEN + 5];
@@ -28,6 +28,9 @@ static void make_sample(size_t i, struct buf *out)
     };
     struct wire_ack acks[2] = {{.reason = WIRE_R_OK}, {.reason = WIRE_R_QUEUE_FULL}};
     struct wire_nd nds[1] = {{.reason = WIRE_R_EXPIRED}};
+    struct wire_attach att = {.ct_size = 40048, .c = 3, .precedence = WIRE_ROUTINE,
+                              .expiry = 1900000000, .n_rcpt = 2, .rcpt = ids, .i = 1,
+                              .stored = 1, .ct = ct1, .ct_len = sizeof(ct1)};
     int r = VERR_INTERNAL;
 
     memset(nonce, 0xa5, sizeof(nonce));
@@ -45,6 +48,7 @@ static void make_sample(size_t i, struct buf *out)
     memset(acks[1].id, 6, WIRE_ID_LEN);
     memset(nds[0].id, 7, WIRE_ID_LEN);
     memset(nds[0].recipient, 8, DEVICE_ID_LEN);
+    memset(att.att, 9, WIRE_ID_LEN);
     switch (i) {
     case 0:
         r = wire_put_challenge(out, nonce, relay_cert_bytes, sizeof(relay_cert_bytes), sig);
@@ -68,6 +72,14 @@ static void make_sample(size_t i, struct buf *out)
     case 17: r = wire_put_non_delivery(out, nds, 1); break;
     case 18: r = wire_put_ids(out, WIRE_NON_DELIVERY_ACK, ids, 2); break;
     case 19: r = wire_put_hello(out, nonce); break;
+    case 20: r = wire_put_attach(out, WIRE_ATTACH_OPEN, &att); break;
+    case 21: r = wire_put_attach(out, WIRE_ATTACH_STATE, &att); break;
+    case 22: r = wire_put_attach(out, WIRE_ATTACH_PUT, &att); break;
+    case 23: r = wire_put_attach(out, WIRE_ATTACH_PUT_ACK, &att); break;
+    case 24: r = wire_put_attach(out, WIRE_ATTACH_GET, &att); break;
+    case 25: r = wire_put_attach(out, WIRE_ATTACH_CHUNK, &att); break;
+    case 26: r = wire_put_attach(out, WIRE_ATTACH_CHUNK_ACK, &att); break;
+    case 27: r = wire_put_attach(out, WIRE_ATTACH_DONE, &att); break;
     default: break;
     }
     assert_int_equal(r, 0);
@@ -86,7 +98,9 @@ static void test_roundtrip(void **state)
         WIRE_DIRECTORY, WIRE_DIRECTORY_PUT, WIRE_DIRECTORY_OK, WIRE_PREKEY_UPLOAD,
         WIRE_PREKEY_OK, WIRE_BUNDLE_GET, WIRE_BUNDLE, WIRE_PREKEY_LOW, WIRE_SUBMIT,
         WIRE_SUBMIT_ACK, WIRE_DELIVER, WIRE_DELIVER_ACK, WIRE_NON_DELIVERY,
-        WIRE_NON_DELIVERY_ACK, WIRE_HELLO,
+        WIRE_NON_DELIVERY_ACK, WIRE_HELLO, WIRE_ATTACH_OPEN, WIRE_ATTACH_STATE,
+        WIRE_ATTACH_PUT, WIRE_ATTACH_PUT_ACK, WIRE_ATTACH_GET, WIRE_ATTACH_CHUNK,
+        WIRE_ATTACH_CHUNK_ACK, WIRE_ATTACH_DONE,
     };
     (void)state;
     setup_cert();
@@ -358,7 +372,9 @@ static void test_fuzz_seeds(void **state)
     static const char *const seeds[] = {
         "hello", "challenge", "auth_ok", "error", "directory_get", "directory_put", "prekey_upload",
         "bundle_get", "submit", "deliver", "submit_ack", "deliver_ack", "non_delivery",
-        "non_delivery_ack", "queue_empty", "deliver_ack-empty",
+        "non_delivery_ack", "queue_empty", "deliver_ack-empty", "attach_open", "attach_state",
+        "attach_put", "attach_put_ack", "attach_get", "attach_chunk", "attach_chunk_ack",
+        "attach_done",
     };
     (void)state;
     for (size_t i = 0; i < sizeof(seeds) / sizeof(seeds[0]); i++) {
@@ -412,6 +428,122 @@ static void test_flow_control_messages(void **state)
             fail_msg("empty batch of type 0x%02x: expected refused", empty[i][1]);
 }
 
+/*
+ * Attachments (PROTOCOL.md part 2 "Attachments"): frozen bytes of OPEN and
+ * CHUNK, the fields each decodes to, and every bound of the format refused.
+ */
+static void test_attach_messages(void **state)
+{
+    static const uint8_t open_bytes[2 + 16 + 8 + 4 + 1 + 8 + 2 + 16] = {
+        0x01, 0x50, 0x61, 0x61, 0x61, 0x61, 0x61, 0x61, 0x61, 0x61, 0x61, 0x61, 0x61, 0x61,
+        0x61, 0x61, 0x61, 0x61,                         /* att */
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x9c, 0x70, /* ct_size 40048 */
+        0x00, 0x00, 0x00, 0x03,                         /* c 3 */
+        0x03,                                           /* ROUTINE */
+        0x00, 0x00, 0x00, 0x00, 0x71, 0x3f, 0xb3, 0x00, /* expiry 1900000000 */
+        0x00, 0x01,                                     /* one recipient */
+        0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11,
+        0x11, 0x11,
+    };
+    static const uint8_t chunk_bytes[2 + 16 + 4 + 4 + 4 + 3] = {
+        0x01, 0x55, 0x61, 0x61, 0x61, 0x61, 0x61, 0x61, 0x61, 0x61, 0x61, 0x61, 0x61, 0x61,
+        0x61, 0x61, 0x61, 0x61, 0x00, 0x00, 0x00, 0x02, /* i 2 */
+        0x00, 0x00, 0x00, 0x03,                         /* c 3 */
+        0x00, 0x00, 0x00, 0x03, 0xaa, 0xbb, 0xcc,       /* n 3, chunk ciphertext */
+    };
+    uint8_t rcpt[DEVICE_ID_LEN], ct[3] = {0xaa, 0xbb, 0xcc}, bad[sizeof(open_bytes)];
+    struct wire_attach a = {.ct_size = 40048, .c = 3, .precedence = WIRE_ROUTINE,
+                            .expiry = 1900000000, .n_rcpt = 1, .rcpt = rcpt};
+    struct wire_msg m;
+    struct buf b;
+
+    (void)state;
+    memset(rcpt, 0x11, sizeof(rcpt));
+    memset(a.att, 0x61, sizeof(a.att));
+    assert_int_equal(buf_init(&b, 1 << 16, 0), 0);
+    assert_int_equal(wire_put_attach(&b, WIRE_ATTACH_OPEN, &a), 0);
+    assert_int_equal(buf_size(&b), sizeof(open_bytes));
+    assert_memory_equal(buf_data(&b), open_bytes, sizeof(open_bytes));
+    assert_int_equal(wire_decode(open_bytes, sizeof(open_bytes), &m), 0);
+    assert_int_equal(m.u.attach.ct_size, 40048);
+    assert_int_equal(m.u.attach.c, 3);
+    assert_int_equal(m.u.attach.expiry, 1900000000);
+    assert_int_equal(m.u.attach.n_rcpt, 1);
+    assert_memory_equal(m.u.attach.rcpt, rcpt, DEVICE_ID_LEN);
+    buf_reset(&b);
+    a.i = 2;
+    a.ct = ct;
+    a.ct_len = sizeof(ct);
+    assert_int_equal(wire_put_attach(&b, WIRE_ATTACH_CHUNK, &a), 0);
+    assert_int_equal(buf_size(&b), sizeof(chunk_bytes));
+    assert_memory_equal(buf_data(&b), chunk_bytes, sizeof(chunk_bytes));
+    /* OPEN: c 0, ct_size under 17, precedence 4, no recipient; over the caps */
+    memcpy(bad, open_bytes, sizeof(bad));
+    memset(bad + 26, 0, 4);
+    assert_int_equal(wire_decode(bad, sizeof(bad), &m), VERR_BAD_FORMAT);
+    memcpy(bad, open_bytes, sizeof(bad));
+    memset(bad + 18, 0, 8);
+    bad[25] = 16;
+    assert_int_equal(wire_decode(bad, sizeof(bad), &m), VERR_BAD_FORMAT);
+    memcpy(bad, open_bytes, sizeof(bad));
+    bad[30] = 4;
+    assert_int_equal(wire_decode(bad, sizeof(bad), &m), VERR_BAD_FORMAT);
+    memcpy(bad, open_bytes, sizeof(bad));
+    bad[39] = 0;
+    bad[40] = 0;
+    assert_int_equal(wire_decode(bad, 41, &m), VERR_BAD_FORMAT);
+    memcpy(bad, open_bytes, sizeof(bad));
+    put_u16(bad + 39, WIRE_ATT_RCPT_MAX + 1);
+    assert_int_equal(wire_decode(bad, sizeof(bad), &m), VERR_TOO_LARGE);
+    memcpy(bad, open_bytes, sizeof(bad));
+    bad[26] = 0x04; /* c = 2^26 + 3 */
+    assert_int_equal(wire_decode(bad, sizeof(bad), &m), VERR_TOO_LARGE);
+    memcpy(bad, open_bytes, sizeof(bad));
+    bad[20] = 0x02; /* ct_size = 2^41 + 40048 */
+    assert_int_equal(wire_decode(bad, sizeof(bad), &m), VERR_TOO_LARGE);
+    /* CHUNK: i not below c, empty, over one chunk (refused before its bytes are read) */
+    memcpy(bad, chunk_bytes, sizeof(chunk_bytes));
+    bad[21] = 3;
+    assert_int_equal(wire_decode(bad, sizeof(chunk_bytes), &m), VERR_BAD_FORMAT);
+    memcpy(bad, chunk_bytes, sizeof(chunk_bytes));
+    bad[29] = 0;
+    assert_int_equal(wire_decode(bad, 30, &m), VERR_BAD_FORMAT);
+    memcpy(bad, chunk_bytes, sizeof(chunk_bytes));
+    bad[28] = 0x40; /* 16384 + 3 bytes is still one chunk; 0x4010 = 16400 fits, 0x4011 not */
+    bad[29] = 0x11;
+    assert_int_equal(wire_decode(bad, 30, &m), VERR_TOO_LARGE);
+    /* STATE: stored over c, a reason past the table */
+    {
+        struct wire_attach st = {.reason = WIRE_R_OK, .c = 3, .stored = 4};
+
+        buf_reset(&b);
+        assert_int_equal(wire_put_attach(&b, WIRE_ATTACH_STATE, &st), VERR_USAGE);
+        st.stored = 3;
+        st.reason = WIRE_R_MAX + 1;
+        assert_int_equal(wire_put_attach(&b, WIRE_ATTACH_STATE, &st), VERR_USAGE);
+        assert_int_equal(buf_size(&b), 0);
+        st.reason = WIRE_R_CHUNK_INVALID;
+        assert_int_equal(wire_put_attach(&b, WIRE_ATTACH_STATE, &st), 0);
+        {
+            uint8_t sb[2 + 16 + 2 + 4 + 4];
+
+            assert_int_equal(buf_size(&b), sizeof(sb));
+            memcpy(sb, buf_data(&b), sizeof(sb));
+            assert_int_equal(wire_decode(sb, sizeof(sb), &m), 0);
+            sb[sizeof(sb) - 1] = 4; /* stored 4 of c 3 */
+            assert_int_equal(wire_decode(sb, sizeof(sb), &m), VERR_BAD_FORMAT);
+            sb[sizeof(sb) - 1] = 3;
+            put_u16(sb + 18, WIRE_R_MAX + 1);
+            assert_int_equal(wire_decode(sb, sizeof(sb), &m), VERR_BAD_FORMAT);
+        }
+    }
+    assert_string_equal(wire_reason_name(WIRE_R_ATTACHMENT_UNKNOWN), "attachment_unknown");
+    assert_string_equal(wire_reason_name(WIRE_R_ATTACHMENT_TOO_LARGE), "attachment_too_large");
+    assert_string_equal(wire_reason_name(WIRE_R_CHUNK_INVALID), "chunk_invalid");
+    assert_string_equal(wire_type_name(WIRE_ATTACH_CHUNK_ACK), "attach_chunk_ack");
+    buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -420,6 +552,7 @@ int main(void)
         cmocka_unit_test(test_bitflips),      cmocka_unit_test(test_oversize),
         cmocka_unit_test(test_encoder_limits), cmocka_unit_test(test_fuzz_seeds),
         cmocka_unit_test(test_handshake_frozen), cmocka_unit_test(test_flow_control_messages),
+        cmocka_unit_test(test_attach_messages),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
