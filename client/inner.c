@@ -1,6 +1,7 @@
 /* inner.c - the signed inner message (see inner.h, PROTOCOL.md, part 4 "Inner message"). */
 #include "inner.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include <sodium.h>
@@ -10,6 +11,7 @@
 #include "utf8.h"
 
 _Static_assert((int)INNER_ADDRESS_MAX == (int)ADDR_TEXT_MAX, "address text fits the inner field");
+_Static_assert((int)INNER_ADDRESSES_MAX == (int)ADDR_LIST_MAX, "one address list size");
 _Static_assert(INNER_MAX_LEN < (1 << 20), "inner message fits one ratchet message");
 
 static const char *const prec_names[] = {"FLASH", "IMMEDIATE", "PRIORITY", "ROUTINE"};
@@ -17,6 +19,21 @@ static const char *const prec_names[] = {"FLASH", "IMMEDIATE", "PRIORITY", "ROUT
 const char *inner_precedence_name(uint8_t p)
 {
     return p <= INNER_PRECEDENCE_MAX ? prec_names[p] : "?";
+}
+
+void inner_addresses_text(const struct inner *m, char *out, size_t outsz)
+{
+    size_t pos = 0;
+
+    if (outsz == 0)
+        return;
+    out[0] = 0;
+    for (size_t i = 0; i < m->naddr && i < INNER_ADDRESSES_MAX; i++) {
+        int n = snprintf(out + pos, outsz - pos, "%s%s", i > 0 ? ", " : "", m->address[i]);
+        if (n < 0 || (size_t)n >= outsz - pos)
+            return; /* cut short: outsz was below INNER_TO_TEXT_MAX + 1 */
+        pos += (size_t)n;
+    }
 }
 
 int inner_precedence_parse(const char *s, uint8_t *p)
@@ -64,13 +81,18 @@ static int inner_check_fields(const struct inner *m)
             (m->content_len > 0 && m->content == NULL) ||
             !inner_valid_subject(m->subject, m->subject_len))
             return VERR_BAD_FORMAT;
-        /* Only the canonical address text is signed. */
-        if (addr_parse(m->address, &a) != 0)
+        /* 1..16 addresses, each in canonical text, no two alike (PROTOCOL.md part 4
+         * section 1): one encoding per list, so only it is signed. */
+        if (m->naddr == 0 || m->naddr > INNER_ADDRESSES_MAX)
             return VERR_BAD_FORMAT;
-        {
+        for (size_t i = 0; i < m->naddr; i++) {
             char canon[ADDR_TEXT_MAX + 1];
-            if (addr_format(&a, canon, sizeof(canon)) != 0 || strcmp(canon, m->address) != 0)
+            if (addr_parse(m->address[i], &a) != 0 ||
+                addr_format(&a, canon, sizeof(canon)) != 0 || strcmp(canon, m->address[i]) != 0)
                 return VERR_BAD_FORMAT;
+            for (size_t j = 0; j < i; j++)
+                if (strcmp(m->address[j], m->address[i]) == 0)
+                    return VERR_BAD_FORMAT;
         }
     } else if (m->type == INNER_TYPE_RECEIPT) {
         if (m->receipt_kind != INNER_RECEIPT_DELIVERED && m->receipt_kind != INNER_RECEIPT_READ)
@@ -94,7 +116,12 @@ int inner_sign_encode(struct inner *m, const uint8_t sign_sk[static SIG_SK_LEN],
         (r = buf_put_str8(out, m->role)) != 0 || (r = buf_put_u64(out, m->time)) != 0)
         goto fail;
     if (m->type == INNER_TYPE_MESSAGE) {
-        if ((r = buf_put_str8(out, m->address)) != 0 || (r = buf_put_u8(out, m->precedence)) != 0 ||
+        if ((r = buf_put_u8(out, (uint8_t)m->naddr)) != 0)
+            goto fail;
+        for (size_t i = 0; i < m->naddr; i++)
+            if ((r = buf_put_str8(out, m->address[i])) != 0)
+                goto fail;
+        if ((r = buf_put_u8(out, m->precedence)) != 0 ||
             (r = buf_put_str8(out, m->label)) != 0 ||
             (r = buf_put_bytes16(out, m->subject, m->subject_len)) != 0 ||
             (r = buf_put_bytes32(out, m->content, m->content_len)) != 0)
@@ -138,8 +165,19 @@ int inner_parse(const uint8_t *p, size_t len, struct inner *m)
         (r = buf_get_u64(&b, &m->time)) != 0)
         return r;
     if (m->type == INNER_TYPE_MESSAGE) {
-        if ((r = buf_get_str8(&b, m->address, sizeof(m->address), 1, INNER_ADDRESS_MAX)) != 0 ||
-            (r = buf_get_u8(&b, &m->precedence)) != 0 ||
+        uint8_t naddr;
+
+        /* The count is checked before any address is read. */
+        if ((r = buf_get_u8(&b, &naddr)) != 0)
+            return r;
+        if (naddr == 0 || naddr > INNER_ADDRESSES_MAX)
+            return VERR_BAD_FORMAT;
+        m->naddr = naddr;
+        for (size_t i = 0; i < m->naddr; i++)
+            if ((r = buf_get_str8(&b, m->address[i], sizeof(m->address[i]), 1,
+                                  INNER_ADDRESS_MAX)) != 0)
+                return r;
+        if ((r = buf_get_u8(&b, &m->precedence)) != 0 ||
             (r = buf_get_str8(&b, m->label, sizeof(m->label), 1, INNER_LABEL_MAX)) != 0)
             return r;
         if ((r = buf_get_view16(&b, INNER_SUBJECT_MAX, &part)) != 0)
@@ -168,7 +206,7 @@ int inner_verify(const uint8_t *p, size_t len, const struct inner *m,
                  const struct cert **sender_cert)
 {
     const struct cert *c;
-    struct address a;
+    struct address a[INNER_ADDRESSES_MAX];
     int r;
 
     *sender_cert = NULL;
@@ -190,9 +228,13 @@ int inner_verify(const uint8_t *p, size_t len, const struct inner *m,
     if (m->time > now && m->time - now > INNER_MAX_FUTURE)
         return VERR_NOT_YET_VALID;
     if (m->type == INNER_TYPE_MESSAGE) {
-        if (addr_parse(m->address, &a) != 0)
+        if (m->naddr == 0 || m->naddr > INNER_ADDRESSES_MAX)
             return VERR_BAD_FORMAT;
-        if (!addr_includes(&a, self, c))
+        for (size_t i = 0; i < m->naddr; i++)
+            if (addr_parse(m->address[i], &a[i]) != 0)
+                return VERR_BAD_FORMAT;
+        /* Any one of the addresses covering this device will do. */
+        if (!addr_includes_list(a, m->naddr, self, c))
             return VERR_DENIED;
     }
     *sender_cert = c;

@@ -3,9 +3,11 @@
  * (DESIGN.md "End-to-end encryption"; byte layout in PROTOCOL.md, part 4 "Inner
  * message").
  *
- *   u8  version (1)   u8 type (1 message, 2 receipt)
+ *   u8  version (2)   u8 type (1 message, 2 receipt)
  *   16  message id    16 sender device id   str8 sender role   u64 time
- *   type 1: str8 address  u8 precedence (0..3)  str8 label
+ *   type 1: u8 address count (1..INNER_ADDRESSES_MAX) || that many str8
+ *           addresses (canonical, no two alike, in the order given)
+ *           u8 precedence (0..3)  str8 label
  *           u16 subject length || subject (0..INNER_SUBJECT_MAX)
  *           u32 content length || content (0..INNER_CONTENT_MAX)
  *   type 2: 16 referenced message id   u8 receipt kind (1 delivered, 2 read)
@@ -21,7 +23,7 @@
  *    key, that certificate valid and unrevoked in the newest directory
  *    (dir_check_cert), the inner sender equal to the device the envelope
  *    came from, the sender role equal to the certificate's role, and the
- *    address including the receiving device (address.h), and the message's
+ *    addresses including the receiving device (any of them, address.h), and the message's
  *    time at most INNER_MAX_FUTURE seconds after the receiver's clock
  *    (VERR_NOT_YET_VALID otherwise: PROTOCOL.md part 4, receiver checks).
  */
@@ -36,20 +38,24 @@
 #include "dir.h"
 
 enum {
-    INNER_VERSION = 1,
+    INNER_VERSION = 2, /* 2: a list of addresses (issue 12, item 6) */
     INNER_TYPE_MESSAGE = 1,
     INNER_TYPE_RECEIPT = 2,
     INNER_RECEIPT_DELIVERED = 1,
     INNER_RECEIPT_READ = 2,
     INNER_ID_LEN = 16,
     INNER_ADDRESS_MAX = 80,
+    INNER_ADDRESSES_MAX = 16, /* addresses per message */
+    /* the addresses shown joined by ", " (inner_addresses_text) */
+    INNER_TO_TEXT_MAX = INNER_ADDRESSES_MAX * (INNER_ADDRESS_MAX + 2),
     INNER_LABEL_MAX = 32,
     INNER_SUBJECT_MAX = 256,
     INNER_CONTENT_MAX = 200 * 1024, /* an envelope stays under the relay's 256 KiB default */
     INNER_PRECEDENCE_MAX = 3,       /* FLASH 0, IMMEDIATE 1, PRIORITY 2, ROUTINE 3 (wire.h) */
     INNER_MAX_FUTURE = 600,         /* seconds of clock skew tolerated: time <= now + this */
-    INNER_MAX_LEN = 2 + 2 * 16 + 1 + ROLE_MAX + 8 + 1 + INNER_ADDRESS_MAX + 1 + 1 +
-                    INNER_LABEL_MAX + 2 + INNER_SUBJECT_MAX + 4 + INNER_CONTENT_MAX + SIG_LEN,
+    INNER_MAX_LEN = 2 + 2 * 16 + 1 + ROLE_MAX + 8 + 1 + INNER_ADDRESSES_MAX * (1 + INNER_ADDRESS_MAX) +
+                    1 + 1 + INNER_LABEL_MAX + 2 + INNER_SUBJECT_MAX + 4 + INNER_CONTENT_MAX +
+                    SIG_LEN,
 };
 
 struct inner {
@@ -59,7 +65,8 @@ struct inner {
     char role[ROLE_MAX + 1];
     uint64_t time;
     /* type 1 */
-    char address[INNER_ADDRESS_MAX + 1];
+    size_t naddr; /* 1..INNER_ADDRESSES_MAX */
+    char address[INNER_ADDRESSES_MAX][INNER_ADDRESS_MAX + 1];
     uint8_t precedence;
     char label[INNER_LABEL_MAX + 1];
     const uint8_t *subject;
@@ -89,6 +96,9 @@ int inner_verify(const uint8_t *p, size_t len, const struct inner *m,
                  const uint8_t from[static DEVICE_ID_LEN], const struct cert *self,
                  const struct directory *d, const struct orgpub *org, uint64_t now,
                  const struct cert **sender_cert) VL_MUST_CHECK;
+
+/* The addresses of a message joined by ", " into out (outsz > INNER_TO_TEXT_MAX). */
+void inner_addresses_text(const struct inner *m, char *out, size_t outsz);
 
 /* Precedence names: "FLASH", ... ; inner_precedence_parse is case-sensitive. */
 const char *inner_precedence_name(uint8_t p);

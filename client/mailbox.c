@@ -192,20 +192,32 @@ int mbox_send(struct mbox *m, const struct mbox_draft *d, uint64_t now,
     struct mb_outrec o;
     struct buf enc;
     uint64_t seq;
+    size_t na = d->addresses != NULL ? d->naddresses : 1;
     int r;
 
     if (!m->enrolled)
         return VERR_USAGE;
+    if (na == 0 || na > INNER_ADDRESSES_MAX || (d->addresses == NULL && d->address == NULL))
+        return VERR_USAGE;
     memset(&in, 0, sizeof(in));
-    if ((r = addr_parse(d->address, &a)) != 0 ||
-        (r = addr_format(&a, in.address, sizeof(in.address))) != 0)
-        return r;
-    if (a.kind == ADDR_PERSON && m->dir != NULL) {
-        /* person:NAME must be one person in the directory we hold (issue 11 item 1). */
-        uint8_t person[PERSON_ID_LEN];
+    in.naddr = na;
+    for (size_t i = 0; i < na; i++) {
+        const char *text = d->addresses != NULL ? d->addresses[i] : d->address;
 
-        if ((r = addr_person_id(&a, m->dir, &m->org, now, person)) == VERR_AMBIGUOUS)
+        if ((r = addr_parse(text, &a)) != 0 ||
+            (r = addr_format(&a, in.address[i], sizeof(in.address[i]))) != 0)
             return r;
+        /* The list is canonical: each address once (PROTOCOL.md part 4 section 1). */
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(in.address[j], in.address[i]) == 0)
+                return VERR_EXISTS;
+        if (a.kind == ADDR_PERSON && m->dir != NULL) {
+            /* person:NAME must be one person in the directory we hold (issue 11 item 1). */
+            uint8_t person[PERSON_ID_LEN];
+
+            if ((r = addr_person_id(&a, m->dir, &m->org, now, person)) == VERR_AMBIGUOUS)
+                return r;
+        }
     }
     in.type = INNER_TYPE_MESSAGE;
     randombytes_buf(in.id, INNER_ID_LEN);
@@ -304,7 +316,8 @@ static void mb_fill_msg(struct mbox_msg *msg, uint64_t seq, const struct mb_inre
     msg->seq = seq;
     msg->precedence = x->in.precedence;
     memcpy(msg->label, x->in.label, sizeof(msg->label));
-    memcpy(msg->address, x->in.address, sizeof(msg->address));
+    inner_addresses_text(&x->in, msg->address, sizeof(msg->address));
+    msg->naddr = x->in.naddr;
     msg->time = x->in.time;
     msg->received = x->received;
     msg->read = x->read;
@@ -552,7 +565,8 @@ static int each_outbox(void *ctx, const uint8_t *k, size_t kl, const uint8_t *v,
     memcpy(x->id, in.id, INNER_ID_LEN);
     x->seq = mb_rd64(k);
     x->created = o.created;
-    memcpy(x->address, in.address, sizeof(x->address));
+    inner_addresses_text(&in, x->address, sizeof(x->address));
+    x->naddr = in.naddr;
     x->precedence = in.precedence;
     memcpy(x->label, in.label, sizeof(x->label));
     mb_text(x->subject, sizeof(x->subject), in.subject, in.subject_len);

@@ -592,7 +592,20 @@ static int each_unresolved(void *ctx, const uint8_t *k, size_t kl, const uint8_t
     return o.resolved ? 0 : mb_keys_add(ctx, k, kl);
 }
 
-/* Fans unresolved outbox messages out to the devices behind their address. */
+static int sy_parse_addresses(const struct inner *in, struct address a[INNER_ADDRESSES_MAX])
+{
+    int r;
+
+    for (size_t i = 0; i < in->naddr; i++)
+        if ((r = addr_parse(in->address[i], &a[i])) != 0)
+            return r;
+    return 0;
+}
+
+/*
+ * Fans unresolved outbox messages out to the devices behind their
+ * addresses: every device behind any of them, each once (issue 12, item 6).
+ */
 static int sy_resolve(struct sync *s)
 {
     struct mbox *m = s->m;
@@ -612,7 +625,7 @@ static int sy_resolve(struct sync *s)
         struct buf b;
         struct mb_outrec o;
         struct inner in;
-        struct address a;
+        struct address a[INNER_ADDRESSES_MAX];
         size_t n = 0;
 
         if ((r = cstore_begin(m->st, 1)) != 0)
@@ -623,9 +636,9 @@ static int sy_resolve(struct sync *s)
         }
         if ((r = mb_outrec_parse(buf_data(&b), buf_size(&b), &o)) != 0 ||
             (r = inner_parse(o.inner, o.inner_len, &in)) != 0 ||
-            (r = addr_parse(in.address, &a)) != 0 ||
-            (r = addr_resolve(&a, m->dir, &m->org, s->now, &m->self, ids, MBOX_MAX_FANOUT, &n)) !=
-                0) {
+            (r = sy_parse_addresses(&in, a)) != 0 ||
+            (r = addr_resolve_list(a, in.naddr, m->dir, &m->org, s->now, &m->self, ids,
+                                   MBOX_MAX_FANOUT, &n)) != 0) {
             /* A name that became ambiguous since send waits for a directory that
              * makes it one person again; it is never sent to both. */
             if (r == VERR_AMBIGUOUS) {

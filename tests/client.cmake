@@ -66,3 +66,8 @@ set_tests_properties(client/badlink PROPERTIES TIMEOUT 1800 LABELS "client;slow"
 add_test(NAME client/edges COMMAND ${CMAKE_CURRENT_LIST_DIR}/client/client_edges.sh
          $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise> $<TARGET_FILE:valise-relay>)
 set_tests_properties(client/edges PROPERTIES TIMEOUT 300 LABELS client)
+
+# Several recipients per message (issue 12, item 6).
+add_test(NAME client/recipients COMMAND ${CMAKE_CURRENT_LIST_DIR}/client/client_recipients.sh
+         $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise> $<TARGET_FILE:valise-relay>)
+set_tests_properties(client/recipients PROPERTIES TIMEOUT 180 LABELS client)

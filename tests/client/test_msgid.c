@@ -404,7 +404,8 @@ static void make_prekey_msg(const struct side *from, const struct identity *fid,
     snprintf(in.role, sizeof(in.role), "%s", from->dev.cert.role);
     in.time = (uint64_t)time(NULL);
     device_addr(addr, to);
-    snprintf(in.address, sizeof(in.address), "%s", addr);
+    in.naddr = 1;
+    snprintf(in.address[0], sizeof(in.address[0]), "%s", addr);
     in.precedence = 3; /* ROUTINE */
     snprintf(in.label, sizeof(in.label), "RESTRICTED");
     in.subject = (const uint8_t *)subject;

@@ -52,7 +52,8 @@ static void make_msg(struct inner *m, const struct fx_dev *from, const char *add
     memcpy(m->sender, from->cert.device_id, DEVICE_ID_LEN);
     memcpy(m->role, from->cert.role, strlen(from->cert.role) + 1);
     m->time = (uint64_t)time(NULL);
-    memcpy(m->address, address, strlen(address) + 1);
+    m->naddr = 1;
+    memcpy(m->address[0], address, strlen(address) + 1);
     m->precedence = 0;
     memcpy(m->label, "SECRET", 7);
     m->subject = (const uint8_t *)"Demarche";
@@ -95,7 +96,8 @@ static void test_valid_message(void **state)
     encode(&m, hq.sign_sk, &b);
     assert_int_equal(inner_parse(buf_data(&b), buf_size(&b), &p), 0);
     assert_memory_equal(p.id, m.id, INNER_ID_LEN);
-    assert_string_equal(p.address, "ambassador@JKT");
+    assert_int_equal(p.naddr, 1);
+    assert_string_equal(p.address[0], "ambassador@JKT");
     assert_string_equal(p.label, "SECRET");
     assert_int_equal(p.content_len, sizeof(content) - 1);
     assert_memory_equal(p.content, content, p.content_len);
@@ -373,11 +375,86 @@ static void test_subject_text_rules(void **state)
     buf_free(&b);
 }
 
+/* Offset of needle in p (the test knows it is there). */
+static size_t find_bytes(const uint8_t *p, size_t len, const char *needle, size_t nl)
+{
+    for (size_t i = 0; i + nl <= len; i++)
+        if (memcmp(p + i, needle, nl) == 0)
+            return i;
+    fail_msg("%.*s not found in the encoding", (int)nl, needle);
+    return 0;
+}
+
+/*
+ * Several addresses (issue 12, item 6): the receiver's check goes over the
+ * list; the list is 1..16 canonical addresses, no two alike, refused
+ * otherwise by the encoder and by the parser.
+ */
+static void test_address_list(void **state)
+{
+    static const char *const posts[INNER_ADDRESSES_MAX] = {"HQ", "JKT", "OSL", "BKK", "LON", "PAR", "BER", "ROM",
+                                        "MAD", "VIE", "OTT", "CAN", "DEL", "TYO", "SEL", "MNL"};
+    struct inner m, p;
+    struct buf b;
+    size_t off;
+    (void)state;
+
+    make_msg(&m, &hq, "dcm@JKT");
+    m.naddr = 2;
+    memcpy(m.address[1], "ambassador@JKT", 15);
+    encode(&m, hq.sign_sk, &b);
+    assert_int_equal(inner_parse(buf_data(&b), buf_size(&b), &p), 0);
+    assert_int_equal(p.naddr, 2);
+    assert_string_equal(p.address[0], "dcm@JKT");
+    assert_string_equal(p.address[1], "ambassador@JKT");
+    {
+        char text[INNER_TO_TEXT_MAX + 1];
+        inner_addresses_text(&p, text, sizeof(text));
+        assert_string_equal(text, "dcm@JKT, ambassador@JKT");
+    }
+    /* Each address reaches its own device. */
+    assert_int_equal(parse_verify(buf_data(&b), buf_size(&b), &(struct vctx){&hq, &jkt}), 0);
+    assert_int_equal(parse_verify(buf_data(&b), buf_size(&b), &(struct vctx){&hq, &jkt_dcm}), 0);
+    /* The same address twice: the second patched to equal the first, refused by the parser. */
+    buf_free(&b);
+    make_msg(&m, &hq, "dcm@JKT");
+    m.naddr = 2;
+    memcpy(m.address[1], "dcm@OSL", 8);
+    encode(&m, hq.sign_sk, &b);
+    assert_int_equal(inner_parse(buf_data(&b), buf_size(&b), &p), 0);
+    off = find_bytes(buf_data(&b), buf_size(&b), "\x07" "dcm@OSL", 8);
+    memcpy((uint8_t *)buf_data(&b) + off + 5, "JKT", 3);
+    assert_int_equal(inner_parse(buf_data(&b), buf_size(&b), &p), VERR_BAD_FORMAT);
+    /* ... and by the encoder. */
+    buf_reset(&b);
+    memcpy(m.address[1], "dcm@JKT", 8);
+    assert_int_equal(inner_sign_encode(&m, hq.sign_sk, &b), VERR_BAD_FORMAT);
+    assert_int_equal(buf_size(&b), 0);
+    m.naddr = 0;
+    assert_int_equal(inner_sign_encode(&m, hq.sign_sk, &b), VERR_BAD_FORMAT);
+    m.naddr = INNER_ADDRESSES_MAX + 1;
+    assert_int_equal(inner_sign_encode(&m, hq.sign_sk, &b), VERR_BAD_FORMAT);
+    /* Sixteen is the most: accepted; a count of 17 (or 0) is refused before anything is read. */
+    m.naddr = INNER_ADDRESSES_MAX;
+    for (size_t i = 0; i < INNER_ADDRESSES_MAX; i++)
+        snprintf(m.address[i], sizeof(m.address[i]), "duty@%s", posts[i]);
+    assert_int_equal(inner_sign_encode(&m, hq.sign_sk, &b), 0);
+    assert_int_equal(parse_verify(buf_data(&b), buf_size(&b), &(struct vctx){&hq, &hq2}), 0);
+    off = find_bytes(buf_data(&b), buf_size(&b), "\x07" "duty@HQ", 8);
+    assert_int_equal(buf_data(&b)[off - 1], INNER_ADDRESSES_MAX);
+    ((uint8_t *)buf_data(&b))[off - 1] = INNER_ADDRESSES_MAX + 1;
+    assert_int_equal(inner_parse(buf_data(&b), buf_size(&b), &p), VERR_BAD_FORMAT);
+    ((uint8_t *)buf_data(&b))[off - 1] = 0;
+    assert_int_equal(inner_parse(buf_data(&b), buf_size(&b), &p), VERR_BAD_FORMAT);
+    buf_free(&b);
+}
+
 /* The fuzzer's seeds are valid structure (their signatures are dummies). */
 static void test_fuzz_seeds_parse(void **state)
 {
-    static const char *const seeds[] = {"flash_role", "circular_all", "device_addr", "receipt_read",
-                                        "receipt_delivered"};
+    static const char *const seeds[] = {"flash_role",    "circular_all",      "device_addr",
+                                        "receipt_read",  "receipt_delivered", "two_addresses",
+                                        "sixteen_addresses"};
     (void)state;
     for (size_t i = 0; i < sizeof(seeds) / sizeof(seeds[0]); i++) {
         char path[512];
@@ -405,6 +482,7 @@ int main(void)
         cmocka_unit_test(test_revoked_and_unknown_sender),
         cmocka_unit_test(test_caps_and_fields),
         cmocka_unit_test(test_subject_text_rules),
+        cmocka_unit_test(test_address_list),
         cmocka_unit_test(test_fuzz_seeds_parse),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
