@@ -450,6 +450,7 @@ static int api_read(struct desk *d, json_object *req, uint64_t now, struct desk_
         (r = j_text(o, "sender_role", msg.sender_role)) != 0 ||
         (r = j_text(o, "sender_post", msg.sender_post)) != 0 ||
         (r = j_text(o, "to", msg.address)) != 0 || (r = j_u64(o, "to_count", msg.naddr)) != 0 ||
+        (r = j_add(o, "sent", json_object_new_boolean(msg.sent))) != 0 ||
         (r = j_str(o, "precedence", inner_precedence_name(msg.precedence))) != 0 ||
         (r = j_text(o, "label", msg.label)) != 0 || (r = j_u64(o, "time", msg.time)) != 0 ||
         (r = j_u64(o, "received", msg.received)) != 0 ||

@@ -475,6 +475,77 @@ static int each_match(void *ctx, const uint8_t *k, size_t kl, const uint8_t *v, 
     return 0;
 }
 
+static int each_out_match(void *ctx, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
+{
+    struct mb_match *mm = ctx;
+    struct mb_outrec o;
+    struct inner in;
+
+    if (kl != 8 || mb_outrec_parse(v, vl, &o) != 0)
+        return VERR_BAD_FORMAT;
+    if (o.kind != MB_KIND_MESSAGE)
+        return 0;
+    if (inner_parse(o.inner, o.inner_len, &in) != 0)
+        return VERR_BAD_FORMAT;
+    if (mb_prefix_matches(&mm->id, in.id) && mb_prefix_matches(&mm->sender, in.sender)) {
+        memcpy(mm->key, k, 8);
+        mm->count++;
+    }
+    return 0;
+}
+
+/*
+ * A message this person sent, from this device or (a copy kept in the
+ * outbox, issue 12 item 10) from another of its devices: shown like a
+ * received one, its signature checked under the sending device's
+ * certificate (this one, the directory's, or the one remembered); no
+ * receipt, nothing changes.
+ */
+static int mb_read_sent(struct mbox *m, const struct mb_match *mm, uint64_t now,
+                        struct mbox_msg *msg)
+{
+    struct mb_inrec x;
+    struct mb_outrec o;
+    struct buf b;
+    const struct cert *c;
+    int r;
+
+    memset(&x, 0, sizeof(x));
+    if ((r = cstore_get(m->st, CS_OUTBOX, mm->key, 8, &b)) != 0)
+        return r;
+    if ((r = mb_outrec_parse(buf_data(&b), buf_size(&b), &o)) != 0 ||
+        (r = inner_parse(o.inner, o.inner_len, &x.in)) != 0)
+        goto out;
+    if (memcmp(x.in.sender, m->id.device_id, DEVICE_ID_LEN) == 0)
+        x.cert = m->self;
+    else if (m->dir != NULL && (c = dir_find_device(m->dir, x.in.sender)) != NULL)
+        x.cert = *c;
+    else if ((r = mb_peer_recall(m, x.in.sender, &x.cert)) != 0)
+        goto out;
+    x.read = 1;
+    x.received = o.created;
+    mb_fill_msg(msg, mb_rd64(mm->key), &x);
+    msg->sig_ok = sig_verify(x.in.sig, SIG_CTX_MESSAGE, o.inner, o.inner_len - SIG_LEN,
+                             x.cert.sign_pk) == 0 &&
+                  memcmp(x.cert.device_id, x.in.sender, DEVICE_ID_LEN) == 0;
+    msg->cert_ok = cert_verify(&x.cert, &m->org, x.in.time) == 0;
+    msg->cert_status =
+        m->dir != NULL ? dir_check_cert(m->dir, &x.cert, &m->org, now) : VERR_UNKNOWN;
+    if ((msg->content = sodium_malloc(x.in.content_len + 1)) == NULL) {
+        r = VERR_NOMEM;
+        goto out;
+    }
+    memcpy(msg->content, x.in.content, x.in.content_len);
+    msg->content_len = x.in.content_len;
+    msg->sent = 1;
+    r = 0;
+out:
+    buf_free(&b);
+    if (r != 0)
+        mbox_msg_clear(msg);
+    return r;
+}
+
 int mbox_read(struct mbox *m, const char *idhex, uint64_t now, struct mbox_msg *msg)
 {
     struct mb_match mm;
@@ -487,6 +558,13 @@ int mbox_read(struct mbox *m, const char *idhex, uint64_t now, struct mbox_msg *
         return r;
     if ((r = cstore_each(m->st, CS_INBOX, each_match, &mm)) != 0)
         return r;
+    if (mm.count == 0) {
+        /* Not received: one this person sent (issue 12, item 10)? */
+        if ((r = cstore_each(m->st, CS_OUTBOX, each_out_match, &mm)) != 0)
+            return r;
+        if (mm.count == 1)
+            return mb_read_sent(m, &mm, now, msg);
+    }
     if (mm.count == 0)
         return VERR_UNKNOWN;
     if (mm.count > 1)
@@ -624,6 +702,15 @@ static int each_env_list(void *ctx, const uint8_t *k, size_t kl, const uint8_t *
                 const struct dir_revocation *rv = dir_revoked_at(l->m->dir, j);
                 if (memcmp(rv->device_id, k + 8, DEVICE_ID_LEN) == 0)
                     d->revoked_at = rv->revoked_at;
+            }
+        }
+        if (d->name[0] == '\0') {
+            /* Not listed any more: the certificate it had when the message went to it. */
+            struct cert pc;
+            if (mb_peer_recall(l->m, k + 8, &pc) == 0) {
+                memcpy(d->name, pc.name, sizeof(d->name));
+                memcpy(d->role, pc.role, sizeof(d->role));
+                memcpy(d->post, pc.post, sizeof(d->post));
             }
         }
         break;

@@ -205,6 +205,7 @@ struct mbox_msg {
     int sig_ok;      /* the stored signature verifies again under the stored certificate */
     int cert_ok;     /* that certificate chains to org.pub */
     int cert_status; /* 0 or the error of dir_check_cert in the newest directory now */
+    int sent; /* mbox_read: one this person sent (from this or another device), from the outbox */
 };
 void mbox_msg_clear(struct mbox_msg *msg);
 /*
@@ -222,7 +223,10 @@ uint64_t mbox_ttl(uint8_t precedence);
 int mbox_inbox(struct mbox *m, struct mbox_msg **list, size_t *n) VL_MUST_CHECK;
 /*
  * Finds a message by its id in hex (a unique prefix of at least 8 digits),
- * re-verifies it, marks it read and queues an encrypted read receipt.
+ * re-verifies it, marks it read and queues an encrypted read receipt. A
+ * message not in the inbox is looked for among those this person sent (the
+ * outbox, also copies from its other devices): shown with msg->sent = 1,
+ * nothing changed, no receipt.
  * VERR_UNKNOWN: no such message; VERR_USAGE: the prefix is ambiguous.
  */
 int mbox_read(struct mbox *m, const char *idhex, uint64_t now, struct mbox_msg *msg) VL_MUST_CHECK;

@@ -363,7 +363,9 @@ static const char usage_read[] =
     "digits; ID/SENDER when two senders used one id, SENDER being 8 or more hex\n"
     "digits of the sender's device id) with its sender's name, role and post, precedence, label and\n"
     "time, and whether its signature and certificate verified. Marks it read\n"
-    "and queues an end-to-end encrypted read receipt for the sender.\n"
+    "and queues an end-to-end encrypted read receipt for the sender. A message\n"
+    "you sent, from this device or another of yours, opens the same way (from\n"
+    "the outbox; no receipt).\n"
     "Text from the sender is shown with control, bidirectional and invalid\n"
     "characters made visible (\\x1b, \\u{202e}); a body that is not text is not\n"
     "shown. --out FILE writes the body's exact bytes to a new FILE (mode 0600).\n";
@@ -637,9 +639,12 @@ static int outbox_via_desk(const struct opts *o)
             printf("    (no device yet) waiting for directory\n");
         for (size_t j = 0; j < nd; j++) {
             json_object *d = json_object_array_get_idx(devs, j);
-            printf("    %s %s (%s@%s): %s", j_t(d, "device"), j_t(d, "name")[0] ? j_t(d, "name") : "?",
-                   j_t(d, "role")[0] ? j_t(d, "role") : "?", j_t(d, "post")[0] ? j_t(d, "post") : "?",
-                   mbox_env_state_name((int)j_u(d, "state")));
+            if (!j_t(d, "name")[0])
+                printf("    %s (a device the directory no longer lists): %s", j_t(d, "device"),
+                       mbox_env_state_name((int)j_u(d, "state")));
+            else
+                printf("    %s %s (%s@%s): %s", j_t(d, "device"), j_t(d, "name"), j_t(d, "role"),
+                       j_t(d, "post"), mbox_env_state_name((int)j_u(d, "state")));
             if (j_t(d, "reason")[0])
                 printf(" (%s)", j_t(d, "reason"));
             printf("\n");
@@ -1694,6 +1699,7 @@ static int cmd_read(int argc, char **argv)
     struct mbox *m = NULL;
     struct mbox_msg msg;
     char hex[2 * INNER_ID_LEN + 1], sid[2 * DEVICE_ID_LEN + 1], t[40];
+    uint8_t self_id[DEVICE_ID_LEN];
     struct shown sh;
     int r;
 
@@ -1719,6 +1725,7 @@ static int cmd_read(int argc, char **argv)
     if ((r = open_mbox("read", &o, &m, 1)) != 0)
         return r;
     r = mbox_read(m, o.arg, (uint64_t)time(NULL), &msg);
+    memcpy(self_id, mbox_identity(m)->device_id, DEVICE_ID_LEN);
     mbox_close(m);
     if (r != 0)
         return fail("read",
@@ -1739,7 +1746,12 @@ static int cmd_read(int argc, char **argv)
     printf("Precedence: %s\n", inner_precedence_name(msg.precedence));
     printf("Label:      %s\n", SAFE(&sh, label, msg.label));
     printf("Time:       %s\n", t);
-    {
+    if (msg.sent) {
+        /* One this person sent (issue 12, item 10): from the outbox. */
+        printf("Sent:       by you, %s\n", memcmp(self_id, msg.sender_id, DEVICE_ID_LEN) == 0
+                                                 ? "from this device"
+                                                 : "from your other device");
+    } else {
         char rt[32];
         uint64_t age = msg.received > msg.time ? msg.received - msg.time : 0;
 
@@ -1822,13 +1834,15 @@ static int cmd_outbox(int argc, char **argv)
             char dh[2 * DEVICE_ID_LEN + 1];
             if (text_hex_encode(dh, sizeof(dh), d->device, DEVICE_ID_LEN) != 0)
                 continue;
-            if (d->name[0] == '\0' && d->revoked_at != 0)
+            /* Named from its certificate, also once revoked (issue 12, items 9 and 10);
+             * a device this store never had a certificate for goes by its id. */
+            if (d->name[0] == '\0')
                 printf("    %s (a device the directory no longer lists): %s", dh,
                        mbox_env_state_name(d->state));
             else
-                printf("    %s %s (%s@%s): %s", dh, d->name[0] ? SAFE(&sh, name, d->name) : "?",
-                       d->role[0] ? SAFE(&sh, role, d->role) : "?",
-                       d->post[0] ? SAFE(&sh, post, d->post) : "?", mbox_env_state_name(d->state));
+                printf("    %s %s (%s@%s): %s", dh, SAFE(&sh, name, d->name),
+                       SAFE(&sh, role, d->role), SAFE(&sh, post, d->post),
+                       mbox_env_state_name(d->state));
             if (d->reason != 0)
                 printf(" (%s)", wire_reason_name(d->reason));
             if (d->revoked_at != 0) {

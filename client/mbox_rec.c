@@ -6,6 +6,8 @@
 
 #include <sodium.h>
 
+#include "text.h"
+
 /* ---- small helpers ---- */
 
 void mb_be64(uint8_t p[static 8], uint64_t v)
@@ -30,6 +32,51 @@ int mb_cfg_get(struct mbox *m, const char *name, struct buf *out)
 int mb_cfg_put(struct mbox *m, const char *name, const uint8_t *p, size_t len)
 {
     return cstore_put(m->st, CS_CONFIG, (const uint8_t *)name, strlen(name), p, len);
+}
+
+static void mb_peer_name(char name[static 5 + 2 * DEVICE_ID_LEN + 1],
+                         const uint8_t id[static DEVICE_ID_LEN])
+{
+    memcpy(name, "peer.", 5);
+    if (text_hex_encode(name + 5, 2 * DEVICE_ID_LEN + 1, id, DEVICE_ID_LEN) != 0)
+        name[5] = 0;
+}
+
+int mb_peer_remember(struct mbox *m, const struct cert *c)
+{
+    char name[5 + 2 * DEVICE_ID_LEN + 1];
+    struct buf b;
+    int r;
+
+    mb_peer_name(name, c->device_id);
+    if ((r = mb_cfg_get(m, name, &b)) == 0) {
+        buf_free(&b);
+        return 0;
+    }
+    if (r != VERR_UNKNOWN)
+        return r;
+    if ((r = buf_init(&b, CERT_MAX_LEN, 0)) != 0)
+        return r;
+    if ((r = cert_encode(c, &b)) == 0)
+        r = mb_cfg_put(m, name, buf_data(&b), buf_size(&b));
+    buf_free(&b);
+    return r;
+}
+
+int mb_peer_recall(struct mbox *m, const uint8_t id[static DEVICE_ID_LEN], struct cert *c)
+{
+    char name[5 + 2 * DEVICE_ID_LEN + 1];
+    struct buf b;
+    int r;
+
+    mb_peer_name(name, id);
+    if ((r = mb_cfg_get(m, name, &b)) != 0)
+        return r;
+    r = cert_parse(buf_data(&b), buf_size(&b), c);
+    buf_free(&b);
+    if (r == 0 && memcmp(c->device_id, id, DEVICE_ID_LEN) != 0)
+        r = VERR_BAD_FORMAT;
+    return r;
 }
 
 int mb_cfg_get_u64(struct mbox *m, const char *name, uint64_t *v)

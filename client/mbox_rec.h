@@ -74,6 +74,17 @@ int mb_cfg_put(struct mbox *m, const char *name, const uint8_t *p, size_t len) V
 int mb_cfg_get_u64(struct mbox *m, const char *name, uint64_t *v) VL_MUST_CHECK;
 int mb_cfg_put_u64(struct mbox *m, const char *name, uint64_t v) VL_MUST_CHECK;
 
+/*
+ * A recipient device's certificate as the directory listed it when a message
+ * was fanned out to it (config "peer.HEX"), so `outbox` can still name it
+ * once IT revoked it and a newer directory no longer lists it (issue 12,
+ * item 9). mb_peer_remember keeps the first one seen; mb_peer_recall:
+ * VERR_UNKNOWN if none.
+ */
+int mb_peer_remember(struct mbox *m, const struct cert *c) VL_MUST_CHECK;
+int mb_peer_recall(struct mbox *m, const uint8_t id[static DEVICE_ID_LEN],
+                   struct cert *c) VL_MUST_CHECK;
+
 /* Rollback marks: which 0 = highest envelope id created, 1 = highest acknowledged. */
 int mb_mark_get(struct mbox *m, int which, uint8_t mark[static WIRE_ID_LEN]) VL_MUST_CHECK;
 int mb_mark_raise(struct mbox *m, int which, const uint8_t id[static WIRE_ID_LEN]) VL_MUST_CHECK;

@@ -626,6 +626,7 @@ static int sy_resolve(struct sync *s)
         struct mb_outrec o;
         struct inner in;
         struct address a[INNER_ADDRESSES_MAX];
+        const struct cert *c;
         size_t n = 0;
 
         if ((r = cstore_begin(m->st, 1)) != 0)
@@ -657,6 +658,9 @@ static int sy_resolve(struct sync *s)
                 memcpy(key, ks.k[i], 8);
                 memcpy(key + 8, ids[j], DEVICE_ID_LEN);
                 r = mb_envrec_put(m, key, &e);
+                /* Its certificate, to name it in `outbox` after a revocation (item 9). */
+                if (r == 0 && (c = dir_find_device(m->dir, ids[j])) != NULL)
+                    r = mb_peer_remember(m, c);
             }
             o.resolved = 1;
             if (r == 0)

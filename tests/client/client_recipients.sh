@@ -5,7 +5,10 @@
 #    device behind both addresses (a device behind both gets one copy), the
 #    whole list shown by send, outbox, inbox and read;
 #  - the same address twice, more than 16, and unknown addresses (each
-#    named) are refused with nothing queued.
+#    named) are refused with nothing queued;
+#  - the sender's other device (IT: the same person) gets the message as
+#    sent by its person, and `read ID` opens it there (issue 12, item 10);
+#  - an envelope the relay refuses for good: the sync line names why (item 9).
 # usage: client_recipients.sh VALISE_KEYS VALISE VALISE_RELAY
 set -u
 KEYS=$1
@@ -15,9 +18,15 @@ RELAY=$3
 harness_init client-recipients
 
 org_setup "hq Anna HQ duty" "jkt Budi JKT ambassador" "osl Ola OSL consul" "cl Clerk JKT clerk"
+# Anna's second device: IT enrols it as the same person as hq (serial 1).
+run "init hq2" V init --home hq2 --name "Anna" --out hq2.req
+run "enroll hq2" "$KEYS" enroll --dir org --request hq2.req --post HQ --role duty --same-person-as 1 \
+  --out hq2.cert --passphrase-file opw
+run "directory" "$KEYS" directory --dir org --out dir.bin --passphrase-file opw
 relay_start 0 data dir.bin
 PORT=$(cat port)
-join_relay hq jkt osl cl
+join_relay hq hq2 jkt osl cl
+HQ2_ID=$("$KEYS" list --dir org | awk '$0 ~ /Anna/ {print $2}' | tail -1)
 
 outbox_entries() { grep -c '^[0-9a-f]\{32\} ' out.txt; }
 
@@ -32,13 +41,15 @@ run "hq outbox" V outbox --home hq
 grep -q "^$ID IMMEDIATE .* to ambassador@JKT, consul@OSL  Joint demarche$" out.txt ||
   fail "outbox does not show both addresses: $(cat out.txt)"
 run "hq sync" V sync --home hq
-grep -q "sent 2 messages" out.txt || fail "one envelope per device expected (2): $(cat out.txt)"
+grep -q "sent 3 messages" out.txt || fail "one envelope per device expected (2 and Anna's other): $(cat out.txt)"
 run "hq outbox after sync" V outbox --home hq
 grep -q "^    $(device_id Budi) Budi (ambassador@JKT): accepted by relay" out.txt ||
   fail "the ambassador is not a recipient: $(cat out.txt)"
 grep -q "^    $(device_id Ola) Ola (consul@OSL): accepted by relay" out.txt ||
   fail "the consul is not a recipient: $(cat out.txt)"
-[ "$(grep -c '^    ' out.txt)" -eq 2 ] || fail "recipients other than the two: $(cat out.txt)"
+grep -q "^    $HQ2_ID Anna (duty@HQ): accepted by relay" out.txt ||
+  fail "Anna's other device is not a recipient: $(cat out.txt)"
+[ "$(grep -c '^    ' out.txt)" -eq 3 ] || fail "recipients other than the two and Anna's other: $(cat out.txt)"
 for h in jkt osl; do
   run "$h sync" V sync --home $h
   grep -q "received 1 new" out.txt || fail "$h did not receive the message: $(cat out.txt)"
@@ -51,18 +62,30 @@ for h in jkt osl; do
 done
 run "clerk sync" V sync --home cl
 grep -q "received 0 new" out.txt || fail "the clerk got a message addressed to others: $(cat out.txt)"
+# Anna's other device keeps it as sent by her, and opens it with read (item 10).
+run "hq2 sync" V sync --home hq2
+grep -q "1 sent from your other devices (in the outbox)" out.txt || fail "hq2 sync: $(cat out.txt)"
+run "hq2 read (sent from hq)" V read --home hq2 "$ID"
+grep -q "^To:         ambassador@JKT, consul@OSL$" out.txt || fail "hq2 read: To: $(cat out.txt)"
+grep -q "^Sent:       by you, from your other device$" out.txt || fail "hq2 read: not shown as sent: $(cat out.txt)"
+grep -q "^Signature:  verified" out.txt || fail "hq2 read: signature: $(cat out.txt)"
+grep -q "^Both of you, please.$" out.txt || fail "hq2 read: body: $(cat out.txt)"
+run "hq read (its own)" V read --home hq "${ID:0:8}"
+grep -q "^Sent:       by you, from this device$" out.txt || fail "hq read of its own: $(cat out.txt)"
+
 # Delivery and read receipts come back from both devices.
 for h in jkt osl; do run "$h sync (read receipt)" V sync --home $h; done
 run "hq sync (receipts)" V sync --home hq
 run "hq outbox (read)" V outbox --home hq
 [ "$(grep -c '^    .*: read$' out.txt)" -eq 2 ] || fail "read receipts from both expected: $(cat out.txt)"
+grep -q "^    $HQ2_ID Anna (duty@HQ): delivered$" out.txt || fail "hq2 sent no delivery receipt: $(cat out.txt)"
 
 # --- overlapping addresses: a device behind both gets one copy ---
 echo "Overlap" | V send --home hq --to '*@JKT' --to ambassador@JKT --subject Overlap >out.txt 2>err.txt ||
   fail "send overlapping: $(cat err.txt)"
 ID2=$(awk '{print $2}' out.txt)
 run "hq sync (overlap)" V sync --home hq
-grep -q "sent 2 messages" out.txt || fail "overlap: the ambassador and the clerk, once each: $(cat out.txt)"
+grep -q "sent 3 messages" out.txt || fail "overlap: the ambassador, the clerk and hq2, once each: $(cat out.txt)"
 run "jkt sync (overlap)" V sync --home jkt
 grep -q "received 1 new" out.txt || fail "overlap: jkt: $(cat out.txt)"
 
@@ -92,5 +115,18 @@ fi
 grep -q "^valise send: --to Consul@osl: must be role@POST" err.txt || fail "malformed --to: $(cat err.txt)"
 run "outbox after refusals" V outbox --home hq
 [ "$(outbox_entries)" -eq "$before" ] || fail "a refused send queued something: $(cat out.txt)"
+
+# --- an envelope the relay refuses for good: the sync line names why (item 9) ---
+relay_stop
+relay_start "$PORT" data dir.bin --max-envelope 2000
+head -c 5000 /dev/zero | tr '\0' 'x' >big.txt
+run "send a message larger than the relay takes" V send --home hq --to consul@OSL --file big.txt
+run "hq sync (refused)" V sync --home hq
+grep -q "; 2 refused by the relay" out.txt || fail "sync does not count the relay's refusals: $(cat out.txt)"
+grep -q "^the relay refused 2 of this device's envelopes: envelope_too_large (valise outbox shows which)$" out.txt ||
+  fail "sync does not name why the relay refused: $(cat out.txt)"
+run "hq outbox (refused)" V outbox --home hq
+grep -q "^    $(device_id Ola) Ola (consul@OSL): rejected by relay (envelope_too_large)$" out.txt ||
+  fail "outbox does not name the refusal: $(cat out.txt)"
 
 harness_done client_recipients
