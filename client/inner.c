@@ -13,6 +13,8 @@
 _Static_assert((int)INNER_ADDRESS_MAX == (int)ADDR_TEXT_MAX, "address text fits the inner field");
 _Static_assert((int)INNER_ADDRESSES_MAX == (int)ADDR_LIST_MAX, "one address list size");
 _Static_assert(INNER_MAX_LEN < (1 << 20), "inner message fits one ratchet message");
+_Static_assert(INNER_RECEIPT_LEN_MAX < INNER_MAX_LEN, "a receipt fits where a message does");
+_Static_assert(INNER_RECEIPT_MAX <= UINT16_MAX, "receipt count is a u16");
 
 static const char *const prec_names[] = {"FLASH", "IMMEDIATE", "PRIORITY", "ROUTINE"};
 
@@ -95,8 +97,17 @@ static int inner_check_fields(const struct inner *m)
                     return VERR_BAD_FORMAT;
         }
     } else if (m->type == INNER_TYPE_RECEIPT) {
-        if (m->receipt_kind != INNER_RECEIPT_DELIVERED && m->receipt_kind != INNER_RECEIPT_READ)
+        /* 1..256 entries, kinds 1..3, no message id twice: one encoding per set. */
+        if (m->nref == 0 || m->nref > INNER_RECEIPT_MAX)
             return VERR_BAD_FORMAT;
+        for (size_t i = 0; i < m->nref; i++) {
+            if (m->receipt_kind[i] < INNER_RECEIPT_DELIVERED ||
+                m->receipt_kind[i] > INNER_RECEIPT_BOTH)
+                return VERR_BAD_FORMAT;
+            for (size_t j = 0; j < i; j++)
+                if (memcmp(m->ref_id[i], m->ref_id[j], INNER_ID_LEN) == 0)
+                    return VERR_BAD_FORMAT;
+        }
     } else {
         return VERR_BAD_FORMAT;
     }
@@ -127,9 +138,12 @@ int inner_sign_encode(struct inner *m, const uint8_t sign_sk[static SIG_SK_LEN],
             (r = buf_put_bytes32(out, m->content, m->content_len)) != 0)
             goto fail;
     } else {
-        if ((r = buf_put_bytes(out, m->ref_id, INNER_ID_LEN)) != 0 ||
-            (r = buf_put_u8(out, m->receipt_kind)) != 0)
+        if ((r = buf_put_u16(out, (uint16_t)m->nref)) != 0)
             goto fail;
+        for (size_t i = 0; i < m->nref; i++)
+            if ((r = buf_put_bytes(out, m->ref_id[i], INNER_ID_LEN)) != 0 ||
+                (r = buf_put_u8(out, m->receipt_kind[i])) != 0)
+                goto fail;
     }
     if ((r = sig_sign(m->sig, SIG_CTX_MESSAGE, buf_data(out) + start, buf_size(out) - start,
                       sign_sk)) != 0 ||
@@ -139,6 +153,64 @@ int inner_sign_encode(struct inner *m, const uint8_t sign_sk[static SIG_SK_LEN],
 fail:
     buf_truncate(out, start);
     return r;
+}
+
+int inner_wire_encode(const uint8_t *p, size_t len, struct buf *out)
+{
+    struct buf b;
+    size_t start = buf_size(out), head;
+    uint8_t v, rl;
+    int r;
+
+    if (len > INNER_MAX_LEN)
+        return VERR_TOO_LARGE;
+    buf_view(&b, p, len);
+    /* version, type, id | sender id, str8 role | the rest */
+    if ((r = buf_get_u8(&b, &v)) != 0)
+        return r;
+    if (v != INNER_VERSION)
+        return VERR_BAD_VERSION;
+    if (len < INNER_WIRE_HEAD + DEVICE_ID_LEN + 1)
+        return VERR_TRUNCATED;
+    rl = p[INNER_WIRE_HEAD + DEVICE_ID_LEN];
+    head = INNER_WIRE_HEAD + DEVICE_ID_LEN + 1 + rl;
+    if (rl == 0 || rl > ROLE_MAX)
+        return VERR_BAD_FORMAT;
+    if (len < head)
+        return VERR_TRUNCATED;
+    if ((r = buf_put_bytes(out, p, INNER_WIRE_HEAD)) != 0 ||
+        (r = buf_put_bytes(out, p + head, len - head)) != 0) {
+        buf_truncate(out, start);
+        return r;
+    }
+    return 0;
+}
+
+int inner_wire_decode(const uint8_t *p, size_t len, const uint8_t sender[static DEVICE_ID_LEN],
+                      const char *role, struct buf *out)
+{
+    size_t start = buf_size(out);
+    int r;
+
+    if (len < 2)
+        return VERR_TRUNCATED;
+    if (p[0] != INNER_VERSION)
+        return VERR_BAD_VERSION;
+    if (p[1] != INNER_TYPE_MESSAGE && p[1] != INNER_TYPE_RECEIPT)
+        return VERR_BAD_FORMAT;
+    if (len > INNER_MAX_LEN - DEVICE_ID_LEN - 1 - strnlen(role, ROLE_MAX + 1))
+        return VERR_TOO_LARGE;
+    if (len < INNER_WIRE_HEAD)
+        return VERR_TRUNCATED;
+    if (!cert_valid_role(role))
+        return VERR_USAGE;
+    if ((r = buf_put_bytes(out, p, INNER_WIRE_HEAD)) != 0 ||
+        (r = buf_put_bytes(out, sender, DEVICE_ID_LEN)) != 0 || (r = buf_put_str8(out, role)) != 0 ||
+        (r = buf_put_bytes(out, p + INNER_WIRE_HEAD, len - INNER_WIRE_HEAD)) != 0) {
+        buf_truncate(out, start);
+        return r;
+    }
+    return 0;
 }
 
 int inner_parse(const uint8_t *p, size_t len, struct inner *m)
@@ -189,9 +261,18 @@ int inner_parse(const uint8_t *p, size_t len, struct inner *m)
         m->content = buf_data(&part);
         m->content_len = buf_size(&part);
     } else {
-        if ((r = buf_get_bytes(&b, m->ref_id, INNER_ID_LEN)) != 0 ||
-            (r = buf_get_u8(&b, &m->receipt_kind)) != 0)
+        uint16_t n;
+
+        /* The count is checked before any entry is read. */
+        if ((r = buf_get_u16(&b, &n)) != 0)
             return r;
+        if (n == 0 || n > INNER_RECEIPT_MAX)
+            return VERR_BAD_FORMAT;
+        m->nref = n;
+        for (size_t i = 0; i < m->nref; i++)
+            if ((r = buf_get_bytes(&b, m->ref_id[i], INNER_ID_LEN)) != 0 ||
+                (r = buf_get_u8(&b, &m->receipt_kind[i])) != 0)
+                return r;
     }
     if ((r = buf_get_bytes(&b, m->sig, SIG_LEN)) != 0)
         return r;

@@ -10,10 +10,22 @@
  *           u8 precedence (0..3)  str8 label
  *           u16 subject length || subject (0..INNER_SUBJECT_MAX)
  *           u32 content length || content (0..INNER_CONTENT_MAX)
- *   type 2: 16 referenced message id   u8 receipt kind (1 delivered, 2 read)
+ *   type 2: u16 n (1..INNER_RECEIPT_MAX) || n x (16 referenced message id,
+ *           u8 receipt kind: 1 delivered, 2 read, 3 delivered and read);
+ *           no id twice (issue 13 item 3: receipts travel together)
  *   64  Ed25519 signature, context SIG_CTX_MESSAGE, over every byte before it
  *
+ * As transmitted (the ratchet's plaintext, issue 13 item 3) the sender
+ * device id and role are left out: the receiver knows the envelope's sender
+ * and its certificate, and puts both back (inner_wire_decode) before
+ * inner_parse and inner_verify, so the signature still covers them. What is
+ * stored (outbox, inbox) is the signed form above.
+ *
  * Contract:
+ *  - inner_wire_encode turns a signed inner message into what is
+ *    encrypted; inner_wire_decode is its strict inverse for a given sender
+ *    (version and type checked first, length capped before anything is
+ *    copied); the result still goes through inner_parse and inner_verify.
  *  - inner_sign_encode fills in the signature and writes the one canonical
  *    encoding. inner_parse is strict (version and type first, every length
  *    capped before use, text fields printable, no trailing bytes) and checks
@@ -43,6 +55,8 @@ enum {
     INNER_TYPE_RECEIPT = 2,
     INNER_RECEIPT_DELIVERED = 1,
     INNER_RECEIPT_READ = 2,
+    INNER_RECEIPT_BOTH = 3,   /* delivered and read: a bit set */
+    INNER_RECEIPT_MAX = 256,  /* messages one receipt is about */
     INNER_ID_LEN = 16,
     INNER_ADDRESS_MAX = 80,
     INNER_ADDRESSES_MAX = 16, /* addresses per message */
@@ -53,9 +67,13 @@ enum {
     INNER_CONTENT_MAX = 200 * 1024, /* an envelope stays under the relay's 256 KiB default */
     INNER_PRECEDENCE_MAX = 3,       /* FLASH 0, IMMEDIATE 1, PRIORITY 2, ROUTINE 3 (wire.h) */
     INNER_MAX_FUTURE = 600,         /* seconds of clock skew tolerated: time <= now + this */
+    /* The sender id and role are not transmitted: offset of the time in the wire form. */
+    INNER_WIRE_HEAD = 2 + 16,
     INNER_MAX_LEN = 2 + 2 * 16 + 1 + ROLE_MAX + 8 + 1 + INNER_ADDRESSES_MAX * (1 + INNER_ADDRESS_MAX) +
                     1 + 1 + INNER_LABEL_MAX + 2 + INNER_SUBJECT_MAX + 4 + INNER_CONTENT_MAX +
                     SIG_LEN,
+    /* a receipt is far shorter than the longest message */
+    INNER_RECEIPT_LEN_MAX = 2 + 2 * 16 + 1 + ROLE_MAX + 8 + 2 + INNER_RECEIPT_MAX * 17 + SIG_LEN,
 };
 
 struct inner {
@@ -74,14 +92,27 @@ struct inner {
     const uint8_t *content;
     size_t content_len;
     /* type 2 */
-    uint8_t ref_id[INNER_ID_LEN];
-    uint8_t receipt_kind;
+    size_t nref; /* 1..INNER_RECEIPT_MAX */
+    uint8_t ref_id[INNER_RECEIPT_MAX][INNER_ID_LEN];
+    uint8_t receipt_kind[INNER_RECEIPT_MAX];
     uint8_t sig[SIG_LEN];
 };
 
 /* Signs m with the sender's Ed25519 key (sets m->sig) and appends the encoding to out. */
 int inner_sign_encode(struct inner *m, const uint8_t sign_sk[static SIG_SK_LEN],
                       struct buf *out) VL_MUST_CHECK;
+/*
+ * Signed form p/len (structure checked) -> the transmitted form appended to
+ * out: the same bytes without the sender device id and role.
+ */
+int inner_wire_encode(const uint8_t *p, size_t len, struct buf *out) VL_MUST_CHECK;
+/*
+ * Transmitted form p/len from the device sender whose certificate carries
+ * role -> the signed form appended to out. VERR_BAD_VERSION, VERR_BAD_FORMAT,
+ * VERR_TRUNCATED, VERR_TOO_LARGE.
+ */
+int inner_wire_decode(const uint8_t *p, size_t len, const uint8_t sender[static DEVICE_ID_LEN],
+                      const char *role, struct buf *out) VL_MUST_CHECK;
 /* Strict structural parse of a whole inner message. */
 int inner_parse(const uint8_t *p, size_t len, struct inner *m) VL_MUST_CHECK;
 /*

@@ -42,7 +42,11 @@ enum {
     MB_KIND_MESSAGE = 1,
     MB_KIND_RECEIPT = 2,
     MB_SESS_KEEP = 4,   /* sessions kept per peer (simultaneous set-up, DR 3.3) */
-    MB_OTK_BATCH = 100, /* one-time prekeys per upload */
+    MB_OTK_BATCH = 100, /* one-time prekeys per upload on PREKEY_LOW */
+    /* in a device's first upload: 2,880 bytes fewer on a post's first sync; the
+     * relay's PREKEY_LOW (--otk-low, default 10) brings a full batch when needed
+     * (issue 13 item 3) */
+    MB_OTK_FIRST = 20,
     MB_URL_MAX = 255,
     ENV_KEY_LEN = 8 + DEVICE_ID_LEN,
 };
@@ -131,7 +135,12 @@ int mb_env_advance(struct mbox *m, const uint8_t key[static ENV_KEY_LEN], uint8_
  */
 int mb_env_resubmit(struct mbox *m, const uint8_t key[static ENV_KEY_LEN],
                     int *moved) VL_MUST_CHECK;
-/* Queues a signed receipt of kind about ref for device to. */
+/*
+ * Queues a signed receipt of kind about ref for device to: added to the
+ * receipt already queued for that device while it is not yet encrypted
+ * (kinds or'ed: delivered then read makes 3), else a new one (issue 13
+ * item 3; config "rcpt.HEX" names the newest).
+ */
 int mb_queue_receipt(struct mbox *m, const uint8_t ref[static INNER_ID_LEN],
                      const uint8_t to[static DEVICE_ID_LEN], uint8_t kind,
                      uint64_t now) VL_MUST_CHECK;

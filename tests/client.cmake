@@ -81,3 +81,11 @@ target_link_libraries(client_bench_overhead PRIVATE vtest_relay_support valise_c
 add_dependencies(client_bench_overhead valise-relay)
 add_test(NAME client/overhead COMMAND client_bench_overhead)
 set_tests_properties(client/overhead PROPERTIES TIMEOUT 300 LABELS client)
+
+# Receipts that travel together (issue 13 item 3).
+add_executable(client_test_receipts ${CMAKE_CURRENT_LIST_DIR}/client/test_receipts.c)
+target_link_libraries(client_test_receipts PRIVATE vtest_relay_support valise_client vcore
+                      PkgConfig::CMOCKA)
+add_dependencies(client_test_receipts valise-relay)
+add_test(NAME client/receipts COMMAND client_test_receipts)
+set_tests_properties(client/receipts PROPERTIES TIMEOUT 180 LABELS client)

@@ -11,7 +11,10 @@
  *  - an idle sync (nothing to send or receive): the price of connecting;
  *  - one 1 KiB message received, its delivery receipt sent back by that
  *    sync, then read and its read receipt sent by the next sync; the
- *    message's own cost is those two syncs less two idle syncs;
+ *    message's own cost is those two syncs less two idle syncs: for the
+ *    first message of a session (a prekey message) and for a later one;
+ *  - one read as soon as it is stored (as `run` or the desk may), so its
+ *    delivery and read receipts are one entry: one sync less one idle;
  *  - ten 1 KiB messages received in one sync, all read, one more sync: the
  *    cost per message when receipts travel together.
  *
@@ -133,14 +136,40 @@ struct bytes {
     uint64_t up, down;
 };
 
-/* Bytes that crossed the link during one call of what() on s. */
+/* `run`-like: the first new message is opened as soon as it is stored. */
+struct read_at_once {
+    struct mbox *m;
+    int on, done;
+};
+
+static void on_event(void *ctx, int kind, const struct mbox_msg *msg)
+{
+    struct read_at_once *ra = ctx;
+    struct mbox_msg full;
+    char hex[2 * INNER_ID_LEN + 1];
+
+    if (kind != MBOX_EV_MESSAGE || !ra->on || ra->done)
+        return;
+    CHECK(text_hex_encode(hex, sizeof(hex), msg->id, INNER_ID_LEN) == 0, "hex");
+    CHECK(mbox_read(ra->m, hex, (uint64_t)time(NULL), &full) == 0, "read at once");
+    mbox_msg_clear(&full);
+    ra->done = 1;
+}
+
+static struct read_at_once ra;
+
+/* Bytes that crossed the link during one sync of s. */
 static struct bytes measured(struct linkemu *le, struct side *s, struct mbox_sync_stats *st)
 {
     struct linkemu_counters a, b;
+    struct mbox_sync_opts o = {.quiet_ms = 150, .timeout_ms = 30000, .event = on_event,
+                               .event_ctx = &ra};
     struct bytes d;
+    int r;
 
     linkemu_counters(le, &a);
-    sync_once(s, st);
+    r = mbox_sync(s->m, &o, st);
+    CHECK(r == 0 && st->complete, "sync of %s: %s", s->home, verr_str(r));
     usleep(2 * LINK_DELAY * 1000); /* what the relay wrote last has crossed */
     linkemu_counters(le, &b);
     d.up = b.up_bytes - a.up_bytes;
@@ -196,7 +225,7 @@ int main(int argc, char **argv)
     struct linkemu_cfg cfg = {.up_rate = LINK_RATE, .down_rate = LINK_RATE,
                               .delay_ms = LINK_DELAY};
     struct mbox_sync_stats st;
-    struct bytes first, idle, idle2, m1, m2, one, b1, b2, batch;
+    struct bytes first, idle, idle2, m1, m2, one, later, once, b1, b2, batch;
     uint64_t body = 1024;
     int le_port;
     char addr[64];
@@ -229,19 +258,35 @@ int main(int argc, char **argv)
     first = measured(le, &post, &st);
     idle = measured(le, &post, &st);
 
-    /* One message, its delivery receipt, then its read receipt. */
+    /* One message, its delivery receipt, then its read receipt: first of its session, later. */
     snprintf(addr, sizeof(addr), "ambassador@JKT");
-    send_body(&hq, addr, (size_t)body, 0);
-    sync_once(&hq, &st);
-    m1 = measured(le, &post, &st);
-    CHECK(st.received == 1, "the message did not arrive (%zu)", st.received);
-    read_all(&post, 1);
-    m2 = measured(le, &post, &st);
-    sync_once(&hq, &st);
-    CHECK(all_read(&hq), "HQ did not get both receipts");
+    ra.m = post.m;
+    for (int k = 0; k < 2; k++) {
+        struct bytes *to = k == 0 ? &one : &later;
+        send_body(&hq, addr, (size_t)body, 100 + k);
+        sync_once(&hq, &st);
+        m1 = measured(le, &post, &st);
+        CHECK(st.received == 1, "the message did not arrive (%zu)", st.received);
+        read_all(&post, 1 + (size_t)k);
+        m2 = measured(le, &post, &st);
+        sync_once(&hq, &st);
+        CHECK(all_read(&hq), "HQ did not get both receipts");
+        to->up = m1.up + m2.up - 2 * idle.up;
+        to->down = m1.down + m2.down - 2 * idle.down;
+    }
     idle2 = measured(le, &post, &st);
-    one.up = m1.up + m2.up - 2 * idle.up;
-    one.down = m1.down + m2.down - 2 * idle.down;
+    /* Read at once: one receipt entry says delivered and read. */
+    send_body(&hq, addr, (size_t)body, 200);
+    sync_once(&hq, &st);
+    ra.on = 1;
+    m1 = measured(le, &post, &st);
+    ra.on = 0;
+    CHECK(ra.done && st.received == 1 && st.receipts_sent == 1, "read at once: %zu receipts",
+          st.receipts_sent);
+    sync_once(&hq, &st);
+    CHECK(all_read(&hq), "HQ did not get the receipt of the message read at once");
+    once.up = m1.up - idle.up;
+    once.down = m1.down - idle.down;
 
     /* Ten at once: received by one sync, all read, receipts sent by the next. */
     for (int i = 1; i <= BATCH; i++)
@@ -249,7 +294,7 @@ int main(int argc, char **argv)
     sync_once(&hq, &st);
     b1 = measured(le, &post, &st);
     CHECK(st.received == BATCH, "the batch did not arrive (%zu)", st.received);
-    read_all(&post, 1 + BATCH);
+    read_all(&post, 3 + BATCH);
     b2 = measured(le, &post, &st);
     sync_once(&hq, &st);
     CHECK(all_read(&hq), "HQ did not get every receipt of the batch");
@@ -269,13 +314,24 @@ int main(int argc, char **argv)
                (unsigned long long)(idle2.up + idle2.down));
     {
         char what[96], note[160];
-        snprintf(what, sizeof(what), "one %llu-byte message, delivery and read receipts",
+        snprintf(what, sizeof(what), "one %llu-byte message, first of its session, delivery and "
+                                     "read receipts",
                  (unsigned long long)body);
-        snprintf(note, sizeof(note), "two syncs (%llu + %llu bytes) less two idle syncs; "
-                                     "**overhead %lld bytes**",
-                 (unsigned long long)(m1.up + m1.down), (unsigned long long)(m2.up + m2.down),
+        snprintf(note, sizeof(note), "two syncs less two idle syncs; **overhead %lld bytes**",
                  (long long)(one.up + one.down) - (long long)body);
         row(what, one, note);
+        snprintf(what, sizeof(what), "one %llu-byte message, session established, delivery and "
+                                     "read receipts",
+                 (unsigned long long)body);
+        snprintf(note, sizeof(note), "two syncs less two idle syncs; **overhead %lld bytes**",
+                 (long long)(later.up + later.down) - (long long)body);
+        row(what, later, note);
+        snprintf(what, sizeof(what), "one %llu-byte message read at once (session established)",
+                 (unsigned long long)body);
+        snprintf(note, sizeof(note), "one receipt entry, delivered and read; one sync less one "
+                                     "idle sync; **overhead %lld bytes**",
+                 (long long)(once.up + once.down) - (long long)body);
+        row(what, once, note);
         snprintf(what, sizeof(what), "%d such messages at once, per message", BATCH);
         snprintf(note, sizeof(note), "received by one sync, read, receipts sent by the next; "
                                      "**overhead %lld bytes** per message",

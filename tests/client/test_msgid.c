@@ -424,7 +424,14 @@ static void make_prekey_msg(const struct side *from, const struct identity *fid,
     assert_int_equal(ratchet_init_initiator(&rs, sk, &hdr, &pm.sender, &xb->owner, xb->spk_pk), 0);
     sodium_memzero(sk, sizeof(sk));
     assert_int_equal(buf_init(&rm, RATCHET_MSG_MAX, 0), 0);
-    assert_int_equal(ratchet_encrypt(rs, buf_data(&enc), buf_size(&enc), &rm), 0);
+    {
+        /* Encrypted as transmitted: without the sender id and role (client/inner.h). */
+        struct buf wire;
+        assert_int_equal(buf_init(&wire, INNER_MAX_LEN, BUF_SECRET), 0);
+        assert_int_equal(inner_wire_encode(buf_data(&enc), buf_size(&enc), &wire), 0);
+        assert_int_equal(ratchet_encrypt(rs, buf_data(&wire), buf_size(&wire), &rm), 0);
+        buf_free(&wire);
+    }
     pm.init = hdr;
     pm.inner = buf_data(&rm);
     pm.inner_len = buf_size(&rm);

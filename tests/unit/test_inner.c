@@ -134,11 +134,16 @@ static void test_mutations_receipt(void **state)
     memset(&m, 0, sizeof(m));
     m.type = INNER_TYPE_RECEIPT;
     randombytes_buf(m.id, INNER_ID_LEN);
-    randombytes_buf(m.ref_id, INNER_ID_LEN);
     memcpy(m.sender, jkt.cert.device_id, DEVICE_ID_LEN);
     memcpy(m.role, "ambassador", 11);
     m.time = 1700000000;
-    m.receipt_kind = INNER_RECEIPT_READ;
+    /* Three messages: read, delivered, delivered and read (issue 13 item 3). */
+    m.nref = 3;
+    for (size_t i = 0; i < 3; i++)
+        randombytes_buf(m.ref_id[i], INNER_ID_LEN);
+    m.receipt_kind[0] = INNER_RECEIPT_READ;
+    m.receipt_kind[1] = INNER_RECEIPT_DELIVERED;
+    m.receipt_kind[2] = INNER_RECEIPT_BOTH;
     encode(&m, jkt.sign_sk, &b);
     mutation_sweep(buf_data(&b), buf_size(&b), parse_verify, &v);
     buf_free(&b);
@@ -449,12 +454,150 @@ static void test_address_list(void **state)
     buf_free(&b);
 }
 
+struct wctx {
+    const struct fx_dev *from, *to;
+};
+
+/* Transmitted form -> signed form for the envelope's sender -> parse -> verify. */
+static int wire_verify(const uint8_t *p, size_t len, void *ctx)
+{
+    struct wctx *w = ctx;
+    struct buf full;
+    int r;
+
+    if (buf_init(&full, INNER_MAX_LEN, 0) != 0)
+        return VERR_NOMEM;
+    r = inner_wire_decode(p, len, w->from->cert.device_id, w->from->cert.role, &full);
+    if (r == 0) {
+        struct vctx v = {w->from, w->to};
+        r = parse_verify(buf_data(&full), buf_size(&full), &v);
+    }
+    buf_free(&full);
+    return r;
+}
+
+/*
+ * Issue 13 item 3: the sender id and role are not transmitted, yet signed:
+ * the receiver puts the envelope's sender and its certificate's role back.
+ * Another sender or role fails the signature; every mutation is refused.
+ */
+static void test_wire_form(void **state)
+{
+    struct inner m;
+    struct buf b, w, back;
+    struct wctx wc = {&hq, &jkt};
+    (void)state;
+
+    make_msg(&m, &hq, "ambassador@JKT");
+    encode(&m, hq.sign_sk, &b);
+    assert_int_equal(buf_init(&w, INNER_MAX_LEN, 0), 0);
+    assert_int_equal(buf_init(&back, INNER_MAX_LEN, 0), 0);
+    assert_int_equal(inner_wire_encode(buf_data(&b), buf_size(&b), &w), 0);
+    assert_int_equal(buf_size(&w), buf_size(&b) - DEVICE_ID_LEN - 1 - strlen(hq.cert.role));
+    assert_int_equal(inner_wire_decode(buf_data(&w), buf_size(&w), hq.cert.device_id,
+                                       hq.cert.role, &back),
+                     0);
+    assert_int_equal(buf_size(&back), buf_size(&b));
+    assert_memory_equal(buf_data(&back), buf_data(&b), buf_size(&b));
+    assert_int_equal(wire_verify(buf_data(&w), buf_size(&w), &wc), 0);
+    /* Claimed by another sender (its id and role put back): the signature fails. */
+    assert_int_equal(wire_verify(buf_data(&w), buf_size(&w), &(struct wctx){&jkt_dcm, &jkt}),
+                     VERR_BAD_SIGNATURE);
+    buf_reset(&back);
+    assert_int_equal(inner_wire_decode(buf_data(&w), buf_size(&w), hq.cert.device_id, "dcm", &back),
+                     0);
+    assert_int_not_equal(parse_verify(buf_data(&back), buf_size(&back), &(struct vctx){&hq, &jkt}),
+                         0);
+    /* Strict: empty, a version 1 byte, an unknown type, truncated, too large. */
+    buf_reset(&back);
+    assert_int_equal(inner_wire_decode(buf_data(&w), 0, hq.cert.device_id, "duty", &back),
+                     VERR_TRUNCATED);
+    assert_int_equal(inner_wire_decode((const uint8_t *)"\x01\x01", 2, hq.cert.device_id, "duty",
+                                       &back),
+                     VERR_BAD_VERSION);
+    assert_int_equal(inner_wire_decode((const uint8_t *)"\x02\x07", 2, hq.cert.device_id, "duty",
+                                       &back),
+                     VERR_BAD_FORMAT);
+    assert_int_equal(inner_wire_decode(buf_data(&w), 10, hq.cert.device_id, "duty", &back),
+                     VERR_TRUNCATED);
+    assert_int_equal(inner_wire_decode(buf_data(&w), INNER_MAX_LEN, hq.cert.device_id, "duty",
+                                       &back),
+                     VERR_TOO_LARGE);
+    assert_int_equal(buf_size(&back), 0);
+    mutation_sweep(buf_data(&w), buf_size(&w), wire_verify, &wc);
+    buf_free(&w);
+    buf_free(&back);
+    buf_free(&b);
+}
+
+/*
+ * A receipt about several messages (issue 13 item 3): 1..256 entries,
+ * kinds 1..3, no message id twice; refused otherwise by the encoder and by
+ * the parser (count checked before the entries are read).
+ */
+static void test_receipt_entries(void **state)
+{
+    struct inner m, p;
+    struct buf b;
+    size_t off;
+    (void)state;
+
+    memset(&m, 0, sizeof(m));
+    m.type = INNER_TYPE_RECEIPT;
+    randombytes_buf(m.id, INNER_ID_LEN);
+    memcpy(m.sender, jkt.cert.device_id, DEVICE_ID_LEN);
+    memcpy(m.role, "ambassador", 11);
+    m.time = 1700000000;
+    m.nref = INNER_RECEIPT_MAX;
+    for (size_t i = 0; i < m.nref; i++) {
+        randombytes_buf(m.ref_id[i], INNER_ID_LEN);
+        m.receipt_kind[i] = (uint8_t)(1 + i % 3);
+    }
+    encode(&m, jkt.sign_sk, &b);
+    assert_int_equal(inner_parse(buf_data(&b), buf_size(&b), &p), 0);
+    assert_int_equal(p.nref, INNER_RECEIPT_MAX);
+    assert_memory_equal(p.ref_id[255], m.ref_id[255], INNER_ID_LEN);
+    assert_int_equal(p.receipt_kind[255], m.receipt_kind[255]);
+    assert_true(buf_size(&b) <= INNER_RECEIPT_LEN_MAX);
+    assert_int_equal(parse_verify(buf_data(&b), buf_size(&b), &(struct vctx){&jkt, &hq}), 0);
+    /* The count is a u16 right after the time: 257 and 0 are refused. */
+    off = 2 + 16 + 16 + 1 + 10 + 8;
+    assert_int_equal(buf_data(&b)[off], 1);
+    assert_int_equal(buf_data(&b)[off + 1], 0);
+    ((uint8_t *)buf_data(&b))[off + 1] = 1;
+    assert_int_equal(inner_parse(buf_data(&b), buf_size(&b), &p), VERR_BAD_FORMAT);
+    ((uint8_t *)buf_data(&b))[off] = 0;
+    ((uint8_t *)buf_data(&b))[off + 1] = 0;
+    assert_int_equal(inner_parse(buf_data(&b), buf_size(&b), &p), VERR_BAD_FORMAT);
+    /* The second id made equal to the first: refused by the parser. */
+    ((uint8_t *)buf_data(&b))[off] = 1;
+    memcpy((uint8_t *)buf_data(&b) + off + 2 + 17, buf_data(&b) + off + 2, INNER_ID_LEN);
+    assert_int_equal(inner_parse(buf_data(&b), buf_size(&b), &p), VERR_BAD_FORMAT);
+    /* ... and by the encoder; so are a kind 0 or 4, no entry, and 257 entries. */
+    buf_reset(&b);
+    memcpy(m.ref_id[1], m.ref_id[0], INNER_ID_LEN);
+    assert_int_equal(inner_sign_encode(&m, jkt.sign_sk, &b), VERR_BAD_FORMAT);
+    randombytes_buf(m.ref_id[1], INNER_ID_LEN);
+    m.receipt_kind[7] = 0;
+    assert_int_equal(inner_sign_encode(&m, jkt.sign_sk, &b), VERR_BAD_FORMAT);
+    m.receipt_kind[7] = 4;
+    assert_int_equal(inner_sign_encode(&m, jkt.sign_sk, &b), VERR_BAD_FORMAT);
+    m.receipt_kind[7] = 2;
+    m.nref = 0;
+    assert_int_equal(inner_sign_encode(&m, jkt.sign_sk, &b), VERR_BAD_FORMAT);
+    m.nref = INNER_RECEIPT_MAX + 1;
+    assert_int_equal(inner_sign_encode(&m, jkt.sign_sk, &b), VERR_BAD_FORMAT);
+    assert_int_equal(buf_size(&b), 0);
+    buf_free(&b);
+}
+
 /* The fuzzer's seeds are valid structure (their signatures are dummies). */
 static void test_fuzz_seeds_parse(void **state)
 {
     static const char *const seeds[] = {"flash_role",    "circular_all",      "device_addr",
                                         "receipt_read",  "receipt_delivered", "two_addresses",
-                                        "sixteen_addresses"};
+                                        "sixteen_addresses", "receipt_batch",
+                                        "wire_flash_role",   "wire_receipt_read"};
     (void)state;
     for (size_t i = 0; i < sizeof(seeds) / sizeof(seeds[0]); i++) {
         char path[512];
@@ -462,8 +605,18 @@ static void test_fuzz_seeds_parse(void **state)
         struct inner m;
         snprintf(path, sizeof(path), "%s/fuzz/corpus/inner/%s", VALISE_SOURCE_DIR, seeds[i]);
         assert_int_equal(file_read(path, INNER_MAX_LEN, 0, &b), 0);
-        if (inner_parse(buf_data(&b), buf_size(&b), &m) != 0)
+        if (strncmp(seeds[i], "wire_", 5) == 0) {
+            /* As transmitted: the sender id and role put back first. */
+            struct buf full;
+            assert_int_equal(buf_init(&full, INNER_MAX_LEN, 0), 0);
+            if (inner_wire_decode(buf_data(&b), buf_size(&b), hq.cert.device_id, "duty", &full) !=
+                    0 ||
+                inner_parse(buf_data(&full), buf_size(&full), &m) != 0)
+                fail_msg("seed %s does not decode and parse", seeds[i]);
+            buf_free(&full);
+        } else if (inner_parse(buf_data(&b), buf_size(&b), &m) != 0) {
             fail_msg("seed %s does not parse", seeds[i]);
+        }
         buf_free(&b);
     }
 }
@@ -483,6 +636,8 @@ int main(void)
         cmocka_unit_test(test_caps_and_fields),
         cmocka_unit_test(test_subject_text_rules),
         cmocka_unit_test(test_address_list),
+        cmocka_unit_test(test_wire_form),
+        cmocka_unit_test(test_receipt_entries),
         cmocka_unit_test(test_fuzz_seeds_parse),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
