@@ -155,6 +155,76 @@ fail:
     return r;
 }
 
+static size_t floor_log2(size_t v)
+{
+    size_t e = 0;
+
+    while (v >>= 1)
+        e++;
+    return e;
+}
+
+/* Padme (Nikitin et al., "Reducing Metadata Leakage from Encrypted Files and
+ * Communication with PURBs", PoPETs 2019, section 4): E = floor(log2 L),
+ * S = floor(log2 E) + 1, the low E - S bits rounded up. */
+size_t inner_padded_len(size_t n)
+{
+    size_t l = n + 1, e, s, mask;
+
+    if (l <= INNER_PAD_MIN)
+        return INNER_PAD_MIN;
+    e = floor_log2(l);
+    s = floor_log2(e) + 1;
+    mask = ((size_t)1 << (e - s)) - 1;
+    return (l + mask) & ~mask;
+}
+
+_Static_assert(INNER_MAX_LEN < (1 << 18), "E <= 17, S = 5: Padme adds at most 2^12 - 1 bytes");
+_Static_assert(INNER_PAD_MIN >= 256, "Padme is applied where E >= 8, so E - S >= 4");
+/* Padded, with a prekey message's 95 bytes, the ratchet's 86 and the envelope's 45, a
+ * message still fits the relay's default --max-envelope of 256 KiB. */
+_Static_assert(INNER_PADDED_MAX + 95 + 86 + 45 < 256 * 1024, "a padded message fits an envelope");
+
+int inner_pad(const uint8_t *p, size_t n, struct buf *out)
+{
+    static const uint8_t zeros[256];
+    size_t start = buf_size(out), left;
+    int r;
+
+    if (n > INNER_MAX_LEN)
+        return VERR_TOO_LARGE;
+    left = inner_padded_len(n) - n - 1;
+    if ((r = buf_put_bytes(out, p, n)) != 0 || (r = buf_put_u8(out, INNER_PAD_MARK)) != 0)
+        goto fail;
+    while (left > 0) {
+        size_t k = left < sizeof(zeros) ? left : sizeof(zeros);
+        if ((r = buf_put_bytes(out, zeros, k)) != 0)
+            goto fail;
+        left -= k;
+    }
+    return 0;
+fail:
+    buf_truncate(out, start);
+    return r;
+}
+
+int inner_unpad(const uint8_t *p, size_t len, size_t *n)
+{
+    size_t i = len;
+
+    *n = 0;
+    if (len < INNER_PAD_MIN || len > INNER_PADDED_MAX)
+        return VERR_BAD_FORMAT;
+    while (i > 0 && p[i - 1] == 0)
+        i--;
+    /* The last byte that is not zero is the marker, and the length is the
+     * one inner_pad gives: any other padding is refused, not repaired. */
+    if (i == 0 || p[i - 1] != INNER_PAD_MARK || inner_padded_len(i - 1) != len)
+        return VERR_BAD_FORMAT;
+    *n = i - 1;
+    return 0;
+}
+
 int inner_wire_encode(const uint8_t *p, size_t len, struct buf *out)
 {
     struct buf b;
@@ -178,12 +248,18 @@ int inner_wire_encode(const uint8_t *p, size_t len, struct buf *out)
         return VERR_BAD_FORMAT;
     if (len < head)
         return VERR_TRUNCATED;
-    if ((r = buf_put_bytes(out, p, INNER_WIRE_HEAD)) != 0 ||
-        (r = buf_put_bytes(out, p + head, len - head)) != 0) {
-        buf_truncate(out, start);
-        return r;
+    {
+        /* The transmitted bytes, then padded (PROTOCOL.md part 4 section 2). */
+        struct buf t;
+        if ((r = buf_init(&t, INNER_MAX_LEN, BUF_SECRET)) != 0)
+            return r;
+        if ((r = buf_put_bytes(&t, p, INNER_WIRE_HEAD)) != 0 ||
+            (r = buf_put_bytes(&t, p + head, len - head)) != 0 ||
+            (r = inner_pad(buf_data(&t), buf_size(&t), out)) != 0)
+            buf_truncate(out, start);
+        buf_free(&t);
     }
-    return 0;
+    return r;
 }
 
 int inner_wire_decode(const uint8_t *p, size_t len, const uint8_t sender[static DEVICE_ID_LEN],
@@ -192,6 +268,9 @@ int inner_wire_decode(const uint8_t *p, size_t len, const uint8_t sender[static 
     size_t start = buf_size(out);
     int r;
 
+    /* The padding first: exactly inner_pad's, else nothing else is looked at. */
+    if ((r = inner_unpad(p, len, &len)) != 0)
+        return r;
     if (len < 2)
         return VERR_TRUNCATED;
     if (p[0] != INNER_VERSION)

@@ -19,12 +19,16 @@
  * device id and role are left out: the receiver knows the envelope's sender
  * and its certificate, and puts both back (inner_wire_decode) before
  * inner_parse and inner_verify, so the signature still covers them. What is
- * stored (outbox, inbox) is the signed form above.
+ * stored (outbox, inbox) is the signed form above. The transmitted form is
+ * padded (issue 13 item 3, PROTOCOL.md part 4 section 2): 0x80 then zero
+ * bytes up to inner_padded_len: at least INNER_PAD_MIN bytes, above that
+ * Padme (a length of E+1 significant bits keeps about log2(E)+1 of them).
  *
  * Contract:
  *  - inner_wire_encode turns a signed inner message into what is
- *    encrypted; inner_wire_decode is its strict inverse for a given sender
- *    (version and type checked first, length capped before anything is
+ *    encrypted (padded); inner_wire_decode is its strict inverse for a given
+ *    sender (padding exactly as inner_padded_len says, else refused; then
+ *    version and type checked first, length capped before anything is
  *    copied); the result still goes through inner_parse and inner_verify.
  *  - inner_sign_encode fills in the signature and writes the one canonical
  *    encoding. inner_parse is strict (version and type first, every length
@@ -69,11 +73,16 @@ enum {
     INNER_MAX_FUTURE = 600,         /* seconds of clock skew tolerated: time <= now + this */
     /* The sender id and role are not transmitted: offset of the time in the wire form. */
     INNER_WIRE_HEAD = 2 + 16,
+    /* Padding: the smallest transmitted plaintext (receipts look like short messages). */
+    INNER_PAD_MIN = 256,
+    INNER_PAD_MARK = 0x80,
     INNER_MAX_LEN = 2 + 2 * 16 + 1 + ROLE_MAX + 8 + 1 + INNER_ADDRESSES_MAX * (1 + INNER_ADDRESS_MAX) +
                     1 + 1 + INNER_LABEL_MAX + 2 + INNER_SUBJECT_MAX + 4 + INNER_CONTENT_MAX +
                     SIG_LEN,
     /* a receipt is far shorter than the longest message */
     INNER_RECEIPT_LEN_MAX = 2 + 2 * 16 + 1 + ROLE_MAX + 8 + 2 + INNER_RECEIPT_MAX * 17 + SIG_LEN,
+    /* Padme adds at most 4095 bytes below 2^18 (inner.c); the marker 1. */
+    INNER_PADDED_MAX = INNER_MAX_LEN + 1 + 4095,
 };
 
 struct inner {
@@ -113,6 +122,15 @@ int inner_wire_encode(const uint8_t *p, size_t len, struct buf *out) VL_MUST_CHE
  */
 int inner_wire_decode(const uint8_t *p, size_t len, const uint8_t sender[static DEVICE_ID_LEN],
                       const char *role, struct buf *out) VL_MUST_CHECK;
+/*
+ * The padded length of n bytes (n + 1 with the marker): INNER_PAD_MIN if
+ * that is more, else Padme of n + 1. inner_pad appends p || 0x80 || zeros to
+ * out; inner_unpad gives in *n the length before the marker, VERR_BAD_FORMAT
+ * unless the padding is exactly what inner_pad writes.
+ */
+size_t inner_padded_len(size_t n);
+int inner_pad(const uint8_t *p, size_t n, struct buf *out) VL_MUST_CHECK;
+int inner_unpad(const uint8_t *p, size_t len, size_t *n) VL_MUST_CHECK;
 /* Strict structural parse of a whole inner message. */
 int inner_parse(const uint8_t *p, size_t len, struct inner *m) VL_MUST_CHECK;
 /*

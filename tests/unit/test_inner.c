@@ -493,7 +493,8 @@ static void test_wire_form(void **state)
     assert_int_equal(buf_init(&w, INNER_MAX_LEN, 0), 0);
     assert_int_equal(buf_init(&back, INNER_MAX_LEN, 0), 0);
     assert_int_equal(inner_wire_encode(buf_data(&b), buf_size(&b), &w), 0);
-    assert_int_equal(buf_size(&w), buf_size(&b) - DEVICE_ID_LEN - 1 - strlen(hq.cert.role));
+    assert_int_equal(buf_size(&w),
+                     inner_padded_len(buf_size(&b) - DEVICE_ID_LEN - 1 - strlen(hq.cert.role)));
     assert_int_equal(inner_wire_decode(buf_data(&w), buf_size(&w), hq.cert.device_id,
                                        hq.cert.role, &back),
                      0);
@@ -508,21 +509,26 @@ static void test_wire_form(void **state)
                      0);
     assert_int_not_equal(parse_verify(buf_data(&back), buf_size(&back), &(struct vctx){&hq, &jkt}),
                          0);
-    /* Strict: empty, a version 1 byte, an unknown type, truncated, too large. */
+    /* Strict: empty, unpadded, a version 1 byte, an unknown type, truncated (each padded). */
     buf_reset(&back);
     assert_int_equal(inner_wire_decode(buf_data(&w), 0, hq.cert.device_id, "duty", &back),
-                     VERR_TRUNCATED);
-    assert_int_equal(inner_wire_decode((const uint8_t *)"\x01\x01", 2, hq.cert.device_id, "duty",
-                                       &back),
-                     VERR_BAD_VERSION);
-    assert_int_equal(inner_wire_decode((const uint8_t *)"\x02\x07", 2, hq.cert.device_id, "duty",
-                                       &back),
                      VERR_BAD_FORMAT);
     assert_int_equal(inner_wire_decode(buf_data(&w), 10, hq.cert.device_id, "duty", &back),
-                     VERR_TRUNCATED);
-    assert_int_equal(inner_wire_decode(buf_data(&w), INNER_MAX_LEN, hq.cert.device_id, "duty",
-                                       &back),
-                     VERR_TOO_LARGE);
+                     VERR_BAD_FORMAT);
+    {
+        static const char *const bad[] = {"\x01\x01", "\x02\x07", "\x02\x01\x00"};
+        static const int want[] = {VERR_BAD_VERSION, VERR_BAD_FORMAT, VERR_TRUNCATED};
+        struct buf pb;
+        assert_int_equal(buf_init(&pb, INNER_PADDED_MAX, 0), 0);
+        for (size_t i = 0; i < 3; i++) {
+            buf_reset(&pb);
+            assert_int_equal(inner_pad((const uint8_t *)bad[i], strlen(bad[i]) + (i == 2), &pb), 0);
+            assert_int_equal(inner_wire_decode(buf_data(&pb), buf_size(&pb), hq.cert.device_id,
+                                               "duty", &back),
+                             want[i]);
+        }
+        buf_free(&pb);
+    }
     assert_int_equal(buf_size(&back), 0);
     mutation_sweep(buf_data(&w), buf_size(&w), wire_verify, &wc);
     buf_free(&w);
@@ -591,6 +597,68 @@ static void test_receipt_entries(void **state)
     buf_free(&b);
 }
 
+/*
+ * Padding of the transmitted form (issue 13 item 3; PROTOCOL.md part 4
+ * section 2): at least 256 bytes, Padme above, at most 12 % more; exactly
+ * 0x80 then zeros, anything else refused.
+ */
+static void test_padding(void **state)
+{
+    static const struct {
+        size_t n, padded;
+    } cases[] = {{0, 256},     {109, 256},   {255, 256},   {256, 272},    {271, 272},
+                 {272, 288},   {1158, 1216}, {1215, 1216}, {1216, 1280}, {204800, 208896}};
+    uint8_t msg[600];
+    struct buf b;
+    size_t n;
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        if (inner_padded_len(cases[i].n) != cases[i].padded)
+            fail_msg("padded length of %zu: expected %zu, got %zu", cases[i].n, cases[i].padded,
+                     inner_padded_len(cases[i].n));
+    /* Never shorter, never more than 12 % above 256, never past INNER_PADDED_MAX. */
+    for (size_t k = 0; k <= INNER_MAX_LEN; k += k < 5000 ? 1 : 997) {
+        size_t p = inner_padded_len(k);
+        if (p < k + 1 || (p > INNER_PAD_MIN && (p - k - 1) * 100 > (k + 1) * 12) ||
+            p > INNER_PADDED_MAX)
+            fail_msg("padded length of %zu is %zu", k, p);
+    }
+    assert_true(inner_padded_len(INNER_MAX_LEN) <= INNER_PADDED_MAX);
+    randombytes_buf(msg, sizeof(msg));
+    msg[sizeof(msg) - 1] = 0; /* a message may end in zero bytes: the marker says where */
+    assert_int_equal(buf_init(&b, INNER_PADDED_MAX, 0), 0);
+    assert_int_equal(inner_pad(msg, sizeof(msg), &b), 0);
+    assert_int_equal(buf_size(&b), inner_padded_len(sizeof(msg)));
+    assert_int_equal(buf_data(&b)[sizeof(msg)], 0x80);
+    assert_int_equal(inner_unpad(buf_data(&b), buf_size(&b), &n), 0);
+    assert_int_equal(n, sizeof(msg));
+    /* One zero more or less, a marker that is not 0x80, a byte after the marker. */
+    assert_int_equal(inner_unpad(buf_data(&b), buf_size(&b) - 1, &n), VERR_BAD_FORMAT);
+    assert_int_equal(buf_put_u8(&b, 0), 0);
+    assert_int_equal(inner_unpad(buf_data(&b), buf_size(&b), &n), VERR_BAD_FORMAT);
+    buf_truncate(&b, buf_size(&b) - 1);
+    ((uint8_t *)buf_data(&b))[sizeof(msg)] = 0x81;
+    assert_int_equal(inner_unpad(buf_data(&b), buf_size(&b), &n), VERR_BAD_FORMAT);
+    ((uint8_t *)buf_data(&b))[sizeof(msg)] = 0x80;
+    ((uint8_t *)buf_data(&b))[buf_size(&b) - 1] = 1;
+    assert_int_equal(inner_unpad(buf_data(&b), buf_size(&b), &n), VERR_BAD_FORMAT);
+    /* A short message padded to 256 whose marker was moved (a shorter message claimed). */
+    buf_reset(&b);
+    assert_int_equal(inner_pad(msg, 100, &b), 0);
+    assert_int_equal(buf_size(&b), 256);
+    ((uint8_t *)buf_data(&b))[100] = 0;
+    ((uint8_t *)buf_data(&b))[99] = 0x80;
+    assert_int_equal(inner_unpad(buf_data(&b), buf_size(&b), &n), 0); /* 99 also pads to 256 */
+    assert_int_equal(n, 99);
+    /* All zeros, and sizes outside [256, INNER_PADDED_MAX]. */
+    memset((uint8_t *)buf_data(&b), 0, buf_size(&b));
+    assert_int_equal(inner_unpad(buf_data(&b), buf_size(&b), &n), VERR_BAD_FORMAT);
+    assert_int_equal(inner_unpad(buf_data(&b), 255, &n), VERR_BAD_FORMAT);
+    assert_int_equal(inner_unpad(buf_data(&b), INNER_PADDED_MAX + 1, &n), VERR_BAD_FORMAT);
+    buf_free(&b);
+}
+
 /* The fuzzer's seeds are valid structure (their signatures are dummies). */
 static void test_fuzz_seeds_parse(void **state)
 {
@@ -638,6 +706,7 @@ int main(void)
         cmocka_unit_test(test_address_list),
         cmocka_unit_test(test_wire_form),
         cmocka_unit_test(test_receipt_entries),
+        cmocka_unit_test(test_padding),
         cmocka_unit_test(test_fuzz_seeds_parse),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
