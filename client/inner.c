@@ -284,7 +284,8 @@ int inner_wire_decode(const uint8_t *p, size_t len, const uint8_t sender[static 
     if (!cert_valid_role(role))
         return VERR_USAGE;
     if ((r = buf_put_bytes(out, p, INNER_WIRE_HEAD)) != 0 ||
-        (r = buf_put_bytes(out, sender, DEVICE_ID_LEN)) != 0 || (r = buf_put_str8(out, role)) != 0 ||
+        (r = buf_put_bytes(out, sender, DEVICE_ID_LEN)) != 0 ||
+        (r = buf_put_str8(out, role)) != 0 ||
         (r = buf_put_bytes(out, p + INNER_WIRE_HEAD, len - INNER_WIRE_HEAD)) != 0) {
         buf_truncate(out, start);
         return r;

@@ -76,9 +76,9 @@ enum {
     /* Padding: the smallest transmitted plaintext (receipts look like short messages). */
     INNER_PAD_MIN = 256,
     INNER_PAD_MARK = 0x80,
-    INNER_MAX_LEN = 2 + 2 * 16 + 1 + ROLE_MAX + 8 + 1 + INNER_ADDRESSES_MAX * (1 + INNER_ADDRESS_MAX) +
-                    1 + 1 + INNER_LABEL_MAX + 2 + INNER_SUBJECT_MAX + 4 + INNER_CONTENT_MAX +
-                    SIG_LEN,
+    INNER_MAX_LEN = 2 + 2 * 16 + 1 + ROLE_MAX + 8 + 1 +
+                    INNER_ADDRESSES_MAX * (1 + INNER_ADDRESS_MAX) + 1 + 1 + INNER_LABEL_MAX + 2 +
+                    INNER_SUBJECT_MAX + 4 + INNER_CONTENT_MAX + SIG_LEN,
     /* a receipt is far shorter than the longest message */
     INNER_RECEIPT_LEN_MAX = 2 + 2 * 16 + 1 + ROLE_MAX + 8 + 2 + INNER_RECEIPT_MAX * 17 + SIG_LEN,
     /* Padme adds at most 4095 bytes below 2^18 (inner.c); the marker 1. */

@@ -397,8 +397,9 @@ static size_t find_bytes(const uint8_t *p, size_t len, const char *needle, size_
  */
 static void test_address_list(void **state)
 {
-    static const char *const posts[INNER_ADDRESSES_MAX] = {"HQ", "JKT", "OSL", "BKK", "LON", "PAR", "BER", "ROM",
-                                        "MAD", "VIE", "OTT", "CAN", "DEL", "TYO", "SEL", "MNL"};
+    static const char *const posts[INNER_ADDRESSES_MAX] = {
+        "HQ",  "JKT", "OSL", "BKK", "LON", "PAR", "BER", "ROM",
+        "MAD", "VIE", "OTT", "CAN", "DEL", "TYO", "SEL", "MNL"};
     struct inner m, p;
     struct buf b;
     size_t off;
