@@ -305,8 +305,10 @@ int inner_parse(const uint8_t *p, size_t len, struct inner *m)
     buf_view(&b, p, len);
     if ((r = buf_get_u8(&b, &version)) != 0)
         return r;
-    if (version != INNER_VERSION)
+    /* 1: kept in a store from before version 2 (never from the wire: inner_wire_decode). */
+    if (version != INNER_VERSION && version != INNER_VERSION_1)
         return VERR_BAD_VERSION;
+    m->version = version;
     if ((r = buf_get_u8(&b, &m->type)) != 0)
         return r;
     if (m->type != INNER_TYPE_MESSAGE && m->type != INNER_TYPE_RECEIPT)
@@ -317,10 +319,10 @@ int inner_parse(const uint8_t *p, size_t len, struct inner *m)
         (r = buf_get_u64(&b, &m->time)) != 0)
         return r;
     if (m->type == INNER_TYPE_MESSAGE) {
-        uint8_t naddr;
+        uint8_t naddr = 1;
 
-        /* The count is checked before any address is read. */
-        if ((r = buf_get_u8(&b, &naddr)) != 0)
+        /* The count is checked before any address is read; version 1 had one address. */
+        if (version != INNER_VERSION_1 && (r = buf_get_u8(&b, &naddr)) != 0)
             return r;
         if (naddr == 0 || naddr > INNER_ADDRESSES_MAX)
             return VERR_BAD_FORMAT;
@@ -341,10 +343,10 @@ int inner_parse(const uint8_t *p, size_t len, struct inner *m)
         m->content = buf_data(&part);
         m->content_len = buf_size(&part);
     } else {
-        uint16_t n;
+        uint16_t n = 1;
 
-        /* The count is checked before any entry is read. */
-        if ((r = buf_get_u16(&b, &n)) != 0)
+        /* The count is checked before any entry is read; version 1 had one entry. */
+        if (version != INNER_VERSION_1 && (r = buf_get_u16(&b, &n)) != 0)
             return r;
         if (n == 0 || n > INNER_RECEIPT_MAX)
             return VERR_BAD_FORMAT;
@@ -358,6 +360,9 @@ int inner_parse(const uint8_t *p, size_t len, struct inner *m)
         return r;
     if ((r = buf_expect_end(&b)) != 0)
         return r;
+    if (version == INNER_VERSION_1 && m->type == INNER_TYPE_RECEIPT &&
+        m->receipt_kind[0] == INNER_RECEIPT_BOTH)
+        return VERR_BAD_FORMAT; /* version 1 had kinds 1 and 2 only */
     return inner_check_fields(m);
 }
 

@@ -24,6 +24,12 @@
  * bytes up to inner_padded_len: at least INNER_PAD_MIN bytes, above that
  * Padme (a length of E+1 significant bits keeps about log2(E)+1 of them).
  *
+ * Version 1 (one address; a receipt about one message, kind 1 or 2) is
+ * accepted by inner_parse for what a store kept from before version 2, so
+ * an archive stays readable; it is never transmitted: inner_wire_decode
+ * refuses it, and inner_wire_encode takes version 2 only (the sender signs
+ * a stored version 1 message again as version 2 before it goes out).
+ *
  * Contract:
  *  - inner_wire_encode turns a signed inner message into what is
  *    encrypted (padded); inner_wire_decode is its strict inverse for a given
@@ -55,6 +61,7 @@
 
 enum {
     INNER_VERSION = 2, /* 2: a list of addresses (issue 12, item 6) */
+    INNER_VERSION_1 = 1, /* stored before version 2: read, never sent or accepted */
     INNER_TYPE_MESSAGE = 1,
     INNER_TYPE_RECEIPT = 2,
     INNER_RECEIPT_DELIVERED = 1,
@@ -86,6 +93,7 @@ enum {
 };
 
 struct inner {
+    uint8_t version; /* inner_parse: 2, or 1 for a record stored before version 2 */
     uint8_t type;
     uint8_t id[INNER_ID_LEN];
     uint8_t sender[DEVICE_ID_LEN];

@@ -723,6 +723,33 @@ static int each_to_encrypt(void *ctx, const uint8_t *k, size_t kl, const uint8_t
     return 0;
 }
 
+/*
+ * A message or receipt this device queued before inner version 2 (still in
+ * the store after an upgrade) is signed again as version 2, same id, before
+ * it is encrypted: version 1 is never transmitted (inner.h). o then points
+ * into nb.
+ */
+static int sy_resign_v1(struct sync *s, const uint8_t key[static 8], struct mb_outrec *o,
+                        struct inner *in, struct buf *nb)
+{
+    struct mbox *m = s->m;
+    int r;
+
+    if (memcmp(in->sender, m->id.device_id, DEVICE_ID_LEN) != 0)
+        return VERR_BAD_FORMAT; /* only this device's own records are ever sent */
+    if ((r = buf_init(nb, INNER_MAX_LEN, BUF_SECRET)) != 0)
+        return r;
+    if ((r = inner_sign_encode(in, m->id.sign_sk, nb)) != 0)
+        return r;
+    o->inner = buf_data(nb);
+    o->inner_len = buf_size(nb);
+    if ((r = cstore_begin(m->st, 1)) != 0)
+        return r;
+    if ((r = mb_outrec_put(m, mb_rd64(key), o)) != 0 || (r = cstore_commit(m->st)) != 0)
+        cstore_abort(m->st);
+    return r;
+}
+
 static int sy_encrypt_all(struct sync *s)
 {
     struct mbox *m = s->m;
@@ -732,12 +759,13 @@ static int sy_encrypt_all(struct sync *s)
     if ((r = cstore_each(m->st, CS_ENVELOPES, each_to_encrypt, &ks)) != 0)
         goto out;
     for (size_t i = 0; i < ks.n; i++) {
-        struct buf eb, ob;
+        struct buf eb, ob, nb;
         struct mb_envrec e;
         struct mb_outrec o;
         struct inner in;
         uint8_t prec = WIRE_ROUTINE;
 
+        memset(&nb, 0, sizeof(nb));
         if ((r = cstore_get(m->st, CS_ENVELOPES, ks.k[i], ENV_KEY_LEN, &eb)) != 0)
             goto out;
         if ((r = cstore_get(m->st, CS_OUTBOX, ks.k[i], 8, &ob)) != 0) {
@@ -746,11 +774,13 @@ static int sy_encrypt_all(struct sync *s)
         }
         if ((r = mb_envrec_parse(buf_data(&eb), buf_size(&eb), &e)) == 0 &&
             (r = mb_outrec_parse(buf_data(&ob), buf_size(&ob), &o)) == 0 &&
-            (r = inner_parse(o.inner, o.inner_len, &in)) == 0) {
+            (r = inner_parse(o.inner, o.inner_len, &in)) == 0 &&
+            (in.version != INNER_VERSION_1 || (r = sy_resign_v1(s, ks.k[i], &o, &in, &nb)) == 0)) {
             if (in.type == INNER_TYPE_MESSAGE)
                 prec = in.precedence;
             r = sy_encrypt_for(s, ks.k[i], &e, &o, prec);
         }
+        buf_free(&nb);
         buf_free(&eb);
         buf_free(&ob);
         if (r != 0)

@@ -660,13 +660,78 @@ static void test_padding(void **state)
     buf_free(&b);
 }
 
+/*
+ * Version 1 (before the address list): read from a store, never sent or
+ * accepted from the wire (PROTOCOL.md part 4 section 1).
+ */
+static void test_version_1_stored_only(void **state)
+{
+    struct inner m, p;
+    struct buf b, v1, w;
+    size_t off;
+    uint8_t sig[SIG_LEN];
+    (void)state;
+
+    make_msg(&m, &hq, "ambassador@JKT");
+    encode(&m, hq.sign_sk, &b);
+    /* The same message as version 1: no address count, signed again. */
+    off = find_bytes(buf_data(&b), buf_size(&b), "\x0e" "ambassador@JKT", 15) - 1;
+    assert_int_equal(buf_init(&v1, INNER_MAX_LEN, 0), 0);
+    assert_int_equal(buf_put_u8(&v1, 1), 0);
+    assert_int_equal(buf_put_bytes(&v1, buf_data(&b) + 1, off - 1), 0);
+    assert_int_equal(
+        buf_put_bytes(&v1, buf_data(&b) + off + 1, buf_size(&b) - off - 1 - SIG_LEN), 0);
+    assert_int_equal(sig_sign(sig, SIG_CTX_MESSAGE, buf_data(&v1), buf_size(&v1), hq.sign_sk), 0);
+    assert_int_equal(buf_put_bytes(&v1, sig, SIG_LEN), 0);
+    assert_int_equal(inner_parse(buf_data(&v1), buf_size(&v1), &p), 0);
+    assert_int_equal(p.version, 1);
+    assert_int_equal(p.naddr, 1);
+    assert_string_equal(p.address[0], "ambassador@JKT");
+    assert_int_equal(parse_verify(buf_data(&v1), buf_size(&v1), &(struct vctx){&hq, &jkt}), 0);
+    /* Never transmitted: the encoder and the receiver's decoder refuse it. */
+    assert_int_equal(buf_init(&w, INNER_PADDED_MAX, 0), 0);
+    assert_int_equal(inner_wire_encode(buf_data(&v1), buf_size(&v1), &w), VERR_BAD_VERSION);
+    assert_int_equal(inner_pad(buf_data(&v1), buf_size(&v1), &w), 0);
+    {
+        struct buf full;
+        assert_int_equal(buf_init(&full, INNER_MAX_LEN, 0), 0);
+        assert_int_equal(inner_wire_decode(buf_data(&w), buf_size(&w), hq.cert.device_id, "duty",
+                                           &full),
+                         VERR_BAD_VERSION);
+        buf_free(&full);
+    }
+    /* Signed again, it is version 2. */
+    buf_reset(&b);
+    assert_int_equal(inner_sign_encode(&p, hq.sign_sk, &b), 0);
+    assert_int_equal(buf_data(&b)[0], INNER_VERSION);
+    assert_int_equal(inner_parse(buf_data(&b), buf_size(&b), &p), 0);
+    assert_int_equal(p.version, INNER_VERSION);
+    /* A version 1 receipt had kinds 1 and 2 only. */
+    buf_reset(&v1);
+    assert_int_equal(buf_put_bytes(&v1, (const uint8_t *)"\x01\x02", 2), 0);
+    assert_int_equal(buf_put_bytes(&v1, buf_data(&b) + 2, 16 + 16), 0);
+    assert_int_equal(buf_put_str8(&v1, "duty"), 0);
+    assert_int_equal(buf_put_u64(&v1, 1700000000), 0);
+    assert_int_equal(buf_put_bytes(&v1, buf_data(&b) + 2, 16), 0);
+    assert_int_equal(buf_put_u8(&v1, INNER_RECEIPT_BOTH), 0);
+    assert_int_equal(buf_put_bytes(&v1, sig, SIG_LEN), 0);
+    assert_int_equal(inner_parse(buf_data(&v1), buf_size(&v1), &p), VERR_BAD_FORMAT);
+    ((uint8_t *)buf_data(&v1))[buf_size(&v1) - SIG_LEN - 1] = INNER_RECEIPT_READ;
+    assert_int_equal(inner_parse(buf_data(&v1), buf_size(&v1), &p), 0);
+    assert_int_equal(p.nref, 1);
+    buf_free(&w);
+    buf_free(&v1);
+    buf_free(&b);
+}
+
 /* The fuzzer's seeds are valid structure (their signatures are dummies). */
 static void test_fuzz_seeds_parse(void **state)
 {
     static const char *const seeds[] = {"flash_role",    "circular_all",      "device_addr",
                                         "receipt_read",  "receipt_delivered", "two_addresses",
                                         "sixteen_addresses", "receipt_batch",
-                                        "wire_flash_role",   "wire_receipt_read"};
+                                        "wire_flash_role",   "wire_receipt_read",
+                                        "v1_stored_message"};
     (void)state;
     for (size_t i = 0; i < sizeof(seeds) / sizeof(seeds[0]); i++) {
         char path[512];
@@ -708,6 +773,7 @@ int main(void)
         cmocka_unit_test(test_wire_form),
         cmocka_unit_test(test_receipt_entries),
         cmocka_unit_test(test_padding),
+        cmocka_unit_test(test_version_1_stored_only),
         cmocka_unit_test(test_fuzz_seeds_parse),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
