@@ -149,32 +149,38 @@ int addr_person_id(const struct address *a, const struct directory *d, const str
     return found ? 0 : VERR_UNKNOWN;
 }
 
-int addr_resolve(const struct address *a, const struct directory *d, const struct orgpub *org,
-                 uint64_t now, const struct cert *sender, uint8_t (*ids)[DEVICE_ID_LEN], size_t max,
-                 size_t *n)
+int addr_resolve_list(const struct address *a, size_t na, const struct directory *d,
+                      const struct orgpub *org, uint64_t now, const struct cert *sender,
+                      uint8_t (*ids)[DEVICE_ID_LEN], size_t max, size_t *n)
 {
     size_t count = dir_cert_count(d);
-    uint8_t person[PERSON_ID_LEN];
-    int have_person = 0, r;
+    uint8_t person[ADDR_LIST_MAX][PERSON_ID_LEN];
+    int have_person[ADDR_LIST_MAX] = {0}, r;
 
     *n = 0;
-    if (a->kind == ADDR_PERSON) {
+    if (na == 0 || na > ADDR_LIST_MAX)
+        return VERR_USAGE;
+    for (size_t k = 0; k < na; k++) {
+        if (a[k].kind != ADDR_PERSON)
+            continue;
         /* The name stands for exactly one person; their devices go by person id. */
-        r = addr_person_id(a, d, org, now, person);
+        r = addr_person_id(&a[k], d, org, now, person[k]);
         if (r == VERR_AMBIGUOUS)
             return r;
-        have_person = r == 0;
+        have_person[k] = r == 0;
     }
     for (size_t i = 0; i < count; i++) {
         const struct cert *c = dir_cert_at(d, i);
-        int dup = 0, named;
+        int dup = 0, named = 0;
 
         if (memcmp(c->device_id, sender->device_id, DEVICE_ID_LEN) == 0)
             continue;
-        if (a->kind == ADDR_PERSON)
-            named = have_person && memcmp(c->person_id, person, PERSON_ID_LEN) == 0;
-        else
-            named = addr_matches(a, c);
+        for (size_t k = 0; k < na && !named; k++) {
+            if (a[k].kind == ADDR_PERSON)
+                named = have_person[k] && memcmp(c->person_id, person[k], PERSON_ID_LEN) == 0;
+            else
+                named = addr_matches(&a[k], c);
+        }
         if (!named && !addr_same_person(c, sender))
             continue;
         /* A revoked, expired or foreign certificate gets nothing. */
@@ -193,7 +199,23 @@ int addr_resolve(const struct address *a, const struct directory *d, const struc
     return 0;
 }
 
+int addr_resolve(const struct address *a, const struct directory *d, const struct orgpub *org,
+                 uint64_t now, const struct cert *sender, uint8_t (*ids)[DEVICE_ID_LEN], size_t max,
+                 size_t *n)
+{
+    return addr_resolve_list(a, 1, d, org, now, sender, ids, max, n);
+}
+
 int addr_includes(const struct address *a, const struct cert *receiver, const struct cert *sender)
 {
     return addr_matches(a, receiver) || addr_same_person(receiver, sender);
+}
+
+int addr_includes_list(const struct address *a, size_t na, const struct cert *receiver,
+                       const struct cert *sender)
+{
+    for (size_t k = 0; k < na; k++)
+        if (addr_matches(&a[k], receiver))
+            return 1;
+    return addr_same_person(receiver, sender);
 }

@@ -21,6 +21,8 @@
  *    the directory's (serial order), without duplicates. person:NAME must
  *    name exactly one person id among the current certificates:
  *    VERR_AMBIGUOUS if two persons carry the name.
+ *  - A message carries 1..ADDR_LIST_MAX addresses (issue 12, item 6):
+ *    addr_resolve_list and addr_includes_list take the union.
  *  - addr_includes is the receiver's check that a message's address covers
  *    it: its own certificate matches the address (person:NAME: its own name
  *    is NAME, which IT's uniqueness rule makes one person), or it is another
@@ -37,7 +39,10 @@
 
 enum addr_kind { ADDR_ROLE = 1, ADDR_POST, ADDR_ALL, ADDR_DEVICE, ADDR_PERSON };
 
-enum { ADDR_TEXT_MAX = 80 };
+enum {
+    ADDR_TEXT_MAX = 80,
+    ADDR_LIST_MAX = 16, /* addresses one message carries (issue 12, item 6) */
+};
 
 struct address {
     enum addr_kind kind;
@@ -60,6 +65,14 @@ int addr_resolve(const struct address *a, const struct directory *d, const struc
                  uint64_t now, const struct cert *sender, uint8_t (*ids)[DEVICE_ID_LEN], size_t max,
                  size_t *n) VL_MUST_CHECK;
 /*
+ * The same for a message to several addresses a[0..na-1] (1..ADDR_LIST_MAX):
+ * the union, in directory order, without duplicates. VERR_AMBIGUOUS if any
+ * person:NAME names two persons (the message is never sent to both).
+ */
+int addr_resolve_list(const struct address *a, size_t na, const struct directory *d,
+                      const struct orgpub *org, uint64_t now, const struct cert *sender,
+                      uint8_t (*ids)[DEVICE_ID_LEN], size_t max, size_t *n) VL_MUST_CHECK;
+/*
  * person:NAME: the one person id among the current certificates of d
  * carrying NAME into person_id. VERR_UNKNOWN if none, VERR_AMBIGUOUS if more.
  */
@@ -67,5 +80,8 @@ int addr_person_id(const struct address *a, const struct directory *d, const str
                    uint64_t now, uint8_t person_id[static PERSON_ID_LEN]) VL_MUST_CHECK;
 /* 1 if a message from sender to a reaches the device of receiver. */
 int addr_includes(const struct address *a, const struct cert *receiver, const struct cert *sender);
+/* 1 if any of a[0..na-1] reaches the receiver, or it is another device of the sender's person. */
+int addr_includes_list(const struct address *a, size_t na, const struct cert *receiver,
+                       const struct cert *sender);
 
 #endif

@@ -401,6 +401,7 @@ static int api_inbox(struct desk *d, struct desk_reply *rep)
             (r = j_hex(e, "sender_device", x->sender_id, DEVICE_ID_LEN)) != 0 ||
             (r = j_str(e, "precedence", inner_precedence_name(x->precedence))) != 0 ||
             (r = j_text(e, "label", x->label)) != 0 || (r = j_text(e, "to", x->address)) != 0 ||
+            (r = j_u64(e, "to_count", x->naddr)) != 0 ||
             (r = j_u64(e, "time", x->time)) != 0 || (r = j_u64(e, "received", x->received)) != 0 ||
             (r = j_add(e, "read", json_object_new_boolean(x->read))) != 0 ||
             (r = j_text(e, "sender_name", x->sender_name)) != 0 ||
@@ -448,7 +449,8 @@ static int api_read(struct desk *d, json_object *req, uint64_t now, struct desk_
         (r = j_text(o, "sender_name", msg.sender_name)) != 0 ||
         (r = j_text(o, "sender_role", msg.sender_role)) != 0 ||
         (r = j_text(o, "sender_post", msg.sender_post)) != 0 ||
-        (r = j_text(o, "to", msg.address)) != 0 ||
+        (r = j_text(o, "to", msg.address)) != 0 || (r = j_u64(o, "to_count", msg.naddr)) != 0 ||
+        (r = j_add(o, "sent", json_object_new_boolean(msg.sent))) != 0 ||
         (r = j_str(o, "precedence", inner_precedence_name(msg.precedence))) != 0 ||
         (r = j_text(o, "label", msg.label)) != 0 || (r = j_u64(o, "time", msg.time)) != 0 ||
         (r = j_u64(o, "received", msg.received)) != 0 ||
@@ -496,6 +498,7 @@ static int api_outbox(struct desk *d, struct desk_reply *rep)
         }
         if ((r = j_hex(e, "id", x->id, INNER_ID_LEN)) != 0 ||
             (r = j_u64(e, "created", x->created)) != 0 || (r = j_text(e, "to", x->address)) != 0 ||
+            (r = j_u64(e, "to_count", x->naddr)) != 0 ||
             (r = j_str(e, "precedence", inner_precedence_name(x->precedence))) != 0 ||
             (r = j_text(e, "label", x->label)) != 0 || (r = j_text(e, "subject", x->subject)) != 0 ||
             (r = j_add(e, "resolved", json_object_new_boolean(x->resolved))) != 0)
@@ -619,18 +622,24 @@ out:
     return r;
 }
 
-/* POST /api/send: {"to":[ADDRESS...],"precedence":P,"label":L,"subject":S,"body":B} */
+/*
+ * POST /api/send: {"to":[ADDRESS...],"precedence":P,"label":L,"subject":S,"body":B}:
+ * one message to every address (1..16, no two alike), one id (issue 12, item 6).
+ */
 static int api_send(struct desk *d, json_object *req, uint64_t now, struct desk_reply *rep)
 {
     json_object *to, *o = NULL, *ids;
+    const char *addrs[INNER_ADDRESSES_MAX];
     struct mbox_draft dr;
     const char *prec, *body;
     size_t nto, l = 0, bl = 0;
+    uint8_t id[INNER_ID_LEN];
+    char hex[2 * INNER_ID_LEN + 1];
     int r;
 
     memset(&dr, 0, sizeof(dr));
     if (!json_object_object_get_ex(req, "to", &to) || !json_object_is_type(to, json_type_array) ||
-        (nto = json_object_array_length(to)) == 0 || nto > 32)
+        (nto = json_object_array_length(to)) == 0 || nto > INNER_ADDRESSES_MAX)
         return reply_error(rep, 400, "bad_recipients");
     for (size_t i = 0; i < nto; i++) {
         json_object *a = json_object_array_get_idx(to, i);
@@ -638,7 +647,10 @@ static int api_send(struct desk *d, json_object *req, uint64_t now, struct desk_
         if (!json_object_is_type(a, json_type_string) ||
             addr_parse(json_object_get_string(a), &ad) != 0)
             return reply_error(rep, 400, "bad_recipients");
+        addrs[i] = json_object_get_string(a);
     }
+    dr.addresses = addrs;
+    dr.naddresses = nto;
     if ((prec = j_get_str(req, "precedence", &l)) == NULL ||
         inner_precedence_parse(prec, &dr.precedence) != 0)
         return reply_error(rep, 400, "bad_precedence");
@@ -658,22 +670,21 @@ static int api_send(struct desk *d, json_object *req, uint64_t now, struct desk_
         r = VERR_NOMEM;
         goto out;
     }
-    /* One message per address, each durably in the outbox (as `valise send`). */
-    for (size_t i = 0; i < nto; i++) {
-        uint8_t id[INNER_ID_LEN];
-        char hex[2 * INNER_ID_LEN + 1];
-        dr.address = json_object_get_string(json_object_array_get_idx(to, i));
-        r = mbox_send(d->m, &dr, now, id);
-        if (r == VERR_AMBIGUOUS) {
-            r = reply_error(rep, 409, "ambiguous_person");
-            goto out;
-        }
-        if (r != 0)
-            goto out;
-        if ((r = text_hex_encode(hex, sizeof(hex), id, sizeof(id))) != 0 ||
-            (r = json_object_array_add(ids, json_object_new_string(hex))) != 0)
-            goto out;
+    /* One message, durably in the outbox (as `valise send`). */
+    r = mbox_send(d->m, &dr, now, id);
+    if (r == VERR_AMBIGUOUS) {
+        r = reply_error(rep, 409, "ambiguous_person");
+        goto out;
     }
+    if (r == VERR_EXISTS) {
+        r = reply_error(rep, 400, "bad_recipients");
+        goto out;
+    }
+    if (r != 0)
+        goto out;
+    if ((r = text_hex_encode(hex, sizeof(hex), id, sizeof(id))) != 0 ||
+        (r = json_object_array_add(ids, json_object_new_string(hex))) != 0)
+        goto out;
     r = j_reply(o, 200, rep);
 out:
     json_object_put(o);

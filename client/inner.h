@@ -3,15 +3,39 @@
  * (DESIGN.md "End-to-end encryption"; byte layout in PROTOCOL.md, part 4 "Inner
  * message").
  *
- *   u8  version (1)   u8 type (1 message, 2 receipt)
+ *   u8  version (2)   u8 type (1 message, 2 receipt)
  *   16  message id    16 sender device id   str8 sender role   u64 time
- *   type 1: str8 address  u8 precedence (0..3)  str8 label
+ *   type 1: u8 address count (1..INNER_ADDRESSES_MAX) || that many str8
+ *           addresses (canonical, no two alike, in the order given)
+ *           u8 precedence (0..3)  str8 label
  *           u16 subject length || subject (0..INNER_SUBJECT_MAX)
  *           u32 content length || content (0..INNER_CONTENT_MAX)
- *   type 2: 16 referenced message id   u8 receipt kind (1 delivered, 2 read)
+ *   type 2: u16 n (1..INNER_RECEIPT_MAX) || n x (16 referenced message id,
+ *           u8 receipt kind: 1 delivered, 2 read, 3 delivered and read);
+ *           no id twice (issue 13 item 3: receipts travel together)
  *   64  Ed25519 signature, context SIG_CTX_MESSAGE, over every byte before it
  *
+ * As transmitted (the ratchet's plaintext, issue 13 item 3) the sender
+ * device id and role are left out: the receiver knows the envelope's sender
+ * and its certificate, and puts both back (inner_wire_decode) before
+ * inner_parse and inner_verify, so the signature still covers them. What is
+ * stored (outbox, inbox) is the signed form above. The transmitted form is
+ * padded (issue 13 item 3, PROTOCOL.md part 4 section 2): 0x80 then zero
+ * bytes up to inner_padded_len: at least INNER_PAD_MIN bytes, above that
+ * Padme (a length of E+1 significant bits keeps about log2(E)+1 of them).
+ *
+ * Version 1 (one address; a receipt about one message, kind 1 or 2) is
+ * accepted by inner_parse for what a store kept from before version 2, so
+ * an archive stays readable; it is never transmitted: inner_wire_decode
+ * refuses it, and inner_wire_encode takes version 2 only (the sender signs
+ * a stored version 1 message again as version 2 before it goes out).
+ *
  * Contract:
+ *  - inner_wire_encode turns a signed inner message into what is
+ *    encrypted (padded); inner_wire_decode is its strict inverse for a given
+ *    sender (padding exactly as inner_padded_len says, else refused; then
+ *    version and type checked first, length capped before anything is
+ *    copied); the result still goes through inner_parse and inner_verify.
  *  - inner_sign_encode fills in the signature and writes the one canonical
  *    encoding. inner_parse is strict (version and type first, every length
  *    capped before use, text fields printable, no trailing bytes) and checks
@@ -21,7 +45,7 @@
  *    key, that certificate valid and unrevoked in the newest directory
  *    (dir_check_cert), the inner sender equal to the device the envelope
  *    came from, the sender role equal to the certificate's role, and the
- *    address including the receiving device (address.h), and the message's
+ *    addresses including the receiving device (any of them, address.h), and the message's
  *    time at most INNER_MAX_FUTURE seconds after the receiver's clock
  *    (VERR_NOT_YET_VALID otherwise: PROTOCOL.md part 4, receiver checks).
  */
@@ -36,30 +60,48 @@
 #include "dir.h"
 
 enum {
-    INNER_VERSION = 1,
+    INNER_VERSION = 2, /* 2: a list of addresses (issue 12, item 6) */
+    INNER_VERSION_1 = 1, /* stored before version 2: read, never sent or accepted */
     INNER_TYPE_MESSAGE = 1,
     INNER_TYPE_RECEIPT = 2,
     INNER_RECEIPT_DELIVERED = 1,
     INNER_RECEIPT_READ = 2,
+    INNER_RECEIPT_BOTH = 3,   /* delivered and read: a bit set */
+    INNER_RECEIPT_MAX = 256,  /* messages one receipt is about */
     INNER_ID_LEN = 16,
     INNER_ADDRESS_MAX = 80,
+    INNER_ADDRESSES_MAX = 16, /* addresses per message */
+    /* the addresses shown joined by ", " (inner_addresses_text) */
+    INNER_TO_TEXT_MAX = INNER_ADDRESSES_MAX * (INNER_ADDRESS_MAX + 2),
     INNER_LABEL_MAX = 32,
     INNER_SUBJECT_MAX = 256,
     INNER_CONTENT_MAX = 200 * 1024, /* an envelope stays under the relay's 256 KiB default */
     INNER_PRECEDENCE_MAX = 3,       /* FLASH 0, IMMEDIATE 1, PRIORITY 2, ROUTINE 3 (wire.h) */
     INNER_MAX_FUTURE = 600,         /* seconds of clock skew tolerated: time <= now + this */
-    INNER_MAX_LEN = 2 + 2 * 16 + 1 + ROLE_MAX + 8 + 1 + INNER_ADDRESS_MAX + 1 + 1 +
-                    INNER_LABEL_MAX + 2 + INNER_SUBJECT_MAX + 4 + INNER_CONTENT_MAX + SIG_LEN,
+    /* The sender id and role are not transmitted: offset of the time in the wire form. */
+    INNER_WIRE_HEAD = 2 + 16,
+    /* Padding: the smallest transmitted plaintext (receipts look like short messages). */
+    INNER_PAD_MIN = 256,
+    INNER_PAD_MARK = 0x80,
+    INNER_MAX_LEN = 2 + 2 * 16 + 1 + ROLE_MAX + 8 + 1 +
+                    INNER_ADDRESSES_MAX * (1 + INNER_ADDRESS_MAX) + 1 + 1 + INNER_LABEL_MAX + 2 +
+                    INNER_SUBJECT_MAX + 4 + INNER_CONTENT_MAX + SIG_LEN,
+    /* a receipt is far shorter than the longest message */
+    INNER_RECEIPT_LEN_MAX = 2 + 2 * 16 + 1 + ROLE_MAX + 8 + 2 + INNER_RECEIPT_MAX * 17 + SIG_LEN,
+    /* Padme adds at most 4095 bytes below 2^18 (inner.c); the marker 1. */
+    INNER_PADDED_MAX = INNER_MAX_LEN + 1 + 4095,
 };
 
 struct inner {
+    uint8_t version; /* inner_parse: 2, or 1 for a record stored before version 2 */
     uint8_t type;
     uint8_t id[INNER_ID_LEN];
     uint8_t sender[DEVICE_ID_LEN];
     char role[ROLE_MAX + 1];
     uint64_t time;
     /* type 1 */
-    char address[INNER_ADDRESS_MAX + 1];
+    size_t naddr; /* 1..INNER_ADDRESSES_MAX */
+    char address[INNER_ADDRESSES_MAX][INNER_ADDRESS_MAX + 1];
     uint8_t precedence;
     char label[INNER_LABEL_MAX + 1];
     const uint8_t *subject;
@@ -67,14 +109,36 @@ struct inner {
     const uint8_t *content;
     size_t content_len;
     /* type 2 */
-    uint8_t ref_id[INNER_ID_LEN];
-    uint8_t receipt_kind;
+    size_t nref; /* 1..INNER_RECEIPT_MAX */
+    uint8_t ref_id[INNER_RECEIPT_MAX][INNER_ID_LEN];
+    uint8_t receipt_kind[INNER_RECEIPT_MAX];
     uint8_t sig[SIG_LEN];
 };
 
 /* Signs m with the sender's Ed25519 key (sets m->sig) and appends the encoding to out. */
 int inner_sign_encode(struct inner *m, const uint8_t sign_sk[static SIG_SK_LEN],
                       struct buf *out) VL_MUST_CHECK;
+/*
+ * Signed form p/len (structure checked) -> the transmitted form appended to
+ * out: the same bytes without the sender device id and role.
+ */
+int inner_wire_encode(const uint8_t *p, size_t len, struct buf *out) VL_MUST_CHECK;
+/*
+ * Transmitted form p/len from the device sender whose certificate carries
+ * role -> the signed form appended to out. VERR_BAD_VERSION, VERR_BAD_FORMAT,
+ * VERR_TRUNCATED, VERR_TOO_LARGE.
+ */
+int inner_wire_decode(const uint8_t *p, size_t len, const uint8_t sender[static DEVICE_ID_LEN],
+                      const char *role, struct buf *out) VL_MUST_CHECK;
+/*
+ * The padded length of n bytes (n + 1 with the marker): INNER_PAD_MIN if
+ * that is more, else Padme of n + 1. inner_pad appends p || 0x80 || zeros to
+ * out; inner_unpad gives in *n the length before the marker, VERR_BAD_FORMAT
+ * unless the padding is exactly what inner_pad writes.
+ */
+size_t inner_padded_len(size_t n);
+int inner_pad(const uint8_t *p, size_t n, struct buf *out) VL_MUST_CHECK;
+int inner_unpad(const uint8_t *p, size_t len, size_t *n) VL_MUST_CHECK;
 /* Strict structural parse of a whole inner message. */
 int inner_parse(const uint8_t *p, size_t len, struct inner *m) VL_MUST_CHECK;
 /*
@@ -89,6 +153,9 @@ int inner_verify(const uint8_t *p, size_t len, const struct inner *m,
                  const uint8_t from[static DEVICE_ID_LEN], const struct cert *self,
                  const struct directory *d, const struct orgpub *org, uint64_t now,
                  const struct cert **sender_cert) VL_MUST_CHECK;
+
+/* The addresses of a message joined by ", " into out (outsz > INNER_TO_TEXT_MAX). */
+void inner_addresses_text(const struct inner *m, char *out, size_t outsz);
 
 /* Precedence names: "FLASH", ... ; inner_precedence_parse is case-sensitive. */
 const char *inner_precedence_name(uint8_t p);

@@ -192,20 +192,32 @@ int mbox_send(struct mbox *m, const struct mbox_draft *d, uint64_t now,
     struct mb_outrec o;
     struct buf enc;
     uint64_t seq;
+    size_t na = d->addresses != NULL ? d->naddresses : 1;
     int r;
 
     if (!m->enrolled)
         return VERR_USAGE;
+    if (na == 0 || na > INNER_ADDRESSES_MAX || (d->addresses == NULL && d->address == NULL))
+        return VERR_USAGE;
     memset(&in, 0, sizeof(in));
-    if ((r = addr_parse(d->address, &a)) != 0 ||
-        (r = addr_format(&a, in.address, sizeof(in.address))) != 0)
-        return r;
-    if (a.kind == ADDR_PERSON && m->dir != NULL) {
-        /* person:NAME must be one person in the directory we hold (issue 11 item 1). */
-        uint8_t person[PERSON_ID_LEN];
+    in.naddr = na;
+    for (size_t i = 0; i < na; i++) {
+        const char *text = d->addresses != NULL ? d->addresses[i] : d->address;
 
-        if ((r = addr_person_id(&a, m->dir, &m->org, now, person)) == VERR_AMBIGUOUS)
+        if ((r = addr_parse(text, &a)) != 0 ||
+            (r = addr_format(&a, in.address[i], sizeof(in.address[i]))) != 0)
             return r;
+        /* The list is canonical: each address once (PROTOCOL.md part 4 section 1). */
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(in.address[j], in.address[i]) == 0)
+                return VERR_EXISTS;
+        if (a.kind == ADDR_PERSON && m->dir != NULL) {
+            /* person:NAME must be one person in the directory we hold (issue 11 item 1). */
+            uint8_t person[PERSON_ID_LEN];
+
+            if ((r = addr_person_id(&a, m->dir, &m->org, now, person)) == VERR_AMBIGUOUS)
+                return r;
+        }
     }
     in.type = INNER_TYPE_MESSAGE;
     randombytes_buf(in.id, INNER_ID_LEN);
@@ -304,7 +316,8 @@ static void mb_fill_msg(struct mbox_msg *msg, uint64_t seq, const struct mb_inre
     msg->seq = seq;
     msg->precedence = x->in.precedence;
     memcpy(msg->label, x->in.label, sizeof(msg->label));
-    memcpy(msg->address, x->in.address, sizeof(msg->address));
+    inner_addresses_text(&x->in, msg->address, sizeof(msg->address));
+    msg->naddr = x->in.naddr;
     msg->time = x->in.time;
     msg->received = x->received;
     msg->read = x->read;
@@ -462,6 +475,77 @@ static int each_match(void *ctx, const uint8_t *k, size_t kl, const uint8_t *v, 
     return 0;
 }
 
+static int each_out_match(void *ctx, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
+{
+    struct mb_match *mm = ctx;
+    struct mb_outrec o;
+    struct inner in;
+
+    if (kl != 8 || mb_outrec_parse(v, vl, &o) != 0)
+        return VERR_BAD_FORMAT;
+    if (o.kind != MB_KIND_MESSAGE)
+        return 0;
+    if (inner_parse(o.inner, o.inner_len, &in) != 0)
+        return VERR_BAD_FORMAT;
+    if (mb_prefix_matches(&mm->id, in.id) && mb_prefix_matches(&mm->sender, in.sender)) {
+        memcpy(mm->key, k, 8);
+        mm->count++;
+    }
+    return 0;
+}
+
+/*
+ * A message this person sent, from this device or (a copy kept in the
+ * outbox, issue 12 item 10) from another of its devices: shown like a
+ * received one, its signature checked under the sending device's
+ * certificate (this one, the directory's, or the one remembered); no
+ * receipt, nothing changes.
+ */
+static int mb_read_sent(struct mbox *m, const struct mb_match *mm, uint64_t now,
+                        struct mbox_msg *msg)
+{
+    struct mb_inrec x;
+    struct mb_outrec o;
+    struct buf b;
+    const struct cert *c;
+    int r;
+
+    memset(&x, 0, sizeof(x));
+    if ((r = cstore_get(m->st, CS_OUTBOX, mm->key, 8, &b)) != 0)
+        return r;
+    if ((r = mb_outrec_parse(buf_data(&b), buf_size(&b), &o)) != 0 ||
+        (r = inner_parse(o.inner, o.inner_len, &x.in)) != 0)
+        goto out;
+    if (memcmp(x.in.sender, m->id.device_id, DEVICE_ID_LEN) == 0)
+        x.cert = m->self;
+    else if (m->dir != NULL && (c = dir_find_device(m->dir, x.in.sender)) != NULL)
+        x.cert = *c;
+    else if ((r = mb_peer_recall(m, x.in.sender, &x.cert)) != 0)
+        goto out;
+    x.read = 1;
+    x.received = o.created;
+    mb_fill_msg(msg, mb_rd64(mm->key), &x);
+    msg->sig_ok = sig_verify(x.in.sig, SIG_CTX_MESSAGE, o.inner, o.inner_len - SIG_LEN,
+                             x.cert.sign_pk) == 0 &&
+                  memcmp(x.cert.device_id, x.in.sender, DEVICE_ID_LEN) == 0;
+    msg->cert_ok = cert_verify(&x.cert, &m->org, x.in.time) == 0;
+    msg->cert_status =
+        m->dir != NULL ? dir_check_cert(m->dir, &x.cert, &m->org, now) : VERR_UNKNOWN;
+    if ((msg->content = sodium_malloc(x.in.content_len + 1)) == NULL) {
+        r = VERR_NOMEM;
+        goto out;
+    }
+    memcpy(msg->content, x.in.content, x.in.content_len);
+    msg->content_len = x.in.content_len;
+    msg->sent = 1;
+    r = 0;
+out:
+    buf_free(&b);
+    if (r != 0)
+        mbox_msg_clear(msg);
+    return r;
+}
+
 int mbox_read(struct mbox *m, const char *idhex, uint64_t now, struct mbox_msg *msg)
 {
     struct mb_match mm;
@@ -474,6 +558,13 @@ int mbox_read(struct mbox *m, const char *idhex, uint64_t now, struct mbox_msg *
         return r;
     if ((r = cstore_each(m->st, CS_INBOX, each_match, &mm)) != 0)
         return r;
+    if (mm.count == 0) {
+        /* Not received: one this person sent (issue 12, item 10)? */
+        if ((r = cstore_each(m->st, CS_OUTBOX, each_out_match, &mm)) != 0)
+            return r;
+        if (mm.count == 1)
+            return mb_read_sent(m, &mm, now, msg);
+    }
     if (mm.count == 0)
         return VERR_UNKNOWN;
     if (mm.count > 1)
@@ -552,7 +643,8 @@ static int each_outbox(void *ctx, const uint8_t *k, size_t kl, const uint8_t *v,
     memcpy(x->id, in.id, INNER_ID_LEN);
     x->seq = mb_rd64(k);
     x->created = o.created;
-    memcpy(x->address, in.address, sizeof(x->address));
+    inner_addresses_text(&in, x->address, sizeof(x->address));
+    x->naddr = in.naddr;
     x->precedence = in.precedence;
     memcpy(x->label, in.label, sizeof(x->label));
     mb_text(x->subject, sizeof(x->subject), in.subject, in.subject_len);
@@ -610,6 +702,15 @@ static int each_env_list(void *ctx, const uint8_t *k, size_t kl, const uint8_t *
                 const struct dir_revocation *rv = dir_revoked_at(l->m->dir, j);
                 if (memcmp(rv->device_id, k + 8, DEVICE_ID_LEN) == 0)
                     d->revoked_at = rv->revoked_at;
+            }
+        }
+        if (d->name[0] == '\0') {
+            /* Not listed any more: the certificate it had when the message went to it. */
+            struct cert pc;
+            if (mb_peer_recall(l->m, k + 8, &pc) == 0) {
+                memcpy(d->name, pc.name, sizeof(d->name));
+                memcpy(d->role, pc.role, sizeof(d->role));
+                memcpy(d->post, pc.post, sizeof(d->post));
             }
         }
         break;

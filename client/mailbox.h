@@ -79,14 +79,23 @@ int mbox_enroll(struct mbox *m, const uint8_t *cert, size_t cert_len, const uint
                 const char *ca_file, uint64_t now) VL_MUST_CHECK;
 
 struct mbox_draft {
-    const char *address;
+    const char *address; /* one address, or NULL when addresses is given */
+    /* several (issue 12, item 6): 1..INNER_ADDRESSES_MAX, no two alike (VERR_EXISTS) */
+    const char *const *addresses;
+    size_t naddresses;
     uint8_t precedence;
     const char *label;
     const char *subject;
     const uint8_t *content;
     size_t content_len;
 };
-/* Signs and queues durably; id receives the message id. */
+/*
+ * Signs and queues durably one message to every address of d (one id, one
+ * outbox record); id receives the message id. VERR_USAGE: no address or
+ * more than INNER_ADDRESSES_MAX; VERR_BAD_FORMAT: one is not an address;
+ * VERR_EXISTS: two name the same canonical address; VERR_AMBIGUOUS: a
+ * person:NAME names two persons in the directory held.
+ */
 int mbox_send(struct mbox *m, const struct mbox_draft *d, uint64_t now,
               uint8_t id[static INNER_ID_LEN]) VL_MUST_CHECK;
 
@@ -180,7 +189,8 @@ struct mbox_msg {
     uint64_t seq;
     uint8_t precedence;
     char label[INNER_LABEL_MAX + 1];
-    char address[INNER_ADDRESS_MAX + 1];
+    char address[INNER_TO_TEXT_MAX + 1]; /* every address, joined by ", " */
+    size_t naddr;                        /* how many */
     uint64_t time, received;
     int read;
     uint8_t sender_id[DEVICE_ID_LEN];
@@ -195,6 +205,7 @@ struct mbox_msg {
     int sig_ok;      /* the stored signature verifies again under the stored certificate */
     int cert_ok;     /* that certificate chains to org.pub */
     int cert_status; /* 0 or the error of dir_check_cert in the newest directory now */
+    int sent; /* mbox_read: one this person sent (from this or another device), from the outbox */
 };
 void mbox_msg_clear(struct mbox_msg *msg);
 /*
@@ -212,7 +223,10 @@ uint64_t mbox_ttl(uint8_t precedence);
 int mbox_inbox(struct mbox *m, struct mbox_msg **list, size_t *n) VL_MUST_CHECK;
 /*
  * Finds a message by its id in hex (a unique prefix of at least 8 digits),
- * re-verifies it, marks it read and queues an encrypted read receipt.
+ * re-verifies it, marks it read and queues an encrypted read receipt. A
+ * message not in the inbox is looked for among those this person sent (the
+ * outbox, also copies from its other devices): shown with msg->sent = 1,
+ * nothing changed, no receipt.
  * VERR_UNKNOWN: no such message; VERR_USAGE: the prefix is ambiguous.
  */
 int mbox_read(struct mbox *m, const char *idhex, uint64_t now, struct mbox_msg *msg) VL_MUST_CHECK;
@@ -227,7 +241,8 @@ struct mbox_out_dev {
 struct mbox_out {
     uint8_t id[INNER_ID_LEN];
     uint64_t seq, created;
-    char address[INNER_ADDRESS_MAX + 1];
+    char address[INNER_TO_TEXT_MAX + 1]; /* every address, joined by ", " */
+    size_t naddr;                        /* how many */
     uint8_t precedence;
     char label[INNER_LABEL_MAX + 1];
     char subject[INNER_SUBJECT_MAX + 1];

@@ -44,6 +44,10 @@ struct opts {
     const char *port, *idle, *web; /* desk */
     const char *arg; /* the one positional argument of `read` */
     int yes;         /* send: no confirmation at the terminal */
+    /* send: every --to, in the order typed (issue 12, item 6); to is the first */
+    const char *tos[INNER_ADDRESSES_MAX];
+    size_t nto;
+    int too_many_to;
 };
 
 static const char usage_main[] =
@@ -172,7 +176,12 @@ static int parse_opts_n(const char *verb, int argc, char **argv, struct opts *o,
             o->relay_id = optarg;
             break;
         case 't':
-            o->to = optarg;
+            if (o->to == NULL)
+                o->to = optarg;
+            if (o->nto == INNER_ADDRESSES_MAX)
+                o->too_many_to = 1;
+            else
+                o->tos[o->nto++] = optarg;
             break;
         case 'p':
             o->precedence = optarg;
@@ -299,8 +308,9 @@ static const char usage_enroll[] =
     "certificate(s) that sign the relay's TLS certificate (default: the system's).\n";
 
 static const char usage_send[] =
-    "usage: valise send --home HOME --to ADDRESS [--precedence P] [--label L]\n"
-    "                   [--subject S] [--file F] [--yes] [--passphrase-file FILE]\n"
+    "usage: valise send --home HOME --to ADDRESS [--to ADDRESS...] [--precedence P]\n"
+    "                   [--label L] [--subject S] [--file F] [--yes]\n"
+    "                   [--passphrase-file FILE]\n"
     "\n"
     "Signs a message and keeps it in the encrypted outbox; it returns once the\n"
     "message is on disk and needs no network. 'valise sync' or 'valise run'\n"
@@ -310,7 +320,9 @@ static const char usage_send[] =
     "recipients, precedence and label and asks before queueing (--yes: do not ask).\n"
     "  ADDRESS  role@POST, *@POST, *@*, device:HEX (32 digits) or person:NAME;\n"
     "           one that no other device in the newest directory has is refused,\n"
-    "           with the closest addresses it does know\n"
+    "           with the closest addresses it does know. Up to 16 --to, each a\n"
+    "           different address: one message, one id, to every device behind\n"
+    "           every address (each device once)\n"
     "  P        FLASH, IMMEDIATE, PRIORITY or ROUTINE (default ROUTINE)\n"
     "  L        classification label, [A-Z0-9 /_-]{1,32} (default UNCLASSIFIED)\n"
     "  S        one line of at most 256 bytes\n";
@@ -351,7 +363,9 @@ static const char usage_read[] =
     "digits; ID/SENDER when two senders used one id, SENDER being 8 or more hex\n"
     "digits of the sender's device id) with its sender's name, role and post, precedence, label and\n"
     "time, and whether its signature and certificate verified. Marks it read\n"
-    "and queues an end-to-end encrypted read receipt for the sender.\n"
+    "and queues an end-to-end encrypted read receipt for the sender. A message\n"
+    "you sent, from this device or another of yours, opens the same way (from\n"
+    "the outbox; no receipt).\n"
     "Text from the sender is shown with control, bidirectional and invalid\n"
     "characters made visible (\\x1b, \\u{202e}); a body that is not text is not\n"
     "shown. --out FILE writes the body's exact bytes to a new FILE (mode 0600).\n";
@@ -385,7 +399,8 @@ _Static_assert((int)INNER_SUBJECT_MAX >= (int)INNER_ADDRESS_MAX &&
                "a shown field holds any one-line field escaped");
 struct shown {
     char name[SHOWN_FIELD], role[SHOWN_FIELD], post[SHOWN_FIELD], label[SHOWN_FIELD],
-        address[SHOWN_FIELD], subject[SHOWN_FIELD];
+        subject[SHOWN_FIELD];
+    char address[TERMSAFE_LEN(INNER_TO_TEXT_MAX)]; /* every address, joined */
 };
 #define SAFE(sh, field, s) termsafe_str((sh)->field, sizeof((sh)->field), (s))
 
@@ -584,9 +599,12 @@ static int inbox_via_desk(const struct opts *o)
         json_object *m = json_object_array_get_idx(arr, i);
         char t[40];
         print_time(t, sizeof(t), j_u(m, "time"));
-        printf("%c %s %-9s %-14s %s  %s (%s@%s)  %s\n", j_b(m, "read") ? ' ' : '*', j_t(m, "id"),
+        printf("%c %s %-9s %-14s %s  %s (%s@%s)  %s", j_b(m, "read") ? ' ' : '*', j_t(m, "id"),
                j_t(m, "precedence"), j_t(m, "label"), t, j_t(m, "sender_name"),
                j_t(m, "sender_role"), j_t(m, "sender_post"), j_t(m, "subject"));
+        if (j_u(m, "to_count") > 1)
+            printf("  [to %s]", j_t(m, "to"));
+        printf("\n");
     }
     if (arr == NULL || json_object_array_length(arr) == 0)
         printf("inbox empty\n");
@@ -621,9 +639,12 @@ static int outbox_via_desk(const struct opts *o)
             printf("    (no device yet) waiting for directory\n");
         for (size_t j = 0; j < nd; j++) {
             json_object *d = json_object_array_get_idx(devs, j);
-            printf("    %s %s (%s@%s): %s", j_t(d, "device"), j_t(d, "name")[0] ? j_t(d, "name") : "?",
-                   j_t(d, "role")[0] ? j_t(d, "role") : "?", j_t(d, "post")[0] ? j_t(d, "post") : "?",
-                   mbox_env_state_name((int)j_u(d, "state")));
+            if (!j_t(d, "name")[0])
+                printf("    %s (a device the directory no longer lists): %s", j_t(d, "device"),
+                       mbox_env_state_name((int)j_u(d, "state")));
+            else
+                printf("    %s %s (%s@%s): %s", j_t(d, "device"), j_t(d, "name"), j_t(d, "role"),
+                       j_t(d, "post"), mbox_env_state_name((int)j_u(d, "state")));
             if (j_t(d, "reason")[0])
                 printf(" (%s)", j_t(d, "reason"));
             printf("\n");
@@ -699,6 +720,22 @@ static int is_utf8(const uint8_t *p, size_t n)
     return 1;
 }
 
+/* Every --to, joined by ", " (addresses are checked printable text by then). */
+static const char *to_list(const struct opts *o)
+{
+    static char out[INNER_TO_TEXT_MAX + 1];
+    size_t pos = 0;
+
+    out[0] = 0;
+    for (size_t i = 0; i < o->nto; i++) {
+        int n = snprintf(out + pos, sizeof(out) - pos, "%s%s", i > 0 ? ", " : "", o->tos[i]);
+        if (n < 0 || (size_t)n >= sizeof(out) - pos)
+            break;
+        pos += (size_t)n;
+    }
+    return out;
+}
+
 /* send through the desk: 0 done, 1-2 refused, -1 no desk (d->content is wiped by the caller). */
 static int send_via_desk(const struct opts *o, const struct mbox_draft *d)
 {
@@ -714,8 +751,10 @@ static int send_via_desk(const struct opts *o, const struct mbox_draft *d)
         json_object_put(to);
         goto out;
     }
-    if (json_object_array_add(to, json_object_new_string(d->address)) != 0 ||
-        json_object_object_add(req, "verb", json_object_new_string("send")) != 0 ||
+    for (size_t i = 0; i < d->naddresses; i++)
+        if (json_object_array_add(to, json_object_new_string(d->addresses[i])) != 0)
+            goto out;
+    if (json_object_object_add(req, "verb", json_object_new_string("send")) != 0 ||
         json_object_object_add(req, "precedence",
                                json_object_new_string(inner_precedence_name(d->precedence))) != 0 ||
         json_object_object_add(req, "label", json_object_new_string(d->label)) != 0 ||
@@ -738,7 +777,7 @@ static int send_via_desk(const struct opts *o, const struct mbox_draft *d)
            ids != NULL && json_object_array_length(ids) > 0
                ? json_object_get_string(json_object_array_get_idx(ids, 0))
                : "?",
-           d->address, inner_precedence_name(d->precedence), d->label);
+           to_list(o), inner_precedence_name(d->precedence), d->label);
     r = 0;
 out:
     if (req != NULL) {
@@ -1025,8 +1064,12 @@ static int cmd_send(int argc, char **argv)
         return r;
     if (o.to == NULL)
         return fail_msg("send", "--to is required");
+    if (o.too_many_to)
+        return fail_msg("send", "--to: at most 16 addresses per message; send it twice or use "
+                                "a wider address (*@POST)");
     memset(&d, 0, sizeof(d));
-    d.address = o.to;
+    d.addresses = o.tos;
+    d.naddresses = o.nto;
     d.precedence = WIRE_ROUTINE;
     if (o.precedence != NULL && inner_precedence_parse(o.precedence, &d.precedence) != 0)
         return fail_msg("send", "--precedence must be FLASH, IMMEDIATE, PRIORITY or ROUTINE");
@@ -1040,10 +1083,23 @@ static int cmd_send(int argc, char **argv)
         return fail_msg("send", "--subject must be UTF-8 text without control or bidirectional "
                                 "characters");
     {
-        struct address a;
-        if (addr_parse(o.to, &a) != 0)
-            return fail_msg("send", "--to must be role@POST, *@POST, *@*, device:HEX or "
-                                    "person:NAME");
+        char canon[INNER_ADDRESSES_MAX][ADDR_TEXT_MAX + 1];
+        for (size_t i = 0; i < o.nto; i++) {
+            struct address a;
+            char msg[ADDR_TEXT_MAX * 4 + 128], safe[TERMSAFE_LEN(ADDR_TEXT_MAX)];
+            termsafe_str(safe, sizeof(safe), o.tos[i]);
+            if (addr_parse(o.tos[i], &a) != 0 || addr_format(&a, canon[i], sizeof(canon[i])) != 0) {
+                snprintf(msg, sizeof(msg), "--to %s: must be role@POST, *@POST, *@*, device:HEX "
+                                           "or person:NAME", safe);
+                return fail_msg("send", msg);
+            }
+            for (size_t j = 0; j < i; j++)
+                if (strcmp(canon[j], canon[i]) == 0) {
+                    snprintf(msg, sizeof(msg), "--to %s: given twice; name each address once",
+                             safe);
+                    return fail_msg("send", msg);
+                }
+        }
     }
     composing = o.file == NULL && isatty(STDIN_FILENO);
     if (o.file != NULL) {
@@ -1084,13 +1140,19 @@ static int cmd_send(int argc, char **argv)
         buf_free(&content);
         return r;
     }
-    if ((r = check_recipients(m, o.to)) != 0) {
-        mbox_close(m);
-        buf_free(&content);
-        return r;
+    /* Each unknown address named on its own line; nothing queued if any (item 7). */
+    {
+        int refused = 0;
+        for (size_t i = 0; i < o.nto; i++)
+            refused |= check_recipients(m, o.tos[i]);
+        if (refused) {
+            mbox_close(m);
+            buf_free(&content);
+            return 1;
+        }
     }
     /* At the terminal, the diplomat confirms what goes where (issue 12, item 2). */
-    if (composing && !o.yes && !confirm_send(&d, o.to, buf_size(&content))) {
+    if (composing && !o.yes && !confirm_send(&d, to_list(&o), buf_size(&content))) {
         mbox_close(m);
         buf_free(&content);
         fputs("valise send: not sent; nothing was queued\n", stderr);
@@ -1109,7 +1171,8 @@ static int cmd_send(int argc, char **argv)
         return fail("send", "queueing the message", r);
     if (text_hex_encode(hex, sizeof(hex), id, INNER_ID_LEN) != 0)
         return fail("send", "message id", VERR_INTERNAL);
-    printf("queued %s to %s (%s, %s)\n", hex, o.to, inner_precedence_name(d.precedence), d.label);
+    printf("queued %s to %s (%s, %s)\n", hex, to_list(&o), inner_precedence_name(d.precedence),
+           d.label);
     return 0;
 }
 
@@ -1600,10 +1663,14 @@ static int cmd_inbox(int argc, char **argv)
             continue;
         struct shown sh;
         print_time(t, sizeof(t), list[i].time);
-        printf("%c %s %-9s %-14s %s  %s (%s@%s)  %s\n", list[i].read ? ' ' : '*', hex,
+        printf("%c %s %-9s %-14s %s  %s (%s@%s)  %s", list[i].read ? ' ' : '*', hex,
                inner_precedence_name(list[i].precedence), SAFE(&sh, label, list[i].label), t,
                SAFE(&sh, name, list[i].sender_name), SAFE(&sh, role, list[i].sender_role),
                SAFE(&sh, post, list[i].sender_post), SAFE(&sh, subject, list[i].subject));
+        /* A message to several addresses says to which (issue 12, item 6). */
+        if (list[i].naddr > 1)
+            printf("  [to %s]", SAFE(&sh, address, list[i].address));
+        printf("\n");
     }
     if (n == 0)
         printf("inbox empty\n");
@@ -1632,6 +1699,7 @@ static int cmd_read(int argc, char **argv)
     struct mbox *m = NULL;
     struct mbox_msg msg;
     char hex[2 * INNER_ID_LEN + 1], sid[2 * DEVICE_ID_LEN + 1], t[40];
+    uint8_t self_id[DEVICE_ID_LEN];
     struct shown sh;
     int r;
 
@@ -1657,6 +1725,7 @@ static int cmd_read(int argc, char **argv)
     if ((r = open_mbox("read", &o, &m, 1)) != 0)
         return r;
     r = mbox_read(m, o.arg, (uint64_t)time(NULL), &msg);
+    memcpy(self_id, mbox_identity(m)->device_id, DEVICE_ID_LEN);
     mbox_close(m);
     if (r != 0)
         return fail("read",
@@ -1677,7 +1746,12 @@ static int cmd_read(int argc, char **argv)
     printf("Precedence: %s\n", inner_precedence_name(msg.precedence));
     printf("Label:      %s\n", SAFE(&sh, label, msg.label));
     printf("Time:       %s\n", t);
-    {
+    if (msg.sent) {
+        /* One this person sent (issue 12, item 10): from the outbox. */
+        printf("Sent:       by you, %s\n", memcmp(self_id, msg.sender_id, DEVICE_ID_LEN) == 0
+                                                 ? "from this device"
+                                                 : "from your other device");
+    } else {
         char rt[32];
         uint64_t age = msg.received > msg.time ? msg.received - msg.time : 0;
 
@@ -1760,13 +1834,15 @@ static int cmd_outbox(int argc, char **argv)
             char dh[2 * DEVICE_ID_LEN + 1];
             if (text_hex_encode(dh, sizeof(dh), d->device, DEVICE_ID_LEN) != 0)
                 continue;
-            if (d->name[0] == '\0' && d->revoked_at != 0)
+            /* Named from its certificate, also once revoked (issue 12, items 9 and 10);
+             * a device this store never had a certificate for goes by its id. */
+            if (d->name[0] == '\0')
                 printf("    %s (a device the directory no longer lists): %s", dh,
                        mbox_env_state_name(d->state));
             else
-                printf("    %s %s (%s@%s): %s", dh, d->name[0] ? SAFE(&sh, name, d->name) : "?",
-                       d->role[0] ? SAFE(&sh, role, d->role) : "?",
-                       d->post[0] ? SAFE(&sh, post, d->post) : "?", mbox_env_state_name(d->state));
+                printf("    %s %s (%s@%s): %s", dh, SAFE(&sh, name, d->name),
+                       SAFE(&sh, role, d->role), SAFE(&sh, post, d->post),
+                       mbox_env_state_name(d->state));
             if (d->reason != 0)
                 printf(" (%s)", wire_reason_name(d->reason));
             if (d->revoked_at != 0) {

@@ -56,14 +56,16 @@ static int pk_new(struct mbox *m, char kind, uint32_t id, uint8_t pk[static 32])
  * Makes (durably, before upload) a signed prekey if there is none and a batch
  * of one-time prekeys, and encodes the PREKEY_UPLOAD message into msg.
  */
-int pk_prepare_upload(struct mbox *m, struct buf *msg)
+int pk_prepare_upload(struct mbox *m, size_t n, struct buf *msg)
 {
     struct wire_signed_prekey spk;
     uint8_t *otk = NULL, kp[64];
     uint64_t next, spk_id;
     int r;
 
-    if ((otk = malloc((size_t)MB_OTK_BATCH * WIRE_OTK_LEN)) == NULL)
+    if (n == 0 || n > MB_OTK_BATCH)
+        return VERR_USAGE;
+    if ((otk = malloc(n * WIRE_OTK_LEN)) == NULL)
         return VERR_NOMEM;
     if ((r = cstore_begin(m->st, 1)) != 0)
         goto out;
@@ -84,7 +86,7 @@ int pk_prepare_upload(struct mbox *m, struct buf *msg)
     spk.id = (uint32_t)spk_id;
     if ((r = x3dh_spk_sign(spk.sig, m->id.device_id, spk.id, spk.pk, m->id.sign_sk)) != 0)
         goto fail;
-    for (size_t i = 0; i < MB_OTK_BATCH; i++) {
+    for (size_t i = 0; i < n; i++) {
         uint32_t id = (uint32_t)next++;
         uint8_t *item = otk + i * WIRE_OTK_LEN;
         item[0] = (uint8_t)(id >> 24);
@@ -103,7 +105,7 @@ int pk_prepare_upload(struct mbox *m, struct buf *msg)
         goto fail;
     if ((r = buf_init(msg, 1 << 20, 0)) != 0)
         goto out;
-    if ((r = wire_put_prekey_upload(msg, &spk, otk, MB_OTK_BATCH)) != 0)
+    if ((r = wire_put_prekey_upload(msg, &spk, otk, n)) != 0)
         buf_free(msg);
     goto out;
 fail:

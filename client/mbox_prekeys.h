@@ -28,9 +28,9 @@ void pk_key(uint8_t key[static MB_PK_KEY_LEN], char kind, uint32_t id);
 int pk_get(struct mbox *m, char kind, uint32_t id, uint8_t out[static 64]) VL_MUST_CHECK;
 /*
  * Makes (durably, before upload) a signed prekey if there is none and a
- * batch of MB_OTK_BATCH one-time prekeys, and encodes the PREKEY_UPLOAD
- * message into msg (initialised here on success).
+ * batch of n one-time prekeys (1..MB_OTK_BATCH), and encodes the
+ * PREKEY_UPLOAD message into msg (initialised here on success).
  */
-int pk_prepare_upload(struct mbox *m, struct buf *msg) VL_MUST_CHECK;
+int pk_prepare_upload(struct mbox *m, size_t n, struct buf *msg) VL_MUST_CHECK;
 
 #endif

@@ -6,6 +6,8 @@
 
 #include <sodium.h>
 
+#include "text.h"
+
 /* ---- small helpers ---- */
 
 void mb_be64(uint8_t p[static 8], uint64_t v)
@@ -30,6 +32,51 @@ int mb_cfg_get(struct mbox *m, const char *name, struct buf *out)
 int mb_cfg_put(struct mbox *m, const char *name, const uint8_t *p, size_t len)
 {
     return cstore_put(m->st, CS_CONFIG, (const uint8_t *)name, strlen(name), p, len);
+}
+
+static void mb_peer_name(char name[static 5 + 2 * DEVICE_ID_LEN + 1],
+                         const uint8_t id[static DEVICE_ID_LEN])
+{
+    memcpy(name, "peer.", 5);
+    if (text_hex_encode(name + 5, 2 * DEVICE_ID_LEN + 1, id, DEVICE_ID_LEN) != 0)
+        name[5] = 0;
+}
+
+int mb_peer_remember(struct mbox *m, const struct cert *c)
+{
+    char name[5 + 2 * DEVICE_ID_LEN + 1];
+    struct buf b;
+    int r;
+
+    mb_peer_name(name, c->device_id);
+    if ((r = mb_cfg_get(m, name, &b)) == 0) {
+        buf_free(&b);
+        return 0;
+    }
+    if (r != VERR_UNKNOWN)
+        return r;
+    if ((r = buf_init(&b, CERT_MAX_LEN, 0)) != 0)
+        return r;
+    if ((r = cert_encode(c, &b)) == 0)
+        r = mb_cfg_put(m, name, buf_data(&b), buf_size(&b));
+    buf_free(&b);
+    return r;
+}
+
+int mb_peer_recall(struct mbox *m, const uint8_t id[static DEVICE_ID_LEN], struct cert *c)
+{
+    char name[5 + 2 * DEVICE_ID_LEN + 1];
+    struct buf b;
+    int r;
+
+    mb_peer_name(name, id);
+    if ((r = mb_cfg_get(m, name, &b)) != 0)
+        return r;
+    r = cert_parse(buf_data(&b), buf_size(&b), c);
+    buf_free(&b);
+    if (r == 0 && memcmp(c->device_id, id, DEVICE_ID_LEN) != 0)
+        r = VERR_BAD_FORMAT;
+    return r;
 }
 
 int mb_cfg_get_u64(struct mbox *m, const char *name, uint64_t *v)
@@ -381,29 +428,118 @@ int mb_env_resubmit(struct mbox *m, const uint8_t key[static ENV_KEY_LEN], int *
     return r;
 }
 
+/* config "rcpt.HEX": the outbox sequence of the newest receipt queued for device HEX. */
+static void mb_rcpt_name(char name[static 5 + 2 * DEVICE_ID_LEN + 1],
+                         const uint8_t id[static DEVICE_ID_LEN])
+{
+    memcpy(name, "rcpt.", 5);
+    if (text_hex_encode(name + 5, 2 * DEVICE_ID_LEN + 1, id, DEVICE_ID_LEN) != 0)
+        name[5] = 0;
+}
+
+/*
+ * Adds (ref, kind) to the receipt of outbox record seq for device to if it
+ * is still queued (not yet encrypted) and has room: *merged = 1. Re-signed,
+ * same receipt id (issue 13 item 3: receipts to one device travel together;
+ * a read before the delivery receipt went out makes one entry of kind 3).
+ */
+static int mb_receipt_merge(struct mbox *m, uint64_t seq, const uint8_t ref[static INNER_ID_LEN],
+                            const uint8_t to[static DEVICE_ID_LEN], uint8_t kind, int *merged)
+{
+    struct buf eb, ob, enc;
+    struct mb_envrec e;
+    struct mb_outrec o;
+    struct inner *in = NULL;
+    uint8_t key[ENV_KEY_LEN];
+    size_t i;
+    int r, have_ob = 0, have_enc = 0;
+
+    *merged = 0;
+    mb_be64(key, seq);
+    memcpy(key + 8, to, DEVICE_ID_LEN);
+    if ((r = cstore_get(m->st, CS_ENVELOPES, key, ENV_KEY_LEN, &eb)) != 0)
+        return r == VERR_UNKNOWN ? 0 : r;
+    r = mb_envrec_parse(buf_data(&eb), buf_size(&eb), &e);
+    buf_free(&eb);
+    if (r != 0 || e.state != MBOX_ENV_QUEUED)
+        return r;
+    if ((in = malloc(sizeof(*in))) == NULL)
+        return VERR_NOMEM;
+    if ((r = cstore_get(m->st, CS_OUTBOX, key, 8, &ob)) != 0)
+        goto out;
+    have_ob = 1;
+    if ((r = mb_outrec_parse(buf_data(&ob), buf_size(&ob), &o)) != 0 ||
+        (r = inner_parse(o.inner, o.inner_len, in)) != 0)
+        goto out;
+    if (o.kind != MB_KIND_RECEIPT || in->type != INNER_TYPE_RECEIPT) {
+        r = VERR_BAD_FORMAT;
+        goto out;
+    }
+    for (i = 0; i < in->nref; i++)
+        if (memcmp(in->ref_id[i], ref, INNER_ID_LEN) == 0)
+            break;
+    if (i == in->nref) {
+        if (in->nref == INNER_RECEIPT_MAX) {
+            r = 0; /* full: a new receipt */
+            goto out;
+        }
+        memcpy(in->ref_id[i], ref, INNER_ID_LEN);
+        in->receipt_kind[i] = 0;
+        in->nref++;
+    }
+    in->receipt_kind[i] |= kind;
+    if ((r = buf_init(&enc, INNER_RECEIPT_LEN_MAX, 0)) != 0)
+        goto out;
+    have_enc = 1;
+    if ((r = inner_sign_encode(in, m->id.sign_sk, &enc)) != 0)
+        goto out;
+    o.inner = buf_data(&enc);
+    o.inner_len = buf_size(&enc);
+    if ((r = mb_outrec_put(m, seq, &o)) != 0)
+        goto out;
+    *merged = 1;
+out:
+    if (have_enc)
+        buf_free(&enc);
+    if (have_ob)
+        buf_free(&ob);
+    free(in);
+    return r;
+}
+
 /* Queues a receipt for one device (in the open write transaction). */
 int mb_queue_receipt(struct mbox *m, const uint8_t ref[static INNER_ID_LEN],
                      const uint8_t to[static DEVICE_ID_LEN], uint8_t kind, uint64_t now)
 {
-    struct inner in;
+    struct inner *in = NULL;
     struct mb_outrec o;
     struct mb_envrec e;
     struct buf enc;
+    char name[5 + 2 * DEVICE_ID_LEN + 1];
     uint8_t key[ENV_KEY_LEN];
-    uint64_t seq;
-    int r;
+    uint64_t seq = 0;
+    int r, merged = 0;
 
-    memset(&in, 0, sizeof(in));
-    in.type = INNER_TYPE_RECEIPT;
-    randombytes_buf(in.id, INNER_ID_LEN);
-    memcpy(in.sender, m->id.device_id, DEVICE_ID_LEN);
-    memcpy(in.role, m->self.role, sizeof(in.role));
-    in.time = now;
-    memcpy(in.ref_id, ref, INNER_ID_LEN);
-    in.receipt_kind = kind;
-    if ((r = buf_init(&enc, INNER_MAX_LEN, 0)) != 0)
+    mb_rcpt_name(name, to);
+    if ((r = mb_cfg_get_u64(m, name, &seq)) != 0)
         return r;
-    if ((r = inner_sign_encode(&in, m->id.sign_sk, &enc)) != 0)
+    if (seq != 0 && ((r = mb_receipt_merge(m, seq, ref, to, kind, &merged)) != 0 || merged))
+        return r;
+    if ((in = calloc(1, sizeof(*in))) == NULL)
+        return VERR_NOMEM;
+    in->type = INNER_TYPE_RECEIPT;
+    randombytes_buf(in->id, INNER_ID_LEN);
+    memcpy(in->sender, m->id.device_id, DEVICE_ID_LEN);
+    memcpy(in->role, m->self.role, sizeof(in->role));
+    in->time = now;
+    in->nref = 1;
+    memcpy(in->ref_id[0], ref, INNER_ID_LEN);
+    in->receipt_kind[0] = kind;
+    if ((r = buf_init(&enc, INNER_RECEIPT_LEN_MAX, 0)) != 0) {
+        free(in);
+        return r;
+    }
+    if ((r = inner_sign_encode(in, m->id.sign_sk, &enc)) != 0)
         goto out;
     o.kind = MB_KIND_RECEIPT;
     o.resolved = 1;
@@ -417,9 +553,13 @@ int mb_queue_receipt(struct mbox *m, const uint8_t ref[static INNER_ID_LEN],
     e.precedence = WIRE_ROUTINE;
     mb_be64(key, seq);
     memcpy(key + 8, to, DEVICE_ID_LEN);
-    r = mb_envrec_put(m, key, &e);
+    if ((r = mb_envrec_put(m, key, &e)) != 0)
+        goto out;
+    /* The next receipt for this device joins this one while it is queued. */
+    r = mb_cfg_put_u64(m, name, seq);
 out:
     buf_free(&enc);
+    free(in);
     return r;
 }
 

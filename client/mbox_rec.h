@@ -42,7 +42,11 @@ enum {
     MB_KIND_MESSAGE = 1,
     MB_KIND_RECEIPT = 2,
     MB_SESS_KEEP = 4,   /* sessions kept per peer (simultaneous set-up, DR 3.3) */
-    MB_OTK_BATCH = 100, /* one-time prekeys per upload */
+    MB_OTK_BATCH = 100, /* one-time prekeys per upload on PREKEY_LOW */
+    /* in a device's first upload: 2,880 bytes fewer on a post's first sync; the
+     * relay's PREKEY_LOW (--otk-low, default 10) brings a full batch when needed
+     * (issue 13 item 3) */
+    MB_OTK_FIRST = 20,
     MB_URL_MAX = 255,
     ENV_KEY_LEN = 8 + DEVICE_ID_LEN,
 };
@@ -73,6 +77,17 @@ int mb_cfg_put(struct mbox *m, const char *name, const uint8_t *p, size_t len) V
 /* A missing u64 reads as 0. */
 int mb_cfg_get_u64(struct mbox *m, const char *name, uint64_t *v) VL_MUST_CHECK;
 int mb_cfg_put_u64(struct mbox *m, const char *name, uint64_t v) VL_MUST_CHECK;
+
+/*
+ * A recipient device's certificate as the directory listed it when a message
+ * was fanned out to it (config "peer.HEX"), so `outbox` can still name it
+ * once IT revoked it and a newer directory no longer lists it (issue 12,
+ * item 9). mb_peer_remember keeps the first one seen; mb_peer_recall:
+ * VERR_UNKNOWN if none.
+ */
+int mb_peer_remember(struct mbox *m, const struct cert *c) VL_MUST_CHECK;
+int mb_peer_recall(struct mbox *m, const uint8_t id[static DEVICE_ID_LEN],
+                   struct cert *c) VL_MUST_CHECK;
 
 /* Rollback marks: which 0 = highest envelope id created, 1 = highest acknowledged. */
 int mb_mark_get(struct mbox *m, int which, uint8_t mark[static WIRE_ID_LEN]) VL_MUST_CHECK;
@@ -120,7 +135,12 @@ int mb_env_advance(struct mbox *m, const uint8_t key[static ENV_KEY_LEN], uint8_
  */
 int mb_env_resubmit(struct mbox *m, const uint8_t key[static ENV_KEY_LEN],
                     int *moved) VL_MUST_CHECK;
-/* Queues a signed receipt of kind about ref for device to. */
+/*
+ * Queues a signed receipt of kind about ref for device to: added to the
+ * receipt already queued for that device while it is not yet encrypted
+ * (kinds or'ed: delivered then read makes 3), else a new one (issue 13
+ * item 3; config "rcpt.HEX" names the newest).
+ */
 int mb_queue_receipt(struct mbox *m, const uint8_t ref[static INNER_ID_LEN],
                      const uint8_t to[static DEVICE_ID_LEN], uint8_t kind,
                      uint64_t now) VL_MUST_CHECK;

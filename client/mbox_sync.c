@@ -364,13 +364,14 @@ static int sy_directory(struct sync *s, uint64_t relay_version)
     return r;
 }
 
-static int sy_prekeys(struct sync *s)
+static int sy_prekeys(struct sync *s, int first)
 {
     struct buf msg, raw;
     struct wire_msg wm;
+    size_t n = first ? MB_OTK_FIRST : MB_OTK_BATCH;
     int r;
 
-    if ((r = pk_prepare_upload(s->m, &msg)) != 0)
+    if ((r = pk_prepare_upload(s->m, n, &msg)) != 0)
         return r;
     r = sy_send(s, &msg);
     buf_free(&msg);
@@ -379,7 +380,7 @@ static int sy_prekeys(struct sync *s)
     if ((r = sy_wait(s, WIRE_PREKEY_OK, &raw, &wm, s->o->timeout_ms)) != 0)
         return r == VERR_DENIED ? sy_reason_err(s->last_reason) : r;
     buf_free(&raw);
-    s->st->prekeys_uploaded += MB_OTK_BATCH;
+    s->st->prekeys_uploaded += n;
     if ((r = cstore_begin(s->m->st, 1)) != 0)
         return r;
     if ((r = mb_cfg_put_u64(s->m, "pk.up", 1)) != 0 || (r = cstore_commit(s->m->st)) != 0)
@@ -489,9 +490,9 @@ static int sy_encrypt_for(struct sync *s, const uint8_t key[static ENV_KEY_LEN],
     const struct cert *peer = dir_find_device(m->dir, dev);
     struct mb_sessions ss;
     struct mb_envrec e;
-    struct buf rm, ct;
+    struct buf rm, ct, pt;
     struct x3dh_init_header hdr;
-    int r, have_rm = 0, have_ct = 0;
+    int r, have_rm = 0, have_ct = 0, have_pt = 0;
 
     memset(&ss, 0, sizeof(ss));
     e = *old;
@@ -534,7 +535,12 @@ static int sy_encrypt_for(struct sync *s, const uint8_t key[static ENV_KEY_LEN],
     if ((r = buf_init(&rm, RATCHET_MSG_MAX, 0)) != 0)
         goto out;
     have_rm = 1;
-    if ((r = ratchet_encrypt(ss.s[0], o->inner, o->inner_len, &rm)) != 0)
+    /* What is encrypted: the inner message as transmitted (inner.h, PROTOCOL.md part 4). */
+    if ((r = buf_init(&pt, INNER_MAX_LEN, BUF_SECRET)) != 0)
+        goto out;
+    have_pt = 1;
+    if ((r = inner_wire_encode(o->inner, o->inner_len, &pt)) != 0 ||
+        (r = ratchet_encrypt(ss.s[0], buf_data(&pt), buf_size(&pt), &rm)) != 0)
         goto out;
     if ((r = buf_init(&ct, WIRE_CT_MAX, 0)) != 0)
         goto out;
@@ -560,6 +566,26 @@ static int sy_encrypt_for(struct sync *s, const uint8_t key[static ENV_KEY_LEN],
     e.ct_len = buf_size(&ct);
     if ((r = cstore_begin(m->st, 1)) != 0)
         goto out;
+    {
+        /* A receipt may have grown since it was read (mb_queue_receipt, another
+         * process): then this encryption is dropped and the next pass takes it. */
+        struct buf now_ob;
+        struct mb_outrec now_o;
+        int same;
+        if ((r = cstore_get(m->st, CS_OUTBOX, key, 8, &now_ob)) != 0) {
+            cstore_abort(m->st);
+            goto out;
+        }
+        same = mb_outrec_parse(buf_data(&now_ob), buf_size(&now_ob), &now_o) == 0 &&
+               now_o.inner_len == o->inner_len &&
+               memcmp(now_o.inner, o->inner, o->inner_len) == 0;
+        buf_free(&now_ob);
+        if (!same) {
+            cstore_abort(m->st);
+            r = 0;
+            goto out;
+        }
+    }
     if ((r = mb_sessions_put(m, dev, &ss)) != 0 || (r = mb_envrec_put(m, key, &e)) != 0 ||
         (r = mb_mark_raise(m, 0, e.env_id)) != 0 || (r = cstore_commit(m->st)) != 0) {
         cstore_abort(m->st);
@@ -577,6 +603,8 @@ out:
         buf_free(&rm);
     if (have_ct)
         buf_free(&ct);
+    if (have_pt)
+        buf_free(&pt);
     mb_sessions_free(&ss);
     return r;
 }
@@ -592,7 +620,20 @@ static int each_unresolved(void *ctx, const uint8_t *k, size_t kl, const uint8_t
     return o.resolved ? 0 : mb_keys_add(ctx, k, kl);
 }
 
-/* Fans unresolved outbox messages out to the devices behind their address. */
+static int sy_parse_addresses(const struct inner *in, struct address a[INNER_ADDRESSES_MAX])
+{
+    int r;
+
+    for (size_t i = 0; i < in->naddr; i++)
+        if ((r = addr_parse(in->address[i], &a[i])) != 0)
+            return r;
+    return 0;
+}
+
+/*
+ * Fans unresolved outbox messages out to the devices behind their
+ * addresses: every device behind any of them, each once (issue 12, item 6).
+ */
 static int sy_resolve(struct sync *s)
 {
     struct mbox *m = s->m;
@@ -612,7 +653,8 @@ static int sy_resolve(struct sync *s)
         struct buf b;
         struct mb_outrec o;
         struct inner in;
-        struct address a;
+        struct address a[INNER_ADDRESSES_MAX];
+        const struct cert *c;
         size_t n = 0;
 
         if ((r = cstore_begin(m->st, 1)) != 0)
@@ -623,9 +665,9 @@ static int sy_resolve(struct sync *s)
         }
         if ((r = mb_outrec_parse(buf_data(&b), buf_size(&b), &o)) != 0 ||
             (r = inner_parse(o.inner, o.inner_len, &in)) != 0 ||
-            (r = addr_parse(in.address, &a)) != 0 ||
-            (r = addr_resolve(&a, m->dir, &m->org, s->now, &m->self, ids, MBOX_MAX_FANOUT, &n)) !=
-                0) {
+            (r = sy_parse_addresses(&in, a)) != 0 ||
+            (r = addr_resolve_list(a, in.naddr, m->dir, &m->org, s->now, &m->self, ids,
+                                   MBOX_MAX_FANOUT, &n)) != 0) {
             /* A name that became ambiguous since send waits for a directory that
              * makes it one person again; it is never sent to both. */
             if (r == VERR_AMBIGUOUS) {
@@ -644,6 +686,9 @@ static int sy_resolve(struct sync *s)
                 memcpy(key, ks.k[i], 8);
                 memcpy(key + 8, ids[j], DEVICE_ID_LEN);
                 r = mb_envrec_put(m, key, &e);
+                /* Its certificate, to name it in `outbox` after a revocation (item 9). */
+                if (r == 0 && (c = dir_find_device(m->dir, ids[j])) != NULL)
+                    r = mb_peer_remember(m, c);
             }
             o.resolved = 1;
             if (r == 0)
@@ -678,6 +723,33 @@ static int each_to_encrypt(void *ctx, const uint8_t *k, size_t kl, const uint8_t
     return 0;
 }
 
+/*
+ * A message or receipt this device queued before inner version 2 (still in
+ * the store after an upgrade) is signed again as version 2, same id, before
+ * it is encrypted: version 1 is never transmitted (inner.h). o then points
+ * into nb.
+ */
+static int sy_resign_v1(struct sync *s, const uint8_t key[static 8], struct mb_outrec *o,
+                        struct inner *in, struct buf *nb)
+{
+    struct mbox *m = s->m;
+    int r;
+
+    if (memcmp(in->sender, m->id.device_id, DEVICE_ID_LEN) != 0)
+        return VERR_BAD_FORMAT; /* only this device's own records are ever sent */
+    if ((r = buf_init(nb, INNER_MAX_LEN, BUF_SECRET)) != 0)
+        return r;
+    if ((r = inner_sign_encode(in, m->id.sign_sk, nb)) != 0)
+        return r;
+    o->inner = buf_data(nb);
+    o->inner_len = buf_size(nb);
+    if ((r = cstore_begin(m->st, 1)) != 0)
+        return r;
+    if ((r = mb_outrec_put(m, mb_rd64(key), o)) != 0 || (r = cstore_commit(m->st)) != 0)
+        cstore_abort(m->st);
+    return r;
+}
+
 static int sy_encrypt_all(struct sync *s)
 {
     struct mbox *m = s->m;
@@ -687,12 +759,13 @@ static int sy_encrypt_all(struct sync *s)
     if ((r = cstore_each(m->st, CS_ENVELOPES, each_to_encrypt, &ks)) != 0)
         goto out;
     for (size_t i = 0; i < ks.n; i++) {
-        struct buf eb, ob;
+        struct buf eb, ob, nb;
         struct mb_envrec e;
         struct mb_outrec o;
         struct inner in;
         uint8_t prec = WIRE_ROUTINE;
 
+        memset(&nb, 0, sizeof(nb));
         if ((r = cstore_get(m->st, CS_ENVELOPES, ks.k[i], ENV_KEY_LEN, &eb)) != 0)
             goto out;
         if ((r = cstore_get(m->st, CS_OUTBOX, ks.k[i], 8, &ob)) != 0) {
@@ -701,11 +774,13 @@ static int sy_encrypt_all(struct sync *s)
         }
         if ((r = mb_envrec_parse(buf_data(&eb), buf_size(&eb), &e)) == 0 &&
             (r = mb_outrec_parse(buf_data(&ob), buf_size(&ob), &o)) == 0 &&
-            (r = inner_parse(o.inner, o.inner_len, &in)) == 0) {
+            (r = inner_parse(o.inner, o.inner_len, &in)) == 0 &&
+            (in.version != INNER_VERSION_1 || (r = sy_resign_v1(s, ks.k[i], &o, &in, &nb)) == 0)) {
             if (in.type == INNER_TYPE_MESSAGE)
                 prec = in.precedence;
             r = sy_encrypt_for(s, ks.k[i], &e, &o, prec);
         }
+        buf_free(&nb);
         buf_free(&eb);
         buf_free(&ob);
         if (r != 0)
@@ -967,25 +1042,36 @@ static int each_find_envelope(void *ctx, const uint8_t *k, size_t kl, const uint
 static int sy_on_receipt(struct sync *s, const struct inner *in,
                          const uint8_t from[static DEVICE_ID_LEN])
 {
-    struct mb_find f;
-    struct buf b;
     int r;
 
-    memset(&f, 0, sizeof(f));
-    f.id = in->ref_id;
-    if ((r = cstore_each(s->m->st, CS_OUTBOX, each_find_message, &f)) < 0)
-        return r;
-    if (!f.found)
-        return 0; /* not (or no longer) ours: nothing to update */
-    memcpy(f.key + 8, from, DEVICE_ID_LEN);
-    /* Only a device the message was sent to can confirm it. */
-    if ((r = cstore_get(s->m->st, CS_ENVELOPES, f.key, ENV_KEY_LEN, &b)) != 0)
-        return r == VERR_UNKNOWN ? 0 : r;
-    buf_free(&b);
-    s->st->receipts++;
-    return mb_env_advance(
-        s->m, f.key, in->receipt_kind == INNER_RECEIPT_READ ? MBOX_ENV_READ : MBOX_ENV_DELIVERED,
-        0);
+    /* One receipt may be about several messages (issue 13 item 3). */
+    for (size_t i = 0; i < in->nref; i++) {
+        struct mb_find f;
+        struct buf b;
+
+        memset(&f, 0, sizeof(f));
+        f.id = in->ref_id[i];
+        if ((r = cstore_each(s->m->st, CS_OUTBOX, each_find_message, &f)) < 0)
+            return r;
+        if (!f.found)
+            continue; /* not (or no longer) ours: nothing to update */
+        memcpy(f.key + 8, from, DEVICE_ID_LEN);
+        /* Only a device the message was sent to can confirm it. */
+        if ((r = cstore_get(s->m->st, CS_ENVELOPES, f.key, ENV_KEY_LEN, &b)) != 0) {
+            if (r == VERR_UNKNOWN)
+                continue;
+            return r;
+        }
+        buf_free(&b);
+        s->st->receipts++;
+        /* Read (2, or 3: delivered and read) is the further state. */
+        if ((r = mb_env_advance(s->m, f.key,
+                                (in->receipt_kind[i] & INNER_RECEIPT_READ) ? MBOX_ENV_READ
+                                                                           : MBOX_ENV_DELIVERED,
+                                0)) != 0)
+            return r;
+    }
+    return 0;
 }
 
 /*
@@ -1139,6 +1225,19 @@ static int sy_receive_one(struct sync *s, const struct wire_envelope *e)
     }
     if (r != 0)
         goto out;
+    {
+        /* The sender id and role were not sent: the envelope's sender and its
+         * certificate's role go back in, under the signature (inner.h). */
+        struct buf full;
+        if ((r = buf_init(&full, INNER_MAX_LEN, BUF_SECRET)) != 0)
+            goto out;
+        if ((r = inner_wire_decode(buf_data(&pt), buf_size(&pt), e->peer, sc->role, &full)) != 0) {
+            buf_free(&full);
+            goto out;
+        }
+        buf_free(&pt);
+        pt = full; /* owned by pt now */
+    }
     /* Nothing is stored or shown before the whole check (inner.h). */
     if ((r = inner_parse(buf_data(&pt), buf_size(&pt), &in)) != 0 ||
         (r = inner_verify(buf_data(&pt), buf_size(&pt), &in, e->peer, &m->self, m->dir, &m->org,
@@ -1417,7 +1516,7 @@ int mbox_sync(struct mbox *m, const struct mbox_sync_opts *o, struct mbox_sync_s
         goto out;
     if ((r = mb_cfg_get_u64(m, "pk.up", &up)) != 0)
         goto out;
-    if (up == 0 && (r = sy_prekeys(&s)) != 0)
+    if (up == 0 && (r = sy_prekeys(&s, 1)) != 0)
         goto out;
     for (;;) {
         struct buf raw;
@@ -1427,7 +1526,7 @@ int mbox_sync(struct mbox *m, const struct mbox_sync_opts *o, struct mbox_sync_s
             o->alive(o->alive_ctx);
         if ((r = mb_cfg_get_u64(m, "seq", &seq0)) != 0 || (r = sy_outbox(&s)) != 0)
             goto out;
-        if (s.need_prekeys && (r = sy_prekeys(&s)) != 0)
+        if (s.need_prekeys && (r = sy_prekeys(&s, 0)) != 0)
             goto out;
         if ((r = sy_run_deferred(&s)) != 0)
             goto out;

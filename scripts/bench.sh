@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench.sh [--full] [--no-mosquitto] [--no-profile] [-- extra valise-bench flags]
+# bench.sh [--full] [--no-mosquitto] [--no-profile] [--overhead-only] [-- extra valise-bench flags]
 #
 # Builds valise-relay and valise-bench (Release), runs every scenario against
 # the relay and, side by side, against Eclipse Mosquitto (QoS 1, persistent
@@ -10,21 +10,26 @@
 # The default sizes keep the whole run under about 5 minutes on 2 cores
 # (backlog 200,000); --full uses the DESIGN.md sizes (backlog 1,000,000).
 # Build directory: $BENCH_BUILD_DIR (default build/release).
+# Every run also measures the bytes on a post's link per message, receipt
+# and sync (tests/client/bench_overhead.c through the link emulator, about
+# a minute) and rewrites the part of BENCHMARKS.md between the
+# overhead:begin and overhead:end markers; --overhead-only does only that.
 # Not a test: nothing here passes or fails on speed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 cmdline="scripts/bench.sh${*:+ $*}"
 build=${BENCH_BUILD_DIR:-build/release}
-full=0 mosq=1 profile=1
+full=0 mosq=1 profile=1 overhead_only=0
 extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --full) full=1 ;;
     --no-mosquitto) mosq=0 ;;
     --no-profile) profile=0 ;;
+    --overhead-only) overhead_only=1 ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -35,6 +40,38 @@ if commit=$(git rev-parse --short HEAD 2>/dev/null); then
   git diff --quiet HEAD -- relay lib bench 2>/dev/null || commit="$commit-dirty"
 else
   commit=${BENCH_COMMIT:-unknown}
+fi
+
+# Bytes on a post's link (issue 13 item 3): a table between the overhead markers.
+overhead() {
+  local oc table
+  if oc=$(git rev-parse --short HEAD 2>/dev/null); then
+    git diff --quiet HEAD -- relay lib client tests/client/bench_overhead.c 2>/dev/null || oc="$oc-dirty"
+  else
+    oc=${BENCH_COMMIT:-unknown}
+  fi
+  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build "$build" -j"$(nproc)" --target valise-relay client_bench_overhead >/dev/null
+  echo "bench.sh: measuring bytes on a post's link (about a minute)" >&2
+  table=$(mktemp /tmp/valise-overhead.XXXXXX)
+  "$root/$build/tests/client_bench_overhead" >"$table"
+  python3 - "$root/BENCHMARKS.md" "$table" "$oc" "$(date -u +%Y-%m-%dT%H:%MZ)" <<'PY'
+import sys
+path, table, commit, date = sys.argv[1:5]
+doc = open(path).read()
+begin, end = "<!-- overhead:begin", "<!-- overhead:end -->"
+i, j = doc.index(begin), doc.index(end)
+head = doc[i:doc.index("\n", i) + 1]
+body = ("\nMeasured by `scripts/bench.sh` (`tests/client/bench_overhead.c`) at %s, %s.\n\n"
+        % (commit, date)) + open(table).read() + "\n"
+open(path, "w").write(doc[:i] + head + body + doc[j:])
+PY
+  rm -f "$table"
+  echo "bench.sh: wrote the overhead table into BENCHMARKS.md" >&2
+}
+if [ $overhead_only -eq 1 ]; then
+  overhead
+  exit 0
 fi
 
 scripts/deps.sh --bench
@@ -120,3 +157,4 @@ python3 "$root/bench/report.py" \
   --mosquitto "$(if [ $mosq -eq 1 ]; then { "$mosq_bin" -h 2>/dev/null || true; } | head -1 |
                  sed 's/mosquitto version //'; else echo 'not run'; fi)"
 echo "bench.sh: wrote BENCHMARKS.md" >&2
+overhead

@@ -66,3 +66,26 @@ set_tests_properties(client/badlink PROPERTIES TIMEOUT 1800 LABELS "client;slow"
 add_test(NAME client/edges COMMAND ${CMAKE_CURRENT_LIST_DIR}/client/client_edges.sh
          $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise> $<TARGET_FILE:valise-relay>)
 set_tests_properties(client/edges PROPERTIES TIMEOUT 300 LABELS client)
+
+# Several recipients per message (issue 12, item 6).
+add_test(NAME client/recipients COMMAND ${CMAKE_CURRENT_LIST_DIR}/client/client_recipients.sh
+         $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise> $<TARGET_FILE:valise-relay>)
+set_tests_properties(client/recipients PROPERTIES TIMEOUT 180 LABELS client)
+
+# Bytes on a post's link per message, receipt and sync (issue 13 item 3):
+# run by scripts/bench.sh (BENCHMARKS.md); here it must complete, every
+# message and receipt through (byte counts are reported, never asserted).
+add_executable(client_bench_overhead ${CMAKE_CURRENT_LIST_DIR}/client/bench_overhead.c
+               ${CMAKE_CURRENT_LIST_DIR}/support/linkemu.c)
+target_link_libraries(client_bench_overhead PRIVATE vtest_relay_support valise_client vcore pthread)
+add_dependencies(client_bench_overhead valise-relay)
+add_test(NAME client/overhead COMMAND client_bench_overhead)
+set_tests_properties(client/overhead PROPERTIES TIMEOUT 300 LABELS client)
+
+# Receipts that travel together (issue 13 item 3).
+add_executable(client_test_receipts ${CMAKE_CURRENT_LIST_DIR}/client/test_receipts.c)
+target_link_libraries(client_test_receipts PRIVATE vtest_relay_support valise_client vcore
+                      PkgConfig::CMOCKA)
+add_dependencies(client_test_receipts valise-relay)
+add_test(NAME client/receipts COMMAND client_test_receipts)
+set_tests_properties(client/receipts PROPERTIES TIMEOUT 180 LABELS client)

@@ -404,7 +404,8 @@ static void make_prekey_msg(const struct side *from, const struct identity *fid,
     snprintf(in.role, sizeof(in.role), "%s", from->dev.cert.role);
     in.time = (uint64_t)time(NULL);
     device_addr(addr, to);
-    snprintf(in.address, sizeof(in.address), "%s", addr);
+    in.naddr = 1;
+    snprintf(in.address[0], sizeof(in.address[0]), "%s", addr);
     in.precedence = 3; /* ROUTINE */
     snprintf(in.label, sizeof(in.label), "RESTRICTED");
     in.subject = (const uint8_t *)subject;
@@ -423,7 +424,14 @@ static void make_prekey_msg(const struct side *from, const struct identity *fid,
     assert_int_equal(ratchet_init_initiator(&rs, sk, &hdr, &pm.sender, &xb->owner, xb->spk_pk), 0);
     sodium_memzero(sk, sizeof(sk));
     assert_int_equal(buf_init(&rm, RATCHET_MSG_MAX, 0), 0);
-    assert_int_equal(ratchet_encrypt(rs, buf_data(&enc), buf_size(&enc), &rm), 0);
+    {
+        /* Encrypted as transmitted: without the sender id and role (client/inner.h). */
+        struct buf wire;
+        assert_int_equal(buf_init(&wire, INNER_MAX_LEN, BUF_SECRET), 0);
+        assert_int_equal(inner_wire_encode(buf_data(&enc), buf_size(&enc), &wire), 0);
+        assert_int_equal(ratchet_encrypt(rs, buf_data(&wire), buf_size(&wire), &rm), 0);
+        buf_free(&wire);
+    }
     pm.init = hdr;
     pm.inner = buf_data(&rm);
     pm.inner_len = buf_size(&rm);
