@@ -52,6 +52,7 @@ struct store {
     MDB_dbi tomb;           /* delivered ids by acknowledgement time: the dedupe window */
     MDB_dbi devmark;        /* device id -> highest envelope id submitted || acknowledged */
     MDB_dbi certs;          /* serial -> every certificate any installed directory listed */
+    MDB_dbi dirhist;        /* directory version -> its bytes: the newest STORE_DIR_HISTORY */
     uint64_t dedupe_window; /* seconds a delivered id is still recognised */
     /* committed values, and the open transaction's working copies */
     uint64_t seq, seq_txn;
@@ -266,7 +267,7 @@ int store_open(struct store **out, const char *dir, uint64_t map_size)
     if ((r = buf_init(&s->rec, AUDIT_RECORD_LEN, 0)) != 0 ||
         (r = buf_init(&s->cp_note, NOTE_MAX_LEN, 0)) != 0 || (r = file_mkdir_private(dir)) != 0)
         goto out;
-    if ((rc = mdb_env_create(&s->env)) != 0 || (rc = mdb_env_set_maxdbs(s->env, 16)) != 0 ||
+    if ((rc = mdb_env_create(&s->env)) != 0 || (rc = mdb_env_set_maxdbs(s->env, 24)) != 0 ||
         (rc = mdb_env_set_mapsize(s->env, (size_t)map_size)) != 0 ||
         (rc = mdb_env_set_maxreaders(s->env, 126)) != 0) {
         r = mdb_to_verr(rc);
@@ -299,7 +300,8 @@ int store_open(struct store **out, const char *dir, uint64_t map_size)
         (rc = mdb_dbi_open(txn, "audit_cp", MDB_CREATE, &s->audit_cp)) != 0 ||
         (rc = mdb_dbi_open(txn, "tomb", MDB_CREATE, &s->tomb)) != 0 ||
         (rc = mdb_dbi_open(txn, "devmark", MDB_CREATE, &s->devmark)) != 0 ||
-        (rc = mdb_dbi_open(txn, "certs", MDB_CREATE, &s->certs)) != 0) {
+        (rc = mdb_dbi_open(txn, "certs", MDB_CREATE, &s->certs)) != 0 ||
+        (rc = mdb_dbi_open(txn, "dirhist", MDB_CREATE, &s->dirhist)) != 0) {
         r = mdb_to_verr(rc);
         goto out;
     }
@@ -1231,6 +1233,72 @@ int store_dir_get(struct store *s, struct buf *out)
     return r;
 }
 
+/*
+ * The directory history (PROTOCOL.md part 2 "Directory transfer"): every
+ * installed directory by version, the newest STORE_DIR_HISTORY kept, so a
+ * device holding one of them gets a delta, and one fetching it in pieces can
+ * finish it after the relay moved on.
+ */
+static int dir_hist_put(struct store *s, const struct directory *dir)
+{
+    size_t len, n = 0;
+    const uint8_t *p = dir_bytes(dir, &len);
+    uint8_t kb[8];
+    MDB_val k, d;
+    MDB_cursor *c = NULL;
+    MDB_stat st;
+    int rc;
+
+    be64(kb, dir_version(dir));
+    k = val(kb, sizeof(kb));
+    d = val(p, len);
+    if ((rc = mdb_put(s->txn, s->dirhist, &k, &d, 0)) != 0)
+        return mdb_to_verr(rc);
+    if ((rc = mdb_stat(s->txn, s->dirhist, &st)) != 0)
+        return mdb_to_verr(rc);
+    if (st.ms_entries <= STORE_DIR_HISTORY)
+        return 0;
+    n = st.ms_entries - STORE_DIR_HISTORY;
+    if ((rc = mdb_cursor_open(s->txn, s->dirhist, &c)) != 0)
+        return mdb_to_verr(rc);
+    /* Keys are big-endian versions: the oldest come first. */
+    while (n-- > 0 && (rc = mdb_cursor_get(c, &k, &d, MDB_FIRST)) == 0)
+        if ((rc = mdb_cursor_del(c, 0)) != 0)
+            break;
+    mdb_cursor_close(c);
+    return rc == 0 ? 0 : mdb_to_verr(rc);
+}
+
+int store_dir_hist_read(struct store *s, uint64_t version, size_t offset, size_t max,
+                        struct buf *out, size_t *total)
+{
+    MDB_txn *txn = NULL;
+    uint8_t kb[8];
+    MDB_val k, d;
+    int rc, r;
+
+    *total = 0;
+    be64(kb, version);
+    k = val(kb, sizeof(kb));
+    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0)
+        return mdb_to_verr(rc);
+    if ((rc = mdb_get(txn, s->dirhist, &k, &d)) != 0) {
+        r = mdb_to_verr(rc);
+        goto out;
+    }
+    if (offset >= d.mv_size) {
+        r = VERR_UNKNOWN;
+        goto out;
+    }
+    *total = d.mv_size;
+    if (max > d.mv_size - offset)
+        max = d.mv_size - offset;
+    r = buf_put_bytes(out, (const uint8_t *)d.mv_data + offset, max);
+out:
+    mdb_txn_abort(txn);
+    return r;
+}
+
 int store_dir_put(struct store *s, const struct directory *dir)
 {
     size_t len;
@@ -1243,6 +1311,8 @@ int store_dir_put(struct store *s, const struct directory *dir)
         return VERR_INTERNAL;
     if ((rc = mdb_put(s->txn, s->meta, &k, &d, 0)) != 0)
         return mdb_to_verr(rc);
+    if ((r = dir_hist_put(s, dir)) != 0)
+        return r;
     /* Certificates are kept after later directories drop them, so the officer can
      * still name the post of a revoked device's records (PROTOCOL.md part 6). */
     for (size_t i = 0; i < dir_cert_count(dir); i++) {
