@@ -310,6 +310,22 @@ void linkemu_set_down(struct linkemu *le, int down)
     pthread_mutex_unlock(&le->mu);
 }
 
+uint64_t linkemu_up_for(struct linkemu *le)
+{
+    uint64_t now = le_now(), t, left;
+
+    pthread_mutex_lock(&le->mu);
+    t = now - le->start_ms;
+    if (le_down(le, now))
+        left = 0;
+    else if (le->cfg.period_ms == 0)
+        left = UINT64_MAX;
+    else
+        left = le->cfg.period_ms - t % le->cfg.period_ms;
+    pthread_mutex_unlock(&le->mu);
+    return left;
+}
+
 void linkemu_counters(struct linkemu *le, struct linkemu_counters *c)
 {
     pthread_mutex_lock(&le->mu);
