@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,6 +33,7 @@
 #include "identity.h"
 #include "linkemu.h"
 #include "mailbox.h"
+#include "mbox_dir.h"
 #include "relaytest.h"
 #include "text.h"
 
@@ -541,6 +543,174 @@ static void test_directory_slow_link(void **state)
     directory_at_post(&cut_link, long_run ? 10000 : 400, long_run ? 4200000 : 600000);
 }
 
+/* ---- `valise run` on the bad link (issue 13 item 1) ---- */
+
+static const char *valise_bin; /* argv[2] of the "run" group */
+
+/* Starts `valise run` for s (its store closed first), stdout and stderr to HOME.out/.err. */
+static pid_t run_start(struct side *s)
+{
+    char pf[TPATH + 8], out[TPATH + 8], err[TPATH + 8];
+    pid_t pid;
+
+    mbox_close(s->m);
+    s->m = NULL;
+    snprintf(pf, sizeof(pf), "%s.pass", s->home);
+    snprintf(out, sizeof(out), "%s.out", s->home);
+    snprintf(err, sizeof(err), "%s.err", s->home);
+    assert_int_equal(file_replace(pf, (const uint8_t *)pass, strlen(pass), 0600), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        FILE *o = freopen(out, "w", stdout), *e = freopen(err, "w", stderr);
+        if (o == NULL || e == NULL)
+            _exit(126);
+        execl(valise_bin, "valise", "run", "--home", s->home, "--passphrase-file", pf,
+              (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* How many times `run` printed text on stdout so far. */
+static int run_printed(const struct side *s, const char *text)
+{
+    char out[TPATH + 8];
+    struct buf f;
+    int n = 0;
+
+    snprintf(out, sizeof(out), "%s.out", s->home);
+    if (file_read(out, 1 << 20, 0, &f) != 0)
+        return 0;
+    for (size_t i = 0; i + strlen(text) <= buf_size(&f); i++)
+        if (memcmp(buf_data(&f) + i, text, strlen(text)) == 0)
+            n++;
+    buf_free(&f);
+    return n;
+}
+
+static void wait_printed(const struct side *s, const char *text, int count, uint64_t deadline)
+{
+    while (run_printed(s, text) < count) {
+        if (ms_now() > deadline)
+            fail_msg("`valise run` did not print \"%s\" %d times in time", text, count);
+        usleep(50000);
+    }
+}
+
+/* SIGTERM; the milliseconds until it exited, and its status in *status. */
+static uint64_t run_stop(pid_t pid, int *status)
+{
+    uint64_t t0 = ms_now();
+
+    assert_int_equal(kill(pid, SIGTERM), 0);
+    for (;;) {
+        pid_t w = waitpid(pid, status, WNOHANG);
+        if (w == pid)
+            return ms_now() - t0;
+        if (ms_now() - t0 > 30000) {
+            (void)kill(pid, SIGKILL);
+            (void)waitpid(pid, status, 0);
+            return ms_now() - t0;
+        }
+        usleep(10000);
+    }
+}
+
+/*
+ * `run` stops within a second or two of SIGTERM in the middle of a step over
+ * the slow link (here: fetching a 100 KB directory at 9,600 bit/s), and what
+ * it had of the directory is kept for the next start.
+ */
+static void test_run_sigterm_mid_step(void **state)
+{
+    struct world w;
+    struct linkemu_counters lc;
+    uint64_t t0 = ms_now(), took, version;
+    uint32_t total, have;
+    int status = 0;
+    pid_t pid;
+    (void)state;
+
+    world_start(&w, &slow_link, 400);
+    enroll(&w.p, &w.post, w.le_port);
+    pid = run_start(&w.post);
+    do {
+        usleep(100000);
+        linkemu_counters(w.le, &lc);
+        if (ms_now() - t0 > 120000)
+            fail_msg("the directory download did not start (%llu bytes down)",
+                     (unsigned long long)lc.down_bytes);
+    } while (lc.down_bytes < 20000);
+    took = run_stop(pid, &status);
+    if (took > 2000)
+        fail_msg("`valise run` took %llu ms to stop after SIGTERM", (unsigned long long)took);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    /* The pieces it had are kept: the next start resumes the download. */
+    assert_int_equal(mbox_open(&w.post.m, w.post.home, pass), 0);
+    assert_int_equal(mbox_dir_part_get(w.post.m, &version, &total, &have), 0);
+    assert_int_equal(version, 1);
+    assert_true(have > 0 && have < total);
+    fprintf(stderr, "stopped %llu ms after SIGTERM, %u of %u directory bytes kept\n",
+            (unsigned long long)took, have, total);
+    world_stop(&w);
+}
+
+/*
+ * The run backoff resets once a connection got through: after the link was
+ * gone long enough for the backoff to reach its ceiling, a connection that
+ * got through is followed, on the next cut, by a reconnection within about a
+ * second, not the ceiling's 4..8 s.
+ */
+static void test_run_backoff_resets(void **state)
+{
+    static const struct linkemu_cfg link = {
+        .up_rate = 64000, .down_rate = 64000, .delay_ms = LINK_DELAY,
+    };
+    struct world w;
+    struct linkemu_counters a, b;
+    uint64_t t, again;
+    int status = 0;
+    pid_t pid;
+    (void)state;
+
+    world_start(&w, &link, 0);
+    sync_ok(&w.post);
+    enroll(&w.p, &w.post, w.le_port);
+    pid = run_start(&w.post);
+    wait_printed(&w.post, "connected to the relay", 1, ms_now() + 60000);
+    /* Gone for 20 s: the attempts fail and the backoff climbs to its ceiling (8 s). */
+    linkemu_set_down(w.le, 1);
+    usleep(20000000);
+    linkemu_set_down(w.le, 0);
+    wait_printed(&w.post, "connected again", 1, ms_now() + 60000);
+    usleep(1000000);
+    /* A cut: the connection that got through is reset; the link is back at once. */
+    linkemu_counters(w.le, &a);
+    linkemu_set_down(w.le, 1);
+    usleep(100000);
+    linkemu_set_down(w.le, 0);
+    t = ms_now();
+    do {
+        usleep(20000);
+        linkemu_counters(w.le, &b);
+        if (ms_now() - t > 20000)
+            fail_msg("no reconnection within 20 s of the cut");
+    } while (b.connections == a.connections);
+    again = ms_now() - t;
+    wait_printed(&w.post, "connected again", 2, ms_now() + 60000);
+    fprintf(stderr, "reconnected %llu ms after a cut that followed a connection that got through\n",
+            (unsigned long long)again);
+    if (again > 2500)
+        fail_msg("reconnected only %llu ms after the cut: the backoff did not reset",
+                 (unsigned long long)again);
+    (void)run_stop(pid, &status);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    world_stop(&w);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -555,9 +725,20 @@ int main(int argc, char **argv)
     const struct CMUnitTest dir_slow[] = {
         cmocka_unit_test(test_directory_slow_link),
     };
+    const struct CMUnitTest run[] = {
+        cmocka_unit_test(test_run_sigterm_mid_step),
+        cmocka_unit_test(test_run_backoff_resets),
+    };
     if (sodium_init() < 0)
         return 1;
-    /* argv[1]: "directory" or "directory-slow" (tests/client.cmake); none: the rest. */
+    /*
+     * argv[1]: "directory", "directory-slow", or "run" with the valise binary
+     * as argv[2] (tests/client.cmake); none: the rest.
+     */
+    if (argc > 2 && strcmp(argv[1], "run") == 0) {
+        valise_bin = argv[2];
+        return cmocka_run_group_tests(run, NULL, NULL);
+    }
     if (argc > 1 && strcmp(argv[1], "directory") == 0)
         return cmocka_run_group_tests(dir_fast, NULL, NULL);
     if (argc > 1 && strcmp(argv[1], "directory-slow") == 0)
