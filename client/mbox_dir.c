@@ -127,8 +127,8 @@ int mbox_dir_part_add(struct mbox *m, uint64_t version, uint32_t total, uint32_t
     mb_be64(hdr, version);
     be32(hdr + 8, total);
     be32(hdr + 12, offset + (uint32_t)n);
-    if ((r = mb_cfg_put(m, name, p, n)) != 0 || (r = mb_cfg_put(m, part_name, hdr, sizeof(hdr))) != 0 ||
-        (r = cstore_commit(m->st)) != 0)
+    if ((r = mb_cfg_put(m, name, p, n)) != 0 ||
+        (r = mb_cfg_put(m, part_name, hdr, sizeof(hdr))) != 0 || (r = cstore_commit(m->st)) != 0)
         goto fail;
     return 0;
 fail:

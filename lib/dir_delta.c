@@ -328,7 +328,8 @@ int dir_delta_apply(const uint8_t *base, size_t base_len, const uint8_t *delta, 
         r = VERR_BAD_VERSION;
         goto out;
     }
-    if ((r = buf_get_bytes(&d, h, sizeof(h))) != 0 || (r = buf_get_bytes(&d, hdr, sizeof(hdr))) != 0)
+    if ((r = buf_get_bytes(&d, h, sizeof(h))) != 0 ||
+        (r = buf_get_bytes(&d, hdr, sizeof(hdr))) != 0)
         goto out;
     crypto_generichash(mine, sizeof(mine), base, base_len, NULL, 0);
     if (memcmp(h, mine, sizeof(h)) != 0) {

@@ -65,9 +65,9 @@ static int setup(void **state)
 static void sign_dir(uint64_t version, const struct cert *certs, size_t n,
                      const struct dir_revocation *revs, size_t nrevs, struct buf *out)
 {
-    assert_int_equal(dir_encode_sign(version, NOW, NOW + 7 * 86400, &org, certs, n, revs, nrevs,
-                                     org_sk, out),
-                     0);
+    assert_int_equal(
+        dir_encode_sign(version, NOW, NOW + 7 * 86400, &org, certs, n, revs, nrevs, org_sk, out),
+        0);
 }
 
 /* v1: serials 1..6, 5 revoked. v2: 2 gone, 4 re-signed, 7 added, 3 revoked too. */
@@ -101,13 +101,11 @@ static void test_delta_rebuilds_signed_bytes(void **state)
     (void)state;
 
     two_versions(&v1, &v2);
-    assert_int_equal(dir_delta_make(buf_data(&v1), buf_size(&v1), buf_data(&v2), buf_size(&v2),
-                                     &delta),
-                     0);
+    assert_int_equal(
+        dir_delta_make(buf_data(&v1), buf_size(&v1), buf_data(&v2), buf_size(&v2), &delta), 0);
     assert_true(buf_size(&delta) < buf_size(&v2));
-    assert_int_equal(dir_delta_apply(buf_data(&v1), buf_size(&v1), buf_data(&delta),
-                                     buf_size(&delta), &out),
-                     0);
+    assert_int_equal(
+        dir_delta_apply(buf_data(&v1), buf_size(&v1), buf_data(&delta), buf_size(&delta), &out), 0);
     assert_int_equal(buf_size(&out), buf_size(&v2));
     assert_memory_equal(buf_data(&out), buf_data(&v2), buf_size(&v2));
     assert_int_equal(dir_parse_verify(buf_data(&out), buf_size(&out), &org, &d), 0);
@@ -116,19 +114,16 @@ static void test_delta_rebuilds_signed_bytes(void **state)
     buf_free(&out);
     /* Backwards works too (the relay never offers it; the device refuses rollback). */
     buf_free(&delta);
-    assert_int_equal(dir_delta_make(buf_data(&v2), buf_size(&v2), buf_data(&v1), buf_size(&v1),
-                                     &delta),
-                     0);
-    assert_int_equal(dir_delta_apply(buf_data(&v2), buf_size(&v2), buf_data(&delta),
-                                     buf_size(&delta), &out),
-                     0);
+    assert_int_equal(
+        dir_delta_make(buf_data(&v2), buf_size(&v2), buf_data(&v1), buf_size(&v1), &delta), 0);
+    assert_int_equal(
+        dir_delta_apply(buf_data(&v2), buf_size(&v2), buf_data(&delta), buf_size(&delta), &out), 0);
     assert_memory_equal(buf_data(&out), buf_data(&v1), buf_size(&v1));
     buf_free(&out);
     /* No change: the header and the signature alone. */
     buf_free(&delta);
-    assert_int_equal(dir_delta_make(buf_data(&v1), buf_size(&v1), buf_data(&v1), buf_size(&v1),
-                                     &delta),
-                     0);
+    assert_int_equal(
+        dir_delta_make(buf_data(&v1), buf_size(&v1), buf_data(&v1), buf_size(&v1), &delta), 0);
     assert_int_equal(buf_size(&delta), DIR_DELTA_FIXED);
     buf_free(&delta);
     buf_free(&v1);
@@ -141,13 +136,12 @@ static void test_delta_other_base(void **state)
     (void)state;
 
     two_versions(&v1, &v2);
-    assert_int_equal(dir_delta_make(buf_data(&v1), buf_size(&v1), buf_data(&v2), buf_size(&v2),
-                                     &delta),
-                     0);
+    assert_int_equal(
+        dir_delta_make(buf_data(&v1), buf_size(&v1), buf_data(&v2), buf_size(&v2), &delta), 0);
     /* Applied to a directory other than the one it was made from. */
-    assert_int_equal(dir_delta_apply(buf_data(&v2), buf_size(&v2), buf_data(&delta),
-                                     buf_size(&delta), &out),
-                     VERR_UNKNOWN);
+    assert_int_equal(
+        dir_delta_apply(buf_data(&v2), buf_size(&v2), buf_data(&delta), buf_size(&delta), &out),
+        VERR_UNKNOWN);
     buf_free(&delta);
     buf_free(&v1);
     buf_free(&v2);
@@ -180,9 +174,8 @@ static void test_delta_mutations(void **state)
     (void)state;
 
     two_versions(&v1, &v2);
-    assert_int_equal(dir_delta_make(buf_data(&v1), buf_size(&v1), buf_data(&v2), buf_size(&v2),
-                                     &delta),
-                     0);
+    assert_int_equal(
+        dir_delta_make(buf_data(&v1), buf_size(&v1), buf_data(&v2), buf_size(&v2), &delta), 0);
     mutation_sweep(buf_data(&delta), buf_size(&delta), apply_verify, &a);
     buf_free(&delta);
     buf_free(&v1);
@@ -206,9 +199,8 @@ static void test_delta_inconsistent(void **state)
     (void)state;
 
     two_versions(&v1, &v2);
-    assert_int_equal(dir_delta_make(buf_data(&v1), buf_size(&v1), buf_data(&v2), buf_size(&v2),
-                                     &delta),
-                     0);
+    assert_int_equal(
+        dir_delta_make(buf_data(&v1), buf_size(&v1), buf_data(&v2), buf_size(&v2), &delta), 0);
     n = buf_size(&delta);
     assert_non_null(m = malloc(n));
     /* Removed: serials 2 and 4 (4 re-signed). */
@@ -255,15 +247,13 @@ static void test_delta_small_for_one_change(void **state)
     assert_int_equal(cert_sign(&certs[N], org_sk, &out), 0);
     buf_free(&out);
     sign_dir(2, certs, N + 1, NULL, 0, &v2);
-    assert_int_equal(dir_delta_make(buf_data(&v1), buf_size(&v1), buf_data(&v2), buf_size(&v2),
-                                     &delta),
-                     0);
+    assert_int_equal(
+        dir_delta_make(buf_data(&v1), buf_size(&v1), buf_data(&v2), buf_size(&v2), &delta), 0);
     if (buf_size(&delta) > 500)
         fail_msg("one device added: a %zu-byte delta (directory %zu bytes)", buf_size(&delta),
                  buf_size(&v2));
-    assert_int_equal(dir_delta_apply(buf_data(&v1), buf_size(&v1), buf_data(&delta),
-                                     buf_size(&delta), &out),
-                     0);
+    assert_int_equal(
+        dir_delta_apply(buf_data(&v1), buf_size(&v1), buf_data(&delta), buf_size(&delta), &out), 0);
     assert_memory_equal(buf_data(&out), buf_data(&v2), buf_size(&v2));
     buf_free(&out);
     buf_free(&delta);
