@@ -378,7 +378,13 @@ static int sy_dir_pieces(struct sync *s, uint64_t version)
 
     if ((r = mbox_dir_part_get(s->m, &pv, &ptotal, &phave)) != 0)
         return r;
-    if (pv != 0 && (version == 0 || version == pv)) {
+    /*
+     * A partial download is continued when it is the version wanted, or an
+     * older one still newer than the directory held: the relay keeps recent
+     * versions, and a delta brings the finished one up to date (sy_directory).
+     */
+    if (pv != 0 && (version == 0 || version == pv ||
+                    (pv < version && (s->m->dir == NULL || pv > dir_version(s->m->dir))))) {
         version = pv;
         total = ptotal;
         have = next = phave;
@@ -511,7 +517,13 @@ static int sy_directory(struct sync *s, uint64_t relay_version)
             s->st->dir_delta_refused = 1;
         }
     }
-    return sy_dir_pieces(s, target);
+    if ((r = sy_dir_pieces(s, target)) != 0)
+        return r;
+    /* A download finished of a version older than the relay's: a delta for the rest. */
+    if (relay_version != UINT64_MAX && s->m->dir != NULL &&
+        dir_version(s->m->dir) < relay_version && !s->st->dir_delta_refused)
+        return sy_directory(s, relay_version);
+    return 0;
 }
 
 static int sy_prekeys(struct sync *s)

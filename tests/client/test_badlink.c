@@ -624,20 +624,22 @@ static uint64_t run_stop(pid_t pid, int *status)
  */
 static void test_run_sigterm_mid_step(void **state)
 {
-    struct world w;
+    struct dworld d;
     struct linkemu_counters lc;
+    struct mbox_sync_opts o = {.quiet_ms = 500, .timeout_ms = 10000};
+    struct mbox_sync_stats st;
+    struct tdev added;
     uint64_t t0 = ms_now(), took, version;
     uint32_t total, have;
-    int status = 0;
+    int status = 0, r;
     pid_t pid;
     (void)state;
 
-    world_start(&w, &slow_link, 400);
-    enroll(&w.p, &w.post, w.le_port);
-    pid = run_start(&w.post);
+    dworld_start(&d, &slow_link, 400);
+    pid = run_start(&d.w.post);
     do {
         usleep(100000);
-        linkemu_counters(w.le, &lc);
+        linkemu_counters(d.w.le, &lc);
         if (ms_now() - t0 > 120000)
             fail_msg("the directory download did not start (%llu bytes down)",
                      (unsigned long long)lc.down_bytes);
@@ -648,13 +650,33 @@ static void test_run_sigterm_mid_step(void **state)
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
     /* The pieces it had are kept: the next start resumes the download. */
-    assert_int_equal(mbox_open(&w.post.m, w.post.home, pass), 0);
-    assert_int_equal(mbox_dir_part_get(w.post.m, &version, &total, &have), 0);
+    assert_int_equal(mbox_open(&d.w.post.m, d.w.post.home, pass), 0);
+    assert_int_equal(mbox_dir_part_get(d.w.post.m, &version, &total, &have), 0);
     assert_int_equal(version, 1);
     assert_true(have > 0 && have < total);
     fprintf(stderr, "stopped %llu ms after SIGTERM, %u of %u directory bytes kept\n",
             (unsigned long long)took, have, total);
-    world_stop(&w);
+    /*
+     * IT publish version 2 meanwhile. The next sync (over a good link, to be
+     * quick) finishes version 1 from where it stopped, kept by the relay, and
+     * takes a delta to 2: nothing is downloaded twice.
+     */
+    assert_int_equal(tdev_make(&d.w.p, &added, 100 + d.ndev, (uint64_t)time(NULL) - 60,
+                               (uint64_t)time(NULL) + 86400),
+                     0);
+    d.devs[d.ndev++] = &added;
+    dworld_write(&d, NULL, 0);
+    dworld_publish(&d);
+    enroll(&d.w.p, &d.w.post, d.w.relay.port);
+    r = mbox_sync(d.w.post.m, &o, &st);
+    if (r != 0)
+        fail_msg("the sync after the stop failed: %s", verr_str(r));
+    assert_int_equal(st.dir_version, 2);
+    assert_true(st.dir_delta);
+    if (st.dir_piece_bytes != total - have)
+        fail_msg("%zu directory bytes fetched in pieces; the %u left of version 1 expected",
+                 st.dir_piece_bytes, total - have);
+    dworld_stop(&d);
 }
 
 /*
