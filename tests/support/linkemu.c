@@ -193,7 +193,8 @@ static int le_write(struct linkemu *le, struct le_conn *c, int d, uint64_t now)
 
     while (q->head != NULL && q->head->due_ms <= now) {
         struct le_chunk *k = q->head;
-        ssize_t n = write(to, k->data + k->off, k->len - k->off);
+        /* A peer gone (a killed `valise run`) is an error here, not SIGPIPE. */
+        ssize_t n = send(to, k->data + k->off, k->len - k->off, MSG_NOSIGNAL);
 
         if (n < 0)
             return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
