@@ -2405,6 +2405,18 @@ int relay_create(struct relay **out, const struct relay_config *cfg, char *err, 
         snprintf(err, errsz, "--directory %s: %s", cfg->directory, verr_str(r));
         goto out;
     }
+    /* The served directory is in the history (PROTOCOL.md part 2 "Directory transfer"). */
+    if ((r = store_begin(rl->st)) == 0) {
+        if ((r = store_dir_hist_keep(rl->st, rl->dir)) == 0)
+            r = store_commit(rl->st);
+        else
+            store_abort(rl->st);
+    }
+    if (r != 0) {
+        snprintf(err, errsz, "--data %s: keeping the directory history: %s", cfg->data_dir,
+                 verr_str(r));
+        goto out;
+    }
     if (store_restore_pending(rl->st) && (r = record_restore(rl)) != 0) {
         snprintf(err, errsz, "--data %s: recording the restore failed: %s", cfg->data_dir,
                  verr_str(r));

@@ -1269,6 +1269,23 @@ static int dir_hist_put(struct store *s, const struct directory *dir)
     return rc == 0 ? 0 : mdb_to_verr(rc);
 }
 
+int store_dir_hist_keep(struct store *s, const struct directory *dir)
+{
+    uint8_t kb[8];
+    MDB_val k, d;
+    int rc;
+
+    if (s->txn == NULL)
+        return VERR_INTERNAL;
+    be64(kb, dir_version(dir));
+    k = val(kb, sizeof(kb));
+    if ((rc = mdb_get(s->txn, s->dirhist, &k, &d)) == 0)
+        return 0;
+    if (rc != MDB_NOTFOUND)
+        return mdb_to_verr(rc);
+    return dir_hist_put(s, dir);
+}
+
 int store_dir_hist_read(struct store *s, uint64_t version, size_t offset, size_t max,
                         struct buf *out, size_t *total)
 {

@@ -123,6 +123,11 @@ int store_dir_get(struct store *s, struct buf *out) VL_MUST_CHECK;
  */
 int store_dir_put(struct store *s, const struct directory *dir) VL_MUST_CHECK;
 /*
+ * In the open transaction: adds dir to the history unless its version is
+ * there already (a data directory from before the history existed).
+ */
+int store_dir_hist_keep(struct store *s, const struct directory *dir) VL_MUST_CHECK;
+/*
  * Appends to out at most max bytes at offset of the kept directory version
  * (its own read transaction); *total = its length. VERR_UNKNOWN: not kept,
  * or offset at or past its end.

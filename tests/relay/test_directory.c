@@ -339,6 +339,15 @@ static void test_directory_transfer(void **state)
     ask(f, &ca, &m);
     assert_int_equal(m.type, WIRE_DIRECTORY_PIECE);
     assert_int_equal(m.u.dir_piece.version, 12);
+    wsc_close(&ca);
+    /* The history is in LMDB: a restarted relay still has deltas from 12. */
+    assert_int_equal(trelay_signal(&f->relay, SIGTERM), 0);
+    assert_int_equal(trelay_start(&f->relay, &f->pki, NULL), 0);
+    assert_int_equal(tc_auth(&ca, f->relay.port, &f->a, &reason), 0);
+    buf_reset(&f->msg);
+    assert_int_equal(wire_put_dir_delta_get(&f->msg, 12), 0);
+    ask(f, &ca, &m);
+    assert_int_equal(m.type, WIRE_DIRECTORY_DELTA);
     buf_free(&v10);
     buf_free(&v11);
     wsc_close(&ca);
