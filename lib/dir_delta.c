@@ -14,6 +14,7 @@ enum {
 };
 _Static_assert(DIR_DELTA_HASH_LEN == crypto_generichash_BYTES, "BLAKE2b-256 of the base");
 _Static_assert(DIR_DELTA_HEADER_LEN == 45, "magic, format, org id, version, issued, expires");
+_Static_assert(DIR_DELTA_FIXED == 162, "a delta with no change (PROTOCOL.md part 1)");
 _Static_assert(DIR_DELTA_MAX <= 16 << 20, "a delta fits one DIRECTORY_DELTA (WIRE_DIR_MAX)");
 
 /*
