@@ -163,6 +163,9 @@ struct mbox_sync_stats {
     /* accepted before, lost by a relay restored from a backup: sent again (part 2) */
     size_t resubmitted;
     uint64_t dir_version;
+    int dir_delta;          /* the directory was updated by a delta */
+    int dir_delta_refused;  /* a delta did not rebuild a verified directory: fetched whole */
+    size_t dir_piece_bytes; /* directory bytes received in pieces (resumable download) */
     uint16_t relay_reason; /* reason of a relay ERROR that ended the sync */
     int store_rolled_back; /* VERR_ROLLBACK: the relay has seen this device further than its store */
     /* VERR_DENIED before any AUTH: the relay did not prove it is the enrolled relay id */

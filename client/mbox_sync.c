@@ -9,6 +9,7 @@
 
 #include "address.h"
 #include "mailbox.h"
+#include "mbox_dir.h"
 #include "mbox_prekeys.h"
 #include "mbox_rec.h"
 #include "transport.h"
@@ -29,6 +30,7 @@ struct sync {
     uint64_t now;
     int queue_empty;     /* QUEUE_EMPTY seen, no DELIVER since (PROTOCOL.md part 2) */
     size_t submit_bytes; /* the current SUBMIT piece (grows while the link keeps up) */
+    size_t piece_bytes;  /* the current directory piece (the same rule) */
     uint64_t *fresh;     /* inbox seqs of this DELIVER's new messages, told once committed */
     size_t nfresh;
 };
@@ -86,8 +88,18 @@ static int sy_on_nd(struct sync *s, const struct wire_msg *wm);
  * what the relay pushes meanwhile (DELIVER, NON_DELIVERY, PREKEY_LOW).
  * ERROR ends the wait with the reason in s->last_reason.
  */
+static int sy_wait_any(struct sync *s, uint8_t want, uint8_t also, struct buf *raw,
+                       struct wire_msg *wm, unsigned timeout_ms);
+
 static int sy_wait(struct sync *s, uint8_t want, struct buf *raw, struct wire_msg *wm,
                    unsigned timeout_ms)
+{
+    return sy_wait_any(s, want, want, raw, wm, timeout_ms);
+}
+
+/* The same, ending on either of two types (want 0: on anything handled). */
+static int sy_wait_any(struct sync *s, uint8_t want, uint8_t also, struct buf *raw,
+                       struct wire_msg *wm, unsigned timeout_ms)
 {
     int r;
 
@@ -98,7 +110,7 @@ static int sy_wait(struct sync *s, uint8_t want, struct buf *raw, struct wire_ms
             buf_free(raw);
             return VERR_PROTOCOL;
         }
-        if (want != 0 && wm->type == want)
+        if (want != 0 && (wm->type == want || wm->type == also))
             return 0;
         switch (wm->type) {
         case WIRE_ERROR:
@@ -337,10 +349,134 @@ out:
     return r;
 }
 
+/* A directory piece answered after ms: the next piece grows or shrinks (MB_PIECE_*). */
+static void sy_piece_pace(struct sync *s, uint64_t ms)
+{
+    if (ms <= MB_SUBMIT_TIMELY_MS && s->piece_bytes < WIRE_DIR_PIECE_MAX)
+        s->piece_bytes *= 2;
+    else if (ms > 2 * MB_SUBMIT_TIMELY_MS && s->piece_bytes > MB_PIECE_MIN)
+        s->piece_bytes /= 2;
+}
+
+/*
+ * The whole directory of version (0: the one the relay serves) in pieces
+ * (PROTOCOL.md part 2 "Directory transfer"), continuing a partial download
+ * of the same version kept in the store. Each piece is stored durably before
+ * the next is counted, so a cut loses at most the pieces in flight. A relay
+ * that no longer keeps the version answers DIRECTORY_CURRENT: start that one.
+ */
+static int sy_dir_pieces(struct sync *s, uint64_t version)
+{
+    struct {
+        uint32_t off, len;
+        uint64_t sent_ms;
+    } fl[MB_PIECE_FLIGHT];
+    size_t nfl = 0, skip = 0, restarts = 0;
+    uint64_t pv, last_ms = 0;
+    uint32_t total = 0, have = 0, next = 0, ptotal, phave;
+    int r;
+
+    if ((r = mbox_dir_part_get(s->m, &pv, &ptotal, &phave)) != 0)
+        return r;
+    /*
+     * A partial download is continued when it is the version wanted, or an
+     * older one still newer than the directory held: the relay keeps recent
+     * versions, and a delta brings the finished one up to date (sy_directory).
+     */
+    if (pv != 0 && (version == 0 || version == pv ||
+                    (pv < version && (s->m->dir == NULL || pv > dir_version(s->m->dir))))) {
+        version = pv;
+        total = ptotal;
+        have = next = phave;
+    } else if (pv != 0 && (r = mbox_dir_part_drop(s->m)) != 0) {
+        return r;
+    }
+    for (;;) {
+        struct buf raw, msg;
+        struct wire_msg wm;
+
+        if (total != 0 && have == total)
+            break;
+        /* Pipelined once the length is known; the first request goes alone. */
+        while (nfl < MB_PIECE_FLIGHT && (total == 0 ? nfl == 0 : next < total)) {
+            uint32_t want = (uint32_t)s->piece_bytes;
+
+            if (total != 0 && want > total - next)
+                want = total - next;
+            if ((r = buf_init(&msg, 64, 0)) != 0)
+                return r;
+            if ((r = wire_put_dir_piece_get(&msg, version, next, want)) == 0)
+                r = sy_send(s, &msg);
+            buf_free(&msg);
+            if (r != 0)
+                return r;
+            fl[nfl].off = next;
+            fl[nfl].len = want;
+            fl[nfl].sent_ms = sy_ms();
+            nfl++;
+            next += want;
+        }
+        r = sy_wait_any(s, WIRE_DIRECTORY_PIECE, WIRE_DIRECTORY_CURRENT, &raw, &wm,
+                        s->o->timeout_ms);
+        if (r != 0)
+            return r == VERR_DENIED ? sy_reason_err(s->last_reason) : r;
+        if (skip > 0) {
+            /* Answers to requests made before a restart. */
+            skip--;
+            buf_free(&raw);
+            continue;
+        }
+        if (wm.type == WIRE_DIRECTORY_CURRENT) {
+            /* The version asked for is no longer kept: start the one served now. */
+            version = wm.u.dir_piece.version;
+            buf_free(&raw);
+            if (++restarts > MB_PIECE_RESTARTS)
+                return VERR_PROTOCOL;
+            if ((r = mbox_dir_part_drop(s->m)) != 0)
+                return r;
+            skip = nfl - 1;
+            nfl = 0;
+            total = have = next = 0;
+            continue;
+        }
+        /* Exactly the piece asked for first: its version, offset and length. */
+        if ((version != 0 && wm.u.dir_piece.version != version) ||
+            (total != 0 && wm.u.dir_piece.total != total) || wm.u.dir_piece.offset != fl[0].off ||
+            wm.u.dir_piece.len != (fl[0].len < wm.u.dir_piece.total - fl[0].off
+                                       ? fl[0].len
+                                       : wm.u.dir_piece.total - fl[0].off)) {
+            buf_free(&raw);
+            return VERR_PROTOCOL;
+        }
+        version = wm.u.dir_piece.version;
+        total = wm.u.dir_piece.total;
+        if (next > total)
+            next = total; /* the first request may have asked for more than there is */
+        r = mbox_dir_part_add(s->m, version, total, fl[0].off, wm.u.dir_piece.bytes,
+                              wm.u.dir_piece.len);
+        have = fl[0].off + (uint32_t)wm.u.dir_piece.len;
+        s->st->dir_piece_bytes += wm.u.dir_piece.len;
+        buf_free(&raw);
+        if (r != 0)
+            return r;
+        {
+            /* Time this piece took alone: from its request or the previous answer. */
+            uint64_t now = sy_ms(), from = fl[0].sent_ms > last_ms ? fl[0].sent_ms : last_ms;
+
+            sy_piece_pace(s, now - from);
+            last_ms = now;
+        }
+        memmove(&fl[0], &fl[1], (nfl - 1) * sizeof(fl[0]));
+        nfl--;
+    }
+    return mbox_dir_part_finish(s->m);
+}
+
 static int sy_directory(struct sync *s, uint64_t relay_version)
 {
     struct buf raw, msg;
     struct wire_msg wm;
+    uint64_t target = relay_version == UINT64_MAX ? 0 : relay_version;
     int r;
 
     /*
@@ -350,18 +486,44 @@ static int sy_directory(struct sync *s, uint64_t relay_version)
      */
     if (s->m->dir != NULL && relay_version == dir_version(s->m->dir))
         return 0;
-    if ((r = buf_init(&msg, 16, 0)) != 0)
+    if (s->m->dir != NULL && relay_version > dir_version(s->m->dir)) {
+        /* A delta from the version held; the relay says when it has none. */
+        if ((r = buf_init(&msg, 16, 0)) != 0)
+            return r;
+        if ((r = wire_put_dir_delta_get(&msg, dir_version(s->m->dir))) == 0)
+            r = sy_send(s, &msg);
+        buf_free(&msg);
+        if (r != 0)
+            return r;
+        r = sy_wait_any(s, WIRE_DIRECTORY_DELTA, WIRE_DIRECTORY_CURRENT, &raw, &wm,
+                        s->o->timeout_ms);
+        if (r != 0)
+            return r == VERR_DENIED ? sy_reason_err(s->last_reason) : r;
+        if (wm.type == WIRE_DIRECTORY_CURRENT) {
+            target = wm.u.dir_piece.version;
+            buf_free(&raw);
+            if (target == dir_version(s->m->dir))
+                return 0;
+        } else {
+            r = mbox_dir_install_delta(s->m, wm.u.directory.bytes, wm.u.directory.len);
+            buf_free(&raw);
+            if (r == 0) {
+                s->st->dir_delta = 1;
+                return 0;
+            }
+            if (r == VERR_ROLLBACK || verr_is_system(r))
+                return r;
+            /* A delta that does not rebuild a verified directory: fetch it whole. */
+            s->st->dir_delta_refused = 1;
+        }
+    }
+    if ((r = sy_dir_pieces(s, target)) != 0)
         return r;
-    if ((r = wire_put_directory(&msg, WIRE_DIRECTORY_GET, NULL, 0)) == 0)
-        r = sy_send(s, &msg);
-    buf_free(&msg);
-    if (r != 0)
-        return r;
-    if ((r = sy_wait(s, WIRE_DIRECTORY, &raw, &wm, s->o->timeout_ms)) != 0)
-        return r == VERR_DENIED ? sy_reason_err(s->last_reason) : r;
-    r = mbox_install_directory(s->m, wm.u.directory.bytes, wm.u.directory.len);
-    buf_free(&raw);
-    return r;
+    /* A download finished of a version older than the relay's: a delta for the rest. */
+    if (relay_version != UINT64_MAX && s->m->dir != NULL &&
+        dir_version(s->m->dir) < relay_version && !s->st->dir_delta_refused)
+        return sy_directory(s, relay_version);
+    return 0;
 }
 
 static int sy_prekeys(struct sync *s, int first)
@@ -1496,6 +1658,7 @@ int mbox_sync(struct mbox *m, const struct mbox_sync_opts *o, struct mbox_sync_s
     s.st = st;
     s.now = mb_now();
     s.submit_bytes = MB_SUBMIT_START;
+    s.piece_bytes = MB_PIECE_START;
     if ((r = ctp_connect_stop(&s.c, m->relay, m->ca[0] != 0 ? m->ca : NULL, o->timeout_ms,
                               o->stop)) != 0)
         return r;

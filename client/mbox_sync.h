@@ -11,7 +11,12 @@
  *    mark-sent (a relay restored from a backup) puts every ACCEPTED envelope
  *    with a higher id back to SENDING, to go again (stats.resubmitted).
  *  - The directory is fetched when the relay's version differs from ours and
- *    installed only if it verifies and is not older (mbox_install_directory).
+ *    installed only if it verifies and is not older (mbox_install_directory):
+ *    as a delta from the version held (DIRECTORY_DELTA_GET), else whole in
+ *    pieces kept durably across cuts (mbox_dir.h), MB_PIECE_FLIGHT requests
+ *    in flight, each MB_PIECE_START bytes at first, doubling after an answer
+ *    that took at most MB_SUBMIT_TIMELY_MS, halving after one over twice that,
+ *    within MB_PIECE_MIN..WIRE_DIR_PIECE_MAX.
  *  - Prekeys are uploaded on the first sync and on PREKEY_LOW.
  *  - The outbox is fanned out, encrypted (envelope and advanced session in
  *    one transaction) and submitted in pieces of at most MB_SUBMIT_BATCH
@@ -46,6 +51,10 @@ enum {
     MB_DEFER_BYTES = 64 << 20,
     MB_TRIED_MAX = 256,
     MB_REFRESH_SECS = 300, /* `run`: directory asked for again after this long */
+    MB_PIECE_START = 4096, /* directory pieces (PROTOCOL.md part 2 "Directory transfer") */
+    MB_PIECE_MIN = 2048,
+    MB_PIECE_FLIGHT = 2,
+    MB_PIECE_RESTARTS = 3, /* the relay moved on this many times in one sync: give up */
 };
 
 #endif

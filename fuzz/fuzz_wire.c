@@ -79,6 +79,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             memcmp(buf_data(&out), data, size) != 0)
             abort();
         break;
+    case WIRE_DIRECTORY_DELTA_GET:
+    case WIRE_DIRECTORY_CURRENT:
+    case WIRE_DIRECTORY_PIECE_GET:
+    case WIRE_DIRECTORY_PIECE: {
+        /* directory transfer (PROTOCOL.md part 2): re-encodes to the same bytes */
+        int r = m.type == WIRE_DIRECTORY_DELTA_GET
+                    ? wire_put_dir_delta_get(&out, m.u.dir_piece.version)
+                : m.type == WIRE_DIRECTORY_CURRENT
+                    ? wire_put_dir_current(&out, m.u.dir_piece.version, m.u.dir_piece.total)
+                : m.type == WIRE_DIRECTORY_PIECE_GET
+                    ? wire_put_dir_piece_get(&out, m.u.dir_piece.version, m.u.dir_piece.offset,
+                                             (uint32_t)m.u.dir_piece.len)
+                    : wire_put_dir_piece(&out, m.u.dir_piece.version, m.u.dir_piece.total,
+                                         m.u.dir_piece.offset, m.u.dir_piece.bytes,
+                                         m.u.dir_piece.len);
+        if (r != 0 || buf_size(&out) != size || memcmp(buf_data(&out), data, size) != 0)
+            abort();
+        break;
+    }
     default:
         break;
     }

@@ -87,4 +87,36 @@ int dir_is_revoked(const struct directory *d, uint64_t serial,
 int dir_check_cert(const struct directory *d, const struct cert *c, const struct orgpub *org,
                    uint64_t now) VL_MUST_CHECK;
 
+/*
+ * Directory deltas (PROTOCOL.md part 1 "Directory delta"; lib/dir_delta.c).
+ * A delta turns one signed directory (the base, whose hash it names) into
+ * another: the new header, the certificates and revocations removed (by
+ * serial) and added (whole), and the root's signature of the new directory.
+ * The directory encoding is canonical (sorted by strictly increasing serial,
+ * each certificate as it was signed), so the device rebuilds exactly the bytes
+ * the root signed and verifies them with dir_parse_verify: a delta carries no
+ * trust of its own.
+ *
+ *  - dir_delta_make: structural only (no signature checked: the relay's own
+ *    stored copies, and the device verifies the result). out is initialised
+ *    here (at most DIR_DELTA_MAX bytes).
+ *  - dir_delta_apply: base is the device's verified directory. Strict: magic,
+ *    format 1, the base hash equal to BLAKE2b-256 of base (else
+ *    VERR_UNKNOWN: a delta from another directory), removed serials present
+ *    in the base and strictly increasing, added serials strictly increasing
+ *    and not left in the base, no trailing bytes. out (initialised here) gets
+ *    the rebuilt directory, which the caller must dir_parse_verify before use.
+ */
+enum {
+    DIR_DELTA_HASH_LEN = 32,
+    DIR_DELTA_HEADER_LEN = DIR_HEADER_LEN - 4, /* the new directory's header without its count */
+    DIR_DELTA_FIXED = 4 + 1 + DIR_DELTA_HASH_LEN + DIR_DELTA_HEADER_LEN + 4 * 4 + SIG_LEN,
+    DIR_DELTA_MAX = DIR_DELTA_FIXED + DIR_MAX_CERTS * (8 + CERT_MAX_LEN) +
+                    DIR_MAX_REVOKED * (8 + DIR_REVOCATION_LEN),
+};
+int dir_delta_make(const uint8_t *base, size_t base_len, const uint8_t *cur, size_t cur_len,
+                   struct buf *out) VL_MUST_CHECK;
+int dir_delta_apply(const uint8_t *base, size_t base_len, const uint8_t *delta, size_t delta_len,
+                    struct buf *out) VL_MUST_CHECK;
+
 #endif

@@ -286,6 +286,7 @@ static int get_body(struct buf *b, struct wire_msg *m)
         return 0;
     case WIRE_DIRECTORY:
     case WIRE_DIRECTORY_PUT:
+    case WIRE_DIRECTORY_DELTA:
         if ((r = buf_get_view32(b, WIRE_DIR_MAX, &v)) != 0)
             return r;
         if (buf_size(&v) == 0)
@@ -295,6 +296,40 @@ static int get_body(struct buf *b, struct wire_msg *m)
         return 0;
     case WIRE_DIRECTORY_OK:
         return buf_get_u64(b, &m->u.dir_version);
+    case WIRE_DIRECTORY_DELTA_GET:
+        return buf_get_u64(b, &m->u.dir_piece.version);
+    case WIRE_DIRECTORY_CURRENT:
+        if ((r = buf_get_u64(b, &m->u.dir_piece.version)) != 0 ||
+            (r = buf_get_u32(b, &m->u.dir_piece.total)) != 0)
+            return r;
+        if (m->u.dir_piece.total == 0 || m->u.dir_piece.total > WIRE_DIR_MAX)
+            return VERR_BAD_FORMAT;
+        return 0;
+    case WIRE_DIRECTORY_PIECE_GET: {
+        uint32_t max;
+
+        if ((r = buf_get_u64(b, &m->u.dir_piece.version)) != 0 ||
+            (r = buf_get_u32(b, &m->u.dir_piece.offset)) != 0 || (r = buf_get_u32(b, &max)) != 0)
+            return r;
+        if (m->u.dir_piece.offset >= WIRE_DIR_MAX || max == 0 || max > WIRE_DIR_PIECE_MAX)
+            return VERR_BAD_FORMAT;
+        m->u.dir_piece.len = max;
+        return 0;
+    }
+    case WIRE_DIRECTORY_PIECE:
+        if ((r = buf_get_u64(b, &m->u.dir_piece.version)) != 0 ||
+            (r = buf_get_u32(b, &m->u.dir_piece.total)) != 0 ||
+            (r = buf_get_u32(b, &m->u.dir_piece.offset)) != 0 ||
+            (r = buf_get_view32(b, WIRE_DIR_PIECE_MAX, &v)) != 0)
+            return r;
+        /* A piece lies inside its directory: offset + n <= total (no overflow: both < 2^25). */
+        if (m->u.dir_piece.version == 0 || m->u.dir_piece.total == 0 ||
+            m->u.dir_piece.total > WIRE_DIR_MAX || buf_size(&v) == 0 ||
+            (size_t)m->u.dir_piece.offset + buf_size(&v) > m->u.dir_piece.total)
+            return VERR_BAD_FORMAT;
+        m->u.dir_piece.bytes = buf_data(&v);
+        m->u.dir_piece.len = buf_size(&v);
+        return 0;
     case WIRE_PREKEY_UPLOAD:
         if ((r = get_spk(b, &m->u.prekey_upload.spk)) != 0 || (r = buf_get_u16(b, &n16)) != 0)
             return r;
@@ -517,7 +552,8 @@ int wire_put_directory(struct buf *out, uint8_t type, const uint8_t *p, size_t l
         r = put_header(out, type);
         WIRE_ENCODE_END(out, save, r);
     }
-    if ((type != WIRE_DIRECTORY && type != WIRE_DIRECTORY_PUT) || len == 0)
+    if ((type != WIRE_DIRECTORY && type != WIRE_DIRECTORY_PUT && type != WIRE_DIRECTORY_DELTA) ||
+        len == 0)
         return VERR_USAGE;
     if (len > WIRE_DIR_MAX)
         return VERR_TOO_LARGE;
@@ -533,6 +569,56 @@ int wire_put_directory_ok(struct buf *out, uint64_t version)
 
     if ((r = put_header(out, WIRE_DIRECTORY_OK)) == 0)
         r = buf_put_u64(out, version);
+    WIRE_ENCODE_END(out, save, r);
+}
+
+int wire_put_dir_delta_get(struct buf *out, uint64_t base_version)
+{
+    size_t save = buf_size(out);
+    int r;
+
+    if ((r = put_header(out, WIRE_DIRECTORY_DELTA_GET)) == 0)
+        r = buf_put_u64(out, base_version);
+    WIRE_ENCODE_END(out, save, r);
+}
+
+int wire_put_dir_current(struct buf *out, uint64_t version, size_t len)
+{
+    size_t save = buf_size(out);
+    int r;
+
+    if (len == 0 || len > WIRE_DIR_MAX)
+        return VERR_USAGE;
+    if ((r = put_header(out, WIRE_DIRECTORY_CURRENT)) == 0 && (r = buf_put_u64(out, version)) == 0)
+        r = buf_put_u32(out, (uint32_t)len);
+    WIRE_ENCODE_END(out, save, r);
+}
+
+int wire_put_dir_piece_get(struct buf *out, uint64_t version, uint32_t offset, uint32_t max)
+{
+    size_t save = buf_size(out);
+    int r;
+
+    if (offset >= WIRE_DIR_MAX || max == 0 || max > WIRE_DIR_PIECE_MAX)
+        return VERR_USAGE;
+    if ((r = put_header(out, WIRE_DIRECTORY_PIECE_GET)) == 0 &&
+        (r = buf_put_u64(out, version)) == 0 && (r = buf_put_u32(out, offset)) == 0)
+        r = buf_put_u32(out, max);
+    WIRE_ENCODE_END(out, save, r);
+}
+
+int wire_put_dir_piece(struct buf *out, uint64_t version, size_t total, uint32_t offset,
+                       const uint8_t *p, size_t n)
+{
+    size_t save = buf_size(out);
+    int r;
+
+    if (version == 0 || total == 0 || total > WIRE_DIR_MAX || n == 0 ||
+        n > WIRE_DIR_PIECE_MAX || (size_t)offset + n > total)
+        return VERR_USAGE;
+    if ((r = put_header(out, WIRE_DIRECTORY_PIECE)) == 0 && (r = buf_put_u64(out, version)) == 0 &&
+        (r = buf_put_u32(out, (uint32_t)total)) == 0 && (r = buf_put_u32(out, offset)) == 0)
+        r = buf_put_bytes32(out, p, n);
     WIRE_ENCODE_END(out, save, r);
 }
 
@@ -908,6 +994,11 @@ const char *wire_type_name(uint8_t type)
     case WIRE_DIRECTORY: return "directory";
     case WIRE_DIRECTORY_PUT: return "directory_put";
     case WIRE_DIRECTORY_OK: return "directory_ok";
+    case WIRE_DIRECTORY_DELTA_GET: return "directory_delta_get";
+    case WIRE_DIRECTORY_DELTA: return "directory_delta";
+    case WIRE_DIRECTORY_CURRENT: return "directory_current";
+    case WIRE_DIRECTORY_PIECE_GET: return "directory_piece_get";
+    case WIRE_DIRECTORY_PIECE: return "directory_piece";
     case WIRE_PREKEY_UPLOAD: return "prekey_upload";
     case WIRE_PREKEY_OK: return "prekey_ok";
     case WIRE_BUNDLE_GET: return "bundle_get";

@@ -45,6 +45,7 @@ enum {
     WIRE_MAX_BATCH = 4096,             /* items in one SUBMIT, DELIVER, ACK... */
     WIRE_CT_MAX = 1 << 20,             /* ciphertext bytes in one envelope */
     WIRE_DIR_MAX = 16 << 20,           /* directory bytes */
+    WIRE_DIR_PIECE_MAX = 64 * 1024,    /* bytes of one DIRECTORY_PIECE */
     WIRE_MAX_OTK = 1000,               /* one-time prekeys in one upload */
     WIRE_PK_LEN = 32,
     /* Fixed part of an envelope in SUBMIT and DELIVER. */
@@ -67,6 +68,12 @@ enum wire_type {
     WIRE_DIRECTORY = 0x11,        /* R */
     WIRE_DIRECTORY_PUT = 0x12,    /* C */
     WIRE_DIRECTORY_OK = 0x13,     /* R */
+    /* A directory that reaches a post on any link (PROTOCOL.md part 2 "Directory transfer"). */
+    WIRE_DIRECTORY_DELTA_GET = 0x14, /* C: the version held */
+    WIRE_DIRECTORY_DELTA = 0x15,     /* R: a delta from it to the served directory */
+    WIRE_DIRECTORY_CURRENT = 0x16,   /* R: no delta (or no such piece): the version served */
+    WIRE_DIRECTORY_PIECE_GET = 0x17, /* C */
+    WIRE_DIRECTORY_PIECE = 0x18,     /* R */
     WIRE_PREKEY_UPLOAD = 0x20,    /* C */
     WIRE_PREKEY_OK = 0x21,        /* R */
     WIRE_BUNDLE_GET = 0x22,       /* C */
@@ -251,9 +258,20 @@ struct wire_msg {
             char text[WIRE_ERROR_TEXT_MAX + 1];
         } error;
         struct {
-            const uint8_t *bytes; /* DIRECTORY, DIRECTORY_PUT */
+            const uint8_t *bytes; /* DIRECTORY, DIRECTORY_PUT, DIRECTORY_DELTA */
             size_t len;
         } directory;
+        /*
+         * DIRECTORY_DELTA_GET (version), DIRECTORY_CURRENT (version, total),
+         * DIRECTORY_PIECE_GET (version, offset, len = most bytes wanted),
+         * DIRECTORY_PIECE (all; bytes = len bytes at offset of total).
+         */
+        struct {
+            uint64_t version;
+            uint32_t total, offset;
+            const uint8_t *bytes;
+            size_t len;
+        } dir_piece;
         uint64_t dir_version; /* DIRECTORY_OK */
         uint32_t count;       /* PREKEY_OK (stored), PREKEY_LOW (left) */
         struct {
@@ -322,9 +340,18 @@ int wire_put_auth_ok(struct buf *out, uint64_t dir_version, uint64_t time,
                      const uint8_t hi_acked[static WIRE_ID_LEN]) VL_MUST_CHECK;
 /* text: NULL or at most WIRE_ERROR_TEXT_MAX printable bytes (longer is cut). */
 int wire_put_error(struct buf *out, uint16_t reason, const char *text) VL_MUST_CHECK;
-/* type: WIRE_DIRECTORY_GET (p ignored), WIRE_DIRECTORY or WIRE_DIRECTORY_PUT. */
+/* type: WIRE_DIRECTORY_GET (p ignored), WIRE_DIRECTORY, WIRE_DIRECTORY_PUT or WIRE_DIRECTORY_DELTA. */
 int wire_put_directory(struct buf *out, uint8_t type, const uint8_t *p, size_t len) VL_MUST_CHECK;
 int wire_put_directory_ok(struct buf *out, uint64_t version) VL_MUST_CHECK;
+int wire_put_dir_delta_get(struct buf *out, uint64_t base_version) VL_MUST_CHECK;
+/* len: 1..WIRE_DIR_MAX, the served directory's length. */
+int wire_put_dir_current(struct buf *out, uint64_t version, size_t len) VL_MUST_CHECK;
+/* version 0: the one served now; max 1..WIRE_DIR_PIECE_MAX; offset < WIRE_DIR_MAX. */
+int wire_put_dir_piece_get(struct buf *out, uint64_t version, uint32_t offset,
+                           uint32_t max) VL_MUST_CHECK;
+/* n 1..WIRE_DIR_PIECE_MAX bytes p at offset of a directory of total bytes. */
+int wire_put_dir_piece(struct buf *out, uint64_t version, size_t total, uint32_t offset,
+                       const uint8_t *p, size_t n) VL_MUST_CHECK;
 /* otk: n items of WIRE_OTK_LEN bytes (u32 id || pk). */
 int wire_put_prekey_upload(struct buf *out, const struct wire_signed_prekey *spk,
                            const uint8_t *otk, size_t n) VL_MUST_CHECK;

@@ -52,6 +52,7 @@ enum {
     OUTQ_KEEP = 4096,            /* an idle connection keeps at most this much allocated */
     ATT_GETS_MAX = 16,           /* ATTACH_GETs served at once per connection (16 per message) */
     ATT_PUT_WEIGHT = 16,         /* an ATTACH_PUT counts as 16 items in a transaction's size */
+    DELTA_CACHE = 8,             /* directory deltas kept, one per base version asked for */
 };
 
 enum op_kind {
@@ -243,6 +244,13 @@ struct relay {
     uint64_t fill_epoch, epoch_done;
     struct session *auth_wait;
     struct buf scratch;        /* one outgoing message being built (event loop only) */
+    /* deltas made for devices (event loop only): from base to the served version `to` */
+    struct {
+        uint64_t base, to;
+        int none; /* no delta worth sending: answer DIRECTORY_CURRENT */
+        struct buf bytes;
+    } deltas[DELTA_CACHE];
+    size_t delta_next;
     /* metrics */
     struct counters total;
     uint64_t auth_ok, auth_fail, commits, commit_failures;
@@ -865,6 +873,108 @@ static void att_chunk_answered(struct session *s, const struct wire_attach *a)
     /* a chunk of an earlier connection, or answered twice: nothing in flight changes */
 }
 
+/* DIRECTORY_CURRENT: the served version and its length (PROTOCOL.md part 2 "Directory transfer"). */
+static void dir_answer_current(struct session *s)
+{
+    struct relay *rl = s->rl;
+    size_t len;
+
+    (void)dir_bytes(rl->dir, &len);
+    buf_reset(&rl->scratch);
+    if (wire_put_dir_current(&rl->scratch, dir_version(rl->dir), len) == 0)
+        (void)send_scratch(s);
+}
+
+/*
+ * DIRECTORY_DELTA_GET: a delta from the device's version to the served one
+ * when the history keeps that version and the delta is smaller than the
+ * directory; else DIRECTORY_CURRENT. Deltas are made once per base version
+ * (the device verifies what it rebuilds, so nothing here is trusted).
+ */
+static void dir_answer_delta(struct session *s, uint64_t base)
+{
+    struct relay *rl = s->rl;
+    uint64_t to = dir_version(rl->dir);
+    size_t len, total = 0, slot = DELTA_CACHE;
+    const uint8_t *cur = dir_bytes(rl->dir, &len);
+    struct buf old = {0}, delta = {0};
+
+    if (base == 0 || base >= to) {
+        dir_answer_current(s);
+        return;
+    }
+    for (size_t i = 0; i < DELTA_CACHE; i++)
+        if (rl->deltas[i].to == to && rl->deltas[i].base == base)
+            slot = i;
+    if (slot == DELTA_CACHE) {
+        slot = rl->delta_next;
+        rl->delta_next = (rl->delta_next + 1) % DELTA_CACHE;
+        buf_free(&rl->deltas[slot].bytes);
+        rl->deltas[slot].base = base;
+        rl->deltas[slot].to = to;
+        rl->deltas[slot].none = 1;
+        if (buf_init(&old, WIRE_DIR_MAX, 0) == 0 &&
+            store_dir_hist_read(rl->st, base, 0, WIRE_DIR_MAX, &old, &total) == 0 &&
+            dir_delta_make(buf_data(&old), buf_size(&old), cur, len, &delta) == 0) {
+            if (buf_size(&delta) < len) {
+                rl->deltas[slot].bytes = delta;
+                rl->deltas[slot].none = 0;
+                memset(&delta, 0, sizeof(delta)); /* owned by the cache now */
+            }
+            buf_free(&delta);
+        }
+        buf_free(&old);
+    }
+    if (rl->deltas[slot].none) {
+        dir_answer_current(s);
+        return;
+    }
+    buf_reset(&rl->scratch);
+    if (wire_put_directory(&rl->scratch, WIRE_DIRECTORY_DELTA, buf_data(&rl->deltas[slot].bytes),
+                           buf_size(&rl->deltas[slot].bytes)) == 0)
+        (void)send_scratch(s);
+}
+
+/*
+ * DIRECTORY_PIECE_GET: up to the bytes asked for at offset of the served
+ * version (0: the served one) or of one the history keeps, so a download
+ * begun before a new directory can be finished; else DIRECTORY_CURRENT.
+ */
+static void dir_answer_piece(struct session *s, const struct wire_msg *m)
+{
+    struct relay *rl = s->rl;
+    uint64_t v = m->u.dir_piece.version;
+    size_t len, total = 0, off = m->u.dir_piece.offset, n = m->u.dir_piece.len;
+    const uint8_t *cur = dir_bytes(rl->dir, &len);
+    struct buf piece = {0};
+
+    if (v == 0)
+        v = dir_version(rl->dir);
+    if (v == dir_version(rl->dir)) {
+        if (off >= len) {
+            dir_answer_current(s);
+            return;
+        }
+        if (n > len - off)
+            n = len - off;
+        buf_reset(&rl->scratch);
+        if (wire_put_dir_piece(&rl->scratch, v, len, (uint32_t)off, cur + off, n) == 0)
+            (void)send_scratch(s);
+        return;
+    }
+    if (buf_init(&piece, WIRE_DIR_PIECE_MAX, 0) != 0 ||
+        store_dir_hist_read(rl->st, v, off, n, &piece, &total) != 0) {
+        buf_free(&piece);
+        dir_answer_current(s);
+        return;
+    }
+    buf_reset(&rl->scratch);
+    if (wire_put_dir_piece(&rl->scratch, v, total, (uint32_t)off, buf_data(&piece),
+                           buf_size(&piece)) == 0)
+        (void)send_scratch(s);
+    buf_free(&piece);
+}
+
 static void handle_msg(struct session *s, const uint8_t *p, size_t len)
 {
     struct relay *rl = s->rl;
@@ -905,6 +1015,12 @@ static void handle_msg(struct session *s, const uint8_t *p, size_t len)
             (void)send_scratch(s);
         return;
     }
+    case WIRE_DIRECTORY_DELTA_GET:
+        dir_answer_delta(s, m.u.dir_piece.version);
+        return;
+    case WIRE_DIRECTORY_PIECE_GET:
+        dir_answer_piece(s, &m);
+        return;
     case WIRE_DIRECTORY_PUT:
         r = op_with_msg(rl, OP_DIR_PUT, s, p, len, NULL);
         break;
@@ -2617,6 +2733,18 @@ int relay_create(struct relay **out, const struct relay_config *cfg, char *err, 
         snprintf(err, errsz, "--directory %s: %s", cfg->directory, verr_str(r));
         goto out;
     }
+    /* The served directory is in the history (PROTOCOL.md part 2 "Directory transfer"). */
+    if ((r = store_begin(rl->st)) == 0) {
+        if ((r = store_dir_hist_keep(rl->st, rl->dir)) == 0)
+            r = store_commit(rl->st);
+        else
+            store_abort(rl->st);
+    }
+    if (r != 0) {
+        snprintf(err, errsz, "--data %s: keeping the directory history: %s", cfg->data_dir,
+                 verr_str(r));
+        goto out;
+    }
     if (store_restore_pending(rl->st) && (r = record_restore(rl)) != 0) {
         snprintf(err, errsz, "--data %s: recording the restore failed: %s", cfg->data_dir,
                  verr_str(r));
@@ -2820,6 +2948,8 @@ void relay_destroy(struct relay *rl)
     free(rl->devs);
     free(rl->buckets);
     buf_free(&rl->scratch);
+    for (size_t i = 0; i < DELTA_CACHE; i++)
+        buf_free(&rl->deltas[i].bytes);
     pthread_cond_destroy(&rl->cv_done);
     pthread_cond_destroy(&rl->cv_work);
     pthread_mutex_destroy(&rl->mu);

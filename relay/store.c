@@ -65,6 +65,7 @@ struct store {
     MDB_dbi devmark;        /* device id -> highest envelope id submitted || acknowledged */
     MDB_dbi certs;          /* serial -> every certificate any installed directory listed */
     MDB_dbi att, attc, attexp; /* attachments, their chunks, their expiry index */
+    MDB_dbi dirhist;        /* directory version -> its bytes: the newest STORE_DIR_HISTORY */
     uint64_t dedupe_window; /* seconds a delivered id is still recognised */
     /* committed values, and the open transaction's working copies */
     uint64_t seq, seq_txn;
@@ -318,7 +319,8 @@ int store_open(struct store **out, const char *dir, uint64_t map_size)
         (rc = mdb_dbi_open(txn, "certs", MDB_CREATE, &s->certs)) != 0 ||
         (rc = mdb_dbi_open(txn, "att", MDB_CREATE, &s->att)) != 0 ||
         (rc = mdb_dbi_open(txn, "attc", MDB_CREATE, &s->attc)) != 0 ||
-        (rc = mdb_dbi_open(txn, "attexp", MDB_CREATE, &s->attexp)) != 0) {
+        (rc = mdb_dbi_open(txn, "attexp", MDB_CREATE, &s->attexp)) != 0 ||
+        (rc = mdb_dbi_open(txn, "dirhist", MDB_CREATE, &s->dirhist)) != 0) {
         r = mdb_to_verr(rc);
         goto out;
     }
@@ -1263,6 +1265,89 @@ int store_dir_get(struct store *s, struct buf *out)
     return r;
 }
 
+/*
+ * The directory history (PROTOCOL.md part 2 "Directory transfer"): every
+ * installed directory by version, the newest STORE_DIR_HISTORY kept, so a
+ * device holding one of them gets a delta, and one fetching it in pieces can
+ * finish it after the relay moved on.
+ */
+static int dir_hist_put(struct store *s, const struct directory *dir)
+{
+    size_t len, n = 0;
+    const uint8_t *p = dir_bytes(dir, &len);
+    uint8_t kb[8];
+    MDB_val k, d;
+    MDB_cursor *c = NULL;
+    MDB_stat st;
+    int rc;
+
+    be64(kb, dir_version(dir));
+    k = val(kb, sizeof(kb));
+    d = val(p, len);
+    if ((rc = mdb_put(s->txn, s->dirhist, &k, &d, 0)) != 0)
+        return mdb_to_verr(rc);
+    if ((rc = mdb_stat(s->txn, s->dirhist, &st)) != 0)
+        return mdb_to_verr(rc);
+    if (st.ms_entries <= STORE_DIR_HISTORY)
+        return 0;
+    n = st.ms_entries - STORE_DIR_HISTORY;
+    if ((rc = mdb_cursor_open(s->txn, s->dirhist, &c)) != 0)
+        return mdb_to_verr(rc);
+    /* Keys are big-endian versions: the oldest come first. */
+    while (n-- > 0 && (rc = mdb_cursor_get(c, &k, &d, MDB_FIRST)) == 0)
+        if ((rc = mdb_cursor_del(c, 0)) != 0)
+            break;
+    mdb_cursor_close(c);
+    return rc == 0 ? 0 : mdb_to_verr(rc);
+}
+
+int store_dir_hist_keep(struct store *s, const struct directory *dir)
+{
+    uint8_t kb[8];
+    MDB_val k, d;
+    int rc;
+
+    if (s->txn == NULL)
+        return VERR_INTERNAL;
+    be64(kb, dir_version(dir));
+    k = val(kb, sizeof(kb));
+    if ((rc = mdb_get(s->txn, s->dirhist, &k, &d)) == 0)
+        return 0;
+    if (rc != MDB_NOTFOUND)
+        return mdb_to_verr(rc);
+    return dir_hist_put(s, dir);
+}
+
+int store_dir_hist_read(struct store *s, uint64_t version, size_t offset, size_t max,
+                        struct buf *out, size_t *total)
+{
+    MDB_txn *txn = NULL;
+    uint8_t kb[8];
+    MDB_val k, d;
+    int rc, r;
+
+    *total = 0;
+    be64(kb, version);
+    k = val(kb, sizeof(kb));
+    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0)
+        return mdb_to_verr(rc);
+    if ((rc = mdb_get(txn, s->dirhist, &k, &d)) != 0) {
+        r = mdb_to_verr(rc);
+        goto out;
+    }
+    if (offset >= d.mv_size) {
+        r = VERR_UNKNOWN;
+        goto out;
+    }
+    *total = d.mv_size;
+    if (max > d.mv_size - offset)
+        max = d.mv_size - offset;
+    r = buf_put_bytes(out, (const uint8_t *)d.mv_data + offset, max);
+out:
+    mdb_txn_abort(txn);
+    return r;
+}
+
 int store_dir_put(struct store *s, const struct directory *dir)
 {
     size_t len;
@@ -1275,6 +1360,8 @@ int store_dir_put(struct store *s, const struct directory *dir)
         return VERR_INTERNAL;
     if ((rc = mdb_put(s->txn, s->meta, &k, &d, 0)) != 0)
         return mdb_to_verr(rc);
+    if ((r = dir_hist_put(s, dir)) != 0)
+        return r;
     /* Certificates are kept after later directories drop them, so the officer can
      * still name the post of a revoked device's records (PROTOCOL.md part 6). */
     for (size_t i = 0; i < dir_cert_count(dir); i++) {

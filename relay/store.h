@@ -40,6 +40,7 @@
 struct store;
 
 enum { STORE_DEDUPE_WINDOW = 3600 }; /* a sender resubmits only what it saw no SUBMIT_ACK for */
+enum { STORE_DIR_HISTORY = 16 };     /* directory versions kept for deltas and pieces */
 
 struct store_limits {
     uint64_t queue_max_count; /* envelopes queued per recipient device */
@@ -116,8 +117,23 @@ int store_fill_nd(struct store *s, const uint8_t sender[static DEVICE_ID_LEN],
 
 /* Directory: the stored bytes (VERR_UNKNOWN if none), and replacing them in the txn. */
 int store_dir_get(struct store *s, struct buf *out) VL_MUST_CHECK;
-/* Also adds the directory's certificates to the archive of every certificate seen. */
+/*
+ * Also adds the directory's certificates to the archive of every certificate
+ * seen, and the directory to the history (the newest STORE_DIR_HISTORY versions).
+ */
 int store_dir_put(struct store *s, const struct directory *dir) VL_MUST_CHECK;
+/*
+ * In the open transaction: adds dir to the history unless its version is
+ * there already (a data directory from before the history existed).
+ */
+int store_dir_hist_keep(struct store *s, const struct directory *dir) VL_MUST_CHECK;
+/*
+ * Appends to out at most max bytes at offset of the kept directory version
+ * (its own read transaction); *total = its length. VERR_UNKNOWN: not kept,
+ * or offset at or past its end.
+ */
+int store_dir_hist_read(struct store *s, uint64_t version, size_t offset, size_t max,
+                        struct buf *out, size_t *total) VL_MUST_CHECK;
 
 /*
  * Replaces the device's signed prekey and adds one-time prekeys (items of

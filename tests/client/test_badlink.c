@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,6 +33,7 @@
 #include "identity.h"
 #include "linkemu.h"
 #include "mailbox.h"
+#include "mbox_dir.h"
 #include "relaytest.h"
 #include "text.h"
 
@@ -349,7 +351,389 @@ static void test_sent_while_down(void **state)
     world_stop(&w);
 }
 
-int main(void)
+/* ---- the directory at a post (issue 13 items 1 and 4) ---- */
+
+/*
+ * An organisation of ndev devices (HQ, the post, and ndev - 2 others), the
+ * relay serving its directory, the post enrolled through a link of cfg.
+ */
+struct dworld {
+    struct world w;
+    struct tdev *extra;
+    const struct tdev **devs;
+    size_t ndev;
+    uint64_t version;
+};
+
+static void dworld_write(struct dworld *d, const struct tdev *const *revoked, size_t nrev)
+{
+    d->version++;
+    assert_int_equal(tpki_write_dir(&d->w.p, d->version, d->devs, d->ndev, revoked, nrev), 0);
+}
+
+static void dworld_start(struct dworld *d, const struct linkemu_cfg *cfg, size_t ndev)
+{
+    struct linkemu_cfg c = *cfg;
+    uint64_t t = (uint64_t)time(NULL);
+
+    memset(d, 0, sizeof(*d));
+    assert_int_equal(tpki_init(&d->w.p), 0);
+    make_side(&d->w.p, &d->w.hq, "hq", "HQ", 1);
+    make_side(&d->w.p, &d->w.post, "jakarta", "JKT", 2);
+    assert_non_null(d->devs = calloc(ndev + 1, sizeof(*d->devs))); /* room for one more */
+    assert_non_null(d->extra = calloc(ndev, sizeof(*d->extra)));
+    d->devs[0] = &d->w.hq.dev;
+    d->devs[1] = &d->w.post.dev;
+    for (size_t i = 2; i < ndev; i++) {
+        assert_int_equal(tdev_make(&d->w.p, &d->extra[i], 100 + i, t - 3600, t + 86400), 0);
+        d->devs[i] = &d->extra[i];
+    }
+    d->ndev = ndev;
+    dworld_write(d, NULL, 0);
+    assert_int_equal(trelay_start(&d->w.relay, &d->w.p, NULL), 0);
+    c.upstream_port = d->w.relay.port;
+    assert_int_equal(linkemu_start(&d->w.le, &c, &d->w.le_port), 0);
+    enroll(&d->w.p, &d->w.post, d->w.le_port); /* the post only ever talks through the link */
+}
+
+static void dworld_stop(struct dworld *d)
+{
+    linkemu_stop(d->w.le);
+    mbox_close(d->w.post.m);
+    (void)trelay_signal(&d->w.relay, SIGTERM);
+    tpki_cleanup(&d->w.p);
+    free(d->devs);
+    free(d->extra);
+}
+
+/* Installs the directory file at the relay (SIGHUP) and waits for its log line. */
+static void dworld_publish(struct dworld *d)
+{
+    char line[64];
+    int n = snprintf(line, sizeof(line), "directory version %llu installed",
+                     (unsigned long long)d->version);
+
+    assert_int_equal(trelay_signal(&d->w.relay, SIGHUP), 0);
+    for (int i = 0; i < 200; i++) {
+        if (trelay_log_contains(&d->w.relay, (const uint8_t *)line, (size_t)n))
+            return;
+        usleep(50000);
+    }
+    fail_msg("the relay did not log \"%s\"", line);
+}
+
+/* One sync of the post; its bytes on the link (both ways) and its stats. */
+static uint64_t post_sync_bytes(struct dworld *d, struct mbox_sync_stats *st)
+{
+    struct mbox_sync_opts o = {.quiet_ms = 500, .timeout_ms = 10000};
+    struct linkemu_counters a, b;
+    int r;
+
+    /* Measured between two cuts: the cost of a sync, not of a cut. */
+    while (linkemu_up_for(d->w.le) < 15000)
+        usleep(100000);
+    linkemu_counters(d->w.le, &a);
+    r = mbox_sync(d->w.post.m, &o, st);
+    linkemu_counters(d->w.le, &b);
+    if (r != 0 || !st->complete)
+        fail_msg("the post's sync failed: %s (complete %d)", verr_str(r), st->complete);
+    return b.up_bytes + b.down_bytes - a.up_bytes - a.down_bytes;
+}
+
+/*
+ * A post installs the directory of a large organisation over a link with
+ * cuts, resuming after each cut rather than starting again; then one device
+ * added, and one revoked, each cost the post's next sync a few hundred bytes
+ * more than a sync with nothing new.
+ */
+static void directory_at_post(const struct linkemu_cfg *link, size_t ndev, uint64_t deadline_ms)
+{
+    struct dworld d;
+    struct linkemu_counters lc;
+    struct mbox_sync_stats st;
+    struct tdev added;
+    const struct tdev *revoked[1];
+    const struct directory *pd;
+    size_t dlen;
+    uint64_t t0, idle, add_bytes, rev_bytes;
+    struct buf file;
+
+    dworld_start(&d, link, ndev);
+    assert_int_equal(file_read(d.w.p.dir_path, DIR_MAX_LEN, 0, &file), 0);
+    dlen = buf_size(&file);
+    buf_free(&file);
+    t0 = ms_now();
+    if (sync_until_complete(&d.w.post, t0 + deadline_ms, NULL) != 0)
+        fail_msg("a %zu-byte directory was not installed within %llu s", dlen,
+                 (unsigned long long)deadline_ms / 1000);
+    linkemu_counters(d.w.le, &lc);
+    assert_non_null(pd = mbox_directory(d.w.post.m));
+    assert_int_equal(dir_version(pd), 1);
+    assert_int_equal(dir_cert_count(pd), ndev);
+    fprintf(stderr, "directory of %zu devices (%zu bytes) installed in %llu ms: %llu bytes down, "
+                    "%llu up, %llu connections, %llu cut\n",
+            ndev, dlen, (unsigned long long)(ms_now() - t0), (unsigned long long)lc.down_bytes,
+            (unsigned long long)lc.up_bytes, (unsigned long long)lc.connections,
+            (unsigned long long)lc.resets);
+    /* Cut in the middle at least once, and resumed: well under twice the directory. */
+    if (lc.resets == 0)
+        fail_msg("the link was never cut during the download: the test proves nothing");
+    if (lc.down_bytes >= dlen + dlen / 2)
+        fail_msg("%llu bytes down for a %zu-byte directory: restarted, not resumed",
+                 (unsigned long long)lc.down_bytes, dlen);
+
+    /* Nothing new: what any sync costs (handshake, QUEUE_EMPTY). */
+    idle = post_sync_bytes(&d, &st);
+    assert_int_equal(st.dir_version, 1);
+
+    /* One device added. */
+    assert_int_equal(tdev_make(&d.w.p, &added, 100 + ndev, (uint64_t)time(NULL) - 60,
+                               (uint64_t)time(NULL) + 86400),
+                     0);
+    d.devs[d.ndev++] = &added;
+    dworld_write(&d, NULL, 0);
+    dworld_publish(&d);
+    add_bytes = post_sync_bytes(&d, &st);
+    assert_int_equal(st.dir_version, 2);
+    assert_true(st.dir_delta);
+    assert_int_equal(st.dir_piece_bytes, 0);
+    assert_non_null(dir_find_device(mbox_directory(d.w.post.m), added.cert.device_id));
+
+    /* One device revoked. */
+    revoked[0] = &d.extra[ndev / 2];
+    dworld_write(&d, revoked, 1);
+    dworld_publish(&d);
+    rev_bytes = post_sync_bytes(&d, &st);
+    assert_int_equal(st.dir_version, 3);
+    assert_true(st.dir_delta);
+    assert_true(dir_revokes_device(mbox_directory(d.w.post.m), revoked[0]->cert.device_id));
+    fprintf(stderr, "sync bytes: idle %llu, one device added %llu, one revoked %llu\n",
+            (unsigned long long)idle, (unsigned long long)add_bytes,
+            (unsigned long long)rev_bytes);
+    /* A few hundred bytes for the change itself; the whole sync well under 2 KiB. */
+    if (add_bytes > idle + 700 || rev_bytes > idle + 700 || add_bytes >= 2048 ||
+        rev_bytes >= 2048)
+        fail_msg("a change of one device cost %llu / %llu bytes (idle sync %llu): expected a "
+                 "few hundred more than idle and under 2 KiB",
+                 (unsigned long long)add_bytes, (unsigned long long)rev_bytes,
+                 (unsigned long long)idle);
+    dworld_stop(&d);
+}
+
+/* The default run: 10,000 devices over 512 kbit/s, 1 s round trip, cut 5 s every 30 s. */
+static void test_directory_cut_link(void **state)
+{
+    static const struct linkemu_cfg link = {
+        .up_rate = 64000, .down_rate = 64000, .delay_ms = LINK_DELAY,
+        .period_ms = CUT_PERIOD, .cut_ms = CUT_LEN,
+    };
+    (void)state;
+    directory_at_post(&link, 10000, 600000);
+}
+
+/*
+ * The post's own link, 9,600 bit/s with the same cuts: 10,000 devices with
+ * VALISE_LONG=1 (about 40 minutes), else 400 (about 100 KB, two minutes).
+ */
+static void test_directory_slow_link(void **state)
+{
+    const char *lg = getenv("VALISE_LONG");
+    int long_run = lg != NULL && strcmp(lg, "1") == 0;
+    (void)state;
+    directory_at_post(&cut_link, long_run ? 10000 : 400, long_run ? 4200000 : 600000);
+}
+
+/* ---- `valise run` on the bad link (issue 13 item 1) ---- */
+
+static const char *valise_bin; /* argv[2] of the "run" group */
+
+/* Starts `valise run` for s (its store closed first), stdout and stderr to HOME.out/.err. */
+static pid_t run_start(struct side *s)
+{
+    char pf[TPATH + 8], out[TPATH + 8], err[TPATH + 8];
+    pid_t pid;
+
+    mbox_close(s->m);
+    s->m = NULL;
+    snprintf(pf, sizeof(pf), "%s.pass", s->home);
+    snprintf(out, sizeof(out), "%s.out", s->home);
+    snprintf(err, sizeof(err), "%s.err", s->home);
+    assert_int_equal(file_replace(pf, (const uint8_t *)pass, strlen(pass), 0600), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        FILE *o = freopen(out, "w", stdout), *e = freopen(err, "w", stderr);
+        if (o == NULL || e == NULL)
+            _exit(126);
+        execl(valise_bin, "valise", "run", "--home", s->home, "--passphrase-file", pf,
+              (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* How many times `run` printed text on stdout so far. */
+static int run_printed(const struct side *s, const char *text)
+{
+    char out[TPATH + 8];
+    struct buf f;
+    int n = 0;
+
+    snprintf(out, sizeof(out), "%s.out", s->home);
+    if (file_read(out, 1 << 20, 0, &f) != 0)
+        return 0;
+    for (size_t i = 0; i + strlen(text) <= buf_size(&f); i++)
+        if (memcmp(buf_data(&f) + i, text, strlen(text)) == 0)
+            n++;
+    buf_free(&f);
+    return n;
+}
+
+static void wait_printed(const struct side *s, const char *text, int count, uint64_t deadline)
+{
+    while (run_printed(s, text) < count) {
+        if (ms_now() > deadline)
+            fail_msg("`valise run` did not print \"%s\" %d times in time", text, count);
+        usleep(50000);
+    }
+}
+
+/* SIGTERM; the milliseconds until it exited, and its status in *status. */
+static uint64_t run_stop(pid_t pid, int *status)
+{
+    uint64_t t0 = ms_now();
+
+    assert_int_equal(kill(pid, SIGTERM), 0);
+    for (;;) {
+        pid_t w = waitpid(pid, status, WNOHANG);
+        if (w == pid)
+            return ms_now() - t0;
+        if (ms_now() - t0 > 30000) {
+            (void)kill(pid, SIGKILL);
+            (void)waitpid(pid, status, 0);
+            return ms_now() - t0;
+        }
+        usleep(10000);
+    }
+}
+
+/*
+ * `run` stops within a second or two of SIGTERM in the middle of a step over
+ * the slow link (here: fetching a 100 KB directory at 9,600 bit/s), and what
+ * it had of the directory is kept for the next start.
+ */
+static void test_run_sigterm_mid_step(void **state)
+{
+    struct dworld d;
+    struct linkemu_counters lc;
+    struct mbox_sync_opts o = {.quiet_ms = 500, .timeout_ms = 10000};
+    struct mbox_sync_stats st;
+    struct tdev added;
+    uint64_t t0 = ms_now(), took, version;
+    uint32_t total, have;
+    int status = 0, r;
+    pid_t pid;
+    (void)state;
+
+    dworld_start(&d, &slow_link, 400);
+    pid = run_start(&d.w.post);
+    do {
+        usleep(100000);
+        linkemu_counters(d.w.le, &lc);
+        if (ms_now() - t0 > 120000)
+            fail_msg("the directory download did not start (%llu bytes down)",
+                     (unsigned long long)lc.down_bytes);
+    } while (lc.down_bytes < 20000);
+    took = run_stop(pid, &status);
+    if (took > 2000)
+        fail_msg("`valise run` took %llu ms to stop after SIGTERM", (unsigned long long)took);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    /* The pieces it had are kept: the next start resumes the download. */
+    assert_int_equal(mbox_open(&d.w.post.m, d.w.post.home, pass), 0);
+    assert_int_equal(mbox_dir_part_get(d.w.post.m, &version, &total, &have), 0);
+    assert_int_equal(version, 1);
+    assert_true(have > 0 && have < total);
+    fprintf(stderr, "stopped %llu ms after SIGTERM, %u of %u directory bytes kept\n",
+            (unsigned long long)took, have, total);
+    /*
+     * IT publish version 2 meanwhile. The next sync (over a good link, to be
+     * quick) finishes version 1 from where it stopped, kept by the relay, and
+     * takes a delta to 2: nothing is downloaded twice.
+     */
+    assert_int_equal(tdev_make(&d.w.p, &added, 100 + d.ndev, (uint64_t)time(NULL) - 60,
+                               (uint64_t)time(NULL) + 86400),
+                     0);
+    d.devs[d.ndev++] = &added;
+    dworld_write(&d, NULL, 0);
+    dworld_publish(&d);
+    enroll(&d.w.p, &d.w.post, d.w.relay.port);
+    r = mbox_sync(d.w.post.m, &o, &st);
+    if (r != 0)
+        fail_msg("the sync after the stop failed: %s", verr_str(r));
+    assert_int_equal(st.dir_version, 2);
+    assert_true(st.dir_delta);
+    if (st.dir_piece_bytes != total - have)
+        fail_msg("%zu directory bytes fetched in pieces; the %u left of version 1 expected",
+                 st.dir_piece_bytes, total - have);
+    dworld_stop(&d);
+}
+
+/*
+ * The run backoff resets once a connection got through: after the link was
+ * gone long enough for the backoff to reach its ceiling, a connection that
+ * got through is followed, on the next cut, by a reconnection within about a
+ * second, not the ceiling's 4..8 s.
+ */
+static void test_run_backoff_resets(void **state)
+{
+    static const struct linkemu_cfg link = {
+        .up_rate = 64000, .down_rate = 64000, .delay_ms = LINK_DELAY,
+    };
+    struct world w;
+    struct linkemu_counters a, b;
+    uint64_t t, again;
+    int status = 0;
+    pid_t pid;
+    (void)state;
+
+    world_start(&w, &link, 0);
+    sync_ok(&w.post);
+    enroll(&w.p, &w.post, w.le_port);
+    pid = run_start(&w.post);
+    wait_printed(&w.post, "connected to the relay", 1, ms_now() + 60000);
+    /* Gone for 20 s: the attempts fail and the backoff climbs to its ceiling (8 s). */
+    linkemu_set_down(w.le, 1);
+    usleep(20000000);
+    linkemu_set_down(w.le, 0);
+    wait_printed(&w.post, "connected again", 1, ms_now() + 60000);
+    usleep(1000000);
+    /* A cut: the connection that got through is reset; the link is back at once. */
+    linkemu_counters(w.le, &a);
+    linkemu_set_down(w.le, 1);
+    usleep(100000);
+    linkemu_set_down(w.le, 0);
+    t = ms_now();
+    do {
+        usleep(20000);
+        linkemu_counters(w.le, &b);
+        if (ms_now() - t > 20000)
+            fail_msg("no reconnection within 20 s of the cut");
+    } while (b.connections == a.connections);
+    again = ms_now() - t;
+    wait_printed(&w.post, "connected again", 2, ms_now() + 60000);
+    fprintf(stderr, "reconnected %llu ms after a cut that followed a connection that got through\n",
+            (unsigned long long)again);
+    if (again > 2500)
+        fail_msg("reconnected only %llu ms after the cut: the backoff did not reset",
+                 (unsigned long long)again);
+    (void)run_stop(pid, &status);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    world_stop(&w);
+}
+
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plain_sync_slow_link),
@@ -357,7 +741,29 @@ int main(void)
         cmocka_unit_test(test_sent_while_down),
         cmocka_unit_test(test_backlog_flash_cut_link),
     };
+    const struct CMUnitTest dir_fast[] = {
+        cmocka_unit_test(test_directory_cut_link),
+    };
+    const struct CMUnitTest dir_slow[] = {
+        cmocka_unit_test(test_directory_slow_link),
+    };
+    const struct CMUnitTest run[] = {
+        cmocka_unit_test(test_run_sigterm_mid_step),
+        cmocka_unit_test(test_run_backoff_resets),
+    };
     if (sodium_init() < 0)
         return 1;
+    /*
+     * argv[1]: "directory", "directory-slow", or "run" with the valise binary
+     * as argv[2] (tests/client.cmake); none: the rest.
+     */
+    if (argc > 2 && strcmp(argv[1], "run") == 0) {
+        valise_bin = argv[2];
+        return cmocka_run_group_tests(run, NULL, NULL);
+    }
+    if (argc > 1 && strcmp(argv[1], "directory") == 0)
+        return cmocka_run_group_tests(dir_fast, NULL, NULL);
+    if (argc > 1 && strcmp(argv[1], "directory-slow") == 0)
+        return cmocka_run_group_tests(dir_slow, NULL, NULL);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

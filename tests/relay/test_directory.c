@@ -14,6 +14,9 @@
 #include "relaytest.h"
 #include "sig.h"
 
+/* relay/store.h STORE_DIR_HISTORY: directory versions the relay keeps (PROTOCOL.md part 2). */
+enum { STORE_DIR_HISTORY_TEST = 16 };
+
 struct fixture {
     struct tpki pki, other;
     struct tdev a, b, c, d;
@@ -233,12 +236,130 @@ static void test_revoked_mid_session(void **state)
     wsc_close(&ca);
 }
 
+/* Sends the message in f->msg and receives the next answer into it. */
+static void ask(struct fixture *f, struct wsc *c, struct wire_msg *m)
+{
+    assert_int_equal(tc_send(c, &f->msg), 0);
+    assert_int_equal(tc_recv(c, &f->msg, m, TWAIT), 0);
+}
+
+static void put_dir(struct fixture *f, struct wsc *c, uint64_t version, struct buf *bytes)
+{
+    const struct tdev *devs[3] = {&f->a, &f->b, &f->d};
+    const struct tdev *revs[1] = {&f->c};
+    struct wire_msg m;
+
+    assert_int_equal(tpki_write_dir(&f->pki, version, devs, 2 + (version & 1), revs, 1), 0);
+    assert_int_equal(file_read(f->pki.dir_path, 1 << 20, 0, bytes), 0);
+    buf_reset(&f->msg);
+    assert_int_equal(wire_put_directory(&f->msg, WIRE_DIRECTORY_PUT, buf_data(bytes), buf_size(bytes)),
+                     0);
+    assert_int_equal(tc_send(c, &f->msg), 0);
+    assert_int_equal(tc_expect(c, &f->msg, &m, WIRE_DIRECTORY_OK, TWAIT), 0);
+    assert_int_equal(m.u.dir_version, version);
+}
+
+/*
+ * Directory transfer (PROTOCOL.md part 2, issue 13): a delta from a kept
+ * version rebuilds the served directory; DIRECTORY_CURRENT when there is no
+ * delta; pieces of the served version and of kept older ones; the newest
+ * STORE_DIR_HISTORY versions kept, older ones answered DIRECTORY_CURRENT.
+ */
+static void test_directory_transfer(void **state)
+{
+    struct fixture *f = *state;
+    struct wsc ca;
+    struct wire_msg m;
+    struct buf v10, v11, rebuilt, last;
+    uint16_t reason;
+
+    assert_int_equal(tc_auth(&ca, f->relay.port, &f->a, &reason), 0);
+    put_dir(f, &ca, 10, &v10);
+    put_dir(f, &ca, 11, &v11);
+    /* A delta from 10 rebuilds exactly the served 11. */
+    buf_reset(&f->msg);
+    assert_int_equal(wire_put_dir_delta_get(&f->msg, 10), 0);
+    ask(f, &ca, &m);
+    assert_int_equal(m.type, WIRE_DIRECTORY_DELTA);
+    assert_int_equal(dir_delta_apply(buf_data(&v10), buf_size(&v10), m.u.directory.bytes,
+                                     m.u.directory.len, &rebuilt),
+                     0);
+    assert_int_equal(buf_size(&rebuilt), buf_size(&v11));
+    assert_memory_equal(buf_data(&rebuilt), buf_data(&v11), buf_size(&v11));
+    buf_free(&rebuilt);
+    /* No delta from the served version, from one never installed, or from 0. */
+    for (size_t i = 0; i < 3; i++) {
+        static const uint64_t bases[3] = {11, 7, 0};
+        buf_reset(&f->msg);
+        assert_int_equal(wire_put_dir_delta_get(&f->msg, bases[i]), 0);
+        ask(f, &ca, &m);
+        assert_int_equal(m.type, WIRE_DIRECTORY_CURRENT);
+        assert_int_equal(m.u.dir_piece.version, 11);
+        assert_int_equal(m.u.dir_piece.total, buf_size(&v11));
+    }
+    /* Pieces: of the served version (0 names it), and of the kept version 10. */
+    buf_reset(&f->msg);
+    assert_int_equal(wire_put_dir_piece_get(&f->msg, 0, 0, 100), 0);
+    ask(f, &ca, &m);
+    assert_int_equal(m.type, WIRE_DIRECTORY_PIECE);
+    assert_int_equal(m.u.dir_piece.version, 11);
+    assert_int_equal(m.u.dir_piece.total, buf_size(&v11));
+    assert_int_equal(m.u.dir_piece.len, 100);
+    assert_memory_equal(m.u.dir_piece.bytes, buf_data(&v11), 100);
+    buf_reset(&f->msg);
+    assert_int_equal(wire_put_dir_piece_get(&f->msg, 10, (uint32_t)buf_size(&v10) - 10,
+                                            WIRE_DIR_PIECE_MAX),
+                     0);
+    ask(f, &ca, &m);
+    assert_int_equal(m.type, WIRE_DIRECTORY_PIECE);
+    assert_int_equal(m.u.dir_piece.version, 10);
+    assert_int_equal(m.u.dir_piece.len, 10);
+    assert_memory_equal(m.u.dir_piece.bytes, buf_data(&v10) + buf_size(&v10) - 10, 10);
+    /* Past the end, or of a version never kept: DIRECTORY_CURRENT. */
+    buf_reset(&f->msg);
+    assert_int_equal(wire_put_dir_piece_get(&f->msg, 10, (uint32_t)buf_size(&v10), 10), 0);
+    ask(f, &ca, &m);
+    assert_int_equal(m.type, WIRE_DIRECTORY_CURRENT);
+    buf_reset(&f->msg);
+    assert_int_equal(wire_put_dir_piece_get(&f->msg, 7, 0, 10), 0);
+    ask(f, &ca, &m);
+    assert_int_equal(m.type, WIRE_DIRECTORY_CURRENT);
+    /* Sixteen newer versions later, 10 and 11 are no longer kept; 12 is. */
+    for (uint64_t v = 12; v < 12 + STORE_DIR_HISTORY_TEST; v++) {
+        put_dir(f, &ca, v, &last);
+        buf_free(&last);
+    }
+    buf_reset(&f->msg);
+    assert_int_equal(wire_put_dir_piece_get(&f->msg, 11, 0, 10), 0);
+    ask(f, &ca, &m);
+    assert_int_equal(m.type, WIRE_DIRECTORY_CURRENT);
+    assert_int_equal(m.u.dir_piece.version, 11 + STORE_DIR_HISTORY_TEST);
+    buf_reset(&f->msg);
+    assert_int_equal(wire_put_dir_piece_get(&f->msg, 12, 0, 10), 0);
+    ask(f, &ca, &m);
+    assert_int_equal(m.type, WIRE_DIRECTORY_PIECE);
+    assert_int_equal(m.u.dir_piece.version, 12);
+    wsc_close(&ca);
+    /* The history is in LMDB: a restarted relay still has deltas from 12. */
+    assert_int_equal(trelay_signal(&f->relay, SIGTERM), 0);
+    assert_int_equal(trelay_start(&f->relay, &f->pki, NULL), 0);
+    assert_int_equal(tc_auth(&ca, f->relay.port, &f->a, &reason), 0);
+    buf_reset(&f->msg);
+    assert_int_equal(wire_put_dir_delta_get(&f->msg, 12), 0);
+    ask(f, &ca, &m);
+    assert_int_equal(m.type, WIRE_DIRECTORY_DELTA);
+    buf_free(&v10);
+    buf_free(&v11);
+    wsc_close(&ca);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_prekeys),
         cmocka_unit_test(test_directory_put_get),
         cmocka_unit_test(test_revoked_mid_session),
+        cmocka_unit_test(test_directory_transfer),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -193,7 +193,8 @@ static int le_write(struct linkemu *le, struct le_conn *c, int d, uint64_t now)
 
     while (q->head != NULL && q->head->due_ms <= now) {
         struct le_chunk *k = q->head;
-        ssize_t n = write(to, k->data + k->off, k->len - k->off);
+        /* A peer gone (a killed `valise run`) is an error here, not SIGPIPE. */
+        ssize_t n = send(to, k->data + k->off, k->len - k->off, MSG_NOSIGNAL);
 
         if (n < 0)
             return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
@@ -308,6 +309,22 @@ void linkemu_set_down(struct linkemu *le, int down)
     pthread_mutex_lock(&le->mu);
     le->manual_down = down;
     pthread_mutex_unlock(&le->mu);
+}
+
+uint64_t linkemu_up_for(struct linkemu *le)
+{
+    uint64_t now = le_now(), t, left;
+
+    pthread_mutex_lock(&le->mu);
+    t = now - le->start_ms;
+    if (le_down(le, now))
+        left = 0;
+    else if (le->cfg.period_ms == 0)
+        left = UINT64_MAX;
+    else
+        left = le->cfg.period_ms - t % le->cfg.period_ms;
+    pthread_mutex_unlock(&le->mu);
+    return left;
 }
 
 void linkemu_counters(struct linkemu *le, struct linkemu_counters *c)

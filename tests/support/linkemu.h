@@ -41,6 +41,8 @@ int linkemu_start(struct linkemu **out, const struct linkemu_cfg *cfg, int *port
 /* Takes the link down (1: reset all, refuse new) or brings it back (0). */
 void linkemu_set_down(struct linkemu *le, int down);
 void linkemu_counters(struct linkemu *le, struct linkemu_counters *c);
+/* Milliseconds until the next periodic cut: 0 while down, UINT64_MAX with no cuts. */
+uint64_t linkemu_up_for(struct linkemu *le);
 void linkemu_stop(struct linkemu *le);
 
 #endif

@@ -374,7 +374,8 @@ static void test_fuzz_seeds(void **state)
         "bundle_get", "submit", "deliver", "submit_ack", "deliver_ack", "non_delivery",
         "non_delivery_ack", "queue_empty", "deliver_ack-empty", "attach_open", "attach_state",
         "attach_put", "attach_put_ack", "attach_get", "attach_chunk", "attach_chunk_ack",
-        "attach_done",
+        "attach_done", "directory_delta_get", "directory_delta", "directory_current",
+        "directory_piece_get", "directory_piece",
     };
     (void)state;
     for (size_t i = 0; i < sizeof(seeds) / sizeof(seeds[0]); i++) {
@@ -389,6 +390,116 @@ static void test_fuzz_seeds(void **state)
         if (r != 0)
             fail_msg("seed %s: expected 0, saw %d", seeds[i], r);
         buf_free(&f);
+    }
+}
+
+/*
+ * Directory transfer (PROTOCOL.md part 2 "Directory transfer"): the exact
+ * bytes of each message, its fields, and its bounds.
+ */
+static void test_directory_transfer_messages(void **state)
+{
+    static const uint8_t delta_get[] = {1, 0x14, 0, 0, 0, 0, 0, 0, 0, 7};
+    static const uint8_t current[] = {1, 0x16, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0x23, 0x1c, 0xa1};
+    static const uint8_t piece_get[] = {1, 0x17, 0, 0, 0, 0, 0, 0, 0, 9,
+                                        0, 0, 0x10, 0, 0, 0, 0x10, 0};
+    static const uint8_t piece[] = {1, 0x18, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 6,
+                                    0, 0, 0, 4, 0, 0, 0, 2, 0xaa, 0xbb};
+    static const uint8_t delta[] = {1, 0x15, 0, 0, 0, 3, 'V', 'D', 'D'};
+    uint8_t bad[sizeof(piece)];
+    struct wire_msg m;
+    struct buf b;
+    (void)state;
+
+    assert_int_equal(buf_init(&b, 256, 0), 0);
+    assert_int_equal(wire_put_dir_delta_get(&b, 7), 0);
+    assert_int_equal(buf_size(&b), sizeof(delta_get));
+    assert_memory_equal(buf_data(&b), delta_get, sizeof(delta_get));
+    buf_reset(&b);
+    assert_int_equal(wire_put_dir_current(&b, 9, 0x231ca1), 0);
+    assert_memory_equal(buf_data(&b), current, sizeof(current));
+    buf_reset(&b);
+    assert_int_equal(wire_put_dir_piece_get(&b, 9, 4096, 4096), 0);
+    assert_memory_equal(buf_data(&b), piece_get, sizeof(piece_get));
+    buf_reset(&b);
+    assert_int_equal(wire_put_dir_piece(&b, 9, 6, 4, piece + 22, 2), 0);
+    assert_int_equal(buf_size(&b), sizeof(piece));
+    assert_memory_equal(buf_data(&b), piece, sizeof(piece));
+    buf_reset(&b);
+    assert_int_equal(wire_put_directory(&b, WIRE_DIRECTORY_DELTA, delta + 6, 3), 0);
+    assert_memory_equal(buf_data(&b), delta, sizeof(delta));
+    /* Encoders refuse what decoders would. */
+    assert_int_equal(wire_put_dir_piece_get(&b, 9, 0, 0), VERR_USAGE);
+    assert_int_equal(wire_put_dir_piece_get(&b, 9, 0, WIRE_DIR_PIECE_MAX + 1), VERR_USAGE);
+    assert_int_equal(wire_put_dir_piece(&b, 9, 6, 5, piece + 22, 2), VERR_USAGE);
+    assert_int_equal(wire_put_dir_piece(&b, 0, 6, 4, piece + 22, 2), VERR_USAGE);
+    assert_int_equal(wire_put_dir_current(&b, 9, 0), VERR_USAGE);
+    buf_free(&b);
+
+    assert_int_equal(wire_decode(delta_get, sizeof(delta_get), &m), 0);
+    assert_int_equal(m.u.dir_piece.version, 7);
+    assert_int_equal(wire_decode(current, sizeof(current), &m), 0);
+    assert_int_equal(m.u.dir_piece.version, 9);
+    assert_int_equal(m.u.dir_piece.total, 0x231ca1);
+    assert_int_equal(wire_decode(piece_get, sizeof(piece_get), &m), 0);
+    assert_int_equal(m.u.dir_piece.offset, 4096);
+    assert_int_equal(m.u.dir_piece.len, 4096);
+    assert_int_equal(wire_decode(piece, sizeof(piece), &m), 0);
+    assert_int_equal(m.u.dir_piece.total, 6);
+    assert_int_equal(m.u.dir_piece.offset, 4);
+    assert_int_equal(m.u.dir_piece.len, 2);
+    assert_int_equal(m.u.dir_piece.bytes[1], 0xbb);
+    assert_int_equal(wire_decode(delta, sizeof(delta), &m), 0);
+    assert_int_equal(m.u.directory.len, 3);
+
+    /* Truncated and trailing. */
+    assert_int_equal(wire_decode(piece, sizeof(piece) - 1, &m), VERR_TRUNCATED);
+    assert_int_equal(wire_decode(delta_get, sizeof(delta_get) - 1, &m), VERR_TRUNCATED);
+    {
+        uint8_t t[sizeof(current) + 1];
+        memcpy(t, current, sizeof(current));
+        t[sizeof(current)] = 0;
+        assert_int_equal(wire_decode(t, sizeof(t), &m), VERR_TRAILING);
+    }
+    /* A piece past its directory's end, of version 0, or of a directory of 0 bytes. */
+    memcpy(bad, piece, sizeof(piece));
+    bad[17] = 5;
+    assert_int_equal(wire_decode(bad, sizeof(bad), &m), VERR_BAD_FORMAT);
+    memcpy(bad, piece, sizeof(piece));
+    bad[9] = 0;
+    assert_int_equal(wire_decode(bad, sizeof(bad), &m), VERR_BAD_FORMAT);
+    memcpy(bad, piece, sizeof(piece));
+    bad[13] = 0;
+    assert_int_equal(wire_decode(bad, sizeof(bad), &m), VERR_BAD_FORMAT);
+    /* A piece over WIRE_DIR_PIECE_MAX: its length is refused before its bytes. */
+    memcpy(bad, piece, sizeof(piece));
+    bad[19] = 0x01;
+    bad[20] = 0x00;
+    bad[21] = 0x01;
+    assert_int_equal(wire_decode(bad, sizeof(bad), &m), VERR_TOO_LARGE);
+    {
+        /* PIECE_GET asking for nothing, for more than a piece, or past WIRE_DIR_MAX. */
+        uint8_t g[sizeof(piece_get)];
+        memcpy(g, piece_get, sizeof(g));
+        memset(g + 14, 0, 4);
+        assert_int_equal(wire_decode(g, sizeof(g), &m), VERR_BAD_FORMAT);
+        memcpy(g, piece_get, sizeof(g));
+        g[15] = 0x01;
+        g[16] = 0x00;
+        g[17] = 0x01;
+        assert_int_equal(wire_decode(g, sizeof(g), &m), VERR_BAD_FORMAT);
+        memcpy(g, piece_get, sizeof(g));
+        g[10] = 0x01; /* offset 16 MiB + 4096 */
+        assert_int_equal(wire_decode(g, sizeof(g), &m), VERR_BAD_FORMAT);
+    }
+    {
+        /* CURRENT of an empty or oversized directory. */
+        uint8_t c[sizeof(current)];
+        memcpy(c, current, sizeof(c));
+        memset(c + 10, 0, 4);
+        assert_int_equal(wire_decode(c, sizeof(c), &m), VERR_BAD_FORMAT);
+        c[10] = 0x02;
+        assert_int_equal(wire_decode(c, sizeof(c), &m), VERR_BAD_FORMAT);
     }
 }
 
@@ -553,6 +664,7 @@ int main(void)
         cmocka_unit_test(test_encoder_limits), cmocka_unit_test(test_fuzz_seeds),
         cmocka_unit_test(test_handshake_frozen), cmocka_unit_test(test_flow_control_messages),
         cmocka_unit_test(test_attach_messages),
+        cmocka_unit_test(test_directory_transfer_messages),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
