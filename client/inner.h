@@ -8,6 +8,8 @@
  *   type 1: str8 address  u8 precedence (0..3)  str8 label
  *           u16 subject length || subject (0..INNER_SUBJECT_MAX)
  *           u32 content length || content (0..INNER_CONTENT_MAX)
+ *           attachment section: u8 count (0..ATTACH_MAX) · count × descriptor
+ *           (attach.h, PROTOCOL.md part 4 "Attachments")
  *   type 2: 16 referenced message id   u8 receipt kind (1 delivered, 2 read)
  *   64  Ed25519 signature, context SIG_CTX_MESSAGE, over every byte before it
  *
@@ -31,6 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "attach.h"
 #include "buf.h"
 #include "cert.h"
 #include "dir.h"
@@ -49,7 +52,8 @@ enum {
     INNER_PRECEDENCE_MAX = 3,       /* FLASH 0, IMMEDIATE 1, PRIORITY 2, ROUTINE 3 (wire.h) */
     INNER_MAX_FUTURE = 600,         /* seconds of clock skew tolerated: time <= now + this */
     INNER_MAX_LEN = 2 + 2 * 16 + 1 + ROLE_MAX + 8 + 1 + INNER_ADDRESS_MAX + 1 + 1 +
-                    INNER_LABEL_MAX + 2 + INNER_SUBJECT_MAX + 4 + INNER_CONTENT_MAX + SIG_LEN,
+                    INNER_LABEL_MAX + 2 + INNER_SUBJECT_MAX + 4 + INNER_CONTENT_MAX +
+                    ATTACH_SECTION_MAX + SIG_LEN,
 };
 
 struct inner {
@@ -66,6 +70,16 @@ struct inner {
     size_t subject_len;
     const uint8_t *content;
     size_t content_len;
+    /*
+     * The whole attachment section, count byte included (attach.h; read the
+     * descriptors with attach_section_parse on a view of it). Encoding: a
+     * section made by attach_section_encode, or NULL / 0 for none (a count
+     * of 0 is written). Parsing: points into the parsed bytes, n_attach set.
+     * It holds file keys: wipe copies of it.
+     */
+    const uint8_t *attach_section;
+    size_t attach_section_len;
+    uint8_t n_attach;
     /* type 2 */
     uint8_t ref_id[INNER_ID_LEN];
     uint8_t receipt_kind;
