@@ -12,6 +12,9 @@ _Static_assert(WIRE_ENVELOPE_FIXED == 45, "envelope layout (PROTOCOL.md, part 2)
 _Static_assert(WIRE_SPK_BODY_LEN == 52, "signed prekey body (client/x3dh.h)");
 _Static_assert(WIRE_HANDSHAKE_BODY_MAX == 161, "handshake body (PROTOCOL.md, part 2)");
 _Static_assert(RELAYCERT_MAX_LEN <= UINT16_MAX, "relay certificate length is u16");
+_Static_assert(WIRE_ATT_CHUNK_CT == 16400, "attachment chunk (PROTOCOL.md, part 2 \"Attachments\")");
+_Static_assert(WIRE_ATT_RCPT_MAX <= UINT16_MAX, "attachment recipient counts are u16");
+_Static_assert(WIRE_ATT_CT_MAX == ((uint64_t)1 << 40) + ((uint64_t)1 << 30), "2^40 + 16 * 2^26");
 
 /* ---- decoding ---- */
 
@@ -164,6 +167,71 @@ static int get_audit_proof(struct buf *b, struct wire_msg *m)
     return buf_get_view(b, (size_t)n8 * WIRE_AUDIT_HASH_LEN, &v);
 }
 
+/* ATTACH_*: the fields of struct wire_attach its type carries, each in its range. */
+static int get_attach(struct buf *b, struct wire_msg *m)
+{
+    struct wire_attach *a = &m->u.attach;
+    struct buf v;
+    uint16_t n16;
+    int r;
+
+    if ((r = buf_get_bytes(b, a->att, WIRE_ID_LEN)) != 0)
+        return r;
+    switch (m->type) {
+    case WIRE_ATTACH_OPEN:
+        if ((r = buf_get_u64(b, &a->ct_size)) != 0 || (r = buf_get_u32(b, &a->c)) != 0 ||
+            (r = buf_get_u8(b, &a->precedence)) != 0 || (r = buf_get_u64(b, &a->expiry)) != 0 ||
+            (r = buf_get_u16(b, &n16)) != 0)
+            return r;
+        if (a->ct_size < WIRE_ATT_CT_MIN || a->c == 0 || a->precedence >= WIRE_PRECEDENCE_COUNT ||
+            n16 == 0)
+            return VERR_BAD_FORMAT;
+        if (a->ct_size > WIRE_ATT_CT_MAX || a->c > WIRE_ATT_CHUNKS_MAX || n16 > WIRE_ATT_RCPT_MAX)
+            return VERR_TOO_LARGE;
+        a->n_rcpt = n16;
+        a->rcpt = buf_rptr(b);
+        return buf_get_view(b, (size_t)n16 * DEVICE_ID_LEN, &v);
+    case WIRE_ATTACH_STATE:
+        if ((r = buf_get_u16(b, &a->reason)) != 0 || (r = buf_get_u32(b, &a->c)) != 0 ||
+            (r = buf_get_u32(b, &a->stored)) != 0)
+            return r;
+        if (a->reason > WIRE_R_MAX || a->c > WIRE_ATT_CHUNKS_MAX || a->stored > a->c)
+            return VERR_BAD_FORMAT;
+        return 0;
+    case WIRE_ATTACH_PUT:
+    case WIRE_ATTACH_CHUNK:
+        if ((r = buf_get_u32(b, &a->i)) != 0 ||
+            (m->type == WIRE_ATTACH_CHUNK && (r = buf_get_u32(b, &a->c)) != 0) ||
+            (r = buf_get_u32(b, &a->ct_len)) != 0)
+            return r;
+        if (a->i >= WIRE_ATT_CHUNKS_MAX ||
+            (m->type == WIRE_ATTACH_CHUNK && (a->c > WIRE_ATT_CHUNKS_MAX || a->i >= a->c)) ||
+            a->ct_len == 0)
+            return VERR_BAD_FORMAT;
+        /* a chunk is never longer than WIRE_ATT_CHUNK_CT: refused before reading */
+        if (a->ct_len > WIRE_ATT_CHUNK_CT)
+            return VERR_TOO_LARGE;
+        a->ct = buf_rptr(b);
+        return buf_get_view(b, a->ct_len, &v);
+    case WIRE_ATTACH_PUT_ACK:
+        if ((r = buf_get_u32(b, &a->i)) != 0 || (r = buf_get_u16(b, &a->reason)) != 0)
+            return r;
+        return a->i >= WIRE_ATT_CHUNKS_MAX || a->reason > WIRE_R_MAX ? VERR_BAD_FORMAT : 0;
+    case WIRE_ATTACH_GET:
+        if ((r = buf_get_u32(b, &a->i)) != 0)
+            return r;
+        return a->i > WIRE_ATT_CHUNKS_MAX ? VERR_BAD_FORMAT : 0;
+    case WIRE_ATTACH_CHUNK_ACK:
+        if ((r = buf_get_u32(b, &a->i)) != 0)
+            return r;
+        return a->i >= WIRE_ATT_CHUNKS_MAX ? VERR_BAD_FORMAT : 0;
+    case WIRE_ATTACH_DONE:
+        return 0;
+    default:
+        return VERR_BAD_FORMAT;
+    }
+}
+
 static int get_body(struct buf *b, struct wire_msg *m)
 {
     struct buf v;
@@ -276,6 +344,15 @@ static int get_body(struct buf *b, struct wire_msg *m)
     case WIRE_AUDIT_PROOF_GET:
     case WIRE_AUDIT_PROOF:
         return get_audit_proof(b, m);
+    case WIRE_ATTACH_OPEN:
+    case WIRE_ATTACH_STATE:
+    case WIRE_ATTACH_PUT:
+    case WIRE_ATTACH_PUT_ACK:
+    case WIRE_ATTACH_GET:
+    case WIRE_ATTACH_CHUNK:
+    case WIRE_ATTACH_CHUNK_ACK:
+    case WIRE_ATTACH_DONE:
+        return get_attach(b, m);
     default:
         return VERR_BAD_FORMAT;
     }
@@ -741,6 +818,84 @@ int wire_put_audit_proof(struct buf *out, uint8_t kind, uint64_t a, uint64_t b,
     return r;
 }
 
+/* What get_attach accepts, checked before anything is written. */
+static int attach_check(uint8_t type, const struct wire_attach *a)
+{
+    switch (type) {
+    case WIRE_ATTACH_OPEN:
+        if (a->ct_size < WIRE_ATT_CT_MIN || a->ct_size > WIRE_ATT_CT_MAX || a->c == 0 ||
+            a->c > WIRE_ATT_CHUNKS_MAX || a->precedence >= WIRE_PRECEDENCE_COUNT ||
+            a->n_rcpt == 0 || a->n_rcpt > WIRE_ATT_RCPT_MAX || a->rcpt == NULL)
+            return VERR_USAGE;
+        return 0;
+    case WIRE_ATTACH_STATE:
+        return a->reason > WIRE_R_MAX || a->c > WIRE_ATT_CHUNKS_MAX || a->stored > a->c
+                   ? VERR_USAGE
+                   : 0;
+    case WIRE_ATTACH_PUT:
+    case WIRE_ATTACH_CHUNK:
+        if (a->i >= WIRE_ATT_CHUNKS_MAX || a->ct_len == 0 || a->ct_len > WIRE_ATT_CHUNK_CT ||
+            a->ct == NULL ||
+            (type == WIRE_ATTACH_CHUNK && (a->c > WIRE_ATT_CHUNKS_MAX || a->i >= a->c)))
+            return VERR_USAGE;
+        return 0;
+    case WIRE_ATTACH_PUT_ACK:
+        return a->i >= WIRE_ATT_CHUNKS_MAX || a->reason > WIRE_R_MAX ? VERR_USAGE : 0;
+    case WIRE_ATTACH_GET:
+        return a->i > WIRE_ATT_CHUNKS_MAX ? VERR_USAGE : 0;
+    case WIRE_ATTACH_CHUNK_ACK:
+        return a->i >= WIRE_ATT_CHUNKS_MAX ? VERR_USAGE : 0;
+    case WIRE_ATTACH_DONE:
+        return 0;
+    default:
+        return VERR_USAGE;
+    }
+}
+
+int wire_put_attach(struct buf *out, uint8_t type, const struct wire_attach *a)
+{
+    size_t save = buf_size(out);
+    int r;
+
+    if ((r = attach_check(type, a)) != 0)
+        return r;
+    if ((r = put_header(out, type)) != 0 || (r = buf_put_bytes(out, a->att, WIRE_ID_LEN)) != 0)
+        goto out;
+    switch (type) {
+    case WIRE_ATTACH_OPEN:
+        if ((r = buf_put_u64(out, a->ct_size)) != 0 || (r = buf_put_u32(out, a->c)) != 0 ||
+            (r = buf_put_u8(out, a->precedence)) != 0 || (r = buf_put_u64(out, a->expiry)) != 0 ||
+            (r = buf_put_u16(out, (uint16_t)a->n_rcpt)) != 0)
+            goto out;
+        r = buf_put_bytes(out, a->rcpt, a->n_rcpt * DEVICE_ID_LEN);
+        break;
+    case WIRE_ATTACH_STATE:
+        if ((r = buf_put_u16(out, a->reason)) == 0 && (r = buf_put_u32(out, a->c)) == 0)
+            r = buf_put_u32(out, a->stored);
+        break;
+    case WIRE_ATTACH_PUT:
+    case WIRE_ATTACH_CHUNK:
+        if ((r = buf_put_u32(out, a->i)) != 0 ||
+            (type == WIRE_ATTACH_CHUNK && (r = buf_put_u32(out, a->c)) != 0))
+            goto out;
+        r = buf_put_bytes32(out, a->ct, a->ct_len);
+        break;
+    case WIRE_ATTACH_PUT_ACK:
+        if ((r = buf_put_u32(out, a->i)) == 0)
+            r = buf_put_u16(out, a->reason);
+        break;
+    case WIRE_ATTACH_GET:
+    case WIRE_ATTACH_CHUNK_ACK:
+        r = buf_put_u32(out, a->i);
+        break;
+    default: /* DONE: the id alone */
+        r = 0;
+        break;
+    }
+out:
+    WIRE_ENCODE_END(out, save, r);
+}
+
 const char *wire_type_name(uint8_t type)
 {
     switch (type) {
@@ -769,6 +924,14 @@ const char *wire_type_name(uint8_t type)
     case WIRE_AUDIT_CHECKPOINT: return "audit_checkpoint";
     case WIRE_AUDIT_PROOF_GET: return "audit_proof_get";
     case WIRE_AUDIT_PROOF: return "audit_proof";
+    case WIRE_ATTACH_OPEN: return "attach_open";
+    case WIRE_ATTACH_STATE: return "attach_state";
+    case WIRE_ATTACH_PUT: return "attach_put";
+    case WIRE_ATTACH_PUT_ACK: return "attach_put_ack";
+    case WIRE_ATTACH_GET: return "attach_get";
+    case WIRE_ATTACH_CHUNK: return "attach_chunk";
+    case WIRE_ATTACH_CHUNK_ACK: return "attach_chunk_ack";
+    case WIRE_ATTACH_DONE: return "attach_done";
     default: return "unknown";
     }
 }
@@ -782,7 +945,7 @@ const char *wire_reason_name(uint16_t reason)
         "rate_limited", "too_many_connections", "too_many_device_connections", "timeout",
         "storage_full", "storage_error", "expired", "unknown_device", "directory_old",
         "directory_invalid", "id_conflict", "no_prekeys", "shutting_down", "bad_precedence",
-        "channel_binding",
+        "channel_binding", "attachment_unknown", "attachment_too_large", "chunk_invalid",
     };
     _Static_assert(sizeof(names) / sizeof(names[0]) == WIRE_R_MAX + 1, "one name per reason");
 

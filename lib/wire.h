@@ -84,7 +84,34 @@ enum wire_type {
     WIRE_AUDIT_CHECKPOINT = 0x41,     /* R */
     WIRE_AUDIT_PROOF_GET = 0x42,      /* C */
     WIRE_AUDIT_PROOF = 0x43,          /* R */
+    /* attachments (PROTOCOL.md part 2 "Attachments") */
+    WIRE_ATTACH_OPEN = 0x50,      /* C */
+    WIRE_ATTACH_STATE = 0x51,     /* R */
+    WIRE_ATTACH_PUT = 0x52,       /* C */
+    WIRE_ATTACH_PUT_ACK = 0x53,   /* R */
+    WIRE_ATTACH_GET = 0x54,       /* C */
+    WIRE_ATTACH_CHUNK = 0x55,     /* R */
+    WIRE_ATTACH_CHUNK_ACK = 0x56, /* C */
+    WIRE_ATTACH_DONE = 0x57,      /* C */
 };
+
+/*
+ * Attachment bounds (PROTOCOL.md part 2 "Attachments"): chunks of
+ * WIRE_ATT_CHUNK_PLAIN plaintext bytes sealed with a 16-byte tag, so every
+ * chunk but the last is WIRE_ATT_CHUNK_CT bytes of ciphertext and the last
+ * 17..WIRE_ATT_CHUNK_CT. Plaintext size 1..2^40: at most WIRE_ATT_CHUNKS_MAX
+ * chunks and WIRE_ATT_CT_MAX bytes of ciphertext (format caps; the relay's
+ * --max-attachment is lower).
+ */
+enum {
+    WIRE_ATT_CHUNK_PLAIN = 16384,
+    WIRE_ATT_TAG_LEN = 16,
+    WIRE_ATT_CHUNK_CT = WIRE_ATT_CHUNK_PLAIN + WIRE_ATT_TAG_LEN,
+    WIRE_ATT_RCPT_MAX = 4096,
+    WIRE_ATT_CHUNKS_MAX = 1 << 26, /* ceil(2^40 / 16384) */
+};
+#define WIRE_ATT_CT_MIN ((uint64_t)1 + WIRE_ATT_TAG_LEN)
+#define WIRE_ATT_CT_MAX (((uint64_t)1 << 40) + (uint64_t)WIRE_ATT_TAG_LEN * WIRE_ATT_CHUNKS_MAX)
 
 /* AUDIT_PROOF_GET / AUDIT_PROOF kinds and bounds (PROTOCOL.md, part 6 "Auditors"). */
 enum {
@@ -137,7 +164,11 @@ enum wire_reason {
     WIRE_R_SHUTTING_DOWN = 27,
     WIRE_R_BAD_PRECEDENCE = 28,
     WIRE_R_CHANNEL_BINDING = 29,   /* TLS channel binding unavailable (TLS below 1.3) */
-    WIRE_R_MAX = 29,
+    WIRE_R_ATTACHMENT_UNKNOWN = 30, /* no such attachment for this device (unknown, not a
+                                       recipient, expired: one answer for all three) */
+    WIRE_R_ATTACHMENT_TOO_LARGE = 31, /* over --max-attachment */
+    WIRE_R_CHUNK_INVALID = 32,     /* chunk index or length does not fit the attachment */
+    WIRE_R_MAX = 32,
 };
 
 /* An envelope of SUBMIT (peer = recipient) or DELIVER (peer = sender). */
@@ -161,6 +192,27 @@ struct wire_nd {
     uint8_t id[WIRE_ID_LEN];
     uint8_t recipient[DEVICE_ID_LEN];
     uint16_t reason;
+};
+
+/*
+ * An attachment message (types WIRE_ATTACH_*); which fields a type carries:
+ *   OPEN:      att, ct_size, c, precedence, expiry, n_rcpt, rcpt
+ *   STATE:     att, reason, c, stored
+ *   PUT:       att, i, ct, ct_len          PUT_ACK:   att, i, reason
+ *   GET:       att, i (= from)             CHUNK:     att, i, c, ct, ct_len
+ *   CHUNK_ACK: att, i                      DONE:      att
+ */
+struct wire_attach {
+    uint8_t att[WIRE_ID_LEN];
+    uint64_t ct_size;
+    uint64_t expiry; /* unix seconds */
+    uint32_t c, i, stored;
+    uint8_t precedence;
+    uint16_t reason;
+    size_t n_rcpt;
+    const uint8_t *rcpt; /* n_rcpt x DEVICE_ID_LEN bytes */
+    const uint8_t *ct;   /* 1..WIRE_ATT_CHUNK_CT bytes */
+    uint32_t ct_len;
 };
 
 struct wire_signed_prekey {
@@ -228,6 +280,7 @@ struct wire_msg {
             size_t n;             /* AUDIT_PROOF: hashes of WIRE_AUDIT_HASH_LEN bytes */
             const uint8_t *hashes;
         } audit;
+        struct wire_attach attach; /* ATTACH_* */
         /* SUBMIT, DELIVER, SUBMIT_ACK, DELIVER_ACK, NON_DELIVERY, NON_DELIVERY_ACK */
         struct {
             size_t n;
@@ -313,6 +366,13 @@ int wire_put_audit_proof_get(struct buf *out, uint8_t kind, uint64_t a, uint64_t
 /* record: WIRE_AUDIT_RECORD_LEN bytes for an inclusion proof, NULL for consistency. */
 int wire_put_audit_proof(struct buf *out, uint8_t kind, uint64_t a, uint64_t b,
                          const uint8_t *record, const uint8_t *hashes, size_t n) VL_MUST_CHECK;
+
+/*
+ * Any ATTACH_* message, from the fields its type carries (struct
+ * wire_attach). Refuses (VERR_USAGE) what the decoder would refuse: counts,
+ * lengths, precedence or reason out of range, stored > c.
+ */
+int wire_put_attach(struct buf *out, uint8_t type, const struct wire_attach *a) VL_MUST_CHECK;
 
 /*
  * The body both handshake signatures cover (PROTOCOL.md part 2
