@@ -372,8 +372,6 @@ int attach_seal_file(const char *src, uint64_t max, const char *ct_path, struct 
     }
     d->size = (uint64_t)st.st_size;
     c = attach_chunk_count(d->size);
-    randombytes_buf(d->id, ATTACH_ID_LEN);
-    randombytes_buf(d->key, ATTACH_KEY_LEN);
     if ((pt = sodium_malloc(ATTACH_CHUNK_PLAIN)) == NULL || (ct = malloc(ATTACH_CHUNK_CT)) == NULL) {
         r = VERR_NOMEM;
         goto out;

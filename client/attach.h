@@ -105,8 +105,8 @@ int attach_chunk_open(const struct attach_desc *d, uint32_t i, const uint8_t *ct
 typedef void (*attach_progress_fn)(void *ctx, uint64_t done, uint64_t total);
 
 /*
- * Fills d (fresh random id and key, size, hash; name and type are the
- * caller's) from the file at src and writes its sealed chunks to ct_path.
+ * Fills d's size and hash from the file at src (d's id and key: the
+ * caller's fresh random values; name and type: the caller's) and writes its sealed chunks to ct_path.
  * VERR_USAGE: src is empty, not a regular file; VERR_TOO_LARGE: over
  * ATTACH_SIZE_MAX or max; VERR_IO: it cannot be read. Nothing is left at
  * ct_path on failure.

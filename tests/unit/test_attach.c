@@ -327,6 +327,8 @@ static void test_file_seal_open(void **state)
     path_in(out, sizeof(out), "saved.bin");
     write_file(src, data, size);
     memset(&d, 0, sizeof(d));
+    randombytes_buf(d.id, ATTACH_ID_LEN);
+    randombytes_buf(d.key, ATTACH_KEY_LEN);
     memcpy(d.name, "src.bin", 8);
     memcpy(d.type, "application/octet-stream", 25);
     assert_int_equal(attach_seal_file(src, 0, ct, &d, progress, NULL), 0);
