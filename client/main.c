@@ -2214,9 +2214,10 @@ static int cmd_save(int argc, char **argv)
         char why[128];
         snprintf(why, sizeof(why), "message %s has %zu attachment%s; N must be 1 to %zu", o.arg,
                  msg.n_attach, msg.n_attach == 1 ? "" : "s", msg.n_attach);
+        r = fail_msg("save", msg.n_attach == 0 ? "the message has no attachments" : why);
         mbox_msg_clear(&msg);
         mbox_close(m);
-        return fail_msg("save", msg.n_attach == 0 ? "the message has no attachments" : why);
+        return r;
     }
     memset(&p, 0, sizeof(p));
     p.what = "checking and saving:";

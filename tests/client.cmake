@@ -66,3 +66,9 @@ set_tests_properties(client/badlink PROPERTIES TIMEOUT 1800 LABELS "client;slow"
 add_test(NAME client/edges COMMAND ${CMAKE_CURRENT_LIST_DIR}/client/client_edges.sh
          $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise> $<TARGET_FILE:valise-relay>)
 set_tests_properties(client/edges PROPERTIES TIMEOUT 300 LABELS client)
+
+# Attachments (issue 13 item 2): send --attach, read lists them, save checks
+# the signed hash; refusals at send and save; the relay deletes them once done.
+add_test(NAME client/attach COMMAND ${CMAKE_CURRENT_LIST_DIR}/client/client_attach.sh
+         $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise> $<TARGET_FILE:valise-relay>)
+set_tests_properties(client/attach PROPERTIES TIMEOUT 180 LABELS client)
