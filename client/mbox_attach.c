@@ -558,9 +558,12 @@ static int upload_one(struct mbox *m, struct mba_link *l, const uint8_t id[stati
     char path[4300];
     uint32_t c = attach_chunk_count(u->size), acked, next;
     unsigned window = MBA_WINDOW_START;
+    uint64_t sent_ms[MBA_WINDOW_MAX];
     uint64_t ct_size = attach_ct_size(u->size);
     int fd = -1, r;
 
+    if (u->n == 0 || u->rcpt == NULL)
+        return VERR_BAD_FORMAT; /* an open record names its recipients */
     if ((r = mba_path(m, id, "ct", path, sizeof(path))) != 0)
         return r;
     if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
@@ -606,28 +609,37 @@ static int upload_one(struct mbox *m, struct mba_link *l, const uint8_t id[stati
     buf_free(&raw);
     while (acked < c) {
         uint64_t t0 = mba_ms();
+        int halved = 0;
         if (l->stop != NULL && *l->stop) {
             st->up_pending++;
             r = 0;
             goto out;
         }
-        /* one piece: up to window chunks in flight, their acks in order */
-        while (next < c && next - acked < window) {
-            size_t n = chunk_ct_len(u->size, next);
-            if ((r = read_chunk(fd, next, ct, n)) != 0)
-                goto out;
-            memset(&a, 0, sizeof(a));
-            memcpy(a.att, id, ATTACH_ID_LEN);
-            a.i = next;
-            a.ct = ct;
-            a.ct_len = (uint32_t)n;
-            if ((r = send_attach(l, WIRE_ATTACH_PUT, &a)) != 0)
-                goto out;
-            next++;
-        }
-        while (acked < next) {
+        /*
+         * One piece of about MBA_PIECE_MS: PUTs slide within the window (a
+         * new one as each PUT_ACK comes back, in order), then the piece
+         * drains so the sync can send what was queued meanwhile.
+         */
+        for (;;) {
             uint16_t reason;
             uint32_t i;
+            uint64_t now = mba_ms(), delay;
+            while (next < c && next - acked < window && now - t0 < MBA_PIECE_MS) {
+                size_t n = chunk_ct_len(u->size, next);
+                if ((r = read_chunk(fd, next, ct, n)) != 0)
+                    goto out;
+                memset(&a, 0, sizeof(a));
+                memcpy(a.att, id, ATTACH_ID_LEN);
+                a.i = next;
+                a.ct = ct;
+                a.ct_len = (uint32_t)n;
+                if ((r = send_attach(l, WIRE_ATTACH_PUT, &a)) != 0)
+                    goto out;
+                sent_ms[next % MBA_WINDOW_MAX] = now;
+                next++;
+            }
+            if (acked == next)
+                break; /* the piece is drained */
             if ((r = recv_for(l, id, WIRE_ATTACH_PUT_ACK, WIRE_ATTACH_PUT_ACK, &raw, &wm)) != 0)
                 goto out;
             reason = wm.u.attach.reason;
@@ -651,19 +663,23 @@ static int upload_one(struct mbox *m, struct mba_link *l, const uint8_t id[stati
                 r = VERR_PROTOCOL; /* PUT_ACKs come in order (PROTOCOL.md part 2) */
                 goto out;
             }
+            /*
+             * The window grows like the SUBMIT pieces: by one chunk per PUT_ACK
+             * that came back within MBA_TIMELY_MS of its PUT (so about doubling
+             * per round trip), halved once a piece when one took over twice that.
+             */
+            delay = mba_ms() - sent_ms[acked % MBA_WINDOW_MAX];
+            if (delay <= MBA_TIMELY_MS && window < MBA_WINDOW_MAX)
+                window++;
+            else if (delay > 2 * MBA_TIMELY_MS && window > 1 && !halved) {
+                window /= 2;
+                halved = 1;
+            }
             acked++;
             *moved = 1;
             if (l->progress != NULL)
                 l->progress(l->pctx, 1,
                             acked == c ? ct_size : (uint64_t)acked * ATTACH_CHUNK_CT, ct_size);
-        }
-        /* the window grows like a SUBMIT piece: doubled after a timely piece, halved after a slow one */
-        {
-            uint64_t took = mba_ms() - t0;
-            if (took <= MBA_TIMELY_MS && window < MBA_WINDOW_MAX)
-                window *= 2;
-            else if (took > 2 * MBA_TIMELY_MS && window > 1)
-                window /= 2;
         }
         if (acked < c && (r = l->between(l->ctx)) != 0)
             goto out;
@@ -884,9 +900,15 @@ static int download_all(struct mbox *m, struct mba_link *l, struct mba_stats *st
             goto out;
         r = x.state == DL_FETCH ? download_one(m, l, &x, st, moved) : 0;
         attach_desc_wipe(&x.d);
-        /* a relay sending a chunk that does not open: the others are still fetched */
-        if (r == VERR_DECRYPT)
+        /*
+         * A relay sending a chunk that does not open: counted (stats.bad_chunks),
+         * and nothing more is fetched on this connection, whose chunks in flight
+         * will never be acknowledged; the next connection asks again.
+         */
+        if (r == VERR_DECRYPT) {
             r = 0;
+            break;
+        }
         if (r != 0)
             goto out;
         if ((r = l->between(l->ctx)) != 0)

@@ -11,9 +11,10 @@
  *    the transaction that stores a received message) one download.
  *  - mba_sync runs on a connection the sync has authenticated, after the
  *    message envelopes went out and the relay's queue was emptied:
- *    uploads first (ATTACH_OPEN; ATTACH_PUT pipelined within a window of
- *    MBA_WINDOW_START doubling to MBA_WINDOW_MAX chunks while each piece is
- *    acknowledged within MBA_TIMELY_MS; resumed from the relay's `stored`
+ *    uploads first (ATTACH_OPEN; ATTACH_PUT sliding within a window of
+ *    MBA_WINDOW_START chunks, one more per PUT_ACK back within MBA_TIMELY_MS
+ *    of its PUT, up to MBA_WINDOW_MAX, halved once a piece after a slower
+ *    one; pieces of about MBA_PIECE_MS; resumed from the relay's `stored`
  *    after a cut), only for a message whose envelopes the relay has all
  *    answered, to the devices that accepted it (not this person's other
  *    devices). Between pieces the link's `between` hook handles what the
@@ -23,7 +24,8 @@
  *    count checked) and written and fsync'd to HOME/attach/<id hex>.part
  *    before its ATTACH_CHUNK_ACK; once complete the file is renamed to
  *    .ct and ATTACH_DONE sent. A chunk that does not open is neither kept
- *    nor acknowledged (stats.bad_chunks).
+ *    nor acknowledged (stats.bad_chunks), and nothing more is fetched on
+ *    that connection.
  *  - Record states move forward only; every record change is one committed
  *    transaction; files are written before the record that names them.
  *  - Library code: no printing; progress through the link's hook.
@@ -45,7 +47,9 @@ struct mbox;
 enum {
     MBA_WINDOW_START = 1, /* chunks in flight at first */
     MBA_WINDOW_MAX = 32,  /* 512 KiB of chunks, as MB_SUBMIT_BYTES */
-    MBA_TIMELY_MS = 3000,
+    MBA_TIMELY_MS = 3000, /* a PUT_ACK this soon after its PUT grows the window */
+    MBA_PIECE_MS = 6000,  /* a piece stops taking new PUTs after this; then newly queued
+                             envelopes go before the next piece */
     MBA_RETRY_MS = 5000,  /* `run`: a download waiting for its uploader is asked again after */
 };
 
