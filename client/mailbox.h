@@ -173,6 +173,7 @@ struct mbox_sync_stats {
     size_t att_uploaded, att_downloaded, att_up_pending, att_down_waiting, att_refused;
     uint16_t att_refused_reason;
     size_t att_bad_chunks;
+    size_t att_lost; /* uploads whose sealed copy in HOME/attach was deleted: never sent */
     int connected; /* the relay authenticated this device (AUTH_OK) */
     int complete;  /* sync: the outbox went out and the relay's queue was empty */
 };

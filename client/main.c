@@ -2112,7 +2112,7 @@ static void attach_states(struct mbox *m, const struct mbox_msg *msg, int *have,
                           uint32_t *c)
 {
     for (size_t i = 0; i < msg->n_attach; i++)
-        if (mba_state(m, &msg->attach[i], &have[i], &held[i], &c[i]) != 0) {
+        if (mba_state(m, &msg->attach[i], msg->sender_id, &have[i], &held[i], &c[i]) != 0) {
             have[i] = 0; /* unknown: shown as such */
             held[i] = 0;
             c[i] = attach_chunk_count(msg->attach[i].size);
@@ -2136,6 +2136,10 @@ static void attach_print_list(const struct mbox_msg *msg, const int *have, const
         else if (have[i] == MBA_HAVE_GONE)
             printf("%u of %u chunks; no longer on the relay (expired): ask the sender again\n",
                    held[i], c[i]);
+        else if (have[i] == MBA_HAVE_BAD)
+            printf("%u of %u chunks; the relay's chunks do not match the key the sender signed "
+                   "(damaged or substituted): ask the sender to send it again\n",
+                   held[i], c[i]);
         else if (have[i] == MBA_HAVE_PART)
             printf("%u of %u chunks (valise sync fetches the rest)\n", held[i], c[i]);
         else
@@ -2146,7 +2150,7 @@ static void attach_print_list(const struct mbox_msg *msg, const int *have, const
 static int attach_print_sync(const struct mbox_sync_stats *st)
 {
     if (st->att_uploaded + st->att_downloaded + st->att_up_pending + st->att_down_waiting +
-            st->att_refused + st->att_bad_chunks ==
+            st->att_refused + st->att_bad_chunks + st->att_lost ==
         0)
         return 0;
     printf("attachments: %zu uploaded, %zu fetched", st->att_uploaded, st->att_downloaded);
@@ -2156,10 +2160,21 @@ static int attach_print_sync(const struct mbox_sync_stats *st)
     if (st->att_refused > 0)
         printf("; %zu refused by the relay (%s)", st->att_refused,
                wire_reason_name(st->att_refused_reason));
+    if (st->att_lost > 0)
+        printf("; %zu not sent: the encrypted copy in HOME/attach was deleted (send the file "
+               "again)",
+               st->att_lost);
     if (st->att_bad_chunks > 0)
         printf("; %zu chunks from the relay did not verify and were dropped",
                st->att_bad_chunks);
     printf("\n");
+    if (st->att_bad_chunks > 0) {
+        fputs("valise sync: the relay sent attachment chunks that do not match the key their "
+              "sender signed (see valise read); the connection was ended; run valise sync again "
+              "for the rest\n",
+              stderr);
+        return 1;
+    }
     if (st->att_up_pending > 0) {
         fprintf(stderr, "valise sync: %zu attachment%s left to upload (the relay was busy or the "
                         "sync was stopped); run valise sync again\n",
@@ -2221,10 +2236,11 @@ static int cmd_save(int argc, char **argv)
     }
     memset(&p, 0, sizeof(p));
     p.what = "checking and saving:";
-    if ((r = mba_state(m, &msg.attach[n - 1], &have, &held, &c)) == 0 && have != MBA_HAVE_COMPLETE)
+    if ((r = mba_state(m, &msg.attach[n - 1], msg.sender_id, &have, &held, &c)) == 0 &&
+        have != MBA_HAVE_COMPLETE)
         r = VERR_UNKNOWN;
     if (r == 0)
-        r = mba_save(m, &msg.attach[n - 1], o.out, isatty(STDERR_FILENO) ? att_file_progress : NULL,
+        r = mba_save(m, &msg.attach[n - 1], msg.sender_id, o.out, isatty(STDERR_FILENO) ? att_file_progress : NULL,
                      &p);
     if (p.shown)
         fputc('\n', stderr);
@@ -2241,9 +2257,10 @@ static int cmd_save(int argc, char **argv)
     if (r == VERR_UNKNOWN) {
         char why[160];
         snprintf(why, sizeof(why),
-                 have == MBA_HAVE_GONE
-                     ? "attachment %llu is incomplete (%u of %u chunks) and no longer on the "
-                       "relay; ask the sender to send it again; nothing was written"
+                 have == MBA_HAVE_GONE || have == MBA_HAVE_BAD
+                     ? "attachment %llu is incomplete (%u of %u chunks) and cannot be fetched "
+                       "(expired, or damaged on the relay); ask the sender to send it again; "
+                       "nothing was written"
                      : "attachment %llu is incomplete (%u of %u chunks); run valise sync to "
                        "fetch the rest; nothing was written",
                  (unsigned long long)n, held, c);

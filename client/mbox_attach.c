@@ -22,16 +22,26 @@
 enum {
     MBA_REC_VERSION = 1,
     NAME_LEN = 7 + 2 * ATTACH_ID_LEN, /* prefix + hex */
+    /*
+     * A download is named by the attachment id and the first DL_TAG_LEN bytes
+     * of the sending device's id: another sender's message naming the same
+     * id (an insider who saw it as a co-recipient) is another record, with
+     * its own files, and cannot take the real one's place.
+     */
+    DL_TAG_LEN = 8,
+    DL_NAME_LEN = NAME_LEN + 1 + 2 * DL_TAG_LEN,
     UP_NEW = 0,     /* queued with its message; recipients not fixed yet */
     UP_OPEN = 1,    /* recipients fixed (the OPEN's fields never change after) */
     UP_DONE = 2,    /* every chunk stored by the relay */
     UP_REFUSED = 3, /* the relay refused it for good (reason kept) */
+    UP_LOST = 4,    /* its sealed copy in HOME/attach is gone: nothing to upload */
     DL_FETCH = 0,   /* chunks to fetch */
     DL_DONE = 1,    /* complete and ATTACH_DONE answered */
     DL_GONE = 2,    /* the relay no longer has it for this device */
+    DL_BAD = 3,     /* the relay's chunks do not open under the signed key */
     UP_FIXED = 1 + 8 + 8 + 1 + 2 + 1 + 8 + 2,
 };
-_Static_assert(NAME_LEN + 1 <= CSTORE_KEY_MAX, "record names fit a store key");
+_Static_assert(DL_NAME_LEN + 1 <= CSTORE_KEY_MAX, "record names fit a store key");
 
 struct uprec {
     uint64_t seq, size, expiry;
@@ -75,6 +85,31 @@ int mba_path(const struct mbox *m, const uint8_t id[static ATTACH_ID_LEN], const
     return n < 0 || (size_t)n >= outsz ? VERR_TOO_LARGE : 0;
 }
 
+/* A received attachment's file: HOME/attach/<id hex>.<sender tag hex>.<ext>. */
+static int dl_path(const struct mbox *m, const uint8_t id[static ATTACH_ID_LEN],
+                   const uint8_t tag[static DL_TAG_LEN], const char *ext, char *out, size_t outsz)
+{
+    char hex[2 * ATTACH_ID_LEN + 1], th[2 * DL_TAG_LEN + 1];
+    int n, r;
+
+    if ((r = text_hex_encode(hex, sizeof(hex), id, ATTACH_ID_LEN)) != 0 ||
+        (r = text_hex_encode(th, sizeof(th), tag, DL_TAG_LEN)) != 0)
+        return r;
+    n = snprintf(out, outsz, "%s/attach/%s.%s.%s", m->home, hex, th, ext);
+    return n < 0 || (size_t)n >= outsz ? VERR_TOO_LARGE : 0;
+}
+
+static int dl_name(char out[static DL_NAME_LEN + 1], const uint8_t id[static ATTACH_ID_LEN],
+                   const uint8_t tag[static DL_TAG_LEN])
+{
+    int r;
+
+    if ((r = rec_name(out, DL_PREFIX, id)) != 0)
+        return r;
+    out[NAME_LEN] = '.';
+    return text_hex_encode(out + NAME_LEN + 1, 2 * DL_TAG_LEN + 1, tag, DL_TAG_LEN);
+}
+
 /* ---- records ---- */
 
 static int up_encode(const struct uprec *u, struct buf *b)
@@ -116,7 +151,7 @@ static int up_parse(const uint8_t *p, size_t len, struct uprec *u)
         (r = buf_get_u8(&b, &u->precedence)) != 0 || (r = buf_get_u64(&b, &u->expiry)) != 0 ||
         (r = buf_get_u16(&b, &n)) != 0)
         return r;
-    if (u->state > UP_REFUSED || u->precedence >= WIRE_PRECEDENCE_COUNT ||
+    if (u->state > UP_LOST || u->precedence >= WIRE_PRECEDENCE_COUNT ||
         attach_chunk_count(u->size) == 0 || n > MBOX_MAX_FANOUT || buf_left(&b) != (size_t)n * DEVICE_ID_LEN)
         return VERR_BAD_FORMAT;
     if (n > 0) {
@@ -160,11 +195,11 @@ static int up_get(struct mbox *m, const uint8_t id[static ATTACH_ID_LEN], struct
 
 static int dl_put(struct mbox *m, const struct dlrec *x)
 {
-    char name[NAME_LEN + 1];
+    char name[DL_NAME_LEN + 1];
     struct buf b;
     int r;
 
-    if ((r = rec_name(name, DL_PREFIX, x->d.id)) != 0)
+    if ((r = dl_name(name, x->d.id, x->sender)) != 0)
         return r;
     if ((r = buf_init(&b, 1 + 8 + DEVICE_ID_LEN + 1 + ATTACH_DESC_MAX, BUF_SECRET)) != 0)
         return r;
@@ -192,24 +227,30 @@ static int dl_parse(const uint8_t *p, size_t len, struct dlrec *x)
         (r = buf_get_bytes(&b, x->sender, DEVICE_ID_LEN)) != 0 ||
         (r = buf_get_u8(&b, &x->state)) != 0 || (r = attach_desc_parse(&b, &x->d)) != 0)
         return r;
-    if (x->state > DL_GONE || (r = buf_expect_end(&b)) != 0) {
+    if (x->state > DL_BAD || (r = buf_expect_end(&b)) != 0) {
         attach_desc_wipe(&x->d);
         return r != 0 ? r : VERR_BAD_FORMAT;
     }
     return 0;
 }
 
-static int dl_get(struct mbox *m, const uint8_t id[static ATTACH_ID_LEN], struct dlrec *x)
+static int dl_get(struct mbox *m, const uint8_t id[static ATTACH_ID_LEN],
+                  const uint8_t tag[static DL_TAG_LEN], struct dlrec *x)
 {
-    char name[NAME_LEN + 1];
+    char name[DL_NAME_LEN + 1];
     struct buf b;
     int r;
 
     memset(x, 0, sizeof(*x));
-    if ((r = rec_name(name, DL_PREFIX, id)) != 0 || (r = mb_cfg_get(m, name, &b)) != 0)
+    if ((r = dl_name(name, id, tag)) != 0 || (r = mb_cfg_get(m, name, &b)) != 0)
         return r;
     r = dl_parse(buf_data(&b), buf_size(&b), x);
     buf_free(&b);
+    if (r == 0 && (memcmp(x->d.id, id, ATTACH_ID_LEN) != 0 ||
+                   memcmp(x->sender, tag, DL_TAG_LEN) != 0)) {
+        attach_desc_wipe(&x->d);
+        r = VERR_BAD_FORMAT; /* a record under another's name */
+    }
     return r;
 }
 
@@ -243,7 +284,9 @@ static int commit_dl(struct mbox *m, const struct dlrec *x)
 /* The ids of the records of one kind (names of CS_CONFIG starting with prefix). */
 struct idlist {
     const char *prefix;
+    size_t name_len; /* NAME_LEN, or DL_NAME_LEN with a sender tag */
     uint8_t (*id)[ATTACH_ID_LEN];
+    uint8_t (*tag)[DL_TAG_LEN];
     size_t n, cap;
 };
 
@@ -254,28 +297,46 @@ static int each_rec(void *ctx, const uint8_t *k, size_t kl, const uint8_t *v, si
     (void)v;
     (void)vl;
 
-    if (kl != NAME_LEN || memcmp(k, l->prefix, 7) != 0)
+    if (kl != l->name_len || memcmp(k, l->prefix, 7) != 0)
         return 0;
     if (l->n == l->cap) {
         size_t nc = l->cap ? 2 * l->cap : 16;
-        void *p = realloc(l->id, nc * sizeof(*l->id));
+        void *p = realloc(l->id, nc * sizeof(*l->id)), *q;
         if (p == NULL)
             return VERR_NOMEM;
         l->id = p;
+        if ((q = realloc(l->tag, nc * sizeof(*l->tag))) == NULL)
+            return VERR_NOMEM;
+        l->tag = q;
         l->cap = nc;
     }
     memcpy(hex, k + 7, 2 * ATTACH_ID_LEN);
     hex[2 * ATTACH_ID_LEN] = '\0';
     if (text_hex_decode(l->id[l->n], ATTACH_ID_LEN, hex) != 0)
         return VERR_BAD_FORMAT;
+    memset(l->tag[l->n], 0, DL_TAG_LEN);
+    if (l->name_len == DL_NAME_LEN) {
+        char th[2 * DL_TAG_LEN + 1];
+        memcpy(th, k + NAME_LEN + 1, 2 * DL_TAG_LEN);
+        th[2 * DL_TAG_LEN] = '\0';
+        if (k[NAME_LEN] != '.' || text_hex_decode(l->tag[l->n], DL_TAG_LEN, th) != 0)
+            return VERR_BAD_FORMAT;
+    }
     l->n++;
     return 0;
+}
+
+static void idlist_free(struct idlist *l)
+{
+    free(l->id);
+    free(l->tag);
 }
 
 static int list_recs(struct mbox *m, const char *prefix, struct idlist *l)
 {
     memset(l, 0, sizeof(*l));
     l->prefix = prefix;
+    l->name_len = strcmp(prefix, DL_PREFIX) == 0 ? DL_NAME_LEN : NAME_LEN;
     return cstore_each(m->st, CS_CONFIG, each_rec, l);
 }
 
@@ -372,7 +433,7 @@ int mba_note_received(struct mbox *m, uint64_t seq, const uint8_t sender[static 
     for (size_t i = 0; i < n; i++) {
         struct dlrec old;
         /* a second message naming an id we already fetch does not replace its key */
-        if ((r = dl_get(m, d[i].id, &old)) == 0) {
+        if ((r = dl_get(m, d[i].id, sender, &old)) == 0) {
             attach_desc_wipe(&old.d);
             continue;
         }
@@ -566,8 +627,15 @@ static int upload_one(struct mbox *m, struct mba_link *l, const uint8_t id[stati
         return VERR_BAD_FORMAT; /* an open record names its recipients */
     if ((r = mba_path(m, id, "ct", path, sizeof(path))) != 0)
         return r;
-    if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
-        return VERR_IO; /* the sealed copy is gone: reported, the record stays */
+    if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+        if (errno != ENOENT)
+            return VERR_IO;
+        /* the sealed copy was deleted: reported once, never asked of the relay */
+        u->state = UP_LOST;
+        st->lost++;
+        *moved = 1;
+        return commit_up(m, id, u);
+    }
     if ((ct = malloc(ATTACH_CHUNK_CT)) == NULL) {
         r = VERR_NOMEM;
         goto out;
@@ -722,7 +790,7 @@ static int upload_all(struct mbox *m, struct mba_link *l, struct mba_stats *st, 
     }
     r = 0;
 out:
-    free(ids.id);
+    idlist_free(&ids);
     return r;
 }
 
@@ -769,8 +837,8 @@ static int download_finish(struct mbox *m, struct mba_link *l, struct dlrec *x, 
     char part[4300], ct[4300];
     int r;
 
-    if ((r = mba_path(m, x->d.id, "part", part, sizeof(part))) != 0 ||
-        (r = mba_path(m, x->d.id, "ct", ct, sizeof(ct))) != 0)
+    if ((r = dl_path(m, x->d.id, x->sender, "part", part, sizeof(part))) != 0 ||
+        (r = dl_path(m, x->d.id, x->sender, "ct", ct, sizeof(ct))) != 0)
         return r;
     if (file_exists(part)) {
         if (rename(part, ct) != 0)
@@ -802,8 +870,8 @@ static int download_one(struct mbox *m, struct mba_link *l, struct dlrec *x, str
     uint64_t total = attach_ct_size(x->d.size);
     int fd = -1, r;
 
-    if ((r = mba_path(m, x->d.id, "part", part, sizeof(part))) != 0 ||
-        (r = mba_path(m, x->d.id, "ct", ct, sizeof(ct))) != 0)
+    if ((r = dl_path(m, x->d.id, x->sender, "part", part, sizeof(part))) != 0 ||
+        (r = dl_path(m, x->d.id, x->sender, "ct", ct, sizeof(ct))) != 0)
         return r;
     if (file_exists(ct)) {
         held = c;
@@ -854,7 +922,15 @@ static int download_one(struct mbox *m, struct mba_link *l, struct dlrec *x, str
             attach_chunk_open(&x->d, w->i, w->ct, w->ct_len, pt) != 0) {
             buf_free(&raw);
             st->bad_chunks++;
-            r = VERR_DECRYPT;
+            /*
+             * Damaged or substituted (another sender's message naming this id,
+             * or a relay's doing): never fetched again; `read` says so. Only
+             * the sender can mend it, by sending the file again.
+             */
+            x->state = DL_BAD;
+            *moved = 1;
+            if ((r = commit_dl(m, x)) == 0)
+                r = VERR_DECRYPT;
             goto out;
         }
         r = write_chunk_durably(fd, held, w->ct, w->ct_len);
@@ -896,14 +972,15 @@ static int download_all(struct mbox *m, struct mba_link *l, struct mba_stats *st
         struct dlrec x;
         if (l->stop != NULL && *l->stop)
             break;
-        if ((r = dl_get(m, ids.id[i], &x)) != 0)
+        if ((r = dl_get(m, ids.id[i], ids.tag[i], &x)) != 0)
             goto out;
         r = x.state == DL_FETCH ? download_one(m, l, &x, st, moved) : 0;
         attach_desc_wipe(&x.d);
         /*
          * A relay sending a chunk that does not open: counted (stats.bad_chunks),
          * and nothing more is fetched on this connection, whose chunks in flight
-         * will never be acknowledged; the next connection asks again.
+         * will never be acknowledged (the sync ends it); the download is marked
+         * bad, the others go on at the next connection.
          */
         if (r == VERR_DECRYPT) {
             r = 0;
@@ -916,7 +993,7 @@ static int download_all(struct mbox *m, struct mba_link *l, struct mba_stats *st
     }
     r = 0;
 out:
-    free(ids.id);
+    idlist_free(&ids);
     return r;
 }
 
@@ -932,7 +1009,8 @@ int mba_sync(struct mbox *m, struct mba_link *l, struct mba_stats *st, int *move
 
 /* ---- reading and saving ---- */
 
-int mba_state(struct mbox *m, const struct attach_desc *d, int *have, uint32_t *held, uint32_t *c)
+int mba_state(struct mbox *m, const struct attach_desc *d,
+              const uint8_t sender[static DEVICE_ID_LEN], int *have, uint32_t *held, uint32_t *c)
 {
     struct dlrec x;
     char part[4300], ct[4300];
@@ -941,8 +1019,8 @@ int mba_state(struct mbox *m, const struct attach_desc *d, int *have, uint32_t *
     *c = attach_chunk_count(d->size);
     *held = 0;
     *have = MBA_HAVE_PART;
-    if ((r = mba_path(m, d->id, "part", part, sizeof(part))) != 0 ||
-        (r = mba_path(m, d->id, "ct", ct, sizeof(ct))) != 0)
+    if ((r = dl_path(m, d->id, sender, "part", part, sizeof(part))) != 0 ||
+        (r = dl_path(m, d->id, sender, "ct", ct, sizeof(ct))) != 0)
         return r;
     if (file_exists(ct)) {
         if ((r = attach_held(ct, d, held)) != 0)
@@ -954,21 +1032,24 @@ int mba_state(struct mbox *m, const struct attach_desc *d, int *have, uint32_t *
         *have = MBA_HAVE_COMPLETE;
         return 0;
     }
-    if (dl_get(m, d->id, &x) == 0) {
+    if (dl_get(m, d->id, sender, &x) == 0) {
         if (x.state == DL_GONE)
             *have = MBA_HAVE_GONE;
+        else if (x.state == DL_BAD)
+            *have = MBA_HAVE_BAD;
         attach_desc_wipe(&x.d);
     }
     return 0;
 }
 
-int mba_save(struct mbox *m, const struct attach_desc *d, const char *out,
+int mba_save(struct mbox *m, const struct attach_desc *d,
+             const uint8_t sender[static DEVICE_ID_LEN], const char *out,
              attach_progress_fn progress, void *pctx)
 {
     char ct[4300];
     int r;
 
-    if ((r = mba_path(m, d->id, "ct", ct, sizeof(ct))) != 0)
+    if ((r = dl_path(m, d->id, sender, "ct", ct, sizeof(ct))) != 0)
         return r;
     if (!file_exists(ct))
         return VERR_UNKNOWN;

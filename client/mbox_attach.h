@@ -24,8 +24,11 @@
  *    count checked) and written and fsync'd to HOME/attach/<id hex>.part
  *    before its ATTACH_CHUNK_ACK; once complete the file is renamed to
  *    .ct and ATTACH_DONE sent. A chunk that does not open is neither kept
- *    nor acknowledged (stats.bad_chunks), and nothing more is fetched on
- *    that connection.
+ *    nor acknowledged (stats.bad_chunks), the download is marked bad for
+ *    good (MBA_HAVE_BAD), and nothing more is fetched on that connection.
+ *    Downloads are kept per (attachment id, sending device): another
+ *    sender's message naming the same id is another download, with its
+ *    own files (HOME/attach/<id hex>.<sender tag hex>.part / .ct).
  *  - Record states move forward only; every record change is one committed
  *    transaction; files are written before the record that names them.
  *  - Library code: no printing; progress through the link's hook.
@@ -75,6 +78,7 @@ struct mba_stats {
     size_t refused;              /* uploads the relay refused for good (reason below) */
     uint16_t refused_reason;
     size_t bad_chunks;           /* chunks that did not open: not kept, not acknowledged */
+    size_t lost;                 /* uploads whose sealed copy in HOME/attach was deleted */
 };
 
 /* HOME/attach/<id hex>.ct or .part into out. */
@@ -103,11 +107,15 @@ enum mba_have {
     MBA_HAVE_PART = 1,     /* held of c chunks, more to come */
     MBA_HAVE_COMPLETE = 2, /* every chunk */
     MBA_HAVE_GONE = 3,     /* the relay no longer has it (expired) and this device has not all */
+    MBA_HAVE_BAD = 4,      /* the relay's chunks did not open under the signed key */
 };
-int mba_state(struct mbox *m, const struct attach_desc *d, int *have, uint32_t *held,
+/* sender: the device the message came from (downloads are kept per sender and id). */
+int mba_state(struct mbox *m, const struct attach_desc *d,
+              const uint8_t sender[static DEVICE_ID_LEN], int *have, uint32_t *held,
               uint32_t *c) VL_MUST_CHECK;
 /* attach_open_file on the complete ciphertext (attach.h); VERR_UNKNOWN if incomplete. */
-int mba_save(struct mbox *m, const struct attach_desc *d, const char *out,
+int mba_save(struct mbox *m, const struct attach_desc *d,
+             const uint8_t sender[static DEVICE_ID_LEN], const char *out,
              attach_progress_fn progress, void *pctx) VL_MUST_CHECK;
 
 #endif

@@ -1456,6 +1456,7 @@ static int sy_attachments(struct sync *s, int *moved)
     if (as.refused > 0)
         s->st->att_refused_reason = as.refused_reason;
     s->st->att_bad_chunks += as.bad_chunks;
+    s->st->att_lost += as.lost;
     return r;
 }
 
@@ -1536,6 +1537,13 @@ int mbox_sync(struct mbox *m, const struct mbox_sync_opts *o, struct mbox_sync_s
             int moved = 0;
             if ((r = sy_attachments(&s, &moved)) != 0)
                 goto out;
+            /*
+             * A chunk that did not open was not acknowledged: the relay's
+             * window for this connection stays full, so end it (not
+             * complete); the next connection goes on without that download.
+             */
+            if (st->att_bad_chunks > 0)
+                break;
             if (moved || s.outbox_dirty || (!o->stay && !s.queue_empty))
                 continue;
         }
