@@ -388,13 +388,14 @@ static void send_attached(struct side *from, const struct side *to, const char *
 }
 
 /* The saved attachment equals the file that was sent. */
-static void check_saved(struct side *s, const struct attach_desc *d, const char *sent)
+static void check_saved(struct side *s, const struct side *from, const struct attach_desc *d,
+                        const char *sent)
 {
     char out[TPATH + 16];
     struct buf a, b;
 
     snprintf(out, sizeof(out), "%s/saved.bin", s->home);
-    assert_int_equal(mba_save(s->m, d, out, NULL, NULL), 0);
+    assert_int_equal(mba_save(s->m, d, from->dev.cert.device_id, out, NULL, NULL), 0);
     assert_int_equal(file_read(out, 4u << 20, 0, &a), 0);
     assert_int_equal(file_read(sent, 4u << 20, 0, &b), 0);
     assert_int_equal(buf_size(&a), buf_size(&b));
@@ -500,9 +501,9 @@ static void test_attachment_cut_link(void **state)
     assert_int_equal(nin, 2);
     assert_string_equal(inbox[0].subject, "flash during upload"); /* FLASH first */
     free(inbox);
-    assert_int_equal(mba_state(w.hq.m, &up, &have, &held, &c), 0);
+    assert_int_equal(mba_state(w.hq.m, &up, w.post.dev.cert.device_id, &have, &held, &c), 0);
     assert_int_equal(have, MBA_HAVE_COMPLETE);
-    check_saved(&w.hq, &up, path_up);
+    check_saved(&w.hq, &w.post, &up, path_up);
 
     /* Down: HQ attaches 1 MiB over its direct path; the post fetches it through the cut link. */
     send_attached(&w.hq, &w.post, path_down, &down);
@@ -520,9 +521,9 @@ static void test_attachment_cut_link(void **state)
     if (lc2.down_bytes - lc1.down_bytes > ct + ct / 5)
         fail_msg("%llu bytes came down for %llu of ciphertext (more than 1.2 times)",
                  (unsigned long long)(lc2.down_bytes - lc1.down_bytes), (unsigned long long)ct);
-    assert_int_equal(mba_state(w.post.m, &down, &have, &held, &c), 0);
+    assert_int_equal(mba_state(w.post.m, &down, w.hq.dev.cert.device_id, &have, &held, &c), 0);
     assert_int_equal(have, MBA_HAVE_COMPLETE);
-    check_saved(&w.post, &down, path_down);
+    check_saved(&w.post, &w.hq, &down, path_down);
     attach_desc_wipe(&up);
     attach_desc_wipe(&down);
     world_stop(&w);
