@@ -657,6 +657,7 @@ static int upload_one(struct mbox *m, struct mba_link *l, const uint8_t id[stati
         buf_free(&raw);
         if (!reason_final(reason)) {
             st->up_pending++;
+            l->up_retry_at_ms = mba_ms() + MBA_RETRY_MS; /* `run`: not again at once */
             r = 0;
             goto out;
         }
@@ -723,6 +724,7 @@ static int upload_one(struct mbox *m, struct mba_link *l, const uint8_t id[stati
                     r = commit_up(m, id, u);
                 } else {
                     st->up_pending++;
+                    l->up_retry_at_ms = mba_ms() + MBA_RETRY_MS;
                     r = 0;
                 }
                 goto out;
@@ -767,6 +769,11 @@ static int upload_all(struct mbox *m, struct mba_link *l, struct mba_stats *st, 
     struct idlist ids;
     int r;
 
+    if (l->up_retry_at_ms != 0 && mba_ms() < l->up_retry_at_ms) {
+        st->up_pending = l->up_pending; /* as the last look found them */
+        return 0;
+    }
+    l->up_retry_at_ms = 0;
     if ((r = list_recs(m, UP_PREFIX, &ids)) != 0)
         goto out;
     for (size_t i = 0; i < ids.n; i++) {
@@ -778,8 +785,7 @@ static int upload_all(struct mbox *m, struct mba_link *l, struct mba_stats *st, 
                 free(u.rcpt);
                 goto out;
             }
-            if (r == 0 && u.state == UP_NEW)
-                st->up_pending++;
+            /* still UP_NEW: the message itself waits (for prekeys, a directory) */
         }
         r = 0;
         if (u.state == UP_OPEN)
@@ -790,6 +796,7 @@ static int upload_all(struct mbox *m, struct mba_link *l, struct mba_stats *st, 
     }
     r = 0;
 out:
+    l->up_pending = st->up_pending;
     idlist_free(&ids);
     return r;
 }
@@ -963,8 +970,10 @@ static int download_all(struct mbox *m, struct mba_link *l, struct mba_stats *st
     struct idlist ids;
     int r;
 
-    if (l->retry_at_ms != 0 && mba_ms() < l->retry_at_ms)
+    if (l->retry_at_ms != 0 && mba_ms() < l->retry_at_ms) {
+        st->down_waiting = l->down_waiting; /* as the last look found them */
         return 0;
+    }
     l->retry_at_ms = 0;
     if ((r = list_recs(m, DL_PREFIX, &ids)) != 0)
         goto out;
@@ -993,6 +1002,7 @@ static int download_all(struct mbox *m, struct mba_link *l, struct mba_stats *st
     }
     r = 0;
 out:
+    l->down_waiting = st->down_waiting;
     idlist_free(&ids);
     return r;
 }

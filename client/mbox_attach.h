@@ -53,7 +53,8 @@ enum {
     MBA_TIMELY_MS = 3000, /* a PUT_ACK this soon after its PUT grows the window */
     MBA_PIECE_MS = 6000,  /* a piece stops taking new PUTs after this; then newly queued
                              envelopes go before the next piece */
-    MBA_RETRY_MS = 5000,  /* `run`: a download waiting for its uploader is asked again after */
+    MBA_RETRY_MS = 5000,  /* `run`: a download waiting for its uploader, or an upload the
+                             relay put off, is tried again after this */
 };
 
 /* What the sync lends the attachment steps. */
@@ -68,7 +69,9 @@ struct mba_link {
     void (*progress)(void *pctx, int upload, uint64_t done, uint64_t total);
     void *pctx;
     volatile int *stop;
-    uint64_t retry_at_ms; /* private: waiting downloads are asked again after this */
+    uint64_t retry_at_ms;    /* private: waiting downloads are asked again after this */
+    uint64_t up_retry_at_ms; /* private: uploads the relay put off (queue full...) likewise */
+    size_t up_pending, down_waiting; /* private: what the last look found */
 };
 
 struct mba_stats {
