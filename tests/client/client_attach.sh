@@ -122,4 +122,19 @@ done
 run "jkt read lists the incomplete one" V read --home jkt "$ID"
 grep -q "of .* chunks" out.txt || fail "read does not show a partial attachment: $(cat out.txt)"
 
+# --- the sender's sealed copy deleted before the upload: said once, never sent ---
+head -c 5000 /dev/urandom >later.bin
+run "send a later attachment" V send --home hq --to ambassador@JKT --subject "Later" --attach later.bin </dev/null
+LID=$(awk '{print $2}' out.txt)
+rm -f hq/attach/*.ct
+run "hq sync without the sealed copy" V sync --home hq
+grep -q "1 not sent: the encrypted copy in HOME/attach was deleted (send the file again)" out.txt ||
+  fail "a deleted sealed copy was not reported: $(cat out.txt) $(cat err.txt)"
+run "hq sync again" V sync --home hq
+grep -q "not sent" out.txt && fail "the lost upload was reported twice: $(cat out.txt)"
+run "jkt sync (the later message)" V sync --home jkt
+run "jkt read the later message" V read --home jkt "$LID"
+grep -q "1  later.bin  .*0 of 1 chunks; no longer on the relay" out.txt ||
+  fail "the never-uploaded attachment is not shown unavailable: $(cat out.txt)"
+
 harness_done "client attachments"
