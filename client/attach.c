@@ -443,7 +443,7 @@ out:
     return r;
 }
 
-int attach_held(const char *path, const struct attach_desc *d, uint32_t *held)
+static int held_chunks(const char *path, const struct attach_desc *d, int trim, uint32_t *held)
 {
     struct stat st;
     uint64_t total = attach_ct_size(d->size), whole;
@@ -463,11 +463,21 @@ int attach_held(const char *path, const struct attach_desc *d, uint32_t *held)
         return 0;
     }
     whole = (uint64_t)st.st_size / ATTACH_CHUNK_CT;
-    if (whole * ATTACH_CHUNK_CT != (uint64_t)st.st_size &&
+    if (trim && whole * ATTACH_CHUNK_CT != (uint64_t)st.st_size &&
         truncate(path, (off_t)(whole * ATTACH_CHUNK_CT)) != 0)
         return VERR_IO;
     *held = (uint32_t)whole;
     return 0;
+}
+
+int attach_held(const char *path, const struct attach_desc *d, uint32_t *held)
+{
+    return held_chunks(path, d, 0, held);
+}
+
+int attach_trim(const char *path, const struct attach_desc *d, uint32_t *held)
+{
+    return held_chunks(path, d, 1, held);
 }
 
 int attach_open_file(const struct attach_desc *d, const char *ct_path, const char *out,

@@ -28,7 +28,7 @@
  *  - File helpers (no network): attach_seal_file seals a whole file into a
  *    ciphertext file (chunk i at offset i * ATTACH_CHUNK_CT), made atomically
  *    (temporary, fsync, rename); attach_held counts the whole chunks of a
- *    downloaded ciphertext file; attach_open_file opens every chunk, checks
+ *    downloaded ciphertext file (attach_trim also cuts off a torn write); attach_open_file opens every chunk, checks
  *    the SHA-256 and only then renames the output (mode 0600) into place.
  */
 #ifndef VALISE_ATTACH_H
@@ -115,11 +115,17 @@ int attach_seal_file(const char *src, uint64_t max, const char *ct_path, struct 
                      attach_progress_fn progress, void *pctx) VL_MUST_CHECK;
 /*
  * Whole chunks held in the ciphertext file at path (0 if it does not exist),
- * in order from chunk 0: c once its size is attach_ct_size(d->size). A torn
- * last write (a part of a chunk) is cut off so the next chunk goes at the
- * right offset. VERR_BAD_FORMAT: the file is longer than the attachment.
+ * in order from chunk 0: c once its size is attach_ct_size(d->size). The file
+ * is not changed (a torn last write is simply not counted).
+ * VERR_BAD_FORMAT: the file is longer than the attachment.
  */
 int attach_held(const char *path, const struct attach_desc *d, uint32_t *held) VL_MUST_CHECK;
+/*
+ * The same for the one process that writes the file (the download): a torn
+ * last write (a part of a chunk) is cut off so the next chunk goes at the
+ * right offset.
+ */
+int attach_trim(const char *path, const struct attach_desc *d, uint32_t *held) VL_MUST_CHECK;
 /*
  * Opens every chunk of the ciphertext file at ct_path, checks the SHA-256
  * against d->hash, and writes the plaintext to out (temporary beside it,

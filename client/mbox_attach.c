@@ -885,7 +885,7 @@ static int download_one(struct mbox *m, struct mba_link *l, struct dlrec *x, str
     } else {
         char dir[4200];
         if ((r = file_join(dir, sizeof(dir), m->home, "attach")) != 0 ||
-            (r = file_mkdir_private(dir)) != 0 || (r = attach_held(part, &x->d, &held)) != 0)
+            (r = file_mkdir_private(dir)) != 0 || (r = attach_trim(part, &x->d, &held)) != 0)
             return r;
     }
     if (held == c) {

@@ -371,6 +371,11 @@ static void test_file_seal_open(void **state)
     assert_int_equal(held, 3);
     {
         struct stat st;
+        /* counting changes nothing (a reader must not cut a write in progress) */
+        assert_int_equal(stat(ct, &st), 0);
+        assert_true(st.st_size == 3 * ATTACH_CHUNK_CT + 5);
+        assert_int_equal(attach_trim(ct, &d, &held), 0);
+        assert_int_equal(held, 3);
         assert_int_equal(stat(ct, &st), 0);
         assert_true(st.st_size == 3 * ATTACH_CHUNK_CT); /* the torn bytes were cut off */
     }
