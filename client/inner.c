@@ -15,6 +15,7 @@ _Static_assert((int)INNER_ADDRESSES_MAX == (int)ADDR_LIST_MAX, "one address list
 _Static_assert(INNER_MAX_LEN < (1 << 20), "inner message fits one ratchet message");
 _Static_assert(INNER_RECEIPT_LEN_MAX < INNER_MAX_LEN, "a receipt fits where a message does");
 _Static_assert(INNER_RECEIPT_MAX <= UINT16_MAX, "receipt count is a u16");
+_Static_assert(INNER_MAX_LEN < 256 * 1024, "an envelope stays under the relay's 256 KiB default");
 
 static const char *const prec_names[] = {"FLASH", "IMMEDIATE", "PRIORITY", "ROUTINE"};
 
@@ -68,6 +69,38 @@ int inner_valid_label(const char *s)
 int inner_valid_subject(const uint8_t *p, size_t n)
 {
     return n == 0 || utf8_is_safe_text(p, n, 0);
+}
+
+/* The trailing attachment section of a type 1 message (PROTOCOL.md part 4 "Attachments"). */
+static int inner_put_attachments(const struct inner *m, struct buf *out)
+{
+    struct buf v;
+    size_t n;
+    int r;
+
+    if (m->attach_section_len == 0)
+        return buf_put_u8(out, 0);
+    if (m->attach_section == NULL || m->attach_section_len > ATTACH_SECTION_MAX)
+        return VERR_BAD_FORMAT;
+    /* only a section the parser accepts is signed */
+    buf_view(&v, m->attach_section, m->attach_section_len);
+    if ((r = attach_section_parse(&v, NULL, &n)) != 0 || (r = buf_expect_end(&v)) != 0)
+        return r;
+    return buf_put_bytes(out, m->attach_section, m->attach_section_len);
+}
+
+static int inner_get_attachments(struct buf *b, struct inner *m)
+{
+    const uint8_t *start = buf_rptr(b);
+    size_t off = buf_offset(b), n;
+    int r;
+
+    if ((r = attach_section_parse(b, NULL, &n)) != 0)
+        return r;
+    m->attach_section = start;
+    m->attach_section_len = buf_offset(b) - off;
+    m->n_attach = (uint8_t)n;
+    return 0;
 }
 
 static int inner_check_fields(const struct inner *m)
@@ -135,7 +168,8 @@ int inner_sign_encode(struct inner *m, const uint8_t sign_sk[static SIG_SK_LEN],
         if ((r = buf_put_u8(out, m->precedence)) != 0 ||
             (r = buf_put_str8(out, m->label)) != 0 ||
             (r = buf_put_bytes16(out, m->subject, m->subject_len)) != 0 ||
-            (r = buf_put_bytes32(out, m->content, m->content_len)) != 0)
+            (r = buf_put_bytes32(out, m->content, m->content_len)) != 0 ||
+            (r = inner_put_attachments(m, out)) != 0)
             goto fail;
     } else {
         if ((r = buf_put_u16(out, (uint16_t)m->nref)) != 0)
@@ -342,6 +376,9 @@ int inner_parse(const uint8_t *p, size_t len, struct inner *m)
             return r;
         m->content = buf_data(&part);
         m->content_len = buf_size(&part);
+        /* version 1 had no attachment section */
+        if (version != INNER_VERSION_1 && (r = inner_get_attachments(&b, m)) != 0)
+            return r;
     } else {
         uint16_t n = 1;
 

@@ -10,6 +10,8 @@
  *           u8 precedence (0..3)  str8 label
  *           u16 subject length || subject (0..INNER_SUBJECT_MAX)
  *           u32 content length || content (0..INNER_CONTENT_MAX)
+ *           attachment section (version 2): u8 count (0..ATTACH_MAX) · count ×
+ *           descriptor (attach.h, PROTOCOL.md part 4 "Attachments")
  *   type 2: u16 n (1..INNER_RECEIPT_MAX) || n x (16 referenced message id,
  *           u8 receipt kind: 1 delivered, 2 read, 3 delivered and read);
  *           no id twice (issue 13 item 3: receipts travel together)
@@ -55,6 +57,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "attach.h"
 #include "buf.h"
 #include "cert.h"
 #include "dir.h"
@@ -85,7 +88,7 @@ enum {
     INNER_PAD_MARK = 0x80,
     INNER_MAX_LEN = 2 + 2 * 16 + 1 + ROLE_MAX + 8 + 1 +
                     INNER_ADDRESSES_MAX * (1 + INNER_ADDRESS_MAX) + 1 + 1 + INNER_LABEL_MAX + 2 +
-                    INNER_SUBJECT_MAX + 4 + INNER_CONTENT_MAX + SIG_LEN,
+                    INNER_SUBJECT_MAX + 4 + INNER_CONTENT_MAX + ATTACH_SECTION_MAX + SIG_LEN,
     /* a receipt is far shorter than the longest message */
     INNER_RECEIPT_LEN_MAX = 2 + 2 * 16 + 1 + ROLE_MAX + 8 + 2 + INNER_RECEIPT_MAX * 17 + SIG_LEN,
     /* Padme adds at most 4095 bytes below 2^18 (inner.c); the marker 1. */
@@ -108,6 +111,16 @@ struct inner {
     size_t subject_len;
     const uint8_t *content;
     size_t content_len;
+    /*
+     * The whole attachment section, count byte included (attach.h; read the
+     * descriptors with attach_section_parse on a view of it). Encoding: a
+     * section made by attach_section_encode, or NULL / 0 for none (a count
+     * of 0 is written). Parsing: points into the parsed bytes, n_attach set.
+     * It holds file keys: wipe copies of it.
+     */
+    const uint8_t *attach_section;
+    size_t attach_section_len;
+    uint8_t n_attach;
     /* type 2 */
     size_t nref; /* 1..INNER_RECEIPT_MAX */
     uint8_t ref_id[INNER_RECEIPT_MAX][INNER_ID_LEN];

@@ -7,6 +7,7 @@
 #include <sodium.h>
 
 #include "address.h"
+#include "mbox_attach.h"
 #include "mbox_rec.h"
 #include "transport.h"
 
@@ -232,6 +233,8 @@ int mbox_send(struct mbox *m, const struct mbox_draft *d, uint64_t now,
     in.subject_len = strlen(d->subject);
     in.content = d->content;
     in.content_len = d->content_len;
+    in.attach_section = d->attach_section;
+    in.attach_section_len = d->attach_section_len;
     if ((r = buf_init(&enc, INNER_MAX_LEN, BUF_SECRET)) != 0)
         return r;
     if ((r = inner_sign_encode(&in, m->id.sign_sk, &enc)) != 0)
@@ -244,7 +247,7 @@ int mbox_send(struct mbox *m, const struct mbox_draft *d, uint64_t now,
     if ((r = cstore_begin(m->st, 1)) != 0)
         goto out;
     if ((r = mb_next_seq(m, &seq)) != 0 || (r = mb_outrec_put(m, seq, &o)) != 0 ||
-        (r = cstore_commit(m->st)) != 0) {
+        (r = mba_queue_upload(m, seq, &in)) != 0 || (r = cstore_commit(m->st)) != 0) {
         cstore_abort(m->st);
         goto out;
     }
@@ -272,6 +275,7 @@ void mbox_msg_clear(struct mbox_msg *msg)
     if (msg == NULL)
         return;
     sodium_free(msg->content);
+    sodium_free(msg->attach); /* sodium_free wipes */
     memset(msg, 0, sizeof(*msg));
 }
 
@@ -475,6 +479,22 @@ static int each_match(void *ctx, const uint8_t *k, size_t kl, const uint8_t *v, 
     return 0;
 }
 
+/* The attachment descriptors of a read message (mbox_attach.h). */
+static int mb_fill_attach(struct mbox_msg *msg, const struct inner *in)
+{
+    struct buf v;
+    int r;
+
+    if (in->n_attach == 0)
+        return 0;
+    if ((msg->attach = sodium_malloc(ATTACH_MAX * sizeof(*msg->attach))) == NULL)
+        return VERR_NOMEM;
+    buf_view(&v, in->attach_section, in->attach_section_len);
+    if ((r = attach_section_parse(&v, msg->attach, &msg->n_attach)) != 0)
+        return r;
+    return 0;
+}
+
 static int each_out_match(void *ctx, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
 {
     struct mb_match *mm = ctx;
@@ -589,6 +609,8 @@ int mbox_read(struct mbox *m, const char *idhex, uint64_t now, struct mbox_msg *
     }
     memcpy(msg->content, x.in.content, x.in.content_len);
     msg->content_len = x.in.content_len;
+    if ((r = mb_fill_attach(msg, &x.in)) != 0)
+        goto fail_b;
     if (!x.read) {
         /* Marked read and the read receipt queued in one transaction. */
         if ((r = mb_inbox_put(m, mb_rd64(mm.key), 1, x.received, x.cert_bytes, x.cert_len, x.inner,

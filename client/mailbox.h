@@ -33,6 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "attach.h"
 #include "cert.h"
 #include "identity.h"
 #include "inner.h"
@@ -88,6 +89,9 @@ struct mbox_draft {
     const char *subject;
     const uint8_t *content;
     size_t content_len;
+    /* Attachments (mbox_attach.h): a section made by attach_section_encode, or NULL / 0. */
+    const uint8_t *attach_section;
+    size_t attach_section_len;
 };
 /*
  * Signs and queues durably one message to every address of d (one id, one
@@ -95,6 +99,8 @@ struct mbox_draft {
  * more than INNER_ADDRESSES_MAX; VERR_BAD_FORMAT: one is not an address;
  * VERR_EXISTS: two name the same canonical address; VERR_AMBIGUOUS: a
  * person:NAME names two persons in the directory held.
+ * Each attachment of the draft gets its upload record in the same
+ * transaction (mbox_attach.h).
  */
 int mbox_send(struct mbox *m, const struct mbox_draft *d, uint64_t now,
               uint8_t id[static INNER_ID_LEN]) VL_MUST_CHECK;
@@ -137,6 +143,9 @@ struct mbox_sync_opts {
      */
     void (*event)(void *ctx, int kind, const struct mbox_msg *msg);
     void *event_ctx;
+    /* Attachments (issue 13 item 2): ciphertext bytes moved, upload 1 / download 0; NULL: none. */
+    void (*att_progress)(void *ctx, int upload, uint64_t done, uint64_t total);
+    void *att_progress_ctx;
 };
 enum { MBOX_EV_CONNECTED = 1, MBOX_EV_MESSAGE = 2 };
 enum { MBOX_WHY_MAX = 4 }; /* distinct refusals a sync names (the rest only counted) */
@@ -170,6 +179,12 @@ struct mbox_sync_stats {
     int store_rolled_back; /* VERR_ROLLBACK: the relay has seen this device further than its store */
     /* VERR_DENIED before any AUTH: the relay did not prove it is the enrolled relay id */
     const char *relay_unproven; /* why, or NULL */
+    /* Attachments (mbox_attach.h): completed, left to upload, waiting for the uploader,
+     * refused by the relay (last reason), chunks that did not open (not kept). */
+    size_t att_uploaded, att_downloaded, att_up_pending, att_down_waiting, att_refused;
+    uint16_t att_refused_reason;
+    size_t att_bad_chunks;
+    size_t att_lost; /* uploads whose sealed copy in HOME/attach was deleted: never sent */
     int connected; /* the relay authenticated this device (AUTH_OK) */
     int complete;  /* sync: the outbox went out and the relay's queue was empty */
 };
@@ -205,6 +220,8 @@ struct mbox_msg {
     /* Filled by mbox_read only (sodium_malloc'ed, wiped by mbox_msg_clear). */
     uint8_t *content;
     size_t content_len;
+    struct attach_desc *attach; /* n_attach descriptors (file keys: wiped by mbox_msg_clear) */
+    size_t n_attach;
     int sig_ok;      /* the stored signature verifies again under the stored certificate */
     int cert_ok;     /* that certificate chains to org.pub */
     int cert_status; /* 0 or the error of dir_check_cert in the newest directory now */

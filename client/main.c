@@ -29,6 +29,7 @@
 #include "desk_http.h"
 #include "identity.h"
 #include "mailbox.h"
+#include "mbox_attach.h"
 #include "pass.h"
 #include "session.h"
 #include "termsafe.h"
@@ -48,6 +49,9 @@ struct opts {
     const char *tos[INNER_ADDRESSES_MAX];
     size_t nto;
     int too_many_to;
+    const char *attach[ATTACH_MAX]; /* send --attach FILE, in order */
+    size_t n_attach;
+    const char *arg2; /* the second positional argument of `save` */
 };
 
 static const char usage_main[] =
@@ -63,6 +67,7 @@ static const char usage_main[] =
     "  run         stay connected, reconnecting with backoff\n"
     "  inbox       list received messages, FLASH first\n"
     "  read        show one message with its verified sender\n"
+    "  save        write one attachment of a message to a file\n"
     "  outbox      list sent messages and each recipient device's status\n"
     "  fingerprint show the safety number shared with a device\n"
     "  desk        the desk: inbox, compose, outbox and directory in your browser\n"
@@ -141,6 +146,7 @@ static int parse_opts_n(const char *verb, int argc, char **argv, struct opts *o,
         {"idle-secs", required_argument, NULL, 'I'},
         {"web", required_argument, NULL, 'W'},
         {"yes", no_argument, NULL, 'y'},
+        {"attach", required_argument, NULL, 'A'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -216,6 +222,11 @@ static int parse_opts_n(const char *verb, int argc, char **argv, struct opts *o,
         case 'y':
             o->yes = 1;
             break;
+        case 'A':
+            if (o->n_attach == ATTACH_MAX)
+                return fail_msg(verb, "--attach: at most 16 files in one message");
+            o->attach[o->n_attach++] = optarg;
+            break;
         case 'h':
             fputs(usage, stdout);
             exit(0);
@@ -227,8 +238,10 @@ static int parse_opts_n(const char *verb, int argc, char **argv, struct opts *o,
         }
         }
     }
-    if (npos == 1 && optind == argc - 1)
+    if (npos >= 1 && optind < argc)
         o->arg = argv[optind++];
+    if (npos == 2 && optind < argc)
+        o->arg2 = argv[optind++];
     if (optind != argc)
         return fail_msg(verb, npos ? "expected one argument (see --help)"
                                    : "unexpected argument (see --help)");
@@ -309,7 +322,7 @@ static const char usage_enroll[] =
 
 static const char usage_send[] =
     "usage: valise send --home HOME --to ADDRESS [--to ADDRESS...] [--precedence P]\n"
-    "                   [--label L] [--subject S] [--file F] [--yes]\n"
+    "                   [--label L] [--subject S] [--file F] [--attach FILE]... [--yes]\n"
     "                   [--passphrase-file FILE]\n"
     "\n"
     "Signs a message and keeps it in the encrypted outbox; it returns once the\n"
@@ -325,7 +338,12 @@ static const char usage_send[] =
     "           every address (each device once)\n"
     "  P        FLASH, IMMEDIATE, PRIORITY or ROUTINE (default ROUTINE)\n"
     "  L        classification label, [A-Z0-9 /_-]{1,32} (default UNCLASSIFIED)\n"
-    "  S        one line of at most 256 bytes\n";
+    "  S        one line of at most 256 bytes\n"
+    "  --attach FILE  attach a file (up to 16; any size up to the relay's limit,\n"
+    "           100 MiB by default). It is encrypted now, with its own key, into\n"
+    "           HOME/attach: later changes to FILE do not matter. A message with\n"
+    "           attachments may have an empty body. sync/run upload it after the\n"
+    "           message, resuming after a cut.\n";
 
 static const char usage_sync[] =
     "usage: valise sync --home HOME [--wait-ms MS] [--passphrase-file FILE]\n"
@@ -368,7 +386,18 @@ static const char usage_read[] =
     "the outbox; no receipt).\n"
     "Text from the sender is shown with control, bidirectional and invalid\n"
     "characters made visible (\\x1b, \\u{202e}); a body that is not text is not\n"
-    "shown. --out FILE writes the body's exact bytes to a new FILE (mode 0600).\n";
+    "shown. --out FILE writes the body's exact bytes to a new FILE (mode 0600).\n"
+    "Attachments are listed by number, name, size, type and how much of each\n"
+    "this device holds; 'valise save' writes one to a file.\n";
+
+static const char usage_save[] =
+    "usage: valise save --home HOME --out FILE [--passphrase-file FILE] ID N\n"
+    "\n"
+    "Writes attachment N (as 'valise read ID' numbers them, from 1) of message\n"
+    "ID to a new FILE (mode 0600): every chunk is opened and the SHA-256 the\n"
+    "sender signed is checked before FILE gets its name, so FILE is the whole\n"
+    "file or nothing. An attachment not yet fetched in full is refused; 'valise\n"
+    "sync' fetches the rest.\n";
 
 static const char usage_outbox[] =
     "usage: valise outbox --home HOME [--passphrase-file FILE]\n"
@@ -1050,11 +1079,20 @@ static int check_recipients(struct mbox *m, const char *to)
     return 1;
 }
 
+static int attach_precheck(const struct opts *o, uint64_t sizes[static ATTACH_MAX]);
+static void attach_confirm_lines(const struct opts *o, const uint64_t *sizes);
+static int attach_seal_all(struct mbox *m, const struct opts *o, struct attach_desc *descs,
+                           struct buf *section);
+static void attach_discard_all(struct mbox *m, struct attach_desc *descs, size_t n);
+
 static int cmd_send(int argc, char **argv)
 {
     struct opts o;
     struct mbox *m = NULL;
     struct mbox_draft d;
+    struct attach_desc descs[ATTACH_MAX];
+    struct buf section = {0};
+    uint64_t sizes[ATTACH_MAX];
     struct buf content;
     uint8_t id[INNER_ID_LEN];
     char hex[2 * INNER_ID_LEN + 1];
@@ -1101,6 +1139,9 @@ static int cmd_send(int argc, char **argv)
                 }
         }
     }
+    /* Each --attach names a non-empty file we can read, before anything else (issue 13). */
+    if ((r = attach_precheck(&o, sizes)) != 0)
+        return r;
     composing = o.file == NULL && isatty(STDIN_FILENO);
     if (o.file != NULL) {
         if ((r = file_read(o.file, INNER_CONTENT_MAX, BUF_SECRET, &content)) != 0) {
@@ -1124,7 +1165,7 @@ static int cmd_send(int argc, char **argv)
             return fail("send", "reading the message from standard input", r);
         }
     }
-    if (message_blank(buf_data(&content), buf_size(&content))) {
+    if (o.n_attach == 0 && message_blank(buf_data(&content), buf_size(&content))) {
         buf_free(&content);
         return fail_msg("send", o.file != NULL ? "the message is empty (the --file holds no text); "
                                                  "nothing was queued"
@@ -1132,7 +1173,8 @@ static int cmd_send(int argc, char **argv)
     }
     d.content = buf_data(&content);
     d.content_len = buf_size(&content);
-    if ((r = send_via_desk(&o, &d)) >= 0) {
+    /* Attachments are sealed into this HOME: not through a desk session. */
+    if (o.n_attach == 0 && (r = send_via_desk(&o, &d)) >= 0) {
         buf_free(&content);
         return r;
     }
@@ -1152,16 +1194,30 @@ static int cmd_send(int argc, char **argv)
         }
     }
     /* At the terminal, the diplomat confirms what goes where (issue 12, item 2). */
+    if (composing && !o.yes)
+        attach_confirm_lines(&o, sizes);
     if (composing && !o.yes && !confirm_send(&d, to_list(&o), buf_size(&content))) {
         mbox_close(m);
         buf_free(&content);
         fputs("valise send: not sent; nothing was queued\n", stderr);
         return 1;
     }
+    if ((r = attach_seal_all(m, &o, descs, &section)) != 0) {
+        mbox_close(m);
+        buf_free(&content);
+        return r;
+    }
+    d.attach_section = o.n_attach > 0 ? buf_data(&section) : NULL;
+    d.attach_section_len = o.n_attach > 0 ? buf_size(&section) : 0;
     r = mbox_send(m, &d, (uint64_t)time(NULL), id);
     if (r == 0)
         dir_warn("send", m,
                  "the message is queued and goes out once a fresh directory arrives");
+    else
+        attach_discard_all(m, descs, o.n_attach);
+    for (size_t i = 0; i < o.n_attach; i++)
+        attach_desc_wipe(&descs[i]);
+    buf_free(&section);
     mbox_close(m);
     buf_free(&content);
     if (r == VERR_AMBIGUOUS)
@@ -1171,8 +1227,10 @@ static int cmd_send(int argc, char **argv)
         return fail("send", "queueing the message", r);
     if (text_hex_encode(hex, sizeof(hex), id, INNER_ID_LEN) != 0)
         return fail("send", "message id", VERR_INTERNAL);
-    printf("queued %s to %s (%s, %s)\n", hex, to_list(&o), inner_precedence_name(d.precedence),
-           d.label);
+    printf("queued %s to %s (%s, %s)", hex, to_list(&o), inner_precedence_name(d.precedence), d.label);
+    if (o.n_attach > 0)
+        printf(" with %zu attachment%s", o.n_attach, o.n_attach == 1 ? "" : "s");
+    printf("\n");
     return 0;
 }
 
@@ -1274,6 +1332,10 @@ static const char *plural(size_t n)
     return n == 1 ? "" : "s";
 }
 
+static void attach_progress_setup(struct mbox_sync_opts *so);
+static void attach_progress_end(void);
+static int attach_print_sync(const struct mbox_sync_stats *st);
+
 static int cmd_sync(int argc, char **argv)
 {
     struct opts o;
@@ -1293,7 +1355,9 @@ static int cmd_sync(int argc, char **argv)
     memset(&so, 0, sizeof(so));
     so.quiet_ms = (unsigned)wait;
     so.timeout_ms = 10000;
+    attach_progress_setup(&so);
     r = mbox_sync(m, &so, &st);
+    attach_progress_end();
     if (r == 0)
         dir_warn("sync", m,
                  "nothing was encrypted to or accepted from any device (messages stay on the relay)");
@@ -1326,6 +1390,8 @@ static int cmd_sync(int argc, char **argv)
     mbox_close(m);
     if (r != 0)
         return fail("sync", sync_failure(r, &st, relay_id), r);
+    if (attach_print_sync(&st) != 0)
+        return 1; /* an upload is left undone: say so by the exit status (issue 13) */
     return 0;
 }
 
@@ -1467,7 +1533,9 @@ static int cmd_run(int argc, char **argv)
     so.timeout_ms = 10000;
     so.stay = 1;
     so.stop = &run_stop;
+    attach_progress_setup(&so);
     r = run_session("run", m, &so);
+    attach_progress_end();
     mbox_close(m);
     return r;
 }
@@ -1693,6 +1761,11 @@ static int read_id_well_formed(const char *s)
     return b >= 8 && b <= 2 * DEVICE_ID_LEN && s[a + 1 + b] == '\0';
 }
 
+static void attach_states(struct mbox *m, const struct mbox_msg *msg, int *have, uint32_t *held,
+                          uint32_t *c);
+static void attach_print_list(const struct mbox_msg *msg, const int *have, const uint32_t *held,
+                              const uint32_t *c, const char *id);
+
 static int cmd_read(int argc, char **argv)
 {
     struct opts o;
@@ -1701,6 +1774,8 @@ static int cmd_read(int argc, char **argv)
     char hex[2 * INNER_ID_LEN + 1], sid[2 * DEVICE_ID_LEN + 1], t[40];
     uint8_t self_id[DEVICE_ID_LEN];
     struct shown sh;
+    int att_have[ATTACH_MAX];
+    uint32_t att_held[ATTACH_MAX], att_c[ATTACH_MAX];
     int r;
 
     if ((r = parse_opts_n("read", argc, argv, &o, usage_read, 1)) != 0)
@@ -1726,6 +1801,8 @@ static int cmd_read(int argc, char **argv)
         return r;
     r = mbox_read(m, o.arg, (uint64_t)time(NULL), &msg);
     memcpy(self_id, mbox_identity(m)->device_id, DEVICE_ID_LEN);
+    if (r == 0)
+        attach_states(m, &msg, att_have, att_held, att_c);
     mbox_close(m);
     if (r != 0)
         return fail("read",
@@ -1791,6 +1868,7 @@ static int cmd_read(int argc, char **argv)
         else if (msg.content_len > 0 && msg.content[msg.content_len - 1] != '\n')
             printf("\n");
     }
+    attach_print_list(&msg, att_have, att_held, att_c, o.arg);
     mbox_msg_clear(&msg);
     return r;
 }
@@ -1895,13 +1973,391 @@ static int cmd_fingerprint(int argc, char **argv)
     return 0;
 }
 
+/* ---- attachments (issue 13 item 2; mbox_attach.h) ---- */
+
+/* Sizes for people: 950 bytes, 12.5 KiB, 3.2 MiB, 1.1 GiB. */
+static void human_size(char *out, size_t outsz, uint64_t n)
+{
+    if (n < 1024)
+        snprintf(out, outsz, "%llu bytes", (unsigned long long)n);
+    else if (n < 1024 * 1024)
+        snprintf(out, outsz, "%.1f KiB", (double)n / 1024);
+    else if (n < 1024ull * 1024 * 1024)
+        snprintf(out, outsz, "%.1f MiB", (double)n / (1024 * 1024));
+    else
+        snprintf(out, outsz, "%.1f GiB", (double)n / (1024.0 * 1024 * 1024));
+}
+
+/*
+ * Progress on stderr when it is a terminal, for a transfer that takes more
+ * than a moment (PROGRESS_AFTER_MS): bytes, rate and time left, redrawn at
+ * most every PROGRESS_EVERY_MS.
+ */
+enum { PROGRESS_AFTER_MS = 1000, PROGRESS_EVERY_MS = 250 };
+struct progress {
+    const char *what;
+    uint64_t t0, last, total, done;
+    int shown, upload;
+};
+static struct progress att_prog;
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void progress_line(struct progress *p, uint64_t done, uint64_t total)
+{
+    uint64_t now = mono_ms(), el;
+    char d[32], t[32], rate[32];
+
+    /* a new transfer (another attachment or direction) starts its own clock */
+    if (total != p->total || done < p->done) {
+        if (p->shown)
+            fputc('\n', stderr);
+        p->t0 = now;
+        p->shown = 0;
+        p->total = total;
+        p->last = 0;
+    }
+    p->done = done;
+    el = now - p->t0;
+    if (el < PROGRESS_AFTER_MS || (now - p->last < PROGRESS_EVERY_MS && done != total))
+        return;
+    p->last = now;
+    human_size(d, sizeof(d), done);
+    human_size(t, sizeof(t), total);
+    human_size(rate, sizeof(rate), done * 1000 / (el ? el : 1));
+    fprintf(stderr, "\r%s %s of %s, %s/s", p->what, d, t, rate);
+    if (done > 0 && done < total) {
+        uint64_t left = (total - done) * el / done / 1000;
+        fprintf(stderr, ", %llu min %02llu s left", (unsigned long long)(left / 60),
+                (unsigned long long)(left % 60));
+    }
+    fputs("   ", stderr);
+    p->shown = 1;
+    if (done == total) {
+        fputc('\n', stderr);
+        p->shown = 0;
+    }
+}
+
+static void att_sync_progress(void *ctx, int upload, uint64_t done, uint64_t total)
+{
+    struct progress *p = ctx;
+
+    if (upload != p->upload)
+        p->total = 0; /* the other direction: a new line */
+    p->upload = upload;
+    p->what = upload ? "uploading attachment:" : "fetching attachment:";
+    progress_line(p, done, total);
+}
+
+static void attach_progress_setup(struct mbox_sync_opts *so)
+{
+    memset(&att_prog, 0, sizeof(att_prog));
+    if (!isatty(STDERR_FILENO))
+        return;
+    so->att_progress = att_sync_progress;
+    so->att_progress_ctx = &att_prog;
+}
+
+static void attach_progress_end(void)
+{
+    if (att_prog.shown)
+        fputc('\n', stderr);
+    att_prog.shown = 0;
+}
+
+static void att_file_progress(void *ctx, uint64_t done, uint64_t total)
+{
+    progress_line(ctx, done, total);
+}
+
+/* One line on stderr naming the --attach file and what to do; exit status 2. */
+static int attach_fail(const char *path, const char *why)
+{
+    char msg[PATH_MAX + 256];
+
+    snprintf(msg, sizeof(msg), "--attach %s: %s; nothing was queued", path, why);
+    return fail_msg("send", msg);
+}
+
+static int attach_precheck(const struct opts *o, uint64_t sizes[static ATTACH_MAX])
+{
+    for (size_t i = 0; i < o->n_attach; i++) {
+        const char *p = o->attach[i], *base = strrchr(p, '/');
+        struct stat st;
+        int fd;
+
+        base = base != NULL ? base + 1 : p;
+        if ((fd = open(p, O_RDONLY | O_CLOEXEC)) < 0)
+            return attach_fail(p, errno == ENOENT ? "no such file"
+                                  : errno == EACCES ? "cannot be read (permission denied)"
+                                                    : "cannot be read");
+        if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+            close(fd);
+            return attach_fail(p, "not a regular file");
+        }
+        close(fd);
+        if (st.st_size == 0)
+            return attach_fail(p, "the file is empty");
+        if ((uint64_t)st.st_size > ATTACH_SIZE_MAX)
+            return attach_fail(p, "larger than 1 TiB, the most one attachment can hold");
+        if (!attach_valid_name(base))
+            return attach_fail(p, "its name must be 1 to 255 bytes of text without control "
+                                  "characters (rename it)");
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(o->attach[j], p) == 0)
+                return attach_fail(p, "given twice");
+        sizes[i] = (uint64_t)st.st_size;
+    }
+    return 0;
+}
+
+static void attach_confirm_lines(const struct opts *o, const uint64_t *sizes)
+{
+    FILE *tty;
+    int fd;
+
+    if (o->n_attach == 0 || (fd = open("/dev/tty", O_WRONLY | O_CLOEXEC)) < 0)
+        return;
+    if ((tty = fdopen(fd, "w")) == NULL) {
+        close(fd);
+        return;
+    }
+    for (size_t i = 0; i < o->n_attach; i++) {
+        const char *base = strrchr(o->attach[i], '/');
+        char sz[32], name[TERMSAFE_LEN(ATTACH_NAME_MAX)];
+        human_size(sz, sizeof(sz), sizes[i]);
+        fprintf(tty, "Attachment %zu: %s (%s, %llu bytes)\n", i + 1,
+                termsafe_str(name, sizeof(name), base != NULL ? base + 1 : o->attach[i]), sz,
+                (unsigned long long)sizes[i]);
+    }
+    fclose(tty);
+}
+
+static int attach_seal_all(struct mbox *m, const struct opts *o, struct attach_desc *descs,
+                           struct buf *section)
+{
+    struct progress p;
+    size_t done = 0;
+    int r = 0;
+
+    if (o->n_attach == 0)
+        return 0;
+    memset(&p, 0, sizeof(p));
+    p.what = "encrypting attachment:";
+    for (; done < o->n_attach; done++) {
+        r = mba_seal(m, o->attach[done], &descs[done], isatty(STDERR_FILENO) ? att_file_progress : NULL,
+                     &p);
+        if (p.shown)
+            fputc('\n', stderr);
+        p.shown = 0;
+        p.total = 0;
+        if (r != 0)
+            break;
+    }
+    if (r == 0 && (r = buf_init(section, ATTACH_SECTION_MAX, BUF_SECRET)) == 0 &&
+        (r = attach_section_encode(descs, o->n_attach, section)) == 0)
+        return 0;
+    attach_discard_all(m, descs, done);
+    for (size_t i = 0; i < done; i++)
+        attach_desc_wipe(&descs[i]);
+    buf_free(section);
+    if (done < o->n_attach)
+        return attach_fail(o->attach[done],
+                           r == VERR_IO ? "it changed or could not be read while it was encrypted"
+                           : r == VERR_NOSPACE ? "no space left in HOME for its encrypted copy"
+                                               : verr_str(r));
+    return fail("send", "attachments", r);
+}
+
+static void attach_discard_all(struct mbox *m, struct attach_desc *descs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        mba_discard(m, &descs[i]);
+}
+
+static void attach_states(struct mbox *m, const struct mbox_msg *msg, int *have, uint32_t *held,
+                          uint32_t *c)
+{
+    for (size_t i = 0; i < msg->n_attach; i++)
+        if (mba_state(m, &msg->attach[i], msg->sender_id, &have[i], &held[i], &c[i]) != 0) {
+            have[i] = 0; /* unknown: shown as such */
+            held[i] = 0;
+            c[i] = attach_chunk_count(msg->attach[i].size);
+        }
+}
+
+static void attach_print_list(const struct mbox_msg *msg, const int *have, const uint32_t *held,
+                              const uint32_t *c, const char *id)
+{
+    if (msg->n_attach == 0)
+        return;
+    printf("\nAttachments (save one with: valise save --home HOME --out FILE %s N):\n", id);
+    for (size_t i = 0; i < msg->n_attach; i++) {
+        const struct attach_desc *d = &msg->attach[i];
+        char name[TERMSAFE_LEN(ATTACH_NAME_MAX)], type[TERMSAFE_LEN(ATTACH_TYPE_MAX)], sz[32];
+        human_size(sz, sizeof(sz), d->size);
+        printf("  %zu  %s  %s (%llu bytes)  %s  ", i + 1, termsafe_str(name, sizeof(name), d->name),
+               sz, (unsigned long long)d->size, termsafe_str(type, sizeof(type), d->type));
+        if (have[i] == MBA_HAVE_COMPLETE)
+            printf("complete\n");
+        else if (have[i] == MBA_HAVE_GONE)
+            printf("%u of %u chunks; no longer on the relay (expired): ask the sender again\n",
+                   held[i], c[i]);
+        else if (have[i] == MBA_HAVE_BAD)
+            printf("%u of %u chunks; the relay's chunks do not match the key the sender signed "
+                   "(damaged or substituted): ask the sender to send it again\n",
+                   held[i], c[i]);
+        else if (have[i] == MBA_HAVE_PART)
+            printf("%u of %u chunks (valise sync fetches the rest)\n", held[i], c[i]);
+        else
+            printf("state unknown\n");
+    }
+}
+
+static int attach_print_sync(const struct mbox_sync_stats *st)
+{
+    if (st->att_uploaded + st->att_downloaded + st->att_up_pending + st->att_down_waiting +
+            st->att_refused + st->att_bad_chunks + st->att_lost ==
+        0)
+        return 0;
+    printf("attachments: %zu uploaded, %zu fetched", st->att_uploaded, st->att_downloaded);
+    if (st->att_down_waiting > 0)
+        printf("; %zu still being uploaded by their sender (fetched by a later sync)",
+               st->att_down_waiting);
+    if (st->att_refused > 0)
+        printf("; %zu refused by the relay (%s)", st->att_refused,
+               wire_reason_name(st->att_refused_reason));
+    if (st->att_lost > 0)
+        printf("; %zu not sent: the encrypted copy in HOME/attach was deleted (send the file "
+               "again)",
+               st->att_lost);
+    if (st->att_bad_chunks > 0)
+        printf("; %zu chunks from the relay did not verify and were dropped",
+               st->att_bad_chunks);
+    printf("\n");
+    if (st->att_bad_chunks > 0) {
+        fputs("valise sync: the relay sent attachment chunks that do not match the key their "
+              "sender signed (see valise read); the connection was ended; run valise sync again "
+              "for the rest\n",
+              stderr);
+        return 1;
+    }
+    if (st->att_up_pending > 0) {
+        fprintf(stderr, "valise sync: %zu attachment%s left to upload (the relay was busy or the "
+                        "sync was stopped); run valise sync again\n",
+                st->att_up_pending, st->att_up_pending == 1 ? "" : "s");
+        return 1;
+    }
+    return 0;
+}
+
+static int cmd_save(int argc, char **argv)
+{
+    struct opts o;
+    struct mbox *m = NULL;
+    struct mbox_msg msg;
+    struct progress p;
+    uint64_t n;
+    int r, have = 0;
+    uint32_t held = 0, c = 0;
+
+    if ((r = parse_opts_n("save", argc, argv, &o, usage_save, 2)) != 0)
+        return r;
+    if (o.arg == NULL || o.arg2 == NULL)
+        return fail_msg("save", "the message ID and the attachment number N are required");
+    if (o.out == NULL)
+        return fail_msg("save", "--out FILE is required");
+    if (!read_id_well_formed(o.arg)) {
+        char why[256];
+        snprintf(why, sizeof(why), "message id '%.40s%s': give 8 to 32 hex digits of the id as "
+                                   "'valise inbox' lists it (or ID/SENDER)",
+                 o.arg, strlen(o.arg) > 40 ? "..." : "");
+        return fail_msg("save", why);
+    }
+    if (text_parse_u64(o.arg2, 1, ATTACH_MAX, &n) != 0)
+        return fail_msg("save", "N must be an attachment number, 1 to 16, as 'valise read' "
+                                "lists them");
+    if (file_exists(o.out)) {
+        char what[PATH_MAX + 128];
+        snprintf(what, sizeof(what), "--out %s: the file exists; give a new file name", o.out);
+        return fail_msg("save", what);
+    }
+    if ((r = open_mbox("save", &o, &m, 1)) != 0)
+        return r;
+    if ((r = mbox_read(m, o.arg, (uint64_t)time(NULL), &msg)) != 0) {
+        mbox_close(m);
+        return fail("save",
+                    r == VERR_USAGE ? "ambiguous message id (give more digits, or "
+                                      "ID/SENDER with the sender's device id)"
+                                    : "no such message",
+                    r);
+    }
+    if (n > msg.n_attach) {
+        char why[128];
+        snprintf(why, sizeof(why), "message %s has %zu attachment%s; N must be 1 to %zu", o.arg,
+                 msg.n_attach, msg.n_attach == 1 ? "" : "s", msg.n_attach);
+        r = fail_msg("save", msg.n_attach == 0 ? "the message has no attachments" : why);
+        mbox_msg_clear(&msg);
+        mbox_close(m);
+        return r;
+    }
+    memset(&p, 0, sizeof(p));
+    p.what = "checking and saving:";
+    if ((r = mba_state(m, &msg.attach[n - 1], msg.sender_id, &have, &held, &c)) == 0 &&
+        have != MBA_HAVE_COMPLETE)
+        r = VERR_UNKNOWN;
+    if (r == 0)
+        r = mba_save(m, &msg.attach[n - 1], msg.sender_id, o.out, isatty(STDERR_FILENO) ? att_file_progress : NULL,
+                     &p);
+    if (p.shown)
+        fputc('\n', stderr);
+    mbox_close(m);
+    if (r == 0) {
+        char name[TERMSAFE_LEN(ATTACH_NAME_MAX)], sz[32];
+        human_size(sz, sizeof(sz), msg.attach[n - 1].size);
+        printf("saved %s (%s, SHA-256 verified) to %s\n",
+               termsafe_str(name, sizeof(name), msg.attach[n - 1].name), sz, o.out);
+    }
+    mbox_msg_clear(&msg);
+    if (r == 0)
+        return 0;
+    if (r == VERR_UNKNOWN) {
+        char why[160];
+        snprintf(why, sizeof(why),
+                 have == MBA_HAVE_GONE || have == MBA_HAVE_BAD
+                     ? "attachment %llu is incomplete (%u of %u chunks) and cannot be fetched "
+                       "(expired, or damaged on the relay); ask the sender to send it again; "
+                       "nothing was written"
+                     : "attachment %llu is incomplete (%u of %u chunks); run valise sync to "
+                       "fetch the rest; nothing was written",
+                 (unsigned long long)n, held, c);
+        return fail_msg("save", why);
+    }
+    if (r == VERR_DECRYPT)
+        return fail_msg("save", "the attachment does not match the hash its sender signed "
+                                "(damaged or tampered with); nothing was written");
+    if (r == VERR_EXISTS) {
+        char what[PATH_MAX + 128];
+        snprintf(what, sizeof(what), "--out %s: the file exists; give a new file name", o.out);
+        return fail_msg("save", what);
+    }
+    return fail("save", o.out, r);
+}
+
 int main(int argc, char **argv)
 {
     static const struct cli_verb verbs[] = {
         {"init", cmd_init}, {"enroll", cmd_enroll}, {"send", cmd_send},
         {"sync", cmd_sync}, {"run", cmd_run},       {"inbox", cmd_inbox},
         {"read", cmd_read}, {"outbox", cmd_outbox}, {"fingerprint", cmd_fingerprint},
-        {"desk", cmd_desk},
+        {"desk", cmd_desk}, {"save", cmd_save},
     };
 
     /* Keys, passphrases and plaintext never reach a core file (harden.h). */

@@ -10,6 +10,7 @@
 #include "address.h"
 #include "mailbox.h"
 #include "mbox_dir.h"
+#include "mbox_attach.h"
 #include "mbox_prekeys.h"
 #include "mbox_rec.h"
 #include "transport.h"
@@ -33,6 +34,8 @@ struct sync {
     size_t piece_bytes;  /* the current directory piece (the same rule) */
     uint64_t *fresh;     /* inbox seqs of this DELIVER's new messages, told once committed */
     size_t nfresh;
+    struct mba_link att; /* attachments, after the messages (mbox_attach.h) */
+    uint64_t att_seq;
 };
 
 /* Milliseconds of a monotonic clock (for measuring a SUBMIT's round trip). */
@@ -83,22 +86,29 @@ static int sy_send(struct sync *s, const struct buf *msg)
 static int sy_on_deliver(struct sync *s, const struct wire_msg *wm);
 static int sy_on_nd(struct sync *s, const struct wire_msg *wm);
 
+/* sy_wait's want for "any ATTACH_* message" (mbox_attach.h). */
+enum { MB_WANT_ATTACH = 0x100 };
+static int sy_is_attach(uint8_t type)
+{
+    return type >= WIRE_ATTACH_OPEN && type <= WIRE_ATTACH_DONE;
+}
+
 /*
  * Receives until a message of type want arrives (0: until timeout), handling
  * what the relay pushes meanwhile (DELIVER, NON_DELIVERY, PREKEY_LOW).
  * ERROR ends the wait with the reason in s->last_reason.
  */
-static int sy_wait_any(struct sync *s, uint8_t want, uint8_t also, struct buf *raw,
+static int sy_wait_any(struct sync *s, unsigned want, unsigned also, struct buf *raw,
                        struct wire_msg *wm, unsigned timeout_ms);
 
-static int sy_wait(struct sync *s, uint8_t want, struct buf *raw, struct wire_msg *wm,
+static int sy_wait(struct sync *s, unsigned want, struct buf *raw, struct wire_msg *wm,
                    unsigned timeout_ms)
 {
     return sy_wait_any(s, want, want, raw, wm, timeout_ms);
 }
 
 /* The same, ending on either of two types (want 0: on anything handled). */
-static int sy_wait_any(struct sync *s, uint8_t want, uint8_t also, struct buf *raw,
+static int sy_wait_any(struct sync *s, unsigned want, unsigned also, struct buf *raw,
                        struct wire_msg *wm, unsigned timeout_ms)
 {
     int r;
@@ -110,8 +120,15 @@ static int sy_wait_any(struct sync *s, uint8_t want, uint8_t also, struct buf *r
             buf_free(raw);
             return VERR_PROTOCOL;
         }
-        if (want != 0 && (wm->type == want || wm->type == also))
+        if (want != 0 && (wm->type == want || wm->type == also ||
+                          (want == MB_WANT_ATTACH && sy_is_attach(wm->type))))
             return 0;
+        if (sy_is_attach(wm->type)) {
+            buf_free(raw); /* a late answer to an attachment step that has ended */
+            if (want == 0)
+                return 0;
+            continue;
+        }
         switch (wm->type) {
         case WIRE_ERROR:
             s->last_reason = wm->u.error.reason;
@@ -1453,6 +1470,9 @@ static int sy_receive_one(struct sync *s, const struct wire_envelope *e)
             r = mb_inbox_put(m, seq, 0, s->now, buf_data(&cb), buf_size(&cb), buf_data(&pt),
                              buf_size(&pt));
             buf_free(&cb);
+            /* its attachments are fetched after the messages (mbox_attach.h) */
+            if (r == 0)
+                r = mba_note_received(m, seq, e->peer, &in);
         }
         mb_be64(sq, seq);
         if (r != 0 || (r = cstore_put(m->st, CS_SEEN, seen_key, sizeof(seen_key), sq, 8)) != 0)
@@ -1643,6 +1663,65 @@ static int sy_outbox(struct sync *s)
     return 0;
 }
 
+/* ---- attachments (mbox_attach.h) ---- */
+
+static int sy_att_send(void *ctx, const struct buf *msg)
+{
+    return sy_send(ctx, msg);
+}
+
+static int sy_att_recv(void *ctx, struct buf *raw, struct wire_msg *wm)
+{
+    struct sync *s = ctx;
+    int r = sy_wait(s, MB_WANT_ATTACH, raw, wm, s->o->timeout_ms);
+
+    return r == VERR_DENIED ? sy_reason_err(s->last_reason) : r;
+}
+
+/* Between pieces: what the relay pushed meanwhile, then newly queued envelopes first. */
+static int sy_att_between(void *ctx)
+{
+    struct sync *s = ctx;
+    uint64_t seq = 0;
+    int r;
+
+    if ((r = sy_run_deferred(s)) != 0 || (r = mb_cfg_get_u64(s->m, "seq", &seq)) != 0)
+        return r;
+    if (s->outbox_dirty || seq != s->att_seq) {
+        s->att_seq = seq;
+        return sy_outbox(s);
+    }
+    return 0;
+}
+
+static int sy_attachments(struct sync *s, int *moved)
+{
+    struct mba_stats as;
+    int r;
+
+    memset(&as, 0, sizeof(as));
+    s->att.ctx = s;
+    s->att.send = sy_att_send;
+    s->att.recv = sy_att_recv;
+    s->att.between = sy_att_between;
+    s->att.progress = s->o->att_progress;
+    s->att.pctx = s->o->att_progress_ctx;
+    s->att.stop = s->o->stop;
+    if ((r = mb_cfg_get_u64(s->m, "seq", &s->att_seq)) != 0)
+        return r;
+    r = mba_sync(s->m, &s->att, &as, moved);
+    s->st->att_uploaded += as.uploaded;
+    s->st->att_downloaded += as.downloaded;
+    s->st->att_up_pending = as.up_pending;
+    s->st->att_down_waiting = as.down_waiting;
+    s->st->att_refused += as.refused;
+    if (as.refused > 0)
+        s->st->att_refused_reason = as.refused_reason;
+    s->st->att_bad_chunks += as.bad_chunks;
+    s->st->att_lost += as.lost;
+    return r;
+}
+
 int mbox_sync(struct mbox *m, const struct mbox_sync_opts *o, struct mbox_sync_stats *st)
 {
     struct sync s;
@@ -1716,6 +1795,21 @@ int mbox_sync(struct mbox *m, const struct mbox_sync_opts *o, struct mbox_sync_s
             break;
         if (s.outbox_dirty || s.need_prekeys)
             continue;
+        /* The messages went both ways: now their attachments (mbox_attach.h). */
+        {
+            int moved = 0;
+            if ((r = sy_attachments(&s, &moved)) != 0)
+                goto out;
+            /*
+             * A chunk that did not open was not acknowledged: the relay's
+             * window for this connection stays full, so end it (not
+             * complete); the next connection goes on without that download.
+             */
+            if (st->att_bad_chunks > 0)
+                break;
+            if (moved || s.outbox_dirty || (!o->stay && !s.queue_empty))
+                continue;
+        }
         if ((r = mb_cfg_get_u64(m, "seq", &seq1)) != 0)
             goto out;
         if (seq1 != seq0)

@@ -35,6 +35,10 @@
  *    DELIVER and NON_DELIVERY arriving while a step waits for its reply are
  *    held (at most MB_DEFER_MAX / MB_DEFER_BYTES, the rest left unacknowledged
  *    for the relay to send again) and handled between steps.
+ *  - Attachments (mbox_attach.h) move once the messages have, on the same
+ *    connection: uploads of messages the relay accepted, then downloads of
+ *    messages received; between upload pieces newly queued envelopes go
+ *    first. A chunk that does not open ends the connection (not complete).
  *  - Library code: no printing, no exit; counts come back in mbox_sync_stats.
  */
 #ifndef VALISE_MBOX_SYNC_H

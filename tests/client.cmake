@@ -103,3 +103,9 @@ target_link_libraries(client_test_receipts PRIVATE vtest_relay_support valise_cl
 add_dependencies(client_test_receipts valise-relay)
 add_test(NAME client/receipts COMMAND client_test_receipts)
 set_tests_properties(client/receipts PROPERTIES TIMEOUT 180 LABELS client)
+
+# Attachments (issue 13 item 2): send --attach, read lists them, save checks
+# the signed hash; refusals at send and save; the relay deletes them once done.
+add_test(NAME client/attach COMMAND ${CMAKE_CURRENT_LIST_DIR}/client/client_attach.sh
+         $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise> $<TARGET_FILE:valise-relay>)
+set_tests_properties(client/attach PROPERTIES TIMEOUT 180 LABELS client)

@@ -14,6 +14,12 @@
  *    evicted the session it set up (MB_SESS_KEEP newer sessions), builds no
  *    session that is stored, is not shown again, and is acknowledged and
  *    dropped as a replay (PROTOCOL.md part 4, receiver checks and `seen`).
+ *  - test_insider_reuses_attachment_id (issue 13 item 2): an insider
+ *    co-recipient of HQ's circular with an attachment sends Budi, as FLASH so
+ *    it is stored first, a message naming the same attachment id with its
+ *    own key. The relay refuses the insider's upload (id_conflict); Budi's
+ *    download of HQ's attachment completes and saves intact, and the
+ *    insider's is never complete (chunks that do not open, or gone).
  * The insider's forged id and the lost prekey are made by editing the
  * devices' own encrypted stores with the project's store.h and inner.h; the
  * replayed prekey messages are made with x3dh.h, ratchet.h and inner.h and
@@ -33,8 +39,10 @@
 
 #include "fileio.h"
 #include "identity.h"
+#include "attach.h"
 #include "inner.h"
 #include "mailbox.h"
+#include "mbox_attach.h"
 #include "ratchet.h"
 #include "relaytest.h"
 #include "store.h"
@@ -307,6 +315,137 @@ static void test_insider_reuses_circular_id(void **state)
     mbox_outbox_free(out, nout);
     assert_true(delivered);
 
+    mbox_close(hq.m);
+    mbox_close(budi.m);
+    mbox_close(insider.m);
+    assert_int_equal(trelay_signal(&relay, SIGTERM), 0);
+    tpki_cleanup(&p);
+}
+
+/* Queues a message with one attachment (descriptor d: sealed from path, or given). */
+static void send_with_attachment(struct side *from, const char *to, uint8_t prec,
+                                 const char *subject, const char *path, struct attach_desc *d,
+                                 uint8_t id[static INNER_ID_LEN])
+{
+    struct mbox_draft dr;
+    struct buf sec;
+
+    if (path != NULL)
+        assert_int_equal(mba_seal(from->m, path, d, NULL, NULL), 0);
+    assert_int_equal(buf_init(&sec, ATTACH_SECTION_MAX, BUF_SECRET), 0);
+    assert_int_equal(attach_section_encode(d, 1, &sec), 0);
+    memset(&dr, 0, sizeof(dr));
+    dr.address = to;
+    dr.precedence = prec;
+    dr.label = "RESTRICTED";
+    dr.subject = subject;
+    dr.attach_section = buf_data(&sec);
+    dr.attach_section_len = buf_size(&sec);
+    assert_int_equal(mbox_send(from->m, &dr, (uint64_t)time(NULL), id), 0);
+    buf_free(&sec);
+}
+
+static void test_insider_reuses_attachment_id(void **state)
+{
+    struct tpki p;
+    struct trelay relay;
+    struct side hq, budi, insider;
+    struct mbox_sync_stats st;
+    struct mbox_msg msg;
+    struct attach_desc real, fake;
+    uint8_t circ_id[INNER_ID_LEN], ins_id[INNER_ID_LEN], *data;
+    char addr[64], hex[33], file[TPATH + 16], out[TPATH + 16];
+    struct buf a, b;
+    int have;
+    uint32_t held, c;
+    (void)state;
+
+    assert_int_equal(tpki_init(&p), 0);
+    make_side(&p, &hq, "hq", "HQ", 1);
+    make_side(&p, &budi, "budi", "JKT", 2);
+    make_side(&p, &insider, "insider", "JKT", 3);
+    {
+        const struct tdev *devs[] = {&hq.dev, &budi.dev, &insider.dev};
+        assert_int_equal(tpki_write_dir(&p, 1, devs, 3, NULL, 0), 0);
+    }
+    assert_int_equal(trelay_start(&relay, &p, NULL), 0);
+    enroll(&p, &hq, relay.port);
+    enroll(&p, &budi, relay.port);
+    enroll(&p, &insider, relay.port);
+    sync_ok(&hq, &st);
+    sync_ok(&budi, &st);
+    sync_ok(&insider, &st);
+
+    /* HQ's circular to every JKT device with a 100 KiB attachment, uploaded. */
+    snprintf(file, sizeof(file), "%s/circular.pdf", p.dir);
+    assert_non_null(data = malloc(100 * 1024));
+    randombytes_buf(data, 100 * 1024);
+    assert_int_equal(file_write_new(file, data, 100 * 1024, 0600), 0);
+    free(data);
+    send_with_attachment(&hq, "*@JKT", 3 /* ROUTINE */, "Circular with annex", file, &real,
+                         circ_id);
+    sync_ok(&hq, &st);
+    assert_int_equal(st.att_uploaded, 1);
+    /* The insider receives it and learns the attachment's id. */
+    sync_ok(&insider, &st);
+    assert_int_equal(st.received, 1);
+    assert_int_equal(text_hex_encode(hex, sizeof(hex), circ_id, INNER_ID_LEN), 0);
+    assert_int_equal(mbox_read(insider.m, hex, (uint64_t)time(NULL), &msg), 0);
+    assert_int_equal(msg.n_attach, 1);
+    fake = msg.attach[0];
+    mbox_msg_clear(&msg);
+    randombytes_buf(fake.key, ATTACH_KEY_LEN); /* the insider's own key under HQ's id */
+    /* A FLASH to Budi naming that id: stored before HQ's ROUTINE circular. */
+    device_addr(addr, &budi);
+    send_with_attachment(&insider, addr, 0 /* FLASH */, "Insider's annex", NULL, &fake, ins_id);
+    {
+        /* the insider's "sealed copy": chunks of the right sizes under its own key */
+        char dir[TPATH + 16], ct[TPATH + 64];
+        uint8_t *z;
+        size_t len = (size_t)attach_ct_size(fake.size);
+        snprintf(dir, sizeof(dir), "%s/attach", insider.home);
+        assert_int_equal(file_mkdir_private(dir), 0);
+        assert_int_equal(mba_path(insider.m, fake.id, "ct", ct, sizeof(ct)), 0);
+        assert_non_null(z = calloc(1, len));
+        assert_int_equal(file_write_new(ct, z, len, 0600), 0);
+        free(z);
+    }
+    sync_ok(&insider, &st);
+    assert_int_equal(st.accepted, 1);
+    assert_int_equal(st.att_refused, 1); /* the relay keeps the id to HQ: id_conflict */
+    assert_int_equal(st.att_refused_reason, WIRE_R_ID_CONFLICT);
+
+    /*
+     * Budi: both messages; HQ's attachment complete and intact whatever the
+     * order. When the insider's download comes first its chunks (HQ's) do not
+     * open: it is marked bad and that connection ends; the next sync fetches
+     * HQ's.
+     */
+    sync_ok(&budi, &st);
+    assert_int_equal(st.received, 2);
+    if (st.att_bad_chunks > 0) {
+        assert_int_equal(st.att_bad_chunks, 1);
+        sync_ok(&budi, &st);
+        assert_int_equal(st.att_bad_chunks, 0);
+    }
+    assert_int_equal(mba_state(budi.m, &real, hq.dev.cert.device_id, &have, &held, &c), 0);
+    if (have != MBA_HAVE_COMPLETE)
+        fail_msg("HQ's attachment: state %d, %u of %u chunks", have, held, c);
+    snprintf(out, sizeof(out), "%s/saved.pdf", p.dir);
+    assert_int_equal(mba_save(budi.m, &real, hq.dev.cert.device_id, out, NULL, NULL), 0);
+    assert_int_equal(file_read(out, 1 << 20, 0, &a), 0);
+    assert_int_equal(file_read(file, 1 << 20, 0, &b), 0);
+    assert_int_equal(buf_size(&a), buf_size(&b));
+    assert_memory_equal(buf_data(&a), buf_data(&b), buf_size(&a));
+    buf_free(&a);
+    buf_free(&b);
+    assert_int_equal(mba_state(budi.m, &fake, insider.dev.cert.device_id, &have, &held, &c), 0);
+    assert_int_not_equal(have, MBA_HAVE_COMPLETE);
+    assert_int_equal(mba_save(budi.m, &fake, insider.dev.cert.device_id, out, NULL, NULL),
+                     VERR_UNKNOWN);
+
+    attach_desc_wipe(&real);
+    attach_desc_wipe(&fake);
     mbox_close(hq.m);
     mbox_close(budi.m);
     mbox_close(insider.m);
@@ -623,6 +762,7 @@ int main(void)
         cmocka_unit_test(test_insider_reuses_circular_id),
         cmocka_unit_test(test_unknown_one_time_prekey_refused),
         cmocka_unit_test(test_prekey_replay_after_eviction),
+        cmocka_unit_test(test_insider_reuses_attachment_id),
     };
     if (sodium_init() < 0)
         return 1;

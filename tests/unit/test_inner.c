@@ -124,6 +124,101 @@ static void test_mutations_message(void **state)
     buf_free(&b);
 }
 
+/* Issue 13 item 2: the trailing attachment section is signed with the message. */
+static void make_section(struct buf *sec, size_t n)
+{
+    struct attach_desc d[ATTACH_MAX + 1];
+
+    assert_int_equal(buf_init(sec, ATTACH_SECTION_MAX + ATTACH_DESC_MAX, BUF_SECRET), 0);
+    for (size_t i = 0; i < n; i++) {
+        memset(&d[i], 0, sizeof(d[i]));
+        randombytes_buf(d[i].id, ATTACH_ID_LEN);
+        randombytes_buf(d[i].key, ATTACH_KEY_LEN);
+        randombytes_buf(d[i].hash, ATTACH_HASH_LEN);
+        d[i].size = 1000 * (i + 1);
+        memcpy(d[i].name, "scan.pdf", 9);
+        memcpy(d[i].type, "application/pdf", 16);
+    }
+    if (n <= ATTACH_MAX) {
+        assert_int_equal(attach_section_encode(d, n, sec), 0);
+    } else {
+        /* over the cap: written by hand */
+        assert_int_equal(buf_put_u8(sec, (uint8_t)n), 0);
+        for (size_t i = 0; i < n; i++)
+            assert_int_equal(attach_desc_encode(&d[i], sec), 0);
+    }
+    for (size_t i = 0; i < n; i++)
+        attach_desc_wipe(&d[i]);
+}
+
+static void test_attachments(void **state)
+{
+    struct inner m, p;
+    struct buf b, sec, v;
+    struct attach_desc d[ATTACH_MAX];
+    struct vctx vc = {&hq, &jkt};
+    size_t n;
+    (void)state;
+
+    /* none: one count byte of 0 before the signature */
+    make_msg(&m, &hq, "ambassador@JKT");
+    encode(&m, hq.sign_sk, &b);
+    assert_int_equal(buf_data(&b)[buf_size(&b) - SIG_LEN - 1], 0);
+    assert_int_equal(inner_parse(buf_data(&b), buf_size(&b), &p), 0);
+    assert_int_equal(p.n_attach, 0);
+    assert_int_equal(p.attach_section_len, 1);
+    buf_free(&b);
+    /* two, with an empty body: parsed back, verified, every mutation refused */
+    make_section(&sec, 2);
+    make_msg(&m, &hq, "ambassador@JKT");
+    m.content = NULL;
+    m.content_len = 0;
+    m.attach_section = buf_data(&sec);
+    m.attach_section_len = buf_size(&sec);
+    encode(&m, hq.sign_sk, &b);
+    assert_int_equal(inner_parse(buf_data(&b), buf_size(&b), &p), 0);
+    assert_int_equal(p.n_attach, 2);
+    assert_int_equal(p.attach_section_len, buf_size(&sec));
+    assert_memory_equal(p.attach_section, buf_data(&sec), buf_size(&sec));
+    buf_view(&v, p.attach_section, p.attach_section_len);
+    assert_int_equal(attach_section_parse(&v, d, &n), 0);
+    assert_int_equal(n, 2);
+    assert_true(d[1].size == 2000);
+    attach_desc_wipe(&d[0]);
+    attach_desc_wipe(&d[1]);
+    mutation_sweep(buf_data(&b), buf_size(&b), parse_verify, &vc);
+    buf_free(&b);
+    /* a section that is not one the parser accepts is not signed */
+    {
+        uint8_t bad[ATTACH_SECTION_MAX];
+        memcpy(bad, buf_data(&sec), buf_size(&sec));
+        bad[0] = 3; /* says three, holds two */
+        m.attach_section = bad;
+        assert_int_equal(buf_init(&b, INNER_MAX_LEN, 0), 0);
+        assert_int_equal(inner_sign_encode(&m, hq.sign_sk, &b), VERR_TRUNCATED);
+        assert_int_equal(buf_size(&b), 0);
+        buf_free(&b);
+    }
+    buf_free(&sec);
+    /* sixteen fit one message; seventeen are refused */
+    make_section(&sec, ATTACH_MAX);
+    make_msg(&m, &hq, "ambassador@JKT");
+    m.content_len = sizeof(content) - 1;
+    m.attach_section = buf_data(&sec);
+    m.attach_section_len = buf_size(&sec);
+    encode(&m, hq.sign_sk, &b);
+    assert_int_equal(parse_verify(buf_data(&b), buf_size(&b), &vc), 0);
+    buf_free(&b);
+    buf_free(&sec);
+    make_section(&sec, ATTACH_MAX + 1);
+    m.attach_section = buf_data(&sec);
+    m.attach_section_len = buf_size(&sec);
+    assert_int_equal(buf_init(&b, INNER_MAX_LEN, 0), 0);
+    assert_int_equal(inner_sign_encode(&m, hq.sign_sk, &b), VERR_TOO_LARGE);
+    buf_free(&b);
+    buf_free(&sec);
+}
+
 static void test_mutations_receipt(void **state)
 {
     struct inner m;
@@ -674,13 +769,13 @@ static void test_version_1_stored_only(void **state)
 
     make_msg(&m, &hq, "ambassador@JKT");
     encode(&m, hq.sign_sk, &b);
-    /* The same message as version 1: no address count, signed again. */
+    /* The same message as version 1: no address count, no attachment count, signed again. */
     off = find_bytes(buf_data(&b), buf_size(&b), "\x0e" "ambassador@JKT", 15) - 1;
     assert_int_equal(buf_init(&v1, INNER_MAX_LEN, 0), 0);
     assert_int_equal(buf_put_u8(&v1, 1), 0);
     assert_int_equal(buf_put_bytes(&v1, buf_data(&b) + 1, off - 1), 0);
     assert_int_equal(
-        buf_put_bytes(&v1, buf_data(&b) + off + 1, buf_size(&b) - off - 1 - SIG_LEN), 0);
+        buf_put_bytes(&v1, buf_data(&b) + off + 1, buf_size(&b) - off - 1 - 1 - SIG_LEN), 0);
     assert_int_equal(sig_sign(sig, SIG_CTX_MESSAGE, buf_data(&v1), buf_size(&v1), hq.sign_sk), 0);
     assert_int_equal(buf_put_bytes(&v1, sig, SIG_LEN), 0);
     assert_int_equal(inner_parse(buf_data(&v1), buf_size(&v1), &p), 0);
@@ -731,7 +826,7 @@ static void test_fuzz_seeds_parse(void **state)
                                         "receipt_read",  "receipt_delivered", "two_addresses",
                                         "sixteen_addresses", "receipt_batch",
                                         "wire_flash_role",   "wire_receipt_read",
-                                        "v1_stored_message"};
+                                        "v1_stored_message", "attachments"};
     (void)state;
     for (size_t i = 0; i < sizeof(seeds) / sizeof(seeds[0]); i++) {
         char path[512];
@@ -760,6 +855,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid_message),
         cmocka_unit_test(test_mutations_message),
+        cmocka_unit_test(test_attachments),
         cmocka_unit_test(test_mutations_receipt),
         cmocka_unit_test(test_wrong_key),
         cmocka_unit_test(test_wrong_context),
