@@ -82,12 +82,15 @@ static void envelope_id(unsigned long n, uint64_t ms, uint8_t id[static WIRE_ID_
         id[8 + i] = (uint8_t)((uint64_t)n >> (56 - 8 * i));
 }
 
+/* Device i's id, random-looking as real ones are (the relay hashes their first bytes). */
 static void device(unsigned long i, int sender, uint8_t dev[static DEVICE_ID_LEN])
 {
-    memset(dev, 0x5a, DEVICE_ID_LEN);
-    dev[0] = sender ? 0x11 : 0x22;
-    dev[DEVICE_ID_LEN - 2] = (uint8_t)(i >> 8);
-    dev[DEVICE_ID_LEN - 1] = (uint8_t)i;
+    uint8_t in[9];
+
+    in[0] = sender ? 0x11 : 0x22;
+    for (int b = 0; b < 8; b++)
+        in[1 + b] = (uint8_t)((uint64_t)i >> (56 - 8 * b));
+    crypto_generichash(dev, DEVICE_ID_LEN, in, sizeof(in), NULL, 0);
 }
 
 static int parse_ul(const char *s, unsigned long lo, unsigned long hi, unsigned long *out)
