@@ -144,7 +144,7 @@ static int recompute_check(struct store *st, uint64_t size, const uint8_t want[M
         return 0;
     if ((r = store_audit_recompute(st, size, root, &bad)) != 0) {
         snprintf(err, errsz,
-                 "audit record %llu does not match its stored leaf hash (%s); refusing to start",
+                 "audit record %llu is missing or not a record (%s); refusing to start",
                  (unsigned long long)bad, verr_str(r));
         return r;
     }

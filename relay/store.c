@@ -60,7 +60,7 @@ struct qent {
 struct store {
     MDB_env *env;
     MDB_txn *txn; /* the open write transaction, or NULL */
-    MDB_dbi queue, byid, expiry, nd, qstat, spk, otk, meta, audit, audit_leaf;
+    MDB_dbi queue, byid, expiry, nd, qstat, spk, otk, meta, audit;
     MDB_dbi tomb;           /* delivered ids by acknowledgement time: the dedupe window */
     MDB_dbi devmark;        /* device id -> highest envelope id submitted || acknowledged */
     MDB_dbi certs;          /* serial -> every certificate any installed directory listed */
@@ -174,7 +174,7 @@ static int meta_put_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t v)
 
 /*
  * Loads the persisted Merkle frontier. A log written before the frontier
- * existed gets it rebuilt once from the stored leaf hashes. A state that does
+ * existed gets it rebuilt once by hashing its records. A state that does
  * not parse is kept as tree_err: the relay refuses to start on it.
  */
 static int audit_tree_load(struct store *s, MDB_txn *txn)
@@ -193,16 +193,19 @@ static int audit_tree_load(struct store *s, MDB_txn *txn)
     } else if (rc != MDB_NOTFOUND) {
         return mdb_to_verr(rc);
     } else if (s->audit_next > 0) {
-        if ((rc = mdb_cursor_open(txn, s->audit_leaf, &cur)) != 0)
+        if ((rc = mdb_cursor_open(txn, s->audit, &cur)) != 0)
             return mdb_to_verr(rc);
         for (rc = mdb_cursor_get(cur, &k, &d, MDB_FIRST); rc == 0;
              rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
-            if (d.mv_size != MERKLE_HASH_LEN || k.mv_size != 8 ||
+            uint8_t leaf[MERKLE_HASH_LEN];
+
+            if (d.mv_size != AUDIT_RECORD_LEN || k.mv_size != 8 ||
                 rd64(k.mv_data) != merkle_state_size(&s->tree)) {
                 mdb_cursor_close(cur);
                 return VERR_STORE;
             }
-            if ((r = merkle_state_append(&s->tree, d.mv_data)) != 0) {
+            merkle_leaf_hash(leaf, d.mv_data, d.mv_size);
+            if ((r = merkle_state_append(&s->tree, leaf)) != 0) {
                 mdb_cursor_close(cur);
                 return r;
             }
@@ -311,7 +314,6 @@ int store_open(struct store **out, const char *dir, uint64_t map_size)
         (rc = mdb_dbi_open(txn, "otk", MDB_CREATE | MDB_DUPSORT | MDB_DUPFIXED, &s->otk)) != 0 ||
         (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta)) != 0 ||
         (rc = mdb_dbi_open(txn, "audit", MDB_CREATE, &s->audit)) != 0 ||
-        (rc = mdb_dbi_open(txn, "audit_leaf", MDB_CREATE, &s->audit_leaf)) != 0 ||
         (rc = mdb_dbi_open(txn, "audit_cp", MDB_CREATE, &s->audit_cp)) != 0 ||
         (rc = mdb_dbi_open(txn, "tomb", MDB_CREATE, &s->tomb)) != 0 ||
         (rc = mdb_dbi_open(txn, "devmark", MDB_CREATE, &s->devmark)) != 0 ||
@@ -482,8 +484,9 @@ int store_map_usage(struct store *s, uint64_t *used, uint64_t *size)
 }
 
 /*
- * The one place where the audit log grows. A later change adds the Merkle
- * frontier and checkpoints here, in the same transaction.
+ * The one place where the audit log grows: the record and the Merkle
+ * frontier, in the same transaction. Leaf hashes are not stored: a proof
+ * rehashes the records it needs (PROTOCOL.md, part 6 section 6).
  */
 int store_audit_append(struct store *s, const struct audit_record *rec)
 {
@@ -507,9 +510,6 @@ int store_audit_append(struct store *s, const struct audit_record *rec)
     /* Keys are big-endian and only grow: MDB_APPEND keeps the pages packed. */
     d = val(buf_data(&s->rec), buf_size(&s->rec));
     if ((rc = mdb_put(s->txn, s->audit, &k, &d, MDB_APPEND)) != 0)
-        return mdb_to_verr(rc);
-    d = val(leaf, sizeof(leaf));
-    if ((rc = mdb_put(s->txn, s->audit_leaf, &k, &d, MDB_APPEND)) != 0)
         return mdb_to_verr(rc);
     s->audit_next_txn++;
     return 0;
@@ -2002,34 +2002,13 @@ out:
     return r;
 }
 
-struct leaf_reader {
-    MDB_txn *txn;
-    MDB_dbi dbi;
-};
-
-static int read_leaf(void *ctx, uint64_t index, uint8_t out[MERKLE_HASH_LEN])
-{
-    struct leaf_reader *lr = ctx;
-    uint8_t kb[8];
-    MDB_val k = val(kb, sizeof(kb)), d;
-    int rc;
-
-    be64(kb, index);
-    if ((rc = mdb_get(lr->txn, lr->dbi, &k, &d)) != 0)
-        return rc == MDB_NOTFOUND ? VERR_STORE : mdb_to_verr(rc);
-    if (d.mv_size != MERKLE_HASH_LEN)
-        return VERR_STORE;
-    memcpy(out, d.mv_data, MERKLE_HASH_LEN);
-    return 0;
-}
-
 struct record_reader {
     MDB_txn *txn;
-    MDB_dbi audit, leaf;
+    MDB_dbi audit;
     uint64_t bad;
 };
 
-/* merkle_leaf_fn: the leaf hash of record index, checked against audit_leaf. */
+/* merkle_leaf_fn: the RFC 9162 leaf hash of record index, hashed from the stored record. */
 static int read_record_leaf(void *ctx, uint64_t index, uint8_t out[MERKLE_HASH_LEN])
 {
     struct record_reader *rr = ctx;
@@ -2044,11 +2023,6 @@ static int read_record_leaf(void *ctx, uint64_t index, uint8_t out[MERKLE_HASH_L
     if (d.mv_size != AUDIT_RECORD_LEN)
         return VERR_STORE;
     merkle_leaf_hash(out, d.mv_data, d.mv_size);
-    k = val(kb, sizeof(kb));
-    if ((rc = mdb_get(rr->txn, rr->leaf, &k, &d)) != 0)
-        return rc == MDB_NOTFOUND ? VERR_STORE : mdb_to_verr(rc);
-    if (d.mv_size != MERKLE_HASH_LEN || memcmp(d.mv_data, out, MERKLE_HASH_LEN) != 0)
-        return VERR_BAD_PROOF;
     return 0;
 }
 
@@ -2064,7 +2038,6 @@ int store_audit_recompute(struct store *s, uint64_t size, uint8_t root[static ME
     if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &rr.txn)) != 0)
         return mdb_to_verr(rc);
     rr.audit = s->audit;
-    rr.leaf = s->audit_leaf;
     rr.bad = 0;
     r = merkle_root(root, size, read_record_leaf, &rr);
     if (r != 0)
@@ -2076,7 +2049,7 @@ int store_audit_recompute(struct store *s, uint64_t size, uint8_t root[static ME
 int store_audit_proof(struct store *s, int inclusion, uint64_t a, uint64_t b,
                       struct merkle_proof *proof, uint8_t *rec)
 {
-    struct leaf_reader lr;
+    struct record_reader lr;
     uint8_t kb[8];
     MDB_val k, d;
     int rc, r;
@@ -2085,7 +2058,8 @@ int store_audit_proof(struct store *s, int inclusion, uint64_t a, uint64_t b,
         return VERR_UNKNOWN;
     if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &lr.txn)) != 0)
         return mdb_to_verr(rc);
-    lr.dbi = s->audit_leaf;
+    lr.audit = s->audit;
+    lr.bad = 0;
     if (inclusion) {
         be64(kb, a);
         k = val(kb, sizeof(kb));
@@ -2094,9 +2068,9 @@ int store_audit_proof(struct store *s, int inclusion, uint64_t a, uint64_t b,
             goto out;
         }
         memcpy(rec, d.mv_data, AUDIT_RECORD_LEN);
-        r = merkle_inclusion_proof(proof, a, b, read_leaf, &lr);
+        r = merkle_inclusion_proof(proof, a, b, read_record_leaf, &lr);
     } else {
-        r = merkle_consistency_proof(proof, a, b, read_leaf, &lr);
+        r = merkle_consistency_proof(proof, a, b, read_record_leaf, &lr);
     }
 out:
     mdb_txn_abort(lr.txn);
