@@ -21,7 +21,9 @@ enum {
     IKEY_LEN = DEVICE_ID_LEN + WIRE_ID_LEN,        /* recipient | id */
     IVAL_LEN = 1 + DEVICE_ID_LEN + 1 + 8 + 8 + 4,  /* format | sender | prec | seq | expiry | size */
     XKEY_LEN = 8 + DEVICE_ID_LEN + WIRE_ID_LEN,    /* expiry | recipient | id */
-    TKEY_LEN = 8 + DEVICE_ID_LEN + WIRE_ID_LEN,    /* acknowledged at | recipient | id */
+    TKEY_LEN = 8 + DEVICE_ID_LEN + WIRE_ID_LEN,    /* legacy tomb: acknowledged at | recipient | id */
+    DKEY_LEN = 8,                                  /* dedupe: DELIVERED record number */
+    DVAL_LEN = 8 + DEVICE_ID_LEN + WIRE_ID_LEN,    /* acknowledged at | recipient | id */
     NKEY_LEN = DEVICE_ID_LEN + WIRE_ID_LEN,        /* sender | id */
     NVAL_LEN = DEVICE_ID_LEN + 2 + 8,              /* recipient | reason | time */
     QSTAT_LEN = 16,                                /* count | bytes */
@@ -61,7 +63,8 @@ struct store {
     MDB_env *env;
     MDB_txn *txn; /* the open write transaction, or NULL */
     MDB_dbi queue, byid, expiry, nd, qstat, spk, otk, meta, audit;
-    MDB_dbi tomb;           /* delivered ids by acknowledgement time: the dedupe window */
+    MDB_dbi dedupe;         /* delivered ids in acknowledgement order: the dedupe window */
+    MDB_dbi tomb;           /* the same keyed by time, written by relays before issue 16 */
     MDB_dbi devmark;        /* device id -> highest envelope id submitted || acknowledged */
     MDB_dbi certs;          /* serial -> every certificate any installed directory listed */
     MDB_dbi att, attc, attexp; /* attachments, their chunks, their expiry index */
@@ -316,6 +319,7 @@ int store_open(struct store **out, const char *dir, uint64_t map_size)
         (rc = mdb_dbi_open(txn, "audit", MDB_CREATE, &s->audit)) != 0 ||
         (rc = mdb_dbi_open(txn, "audit_cp", MDB_CREATE, &s->audit_cp)) != 0 ||
         (rc = mdb_dbi_open(txn, "tomb", MDB_CREATE, &s->tomb)) != 0 ||
+        (rc = mdb_dbi_open(txn, "dedupe", MDB_CREATE, &s->dedupe)) != 0 ||
         (rc = mdb_dbi_open(txn, "devmark", MDB_CREATE, &s->devmark)) != 0 ||
         (rc = mdb_dbi_open(txn, "certs", MDB_CREATE, &s->certs)) != 0 ||
         (rc = mdb_dbi_open(txn, "att", MDB_CREATE, &s->att)) != 0 ||
@@ -877,12 +881,13 @@ int store_envelope_ack(struct store *s, const uint8_t recipient[static DEVICE_ID
                        uint64_t recipient_serial, const uint8_t id[static WIRE_ID_LEN],
                        uint64_t now)
 {
-    uint8_t ikey[IKEY_LEN], ival[IVAL_LEN], xkey[XKEY_LEN], tkey[TKEY_LEN];
+    uint8_t ikey[IKEY_LEN], ival[IVAL_LEN], xkey[XKEY_LEN], dkey[DKEY_LEN], dval[DVAL_LEN];
     struct audit_record rec;
     MDB_val k, d;
     int rc, r;
 
-    _Static_assert(XKEY_LEN == 8 + IKEY_LEN && TKEY_LEN == 8 + IKEY_LEN, "time | index key");
+    _Static_assert(XKEY_LEN == 8 + IKEY_LEN && TKEY_LEN == 8 + IKEY_LEN && DVAL_LEN == 8 + IKEY_LEN,
+                   "time | index key");
     if (s->txn == NULL)
         return VERR_INTERNAL;
     memcpy(ikey, recipient, DEVICE_ID_LEN);
@@ -895,8 +900,9 @@ int store_envelope_ack(struct store *s, const uint8_t recipient[static DEVICE_ID
     memcpy(ival, d.mv_data, sizeof(ival));
     /* The index entry stays as the tombstone for the dedupe window, so a late
      * resubmission is acknowledged and not delivered twice; its expiry entry
-     * goes now and a `tomb` entry keyed by this time says when the tombstone
-     * goes (PROTOCOL.md, part 2 "Duplicates"). */
+     * goes now and a `dedupe` entry says when the tombstone goes. Its key is
+     * the number of the DELIVERED record appended below: it only grows, so
+     * MDB_APPEND fills pages in order (PROTOCOL.md, part 2 "Duplicates"). */
     if ((r = unqueue(s, recipient, ival)) != 0)
         return r;
     memcpy(xkey, ival + 10 + DEVICE_ID_LEN, 8);
@@ -904,11 +910,12 @@ int store_envelope_ack(struct store *s, const uint8_t recipient[static DEVICE_ID
     k = val(xkey, sizeof(xkey));
     if ((rc = mdb_del(s->txn, s->expiry, &k, NULL)) != 0 && rc != MDB_NOTFOUND)
         return mdb_to_verr(rc);
-    be64(tkey, now);
-    memcpy(tkey + 8, ikey, IKEY_LEN);
-    k = val(tkey, sizeof(tkey));
-    d = val(NULL, 0);
-    if ((rc = mdb_put(s->txn, s->tomb, &k, &d, 0)) != 0)
+    be64(dkey, s->audit_next_txn);
+    be64(dval, now);
+    memcpy(dval + 8, ikey, IKEY_LEN);
+    k = val(dkey, sizeof(dkey));
+    d = val(dval, sizeof(dval));
+    if ((rc = mdb_put(s->txn, s->dedupe, &k, &d, MDB_APPEND)) != 0)
         return mdb_to_verr(rc);
     if ((r = devmark_raise(s, recipient, 1, id)) != 0)
         return r;
@@ -933,39 +940,42 @@ int store_nd_ack(struct store *s, const uint8_t sender[static DEVICE_ID_LEN],
 
 /*
  * Forgets up to limit delivered ids acknowledged more than the dedupe window
- * ago: oldest first, so the scan stops at the first one still inside it.
+ * ago from dbi (`dedupe`, or the legacy `tomb` when legacy is set): oldest
+ * first, so the scan stops at the first one still inside it. *done counts
+ * the entries removed.
  */
-static int tomb_sweep(struct store *s, uint64_t now, size_t limit)
+static int tomb_sweep(struct store *s, MDB_dbi dbi, int legacy, uint64_t now, size_t limit,
+                      size_t *done)
 {
     MDB_cursor *cur = NULL;
     MDB_val k, d, ik, id;
     uint8_t qkey[QKEY_LEN];
-    size_t done = 0;
     int rc, r = VERR_INTERNAL;
 
+    *done = 0;
     if (limit == 0)
         return 0;
-    if ((rc = mdb_cursor_open(s->txn, s->tomb, &cur)) != 0)
+    if ((rc = mdb_cursor_open(s->txn, dbi, &cur)) != 0)
         return mdb_to_verr(rc);
-    for (rc = mdb_cursor_get(cur, &k, &d, MDB_FIRST); rc == 0 && done < limit;
+    for (rc = mdb_cursor_get(cur, &k, &d, MDB_FIRST); rc == 0 && *done < limit;
          rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
-        uint8_t tkey[TKEY_LEN];
+        uint8_t tval[DVAL_LEN]; /* acknowledged at | recipient | id, in either layout */
 
-        if (k.mv_size != TKEY_LEN) {
+        if (legacy ? k.mv_size != TKEY_LEN : k.mv_size != DKEY_LEN || d.mv_size != DVAL_LEN) {
             r = VERR_STORE;
             goto out;
         }
-        memcpy(tkey, k.mv_data, sizeof(tkey));
-        if (rd64(tkey) > now || now - rd64(tkey) < s->dedupe_window)
+        memcpy(tval, legacy ? k.mv_data : d.mv_data, sizeof(tval));
+        if (rd64(tval) > now || now - rd64(tval) < s->dedupe_window)
             break;
-        ik = val(tkey + 8, IKEY_LEN);
+        ik = val(tval + 8, IKEY_LEN);
         rc = mdb_get(s->txn, s->byid, &ik, &id);
         if (rc == 0 && id.mv_size == IVAL_LEN) {
             /* Only a tombstone goes: an id whose envelope is queued keeps its entry. */
             const uint8_t *iv = id.mv_data;
             MDB_val qk, qd;
 
-            memcpy(qkey, tkey + 8, DEVICE_ID_LEN);
+            memcpy(qkey, tval + 8, DEVICE_ID_LEN);
             qkey[DEVICE_ID_LEN] = iv[1 + DEVICE_ID_LEN];
             memcpy(qkey + DEVICE_ID_LEN + 1, iv + 2 + DEVICE_ID_LEN, 8);
             qk = val(qkey, sizeof(qkey));
@@ -984,7 +994,7 @@ static int tomb_sweep(struct store *s, uint64_t now, size_t limit)
             r = mdb_to_verr(rc);
             goto out;
         }
-        done++;
+        (*done)++;
     }
     if (rc != 0 && rc != MDB_NOTFOUND) {
         r = mdb_to_verr(rc);
@@ -1004,7 +1014,7 @@ int store_sweep(struct store *s, uint64_t now, size_t limit,
     MDB_val k, d, ik, id;
     uint8_t xkey[XKEY_LEN], ival[IVAL_LEN], nkey[NKEY_LEN], nval[NVAL_LEN];
     struct audit_record rec;
-    size_t done = 0;
+    size_t done = 0, swept = 0;
     int rc, r = VERR_INTERNAL;
 
     *expired = 0;
@@ -1074,7 +1084,11 @@ int store_sweep(struct store *s, uint64_t now, size_t limit,
         r = mdb_to_verr(rc);
         goto out;
     }
-    r = tomb_sweep(s, now, limit > done ? limit - done : 0);
+    /* tombstones: the legacy table first (empty once its window has passed), then `dedupe` */
+    if ((r = tomb_sweep(s, s->tomb, 1, now, limit > done ? limit - done : 0, &swept)) != 0)
+        goto out;
+    done += swept;
+    r = tomb_sweep(s, s->dedupe, 0, now, limit > done ? limit - done : 0, &swept);
 out:
     mdb_cursor_close(cur);
     return r;
