@@ -16,7 +16,8 @@
 #include "note.h"
 
 enum {
-    QKEY_LEN = DEVICE_ID_LEN + 1 + 8,              /* recipient | precedence | seq */
+    QKEY_LEN = DEVICE_ID_LEN + 1 + 8,              /* qindex: recipient | precedence | seq */
+    QDKEY_LEN = 8,                                 /* qdata: seq */
     QVAL_FIXED = WIRE_ID_LEN + DEVICE_ID_LEN + 8 + 8, /* id | sender | expiry | accepted */
     IKEY_LEN = DEVICE_ID_LEN + WIRE_ID_LEN,        /* recipient | id */
     IVAL_LEN = 1 + DEVICE_ID_LEN + 1 + 8 + 8 + 4,  /* format | sender | prec | seq | expiry | size */
@@ -62,7 +63,10 @@ struct qent {
 struct store {
     MDB_env *env;
     MDB_txn *txn; /* the open write transaction, or NULL */
-    MDB_dbi queue, byid, expiry, nd, qstat, spk, otk, meta, audit;
+    MDB_dbi qdata;          /* seq -> envelope: appended in seq order, pages filled in order */
+    MDB_dbi qindex;         /* recipient | precedence | seq -> (empty): each device's queue */
+    MDB_dbi queue;          /* both in one, written by relays before issue 16: migrated at open */
+    MDB_dbi byid, expiry, nd, qstat, spk, otk, meta, audit;
     MDB_dbi dedupe;         /* delivered ids in acknowledgement order: the dedupe window */
     MDB_dbi tomb;           /* the same keyed by time, written by relays before issue 16 */
     MDB_dbi devmark;        /* device id -> highest envelope id submitted || acknowledged */
@@ -273,6 +277,57 @@ static int audit_tree_commit(struct store *s)
     return 0;
 }
 
+/*
+ * A data directory from a relay before issue 16 keeps its envelopes in
+ * `queue` (recipient | precedence | seq -> envelope): each goes to `qindex`
+ * and `qdata` under the same seq, in the transaction that opens the store,
+ * and `queue` is emptied (PROTOCOL.md, part 2 "Storage"). Byid values name
+ * the envelope by precedence and seq, so they stay valid.
+ */
+static int queue_migrate(struct store *s, MDB_txn *txn)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k, d, ik, dk, empty = {0, NULL};
+    MDB_stat st;
+    int rc, r = VERR_INTERNAL;
+
+    if ((rc = mdb_stat(txn, s->queue, &st)) != 0)
+        return mdb_to_verr(rc);
+    if (st.ms_entries == 0)
+        return 0;
+    if ((rc = mdb_cursor_open(txn, s->queue, &cur)) != 0)
+        return mdb_to_verr(rc);
+    for (rc = mdb_cursor_get(cur, &k, &d, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
+        if (k.mv_size != QKEY_LEN || d.mv_size <= QVAL_FIXED) {
+            r = VERR_STORE;
+            goto out;
+        }
+        ik = k;
+        dk = val((const uint8_t *)k.mv_data + DEVICE_ID_LEN + 1, QDKEY_LEN);
+        if ((rc = mdb_put(txn, s->qindex, &ik, &empty, MDB_NOOVERWRITE)) != 0 ||
+            (rc = mdb_put(txn, s->qdata, &dk, &d, MDB_NOOVERWRITE)) != 0) {
+            r = mdb_to_verr(rc);
+            goto out;
+        }
+    }
+    if (rc != MDB_NOTFOUND) {
+        r = mdb_to_verr(rc);
+        goto out;
+    }
+    mdb_cursor_close(cur);
+    cur = NULL;
+    if ((rc = mdb_drop(txn, s->queue, 0)) != 0) {
+        r = mdb_to_verr(rc);
+        goto out;
+    }
+    r = 0;
+out:
+    if (cur != NULL)
+        mdb_cursor_close(cur);
+    return r;
+}
+
 int store_open(struct store **out, const char *dir, uint64_t map_size)
 {
     struct store *s = NULL;
@@ -309,6 +364,8 @@ int store_open(struct store **out, const char *dir, uint64_t map_size)
         goto out;
     }
     if ((rc = mdb_dbi_open(txn, "queue", MDB_CREATE, &s->queue)) != 0 ||
+        (rc = mdb_dbi_open(txn, "qdata", MDB_CREATE, &s->qdata)) != 0 ||
+        (rc = mdb_dbi_open(txn, "qindex", MDB_CREATE, &s->qindex)) != 0 ||
         (rc = mdb_dbi_open(txn, "byid", MDB_CREATE, &s->byid)) != 0 ||
         (rc = mdb_dbi_open(txn, "expiry", MDB_CREATE, &s->expiry)) != 0 ||
         (rc = mdb_dbi_open(txn, "nd", MDB_CREATE, &s->nd)) != 0 ||
@@ -328,6 +385,8 @@ int store_open(struct store **out, const char *dir, uint64_t map_size)
         r = mdb_to_verr(rc);
         goto out;
     }
+    if ((r = queue_migrate(s, txn)) != 0)
+        goto out;
     if ((r = meta_get_u64(txn, s->meta, meta_seq, &s->seq)) != 0 ||
         (r = meta_get_u64(txn, s->meta, meta_queued, &s->queued)) != 0 ||
         (r = meta_get_u64(txn, s->meta, meta_att_count, &s->att_n)) != 0 ||
@@ -818,10 +877,16 @@ int store_envelope_put(struct store *s, const uint8_t sender[static DEVICE_ID_LE
     qkey[DEVICE_ID_LEN] = e->precedence;
     be64(qkey + DEVICE_ID_LEN + 1, seq);
     k = val(qkey, sizeof(qkey));
+    d = val(NULL, 0);
+    if ((rc = mdb_put(s->txn, s->qindex, &k, &d, 0)) != 0)
+        return mdb_to_verr(rc);
+    /* seq only grows: the envelope is appended at the end of `qdata`, so its
+     * pages are filled in order rather than split in the middle of each
+     * recipient's range. Reserve the value and fill it in place: one copy. */
+    k = val(qkey + DEVICE_ID_LEN + 1, QDKEY_LEN);
     d.mv_size = QVAL_FIXED + (size_t)e->ct_len;
     d.mv_data = NULL;
-    /* Reserve the value in the map and fill it in place: one copy of the ciphertext. */
-    if ((rc = mdb_put(s->txn, s->queue, &k, &d, MDB_RESERVE)) != 0)
+    if ((rc = mdb_put(s->txn, s->qdata, &k, &d, MDB_RESERVE | MDB_APPEND)) != 0)
         return mdb_to_verr(rc);
     {
         uint8_t *p = d.mv_data;
@@ -870,8 +935,11 @@ static int unqueue(struct store *s, const uint8_t recipient[static DEVICE_ID_LEN
     memcpy(qkey + DEVICE_ID_LEN + 1, ival + 2 + DEVICE_ID_LEN, 8);
     k = val(qkey, sizeof(qkey));
     /* Not there: acknowledged before (the index entry is its tombstone). */
-    if ((rc = mdb_del(s->txn, s->queue, &k, NULL)) != 0)
+    if ((rc = mdb_del(s->txn, s->qindex, &k, NULL)) != 0)
         return mdb_to_verr(rc);
+    k = val(qkey + DEVICE_ID_LEN + 1, QDKEY_LEN);
+    if ((rc = mdb_del(s->txn, s->qdata, &k, NULL)) != 0)
+        return rc == MDB_NOTFOUND ? VERR_STORE : mdb_to_verr(rc);
     if (s->queued_txn > 0)
         s->queued_txn--;
     return qstat_add(s, recipient, -1, rd32(ival + 18 + DEVICE_ID_LEN));
@@ -979,7 +1047,7 @@ static int tomb_sweep(struct store *s, MDB_dbi dbi, int legacy, uint64_t now, si
             qkey[DEVICE_ID_LEN] = iv[1 + DEVICE_ID_LEN];
             memcpy(qkey + DEVICE_ID_LEN + 1, iv + 2 + DEVICE_ID_LEN, 8);
             qk = val(qkey, sizeof(qkey));
-            rc = mdb_get(s->txn, s->queue, &qk, &qd);
+            rc = mdb_get(s->txn, s->qindex, &qk, &qd);
             if (rc == MDB_NOTFOUND)
                 rc = mdb_del(s->txn, s->byid, &ik, NULL);
             if (rc != 0) {
@@ -1100,7 +1168,7 @@ int store_fill_deliver(struct store *s, const uint8_t recipient[static DEVICE_ID
 {
     MDB_txn *txn = NULL;
     MDB_cursor *c = NULL;
-    MDB_val k, d;
+    MDB_val k, d, dk;
     uint8_t qkey[QKEY_LEN];
     size_t save = buf_size(out), off = 0, bytes = 0, count = 0;
     int rc, r = VERR_INTERNAL;
@@ -1109,7 +1177,7 @@ int store_fill_deliver(struct store *s, const uint8_t recipient[static DEVICE_ID
     *more = 0;
     if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0)
         return mdb_to_verr(rc);
-    if ((rc = mdb_cursor_open(txn, s->queue, &c)) != 0) {
+    if ((rc = mdb_cursor_open(txn, s->qindex, &c)) != 0) {
         r = mdb_to_verr(rc);
         goto out;
     }
@@ -1125,12 +1193,18 @@ int store_fill_deliver(struct store *s, const uint8_t recipient[static DEVICE_ID
         k = val(qkey, sizeof(qkey));
         for (rc = mdb_cursor_get(c, &k, &d, MDB_SET_RANGE); rc == 0;
              rc = mdb_cursor_get(c, &k, &d, MDB_NEXT)) {
-            const uint8_t *kp = k.mv_data, *vp = d.mv_data;
+            const uint8_t *kp = k.mv_data, *vp;
             struct wire_envelope e;
 
             if (k.mv_size != QKEY_LEN || memcmp(kp, recipient, DEVICE_ID_LEN) != 0 ||
                 kp[DEVICE_ID_LEN] != p)
                 break;
+            dk = val(kp + DEVICE_ID_LEN + 1, QDKEY_LEN);
+            if ((rc = mdb_get(txn, s->qdata, &dk, &d)) != 0) {
+                r = rc == MDB_NOTFOUND ? VERR_STORE : mdb_to_verr(rc);
+                goto out;
+            }
+            vp = d.mv_data;
             if (d.mv_size <= QVAL_FIXED || d.mv_size - QVAL_FIXED > WIRE_CT_MAX) {
                 r = VERR_STORE;
                 goto out;
