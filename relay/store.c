@@ -21,7 +21,8 @@ enum {
     QVAL_FIXED = WIRE_ID_LEN + DEVICE_ID_LEN + 8 + 8, /* id | sender | expiry | accepted */
     IKEY_LEN = DEVICE_ID_LEN + WIRE_ID_LEN,        /* recipient | id */
     IVAL_LEN = 1 + DEVICE_ID_LEN + 1 + 8 + 8 + 4,  /* format | sender | prec | seq | expiry | size */
-    XKEY_LEN = 8 + DEVICE_ID_LEN + WIRE_ID_LEN,    /* expiry | recipient | id */
+    XKEY_LEN = 8 + DEVICE_ID_LEN + WIRE_ID_LEN,    /* legacy expiry: expiry | recipient | id */
+    QXKEY_LEN = 8 + 8,                             /* qexpiry: expiry | seq */
     TKEY_LEN = 8 + DEVICE_ID_LEN + WIRE_ID_LEN,    /* legacy tomb: acknowledged at | recipient | id */
     DKEY_LEN = 8,                                  /* dedupe: DELIVERED record number */
     DVAL_LEN = 8 + DEVICE_ID_LEN + WIRE_ID_LEN,    /* acknowledged at | recipient | id */
@@ -66,7 +67,9 @@ struct store {
     MDB_dbi qdata;          /* seq -> envelope: appended in seq order, pages filled in order */
     MDB_dbi qindex;         /* recipient | precedence | seq -> (empty): each device's queue */
     MDB_dbi queue;          /* both in one, written by relays before issue 16: migrated at open */
-    MDB_dbi byid, expiry, nd, qstat, spk, otk, meta, audit;
+    MDB_dbi qexpiry;        /* expiry | seq -> recipient | id: the sweeper's index */
+    MDB_dbi expiry;         /* expiry | recipient | id, written by relays before issue 16 */
+    MDB_dbi byid, nd, qstat, spk, otk, meta, audit;
     MDB_dbi dedupe;         /* delivered ids in acknowledgement order: the dedupe window */
     MDB_dbi tomb;           /* the same keyed by time, written by relays before issue 16 */
     MDB_dbi devmark;        /* device id -> highest envelope id submitted || acknowledged */
@@ -368,6 +371,7 @@ int store_open(struct store **out, const char *dir, uint64_t map_size)
         (rc = mdb_dbi_open(txn, "qindex", MDB_CREATE, &s->qindex)) != 0 ||
         (rc = mdb_dbi_open(txn, "byid", MDB_CREATE, &s->byid)) != 0 ||
         (rc = mdb_dbi_open(txn, "expiry", MDB_CREATE, &s->expiry)) != 0 ||
+        (rc = mdb_dbi_open(txn, "qexpiry", MDB_CREATE, &s->qexpiry)) != 0 ||
         (rc = mdb_dbi_open(txn, "nd", MDB_CREATE, &s->nd)) != 0 ||
         (rc = mdb_dbi_open(txn, "qstat", MDB_CREATE, &s->qstat)) != 0 ||
         (rc = mdb_dbi_open(txn, "spk", MDB_CREATE, &s->spk)) != 0 ||
@@ -840,7 +844,7 @@ int store_envelope_put(struct store *s, const uint8_t sender[static DEVICE_ID_LE
                        uint64_t now, const struct store_limits *lim, uint16_t *reason,
                        int *duplicate)
 {
-    uint8_t ikey[IKEY_LEN], ival[IVAL_LEN], qkey[QKEY_LEN], xkey[XKEY_LEN];
+    uint8_t ikey[IKEY_LEN], ival[IVAL_LEN], qkey[QKEY_LEN], xkey[QXKEY_LEN], xval[IKEY_LEN];
     uint64_t count, bytes, seq;
     struct audit_record rec;
     MDB_val k, d;
@@ -906,12 +910,18 @@ int store_envelope_put(struct store *s, const uint8_t sender[static DEVICE_ID_LE
     d = val(ival, sizeof(ival));
     if ((rc = mdb_put(s->txn, s->byid, &k, &d, 0)) != 0)
         return mdb_to_verr(rc);
+    /* Keyed by expiry then seq: envelopes of one lifetime arrive in key order,
+     * so the entry is appended at the end of the table when it can be. */
     be64(xkey, expiry);
-    memcpy(xkey + 8, e->peer, DEVICE_ID_LEN);
-    memcpy(xkey + 8 + DEVICE_ID_LEN, e->id, WIRE_ID_LEN);
-    k = val(xkey, sizeof(xkey));
-    d = val(NULL, 0);
-    if ((rc = mdb_put(s->txn, s->expiry, &k, &d, 0)) != 0)
+    be64(xkey + 8, seq);
+    memcpy(xval, e->peer, DEVICE_ID_LEN);
+    memcpy(xval + DEVICE_ID_LEN, e->id, WIRE_ID_LEN);
+    k = val(xkey, QXKEY_LEN);
+    d = val(xval, sizeof(xval));
+    rc = mdb_put(s->txn, s->qexpiry, &k, &d, MDB_APPEND);
+    if (rc == MDB_KEYEXIST) /* below the last key: an ordinary insert */
+        rc = mdb_put(s->txn, s->qexpiry, &k, &d, MDB_NOOVERWRITE);
+    if (rc != 0)
         return mdb_to_verr(rc);
     if ((r = qstat_put(s, e->peer, count + 1, bytes + e->ct_len)) != 0 ||
         (r = devmark_raise(s, sender, 0, e->id)) != 0)
@@ -974,9 +984,15 @@ int store_envelope_ack(struct store *s, const uint8_t recipient[static DEVICE_ID
     if ((r = unqueue(s, recipient, ival)) != 0)
         return r;
     memcpy(xkey, ival + 10 + DEVICE_ID_LEN, 8);
-    memcpy(xkey + 8, ikey, IKEY_LEN);
-    k = val(xkey, sizeof(xkey));
-    if ((rc = mdb_del(s->txn, s->expiry, &k, NULL)) != 0 && rc != MDB_NOTFOUND)
+    memcpy(xkey + 8, ival + 2 + DEVICE_ID_LEN, 8); /* expiry | seq */
+    k = val(xkey, QXKEY_LEN);
+    if ((rc = mdb_del(s->txn, s->qexpiry, &k, NULL)) == MDB_NOTFOUND) {
+        /* stored by a relay before issue 16: its entry is in the legacy table */
+        memcpy(xkey + 8, ikey, IKEY_LEN);
+        k = val(xkey, sizeof(xkey));
+        rc = mdb_del(s->txn, s->expiry, &k, NULL);
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND)
         return mdb_to_verr(rc);
     be64(dkey, s->audit_next_txn);
     be64(dval, now);
@@ -1074,36 +1090,48 @@ out:
     return r;
 }
 
-int store_sweep(struct store *s, uint64_t now, size_t limit,
-                void (*notify)(void *ctx, const uint8_t sender[DEVICE_ID_LEN]), void *ctx,
-                size_t *expired)
+/*
+ * Up to limit envelopes past expiry from dbi (`qexpiry`, or the legacy
+ * `expiry` when legacy is set), oldest first: a queued one becomes an
+ * EXPIRED audit record and a notice for its sender, a delivered one's
+ * tombstone goes. *done counts the entries removed.
+ */
+static int expiry_sweep(struct store *s, MDB_dbi dbi, int legacy, uint64_t now, size_t limit,
+                        void (*notify)(void *ctx, const uint8_t sender[DEVICE_ID_LEN]),
+                        void *ctx, size_t *expired, size_t *done)
 {
     MDB_cursor *cur = NULL;
     MDB_val k, d, ik, id;
-    uint8_t xkey[XKEY_LEN], ival[IVAL_LEN], nkey[NKEY_LEN], nval[NVAL_LEN];
+    uint8_t xent[8 + IKEY_LEN], ival[IVAL_LEN], nkey[NKEY_LEN], nval[NVAL_LEN];
     struct audit_record rec;
-    size_t done = 0, swept = 0;
     int rc, r = VERR_INTERNAL;
 
-    *expired = 0;
-    if (s->txn == NULL)
-        return VERR_INTERNAL;
-    if ((rc = mdb_cursor_open(s->txn, s->expiry, &cur)) != 0)
+    _Static_assert(XKEY_LEN == sizeof(xent) && QXKEY_LEN == 16, "expiry | recipient | id");
+    *done = 0;
+    if (limit == 0)
+        return 0;
+    if ((rc = mdb_cursor_open(s->txn, dbi, &cur)) != 0)
         return mdb_to_verr(rc);
-    for (rc = mdb_cursor_get(cur, &k, &d, MDB_FIRST); rc == 0 && done < limit;
+    for (rc = mdb_cursor_get(cur, &k, &d, MDB_FIRST); rc == 0 && *done < limit;
          rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
         const uint8_t *recipient, *eid;
 
-        if (k.mv_size != XKEY_LEN) {
+        /* xent: expiry | recipient | id, from either layout */
+        if (legacy ? k.mv_size != XKEY_LEN : k.mv_size != QXKEY_LEN || d.mv_size != IKEY_LEN) {
             r = VERR_STORE;
             goto out;
         }
-        memcpy(xkey, k.mv_data, sizeof(xkey));
-        if (rd64(xkey) > now)
+        if (legacy) {
+            memcpy(xent, k.mv_data, sizeof(xent));
+        } else {
+            memcpy(xent, k.mv_data, 8);
+            memcpy(xent + 8, d.mv_data, IKEY_LEN);
+        }
+        if (rd64(xent) > now)
             break;
-        recipient = xkey + 8;
-        eid = xkey + 8 + DEVICE_ID_LEN;
-        ik = val(recipient, IKEY_LEN); /* recipient | id are contiguous in the key */
+        recipient = xent + 8;
+        eid = xent + 8 + DEVICE_ID_LEN;
+        ik = val(recipient, IKEY_LEN); /* recipient | id are contiguous */
         rc = mdb_get(s->txn, s->byid, &ik, &id);
         if (rc == 0 && id.mv_size == IVAL_LEN) {
             memcpy(ival, id.mv_data, sizeof(ival));
@@ -1146,19 +1174,42 @@ int store_sweep(struct store *s, uint64_t now, size_t limit,
             r = mdb_to_verr(rc);
             goto out;
         }
-        done++;
+        (*done)++;
     }
     if (rc != 0 && rc != MDB_NOTFOUND) {
         r = mdb_to_verr(rc);
         goto out;
     }
+    r = 0;
+out:
+    mdb_cursor_close(cur);
+    return r;
+}
+
+int store_sweep(struct store *s, uint64_t now, size_t limit,
+                void (*notify)(void *ctx, const uint8_t sender[DEVICE_ID_LEN]), void *ctx,
+                size_t *expired)
+{
+    size_t done = 0, swept = 0;
+    int r = VERR_INTERNAL;
+
+    *expired = 0;
+    if (s->txn == NULL)
+        return VERR_INTERNAL;
+    /* envelopes: the legacy table first (empty once its entries have expired), then `qexpiry` */
+    if ((r = expiry_sweep(s, s->expiry, 1, now, limit, notify, ctx, expired, &swept)) != 0)
+        goto out;
+    done += swept;
+    if ((r = expiry_sweep(s, s->qexpiry, 0, now, limit > done ? limit - done : 0, notify, ctx,
+                          expired, &swept)) != 0)
+        goto out;
+    done += swept;
     /* tombstones: the legacy table first (empty once its window has passed), then `dedupe` */
     if ((r = tomb_sweep(s, s->tomb, 1, now, limit > done ? limit - done : 0, &swept)) != 0)
         goto out;
     done += swept;
     r = tomb_sweep(s, s->dedupe, 0, now, limit > done ? limit - done : 0, &swept);
 out:
-    mdb_cursor_close(cur);
     return r;
 }
 
