@@ -77,7 +77,11 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 # The floor, in the same run (DESIGN.md: Valise >= 0.5 x this figure). Its
 # folder is read-only where the tests run: copied to $out and built there.
 # Whatever goes wrong, the run goes on and the report says why.
+# ../shared from the repository root; ../../shared from a worktree under wt/.
 floor_dir=${LWSFLOOR_DIR:-$root/../shared/tools/lwsfloor}
+if [ -z "${LWSFLOOR_DIR:-}" ] && [ ! -d "$floor_dir" ] && [ -d "$root/../../shared/tools/lwsfloor" ]; then
+  floor_dir=$root/../../shared/tools/lwsfloor
+fi
 : >"$out/floor.txt"
 if [ $floor -eq 0 ]; then
   echo "FLOOR-SKIPPED not run (--no-floor)" >"$out/floor.txt"
