@@ -232,11 +232,17 @@ int main(int argc, char **argv)
             dst = &o.warm, lo = 0;
         else if (strcmp(argv[i], "--lag") == 0)
             dst = &o.lag, hi = 64;
-        if (dst == NULL || i + 1 >= argc || parse_ul(argv[i + 1], lo, hi, dst) != 0) {
+        if (dst == NULL || i + 1 >= argc) {
             fprintf(stderr,
-                    "valise-storebench: bad or unknown argument '%s'; usage: valise-storebench "
-                    "--dir EMPTY_DIR [--pairs N] [--batch N] [--txns N] [--warm N] [--lag N]\n",
+                    "valise-storebench: unknown argument '%s' or no value after it; usage: "
+                    "valise-storebench --dir EMPTY_DIR [--pairs N] [--batch N] [--txns N] "
+                    "[--warm N] [--lag N]\n",
                     argv[i]);
+            return 2;
+        }
+        if (parse_ul(argv[i + 1], lo, hi, dst) != 0) {
+            fprintf(stderr, "valise-storebench: %s: '%s' is not a whole number in %lu..%lu\n",
+                    argv[i], argv[i + 1], lo, hi);
             return 2;
         }
         i++;
