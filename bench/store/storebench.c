@@ -196,8 +196,7 @@ static int run(const struct opts *o)
     printf("storebench: pairs %lu, batch %lu, transactions %lu (+%lu to drain, first %lu not "
            "counted), ack lag %lu\n",
            o->pairs, o->batch, o->txns, o->lag, o->warm, o->lag);
-    printf("RESULT store bytes_written_per_env %.1f B\n",
-           (double)(w1 - w0) / (double)counted_env);
+    printf("RESULT store bytes_written_per_env %.1f B\n", (double)(w1 - w0) / (double)counted_env);
     printf("RESULT store cpu_us_per_env %.2f us\n", (c1 - c0) * 1e6 / (double)counted_env);
     printf("RESULT store commits_per_env %.5f count\n", (double)commits / (double)counted_env);
     printf("RESULT store wall_us_per_env %.2f us\n", (t1 - t0) * 1e6 / (double)counted_env);
