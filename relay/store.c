@@ -2165,23 +2165,53 @@ static int read_record_leaf(void *ctx, uint64_t index, uint8_t out[MERKLE_HASH_L
     return 0;
 }
 
-int store_audit_recompute(struct store *s, uint64_t size, uint8_t root[static MERKLE_HASH_LEN],
-                          uint64_t *bad)
+int store_audit_recompute(struct store *s, uint64_t at, uint8_t root_at[static MERKLE_HASH_LEN],
+                          uint64_t size, uint8_t root[static MERKLE_HASH_LEN], uint64_t *bad)
 {
-    struct record_reader rr;
-    int rc, r;
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_val k, d;
+    struct merkle_state st;
+    uint8_t leaf[MERKLE_HASH_LEN];
+    int rc, r = VERR_INTERNAL;
 
     *bad = 0;
-    if (size > s->audit_next)
+    if (size > s->audit_next || at > size)
         return VERR_UNKNOWN;
-    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &rr.txn)) != 0)
+    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0)
         return mdb_to_verr(rc);
-    rr.audit = s->audit;
-    rr.bad = 0;
-    r = merkle_root(root, size, read_record_leaf, &rr);
-    if (r != 0)
-        *bad = rr.bad;
-    mdb_txn_abort(rr.txn);
+    if ((rc = mdb_cursor_open(txn, s->audit, &cur)) != 0) {
+        r = mdb_to_verr(rc);
+        goto out;
+    }
+    /* One pass in key order: the records are read sequentially, not looked up one by one. */
+    merkle_state_init(&st);
+    merkle_state_root(&st, root_at); /* the empty tree's root, if at is 0 */
+    for (uint64_t i = 0; i < size; i++) {
+        *bad = i;
+        rc = mdb_cursor_get(cur, &k, &d, i == 0 ? MDB_FIRST : MDB_NEXT);
+        if (rc == MDB_NOTFOUND || (rc == 0 && (k.mv_size != 8 || rd64(k.mv_data) != i ||
+                                               d.mv_size != AUDIT_RECORD_LEN))) {
+            r = VERR_STORE; /* missing (a gap), or not a record */
+            goto out;
+        }
+        if (rc != 0) {
+            r = mdb_to_verr(rc);
+            goto out;
+        }
+        merkle_leaf_hash(leaf, d.mv_data, d.mv_size);
+        if ((r = merkle_state_append(&st, leaf)) != 0)
+            goto out;
+        if (i + 1 == at)
+            merkle_state_root(&st, root_at);
+    }
+    merkle_state_root(&st, root);
+    *bad = 0;
+    r = 0;
+out:
+    if (cur != NULL)
+        mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
     return r;
 }
 

@@ -158,12 +158,15 @@ int store_audit_tree(const struct store *s, struct merkle_state *out) VL_MUST_CH
 /* The latest stored checkpoint: tree size and note (out is initialised here). */
 int store_checkpoint_latest(struct store *s, uint64_t *size, struct buf *out) VL_MUST_CHECK;
 /*
- * Start-up check (PROTOCOL.md part 6 section 5): MTH over records [0, size)
- * recomputed from the records themselves in one read transaction.
+ * Start-up check (PROTOCOL.md part 6 section 5): MTH over records [0, at)
+ * into root_at and over [0, size) into root, at <= size, recomputed from the
+ * records themselves in one sequential pass of one read transaction.
  * VERR_STORE if a record is missing or of the wrong length (*bad is its
- * index), VERR_UNKNOWN if size is larger than the log. O(size).
+ * index), VERR_UNKNOWN if size is larger than the log or at larger than
+ * size. O(size).
  */
-int store_audit_recompute(struct store *s, uint64_t size, uint8_t root[static MERKLE_HASH_LEN],
+int store_audit_recompute(struct store *s, uint64_t at, uint8_t root_at[static MERKLE_HASH_LEN],
+                          uint64_t size, uint8_t root[static MERKLE_HASH_LEN],
                           uint64_t *bad) VL_MUST_CHECK;
 /*
  * From the committed log's records, each leaf hash computed from its record
