@@ -24,6 +24,30 @@ def parse(log):
     return res
 
 
+def parse_floor(path):
+    """The floor's figures (scripts/bench.sh writes FLOOR / FLOOR-RELAY / FLOOR-SKIPPED lines)."""
+    fl = {"skipped": None}
+    if not path or not os.path.exists(path):
+        fl["skipped"] = "not run"
+        return fl
+    for line in open(path, encoding="utf-8", errors="replace"):
+        tag, _, rest = line.strip().partition(" ")
+        if tag == "FLOOR-SKIPPED":
+            fl["skipped"] = rest
+        elif tag in ("FLOOR", "FLOOR-RELAY"):
+            for f in rest.split():
+                k, eq, v = f.partition("=")
+                if not eq:
+                    continue
+                try:
+                    fl[k] = float(v)
+                except ValueError:
+                    pass
+    if fl["skipped"] is None and "msgs_per_s" not in fl:
+        fl["skipped"] = "no result"
+    return fl
+
+
 def fmt(v, unit=""):
     if v is None:
         return "n/a"
@@ -58,6 +82,7 @@ def ratio(a, b):
 
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--floor", default="")
     for a in ("log", "profile", "out", "command", "commit", "date", "nproc", "cpu", "kernel", "load", "lmdb",
               "lws", "mosquitto"):
         ap.add_argument("--" + a, required=True)
@@ -67,6 +92,9 @@ def main():
     g = lambda b, n: get(res, b, n)
 
     backlog = g(V, "backlog.envelopes")
+    fl = parse_floor(o.floor)
+    floor_rate = fl.get("msgs_per_s") if fl["skipped"] is None else None
+    vmax = g(V, "max.delivered_per_s")
     targets = [
         ("envelopes relayed sender to recipient, durable", ">= 100,000 /s",
          "max.delivered_per_s", "1/s", lambda v: v >= 100000),
@@ -108,6 +136,44 @@ def main():
         v, m = g(V, key), g(M, key)
         met = "n/a" if v is None else ("yes" if ok(v) else "**no**")
         L.append(f"| {title} | {target} | {fmt(v, unit)} | {met} | {fmt(m, unit)} | {ratio(v, m)} |")
+    if floor_rate:
+        r = vmax / floor_rate if vmax is not None else None
+        L.append(f"| envelopes relayed, durable, against the floor (lwsfloor `tuned / lmdb "
+                 f"durable+delete`, 100 pairs, this run: {fmt(floor_rate, '1/s')}) | >= 0.5 x floor | "
+                 f"{'n/a' if r is None else f'{r:.2f} x floor'} | "
+                 f"{'n/a' if r is None else ('yes' if r >= 0.5 else '**no**')} | n/a | n/a |")
+    else:
+        L.append(f"| envelopes relayed, durable, against the floor | >= 0.5 x floor | "
+                 f"n/a (floor not measured: {fl['skipped']}) | n/a | n/a | n/a |")
+    L.append("")
+    L.append("### Against the floor (same run)")
+    L.append("")
+    if floor_rate:
+        L.append("The floor is `../shared/tools/lwsfloor` (`floor-relay --rxbuf 65536 --write coalesce "
+                 "--lmdb DIR --lmdb-delete`, `floor-load --pairs 100 --window 64`): a bare "
+                 "libwebsockets relay that stores every 1 KiB message in LMDB with a durable group "
+                 "commit, forwards it and deletes it; no TLS, authentication, codec, "
+                 "acknowledgement, index, audit or precedence. Run by this script, just before "
+                 "Valise, on the same machine.")
+        L.append("")
+        L.append("| figure | floor | Valise (`max`, 100 pairs) | ratio Valise/floor |")
+        L.append("|---|---|---|---|")
+        L.append(f"| durable messages relayed | {fmt(floor_rate, '1/s')} | {fmt(vmax, '1/s')} | "
+                 f"{ratio(vmax, floor_rate)} (target >= 0.5, and >= 100,000 /s) |")
+        L.append(f"| p50 / p99 latency | {fmt(fl.get('p50_us', 0) / 1000, 'ms')} / "
+                 f"{fmt(fl.get('p99_us', 0) / 1000, 'ms')} | {fmt(g(V, 'max.p50_ms'), 'ms')} / "
+                 f"{fmt(g(V, 'max.p99_ms'), 'ms')} | |")
+        if "commit_avg_us" in fl:
+            L.append(f"| commit (one write transaction with its fsyncs): mean / max | "
+                     f"{fmt(fl['commit_avg_us'] / 1000, 'ms')} / {fmt(fl.get('commit_max_us', 0) / 1000, 'ms')}"
+                     f" (batch {fmt(fl.get('avg_batch'))}) | {fmt(g(V, 'max.commit_mean_ms'), 'ms')} mean "
+                     f"(batch {fmt(g(V, 'max.commit_batch_mean'))}) | |")
+        if "relay_cpu_user_pct" in fl:
+            L.append(f"| server CPU | {fmt(fl['relay_cpu_user_pct'] + fl.get('relay_cpu_sys_pct', 0), '%core')} "
+                     f"| {fmt(g(V, 'max.server_cpu'), '%core')} | |")
+    else:
+        L.append(f"The floor was not measured in this run: {fl['skipped']}. The ratio target "
+                 "(>= 0.5 x the floor) cannot be judged from this run.")
     L.append("")
     L.append("Notes on the targets table: the 50,000/s row is only meaningful when the relay "
              "carries 50,000/s (see `rate.delivered_per_s` below); when it cannot, the latency "
@@ -129,7 +195,7 @@ def main():
         L.append(f"| `{n}` | {fmt(v, unit)} | {fmt(m, unit)} | {ratio(v, m)} |")
     L.append("")
     L.append("Scenario names: `max` = every sender keeps up to 256 envelopes in flight end to "
-             "end (submitted, not yet received), 50 sender/recipient pairs; `rate` = the same "
+             "end (submitted, not yet received), 100 sender/recipient pairs (`--pairs 100` from scripts/bench.sh, as the floor); `rate` = the same "
              "at 50,000/s offered; `light` = the same at 10,000/s offered; `flash` = `max` plus 100 FLASH envelopes per second from a "
              "separate device (`probe`); `idle` = authenticated connections doing nothing; "
              "`backlog` = 16 senders fill one offline device's queue, `restart` = the server "

@@ -132,27 +132,37 @@ static int checkpoint_fn(void *ctx, const struct merkle_state *tree, uint64_t la
     return 0;
 }
 
-/* The root recomputed from records [0, size) must be want (what names it). */
-static int recompute_check(struct store *st, uint64_t size, const uint8_t want[MERKLE_HASH_LEN],
-                           const char *what, char *err, size_t errsz)
+/*
+ * The roots recomputed from records [0, at) and [0, size), in one pass, must
+ * be want_at (the signed checkpoint's) and want (the tree state's).
+ */
+static int recompute_check(struct store *st, uint64_t at, const uint8_t want_at[MERKLE_HASH_LEN],
+                           uint64_t size, const uint8_t want[MERKLE_HASH_LEN], char *err,
+                           size_t errsz)
 {
-    uint8_t root[MERKLE_HASH_LEN];
+    uint8_t root_at[MERKLE_HASH_LEN], root[MERKLE_HASH_LEN];
     uint64_t bad = 0;
     int r;
 
     if (size == 0)
         return 0;
-    if ((r = store_audit_recompute(st, size, root, &bad)) != 0) {
-        snprintf(err, errsz,
-                 "audit record %llu does not match its stored leaf hash (%s); refusing to start",
+    if ((r = store_audit_recompute(st, at, root_at, size, root, &bad)) != 0) {
+        snprintf(err, errsz, "audit record %llu is missing or not a record (%s); refusing to start",
                  (unsigned long long)bad, verr_str(r));
         return r;
     }
+    if (at > 0 && memcmp(root_at, want_at, MERKLE_HASH_LEN) != 0) {
+        snprintf(err, errsz,
+                 "audit records recomputed at size %llu differ from the signed checkpoint: "
+                 "records were altered; refusing to start",
+                 (unsigned long long)at);
+        return VERR_BAD_PROOF;
+    }
     if (memcmp(root, want, MERKLE_HASH_LEN) != 0) {
         snprintf(err, errsz,
-                 "audit records recomputed at size %llu differ from %s: records were altered; "
-                 "refusing to start",
-                 (unsigned long long)size, what);
+                 "audit records recomputed at size %llu differ from the audit tree state: records "
+                 "were altered; refusing to start",
+                 (unsigned long long)size);
         return VERR_BAD_PROOF;
     }
     return 0;
@@ -223,8 +233,7 @@ static int check_tree(struct raudit *ra, struct store *st, char *err, size_t err
      * (PROTOCOL.md part 6 section 5): recompute the tree from the records at
      * the signed size and at the log's size.
      */
-    if ((r = recompute_check(st, cp.size, cp.root, "the signed checkpoint", err, errsz)) != 0 ||
-        (r = recompute_check(st, records, root, "the audit tree state", err, errsz)) != 0)
+    if ((r = recompute_check(st, cp.size, cp.root, records, root, err, errsz)) != 0)
         goto out;
     r = 0;
 out:

@@ -48,6 +48,10 @@ enum {
     ND_BATCH = 256,
     SWEEP_LIMIT = 10000,         /* expiries per turn, so one turn stays short */
     COMMIT_MAX_ITEMS = 2048,     /* envelopes and ids per transaction (BENCHMARKS.md item 4) */
+    /* While FLASH is recent, ROUTINE transactions are this small, so a FLASH that arrives
+     * during one waits for a short commit (BENCHMARKS.md "FLASH lane"). */
+    COMMIT_FLASH_ITEMS = 256,
+    FLASH_RECENT_MS = 2000,
     OUTQ_MAX = WIRE_DIR_MAX + (1 << 20), /* replies queued for a connection: one directory fits */
     OUTQ_KEEP = 4096,            /* an idle connection keeps at most this much allocated */
     ATT_GETS_MAX = 16,           /* ATTACH_GETs served at once per connection (16 per message) */
@@ -226,6 +230,7 @@ struct relay {
     int shutting_down;
     uint64_t last_sweep_ms;
     uint64_t last_expire_ms; /* sessions_expire, once a second */
+    uint64_t flash_seen_ms;  /* when the event loop last received a FLASH SUBMIT */
     /* op lists: fill is the event loop's, work the writer's while wstate is W_BUSY */
     struct batch batches[2];
     struct batch *fill, *work;
@@ -1060,6 +1065,8 @@ static void handle_msg(struct session *s, const uint8_t *p, size_t len)
                 o->rate_limited = 1;
             o->flash = submit_has_flash(&m);
             rl->fill->nflash += o->flash;
+            if (o->flash)
+                rl->flash_seen_ms = now_ms();
         }
         break;
     case WIRE_DELIVER_ACK:
@@ -2383,7 +2390,7 @@ static int batch_move(struct batch *f, struct batch *w, int flash_only, size_t c
 static int writer_kick(struct relay *rl, int sweep, int *swept)
 {
     struct batch *f = rl->fill, *w;
-    size_t weight = 0;
+    size_t weight = 0, cap = COMMIT_MAX_ITEMS;
     int idle;
 
     *swept = 0;
@@ -2395,11 +2402,13 @@ static int writer_kick(struct relay *rl, int sweep, int *swept)
     if (!idle)
         return 0;
     w = rl->work; /* idle and collected: empty, and the loop's until W_BUSY */
-    for (size_t i = 0; i < f->nops && weight <= COMMIT_MAX_ITEMS; i++)
+    if (rl->flash_seen_ms != 0 && now_ms() - rl->flash_seen_ms < FLASH_RECENT_MS)
+        cap = COMMIT_FLASH_ITEMS;
+    for (size_t i = 0; i < f->nops && weight <= cap; i++)
         weight += op_weight(f, &f->ops[i]);
     if (f->nflash > 0 && f->nflash < f->nops && batch_move(f, w, 1, 0) == 0) {
         sweep = 0; /* FLASH alone, short */
-    } else if (weight > COMMIT_MAX_ITEMS && batch_move(f, w, 0, COMMIT_MAX_ITEMS) == 0) {
+    } else if (weight > cap && batch_move(f, w, 0, cap) == 0) {
         ; /* the oldest part; the rest in the next batch */
     } else {
         rl->work = f;

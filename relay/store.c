@@ -16,12 +16,16 @@
 #include "note.h"
 
 enum {
-    QKEY_LEN = DEVICE_ID_LEN + 1 + 8,              /* recipient | precedence | seq */
+    QKEY_LEN = DEVICE_ID_LEN + 1 + 8,              /* qindex: recipient | precedence | seq */
+    QDKEY_LEN = 8,                                 /* qdata: seq */
     QVAL_FIXED = WIRE_ID_LEN + DEVICE_ID_LEN + 8 + 8, /* id | sender | expiry | accepted */
     IKEY_LEN = DEVICE_ID_LEN + WIRE_ID_LEN,        /* recipient | id */
     IVAL_LEN = 1 + DEVICE_ID_LEN + 1 + 8 + 8 + 4,  /* format | sender | prec | seq | expiry | size */
-    XKEY_LEN = 8 + DEVICE_ID_LEN + WIRE_ID_LEN,    /* expiry | recipient | id */
-    TKEY_LEN = 8 + DEVICE_ID_LEN + WIRE_ID_LEN,    /* acknowledged at | recipient | id */
+    XKEY_LEN = 8 + DEVICE_ID_LEN + WIRE_ID_LEN,    /* legacy expiry: expiry | recipient | id */
+    QXKEY_LEN = 8 + 8,                             /* qexpiry: expiry | seq */
+    TKEY_LEN = 8 + DEVICE_ID_LEN + WIRE_ID_LEN,    /* legacy tomb: acknowledged at | recipient | id */
+    DKEY_LEN = 8,                                  /* dedupe: DELIVERED record number */
+    DVAL_LEN = 8 + DEVICE_ID_LEN + WIRE_ID_LEN,    /* acknowledged at | recipient | id */
     NKEY_LEN = DEVICE_ID_LEN + WIRE_ID_LEN,        /* sender | id */
     NVAL_LEN = DEVICE_ID_LEN + 2 + 8,              /* recipient | reason | time */
     QSTAT_LEN = 16,                                /* count | bytes */
@@ -60,8 +64,14 @@ struct qent {
 struct store {
     MDB_env *env;
     MDB_txn *txn; /* the open write transaction, or NULL */
-    MDB_dbi queue, byid, expiry, nd, qstat, spk, otk, meta, audit, audit_leaf;
-    MDB_dbi tomb;           /* delivered ids by acknowledgement time: the dedupe window */
+    MDB_dbi qdata;          /* seq -> envelope: appended in seq order, pages filled in order */
+    MDB_dbi qindex;         /* recipient | precedence | seq -> (empty): each device's queue */
+    MDB_dbi queue;          /* both in one, written by relays before issue 16: migrated at open */
+    MDB_dbi qexpiry;        /* expiry | seq -> recipient | id: the sweeper's index */
+    MDB_dbi expiry;         /* expiry | recipient | id, written by relays before issue 16 */
+    MDB_dbi byid, nd, qstat, spk, otk, meta, audit;
+    MDB_dbi dedupe;         /* delivered ids in acknowledgement order: the dedupe window */
+    MDB_dbi tomb;           /* the same keyed by time, written by relays before issue 16 */
     MDB_dbi devmark;        /* device id -> highest envelope id submitted || acknowledged */
     MDB_dbi certs;          /* serial -> every certificate any installed directory listed */
     MDB_dbi att, attc, attexp; /* attachments, their chunks, their expiry index */
@@ -175,7 +185,7 @@ static int meta_put_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t v)
 
 /*
  * Loads the persisted Merkle frontier. A log written before the frontier
- * existed gets it rebuilt once from the stored leaf hashes. A state that does
+ * existed gets it rebuilt once by hashing its records. A state that does
  * not parse is kept as tree_err: the relay refuses to start on it.
  */
 static int audit_tree_load(struct store *s, MDB_txn *txn)
@@ -194,16 +204,19 @@ static int audit_tree_load(struct store *s, MDB_txn *txn)
     } else if (rc != MDB_NOTFOUND) {
         return mdb_to_verr(rc);
     } else if (s->audit_next > 0) {
-        if ((rc = mdb_cursor_open(txn, s->audit_leaf, &cur)) != 0)
+        if ((rc = mdb_cursor_open(txn, s->audit, &cur)) != 0)
             return mdb_to_verr(rc);
         for (rc = mdb_cursor_get(cur, &k, &d, MDB_FIRST); rc == 0;
              rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
-            if (d.mv_size != MERKLE_HASH_LEN || k.mv_size != 8 ||
+            uint8_t leaf[MERKLE_HASH_LEN];
+
+            if (d.mv_size != AUDIT_RECORD_LEN || k.mv_size != 8 ||
                 rd64(k.mv_data) != merkle_state_size(&s->tree)) {
                 mdb_cursor_close(cur);
                 return VERR_STORE;
             }
-            if ((r = merkle_state_append(&s->tree, d.mv_data)) != 0) {
+            merkle_leaf_hash(leaf, d.mv_data, d.mv_size);
+            if ((r = merkle_state_append(&s->tree, leaf)) != 0) {
                 mdb_cursor_close(cur);
                 return r;
             }
@@ -268,6 +281,57 @@ static int audit_tree_commit(struct store *s)
     return 0;
 }
 
+/*
+ * A data directory from a relay before issue 16 keeps its envelopes in
+ * `queue` (recipient | precedence | seq -> envelope): each goes to `qindex`
+ * and `qdata` under the same seq, in the transaction that opens the store,
+ * and `queue` is emptied (PROTOCOL.md, part 2 "Storage"). Byid values name
+ * the envelope by precedence and seq, so they stay valid.
+ */
+static int queue_migrate(struct store *s, MDB_txn *txn)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k, d, ik, dk, empty = {0, NULL};
+    MDB_stat st;
+    int rc, r = VERR_INTERNAL;
+
+    if ((rc = mdb_stat(txn, s->queue, &st)) != 0)
+        return mdb_to_verr(rc);
+    if (st.ms_entries == 0)
+        return 0;
+    if ((rc = mdb_cursor_open(txn, s->queue, &cur)) != 0)
+        return mdb_to_verr(rc);
+    for (rc = mdb_cursor_get(cur, &k, &d, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
+        if (k.mv_size != QKEY_LEN || d.mv_size <= QVAL_FIXED) {
+            r = VERR_STORE;
+            goto out;
+        }
+        ik = k;
+        dk = val((const uint8_t *)k.mv_data + DEVICE_ID_LEN + 1, QDKEY_LEN);
+        if ((rc = mdb_put(txn, s->qindex, &ik, &empty, MDB_NOOVERWRITE)) != 0 ||
+            (rc = mdb_put(txn, s->qdata, &dk, &d, MDB_NOOVERWRITE)) != 0) {
+            r = mdb_to_verr(rc);
+            goto out;
+        }
+    }
+    if (rc != MDB_NOTFOUND) {
+        r = mdb_to_verr(rc);
+        goto out;
+    }
+    mdb_cursor_close(cur);
+    cur = NULL;
+    if ((rc = mdb_drop(txn, s->queue, 0)) != 0) {
+        r = mdb_to_verr(rc);
+        goto out;
+    }
+    r = 0;
+out:
+    if (cur != NULL)
+        mdb_cursor_close(cur);
+    return r;
+}
+
 int store_open(struct store **out, const char *dir, uint64_t map_size)
 {
     struct store *s = NULL;
@@ -304,17 +368,20 @@ int store_open(struct store **out, const char *dir, uint64_t map_size)
         goto out;
     }
     if ((rc = mdb_dbi_open(txn, "queue", MDB_CREATE, &s->queue)) != 0 ||
+        (rc = mdb_dbi_open(txn, "qdata", MDB_CREATE, &s->qdata)) != 0 ||
+        (rc = mdb_dbi_open(txn, "qindex", MDB_CREATE, &s->qindex)) != 0 ||
         (rc = mdb_dbi_open(txn, "byid", MDB_CREATE, &s->byid)) != 0 ||
         (rc = mdb_dbi_open(txn, "expiry", MDB_CREATE, &s->expiry)) != 0 ||
+        (rc = mdb_dbi_open(txn, "qexpiry", MDB_CREATE, &s->qexpiry)) != 0 ||
         (rc = mdb_dbi_open(txn, "nd", MDB_CREATE, &s->nd)) != 0 ||
         (rc = mdb_dbi_open(txn, "qstat", MDB_CREATE, &s->qstat)) != 0 ||
         (rc = mdb_dbi_open(txn, "spk", MDB_CREATE, &s->spk)) != 0 ||
         (rc = mdb_dbi_open(txn, "otk", MDB_CREATE | MDB_DUPSORT | MDB_DUPFIXED, &s->otk)) != 0 ||
         (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta)) != 0 ||
         (rc = mdb_dbi_open(txn, "audit", MDB_CREATE, &s->audit)) != 0 ||
-        (rc = mdb_dbi_open(txn, "audit_leaf", MDB_CREATE, &s->audit_leaf)) != 0 ||
         (rc = mdb_dbi_open(txn, "audit_cp", MDB_CREATE, &s->audit_cp)) != 0 ||
         (rc = mdb_dbi_open(txn, "tomb", MDB_CREATE, &s->tomb)) != 0 ||
+        (rc = mdb_dbi_open(txn, "dedupe", MDB_CREATE, &s->dedupe)) != 0 ||
         (rc = mdb_dbi_open(txn, "devmark", MDB_CREATE, &s->devmark)) != 0 ||
         (rc = mdb_dbi_open(txn, "certs", MDB_CREATE, &s->certs)) != 0 ||
         (rc = mdb_dbi_open(txn, "att", MDB_CREATE, &s->att)) != 0 ||
@@ -324,6 +391,8 @@ int store_open(struct store **out, const char *dir, uint64_t map_size)
         r = mdb_to_verr(rc);
         goto out;
     }
+    if ((r = queue_migrate(s, txn)) != 0)
+        goto out;
     if ((r = meta_get_u64(txn, s->meta, meta_seq, &s->seq)) != 0 ||
         (r = meta_get_u64(txn, s->meta, meta_queued, &s->queued)) != 0 ||
         (r = meta_get_u64(txn, s->meta, meta_att_count, &s->att_n)) != 0 ||
@@ -484,8 +553,9 @@ int store_map_usage(struct store *s, uint64_t *used, uint64_t *size)
 }
 
 /*
- * The one place where the audit log grows. A later change adds the Merkle
- * frontier and checkpoints here, in the same transaction.
+ * The one place where the audit log grows: the record and the Merkle
+ * frontier, in the same transaction. Leaf hashes are not stored: a proof
+ * rehashes the records it needs (PROTOCOL.md, part 6 section 6).
  */
 int store_audit_append(struct store *s, const struct audit_record *rec)
 {
@@ -509,9 +579,6 @@ int store_audit_append(struct store *s, const struct audit_record *rec)
     /* Keys are big-endian and only grow: MDB_APPEND keeps the pages packed. */
     d = val(buf_data(&s->rec), buf_size(&s->rec));
     if ((rc = mdb_put(s->txn, s->audit, &k, &d, MDB_APPEND)) != 0)
-        return mdb_to_verr(rc);
-    d = val(leaf, sizeof(leaf));
-    if ((rc = mdb_put(s->txn, s->audit_leaf, &k, &d, MDB_APPEND)) != 0)
         return mdb_to_verr(rc);
     s->audit_next_txn++;
     return 0;
@@ -779,7 +846,7 @@ int store_envelope_put(struct store *s, const uint8_t sender[static DEVICE_ID_LE
                        uint64_t now, const struct store_limits *lim, uint16_t *reason,
                        int *duplicate)
 {
-    uint8_t ikey[IKEY_LEN], ival[IVAL_LEN], qkey[QKEY_LEN], xkey[XKEY_LEN];
+    uint8_t ikey[IKEY_LEN], ival[IVAL_LEN], qkey[QKEY_LEN], xkey[QXKEY_LEN], xval[IKEY_LEN];
     uint64_t count, bytes, seq;
     struct audit_record rec;
     MDB_val k, d;
@@ -816,10 +883,16 @@ int store_envelope_put(struct store *s, const uint8_t sender[static DEVICE_ID_LE
     qkey[DEVICE_ID_LEN] = e->precedence;
     be64(qkey + DEVICE_ID_LEN + 1, seq);
     k = val(qkey, sizeof(qkey));
+    d = val(NULL, 0);
+    if ((rc = mdb_put(s->txn, s->qindex, &k, &d, 0)) != 0)
+        return mdb_to_verr(rc);
+    /* seq only grows: the envelope is appended at the end of `qdata`, so its
+     * pages are filled in order rather than split in the middle of each
+     * recipient's range. Reserve the value and fill it in place: one copy. */
+    k = val(qkey + DEVICE_ID_LEN + 1, QDKEY_LEN);
     d.mv_size = QVAL_FIXED + (size_t)e->ct_len;
     d.mv_data = NULL;
-    /* Reserve the value in the map and fill it in place: one copy of the ciphertext. */
-    if ((rc = mdb_put(s->txn, s->queue, &k, &d, MDB_RESERVE)) != 0)
+    if ((rc = mdb_put(s->txn, s->qdata, &k, &d, MDB_RESERVE | MDB_APPEND)) != 0)
         return mdb_to_verr(rc);
     {
         uint8_t *p = d.mv_data;
@@ -839,12 +912,18 @@ int store_envelope_put(struct store *s, const uint8_t sender[static DEVICE_ID_LE
     d = val(ival, sizeof(ival));
     if ((rc = mdb_put(s->txn, s->byid, &k, &d, 0)) != 0)
         return mdb_to_verr(rc);
+    /* Keyed by expiry then seq: envelopes of one lifetime arrive in key order,
+     * so the entry is appended at the end of the table when it can be. */
     be64(xkey, expiry);
-    memcpy(xkey + 8, e->peer, DEVICE_ID_LEN);
-    memcpy(xkey + 8 + DEVICE_ID_LEN, e->id, WIRE_ID_LEN);
-    k = val(xkey, sizeof(xkey));
-    d = val(NULL, 0);
-    if ((rc = mdb_put(s->txn, s->expiry, &k, &d, 0)) != 0)
+    be64(xkey + 8, seq);
+    memcpy(xval, e->peer, DEVICE_ID_LEN);
+    memcpy(xval + DEVICE_ID_LEN, e->id, WIRE_ID_LEN);
+    k = val(xkey, QXKEY_LEN);
+    d = val(xval, sizeof(xval));
+    rc = mdb_put(s->txn, s->qexpiry, &k, &d, MDB_APPEND);
+    if (rc == MDB_KEYEXIST) /* below the last key: an ordinary insert */
+        rc = mdb_put(s->txn, s->qexpiry, &k, &d, MDB_NOOVERWRITE);
+    if (rc != 0)
         return mdb_to_verr(rc);
     if ((r = qstat_put(s, e->peer, count + 1, bytes + e->ct_len)) != 0 ||
         (r = devmark_raise(s, sender, 0, e->id)) != 0)
@@ -868,8 +947,11 @@ static int unqueue(struct store *s, const uint8_t recipient[static DEVICE_ID_LEN
     memcpy(qkey + DEVICE_ID_LEN + 1, ival + 2 + DEVICE_ID_LEN, 8);
     k = val(qkey, sizeof(qkey));
     /* Not there: acknowledged before (the index entry is its tombstone). */
-    if ((rc = mdb_del(s->txn, s->queue, &k, NULL)) != 0)
+    if ((rc = mdb_del(s->txn, s->qindex, &k, NULL)) != 0)
         return mdb_to_verr(rc);
+    k = val(qkey + DEVICE_ID_LEN + 1, QDKEY_LEN);
+    if ((rc = mdb_del(s->txn, s->qdata, &k, NULL)) != 0)
+        return rc == MDB_NOTFOUND ? VERR_STORE : mdb_to_verr(rc);
     if (s->queued_txn > 0)
         s->queued_txn--;
     return qstat_add(s, recipient, -1, rd32(ival + 18 + DEVICE_ID_LEN));
@@ -879,12 +961,13 @@ int store_envelope_ack(struct store *s, const uint8_t recipient[static DEVICE_ID
                        uint64_t recipient_serial, const uint8_t id[static WIRE_ID_LEN],
                        uint64_t now)
 {
-    uint8_t ikey[IKEY_LEN], ival[IVAL_LEN], xkey[XKEY_LEN], tkey[TKEY_LEN];
+    uint8_t ikey[IKEY_LEN], ival[IVAL_LEN], xkey[XKEY_LEN], dkey[DKEY_LEN], dval[DVAL_LEN];
     struct audit_record rec;
     MDB_val k, d;
     int rc, r;
 
-    _Static_assert(XKEY_LEN == 8 + IKEY_LEN && TKEY_LEN == 8 + IKEY_LEN, "time | index key");
+    _Static_assert(XKEY_LEN == 8 + IKEY_LEN && TKEY_LEN == 8 + IKEY_LEN && DVAL_LEN == 8 + IKEY_LEN,
+                   "time | index key");
     if (s->txn == NULL)
         return VERR_INTERNAL;
     memcpy(ikey, recipient, DEVICE_ID_LEN);
@@ -897,20 +980,28 @@ int store_envelope_ack(struct store *s, const uint8_t recipient[static DEVICE_ID
     memcpy(ival, d.mv_data, sizeof(ival));
     /* The index entry stays as the tombstone for the dedupe window, so a late
      * resubmission is acknowledged and not delivered twice; its expiry entry
-     * goes now and a `tomb` entry keyed by this time says when the tombstone
-     * goes (PROTOCOL.md, part 2 "Duplicates"). */
+     * goes now and a `dedupe` entry says when the tombstone goes. Its key is
+     * the number of the DELIVERED record appended below: it only grows, so
+     * MDB_APPEND fills pages in order (PROTOCOL.md, part 2 "Duplicates"). */
     if ((r = unqueue(s, recipient, ival)) != 0)
         return r;
     memcpy(xkey, ival + 10 + DEVICE_ID_LEN, 8);
-    memcpy(xkey + 8, ikey, IKEY_LEN);
-    k = val(xkey, sizeof(xkey));
-    if ((rc = mdb_del(s->txn, s->expiry, &k, NULL)) != 0 && rc != MDB_NOTFOUND)
+    memcpy(xkey + 8, ival + 2 + DEVICE_ID_LEN, 8); /* expiry | seq */
+    k = val(xkey, QXKEY_LEN);
+    if ((rc = mdb_del(s->txn, s->qexpiry, &k, NULL)) == MDB_NOTFOUND) {
+        /* stored by a relay before issue 16: its entry is in the legacy table */
+        memcpy(xkey + 8, ikey, IKEY_LEN);
+        k = val(xkey, sizeof(xkey));
+        rc = mdb_del(s->txn, s->expiry, &k, NULL);
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND)
         return mdb_to_verr(rc);
-    be64(tkey, now);
-    memcpy(tkey + 8, ikey, IKEY_LEN);
-    k = val(tkey, sizeof(tkey));
-    d = val(NULL, 0);
-    if ((rc = mdb_put(s->txn, s->tomb, &k, &d, 0)) != 0)
+    be64(dkey, s->audit_next_txn);
+    be64(dval, now);
+    memcpy(dval + 8, ikey, IKEY_LEN);
+    k = val(dkey, sizeof(dkey));
+    d = val(dval, sizeof(dval));
+    if ((rc = mdb_put(s->txn, s->dedupe, &k, &d, MDB_APPEND)) != 0)
         return mdb_to_verr(rc);
     if ((r = devmark_raise(s, recipient, 1, id)) != 0)
         return r;
@@ -935,43 +1026,46 @@ int store_nd_ack(struct store *s, const uint8_t sender[static DEVICE_ID_LEN],
 
 /*
  * Forgets up to limit delivered ids acknowledged more than the dedupe window
- * ago: oldest first, so the scan stops at the first one still inside it.
+ * ago from dbi (`dedupe`, or the legacy `tomb` when legacy is set): oldest
+ * first, so the scan stops at the first one still inside it. *done counts
+ * the entries removed.
  */
-static int tomb_sweep(struct store *s, uint64_t now, size_t limit)
+static int tomb_sweep(struct store *s, MDB_dbi dbi, int legacy, uint64_t now, size_t limit,
+                      size_t *done)
 {
     MDB_cursor *cur = NULL;
     MDB_val k, d, ik, id;
     uint8_t qkey[QKEY_LEN];
-    size_t done = 0;
     int rc, r = VERR_INTERNAL;
 
+    *done = 0;
     if (limit == 0)
         return 0;
-    if ((rc = mdb_cursor_open(s->txn, s->tomb, &cur)) != 0)
+    if ((rc = mdb_cursor_open(s->txn, dbi, &cur)) != 0)
         return mdb_to_verr(rc);
-    for (rc = mdb_cursor_get(cur, &k, &d, MDB_FIRST); rc == 0 && done < limit;
+    for (rc = mdb_cursor_get(cur, &k, &d, MDB_FIRST); rc == 0 && *done < limit;
          rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
-        uint8_t tkey[TKEY_LEN];
+        uint8_t tval[DVAL_LEN]; /* acknowledged at | recipient | id, in either layout */
 
-        if (k.mv_size != TKEY_LEN) {
+        if (legacy ? k.mv_size != TKEY_LEN : k.mv_size != DKEY_LEN || d.mv_size != DVAL_LEN) {
             r = VERR_STORE;
             goto out;
         }
-        memcpy(tkey, k.mv_data, sizeof(tkey));
-        if (rd64(tkey) > now || now - rd64(tkey) < s->dedupe_window)
+        memcpy(tval, legacy ? k.mv_data : d.mv_data, sizeof(tval));
+        if (rd64(tval) > now || now - rd64(tval) < s->dedupe_window)
             break;
-        ik = val(tkey + 8, IKEY_LEN);
+        ik = val(tval + 8, IKEY_LEN);
         rc = mdb_get(s->txn, s->byid, &ik, &id);
         if (rc == 0 && id.mv_size == IVAL_LEN) {
             /* Only a tombstone goes: an id whose envelope is queued keeps its entry. */
             const uint8_t *iv = id.mv_data;
             MDB_val qk, qd;
 
-            memcpy(qkey, tkey + 8, DEVICE_ID_LEN);
+            memcpy(qkey, tval + 8, DEVICE_ID_LEN);
             qkey[DEVICE_ID_LEN] = iv[1 + DEVICE_ID_LEN];
             memcpy(qkey + DEVICE_ID_LEN + 1, iv + 2 + DEVICE_ID_LEN, 8);
             qk = val(qkey, sizeof(qkey));
-            rc = mdb_get(s->txn, s->queue, &qk, &qd);
+            rc = mdb_get(s->txn, s->qindex, &qk, &qd);
             if (rc == MDB_NOTFOUND)
                 rc = mdb_del(s->txn, s->byid, &ik, NULL);
             if (rc != 0) {
@@ -986,7 +1080,7 @@ static int tomb_sweep(struct store *s, uint64_t now, size_t limit)
             r = mdb_to_verr(rc);
             goto out;
         }
-        done++;
+        (*done)++;
     }
     if (rc != 0 && rc != MDB_NOTFOUND) {
         r = mdb_to_verr(rc);
@@ -998,36 +1092,48 @@ out:
     return r;
 }
 
-int store_sweep(struct store *s, uint64_t now, size_t limit,
-                void (*notify)(void *ctx, const uint8_t sender[DEVICE_ID_LEN]), void *ctx,
-                size_t *expired)
+/*
+ * Up to limit envelopes past expiry from dbi (`qexpiry`, or the legacy
+ * `expiry` when legacy is set), oldest first: a queued one becomes an
+ * EXPIRED audit record and a notice for its sender, a delivered one's
+ * tombstone goes. *done counts the entries removed.
+ */
+static int expiry_sweep(struct store *s, MDB_dbi dbi, int legacy, uint64_t now, size_t limit,
+                        void (*notify)(void *ctx, const uint8_t sender[DEVICE_ID_LEN]),
+                        void *ctx, size_t *expired, size_t *done)
 {
     MDB_cursor *cur = NULL;
     MDB_val k, d, ik, id;
-    uint8_t xkey[XKEY_LEN], ival[IVAL_LEN], nkey[NKEY_LEN], nval[NVAL_LEN];
+    uint8_t xent[8 + IKEY_LEN], ival[IVAL_LEN], nkey[NKEY_LEN], nval[NVAL_LEN];
     struct audit_record rec;
-    size_t done = 0;
     int rc, r = VERR_INTERNAL;
 
-    *expired = 0;
-    if (s->txn == NULL)
-        return VERR_INTERNAL;
-    if ((rc = mdb_cursor_open(s->txn, s->expiry, &cur)) != 0)
+    _Static_assert(XKEY_LEN == sizeof(xent) && QXKEY_LEN == 16, "expiry | recipient | id");
+    *done = 0;
+    if (limit == 0)
+        return 0;
+    if ((rc = mdb_cursor_open(s->txn, dbi, &cur)) != 0)
         return mdb_to_verr(rc);
-    for (rc = mdb_cursor_get(cur, &k, &d, MDB_FIRST); rc == 0 && done < limit;
+    for (rc = mdb_cursor_get(cur, &k, &d, MDB_FIRST); rc == 0 && *done < limit;
          rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
         const uint8_t *recipient, *eid;
 
-        if (k.mv_size != XKEY_LEN) {
+        /* xent: expiry | recipient | id, from either layout */
+        if (legacy ? k.mv_size != XKEY_LEN : k.mv_size != QXKEY_LEN || d.mv_size != IKEY_LEN) {
             r = VERR_STORE;
             goto out;
         }
-        memcpy(xkey, k.mv_data, sizeof(xkey));
-        if (rd64(xkey) > now)
+        if (legacy) {
+            memcpy(xent, k.mv_data, sizeof(xent));
+        } else {
+            memcpy(xent, k.mv_data, 8);
+            memcpy(xent + 8, d.mv_data, IKEY_LEN);
+        }
+        if (rd64(xent) > now)
             break;
-        recipient = xkey + 8;
-        eid = xkey + 8 + DEVICE_ID_LEN;
-        ik = val(recipient, IKEY_LEN); /* recipient | id are contiguous in the key */
+        recipient = xent + 8;
+        eid = xent + 8 + DEVICE_ID_LEN;
+        ik = val(recipient, IKEY_LEN); /* recipient | id are contiguous */
         rc = mdb_get(s->txn, s->byid, &ik, &id);
         if (rc == 0 && id.mv_size == IVAL_LEN) {
             memcpy(ival, id.mv_data, sizeof(ival));
@@ -1070,15 +1176,42 @@ int store_sweep(struct store *s, uint64_t now, size_t limit,
             r = mdb_to_verr(rc);
             goto out;
         }
-        done++;
+        (*done)++;
     }
     if (rc != 0 && rc != MDB_NOTFOUND) {
         r = mdb_to_verr(rc);
         goto out;
     }
-    r = tomb_sweep(s, now, limit > done ? limit - done : 0);
+    r = 0;
 out:
     mdb_cursor_close(cur);
+    return r;
+}
+
+int store_sweep(struct store *s, uint64_t now, size_t limit,
+                void (*notify)(void *ctx, const uint8_t sender[DEVICE_ID_LEN]), void *ctx,
+                size_t *expired)
+{
+    size_t done = 0, swept = 0;
+    int r = VERR_INTERNAL;
+
+    *expired = 0;
+    if (s->txn == NULL)
+        return VERR_INTERNAL;
+    /* envelopes: the legacy table first (empty once its entries have expired), then `qexpiry` */
+    if ((r = expiry_sweep(s, s->expiry, 1, now, limit, notify, ctx, expired, &swept)) != 0)
+        goto out;
+    done += swept;
+    if ((r = expiry_sweep(s, s->qexpiry, 0, now, limit > done ? limit - done : 0, notify, ctx,
+                          expired, &swept)) != 0)
+        goto out;
+    done += swept;
+    /* tombstones: the legacy table first (empty once its window has passed), then `dedupe` */
+    if ((r = tomb_sweep(s, s->tomb, 1, now, limit > done ? limit - done : 0, &swept)) != 0)
+        goto out;
+    done += swept;
+    r = tomb_sweep(s, s->dedupe, 0, now, limit > done ? limit - done : 0, &swept);
+out:
     return r;
 }
 
@@ -1088,7 +1221,7 @@ int store_fill_deliver(struct store *s, const uint8_t recipient[static DEVICE_ID
 {
     MDB_txn *txn = NULL;
     MDB_cursor *c = NULL;
-    MDB_val k, d;
+    MDB_val k, d, dk;
     uint8_t qkey[QKEY_LEN];
     size_t save = buf_size(out), off = 0, bytes = 0, count = 0;
     int rc, r = VERR_INTERNAL;
@@ -1097,7 +1230,7 @@ int store_fill_deliver(struct store *s, const uint8_t recipient[static DEVICE_ID
     *more = 0;
     if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0)
         return mdb_to_verr(rc);
-    if ((rc = mdb_cursor_open(txn, s->queue, &c)) != 0) {
+    if ((rc = mdb_cursor_open(txn, s->qindex, &c)) != 0) {
         r = mdb_to_verr(rc);
         goto out;
     }
@@ -1113,12 +1246,18 @@ int store_fill_deliver(struct store *s, const uint8_t recipient[static DEVICE_ID
         k = val(qkey, sizeof(qkey));
         for (rc = mdb_cursor_get(c, &k, &d, MDB_SET_RANGE); rc == 0;
              rc = mdb_cursor_get(c, &k, &d, MDB_NEXT)) {
-            const uint8_t *kp = k.mv_data, *vp = d.mv_data;
+            const uint8_t *kp = k.mv_data, *vp;
             struct wire_envelope e;
 
             if (k.mv_size != QKEY_LEN || memcmp(kp, recipient, DEVICE_ID_LEN) != 0 ||
                 kp[DEVICE_ID_LEN] != p)
                 break;
+            dk = val(kp + DEVICE_ID_LEN + 1, QDKEY_LEN);
+            if ((rc = mdb_get(txn, s->qdata, &dk, &d)) != 0) {
+                r = rc == MDB_NOTFOUND ? VERR_STORE : mdb_to_verr(rc);
+                goto out;
+            }
+            vp = d.mv_data;
             if (d.mv_size <= QVAL_FIXED || d.mv_size - QVAL_FIXED > WIRE_CT_MAX) {
                 r = VERR_STORE;
                 goto out;
@@ -2089,34 +2228,13 @@ out:
     return r;
 }
 
-struct leaf_reader {
-    MDB_txn *txn;
-    MDB_dbi dbi;
-};
-
-static int read_leaf(void *ctx, uint64_t index, uint8_t out[MERKLE_HASH_LEN])
-{
-    struct leaf_reader *lr = ctx;
-    uint8_t kb[8];
-    MDB_val k = val(kb, sizeof(kb)), d;
-    int rc;
-
-    be64(kb, index);
-    if ((rc = mdb_get(lr->txn, lr->dbi, &k, &d)) != 0)
-        return rc == MDB_NOTFOUND ? VERR_STORE : mdb_to_verr(rc);
-    if (d.mv_size != MERKLE_HASH_LEN)
-        return VERR_STORE;
-    memcpy(out, d.mv_data, MERKLE_HASH_LEN);
-    return 0;
-}
-
 struct record_reader {
     MDB_txn *txn;
-    MDB_dbi audit, leaf;
+    MDB_dbi audit;
     uint64_t bad;
 };
 
-/* merkle_leaf_fn: the leaf hash of record index, checked against audit_leaf. */
+/* merkle_leaf_fn: the RFC 9162 leaf hash of record index, hashed from the stored record. */
 static int read_record_leaf(void *ctx, uint64_t index, uint8_t out[MERKLE_HASH_LEN])
 {
     struct record_reader *rr = ctx;
@@ -2131,39 +2249,63 @@ static int read_record_leaf(void *ctx, uint64_t index, uint8_t out[MERKLE_HASH_L
     if (d.mv_size != AUDIT_RECORD_LEN)
         return VERR_STORE;
     merkle_leaf_hash(out, d.mv_data, d.mv_size);
-    k = val(kb, sizeof(kb));
-    if ((rc = mdb_get(rr->txn, rr->leaf, &k, &d)) != 0)
-        return rc == MDB_NOTFOUND ? VERR_STORE : mdb_to_verr(rc);
-    if (d.mv_size != MERKLE_HASH_LEN || memcmp(d.mv_data, out, MERKLE_HASH_LEN) != 0)
-        return VERR_BAD_PROOF;
     return 0;
 }
 
-int store_audit_recompute(struct store *s, uint64_t size, uint8_t root[static MERKLE_HASH_LEN],
-                          uint64_t *bad)
+int store_audit_recompute(struct store *s, uint64_t at, uint8_t root_at[static MERKLE_HASH_LEN],
+                          uint64_t size, uint8_t root[static MERKLE_HASH_LEN], uint64_t *bad)
 {
-    struct record_reader rr;
-    int rc, r;
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_val k, d;
+    struct merkle_state st;
+    uint8_t leaf[MERKLE_HASH_LEN];
+    int rc, r = VERR_INTERNAL;
 
     *bad = 0;
-    if (size > s->audit_next)
+    if (size > s->audit_next || at > size)
         return VERR_UNKNOWN;
-    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &rr.txn)) != 0)
+    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0)
         return mdb_to_verr(rc);
-    rr.audit = s->audit;
-    rr.leaf = s->audit_leaf;
-    rr.bad = 0;
-    r = merkle_root(root, size, read_record_leaf, &rr);
-    if (r != 0)
-        *bad = rr.bad;
-    mdb_txn_abort(rr.txn);
+    if ((rc = mdb_cursor_open(txn, s->audit, &cur)) != 0) {
+        r = mdb_to_verr(rc);
+        goto out;
+    }
+    /* One pass in key order: the records are read sequentially, not looked up one by one. */
+    merkle_state_init(&st);
+    merkle_state_root(&st, root_at); /* the empty tree's root, if at is 0 */
+    for (uint64_t i = 0; i < size; i++) {
+        *bad = i;
+        rc = mdb_cursor_get(cur, &k, &d, i == 0 ? MDB_FIRST : MDB_NEXT);
+        if (rc == MDB_NOTFOUND || (rc == 0 && (k.mv_size != 8 || rd64(k.mv_data) != i ||
+                                               d.mv_size != AUDIT_RECORD_LEN))) {
+            r = VERR_STORE; /* missing (a gap), or not a record */
+            goto out;
+        }
+        if (rc != 0) {
+            r = mdb_to_verr(rc);
+            goto out;
+        }
+        merkle_leaf_hash(leaf, d.mv_data, d.mv_size);
+        if ((r = merkle_state_append(&st, leaf)) != 0)
+            goto out;
+        if (i + 1 == at)
+            merkle_state_root(&st, root_at);
+    }
+    merkle_state_root(&st, root);
+    *bad = 0;
+    r = 0;
+out:
+    if (cur != NULL)
+        mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
     return r;
 }
 
 int store_audit_proof(struct store *s, int inclusion, uint64_t a, uint64_t b,
                       struct merkle_proof *proof, uint8_t *rec)
 {
-    struct leaf_reader lr;
+    struct record_reader lr;
     uint8_t kb[8];
     MDB_val k, d;
     int rc, r;
@@ -2172,7 +2314,8 @@ int store_audit_proof(struct store *s, int inclusion, uint64_t a, uint64_t b,
         return VERR_UNKNOWN;
     if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &lr.txn)) != 0)
         return mdb_to_verr(rc);
-    lr.dbi = s->audit_leaf;
+    lr.audit = s->audit;
+    lr.bad = 0;
     if (inclusion) {
         be64(kb, a);
         k = val(kb, sizeof(kb));
@@ -2181,9 +2324,9 @@ int store_audit_proof(struct store *s, int inclusion, uint64_t a, uint64_t b,
             goto out;
         }
         memcpy(rec, d.mv_data, AUDIT_RECORD_LEN);
-        r = merkle_inclusion_proof(proof, a, b, read_leaf, &lr);
+        r = merkle_inclusion_proof(proof, a, b, read_record_leaf, &lr);
     } else {
-        r = merkle_consistency_proof(proof, a, b, read_leaf, &lr);
+        r = merkle_consistency_proof(proof, a, b, read_record_leaf, &lr);
     }
 out:
     mdb_txn_abort(lr.txn);

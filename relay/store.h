@@ -66,7 +66,7 @@ int store_begin(struct store *s) VL_MUST_CHECK;
 int store_commit(struct store *s) VL_MUST_CHECK;
 void store_abort(struct store *s);
 
-/* Appends one audit record (and its RFC 9162 leaf hash) to the open transaction. */
+/* Appends one audit record to the open transaction and its leaf hash to the Merkle frontier. */
 int store_audit_append(struct store *s, const struct audit_record *rec) VL_MUST_CHECK;
 /* Records in the log (committed). */
 uint64_t store_audit_size(const struct store *s);
@@ -174,20 +174,22 @@ int store_audit_tree(const struct store *s, struct merkle_state *out) VL_MUST_CH
 /* The latest stored checkpoint: tree size and note (out is initialised here). */
 int store_checkpoint_latest(struct store *s, uint64_t *size, struct buf *out) VL_MUST_CHECK;
 /*
- * Start-up check (PROTOCOL.md part 6 section 5): MTH over records [0, size)
- * recomputed from the records themselves in one read transaction, each
- * record's leaf hash also compared with its stored `audit_leaf`.
- * VERR_BAD_PROOF if a stored leaf hash differs from its record's (*bad is
- * its index), VERR_STORE if a record is missing or of the wrong length
- * (*bad likewise), VERR_UNKNOWN if size is larger than the log. O(size).
+ * Start-up check (PROTOCOL.md part 6 section 5): MTH over records [0, at)
+ * into root_at and over [0, size) into root, at <= size, recomputed from the
+ * records themselves in one sequential pass of one read transaction.
+ * VERR_STORE if a record is missing or of the wrong length (*bad is its
+ * index), VERR_UNKNOWN if size is larger than the log or at larger than
+ * size. O(size).
  */
-int store_audit_recompute(struct store *s, uint64_t size, uint8_t root[static MERKLE_HASH_LEN],
+int store_audit_recompute(struct store *s, uint64_t at, uint8_t root_at[static MERKLE_HASH_LEN],
+                          uint64_t size, uint8_t root[static MERKLE_HASH_LEN],
                           uint64_t *bad) VL_MUST_CHECK;
 /*
- * From the committed log's stored leaf hashes (one read transaction):
+ * From the committed log's records, each leaf hash computed from its record
+ * (one read transaction; no leaf hashes are stored):
  * inclusion = 1: PATH(a, D[b]) and record a into rec (AUDIT_RECORD_LEN bytes);
  * otherwise PROOF(a, D[b]). VERR_UNKNOWN if b is larger than the log.
- * O(b) leaf reads: for auditors, not for the hot path.
+ * O(b) record reads and hashes: for auditors, not for the hot path.
  */
 int store_audit_proof(struct store *s, int inclusion, uint64_t a, uint64_t b,
                       struct merkle_proof *proof, uint8_t *rec) VL_MUST_CHECK;

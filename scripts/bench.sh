@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# bench.sh [--full] [--no-mosquitto] [--no-profile] [--overhead-only] [-- extra valise-bench flags]
+# bench.sh [--full] [--no-mosquitto] [--no-profile] [--no-floor] [--overhead-only]
+#          [-- extra valise-bench flags]
 #
-# Builds valise-relay and valise-bench (Release), runs every scenario against
-# the relay and, side by side, against Eclipse Mosquitto (QoS 1, persistent
-# sessions, persistence on), profiles the relay under load with perf, and
-# rewrites the generated part of BENCHMARKS.md (between the bench:begin and
-# bench:end markers; the analysis around it is kept).
+# Builds valise-relay and valise-bench (Release), runs the floor (a bare
+# libwebsockets + LMDB relay, ../shared/tools/lwsfloor or $LWSFLOOR_DIR: its
+# `tuned | lmdb durable+delete | 100 pairs` case, copied to a temporary folder
+# and built there), runs every scenario against the relay (100 sender/recipient
+# pairs, as the floor) and, side by side, against Eclipse Mosquitto (QoS 1,
+# persistent sessions, persistence on), profiles the relay under load with
+# perf, and rewrites the generated part of BENCHMARKS.md (between the
+# bench:begin and bench:end markers; the analysis around it is kept).
 #
 # The default sizes keep the whole run under about 5 minutes on 2 cores
 # (backlog 200,000); --full uses the DESIGN.md sizes (backlog 1,000,000).
@@ -20,16 +24,17 @@ cd "$(dirname "$0")/.."
 root=$PWD
 cmdline="scripts/bench.sh${*:+ $*}"
 build=${BENCH_BUILD_DIR:-build/release}
-full=0 mosq=1 profile=1 overhead_only=0
+full=0 mosq=1 profile=1 floor=1 overhead_only=0
 extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --full) full=1 ;;
     --no-mosquitto) mosq=0 ;;
     --no-profile) profile=0 ;;
+    --no-floor) floor=0 ;;
     --overhead-only) overhead_only=1 ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -90,15 +95,76 @@ fi
 mosq_bin=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 
 if [ $full -eq 1 ]; then
-  sizes=(--backlog 1000000 --conns 10000 --duration 10 --warmup 2)
+  sizes=(--backlog 1000000 --conns 10000 --duration 10 --warmup 2 --pairs 100)
+  floor_secs=10
 else
-  sizes=(--backlog 200000 --conns 10000 --duration 5 --warmup 1)
+  sizes=(--backlog 200000 --conns 10000 --duration 5 --warmup 1 --pairs 100)
+  floor_secs=5
 fi
 
 out=$(mktemp -d /tmp/valise-benchrun.XXXXXX)
-trap 'rm -rf "$out"' EXIT
+floor_pid=""
+cleanup() {
+  [ -n "$floor_pid" ] && kill "$floor_pid" 2>/dev/null && wait "$floor_pid" 2>/dev/null
+  rm -rf "$out"
+}
+trap cleanup EXIT
 started=$(date -u +%Y-%m-%dT%H:%MZ)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# The floor, in the same run (DESIGN.md: Valise >= 0.5 x this figure). Its
+# folder is read-only where the tests run: copied to $out and built there.
+# Whatever goes wrong, the run goes on and the report says why.
+# ../shared from the repository root; ../../shared from a worktree under wt/.
+floor_dir=${LWSFLOOR_DIR:-$root/../shared/tools/lwsfloor}
+if [ -z "${LWSFLOOR_DIR:-}" ] && [ ! -d "$floor_dir" ] && [ -d "$root/../../shared/tools/lwsfloor" ]; then
+  floor_dir=$root/../../shared/tools/lwsfloor
+fi
+: >"$out/floor.txt"
+if [ $floor -eq 0 ]; then
+  echo "FLOOR-SKIPPED not run (--no-floor)" >"$out/floor.txt"
+elif [ ! -f "$floor_dir/floor-relay.c" ] || [ ! -f "$floor_dir/floor-load.c" ]; then
+  echo "bench.sh: the floor is missing ($floor_dir): running without it" >&2
+  echo "FLOOR-SKIPPED the floor folder is missing ($floor_dir; set LWSFLOOR_DIR)" >"$out/floor.txt"
+else
+  echo "bench.sh: the floor (tuned, lmdb durable+delete, 100 pairs, ${floor_secs} s)" >&2
+  mkdir -p "$out/floor" "$out/floor-db"
+  cp "$floor_dir"/*.c "$floor_dir"/*.h "$floor_dir"/Makefile "$out/floor/"
+  if ! make -s -C "$out/floor" floor-relay floor-load \
+       CFLAGS="-O2 -g -Wall -Wextra -Wno-unused-parameter -std=gnu11" >"$out/floor-build.log" 2>&1; then
+    echo "bench.sh: the floor did not build (see below): running without it" >&2
+    tail -5 "$out/floor-build.log" >&2
+    echo "FLOOR-SKIPPED the floor did not build ($(tail -1 "$out/floor-build.log"))" >"$out/floor.txt"
+  else
+    floor_port=""
+    for _ in $(seq 20); do # a free loopback port: other engineers may run the floor too
+      p=$((20000 + RANDOM % 20000))
+      if ! (exec 3<>/dev/tcp/127.0.0.1/"$p") 2>/dev/null; then floor_port=$p; break; fi
+    done
+    ( ulimit -n "$(ulimit -Hn)" 2>/dev/null
+      exec "$out/floor/floor-relay" --port "${floor_port:-17681}" --rxbuf 65536 --write coalesce \
+        --lmdb "$out/floor-db" --lmdb-delete ) 2>"$out/floor-relay.log" &
+    floor_pid=$!
+    for _ in $(seq 50); do
+      (exec 3<>/dev/tcp/127.0.0.1/"${floor_port:-17681}") 2>/dev/null && break
+      sleep 0.1
+    done
+    res=$(timeout $((floor_secs + 60)) "$out/floor/floor-load" --port "${floor_port:-17681}" \
+            --relay-pid "$floor_pid" --pairs 100 --window 64 --secs "$floor_secs" --warm 1 \
+            2>>"$out/floor-load.err" | grep '^RESULT' || true)
+    sleep 0.2
+    kill "$floor_pid" 2>/dev/null; wait "$floor_pid" 2>/dev/null || true
+    floor_pid=""
+    if [ -n "$res" ]; then
+      echo "FLOOR $res" >"$out/floor.txt"
+      grep RELAY-WINDOW "$out/floor-relay.log" | tail -1 | sed 's/^/FLOOR-RELAY /' >>"$out/floor.txt" || true
+      echo "  floor: $(echo "$res" | tr ' ' '\n' | grep '^msgs_per_s=') (tuned, lmdb durable+delete, 100 pairs)"
+    else
+      echo "FLOOR-SKIPPED the floor's load generator printed no result ($(tail -1 "$out/floor-load.err" 2>/dev/null))" >"$out/floor.txt"
+    fi
+  fi
+fi
+
 echo "bench.sh: running (log: $out/bench.log)" >&2
 "$bench" --backend "$backend" --relay "$relay" --mosquitto "$mosq_bin" "${sizes[@]}" \
   ${extra[@]+"${extra[@]}"} | tee "$out/bench.log"
@@ -150,7 +216,7 @@ fi
 machine_cpu=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 python3 "$root/bench/report.py" \
-  --log "$out/bench.log" --profile "$out/profile.txt" --out "$root/BENCHMARKS.md" \
+  --log "$out/bench.log" --profile "$out/profile.txt" --floor "$out/floor.txt" --out "$root/BENCHMARKS.md" \
   --command "$cmdline" --commit "$commit" --date "$started" --nproc "$(nproc)" --cpu "$machine_cpu" \
   --kernel "$(uname -sr)" --load "$load_before / $load_after" --lmdb "$(pkg-config --modversion lmdb 2>/dev/null || echo '?')" \
   --lws "$(pkg-config --modversion libwebsockets 2>/dev/null || echo '?')" \

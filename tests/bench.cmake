@@ -8,3 +8,14 @@ if(TARGET valise-bench AND TARGET valise-relay)
                    --conns 8 --backlog 64 --backlog-senders 2)
   set_tests_properties(bench/smoke PROPERTIES TIMEOUT 60)
 endif()
+
+# valise-storebench (issue 16) runs the store under the relay's write pattern
+# and prints its per-envelope figures; nothing is asserted about their size.
+if(TARGET valise-storebench)
+  add_test(NAME bench/storebench_smoke
+           COMMAND sh -c "d=$(mktemp -d /tmp/valise-storebench.XXXXXX) && \
+$<TARGET_FILE:valise-storebench> --dir \"$d\" --pairs 4 --batch 64 --txns 6 --warm 2; \
+r=$?; rm -rf \"$d\"; exit $r")
+  set_tests_properties(bench/storebench_smoke PROPERTIES TIMEOUT 60
+                       PASS_REGULAR_EXPRESSION "RESULT store bytes_written_per_env [0-9.]+ B")
+endif()

@@ -12,7 +12,7 @@ file(GLOB VALISE_RELAY_TESTS CONFIGURE_DEPENDS ${CMAKE_CURRENT_LIST_DIR}/relay/t
 foreach(src ${VALISE_RELAY_TESTS})
   get_filename_component(name ${src} NAME_WE)
   add_executable(relay_${name} ${src})
-  # LMDB only for test_audit, which reads the stopped relay's log as the auditor will.
+  # LMDB for the tests that read the stopped relay's files (test_audit, test_dedupe, ...).
   target_link_libraries(relay_${name} PRIVATE vtest_relay_support vcore PkgConfig::CMOCKA
                         PkgConfig::LMDB)
   add_dependencies(relay_${name} valise-relay)

@@ -1,8 +1,9 @@
 /*
  * lmdb_rewrite.c - plays a malicious relay operator for relay_rewrite.sh:
  * edits the queued envelopes in a STOPPED relay's LMDB (layout:
- * PROTOCOL.md, part 2 "Storage", `queue` key recipient[16] . precedence
- * u8 . seq u64, value id[16] . sender[16] . expiry . accepted . ciphertext).
+ * PROTOCOL.md, part 2 "Storage": `qdata` key seq u64, value id[16] .
+ * sender[16] . expiry . accepted . ciphertext; `qindex` key recipient[16] .
+ * precedence u8 . seq u64, empty value).
  *
  *   lmdb_rewrite DATA sender    FROM TO   every envelope sent by FROM now
  *                                         claims to come from TO
@@ -31,7 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { ID_LEN = 16, KEY_LEN = 16 + 1 + 8, VAL_MIN = 16 + 16 + 8 + 8, MAX_MOVE = 4096 };
+enum { ID_LEN = 16, KEY_LEN = 16 + 1 + 8, DKEY_LEN = 8, VAL_MIN = 16 + 16 + 8 + 8, MAX_MOVE = 4096 };
 
 static int hex_id(const char *s, uint8_t out[ID_LEN])
 {
@@ -117,12 +118,13 @@ int main(int argc, char **argv)
     by_sender = strcmp(argv[2], "sender") == 0 || swap_type;
     if (mdb_env_create(&env) != 0 || mdb_env_set_maxdbs(env, 16) != 0 ||
         mdb_env_open(env, argv[1], 0, 0600) != 0 || mdb_txn_begin(env, NULL, 0, &txn) != 0 ||
-        mdb_dbi_open(txn, "queue", 0, &dbi) != 0 || mdb_cursor_open(txn, dbi, &cur) != 0) {
+        mdb_dbi_open(txn, by_sender ? "qdata" : "qindex", 0, &dbi) != 0 ||
+        mdb_cursor_open(txn, dbi, &cur) != 0) {
         fprintf(stderr, "lmdb_rewrite: cannot open %s\n", argv[1]);
         goto out;
     }
     for (int op = MDB_FIRST; mdb_cursor_get(cur, &k, &v, (MDB_cursor_op)op) == 0; op = MDB_NEXT) {
-        if (k.mv_size != KEY_LEN || v.mv_size < VAL_MIN)
+        if (by_sender ? k.mv_size != DKEY_LEN || v.mv_size < VAL_MIN : k.mv_size != KEY_LEN)
             continue;
         if (by_sender && memcmp((uint8_t *)v.mv_data + 16, from, ID_LEN) == 0) {
             uint8_t *copy = malloc(v.mv_size);
@@ -154,7 +156,7 @@ int main(int argc, char **argv)
         MDB_val ok = {KEY_LEN, keys[i]}, nk, val;
         uint8_t newkey[KEY_LEN];
         uint8_t *copy;
-        if (mdb_get(txn, dbi, &ok, &val) != 0 || (copy = malloc(val.mv_size)) == NULL)
+        if (mdb_get(txn, dbi, &ok, &val) != 0 || (copy = malloc(val.mv_size + 1)) == NULL)
             goto out;
         memcpy(copy, val.mv_data, val.mv_size);
         memcpy(newkey, keys[i], KEY_LEN);

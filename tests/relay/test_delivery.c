@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <lmdb.h>
 #include <sodium.h>
 
 #include "relaytest.h"
@@ -361,6 +362,156 @@ static void test_batch(void **state)
     wsc_close(&cb);
 }
 
+/*
+ * With the relay stopped: every queued envelope moved from `qindex`/`qdata`
+ * into one `queue` table keyed recipient . precedence . seq, and every
+ * `qexpiry` entry into `expiry` keyed expiry . recipient . id, as relays
+ * before issue 16 stored them (PROTOCOL.md, part 2 "Storage"); returns how
+ * many envelopes. With check, counts what `queue` and `expiry` hold for
+ * recipient instead.
+ */
+static size_t queue_to_legacy(const char *dir, const uint8_t recipient[DEVICE_ID_LEN], int check)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi q, qi, qd, x, qx;
+    MDB_cursor *c;
+    MDB_val k, d, dk, dv;
+    MDB_stat st;
+    size_t n = 0;
+    int rc;
+
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 32), 0);
+    assert_int_equal(mdb_env_open(env, dir, 0, 0600), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "queue", 0, &q), 0);
+    assert_int_equal(mdb_dbi_open(txn, "qindex", 0, &qi), 0);
+    assert_int_equal(mdb_dbi_open(txn, "qdata", 0, &qd), 0);
+    assert_int_equal(mdb_dbi_open(txn, "expiry", 0, &x), 0);
+    assert_int_equal(mdb_dbi_open(txn, "qexpiry", 0, &qx), 0);
+    if (check) {
+        assert_int_equal(mdb_stat(txn, q, &st), 0);
+        n = st.ms_entries;
+        assert_int_equal(mdb_cursor_open(txn, x, &c), 0);
+        for (rc = mdb_cursor_get(c, &k, &d, MDB_FIRST); rc == 0;
+             rc = mdb_cursor_get(c, &k, &d, MDB_NEXT))
+            n += k.mv_size > 8 + DEVICE_ID_LEN &&
+                 memcmp((const uint8_t *)k.mv_data + 8, recipient, DEVICE_ID_LEN) == 0;
+        mdb_cursor_close(c);
+        mdb_txn_abort(txn);
+        mdb_env_close(env);
+        return n;
+    }
+    assert_int_equal(mdb_cursor_open(txn, qx, &c), 0);
+    while ((rc = mdb_cursor_get(c, &k, &d, MDB_FIRST)) == 0) {
+        uint8_t key[8 + DEVICE_ID_LEN + WIRE_ID_LEN];
+        MDB_val lk = {sizeof(key), key}, none = {0, NULL};
+
+        assert_int_equal(k.mv_size, 16);
+        assert_int_equal(d.mv_size, DEVICE_ID_LEN + WIRE_ID_LEN);
+        memcpy(key, k.mv_data, 8);
+        memcpy(key + 8, d.mv_data, DEVICE_ID_LEN + WIRE_ID_LEN);
+        assert_int_equal(mdb_put(txn, x, &lk, &none, 0), 0);
+        assert_int_equal(mdb_cursor_del(c, 0), 0);
+    }
+    assert_int_equal(rc, MDB_NOTFOUND);
+    mdb_cursor_close(c);
+    assert_int_equal(mdb_cursor_open(txn, qi, &c), 0);
+    while ((rc = mdb_cursor_get(c, &k, &d, MDB_FIRST)) == 0) {
+        uint8_t key[DEVICE_ID_LEN + 1 + 8];
+
+        assert_int_equal(k.mv_size, sizeof(key));
+        memcpy(key, k.mv_data, sizeof(key));
+        dk.mv_data = key + DEVICE_ID_LEN + 1;
+        dk.mv_size = 8;
+        assert_int_equal(mdb_get(txn, qd, &dk, &dv), 0);
+        k.mv_data = key;
+        k.mv_size = sizeof(key);
+        assert_int_equal(mdb_put(txn, q, &k, &dv, 0), 0);
+        assert_int_equal(mdb_del(txn, qd, &dk, NULL), 0);
+        assert_int_equal(mdb_cursor_del(c, 0), 0);
+        n++;
+    }
+    assert_int_equal(rc, MDB_NOTFOUND);
+    mdb_cursor_close(c);
+    assert_int_equal(mdb_stat(txn, qd, &st), 0);
+    assert_int_equal(st.ms_entries, 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    return n;
+}
+
+/*
+ * A data directory from a relay before issue 16 (one `queue` table, `expiry`
+ * keyed by recipient) is migrated at start: its envelopes are delivered in
+ * precedence-then-age order, with their bytes, and acknowledged once; one
+ * whose legacy expiry entry passes becomes a notice for its sender; `queue`
+ * and the legacy expiry entries are left empty.
+ */
+static void test_legacy_queue_migrated(void **state)
+{
+    static const uint8_t prec[4] = {WIRE_ROUTINE, WIRE_FLASH, WIRE_ROUTINE, WIRE_PRIORITY};
+    static const size_t expect[3] = {1, 0, 2};
+    struct fixture *f = *state;
+    struct wsc ca, cc;
+    struct wire_msg m;
+    struct wire_iter it;
+    struct wire_nd nd;
+    struct got g;
+    uint16_t reason;
+    uint8_t ids[4][WIRE_ID_LEN];
+    char text[32];
+    size_t moved;
+
+    assert_int_equal(tc_auth(&ca, f->relay.port, &f->a, &reason), 0);
+    for (size_t i = 0; i < 4; i++) { /* the last one is short-lived */
+        new_id(ids[i]);
+        snprintf(text, sizeof(text), "legacy-%zu", i);
+        submit_one(f, &ca, ids[i], &f->c, prec[i], tnow() + (i == 3 ? 5 : 3600), text,
+                   WIRE_R_OK);
+    }
+    wsc_close(&ca);
+    (void)trelay_signal(&f->relay, SIGTERM);
+    moved = queue_to_legacy(f->pki.data_path, f->c.cert.device_id, 0);
+    if (moved < 4)
+        fail_msg("expected at least the 4 queued envelopes moved to the legacy table, saw %zu",
+                 moved);
+    assert_int_equal(trelay_start(&f->relay, &f->pki, NULL), 0);
+    sleep(7); /* the short-lived one expires from the legacy index */
+    assert_int_equal(tc_auth(&ca, f->relay.port, &f->a, &reason), 0);
+    assert_int_equal(tc_expect(&ca, &f->msg, &m, WIRE_NON_DELIVERY, TWAIT), 0);
+    assert_int_equal(m.u.batch.n, 1);
+    wire_iter_init(&it, &m);
+    assert_int_equal(wire_next_nd(&it, &nd), 0);
+    assert_memory_equal(nd.id, ids[3], WIRE_ID_LEN);
+    assert_int_equal(nd.reason, WIRE_R_EXPIRED);
+    buf_reset(&f->msg);
+    assert_int_equal(wire_put_ids(&f->msg, WIRE_NON_DELIVERY_ACK, ids[3], 1), 0);
+    assert_int_equal(tc_send(&ca, &f->msg), 0);
+    usleep(300000);
+    wsc_close(&ca);
+    assert_int_equal(tc_auth(&cc, f->relay.port, &f->c, &reason), 0);
+    collect(f, &cc, &g, 500, 1);
+    assert_int_equal(g.n, 3);
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(text, sizeof(text), "legacy-%zu", expect[i]);
+        if (memcmp(g.id[i], ids[expect[i]], WIRE_ID_LEN) != 0)
+            fail_msg("position %zu: expected submission %zu, saw precedence %u", i, expect[i],
+                     g.prec[i]);
+        assert_int_equal(g.ct_len[i], strlen(text));
+        assert_memory_equal(g.ct[i], text, strlen(text));
+    }
+    wsc_close(&cc);
+    assert_int_equal(tc_auth(&cc, f->relay.port, &f->c, &reason), 0);
+    collect(f, &cc, &g, 400, 1);
+    assert_int_equal(g.n, 0);
+    wsc_close(&cc);
+    (void)trelay_signal(&f->relay, SIGTERM);
+    assert_int_equal(queue_to_legacy(f->pki.data_path, f->c.cert.device_id, 1), 0);
+    assert_int_equal(trelay_start(&f->relay, &f->pki, NULL), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -372,6 +523,7 @@ int main(void)
         cmocka_unit_test(test_unknown_recipient_and_past_expiry),
         cmocka_unit_test(test_expiry_notice),
         cmocka_unit_test(test_batch),
+        cmocka_unit_test(test_legacy_queue_migrated),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
