@@ -1,6 +1,8 @@
 /* audit.c - audit key, checkpoint policy and directory records (see audit.h). */
 #include "audit.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +39,15 @@ struct raudit {
     uint64_t last_time; /* monotonic seconds of the latest checkpoint (or of start) */
     int force;
     struct buf text;
+    /* The O(n) recomputation of check_tree, run beside the event loop (raudit_verify_start). */
+    struct store *bg_st;
+    uint64_t bg_at, bg_size;
+    uint8_t bg_want_at[MERKLE_HASH_LEN], bg_want[MERKLE_HASH_LEN];
+    int bg_pending, bg_started;
+    pthread_t bg;
+    atomic_int bg_state; /* 0 running or not started, 1 verified, -1 failed (bg_err) */
+    int bg_result;
+    char bg_err[256];
 };
 
 static uint64_t mono_s(void)
@@ -147,21 +158,21 @@ static int recompute_check(struct store *st, uint64_t at, const uint8_t want_at[
     if (size == 0)
         return 0;
     if ((r = store_audit_recompute(st, at, root_at, size, root, &bad)) != 0) {
-        snprintf(err, errsz, "audit record %llu is missing or not a record (%s); refusing to start",
+        snprintf(err, errsz, "audit record %llu is missing or not a record (%s); stopping the relay",
                  (unsigned long long)bad, verr_str(r));
         return r;
     }
     if (at > 0 && memcmp(root_at, want_at, MERKLE_HASH_LEN) != 0) {
         snprintf(err, errsz,
                  "audit records recomputed at size %llu differ from the signed checkpoint: "
-                 "records were altered; refusing to start",
+                 "records were altered; stopping the relay",
                  (unsigned long long)at);
         return VERR_BAD_PROOF;
     }
     if (memcmp(root, want, MERKLE_HASH_LEN) != 0) {
         snprintf(err, errsz,
                  "audit records recomputed at size %llu differ from the audit tree state: records "
-                 "were altered; refusing to start",
+                 "were altered; stopping the relay",
                  (unsigned long long)size);
         return VERR_BAD_PROOF;
     }
@@ -230,11 +241,17 @@ static int check_tree(struct raudit *ra, struct store *st, char *err, size_t err
     }
     /*
      * The frontier alone cannot see a record rewritten below the checkpoint
-     * (PROTOCOL.md part 6 section 5): recompute the tree from the records at
-     * the signed size and at the log's size.
+     * (PROTOCOL.md part 6 section 5): the tree is recomputed from the records
+     * at the signed size and at the log's size. That reads every record, so
+     * it runs beside the event loop (raudit_verify_start): a restart with a
+     * long log serves at once, and a failure stops the relay seconds later.
      */
-    if ((r = recompute_check(st, cp.size, cp.root, records, root, err, errsz)) != 0)
-        goto out;
+    ra->bg_st = st;
+    ra->bg_at = cp.size;
+    ra->bg_size = records;
+    memcpy(ra->bg_want_at, cp.root, MERKLE_HASH_LEN);
+    memcpy(ra->bg_want, root, MERKLE_HASH_LEN);
+    ra->bg_pending = 1;
     r = 0;
 out:
     buf_free(&note);
@@ -284,10 +301,52 @@ out:
     return r;
 }
 
+static void *verify_main(void *arg)
+{
+    struct raudit *ra = arg;
+
+    ra->bg_result = recompute_check(ra->bg_st, ra->bg_at, ra->bg_want_at, ra->bg_size,
+                                    ra->bg_want, ra->bg_err, sizeof(ra->bg_err));
+    atomic_store(&ra->bg_state, ra->bg_result == 0 ? 1 : -1);
+    return NULL;
+}
+
+int raudit_verify_start(struct raudit *ra)
+{
+    if (!ra->bg_pending) {
+        atomic_store(&ra->bg_state, 1); /* no checkpoint yet: nothing to recompute */
+        return 0;
+    }
+    if (pthread_create(&ra->bg, NULL, verify_main, ra) != 0)
+        return VERR_NOMEM;
+    ra->bg_started = 1;
+    return 0;
+}
+
+int raudit_verify_poll(struct raudit *ra, int *done, char *err, size_t errsz)
+{
+    int state = atomic_load(&ra->bg_state);
+
+    *done = state != 0;
+    if (state >= 0)
+        return 0;
+    snprintf(err, errsz, "%s", ra->bg_err);
+    return ra->bg_result;
+}
+
+void raudit_verify_join(struct raudit *ra)
+{
+    if (ra != NULL && ra->bg_started) {
+        (void)pthread_join(ra->bg, NULL);
+        ra->bg_started = 0;
+    }
+}
+
 void raudit_free(struct raudit *ra)
 {
     if (ra == NULL)
         return;
+    raudit_verify_join(ra);
     sodium_free(ra->sk); /* wipes */
     buf_free(&ra->text);
     free(ra);

@@ -16,7 +16,14 @@
  *    after raudit_force_checkpoint (clean shutdown).
  *  - raudit_open refuses to start (one clear line in err) when the persisted
  *    tree state does not parse, does not cover exactly the records in the
- *    log, or disagrees with the latest signed checkpoint.
+ *    log, or disagrees with the latest signed checkpoint (all O(log n)).
+ *  - The O(n) part of the start-up check (every record rehashed, roots at the
+ *    checkpoint's size and the log's, PROTOCOL.md part 6 section 5) runs in
+ *    its own thread from raudit_verify_start, beside the event loop, on a
+ *    read transaction of its own: the relay serves at once after a restart.
+ *    raudit_verify_poll reports it (done, and non-zero with the one line in
+ *    err once it failed); raudit_verify_join waits for it, and must run
+ *    before the store is closed (raudit_free calls it too).
  */
 #ifndef VALISE_RELAY_AUDIT_H
 #define VALISE_RELAY_AUDIT_H
@@ -43,6 +50,9 @@ struct raudit;
 /* Loads (or creates) the key, checks the tree state, installs the checkpoint policy on st. */
 int raudit_open(struct raudit **out, const struct relay_config *cfg, struct store *st, char *err,
                 size_t errsz) VL_MUST_CHECK;
+int raudit_verify_start(struct raudit *ra) VL_MUST_CHECK;
+int raudit_verify_poll(struct raudit *ra, int *done, char *err, size_t errsz) VL_MUST_CHECK;
+void raudit_verify_join(struct raudit *ra);
 void raudit_free(struct raudit *ra);
 /* The C2SP verifier key "name+keyid+base64(0x01||pk)". */
 const char *raudit_verifier_key(const struct raudit *ra);

@@ -227,6 +227,8 @@ struct relay {
     size_t nbuckets;
     size_t nconns, nauthed;
     volatile sig_atomic_t stop, reload;
+    int audit_checked;  /* the start-up recomputation has ended (raudit_verify_poll) */
+    int audit_failed;   /* ... and failed: stop, sign nothing more */
     int shutting_down;
     uint64_t last_sweep_ms;
     uint64_t last_expire_ms; /* sessions_expire, once a second */
@@ -2844,6 +2846,28 @@ static void log_final_checkpoint(struct relay *rl)
              r != 0 ? ": " : "", r != 0 ? verr_str(r) : "");
 }
 
+/*
+ * The start-up recomputation of the audit tree (audit.h), once it has ended:
+ * logged either way; a failure stops the relay (exit status 1).
+ */
+static void audit_check_poll(struct relay *rl)
+{
+    char err[256];
+    int done = 0, r = raudit_verify_poll(rl->audit, &done, err, sizeof(err));
+
+    if (!done)
+        return;
+    rl->audit_checked = 1;
+    if (r == 0) {
+        rlog(RLOG_INFO, "audit log checked: every record rehashed matches the signed checkpoint "
+                        "and the tree state");
+        return;
+    }
+    rl->audit_failed = 1;
+    rl->stop = 1;
+    rlog(RLOG_ERROR, "%s", err);
+}
+
 /* Waits for the writer, then commits and acknowledges everything queued so far. */
 static void writer_drain(struct relay *rl)
 {
@@ -2862,6 +2886,11 @@ int relay_run(struct relay *rl)
 
     if ((r = writer_start(rl)) != 0) {
         rlog(RLOG_ERROR, "cannot start the writer thread");
+        return r;
+    }
+    if ((r = raudit_verify_start(rl->audit)) != 0) {
+        rlog(RLOG_ERROR, "cannot start the audit log check: %s", verr_str(r));
+        writer_stop(rl);
         return r;
     }
     while (!rl->stop) {
@@ -2895,6 +2924,8 @@ int relay_run(struct relay *rl)
             sessions_expire(rl, now_s());
             rl->last_expire_ms = t;
         }
+        if (!rl->audit_checked)
+            audit_check_poll(rl);
         if (writer_kick(rl, t - rl->last_sweep_ms >= 1000, &swept) && swept)
             rl->last_sweep_ms = t;
     }
@@ -2911,6 +2942,15 @@ int relay_run(struct relay *rl)
     }
     writer_drain(rl);
     writer_stop(rl);
+    raudit_verify_join(rl->audit);
+    if (!rl->audit_checked)
+        audit_check_poll(rl);
+    if (rl->audit_failed) {
+        /* Nothing more is signed over a log whose records fail the check. */
+        rlog(RLOG_ERROR, "stopped without a final checkpoint: the audit log failed its start-up "
+                         "check");
+        return VERR_BAD_PROOF;
+    }
     raudit_force_checkpoint(rl->audit); /* the stop record is covered by a checkpoint */
     if ((r = audit_now(rl, AUDIT_RELAY_STOP)) != 0)
         rlog(RLOG_ERROR, "audit of stop failed: %s; no final checkpoint", verr_str(r));
@@ -2950,6 +2990,7 @@ void relay_destroy(struct relay *rl)
     }
     batch_free(rl, &rl->batches[0]);
     batch_free(rl, &rl->batches[1]);
+    raudit_verify_join(rl->audit); /* its read transaction ends before the store closes */
     store_close(rl->st);
     raudit_free(rl->audit);
     sodium_free(rl->hs_sk); /* wipes */
