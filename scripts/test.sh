@@ -4,7 +4,8 @@
 # then runs every libFuzzer harness for a bounded time on its committed corpus.
 # The ctest runs include the desk in a real browser (desk/browser: Playwright
 # and Debian's chromium, installed by scripts/deps.sh).
-# --long: the slow rounds (longer fuzzing; more crash-recovery rounds).
+# --long: the slow rounds (longer fuzzing; more crash-recovery rounds; the tests
+# labelled "long"; the "slow" ones under ASan too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 long=0
@@ -13,9 +14,13 @@ export VALISE_LONG=$long
 
 scripts/deps.sh
 
+# Tests labelled "long" (a 9,600 bit/s directory download) run only with --long.
+skip_long=(-LE long)
+[ $long -eq 1 ] && skip_long=()
+
 echo "== release build and tests"
 scripts/build.sh release
-ctest --test-dir build/release --output-on-failure -j2 --timeout 600
+ctest --test-dir build/release --output-on-failure -j2 --timeout 600 "${skip_long[@]}"
 
 echo "== ASan + UBSan build and tests"
 scripts/build.sh asan

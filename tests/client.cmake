@@ -65,10 +65,12 @@ set_tests_properties(client/badlink PROPERTIES TIMEOUT 1800 LABELS "client;slow"
 # in pieces; then one device added and one revoked cost the post a few hundred
 # bytes each (a delta). The same at 9,600 bit/s is "slow"; 10,000 devices there
 # only with VALISE_LONG=1 (scripts/test.sh --long, about 40 minutes), else 400.
+# Both "slow" (release pass only; under ASan with --long); the 9,600 bit/s one
+# also "long": scripts/test.sh runs it only with --long (the default run's time).
 add_test(NAME client/directory_link COMMAND client_test_badlink directory)
-set_tests_properties(client/directory_link PROPERTIES TIMEOUT 900 LABELS client)
+set_tests_properties(client/directory_link PROPERTIES TIMEOUT 900 LABELS "client;slow")
 add_test(NAME client/directory_slow_link COMMAND client_test_badlink directory-slow)
-set_tests_properties(client/directory_slow_link PROPERTIES TIMEOUT 4800 LABELS "client;slow")
+set_tests_properties(client/directory_slow_link PROPERTIES TIMEOUT 4800 LABELS "client;slow;long")
 # `valise run` on the bad link: it stops within a second or two of SIGTERM in
 # the middle of a step (keeping the directory pieces it had), and its backoff
 # resets once a connection got through.
@@ -94,7 +96,8 @@ add_executable(client_bench_overhead ${CMAKE_CURRENT_LIST_DIR}/client/bench_over
 target_link_libraries(client_bench_overhead PRIVATE vtest_relay_support valise_client vcore pthread)
 add_dependencies(client_bench_overhead valise-relay)
 add_test(NAME client/overhead COMMAND client_bench_overhead)
-set_tests_properties(client/overhead PROPERTIES TIMEOUT 300 LABELS client)
+# "slow": the release pass only (ASan with --long); the figures come from bench.sh.
+set_tests_properties(client/overhead PROPERTIES TIMEOUT 300 LABELS "client;slow")
 
 # Receipts that travel together (issue 13 item 3).
 add_executable(client_test_receipts ${CMAKE_CURRENT_LIST_DIR}/client/test_receipts.c)
