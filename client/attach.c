@@ -312,30 +312,6 @@ static int write_full(int fd, const uint8_t *p, size_t n)
     return 0;
 }
 
-static int fsync_dir_of(const char *path)
-{
-    char dir[4096];
-    const char *slash = strrchr(path, '/');
-    size_t n = slash == NULL ? 0 : (size_t)(slash - path);
-    int fd, r = 0;
-
-    if (n >= sizeof(dir))
-        return VERR_TOO_LARGE;
-    if (n == 0) {
-        dir[0] = slash == NULL ? '.' : '/';
-        dir[1] = '\0';
-    } else {
-        memcpy(dir, path, n);
-        dir[n] = '\0';
-    }
-    if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
-        return VERR_IO;
-    if (fsync(fd) != 0)
-        r = VERR_IO;
-    close(fd);
-    return r;
-}
-
 static int tmp_name(char *out, size_t outsz, const char *path)
 {
     int n = snprintf(out, outsz, "%s.tmp.%ld", path, (long)getpid());
@@ -421,7 +397,7 @@ int attach_seal_file(const char *src, uint64_t max, const char *ct_path, struct 
         goto out;
     }
     made = 0;
-    if ((r = fsync_dir_of(ct_path)) != 0) {
+    if ((r = file_fsync_parent(ct_path)) != 0) {
         (void)unlink(ct_path);
         goto out;
     }
@@ -545,7 +521,7 @@ int attach_open_file(const struct attach_desc *d, const char *ct_path, const cha
         r = errno_verr(errno);
         goto out;
     }
-    if ((r = fsync_dir_of(out)) != 0) {
+    if ((r = file_fsync_parent(out)) != 0) {
         (void)unlink(out);
         goto out;
     }

@@ -69,7 +69,7 @@ out:
     return r;
 }
 
-static int fsync_parent(const char *path)
+int file_fsync_parent(const char *path)
 {
     char tmp[4096];
     int fd, r;
@@ -113,7 +113,7 @@ int file_write_new(const char *path, const uint8_t *data, size_t len, mode_t mod
     if (close(fd) != 0 && r == 0)
         r = VERR_IO;
     if (r == 0)
-        r = fsync_parent(path);
+        r = file_fsync_parent(path);
     if (r != 0)
         unlink(path);
     return r;
@@ -149,12 +149,12 @@ int file_replace(const char *path, const uint8_t *data, size_t len, mode_t mode)
             unlink(old);
         return r;
     }
-    if ((r = fsync_parent(path)) != 0) {
+    if ((r = file_fsync_parent(path)) != 0) {
         if (had_old)
             (void)rename(old, path);
         else
             (void)unlink(path);
-        (void)fsync_parent(path);
+        (void)file_fsync_parent(path);
         return r;
     }
     if (had_old)

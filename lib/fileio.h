@@ -28,6 +28,8 @@ int file_replace(const char *path, const uint8_t *data, size_t len, mode_t mode)
 int file_exists(const char *path);
 /* Joins dir and name into out; VERR_TOO_LARGE if it does not fit. */
 int file_join(char *out, size_t outsz, const char *dir, const char *name) VL_MUST_CHECK;
+/* fsync of the directory that holds path (after a create, rename or link in it). */
+int file_fsync_parent(const char *path);
 /* Creates a directory with mode 0700 if it does not exist. */
 int file_mkdir_private(const char *path) VL_MUST_CHECK;
 

@@ -2337,28 +2337,6 @@ out:
 
 static const char meta_restore_pending[] = "restore_pending";
 
-static int fsync_dir_of(const char *path)
-{
-    char dir[4096];
-    const char *slash = strrchr(path, '/');
-    size_t n = slash == NULL ? 1 : (slash == path ? 1 : (size_t)(slash - path));
-    int fd, r = 0;
-
-    if (n >= sizeof(dir))
-        return VERR_TOO_LARGE;
-    if (slash == NULL)
-        dir[0] = '.';
-    else
-        memcpy(dir, path, n);
-    dir[n] = '\0';
-    if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
-        return VERR_IO;
-    if (fsync(fd) != 0)
-        r = VERR_IO;
-    close(fd);
-    return r;
-}
-
 /* A new 0600 file "path.XXXXXX" beside path, its name in tmp. */
 static int temp_beside(const char *path, char *tmp, size_t tmpsz, int *fd)
 {
@@ -2456,7 +2434,7 @@ int store_backup(const char *dir, const char *out, uint64_t *records)
         goto out;
     }
     placed = 1;
-    r = fsync_dir_of(out);
+    r = file_fsync_parent(out);
 out:
     if (fd >= 0)
         close(fd);
@@ -2570,7 +2548,7 @@ int store_restore(const char *dir, const char *from, uint64_t *records)
         goto out;
     }
     placed = 1;
-    r = fsync_dir_of(target);
+    r = file_fsync_parent(target);
 out:
     if (txn != NULL)
         mdb_txn_abort(txn);
