@@ -5,6 +5,10 @@ add_test(NAME client/e2e COMMAND ${CMAKE_CURRENT_LIST_DIR}/client/client_e2e.sh
          $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise> $<TARGET_FILE:valise-relay>)
 set_tests_properties(client/e2e PROPERTIES TIMEOUT 180 LABELS client)
 
+# A client device for the integration tests written in C (tests/support/clientside.c).
+add_library(vtest_client_support STATIC ${CMAKE_CURRENT_LIST_DIR}/support/clientside.c)
+target_link_libraries(vtest_client_support PUBLIC vtest_relay_support valise_client vcore)
+
 # A relay restored from a backup: the sender resubmits what it acknowledged after it (issue 15).
 add_test(NAME client/restore COMMAND ${CMAKE_CURRENT_LIST_DIR}/client/client_restore.sh
          $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise> $<TARGET_FILE:valise-relay>)
@@ -12,7 +16,7 @@ set_tests_properties(client/restore PROPERTIES TIMEOUT 180 LABELS client)
 
 # 1,000 messages both ways through the real relay, at the library level.
 add_executable(client_test_bulk ${CMAKE_CURRENT_LIST_DIR}/client/test_bulk.c)
-target_link_libraries(client_test_bulk PRIVATE vtest_relay_support valise_client vcore
+target_link_libraries(client_test_bulk PRIVATE vtest_client_support vtest_relay_support valise_client vcore
                       PkgConfig::CMOCKA)
 add_dependencies(client_test_bulk valise-relay)
 add_test(NAME client/bulk COMMAND client_test_bulk)
@@ -35,7 +39,7 @@ set_tests_properties(client/freshness PROPERTIES TIMEOUT 180 LABELS client
 # circular's id, a prekey message naming an unknown one-time prekey, and one
 # replayed after the session it set up was evicted.
 add_executable(client_test_msgid ${CMAKE_CURRENT_LIST_DIR}/client/test_msgid.c)
-target_link_libraries(client_test_msgid PRIVATE vtest_relay_support valise_client vcore
+target_link_libraries(client_test_msgid PRIVATE vtest_client_support vtest_relay_support valise_client vcore
                       PkgConfig::CMOCKA)
 add_dependencies(client_test_msgid valise-relay)
 add_test(NAME client/msgid COMMAND client_test_msgid)
@@ -93,7 +97,7 @@ set_tests_properties(client/recipients PROPERTIES TIMEOUT 180 LABELS client)
 # message and receipt through (byte counts are reported, never asserted).
 add_executable(client_bench_overhead ${CMAKE_CURRENT_LIST_DIR}/client/bench_overhead.c
                ${CMAKE_CURRENT_LIST_DIR}/support/linkemu.c)
-target_link_libraries(client_bench_overhead PRIVATE vtest_relay_support valise_client vcore pthread)
+target_link_libraries(client_bench_overhead PRIVATE vtest_client_support vtest_relay_support valise_client vcore pthread)
 add_dependencies(client_bench_overhead valise-relay)
 add_test(NAME client/overhead COMMAND client_bench_overhead)
 # "slow": the release pass only (ASan with --long); the figures come from bench.sh.
@@ -101,7 +105,7 @@ set_tests_properties(client/overhead PROPERTIES TIMEOUT 300 LABELS "client;slow"
 
 # Receipts that travel together (issue 13 item 3).
 add_executable(client_test_receipts ${CMAKE_CURRENT_LIST_DIR}/client/test_receipts.c)
-target_link_libraries(client_test_receipts PRIVATE vtest_relay_support valise_client vcore
+target_link_libraries(client_test_receipts PRIVATE vtest_client_support vtest_relay_support valise_client vcore
                       PkgConfig::CMOCKA)
 add_dependencies(client_test_receipts valise-relay)
 add_test(NAME client/receipts COMMAND client_test_receipts)

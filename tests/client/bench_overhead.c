@@ -36,6 +36,7 @@
 #include "identity.h"
 #include "linkemu.h"
 #include "mailbox.h"
+#include "clientside.h"
 #include "relaytest.h"
 #include "text.h"
 
@@ -43,11 +44,6 @@ static const char pass[] = "overhead bench passphrase";
 
 enum { LINK_RATE = 1200, LINK_DELAY = 500, BATCH = 10 };
 
-struct side {
-    char home[TPATH];
-    struct mbox *m;
-    struct tdev dev;
-};
 
 #define CHECK(cond, ...)                                                                           \
     do {                                                                                           \
@@ -58,51 +54,7 @@ struct side {
         }                                                                                          \
     } while (0)
 
-static void make_side(const struct tpki *p, struct side *s, const char *name, const char *post,
-                      const char *role, uint64_t serial)
-{
-    char req[TPATH + 8];
-    uint8_t devid[DEVICE_ID_LEN];
-    struct identity id;
-    struct buf b;
 
-    memset(s, 0, sizeof(*s));
-    CHECK(file_join(s->home, sizeof(s->home), p->dir, name) == 0, "path");
-    snprintf(req, sizeof(req), "%s.req", s->home);
-    CHECK(identity_create(s->home, name, pass, req, devid) == 0, "identity_create");
-    CHECK(identity_unlock(s->home, pass, &id) == 0, "identity_unlock");
-    memcpy(s->dev.cert.device_id, id.device_id, DEVICE_ID_LEN);
-    memcpy(s->dev.cert.person_id, id.device_id, PERSON_ID_LEN);
-    memcpy(s->dev.cert.sign_pk, id.sign_pk, SIG_PK_LEN);
-    memcpy(s->dev.cert.dh_pk, id.dh_pk, DH_PK_LEN);
-    identity_free(&id);
-    s->dev.cert.serial = serial;
-    memcpy(s->dev.cert.org_id, p->org.id, ORG_ID_LEN);
-    snprintf(s->dev.cert.name, sizeof(s->dev.cert.name), "%s", name);
-    snprintf(s->dev.cert.post, sizeof(s->dev.cert.post), "%s", post);
-    snprintf(s->dev.cert.role, sizeof(s->dev.cert.role), "%s", role);
-    s->dev.cert.not_before = (uint64_t)time(NULL) - 3600;
-    s->dev.cert.not_after = (uint64_t)time(NULL) + 86400;
-    CHECK(buf_init(&b, CERT_MAX_LEN, 0) == 0, "buf");
-    CHECK(cert_sign(&s->dev.cert, p->org_sk, &b) == 0, "cert_sign");
-    memcpy(s->dev.cert_bytes, buf_data(&b), buf_size(&b));
-    s->dev.cert_len = buf_size(&b);
-    buf_free(&b);
-}
-
-static void enroll(const struct tpki *p, struct side *s, int port)
-{
-    struct buf org;
-    char url[64];
-
-    snprintf(url, sizeof(url), "ws://127.0.0.1:%d", port);
-    CHECK(mbox_open(&s->m, s->home, pass) == 0, "mbox_open");
-    CHECK(file_read(p->orgpub_path, ORGPUB_MAX_LEN, 0, &org) == 0, "org.pub");
-    CHECK(mbox_enroll(s->m, s->dev.cert_bytes, s->dev.cert_len, buf_data(&org), buf_size(&org),
-                      url, "valise-relay", NULL, (uint64_t)time(NULL)) == 0,
-          "mbox_enroll");
-    buf_free(&org);
-}
 
 static void sync_once(struct side *s, struct mbox_sync_stats *st)
 {
@@ -242,8 +194,8 @@ int main(int argc, char **argv)
     }
     CHECK(sodium_init() >= 0, "sodium_init");
     CHECK(tpki_init(&p) == 0, "tpki_init");
-    make_side(&p, &hq, "hq", "HQ", "duty", 1);
-    make_side(&p, &post, "jakarta", "JKT", "ambassador", 2);
+    CHECK(side_make(&p, &hq, "hq", "HQ", "duty", 1, NULL, pass) == 0, "side_make");
+    CHECK(side_make(&p, &post, "jakarta", "JKT", "ambassador", 2, NULL, pass) == 0, "side_make");
     {
         const struct tdev *devs[] = {&hq.dev, &post.dev};
         CHECK(tpki_write_dir(&p, 1, devs, 2, NULL, 0) == 0, "directory");
@@ -251,8 +203,8 @@ int main(int argc, char **argv)
     CHECK(trelay_start(&relay, &p, NULL) == 0, "relay");
     cfg.upstream_port = relay.port;
     CHECK(linkemu_start(&le, &cfg, &le_port) == 0, "link emulator");
-    enroll(&p, &hq, relay.port);
-    enroll(&p, &post, le_port);
+    CHECK(side_enroll(&p, &hq, relay.port, pass) == 0, "side_enroll");
+    CHECK(side_enroll(&p, &post, le_port, pass) == 0, "side_enroll");
     sync_once(&hq, &st);
 
     first = measured(le, &post, &st);

@@ -22,6 +22,7 @@
 #include "fileio.h"
 #include "identity.h"
 #include "mailbox.h"
+#include "clientside.h"
 #include "relaytest.h"
 #include "text.h"
 
@@ -29,59 +30,8 @@ enum { PER_SIDE = 500, SYNC_EVERY = 50 };
 
 static const char pass[] = "bulk test passphrase";
 
-struct side {
-    char home[TPATH];
-    struct mbox *m;
-    struct tdev dev;
-    uint8_t cert_bytes[CERT_MAX_LEN];
-    size_t cert_len;
-};
 
-static void make_side(const struct tpki *p, struct side *s, const char *name, const char *post,
-                      uint64_t serial)
-{
-    char req[TPATH + 8];
-    uint8_t devid[DEVICE_ID_LEN];
-    struct identity id;
-    struct buf b;
 
-    memset(s, 0, sizeof(*s));
-    assert_int_equal(file_join(s->home, sizeof(s->home), p->dir, name), 0);
-    snprintf(req, sizeof(req), "%s.req", s->home);
-    assert_int_equal(identity_create(s->home, name, pass, req, devid), 0);
-    assert_int_equal(identity_unlock(s->home, pass, &id), 0);
-    memcpy(s->dev.cert.device_id, id.device_id, DEVICE_ID_LEN);
-    memcpy(s->dev.cert.person_id, id.device_id, PERSON_ID_LEN); /* one person per device */
-    memcpy(s->dev.cert.sign_pk, id.sign_pk, SIG_PK_LEN);
-    memcpy(s->dev.cert.dh_pk, id.dh_pk, DH_PK_LEN);
-    identity_free(&id);
-    s->dev.cert.serial = serial;
-    memcpy(s->dev.cert.org_id, p->org.id, ORG_ID_LEN);
-    snprintf(s->dev.cert.name, sizeof(s->dev.cert.name), "%s", name);
-    snprintf(s->dev.cert.post, sizeof(s->dev.cert.post), "%s", post);
-    snprintf(s->dev.cert.role, sizeof(s->dev.cert.role), "duty");
-    s->dev.cert.not_before = (uint64_t)time(NULL) - 3600;
-    s->dev.cert.not_after = (uint64_t)time(NULL) + 86400;
-    assert_int_equal(buf_init(&b, CERT_MAX_LEN, 0), 0);
-    assert_int_equal(cert_sign(&s->dev.cert, p->org_sk, &b), 0);
-    memcpy(s->cert_bytes, buf_data(&b), buf_size(&b));
-    s->cert_len = buf_size(&b);
-    buf_free(&b);
-}
-
-static void enroll(const struct tpki *p, struct side *s, int port)
-{
-    struct buf org;
-    char url[64];
-
-    snprintf(url, sizeof(url), "ws://127.0.0.1:%d", port);
-    assert_int_equal(mbox_open(&s->m, s->home, pass), 0);
-    assert_int_equal(file_read(p->orgpub_path, ORGPUB_MAX_LEN, 0, &org), 0);
-    assert_int_equal(mbox_enroll(s->m, s->cert_bytes, s->cert_len, buf_data(&org), buf_size(&org),
-                                 url, "valise-relay", NULL, (uint64_t)time(NULL)),
-                     0);
-    buf_free(&org);
-}
 
 static void sync_ok(struct side *s, struct mbox_sync_stats *st)
 {
@@ -168,15 +118,15 @@ static void test_thousand_interleaved(void **state)
     (void)state;
 
     assert_int_equal(tpki_init(&p), 0);
-    make_side(&p, &a, "alpha", "HQ", 1);
-    make_side(&p, &b, "bravo", "JKT", 2);
+    assert_int_equal(side_make(&p, &a, "alpha", "HQ", "duty", 1, NULL, pass), 0);
+    assert_int_equal(side_make(&p, &b, "bravo", "JKT", "duty", 2, NULL, pass), 0);
     {
         const struct tdev *devs[] = {&a.dev, &b.dev};
         assert_int_equal(tpki_write_dir(&p, 1, devs, 2, NULL, 0), 0);
     }
     assert_int_equal(trelay_start(&relay, &p, NULL), 0);
-    enroll(&p, &a, relay.port);
-    enroll(&p, &b, relay.port);
+    assert_int_equal(side_enroll(&p, &a, relay.port, pass), 0);
+    assert_int_equal(side_enroll(&p, &b, relay.port, pass), 0);
     /* Each publishes its prekeys; neither has a session yet, so both X3DH set-ups cross. */
     sync_ok(&a, &st);
     sync_ok(&b, &st);

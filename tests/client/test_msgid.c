@@ -44,6 +44,7 @@
 #include "mailbox.h"
 #include "mbox_attach.h"
 #include "ratchet.h"
+#include "clientside.h"
 #include "relaytest.h"
 #include "store.h"
 #include "text.h"
@@ -52,57 +53,8 @@
 
 static const char pass[] = "msgid test passphrase";
 
-struct side {
-    char home[TPATH];
-    struct mbox *m;
-    struct tdev dev;
-};
 
-static void make_side(const struct tpki *p, struct side *s, const char *name, const char *post,
-                      uint64_t serial)
-{
-    char req[TPATH + 8];
-    uint8_t devid[DEVICE_ID_LEN];
-    struct identity id;
-    struct buf b;
 
-    memset(s, 0, sizeof(*s));
-    assert_int_equal(file_join(s->home, sizeof(s->home), p->dir, name), 0);
-    snprintf(req, sizeof(req), "%s.req", s->home);
-    assert_int_equal(identity_create(s->home, name, pass, req, devid), 0);
-    assert_int_equal(identity_unlock(s->home, pass, &id), 0);
-    memcpy(s->dev.cert.device_id, id.device_id, DEVICE_ID_LEN);
-    memcpy(s->dev.cert.sign_pk, id.sign_pk, SIG_PK_LEN);
-    memcpy(s->dev.cert.dh_pk, id.dh_pk, DH_PK_LEN);
-    identity_free(&id);
-    s->dev.cert.serial = serial;
-    randombytes_buf(s->dev.cert.person_id, PERSON_ID_LEN); /* one person per side */
-    memcpy(s->dev.cert.org_id, p->org.id, ORG_ID_LEN);
-    snprintf(s->dev.cert.name, sizeof(s->dev.cert.name), "%s", name);
-    snprintf(s->dev.cert.post, sizeof(s->dev.cert.post), "%s", post);
-    snprintf(s->dev.cert.role, sizeof(s->dev.cert.role), "duty");
-    s->dev.cert.not_before = (uint64_t)time(NULL) - 3600;
-    s->dev.cert.not_after = (uint64_t)time(NULL) + 86400;
-    assert_int_equal(buf_init(&b, CERT_MAX_LEN, 0), 0);
-    assert_int_equal(cert_sign(&s->dev.cert, p->org_sk, &b), 0);
-    memcpy(s->dev.cert_bytes, buf_data(&b), buf_size(&b));
-    s->dev.cert_len = buf_size(&b);
-    buf_free(&b);
-}
-
-static void enroll(const struct tpki *p, struct side *s, int port)
-{
-    struct buf org;
-    char url[64];
-
-    snprintf(url, sizeof(url), "ws://127.0.0.1:%d", port);
-    assert_int_equal(mbox_open(&s->m, s->home, pass), 0);
-    assert_int_equal(file_read(p->orgpub_path, ORGPUB_MAX_LEN, 0, &org), 0);
-    assert_int_equal(mbox_enroll(s->m, s->dev.cert_bytes, s->dev.cert_len, buf_data(&org),
-                                 buf_size(&org), url, "valise-relay", NULL, (uint64_t)time(NULL)),
-                     0);
-    buf_free(&org);
-}
 
 static void sync_ok(struct side *s, struct mbox_sync_stats *st)
 {
@@ -241,17 +193,17 @@ static void test_insider_reuses_circular_id(void **state)
     (void)state;
 
     assert_int_equal(tpki_init(&p), 0);
-    make_side(&p, &hq, "hq", "HQ", 1);
-    make_side(&p, &budi, "budi", "JKT", 2);
-    make_side(&p, &insider, "insider", "JKT", 3);
+    assert_int_equal(side_make(&p, &hq, "hq", "HQ", "duty", 1, NULL, pass), 0);
+    assert_int_equal(side_make(&p, &budi, "budi", "JKT", "duty", 2, NULL, pass), 0);
+    assert_int_equal(side_make(&p, &insider, "insider", "JKT", "duty", 3, NULL, pass), 0);
     {
         const struct tdev *devs[] = {&hq.dev, &budi.dev, &insider.dev};
         assert_int_equal(tpki_write_dir(&p, 1, devs, 3, NULL, 0), 0);
     }
     assert_int_equal(trelay_start(&relay, &p, NULL), 0);
-    enroll(&p, &hq, relay.port);
-    enroll(&p, &budi, relay.port);
-    enroll(&p, &insider, relay.port);
+    assert_int_equal(side_enroll(&p, &hq, relay.port, pass), 0);
+    assert_int_equal(side_enroll(&p, &budi, relay.port, pass), 0);
+    assert_int_equal(side_enroll(&p, &insider, relay.port, pass), 0);
     sync_ok(&hq, &st);
     sync_ok(&budi, &st);
     sync_ok(&insider, &st);
@@ -361,17 +313,17 @@ static void test_insider_reuses_attachment_id(void **state)
     (void)state;
 
     assert_int_equal(tpki_init(&p), 0);
-    make_side(&p, &hq, "hq", "HQ", 1);
-    make_side(&p, &budi, "budi", "JKT", 2);
-    make_side(&p, &insider, "insider", "JKT", 3);
+    assert_int_equal(side_make(&p, &hq, "hq", "HQ", "duty", 1, NULL, pass), 0);
+    assert_int_equal(side_make(&p, &budi, "budi", "JKT", "duty", 2, NULL, pass), 0);
+    assert_int_equal(side_make(&p, &insider, "insider", "JKT", "duty", 3, NULL, pass), 0);
     {
         const struct tdev *devs[] = {&hq.dev, &budi.dev, &insider.dev};
         assert_int_equal(tpki_write_dir(&p, 1, devs, 3, NULL, 0), 0);
     }
     assert_int_equal(trelay_start(&relay, &p, NULL), 0);
-    enroll(&p, &hq, relay.port);
-    enroll(&p, &budi, relay.port);
-    enroll(&p, &insider, relay.port);
+    assert_int_equal(side_enroll(&p, &hq, relay.port, pass), 0);
+    assert_int_equal(side_enroll(&p, &budi, relay.port, pass), 0);
+    assert_int_equal(side_enroll(&p, &insider, relay.port, pass), 0);
     sync_ok(&hq, &st);
     sync_ok(&budi, &st);
     sync_ok(&insider, &st);
@@ -464,15 +416,15 @@ static void test_unknown_one_time_prekey_refused(void **state)
     (void)state;
 
     assert_int_equal(tpki_init(&p), 0);
-    make_side(&p, &a, "alpha", "HQ", 1);
-    make_side(&p, &b, "bravo", "JKT", 2);
+    assert_int_equal(side_make(&p, &a, "alpha", "HQ", "duty", 1, NULL, pass), 0);
+    assert_int_equal(side_make(&p, &b, "bravo", "JKT", "duty", 2, NULL, pass), 0);
     {
         const struct tdev *devs[] = {&a.dev, &b.dev};
         assert_int_equal(tpki_write_dir(&p, 1, devs, 2, NULL, 0), 0);
     }
     assert_int_equal(trelay_start(&relay, &p, NULL), 0);
-    enroll(&p, &a, relay.port);
-    enroll(&p, &b, relay.port);
+    assert_int_equal(side_enroll(&p, &a, relay.port, pass), 0);
+    assert_int_equal(side_enroll(&p, &b, relay.port, pass), 0);
     sync_ok(&a, &st);
     sync_ok(&b, &st);
     /* a's first message names one of b's published one-time prekeys ... */
@@ -671,14 +623,14 @@ static void test_prekey_replay_after_eviction(void **state)
     (void)state;
 
     assert_int_equal(tpki_init(&p), 0);
-    make_side(&p, &a, "alpha", "HQ", 1);
-    make_side(&p, &b, "bravo", "JKT", 2);
+    assert_int_equal(side_make(&p, &a, "alpha", "HQ", "duty", 1, NULL, pass), 0);
+    assert_int_equal(side_make(&p, &b, "bravo", "JKT", "duty", 2, NULL, pass), 0);
     {
         const struct tdev *devs[] = {&a.dev, &b.dev};
         assert_int_equal(tpki_write_dir(&p, 1, devs, 2, NULL, 0), 0);
     }
     assert_int_equal(trelay_start(&relay, &p, NULL), 0);
-    enroll(&p, &b, relay.port);
+    assert_int_equal(side_enroll(&p, &b, relay.port, pass), 0);
     sync_ok(&b, &st); /* b's prekeys are on the relay */
     assert_true(st.prekeys_uploaded > 0);
     /* a is a certified device that speaks for itself, with its own certificate and keys. */
