@@ -85,6 +85,19 @@ static int sy_send(struct sync *s, const struct buf *msg)
 
 static int sy_on_deliver(struct sync *s, const struct wire_msg *wm);
 static int sy_on_nd(struct sync *s, const struct wire_msg *wm);
+/* A DELIVER_ACK naming no envelope: answers a DELIVER this device could not hold. */
+static int sy_ack_none(struct sync *s)
+{
+    struct buf ack;
+    int r;
+
+    if ((r = buf_init(&ack, 16, 0)) != 0)
+        return r;
+    if ((r = wire_put_ids(&ack, WIRE_DELIVER_ACK, NULL, 0)) == 0)
+        r = sy_send(s, &ack);
+    buf_free(&ack);
+    return r;
+}
 
 /* sy_wait's want for "any ATTACH_* message" (mbox_attach.h). */
 enum { MB_WANT_ATTACH = 0x100 };
@@ -149,8 +162,17 @@ static int sy_wait_any(struct sync *s, unsigned want, unsigned also, struct buf 
              */
             if (want != 0 || !s->dir_ready) {
                 if (s->ndeferred == MB_DEFER_MAX || s->deferred_bytes > MB_DEFER_BYTES) {
+                    int is_deliver = wm->type == WIRE_DELIVER;
                     buf_free(raw);
-                    break; /* not acknowledged: the relay sends it again next time */
+                    /*
+                     * Too much held: dropped, its envelopes sent again on the
+                     * next connection. A DELIVER is still answered (an empty
+                     * DELIVER_ACK): the relay matches answers to DELIVERs in
+                     * order (PROTOCOL.md part 2 "Flow control").
+                     */
+                    if (is_deliver && (r = sy_ack_none(s)) != 0)
+                        return r;
+                    break;
                 }
                 s->deferred_bytes += buf_size(raw);
                 s->deferred[s->ndeferred++] = *raw; /* owned by s now */
@@ -1670,11 +1692,19 @@ static int sy_att_send(void *ctx, const struct buf *msg)
     return sy_send(ctx, msg);
 }
 
+/*
+ * The next ATTACH_* message. What the relay pushed meanwhile (a FLASH between
+ * two chunks: relay part 2 "Attachments") is stored and acknowledged now, not
+ * after the attachment: an attachment step holds no session that a DELIVER
+ * could advance, and a message must never wait for a download (issue 13).
+ */
 static int sy_att_recv(void *ctx, struct buf *raw, struct wire_msg *wm)
 {
     struct sync *s = ctx;
     int r = sy_wait(s, MB_WANT_ATTACH, raw, wm, s->o->timeout_ms);
 
+    if (r == 0 && s->ndeferred > 0 && s->dir_ready && (r = sy_run_deferred(s)) != 0)
+        buf_free(raw);
     return r == VERR_DENIED ? sy_reason_err(s->last_reason) : r;
 }
 

@@ -116,3 +116,10 @@ set_tests_properties(client/receipts PROPERTIES TIMEOUT 180 LABELS client)
 add_test(NAME client/attach COMMAND ${CMAKE_CURRENT_LIST_DIR}/client/client_attach.sh
          $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise> $<TARGET_FILE:valise-relay>)
 set_tests_properties(client/attach PROPERTIES TIMEOUT 180 LABELS client)
+
+# FLASH text never waits behind an attachment's download (issue 13 item 2).
+add_executable(client_test_attach_flash ${CMAKE_CURRENT_LIST_DIR}/client/test_attach_flash.c)
+target_link_libraries(client_test_attach_flash PRIVATE vtest_client_support PkgConfig::CMOCKA)
+add_dependencies(client_test_attach_flash valise-relay)
+add_test(NAME client/attach_flash COMMAND client_test_attach_flash)
+set_tests_properties(client/attach_flash PROPERTIES TIMEOUT 180 LABELS client)
