@@ -112,3 +112,13 @@ set_tests_properties(client/receipts PROPERTIES TIMEOUT 180 LABELS client)
 add_test(NAME client/attach COMMAND ${CMAKE_CURRENT_LIST_DIR}/client/client_attach.sh
          $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise> $<TARGET_FILE:valise-relay>)
 set_tests_properties(client/attach PROPERTIES TIMEOUT 180 LABELS client)
+
+# Attachment housekeeping (issue 13 item 2): upload states kept across a cut,
+# finished records cleaned up, partial downloads of expired attachments
+# deleted once, the start-up sweep of what a crash leaves in HOME/attach.
+add_executable(client_test_attach_house ${CMAKE_CURRENT_LIST_DIR}/client/test_attach_house.c)
+target_link_libraries(client_test_attach_house PRIVATE vtest_relay_support valise_client vcore
+                      PkgConfig::CMOCKA)
+add_dependencies(client_test_attach_house valise-relay)
+add_test(NAME client/attach_house COMMAND client_test_attach_house)
+set_tests_properties(client/attach_house PROPERTIES TIMEOUT 300 LABELS client)
