@@ -7,6 +7,9 @@
  *                        returns NULL with ENOMEM (and every later one works)
  *   VALISE_FAIL_WRITE=N  the N-th write/pwrite/writev/pwritev fails (ENOSPC)
  *   VALISE_FAIL_SYNC=N   the N-th fsync/fdatasync/msync fails (EIO)
+ *   VALISE_CRASH_SYNC=N  the N-th fsync/fdatasync/msync kills the process
+ *                        (SIGKILL) instead: a crash between two durable
+ *                        steps (no destructor runs, so no report either)
  *   VALISE_FAULT_REPORT=FILE  at exit, append "alloc=A write=W sync=S" (the
  *                        counts seen), so a loop knows when N passed the end.
  *   VALISE_FAIL_AFTER_MS=M  count nothing until M ms after the first call, so
@@ -24,6 +27,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,7 +78,7 @@ static void resolve(void)
     resolving = 0;
 }
 
-static unsigned long fail_alloc, fail_write, fail_sync;
+static unsigned long fail_alloc, fail_write, fail_sync, crash_sync;
 static unsigned long n_alloc, n_write, n_sync;
 static int configured;
 static unsigned long after_ms;
@@ -100,6 +104,7 @@ static void configure(void)
     fail_alloc = env_num("VALISE_FAIL_ALLOC");
     fail_write = env_num("VALISE_FAIL_WRITE");
     fail_sync = env_num("VALISE_FAIL_SYNC");
+    crash_sync = env_num("VALISE_CRASH_SYNC");
     after_ms = env_num("VALISE_FAIL_AFTER_MS");
     if (after_ms != 0)
         (void)clock_gettime(CLOCK_MONOTONIC, &started); /* vDSO: no allocation */
@@ -198,7 +203,7 @@ void free(void *p)
         real_free(p);
 }
 
-#define WRAP_IO(ret, name, counter, target, err, params, args)                                     \
+#define WRAP_IO(ret, name, counter, target, crash, err, params, args)                              \
     ret name params                                                                                \
     {                                                                                              \
         static ret(*real) params;                                                                  \
@@ -208,6 +213,8 @@ void free(void *p)
             errno = err;                                                                           \
             return (ret)-1;                                                                        \
         }                                                                                          \
+        if ((crash) != 0 && counter == (crash))                                                    \
+            (void)kill(getpid(), SIGKILL);                                                         \
         return real args;                                                                          \
     }
 
@@ -216,18 +223,18 @@ static void *dlsym_next(const char *name)
     return dlsym(RTLD_NEXT, name);
 }
 
-WRAP_IO(ssize_t, write, n_write, fail_write, ENOSPC, (int fd, const void *b, size_t n), (fd, b, n))
-WRAP_IO(ssize_t, pwrite, n_write, fail_write, ENOSPC, (int fd, const void *b, size_t n, off_t o),
+WRAP_IO(ssize_t, write, n_write, fail_write, 0UL, ENOSPC, (int fd, const void *b, size_t n), (fd, b, n))
+WRAP_IO(ssize_t, pwrite, n_write, fail_write, 0UL, ENOSPC, (int fd, const void *b, size_t n, off_t o),
         (fd, b, n, o))
-WRAP_IO(ssize_t, pwrite64, n_write, fail_write, ENOSPC, (int fd, const void *b, size_t n, off_t o),
+WRAP_IO(ssize_t, pwrite64, n_write, fail_write, 0UL, ENOSPC, (int fd, const void *b, size_t n, off_t o),
         (fd, b, n, o))
-WRAP_IO(ssize_t, writev, n_write, fail_write, ENOSPC, (int fd, const struct iovec *v, int c),
+WRAP_IO(ssize_t, writev, n_write, fail_write, 0UL, ENOSPC, (int fd, const struct iovec *v, int c),
         (fd, v, c))
-WRAP_IO(ssize_t, pwritev, n_write, fail_write, ENOSPC,
+WRAP_IO(ssize_t, pwritev, n_write, fail_write, 0UL, ENOSPC,
         (int fd, const struct iovec *v, int c, off_t o), (fd, v, c, o))
-WRAP_IO(int, fsync, n_sync, fail_sync, EIO, (int fd), (fd))
-WRAP_IO(int, fdatasync, n_sync, fail_sync, EIO, (int fd), (fd))
-WRAP_IO(int, msync, n_sync, fail_sync, EIO, (void *a, size_t l, int f), (a, l, f))
+WRAP_IO(int, fsync, n_sync, fail_sync, crash_sync, EIO, (int fd), (fd))
+WRAP_IO(int, fdatasync, n_sync, fail_sync, crash_sync, EIO, (int fd), (fd))
+WRAP_IO(int, msync, n_sync, fail_sync, crash_sync, EIO, (void *a, size_t l, int f), (a, l, f))
 
 __attribute__((destructor)) static void fault_report(void)
 {
