@@ -4,13 +4,14 @@
 # sends JKT a message with three attachments: two uploaded (2 chunks and
 # 1 chunk), one whose sealed copy HQ lost (the relay never has it). For
 # N = 1, 2, ... JKT's `valise sync` is killed (SIGKILL, tests/fault
-# VALISE_CRASH_SYNC) at its N-th fsync, that is between any two durable
-# steps: chunk written, record committed, file renamed, partial file
-# deleted. Then plain syncs (at most three) must leave the state a run
-# without a crash leaves: both attachments complete and saved intact, the
+# VALISE_CRASH_STEP) before its N-th fsync, rename or unlink, that is
+# between any two durable steps: chunk written, record committed, file
+# renamed, partial file deleted. Then plain syncs (at most three) must
+# leave the state a run without a crash leaves: both attachments complete
+# and saved intact, the
 # third one gone, no .part, no partial bytes in `valise status`, and a
 # further sync with nothing left to say about attachments (no record left
-# dangling). The same for HQ's upload: crashed at its N-th fsync, then
+# dangling). The same for HQ's upload: crashed at its N-th step, then
 # synced, the relay holds both attachments and `outbox` says uploaded.
 # usage: attach_crash.sh VALISE_KEYS VALISE VALISE_RELAY FAULTINJECT_SO
 set -u
@@ -56,10 +57,10 @@ fresh() {
   relay_start "$PORT" data dir.bin
 }
 
-# crashed HOME N: VALISE_CRASH_SYNC=N over `valise sync --home HOME`; 0 if it was killed
+# crashed HOME N: VALISE_CRASH_STEP=N over `valise sync --home HOME`; 0 if it was killed
 crashed() {
   local rc
-  env VALISE_CRASH_SYNC="$2" LD_PRELOAD="$FI" "$VALISE" sync --home "$1" --passphrase-file dpw \
+  env VALISE_CRASH_STEP="$2" LD_PRELOAD="$FI" "$VALISE" sync --home "$1" --passphrase-file dpw \
     >crash-out.txt 2>crash-err.txt
   rc=$?
   [ $rc -eq 137 ] && return 0
@@ -118,7 +119,7 @@ for side in down up; do
     if [ $side = down ]; then home=jkt; else home=hq; fi
     if ! crashed $home $n; then
       relay_stop
-      break # the sync ended before an N-th fsync: every point was tried
+      break # the sync ended before an N-th step: every point was tried
     fi
     runs=$((runs + 1))
     if [ $side = down ]; then check_down $n; else check_up $n; fi
