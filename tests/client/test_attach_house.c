@@ -15,7 +15,9 @@
  *    .part no download names, a seal's temporary of a dead process, an old
  *    sealed copy no upload names) is removed by the next sync's sweep;
  *    a young sealed copy (maybe another process's send), a temporary of a
- *    live process, files of finished transfers and foreign files stay.
+ *    live process, files of finished transfers and foreign files stay. The
+ *    records of an older store are read (att.up version 1) and tidied (a
+ *    done download's record deleted, a done upload's shrunk).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -40,6 +42,7 @@
 #include "mbox_attach.h"
 #include "mbox_rec.h"
 #include "relaytest.h"
+#include "store.h"
 #include "text.h"
 
 static const char pass[] = "attach housekeeping test passphrase";
@@ -404,6 +407,44 @@ static void test_gone_deletes_partial(void **state)
     world_stop(&w);
 }
 
+/* Records as a store from before (version 1, no stored count; a finished download kept). */
+static void put_old_records(struct side *s, const uint8_t up_id[static ATTACH_ID_LEN],
+                            const struct attach_desc *dl, const uint8_t sender[static DEVICE_ID_LEN])
+{
+    char name[80], hex[33], th[17];
+    struct buf b;
+
+    assert_int_equal(cstore_begin(s->m->st, 1), 0);
+    /* att.up v1, done, with its one recipient still listed */
+    assert_int_equal(buf_init(&b, 64, 0), 0);
+    assert_int_equal(buf_put_u8(&b, 1), 0);
+    assert_int_equal(buf_put_u64(&b, 7), 0);
+    assert_int_equal(buf_put_u64(&b, 40000), 0);
+    assert_int_equal(buf_put_u8(&b, 2), 0);
+    assert_int_equal(buf_put_u16(&b, 0), 0);
+    assert_int_equal(buf_put_u8(&b, 3), 0);
+    assert_int_equal(buf_put_u64(&b, (uint64_t)time(NULL) + 86400), 0);
+    assert_int_equal(buf_put_u16(&b, 1), 0);
+    assert_int_equal(buf_put_bytes(&b, sender, DEVICE_ID_LEN), 0);
+    assert_int_equal(text_hex_encode(hex, sizeof(hex), up_id, ATTACH_ID_LEN), 0);
+    snprintf(name, sizeof(name), "att.up.%s", hex);
+    assert_int_equal(mb_cfg_put(s->m, name, buf_data(&b), buf_size(&b)), 0);
+    buf_free(&b);
+    /* att.dl v1 in state done (1): no longer written, deleted by the sweep */
+    assert_int_equal(buf_init(&b, 1024, BUF_SECRET), 0);
+    assert_int_equal(buf_put_u8(&b, 1), 0);
+    assert_int_equal(buf_put_u64(&b, 9), 0);
+    assert_int_equal(buf_put_bytes(&b, sender, DEVICE_ID_LEN), 0);
+    assert_int_equal(buf_put_u8(&b, 1), 0);
+    assert_int_equal(attach_desc_encode(dl, &b), 0);
+    assert_int_equal(text_hex_encode(hex, sizeof(hex), dl->id, ATTACH_ID_LEN), 0);
+    assert_int_equal(text_hex_encode(th, sizeof(th), sender, 8), 0);
+    snprintf(name, sizeof(name), "att.dl.%s.%s", hex, th);
+    assert_int_equal(mb_cfg_put(s->m, name, buf_data(&b), buf_size(&b)), 0);
+    buf_free(&b);
+    assert_int_equal(cstore_commit(s->m->st), 0);
+}
+
 static void put_file(const char *dir, const char *name, size_t n, time_t age)
 {
     char path[4400];
@@ -437,6 +478,7 @@ static void test_sweep(void **state)
     uint8_t id[INNER_ID_LEN];
     char file[TPATH + 32], dir[TPATH + 16], hex[33], th[17], name[TPATH + 32], sent_ct[64], recv_ct[80];
     char orphan_old[64], orphan_young[64], tmp_dead[80], tmp_live[80], stray_part[80];
+    uint8_t old_up[ATTACH_ID_LEN], old_dl[ATTACH_ID_LEN];
     pid_t dead;
     (void)state;
 
@@ -477,12 +519,29 @@ static void test_sweep(void **state)
     put_file(dir, tmp_dead, 16, 0);
     put_file(dir, tmp_live, 16, 0);
     put_file(dir, "notes.txt", 8, 2 * 86400);
+    /* records of an older store: a v1 upload done (read as every chunk stored), a download done */
+    {
+        struct mba_up_state us;
+        struct attach_desc old = d;
+        randombytes_buf(old_up, sizeof(old_up));
+        randombytes_buf(old.id, ATTACH_ID_LEN);
+        memcpy(old_dl, old.id, ATTACH_ID_LEN);
+        put_old_records(&w.hq, old_up, &old, w.budi.dev.cert.device_id);
+        attach_desc_wipe(&old);
+        assert_int_not_equal(record_size(&w.hq, "att.dl.", old_dl, w.budi.dev.cert.device_id), 0);
+        assert_int_equal(mba_upload_state(w.hq.m, old_up, 40000, &us), 0);
+        assert_int_equal(us.state, MBA_UP_DONE);
+        assert_int_equal(us.stored, attach_chunk_count(40000));
+        assert_int_equal(record_size(&w.hq, "att.up.", old_up, NULL), 31 + DEVICE_ID_LEN); /* v1 */
+    }
     assert_int_equal(mba_disk_use(w.hq.home, &u), 0);
     assert_int_equal(u.sent_files, 3);
     assert_int_equal(u.partial_files, 2);
     assert_int_equal(u.partial_bytes, 32);
     sync_ok(&w.hq, &st);
     assert_int_equal(st.att_swept, 2);
+    assert_int_equal(record_size(&w.hq, "att.up.", old_up, NULL), 35); /* its short form */
+    assert_int_equal(record_size(&w.hq, "att.dl.", old_dl, w.budi.dev.cert.device_id), 0);
     assert_false(in_dir(dir, orphan_old));
     assert_false(in_dir(dir, tmp_dead));
     assert_true(in_dir(dir, orphan_young));
