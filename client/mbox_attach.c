@@ -1347,22 +1347,17 @@ int mba_sweep(struct mbox *m, size_t *removed)
         return r;
     if ((r = file_join(dir, sizeof(dir), m->home, "attach")) != 0)
         return r;
+    /*
+     * Best effort: a leftover that cannot be read or removed now (permissions)
+     * must not keep the device from syncing; it is tried again next time.
+     */
     if ((dp = opendir(dir)) == NULL)
-        return errno == ENOENT ? 0 : VERR_IO;
-    while ((e = readdir(dp)) != NULL) {
-        if (!sweep_is_orphan(m, dirfd(dp), e->d_name))
-            continue;
-        if (unlinkat(dirfd(dp), e->d_name, 0) == 0)
+        return 0;
+    while ((e = readdir(dp)) != NULL)
+        if (sweep_is_orphan(m, dirfd(dp), e->d_name) && unlinkat(dirfd(dp), e->d_name, 0) == 0)
             (*removed)++;
-        else if (errno != ENOENT) {
-            r = VERR_IO;
-            goto out;
-        }
-    }
-    r = *removed > 0 ? fsync_attach_dir(m) : 0;
-out:
     closedir(dp);
-    return r;
+    return *removed > 0 ? fsync_attach_dir(m) : 0;
 }
 
 int mba_disk_use(const char *home, struct mba_usage *u)

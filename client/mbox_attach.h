@@ -160,7 +160,8 @@ int mba_upload_state(struct mbox *m, const uint8_t id[static ATTACH_ID_LEN], uin
  * orphans a crash can leave in HOME/attach: a .part no download in progress
  * names, a seal's temporary whose process is gone, and a sealed copy no
  * upload record names once it is MBA_ORPHAN_AGE_S old (younger ones may be
- * another process's send in progress). *removed: files deleted.
+ * another process's send in progress). *removed: files deleted. A file
+ * that cannot be removed is left for the next sweep (never an error).
  */
 int mba_sweep(struct mbox *m, size_t *removed) VL_MUST_CHECK;
 
