@@ -77,6 +77,9 @@ run "status before the sync" V status --home hq
 grep -q "^  sent:     $(cat hq/attach/*.ct | wc -c) bytes (.*) in 2 files" out.txt ||
   fail "status does not count the 2 sealed copies: $(cat out.txt)"
 grep -q "^  received: 0 bytes (0 bytes) in 0 files" out.txt || fail "status received: $(cat out.txt)"
+if V status --home no-such-home >out.txt 2>err.txt; then fail "status took a missing home"; fi
+[ "$(wc -l <err.txt)" -eq 1 ] && grep -q -- "--home no-such-home: no such directory" err.txt ||
+  fail "status of a missing home: $(cat err.txt)"
 
 # --- HQ syncs: the message goes first, then both attachments ---
 run "hq sync" V sync --home hq
