@@ -557,6 +557,9 @@ static int mb_read_sent(struct mbox *m, const struct mb_match *mm, uint64_t now,
     }
     memcpy(msg->content, x.in.content, x.in.content_len);
     msg->content_len = x.in.content_len;
+    /* listed with their upload states; this device's own can be saved (its sealed copy) */
+    if ((r = mb_fill_attach(msg, &x.in)) != 0)
+        goto out;
     msg->sent = 1;
     r = 0;
 out:
@@ -633,6 +636,37 @@ fail:
     return r;
 }
 
+/* The attachments of a sent message, without their keys; states filled by mbox_outbox. */
+static int mb_out_attach(struct mbox_out *x, const struct inner *in)
+{
+    struct attach_desc *d = NULL;
+    struct buf v;
+    size_t n = 0;
+    int r;
+
+    if (in->n_attach == 0)
+        return 0;
+    if ((d = sodium_malloc(ATTACH_MAX * sizeof(*d))) == NULL)
+        return VERR_NOMEM;
+    buf_view(&v, in->attach_section, in->attach_section_len);
+    if ((r = attach_section_parse(&v, d, &n)) != 0)
+        goto out;
+    if ((x->att = calloc(n, sizeof(*x->att))) == NULL) {
+        r = VERR_NOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        memcpy(x->att[i].id, d[i].id, ATTACH_ID_LEN);
+        x->att[i].size = d[i].size;
+        memcpy(x->att[i].name, d[i].name, sizeof(x->att[i].name));
+    }
+    x->n_att = n;
+    r = 0;
+out:
+    sodium_free(d); /* wipes the keys */
+    return r;
+}
+
 struct mb_outlist {
     struct mbox *m;
     struct mbox_out *v;
@@ -673,7 +707,7 @@ static int each_outbox(void *ctx, const uint8_t *k, size_t kl, const uint8_t *v,
     x->resolved = o.resolved;
     memcpy(x->sender, in.sender, DEVICE_ID_LEN);
     x->from_other = memcmp(in.sender, l->m->id.device_id, DEVICE_ID_LEN) != 0;
-    return 0;
+    return mb_out_attach(x, &in);
 }
 
 struct mb_envlist {
@@ -744,8 +778,10 @@ void mbox_outbox_free(struct mbox_out *list, size_t n)
 {
     if (list == NULL)
         return;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         free(list[i].dev);
+        free(list[i].att);
+    }
     free(list);
 }
 
@@ -766,6 +802,10 @@ int mbox_outbox(struct mbox *m, struct mbox_out **list, size_t *n)
         el.n = l.n;
         r = cstore_each(m->st, CS_ENVELOPES, each_env_list, &el);
     }
+    /* each attachment's upload, from its record and its sealed copy (mbox_attach.h) */
+    for (size_t i = 0; r == 0 && i < l.n; i++)
+        for (size_t j = 0; r == 0 && j < l.v[i].n_att; j++)
+            r = mba_upload_state(m, l.v[i].att[j].id, l.v[i].att[j].size, &l.v[i].att[j].up);
     cstore_abort(m->st);
     if (r != 0) {
         mbox_outbox_free(l.v, l.n);

@@ -34,6 +34,7 @@
 #include <stdint.h>
 
 #include "attach.h"
+#include "mbox_attach.h"
 #include "cert.h"
 #include "identity.h"
 #include "inner.h"
@@ -185,6 +186,8 @@ struct mbox_sync_stats {
     uint16_t att_refused_reason;
     size_t att_bad_chunks;
     size_t att_lost; /* uploads whose sealed copy in HOME/attach was deleted: never sent */
+    size_t att_gone; /* downloads the relay no longer has (expired): partial copies deleted */
+    size_t att_swept; /* leftovers of an interrupted run removed from HOME/attach */
     int connected; /* the relay authenticated this device (AUTH_OK) */
     int complete;  /* sync: the outbox went out and the relay's queue was empty */
 };
@@ -258,6 +261,13 @@ struct mbox_out_dev {
     uint16_t reason;
     uint64_t revoked_at; /* non-zero: the newest directory revokes this device since then */
 };
+/* One attachment of a sent message, as `outbox` shows it (no key). */
+struct mbox_out_att {
+    uint8_t id[ATTACH_ID_LEN];
+    uint64_t size;
+    char name[ATTACH_NAME_MAX + 1];
+    struct mba_up_state up; /* mbox_attach.h */
+};
 struct mbox_out {
     uint8_t id[INNER_ID_LEN];
     uint64_t seq, created;
@@ -272,6 +282,8 @@ struct mbox_out {
     uint8_t sender[DEVICE_ID_LEN];
     size_t ndev;
     struct mbox_out_dev *dev; /* malloc'ed */
+    size_t n_att;
+    struct mbox_out_att *att; /* malloc'ed; n_att of them */
 };
 /* The outbox, oldest first (receipts are not listed). Free with mbox_outbox_free. */
 int mbox_outbox(struct mbox *m, struct mbox_out **list, size_t *n) VL_MUST_CHECK;

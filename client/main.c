@@ -70,6 +70,7 @@ static const char usage_main[] =
     "  save        write one attachment of a message to a file\n"
     "  outbox      list sent messages and each recipient device's status\n"
     "  fingerprint show the safety number shared with a device\n"
+    "  status      the disk space attachments take on this device\n"
     "  desk        the desk: inbox, compose, outbox and directory in your browser\n"
     "\n"
     "Run 'valise VERB --help' for a verb's options. Passphrases are read from\n"
@@ -405,6 +406,14 @@ static const char usage_outbox[] =
     "Lists sent messages and, for each recipient device, its status: queued,\n"
     "waiting for prekeys, waiting for directory, accepted by relay, delivered,\n"
     "read, expired undelivered or rejected by relay.\n";
+
+static const char usage_status[] =
+    "usage: valise status --home HOME\n"
+    "\n"
+    "Shows the bytes attachments take in HOME/attach: the sealed copies of\n"
+    "attachments this device sent (kept so 'valise save' can open them),\n"
+    "attachments received complete, and partial downloads. Needs no passphrase\n"
+    "(it reads only the file sizes).\n";
 
 static const char usage_fingerprint[] =
     "usage: valise fingerprint --home HOME --device ID|ADDRESS [--passphrase-file FILE]\n"
@@ -1764,7 +1773,9 @@ static int read_id_well_formed(const char *s)
 static void attach_states(struct mbox *m, const struct mbox_msg *msg, int *have, uint32_t *held,
                           uint32_t *c);
 static void attach_print_list(const struct mbox_msg *msg, const int *have, const uint32_t *held,
-                              const uint32_t *c, const char *id);
+                              const uint32_t *c, const struct mba_up_state *up, const char *id);
+static void print_upload_state(const struct mba_up_state *u);
+static void human_size(char *out, size_t outsz, uint64_t n);
 
 static int cmd_read(int argc, char **argv)
 {
@@ -1776,6 +1787,7 @@ static int cmd_read(int argc, char **argv)
     struct shown sh;
     int att_have[ATTACH_MAX];
     uint32_t att_held[ATTACH_MAX], att_c[ATTACH_MAX];
+    struct mba_up_state att_up[ATTACH_MAX];
     int r;
 
     if ((r = parse_opts_n("read", argc, argv, &o, usage_read, 1)) != 0)
@@ -1803,6 +1815,10 @@ static int cmd_read(int argc, char **argv)
     memcpy(self_id, mbox_identity(m)->device_id, DEVICE_ID_LEN);
     if (r == 0)
         attach_states(m, &msg, att_have, att_held, att_c);
+    /* one this person sent: each attachment's upload, in outbox's words */
+    for (size_t i = 0; r == 0 && msg.sent && i < msg.n_attach; i++)
+        if (mba_upload_state(m, msg.attach[i].id, msg.attach[i].size, &att_up[i]) != 0)
+            att_up[i].state = -1; /* unknown: shown as such */
     mbox_close(m);
     if (r != 0)
         return fail("read",
@@ -1868,7 +1884,7 @@ static int cmd_read(int argc, char **argv)
         else if (msg.content_len > 0 && msg.content[msg.content_len - 1] != '\n')
             printf("\n");
     }
-    attach_print_list(&msg, att_have, att_held, att_c, o.arg);
+    attach_print_list(&msg, att_have, att_held, att_c, msg.sent ? att_up : NULL, o.arg);
     mbox_msg_clear(&msg);
     return r;
 }
@@ -1928,6 +1944,16 @@ static int cmd_outbox(int argc, char **argv)
                 print_time(rt, sizeof(rt), d->revoked_at);
                 printf(" (device revoked by IT at %s)", rt);
             }
+            printf("\n");
+        }
+        /* Each attachment's upload (a message from the other device: not uploaded here). */
+        for (size_t j = 0; j < list[i].n_att; j++) {
+            const struct mbox_out_att *a = &list[i].att[j];
+            char name[TERMSAFE_LEN(ATTACH_NAME_MAX)], sz[32];
+            human_size(sz, sizeof(sz), a->size);
+            printf("    attachment %zu %s (%s): ", j + 1, termsafe_str(name, sizeof(name), a->name),
+                   sz);
+            print_upload_state(&a->up);
             printf("\n");
         }
     }
@@ -2193,8 +2219,44 @@ static void attach_states(struct mbox *m, const struct mbox_msg *msg, int *have,
         }
 }
 
+/* An upload's state in words, for `outbox` and `read` of a sent message (no newline). */
+static void print_upload_state(const struct mba_up_state *u)
+{
+    char done[32], total[32];
+
+    switch (u->state) {
+    case MBA_UP_NONE:
+        printf("sent from your other device (not uploaded from this one)");
+        break;
+    case MBA_UP_WAITING:
+        printf("waiting (nothing stored on the relay yet; the message goes first)");
+        break;
+    case MBA_UP_SENDING: {
+        uint64_t b = u->stored == u->c ? u->ct_size : (uint64_t)u->stored * ATTACH_CHUNK_CT;
+        human_size(done, sizeof(done), b);
+        human_size(total, sizeof(total), u->ct_size);
+        printf("uploading: %u of %u chunks (%s of %s, %u %%; valise sync goes on)", u->stored,
+               u->c, done, total, (unsigned)(u->ct_size > 0 ? b * 100 / u->ct_size : 0));
+        break;
+    }
+    case MBA_UP_DONE:
+        printf(u->copy ? "uploaded"
+                       : "uploaded (its encrypted copy on this device was deleted since)");
+        break;
+    case MBA_UP_REFUSED:
+        printf("refused by the relay (%s): send the file again", wire_reason_name(u->reason));
+        break;
+    case MBA_UP_LOST:
+        printf("lost: its encrypted copy in HOME/attach was deleted before the upload (send the "
+               "file again)");
+        break;
+    default:
+        printf("state unknown");
+    }
+}
+
 static void attach_print_list(const struct mbox_msg *msg, const int *have, const uint32_t *held,
-                              const uint32_t *c, const char *id)
+                              const uint32_t *c, const struct mba_up_state *up, const char *id)
 {
     if (msg->n_attach == 0)
         return;
@@ -2205,15 +2267,19 @@ static void attach_print_list(const struct mbox_msg *msg, const int *have, const
         human_size(sz, sizeof(sz), d->size);
         printf("  %zu  %s  %s (%llu bytes)  %s  ", i + 1, termsafe_str(name, sizeof(name), d->name),
                sz, (unsigned long long)d->size, termsafe_str(type, sizeof(type), d->type));
-        if (have[i] == MBA_HAVE_COMPLETE)
+        if (up != NULL) {
+            /* one this person sent: its upload, as `outbox` says it */
+            print_upload_state(&up[i]);
+            printf("\n");
+        } else if (have[i] == MBA_HAVE_COMPLETE)
             printf("complete\n");
         else if (have[i] == MBA_HAVE_GONE)
-            printf("%u of %u chunks; no longer on the relay (expired): ask the sender again\n",
-                   held[i], c[i]);
+            printf("incomplete; no longer on the relay (expired), the partial copy deleted: ask "
+                   "the sender again\n");
         else if (have[i] == MBA_HAVE_BAD)
-            printf("%u of %u chunks; the relay's chunks do not match the key the sender signed "
-                   "(damaged or substituted): ask the sender to send it again\n",
-                   held[i], c[i]);
+            printf("incomplete; the relay's chunks do not match the key the sender signed "
+                   "(damaged or substituted), the partial copy deleted: ask the sender to send "
+                   "it again\n");
         else if (have[i] == MBA_HAVE_PART)
             printf("%u of %u chunks (valise sync fetches the rest)\n", held[i], c[i]);
         else
@@ -2224,7 +2290,7 @@ static void attach_print_list(const struct mbox_msg *msg, const int *have, const
 static int attach_print_sync(const struct mbox_sync_stats *st)
 {
     if (st->att_uploaded + st->att_downloaded + st->att_up_pending + st->att_down_waiting +
-            st->att_refused + st->att_bad_chunks + st->att_lost ==
+            st->att_refused + st->att_bad_chunks + st->att_lost + st->att_gone + st->att_swept ==
         0)
         return 0;
     printf("attachments: %zu uploaded, %zu fetched", st->att_uploaded, st->att_downloaded);
@@ -2241,6 +2307,14 @@ static int attach_print_sync(const struct mbox_sync_stats *st)
     if (st->att_bad_chunks > 0)
         printf("; %zu chunks from the relay did not verify and were dropped",
                st->att_bad_chunks);
+    if (st->att_gone > 0)
+        printf("; %zu no longer on the relay (expired) before %s complete: the partial "
+               "cop%s deleted (ask the sender again)",
+               st->att_gone, st->att_gone == 1 ? "it was" : "they were",
+               st->att_gone == 1 ? "y was" : "ies were");
+    if (st->att_swept > 0)
+        printf("; %zu leftover file%s of an interrupted run removed from HOME/attach",
+               st->att_swept, st->att_swept == 1 ? "" : "s");
     printf("\n");
     if (st->att_bad_chunks > 0) {
         fputs("valise sync: the relay sent attachment chunks that do not match the key their "
@@ -2308,6 +2382,14 @@ static int cmd_save(int argc, char **argv)
         mbox_close(m);
         return r;
     }
+    if (msg.sent && memcmp(msg.sender_id, mbox_identity(m)->device_id, DEVICE_ID_LEN) != 0) {
+        char why[160];
+        snprintf(why, sizeof(why), "attachment %llu was sent from your other device; only that "
+                                   "device holds it; nothing was written", (unsigned long long)n);
+        mbox_msg_clear(&msg);
+        mbox_close(m);
+        return fail_msg("save", why);
+    }
     memset(&p, 0, sizeof(p));
     p.what = "checking and saving:";
     if ((r = mba_state(m, &msg.attach[n - 1], msg.sender_id, &have, &held, &c)) == 0 &&
@@ -2328,6 +2410,12 @@ static int cmd_save(int argc, char **argv)
     mbox_msg_clear(&msg);
     if (r == 0)
         return 0;
+    if (r == VERR_UNKNOWN && have == MBA_HAVE_MISSING) {
+        char why[160];
+        snprintf(why, sizeof(why), "attachment %llu: its encrypted copy in HOME/attach was "
+                                   "deleted; nothing was written", (unsigned long long)n);
+        return fail_msg("save", why);
+    }
     if (r == VERR_UNKNOWN) {
         char why[160];
         snprintf(why, sizeof(why),
@@ -2351,13 +2439,54 @@ static int cmd_save(int argc, char **argv)
     return fail("save", o.out, r);
 }
 
+static void status_line(const char *what, uint64_t bytes, size_t files, const char *note)
+{
+    char sz[32];
+
+    human_size(sz, sizeof(sz), bytes);
+    printf("  %-9s %llu bytes (%s) in %zu file%s: %s\n", what, (unsigned long long)bytes, sz,
+           files, files == 1 ? "" : "s", note);
+}
+
+static int cmd_status(int argc, char **argv)
+{
+    struct opts o;
+    struct mba_usage u;
+    struct stat sb;
+    char sz[32], what[PATH_MAX + 64];
+    uint64_t total;
+    int r;
+
+    if ((r = parse_opts("status", argc, argv, &o, usage_status)) != 0)
+        return r;
+    if (stat(o.home, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        snprintf(what, sizeof(what), "--home %s: no such directory; give this device's home",
+                 o.home);
+        return fail_msg("status", what);
+    }
+    if ((r = mba_disk_use(o.home, &u)) != 0) {
+        snprintf(what, sizeof(what), "%s/attach", o.home);
+        return fail("status", what, r);
+    }
+    total = u.sent_bytes + u.received_bytes + u.partial_bytes;
+    human_size(sz, sizeof(sz), total);
+    printf("attachments in %s/attach: %llu bytes (%s)\n", o.home, (unsigned long long)total, sz);
+    status_line("sent:", u.sent_bytes, u.sent_files,
+                "sealed copies of attachments this device sent (valise save opens them)");
+    status_line("received:", u.received_bytes, u.received_files,
+                "attachments received complete (sealed; valise save writes them out)");
+    status_line("partial:", u.partial_bytes, u.partial_files,
+                "downloads and encryptions not finished (valise sync goes on)");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static const struct cli_verb verbs[] = {
         {"init", cmd_init}, {"enroll", cmd_enroll}, {"send", cmd_send},
         {"sync", cmd_sync}, {"run", cmd_run},       {"inbox", cmd_inbox},
         {"read", cmd_read}, {"outbox", cmd_outbox}, {"fingerprint", cmd_fingerprint},
-        {"desk", cmd_desk}, {"save", cmd_save},
+        {"desk", cmd_desk}, {"save", cmd_save},     {"status", cmd_status},
     };
 
     /* Keys, passphrases and plaintext never reach a core file (harden.h). */

@@ -1,8 +1,10 @@
 /* mbox_attach.c - attachments in the mailbox (see mbox_attach.h, PROTOCOL.md part 4 "Attachments"). */
 #include "mbox_attach.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -20,7 +22,8 @@
 #define UP_PREFIX "att.up."
 #define DL_PREFIX "att.dl."
 enum {
-    MBA_REC_VERSION = 1,
+    MBA_REC_VERSION = 1,    /* att.dl; att.up of version 1 (read only: no stored count) */
+    MBA_UP_VERSION = 2,     /* att.up written now: with the stored count */
     NAME_LEN = 7 + 2 * ATTACH_ID_LEN, /* prefix + hex */
     /*
      * A download is named by the attachment id and the first DL_TAG_LEN bytes
@@ -39,7 +42,7 @@ enum {
     DL_DONE = 1,    /* complete and ATTACH_DONE answered */
     DL_GONE = 2,    /* the relay no longer has it for this device */
     DL_BAD = 3,     /* the relay's chunks do not open under the signed key */
-    UP_FIXED = 1 + 8 + 8 + 1 + 2 + 1 + 8 + 2,
+    UP_FIXED = 1 + 8 + 8 + 1 + 2 + 1 + 8 + 4 + 2,
 };
 _Static_assert(DL_NAME_LEN + 1 <= CSTORE_KEY_MAX, "record names fit a store key");
 
@@ -47,6 +50,7 @@ struct uprec {
     uint64_t seq, size, expiry;
     uint8_t state, precedence;
     uint16_t reason;
+    uint32_t stored; /* chunks the relay confirmed (ATTACH_STATE, PUT_ACK), saved per piece */
     size_t n;
     uint8_t (*rcpt)[DEVICE_ID_LEN]; /* malloc'ed */
 };
@@ -118,10 +122,11 @@ static int up_encode(const struct uprec *u, struct buf *b)
 
     if ((r = buf_init(b, UP_FIXED + u->n * DEVICE_ID_LEN, 0)) != 0)
         return r;
-    if ((r = buf_put_u8(b, MBA_REC_VERSION)) != 0 || (r = buf_put_u64(b, u->seq)) != 0 ||
+    if ((r = buf_put_u8(b, MBA_UP_VERSION)) != 0 || (r = buf_put_u64(b, u->seq)) != 0 ||
         (r = buf_put_u64(b, u->size)) != 0 || (r = buf_put_u8(b, u->state)) != 0 ||
         (r = buf_put_u16(b, u->reason)) != 0 || (r = buf_put_u8(b, u->precedence)) != 0 ||
-        (r = buf_put_u64(b, u->expiry)) != 0 || (r = buf_put_u16(b, (uint16_t)u->n)) != 0)
+        (r = buf_put_u64(b, u->expiry)) != 0 || (r = buf_put_u32(b, u->stored)) != 0 ||
+        (r = buf_put_u16(b, (uint16_t)u->n)) != 0)
         goto out;
     for (size_t i = 0; i < u->n; i++)
         if ((r = buf_put_bytes(b, u->rcpt[i], DEVICE_ID_LEN)) != 0)
@@ -144,16 +149,21 @@ static int up_parse(const uint8_t *p, size_t len, struct uprec *u)
     buf_view(&b, p, len);
     if ((r = buf_get_u8(&b, &v)) != 0)
         return r;
-    if (v != MBA_REC_VERSION)
+    if (v != MBA_REC_VERSION && v != MBA_UP_VERSION)
         return VERR_BAD_VERSION;
     if ((r = buf_get_u64(&b, &u->seq)) != 0 || (r = buf_get_u64(&b, &u->size)) != 0 ||
         (r = buf_get_u8(&b, &u->state)) != 0 || (r = buf_get_u16(&b, &u->reason)) != 0 ||
         (r = buf_get_u8(&b, &u->precedence)) != 0 || (r = buf_get_u64(&b, &u->expiry)) != 0 ||
+        (v == MBA_UP_VERSION && (r = buf_get_u32(&b, &u->stored)) != 0) ||
         (r = buf_get_u16(&b, &n)) != 0)
         return r;
     if (u->state > UP_LOST || u->precedence >= WIRE_PRECEDENCE_COUNT ||
-        attach_chunk_count(u->size) == 0 || n > MBOX_MAX_FANOUT || buf_left(&b) != (size_t)n * DEVICE_ID_LEN)
+        attach_chunk_count(u->size) == 0 || u->stored > attach_chunk_count(u->size) ||
+        n > MBOX_MAX_FANOUT || buf_left(&b) != (size_t)n * DEVICE_ID_LEN)
         return VERR_BAD_FORMAT;
+    /* version 1 kept no count: a done upload had every chunk stored */
+    if (v == MBA_REC_VERSION && u->state == UP_DONE)
+        u->stored = attach_chunk_count(u->size);
     if (n > 0) {
         if ((u->rcpt = malloc((size_t)n * DEVICE_ID_LEN)) == NULL)
             return VERR_NOMEM;
@@ -268,6 +278,16 @@ static int commit_up(struct mbox *m, const uint8_t id[static ATTACH_ID_LEN], con
     return 0;
 }
 
+/* The relay's stored count, kept for `outbox` (one commit per piece, not per chunk). */
+static int up_note_stored(struct mbox *m, const uint8_t id[static ATTACH_ID_LEN], struct uprec *u,
+                          uint32_t stored)
+{
+    if (u->stored == stored)
+        return 0;
+    u->stored = stored;
+    return commit_up(m, id, u);
+}
+
 static int commit_dl(struct mbox *m, const struct dlrec *x)
 {
     int r;
@@ -275,6 +295,25 @@ static int commit_dl(struct mbox *m, const struct dlrec *x)
     if ((r = cstore_begin(m->st, 1)) != 0)
         return r;
     if ((r = dl_put(m, x)) != 0 || (r = cstore_commit(m->st)) != 0) {
+        cstore_abort(m->st);
+        return r;
+    }
+    return 0;
+}
+
+/* A download's record removed, committed on its own (it is finished: PROTOCOL.md part 4). */
+static int drop_dl(struct mbox *m, const uint8_t id[static ATTACH_ID_LEN],
+                   const uint8_t tag[static DL_TAG_LEN])
+{
+    char name[DL_NAME_LEN + 1];
+    int r;
+
+    if ((r = dl_name(name, id, tag)) != 0 || (r = cstore_begin(m->st, 1)) != 0)
+        return r;
+    r = cstore_del(m->st, CS_CONFIG, (const uint8_t *)name, strlen(name));
+    if (r == VERR_UNKNOWN)
+        r = 0; /* removed before a crash, or by another process */
+    if (r != 0 || (r = cstore_commit(m->st)) != 0) {
         cstore_abort(m->st);
         return r;
     }
@@ -617,7 +656,7 @@ static int upload_one(struct mbox *m, struct mba_link *l, const uint8_t id[stati
     struct wire_msg wm;
     uint8_t *ct = NULL;
     char path[4300];
-    uint32_t c = attach_chunk_count(u->size), acked, next;
+    uint32_t c = attach_chunk_count(u->size), acked = u->stored, next;
     unsigned window = MBA_WINDOW_START;
     uint64_t sent_ms[MBA_WINDOW_MAX];
     uint64_t ct_size = attach_ct_size(u->size);
@@ -676,6 +715,8 @@ static int upload_one(struct mbox *m, struct mba_link *l, const uint8_t id[stati
     }
     acked = next = wm.u.attach.stored;
     buf_free(&raw);
+    if ((r = up_note_stored(m, id, u, acked)) != 0)
+        goto out;
     while (acked < c) {
         uint64_t t0 = mba_ms();
         int halved = 0;
@@ -751,13 +792,29 @@ static int upload_one(struct mbox *m, struct mba_link *l, const uint8_t id[stati
                 l->progress(l->pctx, 1,
                             acked == c ? ct_size : (uint64_t)acked * ATTACH_CHUNK_CT, ct_size);
         }
-        if (acked < c && (r = l->between(l->ctx)) != 0)
+        if (acked < c && ((r = up_note_stored(m, id, u, acked)) != 0 ||
+                          (r = l->between(l->ctx)) != 0))
             goto out;
     }
+    /*
+     * Done: the record keeps only what `outbox` says ("uploaded"); the
+     * recipient list, which only a resumed OPEN needed, goes (PROTOCOL.md
+     * part 4 "What the client stores"). The sealed copy stays for `save`.
+     */
     u->state = UP_DONE;
+    u->stored = c;
+    free(u->rcpt);
+    u->rcpt = NULL;
+    u->n = 0;
     st->uploaded++;
     r = commit_up(m, id, u);
 out:
+    /* a cut or a stop: what the relay confirmed so far, for `outbox` */
+    if (u->state == UP_OPEN && acked > u->stored) {
+        int r2 = up_note_stored(m, id, u, acked);
+        if (r == 0)
+            r = r2;
+    }
     if (fd >= 0)
         close(fd);
     free(ct);
@@ -859,10 +916,32 @@ static int download_finish(struct mbox *m, struct mba_link *l, struct dlrec *x, 
         (r = recv_for(l, x->d.id, WIRE_ATTACH_STATE, WIRE_ATTACH_STATE, &raw, &wm)) != 0)
         return r;
     buf_free(&raw);
-    /* reason 0, or attachment_unknown for a DONE the relay had already taken: done either way */
-    x->state = DL_DONE;
+    /*
+     * reason 0, or attachment_unknown for a DONE the relay had already taken:
+     * done either way. The record goes: `read` and `save` need only the .ct
+     * and the message. A crash before this commit sends DONE again next time.
+     */
     *moved = 1;
-    return commit_dl(m, x);
+    return drop_dl(m, x->d.id, x->sender);
+}
+
+/*
+ * A download that can no longer complete (gone from the relay, or its chunks
+ * do not open): the state is committed first, then the partial file goes, so
+ * a crash between the two leaves a .part the start-up sweep removes.
+ */
+static int download_abandon(struct mbox *m, struct dlrec *x, uint8_t state)
+{
+    char part[4300];
+    int r;
+
+    x->state = state;
+    if ((r = commit_dl(m, x)) != 0 ||
+        (r = dl_path(m, x->d.id, x->sender, "part", part, sizeof(part))) != 0)
+        return r;
+    if (unlink(part) != 0)
+        return errno == ENOENT ? 0 : VERR_IO;
+    return fsync_attach_dir(m);
 }
 
 static int download_one(struct mbox *m, struct mba_link *l, struct dlrec *x, struct mba_stats *st,
@@ -914,9 +993,10 @@ static int download_one(struct mbox *m, struct mba_link *l, struct dlrec *x, str
             uint16_t reason = w->reason;
             buf_free(&raw);
             if (reason == WIRE_R_ATTACHMENT_UNKNOWN) {
-                x->state = DL_GONE; /* expired, or this device is not a recipient */
+                /* expired, or this device is not a recipient: said once, by this sync */
+                st->gone++;
                 *moved = 1;
-                r = commit_dl(m, x);
+                r = download_abandon(m, x, DL_GONE);
             } else {
                 st->down_waiting++; /* the uploader has not finished: asked again later */
                 l->retry_at_ms = mba_ms() + MBA_RETRY_MS;
@@ -934,9 +1014,8 @@ static int download_one(struct mbox *m, struct mba_link *l, struct dlrec *x, str
              * or a relay's doing): never fetched again; `read` says so. Only
              * the sender can mend it, by sending the file again.
              */
-            x->state = DL_BAD;
             *moved = 1;
-            if ((r = commit_dl(m, x)) == 0)
+            if ((r = download_abandon(m, x, DL_BAD)) == 0)
                 r = VERR_DECRYPT;
             goto out;
         }
@@ -1019,6 +1098,12 @@ int mba_sync(struct mbox *m, struct mba_link *l, struct mba_stats *st, int *move
 
 /* ---- reading and saving ---- */
 
+/* 1 if sender is this device: its own sealed copy, HOME/attach/<id hex>.ct. */
+static int is_self(const struct mbox *m, const uint8_t sender[static DEVICE_ID_LEN])
+{
+    return memcmp(sender, m->id.device_id, DEVICE_ID_LEN) == 0;
+}
+
 int mba_state(struct mbox *m, const struct attach_desc *d,
               const uint8_t sender[static DEVICE_ID_LEN], int *have, uint32_t *held, uint32_t *c)
 {
@@ -1029,6 +1114,14 @@ int mba_state(struct mbox *m, const struct attach_desc *d,
     *c = attach_chunk_count(d->size);
     *held = 0;
     *have = MBA_HAVE_PART;
+    if (is_self(m, sender)) {
+        /* one this device sent: the sealed copy made at send time, kept (PROTOCOL.md part 4) */
+        if ((r = mba_path(m, d->id, "ct", ct, sizeof(ct))) != 0 ||
+            (r = attach_held(ct, d, held)) != 0)
+            return r;
+        *have = *held == *c ? MBA_HAVE_COMPLETE : MBA_HAVE_MISSING;
+        return 0;
+    }
     if ((r = dl_path(m, d->id, sender, "part", part, sizeof(part))) != 0 ||
         (r = dl_path(m, d->id, sender, "ct", ct, sizeof(ct))) != 0)
         return r;
@@ -1059,9 +1152,245 @@ int mba_save(struct mbox *m, const struct attach_desc *d,
     char ct[4300];
     int r;
 
-    if ((r = dl_path(m, d->id, sender, "ct", ct, sizeof(ct))) != 0)
+    if ((r = is_self(m, sender) ? mba_path(m, d->id, "ct", ct, sizeof(ct))
+                                : dl_path(m, d->id, sender, "ct", ct, sizeof(ct))) != 0)
         return r;
     if (!file_exists(ct))
         return VERR_UNKNOWN;
     return attach_open_file(d, ct, out, progress, pctx);
+}
+
+int mba_upload_state(struct mbox *m, const uint8_t id[static ATTACH_ID_LEN], uint64_t size,
+                     struct mba_up_state *out)
+{
+    struct attach_desc d;
+    struct uprec u;
+    char ct[4300];
+    uint32_t held = 0;
+    int r;
+
+    memset(out, 0, sizeof(*out));
+    out->c = attach_chunk_count(size);
+    out->ct_size = attach_ct_size(size);
+    memset(&d, 0, sizeof(d));
+    memcpy(d.id, id, ATTACH_ID_LEN);
+    d.size = size; /* attach_held needs the id and the size only */
+    if ((r = mba_path(m, id, "ct", ct, sizeof(ct))) != 0 || (r = attach_held(ct, &d, &held)) != 0)
+        return r;
+    out->copy = out->c != 0 && held == out->c;
+    if ((r = up_get(m, id, &u)) == VERR_UNKNOWN) {
+        out->state = MBA_UP_NONE; /* not this device's upload (sent from another device) */
+        return 0;
+    }
+    if (r != 0)
+        return r;
+    out->stored = u.stored;
+    out->reason = u.reason;
+    switch (u.state) {
+    case UP_DONE:
+        out->state = MBA_UP_DONE;
+        break;
+    case UP_REFUSED:
+        out->state = MBA_UP_REFUSED;
+        break;
+    case UP_LOST:
+        out->state = MBA_UP_LOST;
+        break;
+    default:
+        /* what the next sync would find: a deleted sealed copy cannot be uploaded */
+        if (!out->copy)
+            out->state = MBA_UP_LOST;
+        else
+            out->state = u.state == UP_OPEN && u.stored > 0 ? MBA_UP_SENDING : MBA_UP_WAITING;
+    }
+    free(u.rcpt);
+    return 0;
+}
+
+/* ---- housekeeping (PROTOCOL.md part 4 "What stays on the device") ---- */
+
+/* 1 if s is n lower-case hex digits. */
+static int hex_run(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return 0;
+    return 1;
+}
+
+/* The kinds of file in HOME/attach, by name. */
+enum att_kind {
+    ATT_OTHER = 0, /* not ours: left alone */
+    ATT_SENT,      /* <id>.ct: a sealed copy made at send time */
+    ATT_SEAL_TMP,  /* <id>.ct.tmp.<pid>: a seal in progress (attach_seal_file) */
+    ATT_RECEIVED,  /* <id>.<tag>.ct: a complete download */
+    ATT_PART,      /* <id>.<tag>.part: a download in progress */
+};
+
+static enum att_kind att_classify(const char *name, uint8_t id[static ATTACH_ID_LEN],
+                                  uint8_t tag[static DL_TAG_LEN], long *pid)
+{
+    const size_t h = 2 * ATTACH_ID_LEN, t = 2 * DL_TAG_LEN;
+    size_t len = strlen(name);
+    char hex[2 * ATTACH_ID_LEN + 1];
+
+    if (len < h + 3 || !hex_run(name, h) || name[h] != '.')
+        return ATT_OTHER;
+    memcpy(hex, name, h);
+    hex[h] = '\0';
+    if (text_hex_decode(id, ATTACH_ID_LEN, hex) != 0)
+        return ATT_OTHER;
+    if (strcmp(name + h, ".ct") == 0)
+        return ATT_SENT;
+    if (strncmp(name + h, ".ct.tmp.", 8) == 0) {
+        uint64_t v;
+        if (text_parse_u64(name + h + 8, 1, 0x7fffffff, &v) != 0)
+            return ATT_OTHER;
+        *pid = (long)v;
+        return ATT_SEAL_TMP;
+    }
+    if (len < h + 1 + t + 3 || !hex_run(name + h + 1, t) || name[h + 1 + t] != '.')
+        return ATT_OTHER;
+    memcpy(hex, name + h + 1, t);
+    hex[t] = '\0';
+    if (text_hex_decode(tag, DL_TAG_LEN, hex) != 0)
+        return ATT_OTHER;
+    if (strcmp(name + h + 1 + t, ".ct") == 0)
+        return ATT_RECEIVED;
+    if (strcmp(name + h + 1 + t, ".part") == 0)
+        return ATT_PART;
+    return ATT_OTHER;
+}
+
+/* Finished records: a download done (a store from before it was dropped), an upload's long form. */
+static int sweep_records(struct mbox *m)
+{
+    struct idlist ids;
+    int r;
+
+    if ((r = list_recs(m, DL_PREFIX, &ids)) != 0)
+        goto out;
+    for (size_t i = 0; i < ids.n; i++) {
+        struct dlrec x;
+        if ((r = dl_get(m, ids.id[i], ids.tag[i], &x)) != 0)
+            goto out;
+        attach_desc_wipe(&x.d);
+        if (x.state == DL_DONE && (r = drop_dl(m, ids.id[i], ids.tag[i])) != 0)
+            goto out;
+    }
+    idlist_free(&ids);
+    if ((r = list_recs(m, UP_PREFIX, &ids)) != 0)
+        goto out;
+    for (size_t i = 0; i < ids.n; i++) {
+        struct uprec u;
+        if ((r = up_get(m, ids.id[i], &u)) != 0)
+            goto out;
+        if (u.state == UP_DONE && u.n > 0) {
+            free(u.rcpt);
+            u.rcpt = NULL;
+            u.n = 0;
+            u.stored = attach_chunk_count(u.size);
+            r = commit_up(m, ids.id[i], &u);
+        }
+        free(u.rcpt);
+        if (r != 0)
+            goto out;
+    }
+    r = 0;
+out:
+    idlist_free(&ids);
+    return r;
+}
+
+/* 1 if the file at path is an orphan the sweep removes (see mba_sweep). */
+static int sweep_is_orphan(struct mbox *m, int dfd, const char *name)
+{
+    uint8_t id[ATTACH_ID_LEN], tag[DL_TAG_LEN];
+    struct stat sb;
+    struct uprec u;
+    struct dlrec x;
+    long pid = 0;
+    int r;
+
+    switch (att_classify(name, id, tag, &pid)) {
+    case ATT_SENT:
+        /* no record: a send that never committed; young ones may be another process's send */
+        if ((r = up_get(m, id, &u)) == 0) {
+            free(u.rcpt);
+            return 0;
+        }
+        return r == VERR_UNKNOWN && fstatat(dfd, name, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+               (uint64_t)sb.st_mtime + (uint64_t)MBA_ORPHAN_AGE_S < (uint64_t)time(NULL);
+    case ATT_SEAL_TMP:
+        /* a seal whose process is gone (kill(2): ESRCH) */
+        return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+    case ATT_PART:
+        /* no download to finish: gone, bad, done, or never recorded */
+        if ((r = dl_get(m, id, tag, &x)) != 0)
+            return r == VERR_UNKNOWN;
+        attach_desc_wipe(&x.d);
+        return x.state != DL_FETCH;
+    default:
+        return 0;
+    }
+}
+
+int mba_sweep(struct mbox *m, size_t *removed)
+{
+    char dir[4200];
+    DIR *dp = NULL;
+    struct dirent *e;
+    int r;
+
+    *removed = 0;
+    if ((r = sweep_records(m)) != 0)
+        return r;
+    if ((r = file_join(dir, sizeof(dir), m->home, "attach")) != 0)
+        return r;
+    /*
+     * Best effort: a leftover that cannot be read or removed now (permissions)
+     * must not keep the device from syncing; it is tried again next time.
+     */
+    if ((dp = opendir(dir)) == NULL)
+        return 0;
+    while ((e = readdir(dp)) != NULL)
+        if (sweep_is_orphan(m, dirfd(dp), e->d_name) && unlinkat(dirfd(dp), e->d_name, 0) == 0)
+            (*removed)++;
+    closedir(dp);
+    return *removed > 0 ? fsync_attach_dir(m) : 0;
+}
+
+int mba_disk_use(const char *home, struct mba_usage *u)
+{
+    char dir[4200];
+    DIR *dp = NULL;
+    struct dirent *e;
+    int r;
+
+    memset(u, 0, sizeof(*u));
+    if ((r = file_join(dir, sizeof(dir), home, "attach")) != 0)
+        return r;
+    if ((dp = opendir(dir)) == NULL)
+        return errno == ENOENT ? 0 : VERR_IO;
+    while ((e = readdir(dp)) != NULL) {
+        uint8_t id[ATTACH_ID_LEN], tag[DL_TAG_LEN];
+        struct stat sb;
+        long pid = 0;
+        enum att_kind k = att_classify(e->d_name, id, tag, &pid);
+        if (k == ATT_OTHER || fstatat(dirfd(dp), e->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 ||
+            !S_ISREG(sb.st_mode))
+            continue;
+        if (k == ATT_SENT) {
+            u->sent_bytes += (uint64_t)sb.st_size;
+            u->sent_files++;
+        } else if (k == ATT_RECEIVED) {
+            u->received_bytes += (uint64_t)sb.st_size;
+            u->received_files++;
+        } else {
+            u->partial_bytes += (uint64_t)sb.st_size;
+            u->partial_files++;
+        }
+    }
+    closedir(dp);
+    return 0;
 }

@@ -31,6 +31,13 @@
  *    own files (HOME/attach/<id hex>.<sender tag hex>.part / .ct).
  *  - Record states move forward only; every record change is one committed
  *    transaction; files are written before the record that names them.
+ *  - Housekeeping (PROTOCOL.md part 4 "What stays on the device"): an
+ *    upload's record shrinks to its short form once the relay holds every
+ *    chunk (the sealed copy stays, so its sender can `save` it); a
+ *    download's record is deleted once complete (the .ct and the message are
+ *    what `read` and `save` use); a download that can no longer complete
+ *    (gone from the relay, or bad) has its state committed, then its .part
+ *    deleted. mba_sweep removes what a crash between two such steps left.
  *  - Library code: no printing; progress through the link's hook.
  */
 #ifndef VALISE_MBOX_ATTACH_H
@@ -55,6 +62,8 @@ enum {
                              envelopes go before the next piece */
     MBA_RETRY_MS = 5000,  /* `run`: a download waiting for its uploader, or an upload the
                              relay put off, is tried again after this */
+    MBA_ORPHAN_AGE_S = 86400, /* a sealed copy no record names is a crashed send's after
+                                 this (a younger one may be another process's send) */
 };
 
 /* What the sync lends the attachment steps. */
@@ -82,6 +91,7 @@ struct mba_stats {
     uint16_t refused_reason;
     size_t bad_chunks;           /* chunks that did not open: not kept, not acknowledged */
     size_t lost;                 /* uploads whose sealed copy in HOME/attach was deleted */
+    size_t gone;                 /* downloads the relay no longer has: partial copy deleted */
 };
 
 /* HOME/attach/<id hex>.ct or .part into out. */
@@ -111,14 +121,55 @@ enum mba_have {
     MBA_HAVE_COMPLETE = 2, /* every chunk */
     MBA_HAVE_GONE = 3,     /* the relay no longer has it (expired) and this device has not all */
     MBA_HAVE_BAD = 4,      /* the relay's chunks did not open under the signed key */
+    MBA_HAVE_MISSING = 5,  /* this device sent it, and its sealed copy is gone */
 };
 /* sender: the device the message came from (downloads are kept per sender and id). */
 int mba_state(struct mbox *m, const struct attach_desc *d,
               const uint8_t sender[static DEVICE_ID_LEN], int *have, uint32_t *held,
               uint32_t *c) VL_MUST_CHECK;
-/* attach_open_file on the complete ciphertext (attach.h); VERR_UNKNOWN if incomplete. */
+/*
+ * attach_open_file on the complete ciphertext (attach.h); VERR_UNKNOWN if
+ * incomplete. sender == this device: the sealed copy it made at send time.
+ */
 int mba_save(struct mbox *m, const struct attach_desc *d,
              const uint8_t sender[static DEVICE_ID_LEN], const char *out,
              attach_progress_fn progress, void *pctx) VL_MUST_CHECK;
+
+/* An upload as `outbox` and `read` show it (from its record and the sealed copy). */
+enum mba_up {
+    MBA_UP_NONE = 0,    /* no upload record: sent from this person's other device */
+    MBA_UP_WAITING = 1, /* nothing stored on the relay yet (the message goes first) */
+    MBA_UP_SENDING = 2, /* stored of c chunks confirmed by the relay */
+    MBA_UP_DONE = 3,    /* the relay holds every chunk */
+    MBA_UP_REFUSED = 4, /* refused for good (reason) */
+    MBA_UP_LOST = 5,    /* not uploaded, and its sealed copy is gone: never will be */
+};
+struct mba_up_state {
+    int state;          /* enum mba_up */
+    uint32_t stored, c; /* chunks the relay confirmed, of c */
+    uint64_t ct_size;   /* the ciphertext bytes of all c chunks */
+    uint16_t reason;    /* MBA_UP_REFUSED: WIRE_R_* */
+    int copy;           /* the sealed copy is on this device, whole (`save` can open it) */
+};
+int mba_upload_state(struct mbox *m, const uint8_t id[static ATTACH_ID_LEN], uint64_t size,
+                     struct mba_up_state *out) VL_MUST_CHECK;
+
+/*
+ * Start-up sweep (each sync, before it connects): deletes download records
+ * left done by an older store, shrinks done upload records, and removes the
+ * orphans a crash can leave in HOME/attach: a .part no download in progress
+ * names, a seal's temporary whose process is gone, and a sealed copy no
+ * upload record names once it is MBA_ORPHAN_AGE_S old (younger ones may be
+ * another process's send in progress). *removed: files deleted. A file
+ * that cannot be removed is left for the next sweep (never an error).
+ */
+int mba_sweep(struct mbox *m, size_t *removed) VL_MUST_CHECK;
+
+/* Bytes held in HOME/attach, by kind (by file name; no key needed). */
+struct mba_usage {
+    uint64_t sent_bytes, received_bytes, partial_bytes;
+    size_t sent_files, received_files, partial_files;
+};
+int mba_disk_use(const char *home, struct mba_usage *u) VL_MUST_CHECK;
 
 #endif

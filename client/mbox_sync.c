@@ -1749,6 +1749,7 @@ static int sy_attachments(struct sync *s, int *moved)
         s->st->att_refused_reason = as.refused_reason;
     s->st->att_bad_chunks += as.bad_chunks;
     s->st->att_lost += as.lost;
+    s->st->att_gone += as.gone;
     return r;
 }
 
@@ -1768,6 +1769,9 @@ int mbox_sync(struct mbox *m, const struct mbox_sync_opts *o, struct mbox_sync_s
     s.now = mb_now();
     s.submit_bytes = MB_SUBMIT_START;
     s.piece_bytes = MB_PIECE_START;
+    /* What an interrupted run left in HOME/attach (mbox_attach.h), before connecting. */
+    if ((r = mba_sweep(m, &st->att_swept)) != 0)
+        return r;
     if ((r = ctp_connect_stop(&s.c, m->relay, m->ca[0] != 0 ? m->ca : NULL, o->timeout_ms,
                               o->stop)) != 0)
         return r;

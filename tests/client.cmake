@@ -123,3 +123,13 @@ target_link_libraries(client_test_attach_flash PRIVATE vtest_client_support PkgC
 add_dependencies(client_test_attach_flash valise-relay)
 add_test(NAME client/attach_flash COMMAND client_test_attach_flash)
 set_tests_properties(client/attach_flash PROPERTIES TIMEOUT 180 LABELS client)
+
+# Attachment housekeeping (issue 13 item 2): upload states kept across a cut,
+# finished records cleaned up, partial downloads of expired attachments
+# deleted once, the start-up sweep of what a crash leaves in HOME/attach.
+add_executable(client_test_attach_house ${CMAKE_CURRENT_LIST_DIR}/client/test_attach_house.c)
+target_link_libraries(client_test_attach_house PRIVATE vtest_client_support vtest_relay_support valise_client vcore
+                      PkgConfig::CMOCKA)
+add_dependencies(client_test_attach_house valise-relay)
+add_test(NAME client/attach_house COMMAND client_test_attach_house)
+set_tests_properties(client/attach_house PROPERTIES TIMEOUT 300 LABELS client)

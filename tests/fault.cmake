@@ -8,3 +8,10 @@
 add_test(NAME fault/keys COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/fault/keys_fault.sh
          $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise> $<TARGET_FILE:faultinject>)
 set_tests_properties(fault/keys PROPERTIES ENVIRONMENT "${VALISE_FAULT_ENV}")
+# Attachment housekeeping under crashes (issue 13 item 2): `valise sync` killed
+# before each of its fsyncs, renames and unlinks in turn, downloading and
+# uploading, then synced again: nothing left dangling (tests/fault/attach_crash.sh).
+add_test(NAME fault/attach_crash COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/fault/attach_crash.sh
+         $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise> $<TARGET_FILE:valise-relay>
+         $<TARGET_FILE:faultinject>)
+set_tests_properties(fault/attach_crash PROPERTIES ENVIRONMENT "${VALISE_FAULT_ENV}" TIMEOUT 900)

@@ -7,7 +7,11 @@
 # them; a ciphertext damaged on the device is refused by `save` (nothing
 # written); an incomplete one is refused with a clear line; empty,
 # missing and unreadable files are refused at send, naming the file; the
-# relay deletes an attachment once its recipient is done.
+# relay deletes an attachment once its recipient is done. Housekeeping:
+# `outbox` and `read` of a sent message show each upload's state (waiting,
+# uploaded, lost); the sender saves its own sent attachment from its sealed
+# copy; `status` splits HOME/attach into sent, received and partial bytes; a
+# leftover .part is swept by the next sync.
 # usage: client_attach.sh VALISE_KEYS VALISE VALISE_RELAY
 set -u
 KEYS=$1
@@ -64,6 +68,19 @@ grep -q -- "--attach hq: not a regular file" err.txt || fail "directory message:
 run "outbox after refusals" V outbox --home hq
 [ "$(grep -c 'Note verbale' out.txt)" -eq 1 ] || fail "a refused send queued a message: $(cat out.txt)"
 
+# --- before the sync: each attachment waits, said by outbox ---
+run "outbox before the sync" V outbox --home hq
+grep -q "attachment 1 note-verbale.pdf (300.0 KiB): waiting (nothing stored on the relay yet" out.txt ||
+  fail "outbox does not show the first attachment waiting: $(cat out.txt)"
+grep -q "attachment 2 minutes.txt (.*): waiting" out.txt || fail "outbox: second attachment: $(cat out.txt)"
+run "status before the sync" V status --home hq
+grep -q "^  sent:     $(cat hq/attach/*.ct | wc -c) bytes (.*) in 2 files" out.txt ||
+  fail "status does not count the 2 sealed copies: $(cat out.txt)"
+grep -q "^  received: 0 bytes (0 bytes) in 0 files" out.txt || fail "status received: $(cat out.txt)"
+if V status --home no-such-home >out.txt 2>err.txt; then fail "status took a missing home"; fi
+[ "$(wc -l <err.txt)" -eq 1 ] && grep -q -- "--home no-such-home: no such directory" err.txt ||
+  fail "status of a missing home: $(cat err.txt)"
+
 # --- HQ syncs: the message goes first, then both attachments ---
 run "hq sync" V sync --home hq
 grep -q "attachments: 2 uploaded" out.txt || fail "hq sync did not upload 2 attachments: $(cat out.txt)"
@@ -72,6 +89,16 @@ stored=$(curl -s "http://127.0.0.1:$PORT/metrics" | awk '/^valise_relay_attachme
 grep -qa "$MARKER" data/* && fail "the relay's files hold attachment plaintext"
 run "hq sync again (nothing left)" V sync --home hq
 grep -q "attachments:" out.txt && fail "a second sync moved attachments again: $(cat out.txt)"
+run "outbox after the upload" V outbox --home hq
+[ "$(grep -c "attachment [12] .*: uploaded$" out.txt)" -eq 2 ] ||
+  fail "outbox does not show both attachments uploaded: $(cat out.txt)"
+run "hq reads its own sent message" V read --home hq "$ID"
+grep -q "1  note-verbale.pdf  300.0 KiB (307213 bytes)  application/pdf  uploaded" out.txt ||
+  fail "read of a sent message does not show the upload state: $(cat out.txt)"
+# the sender keeps its sealed copy: it saves what it sent, hash checked
+run "hq saves its own sent attachment" V save --home hq --out hq-saved.pdf "$ID" 1
+grep -q "SHA-256 verified" out.txt || fail "hq save did not verify: $(cat out.txt)"
+cmp -s hq-saved.pdf sent-note.pdf || fail "hq's saved copy differs from what it sent"
 
 # --- JKT syncs, reads and saves ---
 run "jkt sync" V sync --home jkt
@@ -92,6 +119,12 @@ if V save --home jkt --out saved.txt "$ID" 2 >out.txt 2>err.txt; then fail "save
 grep -q -- "--out saved.txt: the file exists" err.txt || fail "existing-file message: $(cat err.txt)"
 if V save --home jkt --out x.bin "$ID" 3 >out.txt 2>err.txt; then fail "save took attachment 3 of 2"; fi
 grep -q "has 2 attachments; N must be 1 to 2" err.txt || fail "bad N message: $(cat err.txt)"
+
+run "jkt status" V status --home jkt
+grep -q "^  received: $(cat jkt/attach/*.ct | wc -c) bytes (.*) in 2 files" out.txt ||
+  fail "jkt status does not count the 2 received attachments: $(cat out.txt)"
+grep -q "^  sent:     0 bytes (0 bytes) in 0 files" out.txt || fail "jkt status sent: $(cat out.txt)"
+grep -q "^  partial:  0 bytes (0 bytes) in 0 files" out.txt || fail "jkt status partial: $(cat out.txt)"
 
 # --- the relay deleted both once JKT, their one recipient, was done ---
 stored=$(curl -s "http://127.0.0.1:$PORT/metrics" | awk '/^valise_relay_attachments_stored / {print $2}')
@@ -121,20 +154,37 @@ done
 [ $n -eq 1 ] || fail "an incomplete attachment was not refused clearly: $(cat err.txt)"
 run "jkt read lists the incomplete one" V read --home jkt "$ID"
 grep -q "of .* chunks" out.txt || fail "read does not show a partial attachment: $(cat out.txt)"
+run "jkt status with a partial file" V status --home jkt
+grep -q "^  partial:  $(cat jkt/attach/*.part | wc -c) bytes (.*) in 1 file:" out.txt ||
+  fail "status does not count the partial file: $(cat out.txt)"
 
 # --- the sender's sealed copy deleted before the upload: said once, never sent ---
 head -c 5000 /dev/urandom >later.bin
 run "send a later attachment" V send --home hq --to ambassador@JKT --subject "Later" --attach later.bin </dev/null
 LID=$(awk '{print $2}' out.txt)
 rm -f hq/attach/*.ct
+run "outbox without the sealed copy" V outbox --home hq
+grep -q "attachment 1 later.bin (4.9 KiB): lost: its encrypted copy in HOME/attach was deleted before the upload" out.txt ||
+  fail "outbox does not show the lost upload: $(cat out.txt)"
+grep -q "attachment 1 note-verbale.pdf (300.0 KiB): uploaded (its encrypted copy on this device was deleted since)" out.txt ||
+  fail "outbox does not say the uploaded copy was deleted: $(cat out.txt)"
+if V save --home hq --out hq-gone.pdf "$ID" 1 >out.txt 2>err.txt; then fail "save opened a deleted sealed copy"; fi
+grep -q "attachment 1: its encrypted copy in HOME/attach was deleted; nothing was written" err.txt ||
+  fail "save of a deleted sealed copy: $(cat err.txt)"
 run "hq sync without the sealed copy" V sync --home hq
 grep -q "1 not sent: the encrypted copy in HOME/attach was deleted (send the file again)" out.txt ||
   fail "a deleted sealed copy was not reported: $(cat out.txt) $(cat err.txt)"
 run "hq sync again" V sync --home hq
 grep -q "not sent" out.txt && fail "the lost upload was reported twice: $(cat out.txt)"
 run "jkt sync (the later message)" V sync --home jkt
+# the .part made above from a finished download (no record names it): swept, said once
+grep -q "1 leftover file of an interrupted run removed from HOME/attach" out.txt ||
+  fail "the leftover .part was not swept: $(cat out.txt)"
+ls jkt/attach/*.part >/dev/null 2>&1 && fail "a .part is left: $(ls jkt/attach)"
+grep -q "1 no longer on the relay (expired) before it was complete: the partial copy was deleted" out.txt ||
+  fail "the download the relay does not have was not reported: $(cat out.txt)"
 run "jkt read the later message" V read --home jkt "$LID"
-grep -q "1  later.bin  .*0 of 1 chunks; no longer on the relay" out.txt ||
+grep -q "1  later.bin  .*incomplete; no longer on the relay (expired), the partial copy deleted" out.txt ||
   fail "the never-uploaded attachment is not shown unavailable: $(cat out.txt)"
 
 harness_done "client attachments"

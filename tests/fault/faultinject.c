@@ -7,6 +7,10 @@
  *                        returns NULL with ENOMEM (and every later one works)
  *   VALISE_FAIL_WRITE=N  the N-th write/pwrite/writev/pwritev fails (ENOSPC)
  *   VALISE_FAIL_SYNC=N   the N-th fsync/fdatasync/msync fails (EIO)
+ *   VALISE_CRASH_STEP=N  the N-th step (fsync, fdatasync, msync, rename,
+ *                        renameat, unlink, unlinkat) kills the process with
+ *                        SIGKILL before it runs: a crash between any two
+ *                        durable steps (no destructor runs: no report either)
  *   VALISE_FAULT_REPORT=FILE  at exit, append "alloc=A write=W sync=S" (the
  *                        counts seen), so a loop knows when N passed the end.
  *   VALISE_FAIL_AFTER_MS=M  count nothing until M ms after the first call, so
@@ -24,6 +28,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,7 +79,7 @@ static void resolve(void)
     resolving = 0;
 }
 
-static unsigned long fail_alloc, fail_write, fail_sync;
+static unsigned long fail_alloc, fail_write, fail_sync, crash_step, n_step;
 static unsigned long n_alloc, n_write, n_sync;
 static int configured;
 static unsigned long after_ms;
@@ -100,6 +105,7 @@ static void configure(void)
     fail_alloc = env_num("VALISE_FAIL_ALLOC");
     fail_write = env_num("VALISE_FAIL_WRITE");
     fail_sync = env_num("VALISE_FAIL_SYNC");
+    crash_step = env_num("VALISE_CRASH_STEP");
     after_ms = env_num("VALISE_FAIL_AFTER_MS");
     if (after_ms != 0)
         (void)clock_gettime(CLOCK_MONOTONIC, &started); /* vDSO: no allocation */
@@ -198,7 +204,7 @@ void free(void *p)
         real_free(p);
 }
 
-#define WRAP_IO(ret, name, counter, target, err, params, args)                                     \
+#define WRAP_IO(ret, name, counter, target, crash, err, params, args)                              \
     ret name params                                                                                \
     {                                                                                              \
         static ret(*real) params;                                                                  \
@@ -208,6 +214,8 @@ void free(void *p)
             errno = err;                                                                           \
             return (ret)-1;                                                                        \
         }                                                                                          \
+        if (crash)                                                                                 \
+            crash_point();                                                                         \
         return real args;                                                                          \
     }
 
@@ -216,18 +224,62 @@ static void *dlsym_next(const char *name)
     return dlsym(RTLD_NEXT, name);
 }
 
-WRAP_IO(ssize_t, write, n_write, fail_write, ENOSPC, (int fd, const void *b, size_t n), (fd, b, n))
-WRAP_IO(ssize_t, pwrite, n_write, fail_write, ENOSPC, (int fd, const void *b, size_t n, off_t o),
+/* VALISE_CRASH_STEP: the N-th durable step is never reached. */
+static void crash_point(void)
+{
+    configure();
+    if (crash_step != 0 && ++n_step == crash_step)
+        (void)kill(getpid(), SIGKILL);
+}
+
+int rename(const char *a, const char *b)
+{
+    static int (*real)(const char *, const char *);
+    if (real == NULL)
+        *(void **)&real = dlsym_next("rename");
+    crash_point();
+    return real(a, b);
+}
+
+int renameat(int fa, const char *a, int fb, const char *b)
+{
+    static int (*real)(int, const char *, int, const char *);
+    if (real == NULL)
+        *(void **)&real = dlsym_next("renameat");
+    crash_point();
+    return real(fa, a, fb, b);
+}
+
+int unlink(const char *a)
+{
+    static int (*real)(const char *);
+    if (real == NULL)
+        *(void **)&real = dlsym_next("unlink");
+    crash_point();
+    return real(a);
+}
+
+int unlinkat(int fd, const char *a, int f)
+{
+    static int (*real)(int, const char *, int);
+    if (real == NULL)
+        *(void **)&real = dlsym_next("unlinkat");
+    crash_point();
+    return real(fd, a, f);
+}
+
+WRAP_IO(ssize_t, write, n_write, fail_write, 0, ENOSPC, (int fd, const void *b, size_t n), (fd, b, n))
+WRAP_IO(ssize_t, pwrite, n_write, fail_write, 0, ENOSPC, (int fd, const void *b, size_t n, off_t o),
         (fd, b, n, o))
-WRAP_IO(ssize_t, pwrite64, n_write, fail_write, ENOSPC, (int fd, const void *b, size_t n, off_t o),
+WRAP_IO(ssize_t, pwrite64, n_write, fail_write, 0, ENOSPC, (int fd, const void *b, size_t n, off_t o),
         (fd, b, n, o))
-WRAP_IO(ssize_t, writev, n_write, fail_write, ENOSPC, (int fd, const struct iovec *v, int c),
+WRAP_IO(ssize_t, writev, n_write, fail_write, 0, ENOSPC, (int fd, const struct iovec *v, int c),
         (fd, v, c))
-WRAP_IO(ssize_t, pwritev, n_write, fail_write, ENOSPC,
+WRAP_IO(ssize_t, pwritev, n_write, fail_write, 0, ENOSPC,
         (int fd, const struct iovec *v, int c, off_t o), (fd, v, c, o))
-WRAP_IO(int, fsync, n_sync, fail_sync, EIO, (int fd), (fd))
-WRAP_IO(int, fdatasync, n_sync, fail_sync, EIO, (int fd), (fd))
-WRAP_IO(int, msync, n_sync, fail_sync, EIO, (void *a, size_t l, int f), (a, l, f))
+WRAP_IO(int, fsync, n_sync, fail_sync, 1, EIO, (int fd), (fd))
+WRAP_IO(int, fdatasync, n_sync, fail_sync, 1, EIO, (int fd), (fd))
+WRAP_IO(int, msync, n_sync, fail_sync, 1, EIO, (void *a, size_t l, int f), (a, l, f))
 
 __attribute__((destructor)) static void fault_report(void)
 {

@@ -14,6 +14,14 @@
 int side_make(const struct tpki *p, struct side *s, const char *name, const char *post,
               const char *role, uint64_t serial, const uint8_t *person_id, const char *pass)
 {
+    return side_make_from(p, s, name, post, role, serial, person_id, pass,
+                          (uint64_t)time(NULL) - 3600);
+}
+
+int side_make_from(const struct tpki *p, struct side *s, const char *name, const char *post,
+                   const char *role, uint64_t serial, const uint8_t *person_id, const char *pass,
+                   uint64_t not_before)
+{
     char req[TPATH + 8];
     uint8_t devid[DEVICE_ID_LEN];
     struct identity id;
@@ -39,7 +47,7 @@ int side_make(const struct tpki *p, struct side *s, const char *name, const char
     snprintf(c->name, sizeof(c->name), "%s", name);
     snprintf(c->post, sizeof(c->post), "%s", post);
     snprintf(c->role, sizeof(c->role), "%s", role);
-    c->not_before = now - 3600;
+    c->not_before = not_before;
     c->not_after = now + 86400;
     if ((r = buf_init(&b, CERT_MAX_LEN, 0)) != 0)
         return r;

@@ -31,6 +31,10 @@ struct side {
 int side_make(const struct tpki *p, struct side *s, const char *name, const char *post,
               const char *role, uint64_t serial, const uint8_t *person_id,
               const char *pass) VL_MUST_CHECK;
+/* The same with a certificate valid from not_before (messages dated back to it verify). */
+int side_make_from(const struct tpki *p, struct side *s, const char *name, const char *post,
+                   const char *role, uint64_t serial, const uint8_t *person_id, const char *pass,
+                   uint64_t not_before) VL_MUST_CHECK;
 
 /*
  * Opens the mailbox (unless already open) and enrols it with the relay on
