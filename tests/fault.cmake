@@ -14,4 +14,6 @@ set_tests_properties(fault/keys PROPERTIES ENVIRONMENT "${VALISE_FAULT_ENV}")
 add_test(NAME fault/attach_crash COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/fault/attach_crash.sh
          $<TARGET_FILE:valise-keys> $<TARGET_FILE:valise> $<TARGET_FILE:valise-relay>
          $<TARGET_FILE:faultinject>)
-set_tests_properties(fault/attach_crash PROPERTIES ENVIRONMENT "${VALISE_FAULT_ENV}" TIMEOUT 900)
+# release pass only (label slow): 24 syncs, each with an Argon2id unlock
+set_tests_properties(fault/attach_crash PROPERTIES ENVIRONMENT "${VALISE_FAULT_ENV}" TIMEOUT 900
+                     LABELS slow)
