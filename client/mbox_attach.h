@@ -121,4 +121,25 @@ int mba_save(struct mbox *m, const struct attach_desc *d,
              const uint8_t sender[static DEVICE_ID_LEN], const char *out,
              attach_progress_fn progress, void *pctx) VL_MUST_CHECK;
 
+/* The desk (issue 13 item 2): a complete received attachment, read chunk by chunk (attach.h). */
+int mba_reader(struct mbox *m, const struct attach_desc *d,
+               const uint8_t sender[static DEVICE_ID_LEN], struct attach_reader **out) VL_MUST_CHECK;
+
+/* The desk's outbox: where each of this device's uploads stands. */
+enum mba_up_state {
+    MBA_UP_WAITING = 1,  /* its message is not yet accepted, or the upload not finished */
+    MBA_UP_UPLOADED = 2, /* the relay stored every chunk */
+    MBA_UP_REFUSED = 3,  /* refused for good by the relay (reason) */
+    MBA_UP_LOST = 4,     /* its sealed copy in HOME/attach was deleted */
+};
+struct mba_upload {
+    uint8_t id[ATTACH_ID_LEN];
+    uint64_t seq;  /* the outbox record of its message */
+    uint64_t size; /* plaintext bytes */
+    int state;     /* enum mba_up_state */
+    uint16_t reason;
+};
+/* Every upload record; *list malloc'ed (free with free()), *n entries. */
+int mba_uploads(struct mbox *m, struct mba_upload **list, size_t *n) VL_MUST_CHECK;
+
 #endif
