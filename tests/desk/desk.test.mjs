@@ -231,7 +231,9 @@ try {
 
   step('attachments: a sender-chosen name with HTML is shown inert');
   await amb.click('#inbox tr[data-id] >> text=Annex with a strange name');
-  await amb.waitForSelector('#read-atts td.name', { timeout: 10000 });
+  // the pane still shows the message opened before until this one is read
+  await amb.waitForFunction(() => (document.querySelector('#reader h2') || {}).textContent === 'Annex with a strange name'
+    && document.querySelector('#read-atts td.name'), null, { timeout: 10000 });
   const evil = await amb.textContent('#read-atts td.name');
   check(evil.includes('<img src=x onerror=window.pwned=2>'), 'the HTML name is not shown as text: ' + evil);
   check(await amb.evaluate(() => window.pwned === undefined && document.querySelectorAll('#reader img').length === 0), 'the attachment name ran as HTML');
