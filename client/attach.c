@@ -538,3 +538,100 @@ out:
     free(ct);
     return r;
 }
+
+struct attach_reader {
+    struct attach_desc d;
+    crypto_hash_sha256_state h;
+    uint8_t ct[ATTACH_CHUNK_CT];
+    uint32_t i, c;
+    int fd;
+};
+
+int attach_reader_open(const struct attach_desc *d, const char *ct_path, struct attach_reader **out)
+{
+    struct attach_reader *rd = NULL;
+    uint32_t held;
+    int r = VERR_INTERNAL;
+
+    *out = NULL;
+    if ((r = attach_held(ct_path, d, &held)) != 0)
+        return r;
+    if (held != attach_chunk_count(d->size))
+        return VERR_UNKNOWN;
+    if ((rd = sodium_malloc(sizeof(*rd))) == NULL)
+        return VERR_NOMEM;
+    memset(rd, 0, sizeof(*rd));
+    rd->fd = -1;
+    if ((rd->fd = open(ct_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+        r = errno_verr(errno);
+        goto out;
+    }
+    rd->d = *d;
+    rd->c = held;
+    crypto_hash_sha256_init(&rd->h);
+    *out = rd;
+    rd = NULL; /* the caller's now */
+    r = 0;
+out:
+    attach_reader_close(rd);
+    return r;
+}
+
+int attach_reader_next(struct attach_reader *rd, uint8_t *pt, size_t *len)
+{
+    uint8_t got[ATTACH_HASH_LEN];
+    size_t n;
+    int r;
+
+    *len = 0;
+    if (rd->i == rd->c)
+        return 0;
+    n = attach_chunk_plain_len(rd->d.size, rd->i);
+    if ((r = read_full(rd->fd, rd->ct, n + ATTACH_TAG_LEN)) != 0 ||
+        (r = attach_chunk_open(&rd->d, rd->i, rd->ct, n + ATTACH_TAG_LEN, pt)) != 0)
+        return r;
+    crypto_hash_sha256_update(&rd->h, pt, n);
+    if (rd->i + 1 == rd->c) {
+        /* the whole file's hash, before its last bytes leave (PROTOCOL.md part 4 section 9) */
+        crypto_hash_sha256_final(&rd->h, got);
+        if (sodium_memcmp(got, rd->d.hash, ATTACH_HASH_LEN) != 0) {
+            sodium_memzero(pt, n);
+            return VERR_DECRYPT;
+        }
+    }
+    rd->i++;
+    *len = n;
+    return 0;
+}
+
+void attach_reader_close(struct attach_reader *rd)
+{
+    if (rd == NULL)
+        return;
+    if (rd->fd >= 0)
+        close(rd->fd);
+    sodium_free(rd); /* wipes the key and the hash state */
+}
+
+int attach_verify_file(const struct attach_desc *d, const char *ct_path)
+{
+    struct attach_reader *rd = NULL;
+    uint8_t *pt = NULL;
+    size_t n = 1;
+    int r;
+
+    if ((r = attach_reader_open(d, ct_path, &rd)) != 0)
+        return r;
+    if ((pt = sodium_malloc(ATTACH_CHUNK_PLAIN)) == NULL) {
+        r = VERR_NOMEM;
+        goto out;
+    }
+    while (n > 0)
+        if ((r = attach_reader_next(rd, pt, &n)) != 0)
+            goto out;
+    r = 0;
+out:
+    sodium_free(pt);
+    attach_reader_close(rd);
+    return r;
+}

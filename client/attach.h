@@ -136,4 +136,22 @@ int attach_trim(const char *path, const struct attach_desc *d, uint32_t *held) V
 int attach_open_file(const struct attach_desc *d, const char *ct_path, const char *out,
                      attach_progress_fn progress, void *pctx) VL_MUST_CHECK;
 
+/*
+ * Reading a complete ciphertext file chunk by chunk (the desk streams a
+ * saved attachment to the browser, issue 13 item 2). attach_reader_open
+ * copies d (the key is wiped by attach_reader_close); VERR_UNKNOWN: not
+ * every chunk is there. attach_reader_next opens the next chunk into pt
+ * (ATTACH_CHUNK_PLAIN bytes of room), *len its plaintext bytes, 0 once all
+ * were given; the SHA-256 of the whole is checked before the last chunk is
+ * handed out (VERR_DECRYPT then, as for a chunk that does not open), so a
+ * reader that got every chunk got the bytes the sender signed.
+ */
+struct attach_reader;
+int attach_reader_open(const struct attach_desc *d, const char *ct_path,
+                       struct attach_reader **out) VL_MUST_CHECK;
+int attach_reader_next(struct attach_reader *rd, uint8_t *pt, size_t *len) VL_MUST_CHECK;
+void attach_reader_close(struct attach_reader *rd);
+/* Every chunk opened and the hash checked, nothing written: 0 or as attach_reader_next. */
+int attach_verify_file(const struct attach_desc *d, const char *ct_path) VL_MUST_CHECK;
+
 #endif

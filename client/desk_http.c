@@ -42,6 +42,9 @@ struct dh_conn {
     uint8_t *resp;   /* sodium_malloc'ed */
     size_t resp_len, resp_off;
     int headers_sent;
+    /* attachments (issue 13 item 2): an upload being received, a download being sent */
+    struct desk_upload *up;
+    struct desk_download *dl;
     /* websocket */
     int is_page;
     char *events[DH_EVENTS];
@@ -113,6 +116,10 @@ static int dh_peer_is_us(int fd)
 
 static void dh_conn_reset(struct dh_conn *c)
 {
+    desk_upload_abort(c->up); /* a connection that ended mid-upload leaves nothing */
+    desk_download_end(c->dl);
+    c->up = NULL;
+    c->dl = NULL;
     sodium_free(c->body);
     sodium_free(c->resp);
     c->body = NULL;
@@ -234,7 +241,8 @@ static int dh_write_headers(struct desk_http *h, struct lws *wsi, struct dh_conn
         lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE,
                                      (const unsigned char *)c->ctype, (int)strlen(c->ctype), &p,
                                      end) ||
-        lws_add_http_header_content_length(wsi, c->resp_len, &p, end) ||
+        lws_add_http_header_content_length(
+            wsi, c->dl != NULL ? desk_download_size(c->dl) : c->resp_len, &p, end) ||
         dh_add_hdr(wsi, "content-security-policy:", csp, &p, end) ||
         dh_add_hdr(wsi, "x-content-type-options:", "nosniff", &p, end) ||
         dh_add_hdr(wsi, "x-frame-options:", "DENY", &p, end) ||
@@ -246,12 +254,37 @@ static int dh_write_headers(struct desk_http *h, struct lws *wsi, struct dh_conn
     if (c->extra_kind == 1 && (dh_add_hdr(wsi, "set-cookie:", c->extra, &p, end) ||
                                dh_add_hdr(wsi, "location:", "/", &p, end)))
         return -1;
+    /* a saved attachment: always a download, never shown in the page (RFC 6266) */
+    if (c->dl != NULL &&
+        dh_add_hdr(wsi, "content-disposition:", desk_download_disposition(c->dl), &p, end))
+        return -1;
     if (lws_finalize_http_header(wsi, &p, end))
         return -1;
     if (lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_HEADERS) != (int)(p - start))
         return -1;
     c->headers_sent = 1;
     return 0;
+}
+
+/*
+ * A saved attachment, one chunk per writeable callback. A chunk or the hash
+ * failing on the way cuts the connection: the browser sees fewer bytes than
+ * Content-Length and keeps no file.
+ */
+static int dh_write_download(struct lws *wsi, struct dh_conn *c)
+{
+    uint8_t buf[LWS_PRE + DESK_DOWNLOAD_CHUNK];
+    size_t n = 0;
+    int r, last;
+
+    if (desk_download_next(c->dl, buf + LWS_PRE, &n) != 0 || n == 0) {
+        sodium_memzero(buf, sizeof(buf));
+        return -1;
+    }
+    last = desk_download_left(c->dl) == 0;
+    r = lws_write(wsi, buf + LWS_PRE, n, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP);
+    sodium_memzero(buf, sizeof(buf));
+    return r == (int)n ? 0 : -1;
 }
 
 static int dh_writeable(struct desk_http *h, struct lws *wsi, struct dh_conn *c)
@@ -265,10 +298,20 @@ static int dh_writeable(struct desk_http *h, struct lws *wsi, struct dh_conn *c)
     if (!c->headers_sent) {
         if (dh_write_headers(h, wsi, c) != 0)
             return -1;
-        if (c->resp_len > 0) {
+        if (c->resp_len > 0 || c->dl != NULL) {
             lws_callback_on_writable(wsi);
             return 0;
         }
+    }
+    if (c->dl != NULL) {
+        if (dh_write_download(wsi, c) != 0)
+            return -1;
+        if (desk_download_left(c->dl) > 0) {
+            lws_callback_on_writable(wsi);
+            return 0;
+        }
+        dh_conn_reset(c);
+        return lws_http_transaction_completed(wsi) ? -1 : 0;
     }
     n = c->resp_len - c->resp_off;
     if (n > DH_CHUNK)
@@ -293,6 +336,82 @@ static int dh_writeable(struct desk_http *h, struct lws *wsi, struct dh_conn *c)
 }
 
 /* ---- HTTP requests ---- */
+
+static int dh_reply(struct lws *wsi, struct dh_conn *c, struct desk_reply *rep)
+{
+    int r = dh_set_resp(c, rep->status, "application/json", rep->body, rep->len);
+
+    desk_reply_free(rep);
+    if (r != 0)
+        return -1;
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
+/* GET /api/attachment?id=ID&from=SENDER&n=N: a received attachment as a download (desk.h). */
+static int dh_download(struct desk_http *h, struct lws *wsi, struct dh_conn *c)
+{
+    struct desk_reply rep;
+    /* each as large as the longest argument: lws stops at the first that does not fit */
+    char id[128], from[128], n[128];
+    const char *ip = lws_get_urlarg_by_name(wsi, "id=", id, (int)sizeof(id));
+    const char *fp = lws_get_urlarg_by_name(wsi, "from=", from, (int)sizeof(from));
+    const char *np = lws_get_urlarg_by_name(wsi, "n=", n, (int)sizeof(n));
+
+    if (desk_download_begin(h->d, ip, fp, np, dh_now(), &c->dl, &rep) != 0)
+        return dh_refuse(wsi, c, 500, "internal");
+    if (c->dl == NULL)
+        return dh_reply(wsi, c, &rep);
+    c->status = 200;
+    c->ctype = desk_download_type(c->dl);
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
+/* POST /api/attach: the body goes to the desk's upload (desk.h), never into memory whole. */
+static int dh_upload(struct desk_http *h, struct lws *wsi, struct dh_conn *c)
+{
+    struct desk_reply rep;
+    char name[DESK_NAME_PCT_MAX + 2], len[32];
+    int nl = lws_hdr_custom_length(wsi, "x-valise-name:", 14), ll;
+
+    name[0] = 0;
+    if (nl < 0 || nl >= (int)sizeof(name) ||
+        lws_hdr_custom_copy(wsi, name, (int)sizeof(name), "x-valise-name:", 14) < 0)
+        return dh_refuse(wsi, c, 400, "bad_name");
+    ll = dh_hdr(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, len, sizeof(len));
+    if (desk_upload_begin(h->d, name, ll == 1 ? len : NULL, dh_now(), &c->up, &rep) != 0)
+        return dh_refuse(wsi, c, 500, "internal");
+    if (c->up == NULL)
+        return dh_reply(wsi, c, &rep);
+    return 0; /* the body follows (LWS_CALLBACK_HTTP_BODY) */
+}
+
+/* A piece of an upload's body; a failure answers at once and deletes what came. */
+static int dh_upload_body(struct lws *wsi, struct dh_conn *c, const void *in, size_t len)
+{
+    int r = desk_upload_write(c->up, in, len);
+
+    if (r == 0)
+        return 0;
+    desk_upload_abort(c->up);
+    c->up = NULL;
+    return dh_refuse(wsi, c, r == VERR_TOO_LARGE ? 400 : r == VERR_NOSPACE ? 507 : 500,
+                     r == VERR_TOO_LARGE ? "upload_incomplete"
+                     : r == VERR_NOSPACE ? "no_space"
+                                         : "attach_failed");
+}
+
+static int dh_upload_done(struct lws *wsi, struct dh_conn *c)
+{
+    struct desk_reply rep;
+    struct desk_upload *up = c->up;
+
+    c->up = NULL; /* desk_upload_end frees it */
+    if (desk_upload_end(up, dh_now(), &rep) != 0)
+        return dh_refuse(wsi, c, 500, "internal");
+    return dh_reply(wsi, c, &rep);
+}
 
 static int dh_http(struct desk_http *h, struct lws *wsi, struct dh_conn *c, const char *uri)
 {
@@ -330,6 +449,8 @@ static int dh_http(struct desk_http *h, struct lws *wsi, struct dh_conn *c, cons
         !desk_cookie_ok(h->d, cookie))
         return dh_refuse(wsi, c, 403, "log_in_with_the_link");
     if (!c->post) {
+        if (strcmp(c->path, "/api/attachment") == 0)
+            return dh_download(h, wsi, c);
         if (strncmp(c->path, "/api/", 5) == 0)
             return dh_api(h, wsi, c);
         return dh_serve_file(h, wsi, c, c->path);
@@ -338,6 +459,13 @@ static int dh_http(struct desk_http *h, struct lws *wsi, struct dh_conn *c, cons
     if (dh_hdr(wsi, WSI_TOKEN_ORIGIN, origin, sizeof(origin)) != 1 ||
         !desk_origin_ok(h->d, origin))
         return dh_refuse(wsi, c, 403, "wrong_origin");
+    if (strcmp(c->path, "/api/attach") == 0) {
+        /* a file's raw bytes: not a form (no CORS-safelisted type), not JSON */
+        if (dh_hdr(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, ctype, sizeof(ctype)) != 1 ||
+            strcmp(ctype, "application/octet-stream") != 0)
+            return dh_refuse(wsi, c, 415, "octet_stream_only");
+        return dh_upload(h, wsi, c);
+    }
     if (dh_hdr(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, ctype, sizeof(ctype)) != 1 ||
         strncmp(ctype, "application/json", 16) != 0)
         return dh_refuse(wsi, c, 415, "json_only");
@@ -441,6 +569,8 @@ static int dh_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
     case LWS_CALLBACK_HTTP:
         return dh_http(h, wsi, c, (const char *)in);
     case LWS_CALLBACK_HTTP_BODY:
+        if (c->up != NULL && c->status == 0)
+            return dh_upload_body(wsi, c, in, len);
         if (c->body == NULL || c->status != 0)
             return 0;
         if (len > DESK_BODY_MAX - c->body_len) {
@@ -453,6 +583,8 @@ static int dh_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
         if (c->status != 0)
             return 0;
+        if (c->up != NULL)
+            return dh_upload_done(wsi, c);
         if (c->body_over)
             return dh_refuse(wsi, c, 413, "too_large");
         return dh_api(h, wsi, c);

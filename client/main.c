@@ -694,6 +694,49 @@ static int outbox_via_desk(const struct opts *o)
     return 0;
 }
 
+static void human_size(char *out, size_t outsz, uint64_t n);
+
+/* The attachments the desk listed (desk.c j_read_attachments), as attach_print_list shows them. */
+static void read_via_desk_attachments(json_object *rep, const char *id)
+{
+    json_object *arr = j_arr(rep, "attachments");
+    size_t n = arr != NULL ? json_object_array_length(arr) : 0;
+
+    if (n == 0)
+        return;
+    printf("\nAttachments (save one with: valise save --home HOME --out FILE %s N):\n", id);
+    for (size_t i = 0; i < n; i++) {
+        json_object *a = json_object_array_get_idx(arr, i);
+        const char *st = j_s(a, "state");
+        char sz[32];
+        human_size(sz, sizeof(sz), j_u(a, "size"));
+        printf("  %llu  %s  %s (%llu bytes)  %s  ", (unsigned long long)j_u(a, "n"), j_t(a, "name"),
+               sz, (unsigned long long)j_u(a, "size"), j_t(a, "type"));
+        if (strcmp(st, "complete") == 0)
+            printf("complete\n");
+        else if (strcmp(st, "gone") == 0)
+            printf("%llu of %llu chunks; no longer on the relay (expired): ask the sender again\n",
+                   (unsigned long long)j_u(a, "held"), (unsigned long long)j_u(a, "chunks"));
+        else if (strcmp(st, "bad") == 0)
+            printf("%llu of %llu chunks; the relay's chunks do not match the key the sender signed "
+                   "(damaged or substituted): ask the sender to send it again\n",
+                   (unsigned long long)j_u(a, "held"), (unsigned long long)j_u(a, "chunks"));
+        else if (strcmp(st, "part") == 0)
+            printf("%llu of %llu chunks (valise sync fetches the rest)\n",
+                   (unsigned long long)j_u(a, "held"), (unsigned long long)j_u(a, "chunks"));
+        else if (strncmp(st, "upload_", 7) == 0)
+            printf("sent by you: %s\n", strcmp(st, "upload_uploaded") == 0   ? "uploaded"
+                                        : strcmp(st, "upload_refused") == 0 ? "refused by the relay"
+                                        : strcmp(st, "upload_lost") == 0
+                                            ? "not sent (its encrypted copy was deleted)"
+                                        : strcmp(st, "upload_elsewhere") == 0
+                                            ? "from your other device"
+                                            : "waiting to upload");
+        else
+            printf("state unknown\n");
+    }
+}
+
 static int read_via_desk(const struct opts *o)
 {
     json_object *req = json_object_new_object(), *rep = NULL;
@@ -742,6 +785,7 @@ static int read_via_desk(const struct opts *o)
             printf("\n");
         sodium_memzero((char *)b, bl);
     }
+    read_via_desk_attachments(rep, o->arg);
     json_object_put(rep);
     return st != 0 ? 1 : 0;
 }

@@ -944,6 +944,27 @@ static int download_abandon(struct mbox *m, struct dlrec *x, uint8_t state)
     return fsync_attach_dir(m);
 }
 
+/*
+ * ATTACH_STATE attachment_unknown for a download holding no chunk yet, of a
+ * message still within its time to live: the sender has most likely not
+ * opened the upload yet (it submits the message first, PROTOCOL.md part 2
+ * "Attachments"; `run` and the desk fetch as soon as the message lands), so
+ * it is asked again later, not given up. 1 when it is gone for good.
+ */
+static int dl_unknown_is_gone(struct mbox *m, const struct dlrec *x, uint32_t held)
+{
+    struct mbox_msg msg;
+    int gone = 1;
+
+    if (held > 0)
+        return 1; /* it was there: expired since (or done) */
+    memset(&msg, 0, sizeof(msg));
+    if (mb_inbox_msg(m, x->seq, &msg) == 0)
+        gone = (uint64_t)time(NULL) >= msg.time + mbox_ttl(msg.precedence);
+    mbox_msg_clear(&msg);
+    return gone;
+}
+
 static int download_one(struct mbox *m, struct mba_link *l, struct dlrec *x, struct mba_stats *st,
                         int *moved)
 {
@@ -992,7 +1013,7 @@ static int download_one(struct mbox *m, struct mba_link *l, struct dlrec *x, str
         if (wm.type == WIRE_ATTACH_STATE) {
             uint16_t reason = w->reason;
             buf_free(&raw);
-            if (reason == WIRE_R_ATTACHMENT_UNKNOWN) {
+            if (reason == WIRE_R_ATTACHMENT_UNKNOWN && dl_unknown_is_gone(m, x, held)) {
                 /* expired, or this device is not a recipient: said once, by this sync */
                 st->gone++;
                 *moved = 1;
@@ -1393,4 +1414,58 @@ int mba_disk_use(const char *home, struct mba_usage *u)
     }
     closedir(dp);
     return 0;
+}
+
+/* ---- the desk (issue 13 item 2): accessors, each on its own ---- */
+
+int mba_reader(struct mbox *m, const struct attach_desc *d,
+               const uint8_t sender[static DEVICE_ID_LEN], struct attach_reader **out)
+{
+    char ct[4300];
+    int r;
+
+    *out = NULL;
+    if ((r = dl_path(m, d->id, sender, "ct", ct, sizeof(ct))) != 0)
+        return r;
+    if (!file_exists(ct))
+        return VERR_UNKNOWN;
+    return attach_reader_open(d, ct, out);
+}
+
+int mba_uploads(struct mbox *m, struct mba_upload **list, size_t *n)
+{
+    struct idlist ids;
+    struct mba_upload *l = NULL;
+    size_t k = 0;
+    int r;
+
+    *list = NULL;
+    *n = 0;
+    if ((r = list_recs(m, UP_PREFIX, &ids)) != 0)
+        goto out;
+    if (ids.n > 0 && (l = calloc(ids.n, sizeof(*l))) == NULL) {
+        r = VERR_NOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < ids.n; i++) {
+        struct uprec u;
+        if ((r = up_get(m, ids.id[i], &u)) != 0)
+            goto out;
+        free(u.rcpt);
+        memcpy(l[k].id, ids.id[i], ATTACH_ID_LEN);
+        l[k].seq = u.seq;
+        l[k].size = u.size;
+        /* the same state, in the same words, as `valise outbox` */
+        if ((r = mba_upload_state(m, ids.id[i], u.size, &l[k].st)) != 0)
+            goto out;
+        k++;
+    }
+    *list = l;
+    *n = k;
+    l = NULL; /* the caller's now */
+    r = 0;
+out:
+    free(l);
+    idlist_free(&ids);
+    return r;
 }

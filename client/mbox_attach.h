@@ -172,4 +172,18 @@ struct mba_usage {
 };
 int mba_disk_use(const char *home, struct mba_usage *u) VL_MUST_CHECK;
 
+/* The desk (issue 13 item 2): a complete received attachment, read chunk by chunk (attach.h). */
+int mba_reader(struct mbox *m, const struct attach_desc *d,
+               const uint8_t sender[static DEVICE_ID_LEN], struct attach_reader **out) VL_MUST_CHECK;
+
+/* The desk's outbox: every upload of this device, with its state as mba_upload_state gives it. */
+struct mba_upload {
+    uint8_t id[ATTACH_ID_LEN];
+    uint64_t seq;  /* the outbox record of its message */
+    uint64_t size; /* plaintext bytes */
+    struct mba_up_state st;
+};
+/* Every upload record; *list malloc'ed (free with free()), *n entries. */
+int mba_uploads(struct mbox *m, struct mba_upload **list, size_t *n) VL_MUST_CHECK;
+
 #endif

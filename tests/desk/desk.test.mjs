@@ -4,7 +4,8 @@
 // (Budi Santoso, ambassador@JKT) and the consul (Dewi Lestari, idle lock 4 s).
 // usage: node desk.test.mjs WORKDIR   (HQ_URL, AMB_URL, CON_URL, SHOTS in env)
 import { chromium } from 'playwright-core';
-import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, rmSync, mkdirSync, writeFileSync, readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -73,7 +74,7 @@ try {
 
   step('injection attempts show as text');
   await amb.waitForSelector('#inbox tr', { timeout: 20000 });
-  await amb.click('#inbox tr');
+  await amb.click('#inbox tr:has-text("<b>bold</b>")');
   await amb.waitForSelector('#message-body');
   const body = await amb.textContent('#message-body');
   check(body.includes('<script>window.pwned=1</script>'), 'script tag not shown as text: ' + body);
@@ -144,6 +145,102 @@ try {
   check((await amb.textContent('#verification')).length > 0, 'reader lost');
   await amb.selectOption('#lang', 'en');
   await amb.waitForFunction(() => document.querySelector('button[data-tab=inbox]').textContent.includes('Inbox'));
+
+  step('attachments: HQ attaches two files (and one it removes) and sends them');
+  const files = mkdtempSync(join(tmpdir(), 'valise-desk-files-'));
+  const pdf = Buffer.concat([Buffer.from('%PDF-1.7\n% note verbale 12/2026\n'), randomBytes(40000)]);
+  const annex = Buffer.from('Annex: list of the delegation\n' + 'Mr A. Example, Second Secretary\n'.repeat(40));
+  writeFileSync(join(files, 'note-verbale-12.pdf'), pdf);
+  writeFileSync(join(files, 'annex.txt'), annex);
+  writeFileSync(join(files, 'draft-old.txt'), 'not this one\n');
+  writeFileSync(join(files, 'empty.txt'), '');
+  await hq.click('button[data-tab=compose]');
+  await hq.selectOption('#to-pick', 'ambassador@JKT');
+  await hq.click('#to-add');
+  await hq.selectOption('#precedence', 'IMMEDIATE');
+  await hq.fill('#label', 'RESTRICTED');
+  await hq.fill('#subject', 'Note verbale 12/2026 with annex');
+  await hq.fill('#body', 'Ambassador,\n\nThe scanned note verbale and its annex are attached.\n\nDuty officer, HQ');
+  await hq.setInputFiles('#att-input', [join(files, 'note-verbale-12.pdf'), join(files, 'annex.txt'), join(files, 'draft-old.txt')]);
+  await hq.waitForFunction(() => document.querySelectorAll('#att-list td.st.ready').length === 3, null, { timeout: 20000 })
+    .catch(async () => fail('attachments not ready: ' + await hq.textContent('#att-list')));
+  const rows = await hq.textContent('#att-list');
+  check(rows.includes('note-verbale-12.pdf') && rows.includes('39.1 KiB') && rows.includes('annex.txt'), 'attachment rows lack name or size: ' + rows);
+  await hq.click('#att-list tr:nth-child(3) button'); // draft-old.txt: removed before sending
+  await hq.waitForFunction(() => document.querySelectorAll('#att-list tr').length === 2);
+  check(!(await hq.textContent('#att-list')).includes('draft-old.txt'), 'a removed attachment is still listed');
+  await hq.click('#compose button[type=submit]');
+  await hq.waitForSelector('#confirm:not([hidden])');
+  const conf = await hq.textContent('#confirm');
+  check(conf.includes('note-verbale-12.pdf') && conf.includes('annex.txt') && !conf.includes('draft-old'), 'confirmation does not list the attachments: ' + conf);
+  await shot(hq, 'attach-compose.png', true);
+  const outBefore = (await hq.evaluate(async () => (await (await fetch('/api/outbox')).json()).messages.length));
+  await hq.click('#confirm-send');
+  await hq.waitForSelector('#compose-ok:not(:empty)');
+  check(await hq.evaluate(() => document.querySelectorAll('#att-list tr').length === 0), 'the compose kept its attachments after sending');
+  const ob2 = await hq.evaluate(async () => (await (await fetch('/api/outbox')).json()).messages);
+  check(ob2.length === outBefore + 1 && ob2[ob2.length - 1].attachments.length === 2, 'the outbox does not hold the message with 2 attachments: ' + JSON.stringify(ob2.map((m) => m.attachments)));
+
+  step('attachments: an empty file is refused with one clear message and nothing is sent');
+  await hq.selectOption('#to-pick', 'ambassador@JKT');
+  await hq.click('#to-add');
+  await hq.fill('#subject', 'Should not leave');
+  await hq.fill('#body', 'x');
+  await hq.setInputFiles('#att-input', [join(files, 'empty.txt')]);
+  await hq.waitForSelector('#att-list td.st.error', { timeout: 10000 });
+  check((await hq.textContent('#att-list')).includes('the file is empty'), 'empty file: no clear message: ' + await hq.textContent('#att-list'));
+  await hq.click('#compose button[type=submit]');
+  await hq.waitForSelector('#compose-error:not(:empty)');
+  check((await hq.textContent('#compose-error')).includes('empty.txt was refused'), 'refusal not said at send: ' + await hq.textContent('#compose-error'));
+  check(await hq.isHidden('#confirm'), 'the confirmation opened with a refused attachment');
+  const ob3 = await hq.evaluate(async () => (await (await fetch('/api/outbox')).json()).messages.length);
+  check(ob3 === outBefore + 1, 'something was queued with a refused attachment');
+  await hq.click('#att-list tr button');
+  await hq.click('#to-chips .chip button');
+  await hq.fill('#subject', '');
+  await hq.fill('#body', '');
+
+  step('attachments: the ambassador\'s desk lists them and saves the exact bytes');
+  await amb.click('button[data-tab=inbox]');
+  await amb.waitForSelector('#inbox tr.p-IMMEDIATE', { timeout: 30000 });
+  await amb.click('#inbox tr.p-IMMEDIATE');
+  await amb.waitForFunction(() => document.querySelectorAll('#read-atts td.st.complete').length === 2, null, { timeout: 60000 })
+    .catch(async () => fail('attachments did not arrive: ' + await amb.textContent('#reader')));
+  const ra = await amb.textContent('#read-atts');
+  check(ra.includes('note-verbale-12.pdf') && ra.includes('application/pdf') && ra.includes('annex.txt') && ra.includes('text/plain') && ra.includes('complete'),
+    'read view lacks name, type or state: ' + ra);
+  const [dl1] = await Promise.all([amb.waitForEvent('download'), amb.click('#read-atts tr[data-n="1"] a.save')]);
+  check(dl1.suggestedFilename() === 'note-verbale-12.pdf', 'saved under another name: ' + dl1.suggestedFilename());
+  check(readFileSync(await dl1.path()).equals(pdf), 'the saved PDF differs from the original');
+  const [dl2] = await Promise.all([amb.waitForEvent('download'), amb.click('#read-atts tr[data-n="2"] a.save')]);
+  check(readFileSync(await dl2.path()).equals(annex), 'the saved annex differs from the original');
+  await amb.waitForSelector('#read-atts .saved-note');
+  const hdr = await amb.evaluate(async () => {
+    const r = await fetch(document.querySelector('#read-atts tr[data-n="1"] a.save').href);
+    return { cd: r.headers.get('content-disposition'), ct: r.headers.get('content-type'), nos: r.headers.get('x-content-type-options'), n: (await r.arrayBuffer()).byteLength };
+  });
+  check(/^attachment; filename="note-verbale-12.pdf"/.test(hdr.cd || '') && hdr.ct === 'application/pdf' && hdr.nos === 'nosniff' && hdr.n === pdf.length,
+    'download headers: ' + JSON.stringify(hdr));
+  const bad = await amb.evaluate(async () => [(await fetch('/api/attachment?id=zz&n=1')).status,
+    (await fetch(document.querySelector('#read-atts tr[data-n="1"] a.save').href.replace('&n=1', '&n=9'))).status]);
+  check(bad[0] === 400 && bad[1] === 404, 'bad attachment requests: ' + bad);
+  await shot(amb, 'attach-read.png');
+  await hq.click('button[data-tab=outbox]');
+  await hq.waitForFunction(() => /Attachments \(2\):.*uploaded.*uploaded/.test(document.querySelector('#outbox .card')?.textContent || ''), null, { timeout: 30000 })
+    .catch(async () => fail('outbox does not show the uploads: ' + await hq.textContent('#outbox .card')));
+
+  step('attachments: a sender-chosen name with HTML is shown inert');
+  await amb.click('#inbox tr[data-id] >> text=Annex with a strange name');
+  // the pane still shows the message opened before until this one is read
+  await amb.waitForFunction(() => (document.querySelector('#reader h2') || {}).textContent === 'Annex with a strange name'
+    && document.querySelector('#read-atts td.name'), null, { timeout: 10000 });
+  const evil = await amb.textContent('#read-atts td.name');
+  check(evil.includes('<img src=x onerror=window.pwned=2>'), 'the HTML name is not shown as text: ' + evil);
+  check(await amb.evaluate(() => window.pwned === undefined && document.querySelectorAll('#reader img').length === 0), 'the attachment name ran as HTML');
+  await amb.waitForSelector('#read-atts td.st.complete', { timeout: 60000 }).catch(() => fail('the strange attachment did not arrive'));
+  const ecd = await amb.evaluate(async () => (await fetch(document.querySelector('#read-atts a.save').href)).headers.get('content-disposition'));
+  check(/^attachment; filename="[A-Za-z0-9 ._()-]+"; filename\*=UTF-8''[A-Za-z0-9!#$&+.^_`|~%-]+$/.test(ecd || ''), 'unsafe Content-Disposition: ' + ecd);
+  rmSync(files, { recursive: true, force: true });
 
   step('the consul\'s desk locks after 4 s idle and unlocks with the passphrase');
   const con = await openDesk(CON_URL, 'con');

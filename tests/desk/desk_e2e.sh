@@ -86,6 +86,29 @@ grep -qi 'HttpOnly' jar || fail "the cookie is not HttpOnly"
 [ "$(code -b jar -X POST -H "Origin: $HQ_BASE" -H 'Content-Type: application/json' -d '{"id":"<script>alert(1)</script>"}' "$HQ_BASE/api/read")" = 400 ] ||
   fail "bad id not refused"
 grep -q script body.txt && fail "the API reflected its input: $(cat body.txt)"
+# Attachments (issue 13 item 2): raw bytes only, from this page only; nothing left behind.
+[ "$(code -b jar -X POST -H "Origin: $HQ_BASE" -H 'Content-Type: application/x-www-form-urlencoded' -H 'X-Valise-Name: a.txt' -d 'a=b' "$HQ_BASE/api/attach")" = 415 ] ||
+  fail "attach: a form post accepted"
+[ "$(code -b jar -X POST -H 'Content-Type: application/octet-stream' -H 'X-Valise-Name: a.txt' -d 'abc' "$HQ_BASE/api/attach")" = 403 ] ||
+  fail "attach: no Origin accepted"
+[ "$(code -b jar -X POST -H "Origin: $HQ_BASE" -H 'Content-Type: application/octet-stream' -H 'X-Valise-Name: ..' -d 'abc' "$HQ_BASE/api/attach")" = 400 ] ||
+  fail "attach: the name '..' accepted"
+[ "$(code -b jar -X POST -H "Origin: $HQ_BASE" -H 'Content-Type: application/octet-stream' -H 'X-Valise-Name: a%2Fb' -d 'abc' "$HQ_BASE/api/attach")" = 400 ] ||
+  fail "attach: a name with / accepted"
+[ "$(code -b jar -X POST -H "Origin: $HQ_BASE" -H 'Content-Type: application/octet-stream' -H 'X-Valise-Name: a%E2%80%AEtxt.exe' -d 'abc' "$HQ_BASE/api/attach")" = 400 ] ||
+  fail "attach: a name with a bidi override accepted"
+[ "$(code -b jar -X POST -H "Origin: $HQ_BASE" -H 'Content-Type: application/octet-stream' -H 'X-Valise-Name: note.txt' -d 'hello' "$HQ_BASE/api/attach")" = 200 ] ||
+  fail "attach: a good upload refused: $(cat body.txt)"
+grep -Eq '^\{"handle":"[0-9a-f]{32}","name":"note.txt","size":5,"type":"text\\/plain"\}$' body.txt || fail "attach: answer $(cat body.txt)"
+ls hq/attach/upload-* >/dev/null 2>&1 && fail "attach: a plaintext upload copy was left in hq/attach"
+[ "$(find hq/attach -name '*.ct' | wc -l)" = 1 ] || fail "attach: not one sealed copy: $(ls hq/attach)"
+grep -qa hello hq/attach/*.ct && fail "attach: the sealed copy holds the plaintext"
+h=$(sed 's/.*"handle":"\([0-9a-f]*\)".*/\1/' body.txt)
+[ "$(code -b jar -X POST -H "Origin: $HQ_BASE" -H 'Content-Type: application/json' -d "{\"handle\":\"$h\"}" "$HQ_BASE/api/attach_drop")" = 200 ] ||
+  fail "attach: drop refused"
+[ "$(find hq/attach -name '*.ct' | wc -l)" = 0 ] || fail "attach: a dropped attachment left its sealed copy"
+[ "$(code -b jar -X POST -H "Origin: $HQ_BASE" -H 'Content-Type: application/json' -d "{\"to\":[\"ambassador@JKT\"],\"precedence\":\"ROUTINE\",\"label\":\"X\",\"subject\":\"s\",\"body\":\"b\",\"attachments\":[\"$h\"]}" "$HQ_BASE/api/send")" = 410 ] ||
+  fail "send: a dropped handle accepted"
 hdrs=$(curl -s -D - -o /dev/null -b jar "$HQ_BASE/")
 echo "$hdrs" | grep -qi "content-security-policy: default-src 'none'; script-src 'self'" || fail "no strict CSP: $hdrs"
 echo "$hdrs" | grep -qi "frame-ancestors 'none'" || fail "no frame-ancestors 'none'"
@@ -100,6 +123,10 @@ HQ_URL=$(cat hq.url)
 printf '<img src=x onerror="document.title=1"><script>window.pwned=1</script>\n\xe2\x80\xaeevil\x1b[2J\n' >inj.txt
 run "consul sends the injection attempt" V send --home con --to ambassador@JKT --precedence ROUTINE \
   --subject '<b>bold</b> <script>x()</script>' --file inj.txt
+# An attachment whose sender-chosen name is HTML (issue 13 item 2): shown as text only.
+printf 'strange\n' >'<img src=x onerror=window.pwned=2>%1B[2J.txt'
+run "consul sends an attachment with an HTML name" V send --home con --to ambassador@JKT \
+  --subject 'Annex with a strange name' --attach '<img src=x onerror=window.pwned=2>%1B[2J.txt' </dev/null
 run "consul syncs" V sync --home con --wait-ms 300
 
 CON_URL=$(cat con.url)

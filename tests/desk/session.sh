@@ -20,7 +20,9 @@ relay_start 0 data dir.bin
 PORT=$(cat port)
 join_relay hq jkt
 printf 'Instructions.\n\xe2\x80\xaeevil\n' >msg.txt
-run "jkt sends" V send --home jkt --to duty@HQ --precedence FLASH --subject "Demarche" --file msg.txt
+head -c 20000 /dev/urandom >annex.pdf
+run "jkt sends" V send --home jkt --to duty@HQ --precedence FLASH --subject "Demarche" --file msg.txt \
+  --attach annex.pdf
 run "jkt syncs" V sync --home jkt --wait-ms 300
 
 # no passphrase file and no terminal: a verb can only succeed through the desk
@@ -41,6 +43,12 @@ ID=$(awk '/Demarche/ {print $2}' out.txt)
 run "read through the desk" P read --home hq "${ID:0:8}"
 grep -q "Signature:  verified" out.txt || fail "read through the desk: $(cat out.txt)"
 grep -q '\[U+202E\]evil' out.txt || fail "bidi override not made visible: $(cat out.txt)"
+# Its attachment, listed through the desk as valise read lists it (issue 13 item 2).
+for _ in $(seq 100); do P read --home hq "${ID:0:8}" >out.txt 2>err.txt; grep -q 'annex.pdf.*complete' out.txt && break; sleep 0.2; done
+grep -q "^  1  annex.pdf  19.5 KiB (20000 bytes)  application/pdf  complete$" out.txt ||
+  fail "read through the desk does not list the attachment: $(cat out.txt)"
+run "save beside the desk" V save --home hq --out saved.pdf "${ID:0:8}" 1
+cmp -s saved.pdf annex.pdf || fail "the attachment saved beside the desk differs"
 echo "Reply by the desk's session." >reply.txt
 run "send through the desk" P send --home hq --to ambassador@JKT --subject Reply --file reply.txt
 grep -q "^queued [0-9a-f]\{32\} to ambassador@JKT" out.txt || fail "send through the desk: $(cat out.txt)"

@@ -385,6 +385,67 @@ static void test_file_seal_open(void **state)
     attach_desc_wipe(&d);
 }
 
+/* The desk's reader (attach_reader_*): every chunk in order, the hash before the last one. */
+static void test_file_reader(void **state)
+{
+    struct attach_desc d;
+    struct attach_reader *rd = NULL;
+    size_t size = 2 * ATTACH_CHUNK_PLAIN + 100, got = 0, n = 1;
+    uint8_t *data = malloc(size), *pt = malloc(ATTACH_CHUNK_PLAIN), *all = malloc(size);
+    char src[512], ct[512];
+    (void)state;
+
+    assert_non_null(data);
+    assert_non_null(pt);
+    assert_non_null(all);
+    randombytes_buf(data, size);
+    path_in(src, sizeof(src), "reader.bin");
+    path_in(ct, sizeof(ct), "reader.ct");
+    write_file(src, data, size);
+    (void)unlink(ct);
+    make_desc(&d, 1);
+    assert_int_equal(attach_seal_file(src, 0, ct, &d, NULL, NULL), 0);
+    assert_int_equal(attach_verify_file(&d, ct), 0);
+    assert_int_equal(attach_reader_open(&d, ct, &rd), 0);
+    while (n > 0) {
+        assert_int_equal(attach_reader_next(rd, pt, &n), 0);
+        assert_true(got + n <= size);
+        memcpy(all + got, pt, n);
+        got += n;
+    }
+    assert_true(got == size);
+    assert_memory_equal(all, data, size);
+    attach_reader_close(rd);
+    /* a hash that differs: the first chunks come, the last never does */
+    d.hash[0] ^= 1;
+    assert_int_equal(attach_verify_file(&d, ct), VERR_DECRYPT);
+    assert_int_equal(attach_reader_open(&d, ct, &rd), 0);
+    assert_int_equal(attach_reader_next(rd, pt, &n), 0);
+    assert_int_equal(n, ATTACH_CHUNK_PLAIN);
+    assert_int_equal(attach_reader_next(rd, pt, &n), 0);
+    assert_int_equal(attach_reader_next(rd, pt, &n), VERR_DECRYPT);
+    assert_int_equal(n, 0);
+    attach_reader_close(rd);
+    d.hash[0] ^= 1;
+    /* a chunk changed on disk does not open; an incomplete file does not open at all */
+    {
+        int fd = open(ct, O_WRONLY);
+        uint8_t x = 0x55;
+        assert_true(fd >= 0);
+        assert_int_equal(pwrite(fd, &x, 1, ATTACH_CHUNK_CT + 3), 1);
+        close(fd);
+    }
+    assert_int_equal(attach_verify_file(&d, ct), VERR_DECRYPT);
+    assert_int_equal(truncate(ct, ATTACH_CHUNK_CT), 0);
+    assert_int_equal(attach_reader_open(&d, ct, &rd), VERR_UNKNOWN);
+    assert_null(rd);
+    attach_reader_close(NULL);
+    free(data);
+    free(pt);
+    free(all);
+    attach_desc_wipe(&d);
+}
+
 static void test_file_refusals(void **state)
 {
     struct attach_desc d;
@@ -441,6 +502,7 @@ int main(void)
         cmocka_unit_test(test_desc_field_rules),
         cmocka_unit_test(test_section_codec),
         cmocka_unit_test(test_file_seal_open),
+        cmocka_unit_test(test_file_reader),
         cmocka_unit_test(test_file_refusals),
         cmocka_unit_test(test_fuzz_seeds_parse),
     };

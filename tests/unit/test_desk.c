@@ -138,6 +138,90 @@ static void test_desk_locked_api(void **state)
     desk_free(d);
 }
 
+/* X-Valise-Name (issue 13 item 2): strict percent-decoding, then the attachment name rules. */
+static void test_desk_attach_name(void **state)
+{
+    char out[256];
+    static const char *const bad[] = {
+        "", "a b", "a%2", "a%zz", "a%2Fb", "..", ".", "%2E%2E", "a%00b", "a%1Bb",
+        "a%E2%80%AEgpj.exe", "a%FFb", "a+b", "a%0Ab", "a/b", "a\\b",
+    };
+    (void)state;
+    assert_int_equal(desk_name_decode("note-verbale-12.pdf", out), 0);
+    assert_string_equal(out, "note-verbale-12.pdf");
+    assert_int_equal(desk_name_decode("Nota%20diplomatik%20(2).pdf", out), 0);
+    assert_string_equal(out, "Nota diplomatik (2).pdf");
+    assert_int_equal(desk_name_decode("%3Cimg%20src%3Dx%3E%25.txt", out), 0);
+    assert_string_equal(out, "<img src=x>%.txt");
+    assert_int_equal(desk_name_decode("caf%C3%A9.txt", out), 0);
+    assert_string_equal(out, "caf\xc3\xa9.txt");
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (desk_name_decode(bad[i], out) == 0)
+            fail_msg("name %s accepted as '%s'", bad[i], out);
+    }
+    assert_int_not_equal(desk_name_decode(NULL, out), 0);
+    {
+        /* 255 bytes decoded: taken; 256: refused */
+        char big[3 * 256 + 1];
+        for (size_t i = 0; i < 255; i++)
+            memcpy(big + 3 * i, "%41", 3);
+        big[3 * 255] = 0;
+        assert_int_equal(desk_name_decode(big, out), 0);
+        assert_int_equal(strlen(out), 255);
+        memcpy(big + 3 * 255, "%41", 4);
+        assert_int_not_equal(desk_name_decode(big, out), 0);
+    }
+}
+
+/* Content-Disposition for a sender-chosen name: printable ASCII, nothing that ends the quoted part. */
+static void test_desk_disposition(void **state)
+{
+    char out[DESK_DISPOSITION_MAX];
+    (void)state;
+    assert_int_equal(desk_disposition("note-verbale-12.pdf", out, sizeof(out)), 0);
+    assert_string_equal(out, "attachment; filename=\"note-verbale-12.pdf\"; "
+                             "filename*=UTF-8''note-verbale-12.pdf");
+    assert_int_equal(desk_disposition("a\"; x=<b>.html", out, sizeof(out)), 0);
+    assert_string_equal(out, "attachment; filename=\"a__ x__b_.html\"; "
+                             "filename*=UTF-8''a%22%3B%20x%3D%3Cb%3E.html");
+    assert_int_equal(desk_disposition(".bashrc", out, sizeof(out)), 0);
+    assert_string_equal(out, "attachment; filename=\"_bashrc\"; filename*=UTF-8''.bashrc");
+    assert_int_equal(desk_disposition("caf\xc3\xa9", out, sizeof(out)), 0);
+    assert_string_equal(out, "attachment; filename=\"caf__\"; filename*=UTF-8''caf%C3%A9");
+    assert_int_equal(desk_disposition("x", out, 40), VERR_TOO_LARGE);
+    assert_string_equal(desk_safe_type("application/pdf"), "application/pdf");
+    assert_string_equal(desk_safe_type("text/html"), "application/octet-stream");
+    assert_string_equal(desk_safe_type("image/svg+xml"), "application/octet-stream");
+    assert_string_equal(desk_safe_type("application/pdf; x"), "application/octet-stream");
+    assert_string_equal(desk_safe_type(NULL), "application/octet-stream");
+}
+
+/* A locked desk takes no upload and serves no attachment, and says so without echoing. */
+static void test_desk_attach_locked(void **state)
+{
+    struct desk *d = new_desk();
+    struct desk_upload *up = (struct desk_upload *)1;
+    struct desk_download *dl = (struct desk_download *)1;
+    struct desk_reply rep;
+    (void)state;
+    assert_int_equal(desk_upload_begin(d, "a.txt", "5", 1001, &up, &rep), 0);
+    assert_null(up);
+    assert_int_equal(rep.status, 423);
+    desk_reply_free(&rep);
+    assert_int_equal(desk_download_begin(d, "00112233", NULL, "1", 1001, &dl, &rep), 0);
+    assert_null(dl);
+    assert_int_equal(rep.status, 423);
+    desk_reply_free(&rep);
+    assert_int_equal(desk_api(d, 1, "/api/attach_drop", (const uint8_t *)"{\"handle\":\"<b>\"}", 16,
+                              1001, &rep), 0);
+    assert_int_equal(rep.status, 423);
+    assert_null(strstr(rep.body, "<b>"));
+    desk_reply_free(&rep);
+    desk_upload_abort(NULL);
+    desk_download_end(NULL);
+    desk_free(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -145,6 +229,9 @@ int main(void)
         cmocka_unit_test(test_desk_token_once_cookie),
         cmocka_unit_test(test_desk_text_visible),
         cmocka_unit_test(test_desk_locked_api),
+        cmocka_unit_test(test_desk_attach_name),
+        cmocka_unit_test(test_desk_disposition),
+        cmocka_unit_test(test_desk_attach_locked),
     };
     if (sodium_init() < 0)
         return 1;

@@ -5,7 +5,8 @@
  */
 'use strict';
 
-const S = { cat: {}, lang: 'en', state: null, inbox: [], outbox: [], dir: null, sel: null, to: [], lastPoke: 0 };
+const S = { cat: {}, lang: 'en', state: null, inbox: [], outbox: [], dir: null, sel: null, to: [], lastPoke: 0, atts: [], attSeq: 0 };
+const ATTACH_MAX = 16; /* attachments in one message, as valise send --attach */
 const $ = (id) => document.getElementById(id);
 
 function t(key, vars) {
@@ -20,6 +21,14 @@ function el(tag, cls, text) {
   if (cls) e.className = cls;
   if (text !== undefined && text !== null) e.textContent = String(text);
   return e;
+}
+
+/* Sizes as the terminal shows them: 950 bytes, 12.5 KiB, 3.2 MiB, 1.1 GiB. */
+function fmtSize(n) {
+  if (n < 1024) return t('size_bytes', { n });
+  if (n < 1024 * 1024) return (n / 1024).toFixed(1) + ' KiB';
+  if (n < 1024 * 1024 * 1024) return (n / 1048576).toFixed(1) + ' MiB';
+  return (n / 1073741824).toFixed(1) + ' GiB';
 }
 
 function fmtTime(secs) {
@@ -71,7 +80,11 @@ function renderState() {
 
 function showLock(on) {
   $('lockscreen').hidden = !on;
-  if (on) { $('passphrase').focus(); }
+  if (on) {
+    /* the desk deleted the attachments of an unsent compose when it locked */
+    if (S.atts.length) { S.atts = []; renderAtts(); }
+    $('passphrase').focus();
+  }
 }
 
 /* ---- inbox ---- */
@@ -102,7 +115,7 @@ function renderInbox() {
   $('unread-count').textContent = unread ? String(unread) : '';
 }
 
-async function openMessage(ref) {
+async function openMessage(ref, quiet) {
   const m = await api('read', { id: ref });
   S.sel = m.id;
   const r = $('reader');
@@ -131,7 +144,52 @@ async function openMessage(ref) {
   const body = el('pre', 'body', m.body);
   body.id = 'message-body';
   r.append(body);
-  await refresh();
+  renderReadAttachments(r, m, ref);
+  if (!quiet) await refresh();
+  /* fetched by the syncing process meanwhile: look again while one is on its way */
+  if ((m.attachments || []).some((a) => a.state === 'part')) {
+    clearTimeout(S.readPoll);
+    S.readPoll = setTimeout(() => { if (S.sel === m.id && !$('tab-inbox').hidden) openMessage(ref, true).catch(() => {}); }, 3000);
+  }
+}
+
+/* A received attachment's state in the words of valise read. */
+function attState(a) {
+  switch (a.state) {
+    case 'complete': return t('att_complete');
+    case 'part': return a.held === 0 ? t('att_on_its_way', { c: a.chunks })
+      : t('att_downloading', { pct: Math.floor(100 * a.held / a.chunks), k: a.held, c: a.chunks });
+    case 'gone': return t('att_gone', { k: a.held, c: a.chunks });
+    case 'bad': return t('att_bad', { k: a.held, c: a.chunks });
+    default: return t('att_' + a.state, { k: a.held, c: a.chunks });
+  }
+}
+
+function renderReadAttachments(r, m, ref) {
+  const list = m.attachments || [];
+  if (!list.length) return;
+  r.append(el('h3', null, t('read_attachments', { n: list.length })));
+  const tb = el('table', 'atts');
+  tb.id = 'read-atts';
+  for (const a of list) {
+    const tr = el('tr');
+    tr.dataset.n = String(a.n);
+    const act = el('td', 'act');
+    const st = el('td', 'st ' + a.state, attState(a));
+    if (a.state === 'complete') {
+      const save = el('a', 'save', t('att_save'));
+      save.href = '/api/attachment?id=' + m.id + '&from=' + m.sender_device + '&n=' + a.n;
+      save.setAttribute('download', '');
+      save.addEventListener('click', () => {
+        if (!tr.querySelector('.saved-note')) st.append(el('br'), el('span', 'saved-note', t('att_saved')));
+      });
+      act.append(save);
+    }
+    /* the name and type came from the sender: text only */
+    tr.append(el('td', 'name', a.name), el('td', 'size', fmtSize(a.size)), el('td', 'type', a.type), st, act);
+    tb.append(tr);
+  }
+  r.append(tb);
 }
 
 /* ---- compose ---- */
@@ -183,7 +241,71 @@ function renderChips() {
 }
 
 function draft() {
-  return { to: S.to.slice(), precedence: $('precedence').value, label: $('label').value.trim(), subject: $('subject').value, body: $('body').value };
+  return { to: S.to.slice(), precedence: $('precedence').value, label: $('label').value.trim(), subject: $('subject').value, body: $('body').value,
+    attachments: S.atts.filter((a) => a.handle).map((a) => a.handle) };
+}
+
+/* ---- attachments of the compose (issue 13 item 2) ---- */
+
+function renderAtts() {
+  const tb = $('att-list');
+  tb.textContent = '';
+  for (const a of S.atts) {
+    const tr = el('tr');
+    tr.dataset.key = String(a.key);
+    const st = a.status === 'uploading' ? t('att_uploading', { pct: a.pct })
+      : a.status === 'ready' ? t('att_ready') : t('att_err_' + a.err, { name: a.name });
+    const x = el('button', 'ghost', t('compose_remove'));
+    x.type = 'button';
+    x.addEventListener('click', () => dropAtt(a));
+    const act = el('td', 'act'); act.append(x);
+    tr.append(el('td', 'name', a.name), el('td', 'size', fmtSize(a.size)), el('td', 'st ' + a.status, st), act);
+    tb.append(tr);
+  }
+  $('att-input').disabled = S.atts.length >= ATTACH_MAX;
+}
+
+/* The file's bytes to the desk, which encrypts them at once; a handle comes back. */
+function uploadFile(a, file) {
+  return new Promise((resolve) => {
+    const x = new XMLHttpRequest();
+    x.open('POST', '/api/attach');
+    x.setRequestHeader('Content-Type', 'application/octet-stream');
+    x.setRequestHeader('X-Valise-Name', encodeURIComponent(file.name));
+    x.upload.addEventListener('progress', (e) => {
+      if (e.lengthComputable && e.total) { a.pct = Math.floor(100 * e.loaded / e.total); renderAtts(); }
+    });
+    x.addEventListener('load', () => {
+      let j = {};
+      try { j = JSON.parse(x.responseText); } catch (e) { /* not JSON */ }
+      if (x.status === 200 && j.handle) { a.handle = j.handle; a.status = 'ready'; } else { a.status = 'error'; a.err = j.error || 'error'; }
+      if (x.status === 423) showLock(true);
+      if (!S.atts.includes(a) && a.handle) api('attach_drop', { handle: a.handle }).catch(() => {});
+      renderAtts();
+      resolve();
+    });
+    x.addEventListener('error', () => { a.status = 'error'; a.err = 'upload_failed'; renderAtts(); resolve(); });
+    x.send(file);
+  });
+}
+
+async function addFiles(files) {
+  $('compose-error').textContent = '';
+  const todo = [];
+  for (const f of files) {
+    if (S.atts.length >= ATTACH_MAX) { $('compose-error').textContent = t('err_too_many_attachments'); break; }
+    const a = { key: ++S.attSeq, name: f.name, size: f.size, status: 'uploading', pct: 0, handle: null, err: '' };
+    S.atts.push(a);
+    todo.push([a, f]);
+  }
+  renderAtts();
+  for (const [a, f] of todo) await uploadFile(a, f);
+}
+
+async function dropAtt(a) {
+  S.atts = S.atts.filter((x) => x !== a);
+  renderAtts();
+  if (a.handle) await api('attach_drop', { handle: a.handle }).catch(() => {});
 }
 
 function review(ev) {
@@ -192,7 +314,10 @@ function review(ev) {
   $('compose-error').textContent = '';
   $('compose-ok').textContent = '';
   if (!d.to.length) { $('compose-error').textContent = t('err_bad_recipients'); return; }
-  if (!d.body.length) { $('compose-error').textContent = t('err_empty_body'); return; }
+  if (S.atts.some((a) => a.status === 'uploading')) { $('compose-error').textContent = t('err_attach_uploading'); return; }
+  const bad = S.atts.find((a) => a.status === 'error');
+  if (bad) { $('compose-error').textContent = t('err_attach_refused', { name: bad.name }); return; }
+  if (!d.body.length && !d.attachments.length) { $('compose-error').textContent = t('err_empty_body'); return; }
   const dl = $('confirm-summary');
   dl.textContent = '';
   const row = (k, v) => dl.append(el('dt', null, t(k)), el('dd', null, v));
@@ -200,6 +325,9 @@ function review(ev) {
   row('compose_precedence', t('prec_' + d.precedence));
   row('compose_label', d.label);
   row('compose_subject', d.subject || t('no_subject'));
+  const ca = $('confirm-atts');
+  ca.textContent = '';
+  for (const a of S.atts) ca.append(el('li', null, t('confirm_att', { name: a.name, size: fmtSize(a.size) })));
   const ul = $('confirm-who');
   ul.textContent = '';
   for (const a of d.to) {
@@ -217,8 +345,10 @@ async function sendNow() {
     const r = await api('send', d);
     $('compose-ok').textContent = t('compose_queued', { n: r.queued.length });
     $('body').value = ''; $('subject').value = ''; S.to = []; renderChips();
+    S.atts = []; renderAtts(); /* the desk keeps them with the message now */
   } catch (e) {
     if (e.message !== 'locked') $('compose-error').textContent = t('err_' + (e.code || 'error'));
+    if (e.code === 'attachment_expired') { S.atts = []; renderAtts(); }
   }
   $('confirm').hidden = true;
   await refresh();
@@ -250,6 +380,13 @@ function renderOutbox() {
       card.append(pw);
     }
     if (!m.resolved && !m.devices.length) card.append(el('p', 'hint', t('state_3')));
+    if (m.attachments && m.attachments.length) {
+      /* this device's uploads: waiting, uploading K of C chunks, uploaded, refused by the relay */
+      const p = el('p', 'outatts');
+      p.append(el('b', null, t('out_attachments', { n: m.attachments.length })), ' ');
+      p.append(m.attachments.map((a) => fmtSize(a.size) + ' ' + t('up_' + a.state, { k: a.held, c: a.chunks }) + (a.reason ? ' (' + a.reason + ')' : '')).join(' · '));
+      card.append(p);
+    }
     const tb = el('table', 'devs');
     for (const d of m.devices) {
       const tr = el('tr');
@@ -348,7 +485,7 @@ async function refresh() {
 }
 
 function renderAll() {
-  renderState(); renderInbox(); renderOutbox(); renderDirectory(); renderPicker(); renderChips();
+  renderState(); renderInbox(); renderOutbox(); renderDirectory(); renderPicker(); renderChips(); renderAtts();
 }
 
 function connectEvents() {
@@ -385,6 +522,7 @@ document.addEventListener('DOMContentLoaded', async () => {
   $('compose').addEventListener('submit', review);
   $('confirm-back').addEventListener('click', () => { $('confirm').hidden = true; });
   $('confirm-send').addEventListener('click', sendNow);
+  $('att-input').addEventListener('change', () => { const f = [...$('att-input').files]; $('att-input').value = ''; addFiles(f); });
   $('unlock').addEventListener('submit', async (ev) => {
     ev.preventDefault();
     $('unlock-error').textContent = '';
