@@ -58,8 +58,8 @@ static int ni_detect(void)
  * SHA256MSG1 and SHA256MSG2 (the message schedule, four words at a time).
  * The instructions keep the working variables as {A,B,E,F} and {C,D,G,H}.
  */
-__attribute__((target("sha,sse4.1,ssse3"))) static void ni_blocks(uint32_t h[8],
-                                                                   const uint8_t *p, size_t n)
+__attribute__((target("sha,sse4.1,ssse3"))) static void ni_blocks(uint32_t h[8], const uint8_t *p,
+                                                                  size_t n)
 {
     const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bLL, 0x0405060700010203LL);
     __m128i t, abef, cdgh, abef0, cdgh0, w[4], m;
@@ -84,7 +84,8 @@ __attribute__((target("sha,sse4.1,ssse3"))) static void ni_blocks(uint32_t h[8],
                 t = _mm_add_epi32(t, _mm_alignr_epi8(g1, g2, 4));
                 w[g & 3] = _mm_sha256msg2_epu32(t, g1);
             }
-            m = _mm_add_epi32(w[g & 3], _mm_loadu_si128((const __m128i *)(const void *)(K + 4 * g)));
+            m = _mm_add_epi32(w[g & 3],
+                              _mm_loadu_si128((const __m128i *)(const void *)(K + 4 * g)));
             cdgh = _mm_sha256rnds2_epu32(cdgh, abef, m);
             abef = _mm_sha256rnds2_epu32(abef, cdgh, _mm_shuffle_epi32(m, 0x0E));
         }
@@ -123,8 +124,8 @@ static void ni_feed(uint32_t h[8], uint8_t blk[BLOCK], size_t *used, const uint8
     *used = len;
 }
 
-static void ni_hash(uint8_t out[static SHA256_LEN], const uint8_t *a, size_t alen,
-                    const uint8_t *b, size_t blen)
+static void ni_hash(uint8_t out[static SHA256_LEN], const uint8_t *a, size_t alen, const uint8_t *b,
+                    size_t blen)
 {
     uint32_t h[8];
     uint8_t blk[BLOCK];

@@ -49,7 +49,8 @@ static void test_against_libsodium(void **state)
     uint8_t want[SHA256_LEN], seen[SHA256_LEN];
     (void)state;
 
-    randombytes_buf_deterministic(msg, sizeof(msg), (const uint8_t *)"valise sha256 test vectors 32 b.");
+    randombytes_buf_deterministic(msg, sizeof(msg),
+                                  (const uint8_t *)"valise sha256 test vectors 32 b.");
     for (int allow = 1; allow >= 0; allow--) {
         sha256_allow_accel(allow);
         for (size_t len = 0; len <= MAX_LEN; len++) {
