@@ -841,6 +841,22 @@ static void audit_envelope(struct audit_record *rec, uint8_t event, uint64_t now
     rec->precedence = prec;
 }
 
+/*
+ * An id already in `byid` for this recipient: the same sender's resubmission
+ * is acknowledged again, another sender's is an id conflict (DESIGN.md "Relay").
+ */
+static int byid_known(const MDB_val *d, const uint8_t sender[static DEVICE_ID_LEN],
+                      uint16_t *reason, int *duplicate)
+{
+    if (d->mv_size != IVAL_LEN)
+        return VERR_STORE;
+    if (memcmp((const uint8_t *)d->mv_data + 1, sender, DEVICE_ID_LEN) != 0)
+        *reason = WIRE_R_ID_CONFLICT;
+    else
+        *duplicate = 1;
+    return 0;
+}
+
 int store_envelope_put(struct store *s, const uint8_t sender[static DEVICE_ID_LEN],
                        uint64_t sender_serial, const struct wire_envelope *e, uint64_t expiry,
                        uint64_t now, const struct store_limits *lim, uint16_t *reason,
@@ -858,27 +874,37 @@ int store_envelope_put(struct store *s, const uint8_t sender[static DEVICE_ID_LE
         return VERR_INTERNAL;
     memcpy(ikey, e->peer, DEVICE_ID_LEN);
     memcpy(ikey + DEVICE_ID_LEN, e->id, WIRE_ID_LEN);
-    k = val(ikey, sizeof(ikey));
-    rc = mdb_get(s->txn, s->byid, &k, &d);
-    if (rc == 0) {
-        /* Stored once; the same sender is acknowledged again (DESIGN.md "Relay"). */
-        if (d.mv_size != IVAL_LEN)
-            return VERR_STORE;
-        if (memcmp((const uint8_t *)d.mv_data + 1, sender, DEVICE_ID_LEN) != 0)
-            *reason = WIRE_R_ID_CONFLICT;
-        else
-            *duplicate = 1;
-        return 0;
-    }
-    if (rc != MDB_NOTFOUND)
-        return mdb_to_verr(rc);
     if ((r = qstat_get(s, e->peer, &count, &bytes)) != 0)
         return r;
     if (count + 1 > lim->queue_max_count || bytes + e->ct_len > lim->queue_max_bytes) {
+        /* A full queue still acknowledges a duplicate (DESIGN.md "Relay"): look first. */
+        k = val(ikey, sizeof(ikey));
+        rc = mdb_get(s->txn, s->byid, &k, &d);
+        if (rc == 0)
+            return byid_known(&d, sender, reason, duplicate);
+        if (rc != MDB_NOTFOUND)
+            return mdb_to_verr(rc);
         *reason = WIRE_R_QUEUE_FULL;
         return 0;
     }
-    seq = ++s->seq_txn;
+    seq = s->seq_txn + 1;
+    /* The index entry is written first with MDB_NOOVERWRITE: one B-tree
+     * descent both finds a stored id (the existing value comes back) and
+     * inserts a new one, instead of a lookup and then an insert. */
+    ival[0] = STATE_QUEUED;
+    memcpy(ival + 1, sender, DEVICE_ID_LEN);
+    ival[1 + DEVICE_ID_LEN] = e->precedence;
+    be64(ival + 2 + DEVICE_ID_LEN, seq);
+    be64(ival + 10 + DEVICE_ID_LEN, expiry);
+    be32(ival + 18 + DEVICE_ID_LEN, e->ct_len);
+    k = val(ikey, sizeof(ikey));
+    d = val(ival, sizeof(ival));
+    rc = mdb_put(s->txn, s->byid, &k, &d, MDB_NOOVERWRITE);
+    if (rc == MDB_KEYEXIST)
+        return byid_known(&d, sender, reason, duplicate);
+    if (rc != 0)
+        return mdb_to_verr(rc);
+    s->seq_txn = seq;
     memcpy(qkey, e->peer, DEVICE_ID_LEN);
     qkey[DEVICE_ID_LEN] = e->precedence;
     be64(qkey + DEVICE_ID_LEN + 1, seq);
@@ -902,16 +928,6 @@ int store_envelope_put(struct store *s, const uint8_t sender[static DEVICE_ID_LE
         be64(p + WIRE_ID_LEN + DEVICE_ID_LEN + 8, now);
         memcpy(p + QVAL_FIXED, e->ct, e->ct_len);
     }
-    ival[0] = STATE_QUEUED;
-    memcpy(ival + 1, sender, DEVICE_ID_LEN);
-    ival[1 + DEVICE_ID_LEN] = e->precedence;
-    be64(ival + 2 + DEVICE_ID_LEN, seq);
-    be64(ival + 10 + DEVICE_ID_LEN, expiry);
-    be32(ival + 18 + DEVICE_ID_LEN, e->ct_len);
-    k = val(ikey, sizeof(ikey));
-    d = val(ival, sizeof(ival));
-    if ((rc = mdb_put(s->txn, s->byid, &k, &d, 0)) != 0)
-        return mdb_to_verr(rc);
     /* Keyed by expiry then seq: envelopes of one lifetime arrive in key order,
      * so the entry is appended at the end of the table when it can be. */
     be64(xkey, expiry);
