@@ -2330,6 +2330,30 @@ static void writer_collect(struct relay *rl, int wait)
 }
 
 /*
+ * After ops left the fill batch f, drops the message bytes no op of f still
+ * uses. Under saturation f is never empty (the writer takes the oldest part,
+ * the loop keeps appending), so without this its arena only grew: 1.3 GiB of
+ * RSS in an 8 s `max` run, and a page fault for every fresh 4 KiB of it.
+ * The live bytes are moved down only when the dead part in front of them is
+ * at least as large, so each byte is moved O(1) times on average.
+ */
+static void arena_compact(struct batch *f)
+{
+    size_t lo = f->arena.len;
+
+    for (size_t i = 0; i < f->nops; i++)
+        if (f->ops[i].len > 0 && f->ops[i].off < lo)
+            lo = f->ops[i].off;
+    if (lo < f->arena.len - lo)
+        return;
+    if (lo < f->arena.len)
+        memmove(f->arena.p, f->arena.p + lo, f->arena.len - lo);
+    f->arena.len -= lo;
+    for (size_t i = 0; i < f->nops; i++)
+        f->ops[i].off = f->ops[i].len > 0 ? f->ops[i].off - lo : 0;
+}
+
+/*
  * Moves ops (and their message bytes) from f to the empty batch w: FLASH
  * SUBMITs only (flash_only), or the oldest ops up to cap envelopes (at least
  * one). The rest stays in f in its order. Nothing moves unless there is room.
@@ -2377,8 +2401,7 @@ static int batch_move(struct batch *f, struct batch *w, int flash_only, size_t c
     }
     f->nops = k;
     f->nflash -= w->nflash;
-    if (f->nops == 0)
-        f->arena.len = 0;
+    arena_compact(f);
     return 0;
 }
 

@@ -9,6 +9,9 @@
  *   VALISE_FAIL_SYNC=N   the N-th fsync/fdatasync/msync fails (EIO)
  *   VALISE_FAULT_REPORT=FILE  at exit, append "alloc=A write=W sync=S" (the
  *                        counts seen), so a loop knows when N passed the end.
+ *   VALISE_SLOW_SYNC_MS=M  every fsync/fdatasync/msync first sleeps M ms (a
+ *                        slow disk: the relay's writer is always behind, so
+ *                        its event loop always has ops waiting; tests/relay)
  *   VALISE_FAIL_AFTER_MS=M  count nothing until M ms after the first call, so
  *                        a server's start-up is left alone and only the work
  *                        a test drives afterwards is failed (tests/adversarial).
@@ -77,7 +80,7 @@ static void resolve(void)
 static unsigned long fail_alloc, fail_write, fail_sync;
 static unsigned long n_alloc, n_write, n_sync;
 static int configured;
-static unsigned long after_ms;
+static unsigned long after_ms, slow_sync_ms;
 static struct timespec started;
 
 static unsigned long env_num(const char *name)
@@ -101,6 +104,7 @@ static void configure(void)
     fail_write = env_num("VALISE_FAIL_WRITE");
     fail_sync = env_num("VALISE_FAIL_SYNC");
     after_ms = env_num("VALISE_FAIL_AFTER_MS");
+    slow_sync_ms = env_num("VALISE_SLOW_SYNC_MS");
     if (after_ms != 0)
         (void)clock_gettime(CLOCK_MONOTONIC, &started); /* vDSO: no allocation */
 }
@@ -204,12 +208,27 @@ void free(void *p)
         static ret(*real) params;                                                                  \
         if (real == NULL)                                                                          \
             *(void **)&real = dlsym_next(#name);                                                   \
+        if (&counter == &n_sync)                                                                   \
+            slow_sync();                                                                           \
         if (should_fail(&counter, target)) {                                                       \
             errno = err;                                                                           \
             return (ret)-1;                                                                        \
         }                                                                                          \
         return real args;                                                                          \
     }
+
+/* VALISE_SLOW_SYNC_MS: a disk whose every sync takes that long. */
+static void slow_sync(void)
+{
+    struct timespec d;
+
+    if (slow_sync_ms == 0)
+        return;
+    d.tv_sec = (time_t)(slow_sync_ms / 1000);
+    d.tv_nsec = (long)(slow_sync_ms % 1000) * 1000000L;
+    while (nanosleep(&d, &d) != 0 && errno == EINTR)
+        ;
+}
 
 static void *dlsym_next(const char *name)
 {
