@@ -64,3 +64,6 @@ endif()
 target_compile_definitions(relay_test_memory PRIVATE
   VALISE_FAULTINJECT="$<TARGET_FILE:faultinject>")
 add_dependencies(relay_test_memory faultinject)
+target_compile_definitions(relay_test_lane PRIVATE
+  VALISE_FAULTINJECT="$<TARGET_FILE:faultinject>")
+add_dependencies(relay_test_lane faultinject)
