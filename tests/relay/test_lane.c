@@ -1,7 +1,7 @@
 /*
  * test_lane.c - FLASH and IMMEDIATE SUBMITs go to the writer ahead of ROUTINE
  * ones that arrived before them (PROTOCOL.md part 2 "Store and forward"):
- * with every sync slowed to 100 ms (tests/fault/faultinject.c,
+ * with every sync slowed to 250 ms (tests/fault/faultinject.c,
  * VALISE_SLOW_SYNC_MS) the writer is still committing a first SUBMIT when a
  * ROUTINE one and then an urgent one arrive; the urgent one is committed in a
  * transaction of its own first, so its SUBMIT_ACK comes before the ROUTINE
@@ -49,7 +49,7 @@ static int setup(void **state)
     snprintf(asan, sizeof(asan), "%s%sverify_asan_link_order=0", old != NULL ? old : "",
              old != NULL && old[0] != '\0' ? ":" : "");
     assert_int_equal(setenv("LD_PRELOAD", VALISE_FAULTINJECT, 1), 0);
-    assert_int_equal(setenv("VALISE_SLOW_SYNC_MS", "100", 1), 0);
+    assert_int_equal(setenv("VALISE_SLOW_SYNC_MS", "250", 1), 0);
     assert_int_equal(setenv("ASAN_OPTIONS", asan, 1), 0);
     assert_int_equal(trelay_start(&f.relay, &f.pki, NULL), 0);
     unsetenv("LD_PRELOAD");
@@ -101,7 +101,7 @@ static void lane_order(struct fixture *f, uint8_t prec)
         randombytes_buf(ids[i], WIRE_ID_LEN);
     assert_int_equal(tc_auth(&c, f->relay.port, &f->a, &reason), 0);
     submit(&c, &f->r, ids[0], WIRE_ROUTINE);
-    usleep(30000); /* z is with the writer, in its 100 ms sync */
+    usleep(30000); /* z is with the writer, in its 250 ms sync */
     submit(&c, &f->r, ids[1], WIRE_ROUTINE);
     submit(&c, &f->r, ids[2], prec);
     for (size_t i = 0; i < 3; i++) {
