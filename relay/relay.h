@@ -6,7 +6,7 @@
  *  - Two threads: relay_run's event loop (every socket, session and reply)
  *    and a writer thread that alone writes the store. The loop fills one op
  *    list while the writer applies and commits the other, in transactions of
- *    at most about 2,048 envelopes, FLASH in one of its own ahead of pending
+ *    at most about 2,048 envelopes, FLASH and IMMEDIATE in one of their own ahead of pending
  *    ROUTINE; they swap under one mutex (BENCHMARKS.md).
  *  - Only after the writer's commit is durable does the loop queue the
  *    acknowledgements (one SUBMIT_ACK per SUBMIT) and wake online

@@ -19,7 +19,7 @@ enum {
     QKEY_LEN = DEVICE_ID_LEN + 1 + 8,              /* qindex: recipient | precedence | seq */
     QDKEY_LEN = 8,                                 /* qdata: seq */
     QVAL_FIXED = WIRE_ID_LEN + DEVICE_ID_LEN + 8 + 8, /* id | sender | expiry | accepted */
-    IKEY_LEN = DEVICE_ID_LEN + WIRE_ID_LEN,        /* recipient | id */
+    IKEY_LEN = DEVICE_ID_LEN + WIRE_ID_LEN,        /* recipient | id (the `ids` key: id | recipient) */
     IVAL_LEN = 1 + DEVICE_ID_LEN + 1 + 8 + 8 + 4,  /* format | sender | prec | seq | expiry | size */
     XKEY_LEN = 8 + DEVICE_ID_LEN + WIRE_ID_LEN,    /* legacy expiry: expiry | recipient | id */
     QXKEY_LEN = 8 + 8,                             /* qexpiry: expiry | seq */
@@ -69,7 +69,9 @@ struct store {
     MDB_dbi queue;          /* both in one, written by relays before issue 16: migrated at open */
     MDB_dbi qexpiry;        /* expiry | seq -> recipient | id: the sweeper's index */
     MDB_dbi expiry;         /* expiry | recipient | id, written by relays before issue 16 */
-    MDB_dbi byid, nd, qstat, spk, otk, meta, audit;
+    MDB_dbi byid;           /* `ids`: id | recipient -> index value (ids_key) */
+    MDB_dbi byid_legacy;    /* `byid` keyed recipient | id, written before: migrated at open */
+    MDB_dbi nd, qstat, spk, otk, meta, audit;
     MDB_dbi dedupe;         /* delivered ids in acknowledgement order: the dedupe window */
     MDB_dbi tomb;           /* the same keyed by time, written by relays before issue 16 */
     MDB_dbi devmark;        /* device id -> highest envelope id submitted || acknowledged */
@@ -136,6 +138,18 @@ static uint64_t rd64(const uint8_t *p)
     for (size_t i = 0; i < 8; i++)
         v = (v << 8) | p[i];
     return v;
+}
+
+/*
+ * The `ids` key of an envelope: id | recipient. Ids are time-ordered
+ * (PROTOCOL.md part 2), so a transaction's new entries land together at the
+ * end of the table instead of one page per recipient.
+ */
+static void ids_key(uint8_t out[static IKEY_LEN], const uint8_t recipient[static DEVICE_ID_LEN],
+                    const uint8_t id[static WIRE_ID_LEN])
+{
+    memcpy(out, id, WIRE_ID_LEN);
+    memcpy(out + WIRE_ID_LEN, recipient, DEVICE_ID_LEN);
 }
 
 static void be32(uint8_t *p, uint32_t v)
@@ -332,6 +346,59 @@ out:
     return r;
 }
 
+/*
+ * A relay before this one kept the id index as `byid` keyed recipient | id,
+ * whose per-recipient ranges took a page per recipient per transaction: its
+ * entries (queued ids and tombstones, values unchanged) move to `ids` keyed
+ * id | recipient, in the opening transaction, and `byid` is emptied
+ * (PROTOCOL.md, part 2 "Storage").
+ */
+static int ids_migrate(struct store *s, MDB_txn *txn)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k, d, nk;
+    MDB_stat st;
+    uint8_t key[IKEY_LEN];
+    int rc, r = VERR_INTERNAL;
+
+    if ((rc = mdb_stat(txn, s->byid_legacy, &st)) != 0)
+        return mdb_to_verr(rc);
+    if (st.ms_entries == 0)
+        return 0;
+    if ((rc = mdb_cursor_open(txn, s->byid_legacy, &cur)) != 0)
+        return mdb_to_verr(rc);
+    for (rc = mdb_cursor_get(cur, &k, &d, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
+        const uint8_t *p = k.mv_data;
+
+        if (k.mv_size != IKEY_LEN || d.mv_size != IVAL_LEN) {
+            r = VERR_STORE;
+            goto out;
+        }
+        ids_key(key, p, p + DEVICE_ID_LEN);
+        nk = val(key, sizeof(key));
+        if ((rc = mdb_put(txn, s->byid, &nk, &d, MDB_NOOVERWRITE)) != 0) {
+            r = mdb_to_verr(rc);
+            goto out;
+        }
+    }
+    if (rc != MDB_NOTFOUND) {
+        r = mdb_to_verr(rc);
+        goto out;
+    }
+    mdb_cursor_close(cur);
+    cur = NULL;
+    if ((rc = mdb_drop(txn, s->byid_legacy, 0)) != 0) {
+        r = mdb_to_verr(rc);
+        goto out;
+    }
+    r = 0;
+out:
+    if (cur != NULL)
+        mdb_cursor_close(cur);
+    return r;
+}
+
 int store_open(struct store **out, const char *dir, uint64_t map_size)
 {
     struct store *s = NULL;
@@ -370,7 +437,8 @@ int store_open(struct store **out, const char *dir, uint64_t map_size)
     if ((rc = mdb_dbi_open(txn, "queue", MDB_CREATE, &s->queue)) != 0 ||
         (rc = mdb_dbi_open(txn, "qdata", MDB_CREATE, &s->qdata)) != 0 ||
         (rc = mdb_dbi_open(txn, "qindex", MDB_CREATE, &s->qindex)) != 0 ||
-        (rc = mdb_dbi_open(txn, "byid", MDB_CREATE, &s->byid)) != 0 ||
+        (rc = mdb_dbi_open(txn, "byid", MDB_CREATE, &s->byid_legacy)) != 0 ||
+        (rc = mdb_dbi_open(txn, "ids", MDB_CREATE, &s->byid)) != 0 ||
         (rc = mdb_dbi_open(txn, "expiry", MDB_CREATE, &s->expiry)) != 0 ||
         (rc = mdb_dbi_open(txn, "qexpiry", MDB_CREATE, &s->qexpiry)) != 0 ||
         (rc = mdb_dbi_open(txn, "nd", MDB_CREATE, &s->nd)) != 0 ||
@@ -391,7 +459,7 @@ int store_open(struct store **out, const char *dir, uint64_t map_size)
         r = mdb_to_verr(rc);
         goto out;
     }
-    if ((r = queue_migrate(s, txn)) != 0)
+    if ((r = queue_migrate(s, txn)) != 0 || (r = ids_migrate(s, txn)) != 0)
         goto out;
     if ((r = meta_get_u64(txn, s->meta, meta_seq, &s->seq)) != 0 ||
         (r = meta_get_u64(txn, s->meta, meta_queued, &s->queued)) != 0 ||
@@ -841,6 +909,22 @@ static void audit_envelope(struct audit_record *rec, uint8_t event, uint64_t now
     rec->precedence = prec;
 }
 
+/*
+ * An id already in `byid` for this recipient: the same sender's resubmission
+ * is acknowledged again, another sender's is an id conflict (DESIGN.md "Relay").
+ */
+static int byid_known(const MDB_val *d, const uint8_t sender[static DEVICE_ID_LEN],
+                      uint16_t *reason, int *duplicate)
+{
+    if (d->mv_size != IVAL_LEN)
+        return VERR_STORE;
+    if (memcmp((const uint8_t *)d->mv_data + 1, sender, DEVICE_ID_LEN) != 0)
+        *reason = WIRE_R_ID_CONFLICT;
+    else
+        *duplicate = 1;
+    return 0;
+}
+
 int store_envelope_put(struct store *s, const uint8_t sender[static DEVICE_ID_LEN],
                        uint64_t sender_serial, const struct wire_envelope *e, uint64_t expiry,
                        uint64_t now, const struct store_limits *lim, uint16_t *reason,
@@ -856,29 +940,38 @@ int store_envelope_put(struct store *s, const uint8_t sender[static DEVICE_ID_LE
     *reason = WIRE_R_OK;
     if (s->txn == NULL)
         return VERR_INTERNAL;
-    memcpy(ikey, e->peer, DEVICE_ID_LEN);
-    memcpy(ikey + DEVICE_ID_LEN, e->id, WIRE_ID_LEN);
-    k = val(ikey, sizeof(ikey));
-    rc = mdb_get(s->txn, s->byid, &k, &d);
-    if (rc == 0) {
-        /* Stored once; the same sender is acknowledged again (DESIGN.md "Relay"). */
-        if (d.mv_size != IVAL_LEN)
-            return VERR_STORE;
-        if (memcmp((const uint8_t *)d.mv_data + 1, sender, DEVICE_ID_LEN) != 0)
-            *reason = WIRE_R_ID_CONFLICT;
-        else
-            *duplicate = 1;
-        return 0;
-    }
-    if (rc != MDB_NOTFOUND)
-        return mdb_to_verr(rc);
+    ids_key(ikey, e->peer, e->id);
     if ((r = qstat_get(s, e->peer, &count, &bytes)) != 0)
         return r;
     if (count + 1 > lim->queue_max_count || bytes + e->ct_len > lim->queue_max_bytes) {
+        /* A full queue still acknowledges a duplicate (DESIGN.md "Relay"): look first. */
+        k = val(ikey, sizeof(ikey));
+        rc = mdb_get(s->txn, s->byid, &k, &d);
+        if (rc == 0)
+            return byid_known(&d, sender, reason, duplicate);
+        if (rc != MDB_NOTFOUND)
+            return mdb_to_verr(rc);
         *reason = WIRE_R_QUEUE_FULL;
         return 0;
     }
-    seq = ++s->seq_txn;
+    seq = s->seq_txn + 1;
+    /* The index entry is written first with MDB_NOOVERWRITE: one B-tree
+     * descent both finds a stored id (the existing value comes back) and
+     * inserts a new one, instead of a lookup and then an insert. */
+    ival[0] = STATE_QUEUED;
+    memcpy(ival + 1, sender, DEVICE_ID_LEN);
+    ival[1 + DEVICE_ID_LEN] = e->precedence;
+    be64(ival + 2 + DEVICE_ID_LEN, seq);
+    be64(ival + 10 + DEVICE_ID_LEN, expiry);
+    be32(ival + 18 + DEVICE_ID_LEN, e->ct_len);
+    k = val(ikey, sizeof(ikey));
+    d = val(ival, sizeof(ival));
+    rc = mdb_put(s->txn, s->byid, &k, &d, MDB_NOOVERWRITE);
+    if (rc == MDB_KEYEXIST)
+        return byid_known(&d, sender, reason, duplicate);
+    if (rc != 0)
+        return mdb_to_verr(rc);
+    s->seq_txn = seq;
     memcpy(qkey, e->peer, DEVICE_ID_LEN);
     qkey[DEVICE_ID_LEN] = e->precedence;
     be64(qkey + DEVICE_ID_LEN + 1, seq);
@@ -902,16 +995,6 @@ int store_envelope_put(struct store *s, const uint8_t sender[static DEVICE_ID_LE
         be64(p + WIRE_ID_LEN + DEVICE_ID_LEN + 8, now);
         memcpy(p + QVAL_FIXED, e->ct, e->ct_len);
     }
-    ival[0] = STATE_QUEUED;
-    memcpy(ival + 1, sender, DEVICE_ID_LEN);
-    ival[1 + DEVICE_ID_LEN] = e->precedence;
-    be64(ival + 2 + DEVICE_ID_LEN, seq);
-    be64(ival + 10 + DEVICE_ID_LEN, expiry);
-    be32(ival + 18 + DEVICE_ID_LEN, e->ct_len);
-    k = val(ikey, sizeof(ikey));
-    d = val(ival, sizeof(ival));
-    if ((rc = mdb_put(s->txn, s->byid, &k, &d, 0)) != 0)
-        return mdb_to_verr(rc);
     /* Keyed by expiry then seq: envelopes of one lifetime arrive in key order,
      * so the entry is appended at the end of the table when it can be. */
     be64(xkey, expiry);
@@ -961,7 +1044,8 @@ int store_envelope_ack(struct store *s, const uint8_t recipient[static DEVICE_ID
                        uint64_t recipient_serial, const uint8_t id[static WIRE_ID_LEN],
                        uint64_t now)
 {
-    uint8_t ikey[IKEY_LEN], ival[IVAL_LEN], xkey[XKEY_LEN], dkey[DKEY_LEN], dval[DVAL_LEN];
+    uint8_t ikey[IKEY_LEN], bkey[IKEY_LEN], ival[IVAL_LEN], xkey[XKEY_LEN], dkey[DKEY_LEN],
+        dval[DVAL_LEN];
     struct audit_record rec;
     MDB_val k, d;
     int rc, r;
@@ -970,11 +1054,12 @@ int store_envelope_ack(struct store *s, const uint8_t recipient[static DEVICE_ID
                    "time | index key");
     if (s->txn == NULL)
         return VERR_INTERNAL;
-    memcpy(ikey, recipient, DEVICE_ID_LEN);
-    memcpy(ikey + DEVICE_ID_LEN, id, WIRE_ID_LEN);
-    k = val(ikey, sizeof(ikey));
+    ids_key(bkey, recipient, id);
+    k = val(bkey, sizeof(bkey));
     if ((rc = mdb_get(s->txn, s->byid, &k, &d)) != 0)
         return mdb_to_verr(rc);
+    memcpy(ikey, recipient, DEVICE_ID_LEN);
+    memcpy(ikey + DEVICE_ID_LEN, id, WIRE_ID_LEN);
     if (d.mv_size != IVAL_LEN)
         return VERR_STORE;
     memcpy(ival, d.mv_data, sizeof(ival));
@@ -1046,6 +1131,7 @@ static int tomb_sweep(struct store *s, MDB_dbi dbi, int legacy, uint64_t now, si
     for (rc = mdb_cursor_get(cur, &k, &d, MDB_FIRST); rc == 0 && *done < limit;
          rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
         uint8_t tval[DVAL_LEN]; /* acknowledged at | recipient | id, in either layout */
+        uint8_t bkey[IKEY_LEN];
 
         if (legacy ? k.mv_size != TKEY_LEN : k.mv_size != DKEY_LEN || d.mv_size != DVAL_LEN) {
             r = VERR_STORE;
@@ -1054,7 +1140,8 @@ static int tomb_sweep(struct store *s, MDB_dbi dbi, int legacy, uint64_t now, si
         memcpy(tval, legacy ? k.mv_data : d.mv_data, sizeof(tval));
         if (rd64(tval) > now || now - rd64(tval) < s->dedupe_window)
             break;
-        ik = val(tval + 8, IKEY_LEN);
+        ids_key(bkey, tval + 8, tval + 8 + DEVICE_ID_LEN);
+        ik = val(bkey, IKEY_LEN);
         rc = mdb_get(s->txn, s->byid, &ik, &id);
         if (rc == 0 && id.mv_size == IVAL_LEN) {
             /* Only a tombstone goes: an id whose envelope is queued keeps its entry. */
@@ -1104,7 +1191,7 @@ static int expiry_sweep(struct store *s, MDB_dbi dbi, int legacy, uint64_t now, 
 {
     MDB_cursor *cur = NULL;
     MDB_val k, d, ik, id;
-    uint8_t xent[8 + IKEY_LEN], ival[IVAL_LEN], nkey[NKEY_LEN], nval[NVAL_LEN];
+    uint8_t xent[8 + IKEY_LEN], bkey[IKEY_LEN], ival[IVAL_LEN], nkey[NKEY_LEN], nval[NVAL_LEN];
     struct audit_record rec;
     int rc, r = VERR_INTERNAL;
 
@@ -1133,7 +1220,8 @@ static int expiry_sweep(struct store *s, MDB_dbi dbi, int legacy, uint64_t now, 
             break;
         recipient = xent + 8;
         eid = xent + 8 + DEVICE_ID_LEN;
-        ik = val(recipient, IKEY_LEN); /* recipient | id are contiguous */
+        ids_key(bkey, recipient, eid);
+        ik = val(bkey, IKEY_LEN);
         rc = mdb_get(s->txn, s->byid, &ik, &id);
         if (rc == 0 && id.mv_size == IVAL_LEN) {
             memcpy(ival, id.mv_data, sizeof(ival));
@@ -1163,7 +1251,7 @@ static int expiry_sweep(struct store *s, MDB_dbi dbi, int legacy, uint64_t now, 
                     notify(ctx, ival + 1);
                 (*expired)++;
             }
-            ik = val(recipient, IKEY_LEN);
+            ik = val(bkey, IKEY_LEN);
             if ((rc = mdb_del(s->txn, s->byid, &ik, NULL)) != 0) {
                 r = mdb_to_verr(rc);
                 goto out;

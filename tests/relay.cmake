@@ -59,3 +59,11 @@ if(TARGET relay_test_ops AND TARGET valise-audit)
     VALISE_AUDIT_BIN="$<TARGET_FILE:valise-audit>")
   add_dependencies(relay_test_ops valise-audit)
 endif()
+
+# test_memory gives its relay a slow disk through the fault injector.
+target_compile_definitions(relay_test_memory PRIVATE
+  VALISE_FAULTINJECT="$<TARGET_FILE:faultinject>")
+add_dependencies(relay_test_memory faultinject)
+target_compile_definitions(relay_test_lane PRIVATE
+  VALISE_FAULTINJECT="$<TARGET_FILE:faultinject>")
+add_dependencies(relay_test_lane faultinject)

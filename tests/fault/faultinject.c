@@ -13,6 +13,9 @@
  *                        durable steps (no destructor runs: no report either)
  *   VALISE_FAULT_REPORT=FILE  at exit, append "alloc=A write=W sync=S" (the
  *                        counts seen), so a loop knows when N passed the end.
+ *   VALISE_SLOW_SYNC_MS=M  every fsync/fdatasync/msync first sleeps M ms (a
+ *                        slow disk: the relay's writer is always behind, so
+ *                        its event loop always has ops waiting; tests/relay)
  *   VALISE_FAIL_AFTER_MS=M  count nothing until M ms after the first call, so
  *                        a server's start-up is left alone and only the work
  *                        a test drives afterwards is failed (tests/adversarial).
@@ -82,7 +85,7 @@ static void resolve(void)
 static unsigned long fail_alloc, fail_write, fail_sync, crash_step, n_step;
 static unsigned long n_alloc, n_write, n_sync;
 static int configured;
-static unsigned long after_ms;
+static unsigned long after_ms, slow_sync_ms;
 static struct timespec started;
 
 static unsigned long env_num(const char *name)
@@ -107,6 +110,7 @@ static void configure(void)
     fail_sync = env_num("VALISE_FAIL_SYNC");
     crash_step = env_num("VALISE_CRASH_STEP");
     after_ms = env_num("VALISE_FAIL_AFTER_MS");
+    slow_sync_ms = env_num("VALISE_SLOW_SYNC_MS");
     if (after_ms != 0)
         (void)clock_gettime(CLOCK_MONOTONIC, &started); /* vDSO: no allocation */
 }
@@ -210,6 +214,8 @@ void free(void *p)
         static ret(*real) params;                                                                  \
         if (real == NULL)                                                                          \
             *(void **)&real = dlsym_next(#name);                                                   \
+        if (&counter == &n_sync)                                                                   \
+            slow_sync();                                                                           \
         if (should_fail(&counter, target)) {                                                       \
             errno = err;                                                                           \
             return (ret)-1;                                                                        \
@@ -218,6 +224,19 @@ void free(void *p)
             crash_point();                                                                         \
         return real args;                                                                          \
     }
+
+/* VALISE_SLOW_SYNC_MS: a disk whose every sync takes that long. */
+static void slow_sync(void)
+{
+    struct timespec d;
+
+    if (slow_sync_ms == 0)
+        return;
+    d.tv_sec = (time_t)(slow_sync_ms / 1000);
+    d.tv_nsec = (long)(slow_sync_ms % 1000) * 1000000L;
+    while (nanosleep(&d, &d) != 0 && errno == EINTR)
+        ;
+}
 
 static void *dlsym_next(const char *name)
 {

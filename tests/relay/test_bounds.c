@@ -17,7 +17,7 @@
 
 struct fixture {
     struct tpki pki;
-    struct tdev a, b, q, r, s;
+    struct tdev a, b, q, r, s, t;
     struct trelay relay;
     struct buf msg;
     struct wsc bystander; /* an honest session that must keep working */
@@ -32,7 +32,7 @@ static const char *const bounds[] = {
 static int setup(void **state)
 {
     static struct fixture f;
-    const struct tdev *devs[5];
+    const struct tdev *devs[6];
     uint64_t now = tnow();
     uint16_t reason;
 
@@ -48,7 +48,9 @@ static int setup(void **state)
     devs[3] = &f.r;
     assert_int_equal(tdev_make(&f.pki, &f.s, 5, now - 60, now + 86400), 0);
     devs[4] = &f.s;
-    assert_int_equal(tpki_write_dir(&f.pki, 1, devs, 5, NULL, 0), 0);
+    assert_int_equal(tdev_make(&f.pki, &f.t, 6, now - 60, now + 86400), 0);
+    devs[5] = &f.t;
+    assert_int_equal(tpki_write_dir(&f.pki, 1, devs, 6, NULL, 0), 0);
     assert_int_equal(trelay_start(&f.relay, &f.pki, bounds), 0);
     assert_int_equal(buf_init(&f.msg, 8 << 20, 0), 0);
     assert_int_equal(tc_auth(&f.bystander, f.relay.port, &f.b, &reason), 0);
@@ -177,6 +179,62 @@ static void test_queue_bytes(void **state)
     assert_int_equal(rs[0], WIRE_R_OK);
     assert_int_equal(rs[1], WIRE_R_OK);
     assert_int_equal(rs[2], WIRE_R_QUEUE_FULL);
+    wsc_close(&c);
+    bystander_ok(f);
+}
+
+/* Submits the envelopes ids[0..n) to `to` and returns the SUBMIT_ACK reasons. */
+static void submit_ids(struct fixture *f, struct wsc *c, const struct tdev *to,
+                       const uint8_t (*ids)[WIRE_ID_LEN], size_t n, uint16_t *reasons)
+{
+    struct wire_envelope e[4];
+    struct wire_msg m;
+    struct wire_iter it;
+    struct wire_ack a;
+
+    assert_true(n <= 4);
+    for (size_t i = 0; i < n; i++)
+        tc_envelope(&e[i], ids[i], to, WIRE_ROUTINE, tnow() + 3600, (const uint8_t *)"dup", 3);
+    assert_int_equal(tc_submit(c, e, n), 0);
+    assert_int_equal(tc_expect(c, &f->msg, &m, WIRE_SUBMIT_ACK, TWAIT), 0);
+    assert_int_equal(m.u.batch.n, n);
+    wire_iter_init(&it, &m);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(wire_next_ack(&it, &a), 0);
+        assert_memory_equal(a.id, ids[i], WIRE_ID_LEN);
+        reasons[i] = a.reason;
+    }
+}
+
+/*
+ * A full queue still tells a resubmission from a new envelope: the same
+ * sender's id already stored is acknowledged (duplicate), another sender's
+ * is an id conflict, and only a new id is queue_full (DESIGN.md "Relay").
+ */
+static void test_queue_full_duplicate(void **state)
+{
+    struct fixture *f = *state;
+    struct wsc c, c2;
+    uint8_t ids[4][WIRE_ID_LEN];
+    uint16_t reason, rs[4];
+
+    for (size_t i = 0; i < 4; i++)
+        randombytes_buf(ids[i], WIRE_ID_LEN);
+    assert_int_equal(tc_auth(&c, f->relay.port, &f->s, &reason), 0);
+    submit_ids(f, &c, &f->t, ids, 3, rs); /* t's queue holds 3: full */
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(rs[i], WIRE_R_OK);
+    memcpy(ids[2], ids[3], WIRE_ID_LEN); /* ids[2] is new now */
+    submit_ids(f, &c, &f->t, (const uint8_t(*)[WIRE_ID_LEN])ids[1], 2, rs);
+    if (rs[0] != WIRE_R_OK || rs[1] != WIRE_R_QUEUE_FULL)
+        fail_msg("full queue: expected the stored id ok and the new one queue_full, saw %s, %s",
+                 wire_reason_name(rs[0]), wire_reason_name(rs[1]));
+    assert_int_equal(tc_auth(&c2, f->relay.port, &f->q, &reason), 0);
+    submit_ids(f, &c2, &f->t, ids, 1, rs);
+    if (rs[0] != WIRE_R_ID_CONFLICT)
+        fail_msg("full queue, another sender's id: expected id_conflict, saw %s",
+                 wire_reason_name(rs[0]));
+    wsc_close(&c2);
     wsc_close(&c);
     bystander_ok(f);
 }
@@ -466,6 +524,7 @@ int main(void)
         cmocka_unit_test(test_frame_too_large),
         cmocka_unit_test(test_queue_count),
         cmocka_unit_test(test_queue_bytes),
+        cmocka_unit_test(test_queue_full_duplicate),
         cmocka_unit_test(test_batch_too_large),
         cmocka_unit_test(test_rate_limit),
         cmocka_unit_test(test_device_connections),

@@ -364,17 +364,18 @@ static void test_batch(void **state)
 
 /*
  * With the relay stopped: every queued envelope moved from `qindex`/`qdata`
- * into one `queue` table keyed recipient . precedence . seq, and every
- * `qexpiry` entry into `expiry` keyed expiry . recipient . id, as relays
- * before issue 16 stored them (PROTOCOL.md, part 2 "Storage"); returns how
- * many envelopes. With check, counts what `queue` and `expiry` hold for
+ * into one `queue` table keyed recipient . precedence . seq, every `qexpiry`
+ * entry into `expiry` keyed expiry . recipient . id, and every `ids` entry
+ * (id . recipient) into `byid` keyed recipient . id, as relays before issue
+ * 16 stored them (PROTOCOL.md, part 2 "Storage"); returns how many
+ * envelopes. With check, counts what `queue`, `byid` and `expiry` hold for
  * recipient instead.
  */
 static size_t queue_to_legacy(const char *dir, const uint8_t recipient[DEVICE_ID_LEN], int check)
 {
     MDB_env *env;
     MDB_txn *txn;
-    MDB_dbi q, qi, qd, x, qx;
+    MDB_dbi q, qi, qd, x, qx, ids, byid;
     MDB_cursor *c;
     MDB_val k, d, dk, dv;
     MDB_stat st;
@@ -390,9 +391,13 @@ static size_t queue_to_legacy(const char *dir, const uint8_t recipient[DEVICE_ID
     assert_int_equal(mdb_dbi_open(txn, "qdata", 0, &qd), 0);
     assert_int_equal(mdb_dbi_open(txn, "expiry", 0, &x), 0);
     assert_int_equal(mdb_dbi_open(txn, "qexpiry", 0, &qx), 0);
+    assert_int_equal(mdb_dbi_open(txn, "ids", 0, &ids), 0);
+    assert_int_equal(mdb_dbi_open(txn, "byid", 0, &byid), 0);
     if (check) {
         assert_int_equal(mdb_stat(txn, q, &st), 0);
         n = st.ms_entries;
+        assert_int_equal(mdb_stat(txn, byid, &st), 0);
+        n += st.ms_entries;
         assert_int_equal(mdb_cursor_open(txn, x, &c), 0);
         for (rc = mdb_cursor_get(c, &k, &d, MDB_FIRST); rc == 0;
              rc = mdb_cursor_get(c, &k, &d, MDB_NEXT))
@@ -403,6 +408,19 @@ static size_t queue_to_legacy(const char *dir, const uint8_t recipient[DEVICE_ID
         mdb_env_close(env);
         return n;
     }
+    assert_int_equal(mdb_cursor_open(txn, ids, &c), 0);
+    while ((rc = mdb_cursor_get(c, &k, &d, MDB_FIRST)) == 0) {
+        uint8_t key[DEVICE_ID_LEN + WIRE_ID_LEN];
+        MDB_val lk = {sizeof(key), key};
+
+        assert_int_equal(k.mv_size, sizeof(key));
+        memcpy(key, (const uint8_t *)k.mv_data + WIRE_ID_LEN, DEVICE_ID_LEN);
+        memcpy(key + DEVICE_ID_LEN, k.mv_data, WIRE_ID_LEN);
+        assert_int_equal(mdb_put(txn, byid, &lk, &d, MDB_NOOVERWRITE), 0);
+        assert_int_equal(mdb_cursor_del(c, 0), 0);
+    }
+    assert_int_equal(rc, MDB_NOTFOUND);
+    mdb_cursor_close(c);
     assert_int_equal(mdb_cursor_open(txn, qx, &c), 0);
     while ((rc = mdb_cursor_get(c, &k, &d, MDB_FIRST)) == 0) {
         uint8_t key[8 + DEVICE_ID_LEN + WIRE_ID_LEN];
@@ -444,10 +462,12 @@ static size_t queue_to_legacy(const char *dir, const uint8_t recipient[DEVICE_ID
 
 /*
  * A data directory from a relay before issue 16 (one `queue` table, `expiry`
- * keyed by recipient) is migrated at start: its envelopes are delivered in
- * precedence-then-age order, with their bytes, and acknowledged once; one
- * whose legacy expiry entry passes becomes a notice for its sender; `queue`
- * and the legacy expiry entries are left empty.
+ * and `byid` keyed by recipient) is migrated at start: its envelopes are
+ * delivered in precedence-then-age order, with their bytes, and acknowledged
+ * once; one whose legacy expiry entry passes becomes a notice for its sender;
+ * an id delivered before the restart is still known (a resubmission is
+ * acknowledged, not delivered again); `queue`, `byid` and the legacy expiry
+ * entries are left empty.
  */
 static void test_legacy_queue_migrated(void **state)
 {
@@ -460,11 +480,18 @@ static void test_legacy_queue_migrated(void **state)
     struct wire_nd nd;
     struct got g;
     uint16_t reason;
-    uint8_t ids[4][WIRE_ID_LEN];
+    uint8_t ids[4][WIRE_ID_LEN], early[WIRE_ID_LEN];
     char text[32];
     size_t moved;
 
+    /* one delivered and acknowledged before the stop: its tombstone is migrated */
     assert_int_equal(tc_auth(&ca, f->relay.port, &f->a, &reason), 0);
+    new_id(early);
+    submit_one(f, &ca, early, &f->c, WIRE_ROUTINE, tnow() + 3600, "early", WIRE_R_OK);
+    assert_int_equal(tc_auth(&cc, f->relay.port, &f->c, &reason), 0);
+    collect(f, &cc, &g, 500, 1);
+    assert_int_equal(g.n, 1);
+    wsc_close(&cc);
     for (size_t i = 0; i < 4; i++) { /* the last one is short-lived */
         new_id(ids[i]);
         snprintf(text, sizeof(text), "legacy-%zu", i);
@@ -490,6 +517,8 @@ static void test_legacy_queue_migrated(void **state)
     assert_int_equal(wire_put_ids(&f->msg, WIRE_NON_DELIVERY_ACK, ids[3], 1), 0);
     assert_int_equal(tc_send(&ca, &f->msg), 0);
     usleep(300000);
+    /* the early id is known after the migration: acknowledged, not queued again */
+    submit_one(f, &ca, early, &f->c, WIRE_ROUTINE, tnow() + 3600, "early", WIRE_R_OK);
     wsc_close(&ca);
     assert_int_equal(tc_auth(&cc, f->relay.port, &f->c, &reason), 0);
     collect(f, &cc, &g, 500, 1);
