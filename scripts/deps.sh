@@ -5,7 +5,7 @@
 # Every dependency and why: README.md, "Dependencies".
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev
-      libsodium-dev libwebsockets-dev liblmdb-dev libargon2-dev libcmocka-dev
+      libsodium-dev libwebsockets-dev libssl-dev liblmdb-dev libargon2-dev libcmocka-dev
       lmdb-utils python3 procps openssl curl libjson-c-dev chromium util-linux)
 # The desk's browser tests: Node.js and npm from Debian unless a node is already there.
 command -v node >/dev/null || pkgs+=(nodejs)
