@@ -177,9 +177,9 @@ int store_checkpoint_latest(struct store *s, uint64_t *size, struct buf *out) VL
  * Start-up check (PROTOCOL.md part 6 section 5): MTH over records [0, at)
  * into root_at and over [0, size) into root, at <= size, recomputed from the
  * records themselves in one sequential pass of one read transaction.
- * VERR_STORE if a record is missing or of the wrong length (*bad is its
- * index), VERR_UNKNOWN if size is larger than the log or at larger than
- * size. O(size).
+ * VERR_STORE if a record is missing (also: size larger than the log) or of
+ * the wrong length (*bad is its index), VERR_UNKNOWN if at is larger than
+ * size. Safe on another thread than the writer's. O(size).
  */
 int store_audit_recompute(struct store *s, uint64_t at, uint8_t root_at[static MERKLE_HASH_LEN],
                           uint64_t size, uint8_t root[static MERKLE_HASH_LEN],
