@@ -21,9 +21,10 @@
  *    that accepted it (not this person's other devices). Between pieces the
  *    link's `between` hook handles what the relay pushed meanwhile and
  *    submits newly queued envelopes, so FLASH text never waits behind an
- *    upload. Then downloads: ATTACH_GET from the first chunk not held; every chunk is opened (its key, id, index and
- *    count checked) and written and fsync'd to HOME/attach/<id hex>.part
- *    before its ATTACH_CHUNK_ACK; once complete the file is renamed to
+ *    upload. Then downloads: ATTACH_GET from the first chunk not held;
+ *    every chunk is opened (its key, id, index and count checked) and
+ *    written and fsync'd to HOME/attach/<id hex>.part before its
+ *    ATTACH_CHUNK_ACK; once complete the file is renamed to
  *    .ct and ATTACH_DONE sent. A chunk that does not open is neither kept
  *    nor acknowledged (stats.bad_chunks), the download is marked bad for
  *    good (MBA_HAVE_BAD), and nothing more is fetched on that connection.
