@@ -308,7 +308,8 @@ int linkemu_start(struct linkemu **out, const struct linkemu_cfg *cfg, int *port
         uint32_t rate = d == 0 ? cfg->up_rate : cfg->down_rate;
         /* what is on the wire (rate x delay) plus a router's queue */
         le->hold[d] = rate == 0 ? LE_QUEUE_MAX
-                                : (size_t)((uint64_t)rate * cfg->delay_ms / 1000u) + LE_ROUTER_QUEUE;
+                                : (size_t)((uint64_t)rate * cfg->delay_ms / 1000u) +
+                                      LE_ROUTER_QUEUE;
     }
     le->start_ms = le_now();
     pthread_mutex_init(&le->mu, NULL);
