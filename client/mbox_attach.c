@@ -717,6 +717,13 @@ static int upload_one(struct mbox *m, struct mba_link *l, const uint8_t id[stati
     buf_free(&raw);
     if ((r = up_note_stored(m, id, u, acked)) != 0)
         goto out;
+    /*
+     * A resume: the meter starts where the relay is, and says complete when
+     * it already holds every chunk (a cut took only the last PUT_ACK).
+     */
+    if (acked > 0 && l->progress != NULL)
+        l->progress(l->pctx, 1, acked == c ? ct_size : (uint64_t)acked * ATTACH_CHUNK_CT,
+                    ct_size);
     while (acked < c) {
         uint64_t t0 = mba_ms();
         int halved = 0;

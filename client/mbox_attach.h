@@ -15,14 +15,16 @@
  *    MBA_WINDOW_START chunks, one more per PUT_ACK back within MBA_TIMELY_MS
  *    of its PUT, up to MBA_WINDOW_MAX, halved once a piece after a slower
  *    one; pieces of about MBA_PIECE_MS; resumed from the relay's `stored`
- *    after a cut), only for a message whose envelopes the relay has all
- *    answered, to the devices that accepted it (not this person's other
- *    devices). Between pieces the link's `between` hook handles what the
- *    relay pushed meanwhile and submits newly queued envelopes, so FLASH
- *    text never waits behind an upload. Then downloads: ATTACH_GET from the
- *    first chunk not held; every chunk is opened (its key, id, index and
- *    count checked) and written and fsync'd to HOME/attach/<id hex>.part
- *    before its ATTACH_CHUNK_ACK; once complete the file is renamed to
+ *    after a cut, the progress hook told where the resume starts: the whole
+ *    ciphertext when the relay already holds every chunk), only for a
+ *    message whose envelopes the relay has all answered, to the devices
+ *    that accepted it (not this person's other devices). Between pieces the
+ *    link's `between` hook handles what the relay pushed meanwhile and
+ *    submits newly queued envelopes, so FLASH text never waits behind an
+ *    upload. Then downloads: ATTACH_GET from the first chunk not held;
+ *    every chunk is opened (its key, id, index and count checked) and
+ *    written and fsync'd to HOME/attach/<id hex>.part before its
+ *    ATTACH_CHUNK_ACK; once complete the file is renamed to
  *    .ct and ATTACH_DONE sent. A chunk that does not open is neither kept
  *    nor acknowledged (stats.bad_chunks), the download is marked bad for
  *    good (MBA_HAVE_BAD), and nothing more is fetched on that connection.

@@ -57,6 +57,16 @@ enum {
     ATT_GETS_MAX = 16,           /* ATTACH_GETs served at once per connection (16 per message) */
     ATT_PUT_WEIGHT = 16,         /* an ATTACH_PUT counts as 16 items in a transaction's size */
     DELTA_CACHE = 8,             /* directory deltas kept, one per base version asked for */
+    /*
+     * --idle-timeout (PROTOCOL.md part 2 "Flow control"): a whole message
+     * received restarts it; so does a time-out in which TCP moved at least
+     * IDLE_MIN_RATE bytes a second (a long frame still arriving, or a device
+     * still reading a long DELIVER), so a slow transfer is never cut while a
+     * trickle is. The event loop looks once a second; lws's own timer, set
+     * IDLE_GRACE_S later, is only the backstop.
+     */
+    IDLE_MIN_RATE = 100,
+    IDLE_GRACE_S = 5,
 };
 
 enum op_kind {
@@ -130,6 +140,7 @@ struct session {
     double tokens;
     uint64_t refill_ms;
     uint64_t idle_set_ms; /* when the idle time-out was last restarted */
+    uint64_t idle_tcp;    /* tp_tcp_bytes then */
     uint64_t opened_ms;   /* for the disconnect line */
     char peer[64];        /* numeric address, for the log (PROTOCOL.md part 2 "Logs") */
 };
@@ -472,6 +483,14 @@ static int send_scratch(struct session *s)
     return r;
 }
 
+/* The idle clock starts again at t (ms); lws's timer is the backstop (IDLE_GRACE_S). */
+static void idle_restart(struct session *s, uint64_t t)
+{
+    s->idle_set_ms = t;
+    s->idle_tcp = tp_tcp_bytes(s->conn);
+    tp_set_timeout(s->conn, (unsigned)s->rl->cfg->idle_timeout + IDLE_GRACE_S);
+}
+
 /* Sends ERROR and closes once it is out (the connection reads nothing more). */
 static void fail_session(struct session *s, uint16_t reason, const char *text)
 {
@@ -757,8 +776,7 @@ static void auth_complete(struct session *s)
     s->window = FC_WINDOW_START;
     s->tokens = (double)rl->cfg->rate;
     s->refill_ms = now_ms();
-    tp_set_timeout(s->conn, (unsigned)rl->cfg->idle_timeout);
-    s->idle_set_ms = now_ms();
+    idle_restart(s, now_ms());
     tp_want_write(s->conn);
 }
 
@@ -1172,8 +1190,9 @@ static void *on_open(void *ctx, struct tp_conn *c)
 }
 
 /*
- * Only a whole message restarts the idle clock, so a peer that trickles a
- * frame byte by byte is cut when the idle time-out runs out.
+ * A whole message restarts the idle clock (and sessions_idle when TCP kept
+ * moving at IDLE_MIN_RATE), so a peer that trickles a frame byte by byte is
+ * cut when the idle time-out runs out.
  */
 static void message_done(struct session *s)
 {
@@ -1185,8 +1204,7 @@ static void message_done(struct session *s)
     t = now_ms();
     if (t - s->idle_set_ms < 1000)
         return;
-    s->idle_set_ms = t;
-    tp_set_timeout(s->conn, (unsigned)s->rl->cfg->idle_timeout);
+    idle_restart(s, t);
 }
 
 static int on_rx(void *ctx, void *sess, const uint8_t *p, size_t len, int first, int final,
@@ -2551,6 +2569,39 @@ static void sessions_expire(struct relay *rl, uint64_t now)
     }
 }
 
+/*
+ * Once a second: an authenticated session whose idle time-out ran out is
+ * closed, unless TCP moved at least IDLE_MIN_RATE bytes a second meanwhile
+ * (received, or acknowledged by the device): then the clock starts again.
+ */
+static void sessions_idle(struct relay *rl, uint64_t t)
+{
+    uint64_t limit = rl->cfg->idle_timeout * 1000u;
+    char hex[9];
+
+    for (size_t b = 0; b < rl->nbuckets; b++) {
+        for (struct session *s = rl->buckets[b]; s != NULL; s = s->dev_next) {
+            uint64_t moved, idle;
+
+            if (!s->authed || s->auth_pending || s->close_after_flush || s->conn == NULL ||
+                t - s->idle_set_ms < limit)
+                continue;
+            idle = t - s->idle_set_ms;
+            moved = tp_tcp_bytes(s->conn);
+            moved = moved > s->idle_tcp ? moved - s->idle_tcp : 0; /* 0: the socket cannot say */
+            if (moved >= idle / 1000u * IDLE_MIN_RATE) {
+                idle_restart(s, t); /* a slow transfer, still moving */
+                continue;
+            }
+            rlog(RLOG_INFO, "device %s: no whole message for %llu s and %llu bytes moved, closed",
+                 rlog_hex(hex, s->device_id), (unsigned long long)(idle / 1000u),
+                 (unsigned long long)moved);
+            s->close_after_flush = 1;
+            tp_close_async(s->conn);
+        }
+    }
+}
+
 /* Installs the file's directory if it is newer than the served one. */
 static int directory_from_file(struct relay *rl, int at_start)
 {
@@ -2949,6 +3000,7 @@ int relay_run(struct relay *rl)
         t = now_ms();
         if (t - rl->last_expire_ms >= 1000) {
             sessions_expire(rl, now_s());
+            sessions_idle(rl, t);
             rl->last_expire_ms = t;
         }
         if (!rl->audit_checked)

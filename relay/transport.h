@@ -65,6 +65,12 @@ void tp_want_write(struct tp_conn *c);
 /* Closes the connection unless it is active again within secs seconds. */
 void tp_set_timeout(struct tp_conn *c, unsigned secs);
 /*
+ * TCP's count of bytes received from the peer plus bytes the peer
+ * acknowledged (Linux TCP_INFO, RFC 4898 names): it moves while a long
+ * message still arrives or is still being read. 0 when the socket cannot say.
+ */
+uint64_t tp_tcp_bytes(struct tp_conn *c);
+/*
  * The connection's channel binding (PROTOCOL.md part 2 "Authentication"):
  * the RFC 9266 tls-exporter value under TLS 1.3, 32 zero bytes on plain
  * ws://. VERR_DENIED under TLS older than 1.3 or if the export fails.

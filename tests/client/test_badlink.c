@@ -18,6 +18,12 @@
  *    every 30 s: each arrives intact after cuts, resumed rather than
  *    restarted (bytes on the wire at most 1.2 times the ciphertext); a FLASH
  *    queued a quarter into the upload is accepted by the relay before it ends.
+ *  - test_attachment_slow_link ("attachment-slow"): the same over 9,600 bit/s,
+ *    where one 16 KiB chunk is about 14 s of link: 48 KiB up from the post,
+ *    resumed, on at most the cuts + 2 connections (not one per chunk: issue
+ *    13), the FLASH before the upload ends; 1 MiB each way with VALISE_LONG=1.
+ *  - test_attachment_resume_complete ("attachment-slow"): an OPEN that finds
+ *    every chunk stored reports the upload complete to the progress meter.
  * VALISE_LONG=1 (scripts/test.sh --long) makes the backlog 200 ROUTINE.
  */
 #include <setjmp.h>
@@ -41,6 +47,7 @@
 #include "mailbox.h"
 #include "mbox_dir.h"
 #include "mbox_attach.h"
+#include "mbox_rec.h"
 #include "relaytest.h"
 #include "text.h"
 
@@ -823,38 +830,82 @@ static void flash_during_upload(void *ctx, int upload, uint64_t done, uint64_t t
     mbox_outbox_free(list, n);
 }
 
-static void test_attachment_cut_link(void **state)
+/*
+ * An attachment over a link of cfg (the helper of the 256 kbit/s and 9,600
+ * bit/s cases): the post attaches size bytes for HQ and sends them through
+ * the link, a FLASH it queues a quarter into the upload accepted by the relay
+ * before the upload ends; then, with both_ways, HQ attaches size bytes over
+ * its direct path and the post fetches them through the link. Each arrives
+ * intact (mba_save checks the signed hash) after at least one cut, resumed
+ * rather than restarted: the bytes on the link at most 1.2 times the
+ * ciphertext (plus, with chunk_per_cut, one chunk per cut: a cut in the
+ * middle of a 14 s chunk at 9,600 bit/s loses it), and at most the cuts + 2
+ * connections (a connection per chunk would be more: issue 13).
+ */
+struct att_case {
+    const struct linkemu_cfg *link;
+    size_t size;
+    uint64_t deadline_ms; /* per direction */
+    int chunk_per_cut;
+    int both_ways; /* 0: the upload only */
+};
+
+/* The bytes, connections and cuts on the link from a to b, checked against the case. */
+static void att_check_link(const struct att_case *ac, const char *what, uint64_t took_ms,
+                           const struct linkemu_counters *a, const struct linkemu_counters *b,
+                           int up)
 {
-    static const struct linkemu_cfg att_link = {
-        .up_rate = ATT_RATE, .down_rate = ATT_RATE, .delay_ms = LINK_DELAY,
-        .period_ms = CUT_PERIOD, .cut_ms = CUT_LEN,
-    };
+    uint64_t ct = attach_ct_size(ac->size), cuts = b->cuts - a->cuts;
+    uint64_t conns = b->connections - a->connections;
+    uint64_t moved = up ? b->up_bytes - a->up_bytes : b->down_bytes - a->down_bytes;
+    uint64_t other = up ? b->down_bytes - a->down_bytes : b->up_bytes - a->up_bytes;
+    uint64_t bound = ct + ct / 5 + (ac->chunk_per_cut ? cuts * ATTACH_CHUNK_CT : 0);
+
+    fprintf(stderr, "%zu bytes %s over the cut link: %llu ms, %llu cuts, %llu connections, "
+                    "%llu bytes %s, %llu %s\n",
+            ac->size, what, (unsigned long long)took_ms, (unsigned long long)cuts,
+            (unsigned long long)conns, (unsigned long long)moved, up ? "up" : "down",
+            (unsigned long long)other, up ? "down" : "up");
+    if (b->resets == a->resets)
+        fail_msg("no cut happened in the middle of the transfer (%s): the test proves nothing",
+                 what);
+    /* resumed, not restarted: a restart after a cut would send the same chunks again */
+    if (moved > bound)
+        fail_msg("%llu bytes went %s for %llu of ciphertext and %llu cuts (bound %llu)",
+                 (unsigned long long)moved, what, (unsigned long long)ct,
+                 (unsigned long long)cuts, (unsigned long long)bound);
+    if (conns > cuts + 2)
+        fail_msg("%llu connections for %llu cuts (%s): at most the cuts + 2",
+                 (unsigned long long)conns, (unsigned long long)cuts, what);
+}
+
+static void attachment_over_link(const struct att_case *ac)
+{
     struct world w;
     struct attach_desc up, down;
     struct linkemu_counters lc0, lc1, lc2;
     char path_up[TPATH + 16], path_down[TPATH + 16];
     uint8_t *data;
-    uint64_t t0, ct = attach_ct_size(ATT_SIZE);
+    uint64_t t0;
     int have;
     uint32_t held, c;
     struct flash_probe probe = {0};
     struct mbox_msg *inbox = NULL;
     size_t nin = 0;
-    (void)state;
 
-    world_start(&w, &att_link, 0);
+    world_start(&w, ac->link, 0);
     sync_ok(&w.post);
     sync_ok(&w.hq);
-    assert_non_null(data = malloc(ATT_SIZE));
+    assert_non_null(data = malloc(ac->size));
     snprintf(path_up, sizeof(path_up), "%s/up.bin", w.p.dir);
     snprintf(path_down, sizeof(path_down), "%s/down.bin", w.p.dir);
-    randombytes_buf(data, ATT_SIZE);
-    assert_int_equal(file_write_new(path_up, data, ATT_SIZE, 0600), 0);
-    randombytes_buf(data, ATT_SIZE);
-    assert_int_equal(file_write_new(path_down, data, ATT_SIZE, 0600), 0);
+    randombytes_buf(data, ac->size);
+    assert_int_equal(file_write_new(path_up, data, ac->size, 0600), 0);
+    randombytes_buf(data, ac->size);
+    assert_int_equal(file_write_new(path_down, data, ac->size, 0600), 0);
     free(data);
 
-    /* Up: the post attaches 1 MiB and sends it through the cut link; a FLASH follows. */
+    /* Up: the post attaches the file and sends it through the cut link; a FLASH follows. */
     send_attached(&w.post, &w.hq, path_up, &up);
     enroll(&w.p, &w.post, w.le_port);
     linkemu_counters(w.le, &lc0);
@@ -863,23 +914,14 @@ static void test_attachment_cut_link(void **state)
     probe.to = &w.hq;
     sync_progress = flash_during_upload;
     sync_progress_ctx = &probe;
-    if (sync_until_complete(&w.post, t0 + 600000, NULL) != 0)
+    if (sync_until_complete(&w.post, t0 + ac->deadline_ms, NULL) != 0)
         fail_msg("the upload did not complete within the deadline");
     sync_progress = NULL;
     sync_progress_ctx = NULL;
     linkemu_counters(w.le, &lc1);
+    att_check_link(ac, "up", ms_now() - t0, &lc0, &lc1, 1);
     if (!probe.queued || !probe.accepted_before_end)
         fail_msg("the FLASH queued during the upload was not accepted before it ended");
-    fprintf(stderr, "1 MiB up over the cut link: %llu ms, %llu resets, %llu bytes up, %llu down\n",
-            (unsigned long long)(ms_now() - t0), (unsigned long long)(lc1.resets - lc0.resets),
-            (unsigned long long)(lc1.up_bytes - lc0.up_bytes),
-            (unsigned long long)(lc1.down_bytes - lc0.down_bytes));
-    if (lc1.resets == lc0.resets)
-        fail_msg("no cut happened during the upload: the test proves nothing");
-    /* resumed, not restarted: a restart after a cut would send the same chunks again */
-    if (lc1.up_bytes - lc0.up_bytes > ct + ct / 5)
-        fail_msg("%llu bytes went up for %llu of ciphertext (more than 1.2 times)",
-                 (unsigned long long)(lc1.up_bytes - lc0.up_bytes), (unsigned long long)ct);
     sync_ok(&w.hq);
     assert_int_equal(mbox_inbox(w.hq.m, &inbox, &nin), 0);
     assert_int_equal(nin, 2);
@@ -888,28 +930,130 @@ static void test_attachment_cut_link(void **state)
     assert_int_equal(mba_state(w.hq.m, &up, w.post.dev.cert.device_id, &have, &held, &c), 0);
     assert_int_equal(have, MBA_HAVE_COMPLETE);
     check_saved(&w.hq, &w.post, &up, path_up);
+    attach_desc_wipe(&up);
+    if (!ac->both_ways) {
+        world_stop(&w);
+        return;
+    }
 
-    /* Down: HQ attaches 1 MiB over its direct path; the post fetches it through the cut link. */
+    /* Down: HQ attaches the other file directly; the post fetches it through the link. */
     send_attached(&w.hq, &w.post, path_down, &down);
     sync_ok(&w.hq);
     t0 = ms_now();
-    if (sync_until_complete(&w.post, t0 + 600000, NULL) != 0)
+    if (sync_until_complete(&w.post, t0 + ac->deadline_ms, NULL) != 0)
         fail_msg("the download did not complete within the deadline");
     linkemu_counters(w.le, &lc2);
-    fprintf(stderr, "1 MiB down over the cut link: %llu ms, %llu resets, %llu bytes down, %llu up\n",
-            (unsigned long long)(ms_now() - t0), (unsigned long long)(lc2.resets - lc1.resets),
-            (unsigned long long)(lc2.down_bytes - lc1.down_bytes),
-            (unsigned long long)(lc2.up_bytes - lc1.up_bytes));
-    if (lc2.resets == lc1.resets)
-        fail_msg("no cut happened during the download: the test proves nothing");
-    if (lc2.down_bytes - lc1.down_bytes > ct + ct / 5)
-        fail_msg("%llu bytes came down for %llu of ciphertext (more than 1.2 times)",
-                 (unsigned long long)(lc2.down_bytes - lc1.down_bytes), (unsigned long long)ct);
+    att_check_link(ac, "down", ms_now() - t0, &lc1, &lc2, 0);
     assert_int_equal(mba_state(w.post.m, &down, w.hq.dev.cert.device_id, &have, &held, &c), 0);
     assert_int_equal(have, MBA_HAVE_COMPLETE);
     check_saved(&w.post, &w.hq, &down, path_down);
-    attach_desc_wipe(&up);
     attach_desc_wipe(&down);
+    world_stop(&w);
+}
+
+/* 1 MiB each way over 256 kbit/s, cut 5 s every 30 s. */
+static void test_attachment_cut_link(void **state)
+{
+    static const struct linkemu_cfg att_link = {
+        .up_rate = ATT_RATE, .down_rate = ATT_RATE, .delay_ms = LINK_DELAY,
+        .period_ms = CUT_PERIOD, .cut_ms = CUT_LEN,
+    };
+    const struct att_case ac = {
+        .link = &att_link, .size = ATT_SIZE, .deadline_ms = 600000, .both_ways = 1};
+    (void)state;
+    attachment_over_link(&ac);
+}
+
+/*
+ * The post's own link, 9,600 bit/s cut 5 s every 30 s, where one chunk is
+ * about 14 s of link: 48 KiB (3 chunks) up from the post, the case that used
+ * to cost a connection per chunk (about 90 s); with VALISE_LONG=1, 1 MiB each
+ * way (about half an hour each: a connection between two cuts carries one
+ * chunk after its handshake).
+ */
+static void test_attachment_slow_link(void **state)
+{
+    const char *lg = getenv("VALISE_LONG");
+    int long_run = lg != NULL && strcmp(lg, "1") == 0;
+    const struct att_case ac = {.link = &cut_link,
+                                .size = long_run ? ATT_SIZE : 48 * 1024,
+                                .deadline_ms = long_run ? 3000000 : 300000,
+                                .chunk_per_cut = 1,
+                                .both_ways = long_run};
+    (void)state;
+    attachment_over_link(&ac);
+}
+
+/*
+ * A cut that takes only the last PUT_ACK: the relay holds every chunk and the
+ * post does not know it. The next sync's ATTACH_OPEN resumes at stored = c,
+ * and the progress meter says complete (bytes = the ciphertext size) rather
+ * than staying short. The cut is played by putting the post's upload record
+ * back as it was before that PUT_ACK (the relay on the direct path).
+ */
+struct resume_probe {
+    struct mbox *m;
+    char name[7 + 2 * ATTACH_ID_LEN + 1];
+    struct buf rec;
+    int saved, calls;
+    uint64_t done, total;
+};
+
+static void keep_open_record(void *ctx, int upload, uint64_t done, uint64_t total)
+{
+    struct resume_probe *rp = ctx;
+
+    if (!upload)
+        return;
+    rp->calls++;
+    rp->done = done;
+    rp->total = total;
+    /* called before the record says done: this is the record a cut would leave */
+    if (!rp->saved && mb_cfg_get(rp->m, rp->name, &rp->rec) == 0)
+        rp->saved = 1;
+}
+
+static void test_attachment_resume_complete(void **state)
+{
+    struct world w;
+    struct attach_desc d;
+    struct resume_probe rp;
+    struct mbox_sync_opts o = {.quiet_ms = 150, .timeout_ms = 10000,
+                               .att_progress = keep_open_record, .att_progress_ctx = &rp};
+    struct mbox_sync_stats st;
+    char path[TPATH + 16];
+    uint8_t data[1000];
+    (void)state;
+
+    world_start(&w, &slow_link, 0);
+    sync_ok(&w.post);
+    sync_ok(&w.hq);
+    snprintf(path, sizeof(path), "%s/one.bin", w.p.dir);
+    randombytes_buf(data, sizeof(data));
+    assert_int_equal(file_write_new(path, data, sizeof(data), 0600), 0);
+    send_attached(&w.post, &w.hq, path, &d);
+    memset(&rp, 0, sizeof(rp));
+    rp.m = w.post.m;
+    memcpy(rp.name, "att.up.", 7);
+    assert_int_equal(text_hex_encode(rp.name + 7, 2 * ATTACH_ID_LEN + 1, d.id, ATTACH_ID_LEN), 0);
+    assert_int_equal(mbox_sync(w.post.m, &o, &st), 0);
+    assert_int_equal(st.att_uploaded, 1);
+    assert_true(rp.saved);
+    assert_int_equal(rp.done, attach_ct_size(sizeof(data)));
+    /* the PUT_ACK "lost": the record back to before it */
+    assert_int_equal(cstore_begin(w.post.m->st, 1), 0);
+    assert_int_equal(mb_cfg_put(w.post.m, rp.name, buf_data(&rp.rec), buf_size(&rp.rec)), 0);
+    assert_int_equal(cstore_commit(w.post.m->st), 0);
+    buf_free(&rp.rec);
+    rp.saved = 1;
+    rp.calls = 0;
+    rp.done = 0;
+    assert_int_equal(mbox_sync(w.post.m, &o, &st), 0);
+    assert_int_equal(st.att_uploaded, 1); /* the resume found it complete */
+    if (rp.calls == 0 || rp.done != rp.total || rp.total != attach_ct_size(sizeof(data)))
+        fail_msg("after a resume of a complete upload the meter said %llu of %llu (%d calls)",
+                 (unsigned long long)rp.done, (unsigned long long)rp.total, rp.calls);
+    attach_desc_wipe(&d);
     world_stop(&w);
 }
 
@@ -928,6 +1072,10 @@ int main(int argc, char **argv)
     const struct CMUnitTest dir_slow[] = {
         cmocka_unit_test(test_directory_slow_link),
     };
+    const struct CMUnitTest att_slow[] = {
+        cmocka_unit_test(test_attachment_resume_complete),
+        cmocka_unit_test(test_attachment_slow_link),
+    };
     const struct CMUnitTest run[] = {
         cmocka_unit_test(test_run_sigterm_mid_step),
         cmocka_unit_test(test_run_backoff_resets),
@@ -935,7 +1083,7 @@ int main(int argc, char **argv)
     if (sodium_init() < 0)
         return 1;
     /*
-     * argv[1]: "directory", "directory-slow", or "run" with the valise binary
+     * argv[1]: "directory", "directory-slow", "attachment-slow", or "run" with the valise binary
      * as argv[2] (tests/client.cmake); none: the rest.
      */
     if (argc > 2 && strcmp(argv[1], "run") == 0) {
@@ -946,5 +1094,7 @@ int main(int argc, char **argv)
         return cmocka_run_group_tests(dir_fast, NULL, NULL);
     if (argc > 1 && strcmp(argv[1], "directory-slow") == 0)
         return cmocka_run_group_tests(dir_slow, NULL, NULL);
+    if (argc > 1 && strcmp(argv[1], "attachment-slow") == 0)
+        return cmocka_run_group_tests(att_slow, NULL, NULL);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -497,6 +497,63 @@ static void test_trickle_after_auth(void **state)
     wsc_close(&c);
 }
 
+/*
+ * But a long frame still arriving at a slow link's pace (here 350 bytes a
+ * second, over 8 s) outlives the 6 s idle time-out: TCP moved more than
+ * 100 bytes a second meanwhile (PROTOCOL.md part 2 "Flow control"), and the
+ * message is answered once whole.
+ */
+static void test_slow_frame_after_auth(void **state)
+{
+    struct fixture *f = *state;
+    static uint8_t ct[900];
+    struct wire_envelope e[3];
+    uint8_t ids[3][WIRE_ID_LEN], mask[4];
+    struct tdev ghost; /* not in the directory: every envelope is refused, nothing stored */
+    struct wire_msg m;
+    struct wire_iter it;
+    struct wire_ack a;
+    struct timespec t0;
+    struct buf frame;
+    struct wsc c;
+    uint16_t reason;
+    double s;
+
+    assert_int_equal(tdev_make(&f->pki, &ghost, 9, tnow() - 60, tnow() + 86400), 0);
+    memset(ct, 'c', sizeof(ct));
+    for (size_t i = 0; i < 3; i++) {
+        randombytes_buf(ids[i], WIRE_ID_LEN);
+        tc_envelope(&e[i], ids[i], &ghost, WIRE_ROUTINE, tnow() + 3600, ct, sizeof(ct));
+    }
+    assert_int_equal(buf_init(&frame, 4096, 0), 0);
+    assert_int_equal(wire_put_envelopes(&frame, WIRE_SUBMIT, e, 3), 0);
+    assert_int_equal(tc_auth(&c, f->relay.port, &f->a, &reason), 0);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(wsc_send_header(&c, 1, 2, buf_size(&frame), mask), 0);
+    for (size_t off = 0; off < buf_size(&frame); off += 35) {
+        uint8_t part[35];
+        size_t n = buf_size(&frame) - off < sizeof(part) ? buf_size(&frame) - off : sizeof(part);
+        for (size_t i = 0; i < n; i++)
+            part[i] = buf_data(&frame)[off + i] ^ mask[(off + i) % 4];
+        if (wsc_send_raw(&c, part, n) != 0)
+            fail_msg("the relay closed the slow frame after %.2f s", elapsed(&t0));
+        usleep(100000);
+    }
+    buf_free(&frame);
+    s = elapsed(&t0);
+    if (tc_expect(&c, &f->msg, &m, WIRE_SUBMIT_ACK, TWAIT) != 0)
+        fail_msg("no SUBMIT_ACK for a frame that took %.2f s at 350 bytes/s (idle time-out 6 s)",
+                 s);
+    assert_true(s > 7.0);
+    assert_int_equal(m.u.batch.n, 3);
+    wire_iter_init(&it, &m);
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(wire_next_ack(&it, &a), 0);
+        assert_int_equal(a.reason, WIRE_R_UNKNOWN_DEVICE);
+    }
+    wsc_close(&c);
+}
+
 /* And after authenticating, at the idle time-out. */
 static void test_stall_after_auth(void **state)
 {
@@ -537,6 +594,7 @@ int main(void)
         cmocka_unit_test(test_stall_before_auth),
         cmocka_unit_test(test_stall_after_auth),
         cmocka_unit_test(test_trickle_after_auth),
+        cmocka_unit_test(test_slow_frame_after_auth),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

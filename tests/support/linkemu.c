@@ -17,7 +17,20 @@
 enum {
     LE_MAX_CONNS = 32,
     LE_READ = 512,           /* bytes taken from a socket at a time */
-    LE_QUEUE_MAX = 64 * 1024, /* bytes held per direction before reading stops */
+    LE_QUEUE_MAX = 64 * 1024, /* bytes held per direction on a link without a rate */
+    /*
+     * A router's queue in front of the link: what a direction holds beyond
+     * its bandwidth-delay product (rate x one-way delay) before it stops
+     * reading, so the sender's TCP sees its bytes acknowledged at the
+     * link's rate, as on a real link, not all at once.
+     */
+    LE_ROUTER_QUEUE = 2048,
+    /*
+     * The emulator's own sockets take only this much into their kernel
+     * receive buffer (Linux doubles it, and keeps a floor of about 4.6 KB):
+     * what the kernel acknowledges before the emulator reads it.
+     */
+    LE_SOCK_RCVBUF = 2048,
     LE_TICK_MS = 2,
 };
 
@@ -44,6 +57,7 @@ struct le_conn {
 
 struct linkemu {
     struct linkemu_cfg cfg;
+    size_t hold[2]; /* bytes a direction holds before it stops reading its source */
     int lfd;
     pthread_t th;
     pthread_mutex_t mu;
@@ -105,6 +119,14 @@ static int le_down(struct linkemu *le, uint64_t now)
     return t % le->cfg.period_ms < le->cfg.cut_ms;
 }
 
+/* The kernel acknowledges little ahead of what the emulator took (LE_SOCK_RCVBUF). */
+static void le_small_rcvbuf(int fd)
+{
+    int sz = LE_SOCK_RCVBUF;
+
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+}
+
 static void le_accept(struct linkemu *le, int down)
 {
     struct sockaddr_in sa;
@@ -130,6 +152,7 @@ static void le_accept(struct linkemu *le, int down)
             le_reset_fd(cfd);
             continue;
         }
+        le_small_rcvbuf(sfd); /* before connect: the window it announces */
         if (connect(sfd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
             close(sfd);
             le_reset_fd(cfd);
@@ -153,7 +176,7 @@ static int le_read(struct linkemu *le, struct le_conn *c, int d, uint64_t now)
     struct le_dir *q = &c->dir[d];
     uint32_t rate = d == 0 ? le->cfg.up_rate : le->cfg.down_rate;
 
-    while (!q->eof && q->queued < LE_QUEUE_MAX) {
+    while (!q->eof && q->queued < le->hold[d]) {
         struct le_chunk *k = malloc(sizeof(*k));
         ssize_t n;
         uint64_t start;
@@ -235,12 +258,14 @@ static void *le_thread(void *arg)
         }
         now = le_now();
         down = le_down(le, now);
-        if (down && !le->was_down)
+        if (down && !le->was_down) {
+            le->cnt.cuts++;
             for (size_t i = 0; i < LE_MAX_CONNS; i++)
                 if (le->conns[i].used) {
                     le_conn_close(&le->conns[i], 1);
                     le->cnt.resets++;
                 }
+        }
         le->was_down = down;
         le_accept(le, down);
         for (size_t i = 0; i < LE_MAX_CONNS; i++) {
@@ -260,7 +285,7 @@ static void *le_thread(void *arg)
             if (le->conns[i].used)
                 for (int d = 0; d < 2; d++) {
                     pfd[np].fd = le->conns[i].fd[d];
-                    pfd[np++].events = le->conns[i].dir[d].queued < LE_QUEUE_MAX ? POLLIN : 0;
+                    pfd[np++].events = le->conns[i].dir[d].queued < le->hold[d] ? POLLIN : 0;
                 }
         pthread_mutex_unlock(&le->mu);
         (void)poll(pfd, (nfds_t)np, LE_TICK_MS);
@@ -279,11 +304,19 @@ int linkemu_start(struct linkemu **out, const struct linkemu_cfg *cfg, int *port
     if ((le = calloc(1, sizeof(*le))) == NULL)
         return -1;
     le->cfg = *cfg;
+    for (int d = 0; d < 2; d++) {
+        uint32_t rate = d == 0 ? cfg->up_rate : cfg->down_rate;
+        /* what is on the wire (rate x delay) plus a router's queue */
+        le->hold[d] = rate == 0 ? LE_QUEUE_MAX
+                                : (size_t)((uint64_t)rate * cfg->delay_ms / 1000u) +
+                                      LE_ROUTER_QUEUE;
+    }
     le->start_ms = le_now();
     pthread_mutex_init(&le->mu, NULL);
     if ((le->lfd = socket(AF_INET, SOCK_STREAM, 0)) < 0)
         goto fail;
     (void)setsockopt(le->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    le_small_rcvbuf(le->lfd); /* before listen: accepted sockets inherit it */
     memset(&sa, 0, sizeof(sa));
     sa.sin_family = AF_INET;
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);

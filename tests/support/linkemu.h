@@ -9,6 +9,13 @@
  *  - Bytes are forwarded in order; each direction is serialised at its
  *    rate (bytes per second) and then held for delay_ms before it is
  *    written, as a real link of that rate and latency would.
+ *  - A direction holds only what such a link has in flight: its
+ *    bandwidth-delay product (rate x delay) plus a router's queue of 2 KiB,
+ *    and its sockets take little into their kernel buffers; it reads from
+ *    its source only while below that. So the sender's TCP sees its bytes
+ *    acknowledged at the link's rate as they go (about 5 KB ahead of the far
+ *    end at 9,600 bit/s), not a whole message at once. Without a rate a
+ *    direction holds up to 64 KiB.
  *  - A cut (periodic: cut_ms every period_ms, the first after period_ms;
  *    or linkemu_set_down) resets every open connection on both sides
  *    (RST, data in flight lost) and refuses new ones until the link is up.
@@ -35,6 +42,7 @@ struct linkemu_cfg {
 struct linkemu_counters {
     uint64_t up_bytes, down_bytes; /* crossed the link */
     uint64_t connections, resets;  /* accepted, and reset by a cut */
+    uint64_t cuts;                 /* times the link went down (periodic or set_down) */
 };
 
 int linkemu_start(struct linkemu **out, const struct linkemu_cfg *cfg, int *port);
