@@ -63,7 +63,9 @@ target_link_libraries(client_test_badlink PRIVATE vtest_relay_support valise_cli
 add_dependencies(client_test_badlink valise-relay valise)
 add_test(NAME client/badlink COMMAND client_test_badlink)
 # "slow": run in the release pass only (scripts/test.sh; --long runs it under ASan too).
-set_tests_properties(client/badlink PROPERTIES TIMEOUT 1800 LABELS "client;slow")
+# "link": through the link emulator, bound by the emulated link's clock, not the CPU:
+# scripts/test.sh runs these beside the rest of the release pass.
+set_tests_properties(client/badlink PROPERTIES TIMEOUT 1800 LABELS "client;slow;link")
 # The directory of a large organisation at a post (issue 13 items 1 and 4):
 # 10,000 devices over 512 kbit/s, 1 s round trip, cut 5 s every 30 s, resumed
 # in pieces; then one device added and one revoked cost the post a few hundred
@@ -72,9 +74,9 @@ set_tests_properties(client/badlink PROPERTIES TIMEOUT 1800 LABELS "client;slow"
 # Both "slow" (release pass only; under ASan with --long); the 9,600 bit/s one
 # also "long": scripts/test.sh runs it only with --long (the default run's time).
 add_test(NAME client/directory_link COMMAND client_test_badlink directory)
-set_tests_properties(client/directory_link PROPERTIES TIMEOUT 900 LABELS "client;slow")
+set_tests_properties(client/directory_link PROPERTIES TIMEOUT 900 LABELS "client;slow;link")
 add_test(NAME client/directory_slow_link COMMAND client_test_badlink directory-slow)
-set_tests_properties(client/directory_slow_link PROPERTIES TIMEOUT 4800 LABELS "client;slow;long")
+set_tests_properties(client/directory_slow_link PROPERTIES TIMEOUT 4800 LABELS "client;slow;long;link")
 # An attachment over the post's own link (9,600 bit/s, 1 s round trip, cut 5 s
 # every 30 s): 48 KiB up from the post, about 90 s; 1 MiB each way with
 # VALISE_LONG=1 (about half an hour each way). It arrives intact, resumed, on
@@ -82,12 +84,12 @@ set_tests_properties(client/directory_slow_link PROPERTIES TIMEOUT 4800 LABELS "
 # before it ends; a resume that finds every chunk stored says complete.
 # "slow": the release pass only (ASan with --long).
 add_test(NAME client/attachment_slow_link COMMAND client_test_badlink attachment-slow)
-set_tests_properties(client/attachment_slow_link PROPERTIES TIMEOUT 4800 LABELS "client;slow")
+set_tests_properties(client/attachment_slow_link PROPERTIES TIMEOUT 4800 LABELS "client;slow;link")
 # `valise run` on the bad link: it stops within a second or two of SIGTERM in
 # the middle of a step (keeping the directory pieces it had), and its backoff
 # resets once a connection got through.
 add_test(NAME client/run_badlink COMMAND client_test_badlink run $<TARGET_FILE:valise>)
-set_tests_properties(client/run_badlink PROPERTIES TIMEOUT 600 LABELS client)
+set_tests_properties(client/run_badlink PROPERTIES TIMEOUT 600 LABELS "client;link")
 
 # What the diplomat sees and types at the edges (issue 12): terminal-safe
 # output, relay URLs, compose, several recipients, unknown addresses, errors.
@@ -109,7 +111,7 @@ target_link_libraries(client_bench_overhead PRIVATE vtest_client_support vtest_r
 add_dependencies(client_bench_overhead valise-relay)
 add_test(NAME client/overhead COMMAND client_bench_overhead)
 # "slow": the release pass only (ASan with --long); the figures come from bench.sh.
-set_tests_properties(client/overhead PROPERTIES TIMEOUT 300 LABELS "client;slow")
+set_tests_properties(client/overhead PROPERTIES TIMEOUT 300 LABELS "client;slow;link")
 
 # Receipts that travel together (issue 13 item 3).
 add_executable(client_test_receipts ${CMAKE_CURRENT_LIST_DIR}/client/test_receipts.c)
