@@ -73,7 +73,7 @@ add_test(NAME client/directory_slow_link COMMAND client_test_badlink directory-s
 set_tests_properties(client/directory_slow_link PROPERTIES TIMEOUT 4800 LABELS "client;slow;long")
 # An attachment over the post's own link (9,600 bit/s, 1 s round trip, cut 5 s
 # every 30 s): 48 KiB up from the post, about 90 s; 1 MiB each way with
-# VALISE_LONG=1 (about half an hour each way: 32 minutes up measured). It arrives intact, resumed, on
+# VALISE_LONG=1 (about half an hour each way: 32 minutes up and 32 down measured). It arrives intact, resumed, on
 # at most the cuts + 2 connections, and a FLASH queued during the upload goes
 # before it ends; a resume that finds every chunk stored says complete.
 # "slow": the release pass only (ASan with --long).
