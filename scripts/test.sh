@@ -26,7 +26,7 @@ scripts/build.sh release
 link_log=build/release/link-tests.log
 link_only=(-L link)
 [ $long -eq 1 ] || link_only+=(-LE long)
-ctest --test-dir build/release --output-on-failure -j6 --timeout 4800 "${link_only[@]}" \
+ctest --test-dir build/release --output-on-failure -j6 --timeout 5400 "${link_only[@]}" \
   >"$link_log" 2>&1 &
 link_pid=$!
 trap 'kill "$link_pid" 2>/dev/null || true' EXIT
