@@ -58,7 +58,7 @@ set_tests_properties(client/relay_identity PROPERTIES TIMEOUT 180 LABELS client)
 # cut 5 s every 30 s. About 2 minutes; VALISE_LONG=1 a larger backlog.
 add_executable(client_test_badlink ${CMAKE_CURRENT_LIST_DIR}/client/test_badlink.c
                ${CMAKE_CURRENT_LIST_DIR}/support/linkemu.c)
-target_link_libraries(client_test_badlink PRIVATE vtest_relay_support valise_client vcore
+target_link_libraries(client_test_badlink PRIVATE vtest_client_support vtest_relay_support valise_client vcore
                       PkgConfig::CMOCKA pthread)
 add_dependencies(client_test_badlink valise-relay valise)
 add_test(NAME client/badlink COMMAND client_test_badlink)

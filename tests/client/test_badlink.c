@@ -48,6 +48,7 @@
 #include "mbox_dir.h"
 #include "mbox_attach.h"
 #include "mbox_rec.h"
+#include "clientside.h"
 #include "relaytest.h"
 #include "text.h"
 
@@ -60,66 +61,12 @@ enum {
     CUT_LEN = 5000,
 };
 
-struct side {
-    char home[TPATH];
-    struct mbox *m;
-    struct tdev dev;
-};
-
 static uint64_t ms_now(void)
 {
     struct timespec ts;
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void make_side(const struct tpki *p, struct side *s, const char *name, const char *post,
-                      uint64_t serial)
-{
-    char req[TPATH + 8];
-    uint8_t devid[DEVICE_ID_LEN];
-    struct identity id;
-    struct buf b;
-
-    memset(s, 0, sizeof(*s));
-    assert_int_equal(file_join(s->home, sizeof(s->home), p->dir, name), 0);
-    snprintf(req, sizeof(req), "%s.req", s->home);
-    assert_int_equal(identity_create(s->home, name, pass, req, devid), 0);
-    assert_int_equal(identity_unlock(s->home, pass, &id), 0);
-    memcpy(s->dev.cert.device_id, id.device_id, DEVICE_ID_LEN);
-    memcpy(s->dev.cert.person_id, id.device_id, PERSON_ID_LEN);
-    memcpy(s->dev.cert.sign_pk, id.sign_pk, SIG_PK_LEN);
-    memcpy(s->dev.cert.dh_pk, id.dh_pk, DH_PK_LEN);
-    identity_free(&id);
-    s->dev.cert.serial = serial;
-    memcpy(s->dev.cert.org_id, p->org.id, ORG_ID_LEN);
-    snprintf(s->dev.cert.name, sizeof(s->dev.cert.name), "%s", name);
-    snprintf(s->dev.cert.post, sizeof(s->dev.cert.post), "%s", post);
-    snprintf(s->dev.cert.role, sizeof(s->dev.cert.role), "duty");
-    s->dev.cert.not_before = (uint64_t)time(NULL) - 3600;
-    s->dev.cert.not_after = (uint64_t)time(NULL) + 86400;
-    assert_int_equal(buf_init(&b, CERT_MAX_LEN, 0), 0);
-    assert_int_equal(cert_sign(&s->dev.cert, p->org_sk, &b), 0);
-    memcpy(s->dev.cert_bytes, buf_data(&b), buf_size(&b));
-    s->dev.cert_len = buf_size(&b);
-    buf_free(&b);
-}
-
-/* Enrols (again: the relay URL changes, the organisation does not) with the relay at port. */
-static void enroll(const struct tpki *p, struct side *s, int port)
-{
-    struct buf org;
-    char url[64];
-
-    snprintf(url, sizeof(url), "ws://127.0.0.1:%d", port);
-    if (s->m == NULL)
-        assert_int_equal(mbox_open(&s->m, s->home, pass), 0);
-    assert_int_equal(file_read(p->orgpub_path, ORGPUB_MAX_LEN, 0, &org), 0);
-    assert_int_equal(mbox_enroll(s->m, s->dev.cert_bytes, s->dev.cert_len, buf_data(&org),
-                                 buf_size(&org), url, "valise-relay", NULL, (uint64_t)time(NULL)),
-                     0);
-    buf_free(&org);
 }
 
 static void sync_ok(struct side *s)
@@ -171,8 +118,8 @@ static void world_start(struct world *w, const struct linkemu_cfg *cfg, size_t e
 
     memset(w, 0, sizeof(*w));
     assert_int_equal(tpki_init(&w->p), 0);
-    make_side(&w->p, &w->hq, "hq", "HQ", 1);
-    make_side(&w->p, &w->post, "jakarta", "JKT", 2);
+    assert_int_equal(side_make(&w->p, &w->hq, "hq", "HQ", "duty", 1, NULL, pass), 0);
+    assert_int_equal(side_make(&w->p, &w->post, "jakarta", "JKT", "duty", 2, NULL, pass), 0);
     assert_non_null(devs = calloc(2 + extra_devices, sizeof(*devs)));
     if (extra_devices > 0)
         assert_non_null(extra = calloc(extra_devices, sizeof(*extra)));
@@ -190,8 +137,8 @@ static void world_start(struct world *w, const struct linkemu_cfg *cfg, size_t e
     assert_int_equal(trelay_start(&w->relay, &w->p, NULL), 0);
     c.upstream_port = w->relay.port;
     assert_int_equal(linkemu_start(&w->le, &c, &w->le_port), 0);
-    enroll(&w->p, &w->hq, w->relay.port);
-    enroll(&w->p, &w->post, w->relay.port);
+    assert_int_equal(side_enroll(&w->p, &w->hq, w->relay.port, pass), 0);
+    assert_int_equal(side_enroll(&w->p, &w->post, w->relay.port, pass), 0);
 }
 
 static void world_stop(struct world *w)
@@ -257,7 +204,8 @@ static void test_backlog_flash_cut_link(void **state)
     }
     send_to(&w.hq, &w.post, WIRE_FLASH, "flash", 1024);
     sync_ok(&w.hq);
-    enroll(&w.p, &w.post, w.le_port); /* from now on through the bad link */
+    /* from now on through the bad link */
+    assert_int_equal(side_enroll(&w.p, &w.post, w.le_port, pass), 0);
     t0 = ms_now();
     wall0 = time(NULL);
     if (sync_until_complete(&w.post, t0 + (routine > 50 ? 1500000 : 400000), &first_ok) != 0)
@@ -304,7 +252,7 @@ static void test_plain_sync_slow_link(void **state)
     sync_ok(&w.hq);
     send_to(&w.hq, &w.post, WIRE_ROUTINE, "one", 1024);
     sync_ok(&w.hq);
-    enroll(&w.p, &w.post, w.le_port);
+    assert_int_equal(side_enroll(&w.p, &w.post, w.le_port, pass), 0);
     /* One plain sync, default quiet period, no retry (issue 13: it used to receive 0). */
     r = mbox_sync(w.post.m, &o, &st);
     if (r != 0)
@@ -325,7 +273,7 @@ static void test_large_directory_slow_link(void **state)
 
     /* 100 devices: about 20 KB of directory, over 16 s of this link. */
     world_start(&w, &slow_link, 100);
-    enroll(&w.p, &w.post, w.le_port);
+    assert_int_equal(side_enroll(&w.p, &w.post, w.le_port, pass), 0);
     r = mbox_sync(w.post.m, &o, &st);
     linkemu_counters(w.le, &lc);
     if (r != 0)
@@ -349,7 +297,7 @@ static void test_sent_while_down(void **state)
     world_start(&w, &slow_link, 0);
     sync_ok(&w.post);
     sync_ok(&w.hq);
-    enroll(&w.p, &w.post, w.le_port);
+    assert_int_equal(side_enroll(&w.p, &w.post, w.le_port, pass), 0);
     linkemu_set_down(w.le, 1);
     send_to(&w.hq, &w.post, WIRE_IMMEDIATE, "while down", 512);
     sync_ok(&w.hq);
@@ -398,8 +346,8 @@ static void dworld_start(struct dworld *d, const struct linkemu_cfg *cfg, size_t
 
     memset(d, 0, sizeof(*d));
     assert_int_equal(tpki_init(&d->w.p), 0);
-    make_side(&d->w.p, &d->w.hq, "hq", "HQ", 1);
-    make_side(&d->w.p, &d->w.post, "jakarta", "JKT", 2);
+    assert_int_equal(side_make(&d->w.p, &d->w.hq, "hq", "HQ", "duty", 1, NULL, pass), 0);
+    assert_int_equal(side_make(&d->w.p, &d->w.post, "jakarta", "JKT", "duty", 2, NULL, pass), 0);
     assert_non_null(d->devs = calloc(ndev + 1, sizeof(*d->devs))); /* room for one more */
     assert_non_null(d->extra = calloc(ndev, sizeof(*d->extra)));
     d->devs[0] = &d->w.hq.dev;
@@ -413,7 +361,8 @@ static void dworld_start(struct dworld *d, const struct linkemu_cfg *cfg, size_t
     assert_int_equal(trelay_start(&d->w.relay, &d->w.p, NULL), 0);
     c.upstream_port = d->w.relay.port;
     assert_int_equal(linkemu_start(&d->w.le, &c, &d->w.le_port), 0);
-    enroll(&d->w.p, &d->w.post, d->w.le_port); /* the post only ever talks through the link */
+    /* the post only ever talks through the link */
+    assert_int_equal(side_enroll(&d->w.p, &d->w.post, d->w.le_port, pass), 0);
 }
 
 static void dworld_stop(struct dworld *d)
@@ -687,7 +636,7 @@ static void test_run_sigterm_mid_step(void **state)
     d.devs[d.ndev++] = &added;
     dworld_write(&d, NULL, 0);
     dworld_publish(&d);
-    enroll(&d.w.p, &d.w.post, d.w.relay.port);
+    assert_int_equal(side_enroll(&d.w.p, &d.w.post, d.w.relay.port, pass), 0);
     r = mbox_sync(d.w.post.m, &o, &st);
     if (r != 0)
         fail_msg("the sync after the stop failed: %s", verr_str(r));
@@ -719,7 +668,7 @@ static void test_run_backoff_resets(void **state)
 
     world_start(&w, &link, 0);
     sync_ok(&w.post);
-    enroll(&w.p, &w.post, w.le_port);
+    assert_int_equal(side_enroll(&w.p, &w.post, w.le_port, pass), 0);
     pid = run_start(&w.post);
     wait_printed(&w.post, "connected to the relay", 1, ms_now() + 60000);
     /* Gone for 20 s: the attempts fail and the backoff climbs to its ceiling (8 s). */
@@ -907,7 +856,7 @@ static void attachment_over_link(const struct att_case *ac)
 
     /* Up: the post attaches the file and sends it through the cut link; a FLASH follows. */
     send_attached(&w.post, &w.hq, path_up, &up);
-    enroll(&w.p, &w.post, w.le_port);
+    assert_int_equal(side_enroll(&w.p, &w.post, w.le_port, pass), 0);
     linkemu_counters(w.le, &lc0);
     t0 = ms_now();
     probe.from = &w.post;
