@@ -521,6 +521,28 @@ static int each_out_match(void *ctx, const uint8_t *k, size_t kl, const uint8_t 
  * certificate (this one, the directory's, or the one remembered); no
  * receipt, nothing changes.
  */
+/*
+ * What `read` shows of a stored message beyond its header: the proof checked
+ * again (signature under the stored certificate, the certificate's chain to
+ * the root, its standing in the newest directory), the content and the
+ * attachment list. x->inner is the signed inner message as stored.
+ */
+static int mb_msg_open(struct mbox *m, const struct mb_inrec *x, uint64_t now,
+                       struct mbox_msg *msg)
+{
+    msg->sig_ok = sig_verify(x->in.sig, SIG_CTX_MESSAGE, x->inner, x->inner_len - SIG_LEN,
+                             x->cert.sign_pk) == 0 &&
+                  memcmp(x->cert.device_id, x->in.sender, DEVICE_ID_LEN) == 0;
+    msg->cert_ok = cert_verify(&x->cert, &m->org, x->in.time) == 0;
+    msg->cert_status =
+        m->dir != NULL ? dir_check_cert(m->dir, &x->cert, &m->org, now) : VERR_UNKNOWN;
+    if ((msg->content = sodium_malloc(x->in.content_len + 1)) == NULL)
+        return VERR_NOMEM;
+    memcpy(msg->content, x->in.content, x->in.content_len);
+    msg->content_len = x->in.content_len;
+    return mb_fill_attach(msg, &x->in);
+}
+
 static int mb_read_sent(struct mbox *m, const struct mb_match *mm, uint64_t now,
                         struct mbox_msg *msg)
 {
@@ -544,21 +566,11 @@ static int mb_read_sent(struct mbox *m, const struct mb_match *mm, uint64_t now,
         goto out;
     x.read = 1;
     x.received = o.created;
+    x.inner = o.inner;
+    x.inner_len = o.inner_len;
     mb_fill_msg(msg, mb_rd64(mm->key), &x);
-    msg->sig_ok = sig_verify(x.in.sig, SIG_CTX_MESSAGE, o.inner, o.inner_len - SIG_LEN,
-                             x.cert.sign_pk) == 0 &&
-                  memcmp(x.cert.device_id, x.in.sender, DEVICE_ID_LEN) == 0;
-    msg->cert_ok = cert_verify(&x.cert, &m->org, x.in.time) == 0;
-    msg->cert_status =
-        m->dir != NULL ? dir_check_cert(m->dir, &x.cert, &m->org, now) : VERR_UNKNOWN;
-    if ((msg->content = sodium_malloc(x.in.content_len + 1)) == NULL) {
-        r = VERR_NOMEM;
-        goto out;
-    }
-    memcpy(msg->content, x.in.content, x.in.content_len);
-    msg->content_len = x.in.content_len;
-    /* listed with their upload states; this device's own can be saved (its sealed copy) */
-    if ((r = mb_fill_attach(msg, &x.in)) != 0)
+    /* attachments listed with their upload states; this device's own can be saved */
+    if ((r = mb_msg_open(m, &x, now, msg)) != 0)
         goto out;
     msg->sent = 1;
     r = 0;
@@ -600,19 +612,7 @@ int mbox_read(struct mbox *m, const char *idhex, uint64_t now, struct mbox_msg *
         goto fail_b;
     mb_fill_msg(msg, mb_rd64(mm.key), &x);
     /* Shown only with the proof again: signature under the stored certificate, chain to root. */
-    msg->sig_ok = sig_verify(x.in.sig, SIG_CTX_MESSAGE, x.inner, x.inner_len - SIG_LEN,
-                             x.cert.sign_pk) == 0 &&
-                  memcmp(x.cert.device_id, x.in.sender, DEVICE_ID_LEN) == 0;
-    msg->cert_ok = cert_verify(&x.cert, &m->org, x.in.time) == 0;
-    msg->cert_status =
-        m->dir != NULL ? dir_check_cert(m->dir, &x.cert, &m->org, now) : VERR_UNKNOWN;
-    if ((msg->content = sodium_malloc(x.in.content_len + 1)) == NULL) {
-        r = VERR_NOMEM;
-        goto fail_b;
-    }
-    memcpy(msg->content, x.in.content, x.in.content_len);
-    msg->content_len = x.in.content_len;
-    if ((r = mb_fill_attach(msg, &x.in)) != 0)
+    if ((r = mb_msg_open(m, &x, now, msg)) != 0)
         goto fail_b;
     if (!x.read) {
         /* Marked read and the read receipt queued in one transaction. */

@@ -2,7 +2,6 @@
 #include "transport.h"
 
 #include <arpa/inet.h>
-#include <linux/tcp.h>
 #include <netinet/in.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -13,6 +12,7 @@
 #include <libwebsockets.h>
 #include <openssl/ssl.h>
 
+#include "tcpmoved.h"
 #include "tlsbind.h"
 #include "text.h"
 
@@ -253,22 +253,10 @@ static uint64_t ctp_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/*
- * TCP's own count of bytes received and of bytes the peer acknowledged
- * (Linux TCP_INFO, RFC 4898 names): it moves while a long message is still
- * arriving or leaving, before libwebsockets hands over or takes any of it.
- */
+/* TCP's own count of bytes moved on this connection (lib/tcpmoved.h). */
 static uint64_t ctp_tcp_bytes(const struct ctp *c)
 {
-    struct tcp_info ti;
-    socklen_t len = sizeof(ti);
-    int fd;
-
-    memset(&ti, 0, sizeof(ti));
-    if (c->wsi == NULL || (fd = (int)lws_get_socket_fd(c->wsi)) < 0 ||
-        getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
-        return 0;
-    return ti.tcpi_bytes_received + ti.tcpi_bytes_acked;
+    return c->wsi == NULL ? 0 : tcp_moved((int)lws_get_socket_fd(c->wsi));
 }
 
 /*

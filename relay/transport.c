@@ -1,16 +1,14 @@
 /* transport.c - websocket and HTTP server on libwebsockets (see transport.h). */
 #include "transport.h"
 
-#include <linux/tcp.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include <libwebsockets.h>
 #include <openssl/ssl.h>
 
+#include "tcpmoved.h"
 #include "tlsbind.h"
 #include "log.h"
 
@@ -298,14 +296,7 @@ void tp_set_timeout(struct tp_conn *c, unsigned secs)
 
 uint64_t tp_tcp_bytes(struct tp_conn *c)
 {
-    struct tcp_info ti;
-    socklen_t len = sizeof(ti);
-    int fd = (int)lws_get_socket_fd((struct lws *)c);
-
-    memset(&ti, 0, sizeof(ti));
-    if (fd < 0 || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
-        return 0;
-    return ti.tcpi_bytes_received + ti.tcpi_bytes_acked;
+    return tcp_moved((int)lws_get_socket_fd((struct lws *)c));
 }
 
 void tp_close_async(struct tp_conn *c)
