@@ -32,9 +32,7 @@ struct fixture {
 static int setup(void **state)
 {
     static struct fixture f;
-    static char asan[1024];
     const struct tdev *devs[2];
-    const char *old = getenv("ASAN_OPTIONS");
     uint64_t now = tnow();
 
     memset(&f, 0, sizeof(f));
@@ -44,20 +42,9 @@ static int setup(void **state)
     devs[0] = &f.a;
     devs[1] = &f.r;
     assert_int_equal(tpki_write_dir(&f.pki, 1, devs, 2, NULL, 0), 0);
-    /* the relay alone gets the slow disk (in the ASan build the preloaded
-     * library comes before libasan) */
-    snprintf(asan, sizeof(asan), "%s%sverify_asan_link_order=0", old != NULL ? old : "",
-             old != NULL && old[0] != '\0' ? ":" : "");
-    assert_int_equal(setenv("LD_PRELOAD", VALISE_FAULTINJECT, 1), 0);
-    assert_int_equal(setenv("VALISE_SLOW_SYNC_MS", "250", 1), 0);
-    assert_int_equal(setenv("ASAN_OPTIONS", asan, 1), 0);
-    assert_int_equal(trelay_start(&f.relay, &f.pki, NULL), 0);
-    unsetenv("LD_PRELOAD");
-    unsetenv("VALISE_SLOW_SYNC_MS");
-    if (old != NULL)
-        assert_int_equal(setenv("ASAN_OPTIONS", old, 1), 0);
-    else
-        unsetenv("ASAN_OPTIONS");
+    /* the relay alone gets the slow disk */
+    assert_int_equal(trelay_start_slow_sync(&f.relay, &f.pki, NULL, VALISE_FAULTINJECT, 250, NULL),
+                     0);
     assert_int_equal(buf_init(&f.msg, 1 << 20, 0), 0);
     *state = &f;
     return 0;

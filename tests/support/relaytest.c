@@ -449,3 +449,30 @@ void tc_envelope(struct wire_envelope *e, const uint8_t id[static WIRE_ID_LEN],
     e->ct = ct;
     e->ct_len = len;
 }
+
+int trelay_start_slow_sync(struct trelay *r, const struct tpki *p, const char *const *extra,
+                           const char *faultinject_so, unsigned sync_ms, const char *asan_extra)
+{
+    const char *env = getenv("ASAN_OPTIONS");
+    char old[1024], asan[1200], ms[16];
+    int had = env != NULL, rc;
+
+    if (had && strlen(env) >= sizeof(old))
+        return VERR_TOO_LARGE;
+    snprintf(old, sizeof(old), "%s", had ? env : "");
+    snprintf(asan, sizeof(asan), "%s%sverify_asan_link_order=0%s%s", old, old[0] != 0 ? ":" : "",
+             asan_extra != NULL ? ":" : "", asan_extra != NULL ? asan_extra : "");
+    snprintf(ms, sizeof(ms), "%u", sync_ms);
+    if (setenv("LD_PRELOAD", faultinject_so, 1) != 0 || setenv("VALISE_SLOW_SYNC_MS", ms, 1) != 0 ||
+        setenv("ASAN_OPTIONS", asan, 1) != 0)
+        rc = VERR_NOMEM;
+    else
+        rc = trelay_start(r, p, extra);
+    unsetenv("LD_PRELOAD");
+    unsetenv("VALISE_SLOW_SYNC_MS");
+    if (had)
+        (void)setenv("ASAN_OPTIONS", old, 1);
+    else
+        unsetenv("ASAN_OPTIONS");
+    return rc;
+}

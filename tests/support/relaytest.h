@@ -62,6 +62,17 @@ int tpki_relay_cert(const struct tpki *p, const char *data_dir, const char *rela
  * the relay id in extra (--relay-id, default valise-relay) is made first.
  */
 int trelay_start(struct trelay *r, const struct tpki *p, const char *const *extra) VL_MUST_CHECK;
+/*
+ * The same with a slow disk for the relay alone: the fault-injection library
+ * (faultinject_so, tests/fault) preloaded with VALISE_SLOW_SYNC_MS=sync_ms, so
+ * each of its syncs takes that long. asan_extra (or NULL) is added to
+ * ASAN_OPTIONS for the relay (in the ASan build the preloaded library comes
+ * before libasan: verify_asan_link_order=0 is always added). The test's own
+ * environment is as it was on return.
+ */
+int trelay_start_slow_sync(struct trelay *r, const struct tpki *p, const char *const *extra,
+                           const char *faultinject_so, unsigned sync_ms,
+                           const char *asan_extra) VL_MUST_CHECK;
 /* Sends sig; for SIGTERM and SIGKILL waits for the exit and returns its status. */
 int trelay_signal(struct trelay *r, int sig);
 /* 1 if the relay's log contains the bytes. */
