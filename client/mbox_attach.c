@@ -1188,11 +1188,11 @@ int mba_save(struct mbox *m, const struct attach_desc *d,
     return attach_open_file(d, ct, out, progress, pctx);
 }
 
-int mba_upload_state(struct mbox *m, const uint8_t id[static ATTACH_ID_LEN], uint64_t size,
-                     struct mba_up_state *out)
+/* An upload's state from its record (u NULL: there is none) and its sealed copy. */
+static int up_state(struct mbox *m, const uint8_t id[static ATTACH_ID_LEN], uint64_t size,
+                    const struct uprec *u, struct mba_up_state *out)
 {
     struct attach_desc d;
-    struct uprec u;
     char ct[4300];
     uint32_t held = 0;
     int r;
@@ -1206,15 +1206,13 @@ int mba_upload_state(struct mbox *m, const uint8_t id[static ATTACH_ID_LEN], uin
     if ((r = mba_path(m, id, "ct", ct, sizeof(ct))) != 0 || (r = attach_held(ct, &d, &held)) != 0)
         return r;
     out->copy = out->c != 0 && held == out->c;
-    if ((r = up_get(m, id, &u)) == VERR_UNKNOWN) {
+    if (u == NULL) {
         out->state = MBA_UP_NONE; /* not this device's upload (sent from another device) */
         return 0;
     }
-    if (r != 0)
-        return r;
-    out->stored = u.stored;
-    out->reason = u.reason;
-    switch (u.state) {
+    out->stored = u->stored;
+    out->reason = u->reason;
+    switch (u->state) {
     case UP_DONE:
         out->state = MBA_UP_DONE;
         break;
@@ -1229,10 +1227,24 @@ int mba_upload_state(struct mbox *m, const uint8_t id[static ATTACH_ID_LEN], uin
         if (!out->copy)
             out->state = MBA_UP_LOST;
         else
-            out->state = u.state == UP_OPEN && u.stored > 0 ? MBA_UP_SENDING : MBA_UP_WAITING;
+            out->state = u->state == UP_OPEN && u->stored > 0 ? MBA_UP_SENDING : MBA_UP_WAITING;
     }
-    free(u.rcpt);
     return 0;
+}
+
+int mba_upload_state(struct mbox *m, const uint8_t id[static ATTACH_ID_LEN], uint64_t size,
+                     struct mba_up_state *out)
+{
+    struct uprec u;
+    int r = up_get(m, id, &u);
+
+    if (r == VERR_UNKNOWN)
+        return up_state(m, id, size, NULL, out);
+    if (r != 0)
+        return r;
+    r = up_state(m, id, size, &u, out);
+    free(u.rcpt);
+    return r;
 }
 
 /* ---- housekeeping (PROTOCOL.md part 4 "What stays on the device") ---- */
@@ -1458,12 +1470,13 @@ int mba_uploads(struct mbox *m, struct mba_upload **list, size_t *n)
         struct uprec u;
         if ((r = up_get(m, ids.id[i], &u)) != 0)
             goto out;
-        free(u.rcpt);
         memcpy(l[k].id, ids.id[i], ATTACH_ID_LEN);
         l[k].seq = u.seq;
         l[k].size = u.size;
         /* the same state, in the same words, as `valise outbox` */
-        if ((r = mba_upload_state(m, ids.id[i], u.size, &l[k].st)) != 0)
+        r = up_state(m, ids.id[i], u.size, &u, &l[k].st);
+        free(u.rcpt);
+        if (r != 0)
             goto out;
         k++;
     }
